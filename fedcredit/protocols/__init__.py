@@ -1,0 +1,1 @@
+"""Federated protocols: one folder per protocol, one file per role."""

@@ -1,0 +1,97 @@
+"""What a job step gets from the party process, and what it gives back.
+
+A step (``kind = "psi"``, ``"secureboost"``, ...) is a function
+``run(ctx: StepContext) -> dict``. The same function runs on every party; it
+branches on ``ctx.role``. It talks to peers only through ``ctx.channel``
+(already namespaced to ``<job_id>/<step name>``), reads this party's own
+table from ``ctx.data``, reads earlier steps' outputs from ``ctx.state`` and
+leaves its own there for later steps, writes artifacts (model parts, plots)
+under ``ctx.workdir``, and returns a JSON-able dict for the run report.
+
+Roles: ``guest`` (the label holder, normally the bank and the initiator),
+``host`` (a feature holder), ``arbiter`` (a key holder with no data),
+``client`` and ``aggregator`` (horizontal training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..transport.base import Channel
+
+__all__ = ["StepContext", "ROLES"]
+
+ROLES = ("guest", "host", "arbiter", "client", "aggregator")
+
+
+def _no_progress(message: str, fraction: float | None = None) -> None:
+    pass
+
+
+def _never_cancelled() -> None:
+    pass
+
+
+@dataclass
+class StepContext:
+    """Everything one party's side of one job step needs.
+
+    Attributes
+    ----------
+    job_id, step, kind : str
+        The job, this step's name within it, and its kind (``"psi"``...).
+    party : str
+        This party's name.
+    roles : dict of str to str
+        Every participating party's role in this job.
+    params : dict
+        The step's parameters from the job file (the step validates them).
+    channel : Channel
+        Namespaced to this job and step.
+    data : fedcredit.data.Table or None
+        This party's own table (None for an arbiter or aggregator without data).
+    state : dict
+        Per-job, per-party outputs of earlier steps (e.g. ``state["psi"]``).
+    workdir : Path
+        Directory for this step's artifacts on this party.
+    progress : callable(message, fraction or None)
+        Report progress to the initiator's CLI.
+    check_cancelled : callable()
+        Raises ``JobCancelled`` once the job is cancelled; call it between rounds.
+    policy : object or None
+        This party's policy (``fedcredit.config.Policy``), e.g. ``min_intersection``.
+    """
+
+    job_id: str
+    step: str
+    kind: str
+    party: str
+    roles: dict[str, str]
+    params: dict[str, Any]
+    channel: Channel
+    data: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path("."))
+    progress: Callable[[str, float | None], None] = _no_progress
+    check_cancelled: Callable[[], None] = _never_cancelled
+    policy: Any = None
+
+    @property
+    def role(self) -> str:
+        return self.roles[self.party]
+
+    def parties_with(self, role: str) -> list[str]:
+        """Parties holding ``role``, in a stable (sorted) order."""
+        return sorted(p for p, r in self.roles.items() if r == role)
+
+    @property
+    def guest(self) -> str:
+        (g,) = self.parties_with("guest") or [None]
+        return g
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.parties_with("host")

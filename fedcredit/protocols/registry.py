@@ -1,0 +1,24 @@
+"""Job step kinds → the function that runs them (imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from ..errors import ConfigError
+
+__all__ = ["STEP_KINDS", "get_step"]
+
+# kind -> "module:function"; each function is ``run(ctx: StepContext) -> dict``.
+STEP_KINDS: dict[str, str] = {
+    "handshake": "fedcredit.protocols.handshake:run",
+}
+
+
+def get_step(kind: str) -> Callable:
+    try:
+        target = STEP_KINDS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown step kind {kind!r}; known kinds: {', '.join(sorted(STEP_KINDS))}") from None
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
