@@ -195,5 +195,5 @@ class Channel:
 
     @staticmethod
     def _check_tag(tag: str) -> None:
-        if not isinstance(tag, str) or not _TAG_RE.match(tag):
+        if not isinstance(tag, str) or not _TAG_RE.match(tag) or any(part in (".", "..") for part in tag.split("/")):
             raise ProtocolError(f"invalid tag {tag!r}: use '/'-separated parts of [A-Za-z0-9_.:=-]")
