@@ -1,0 +1,1 @@
+"""Party-agnostic model math: logistic, tree, WOE binning, scorecard, metrics."""
