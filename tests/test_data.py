@@ -1,0 +1,82 @@
+"""Table loading: shipped data, and a clear error naming file and column for each bad input."""
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from fedcredit.data import Table, load_table
+from fedcredit.errors import DataError
+
+
+def test_load_credit3_bank():
+    t = load_table(data_path("credit3", "bank.csv"), party="bank", label_column="default_next_month")
+    assert len(t) == 28000 and t.X.shape == (28000, 7)
+    assert t.feature_names[0] == "bank.limit_bal"
+    assert set(np.unique(t.y)) == {0, 1} and t.y.dtype == np.int8
+    assert all(len(i) == 18 for i in t.ids[:100])
+
+
+def test_feature_names_namespaced_by_party():
+    g = load_table(data_path("default_credit", "hetero_guest.csv"), party="guest", label_column="y")
+    h = load_table(data_path("default_credit", "hetero_host.csv"), party="host")
+    assert "x0" in g.columns and "x0" in h.columns
+    assert not set(g.feature_names) & set(h.feature_names)
+
+
+def _write(tmp_path, text, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_missing_values_become_nan(tmp_path):
+    p = _write(tmp_path, "id,a,b\n x1 ,1,\n2,NA,3.5\n")
+    t = load_table(p, party="p")
+    assert list(t.ids) == ["x1", "2"]
+    assert np.isnan(t.X[0, 1]) and np.isnan(t.X[1, 0]) and t.X[1, 1] == 3.5
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, match",
+    [
+        ("id,a\n1,2\n", {"id_column": "key"}, r"t\.csv: missing column\(s\) 'key'"),
+        ("id,a\n1,2\n", {"label_column": "y"}, r"t\.csv: missing column\(s\) 'y'"),
+        ("id,a\n1,2\n1,3\n", {}, r"t\.csv, column 'id': 1 duplicate id\(s\), e\.g\. '1'"),
+        ("id,a\n1,2\n2,abc\n", {}, r"t\.csv, line 3, column 'a': non-numeric value 'abc'"),
+        ("id,a\n1,inf\n", {}, r"t\.csv, line 2, column 'a': infinite value"),
+        ("id,a\n", {}, r"t\.csv: the table is empty"),
+        ("", {}, r"t\.csv: the file is empty"),
+        ("id,a,y\n1,2,0\n2,3,2\n", {"label_column": "y"}, r"t\.csv, column 'y': the label must be binary 0/1, found values 0, 2"),
+        ("id,a,y\n1,2,0\n2,3,\n", {"label_column": "y"}, r"column 'y': 1 missing label"),
+        ("id,a,y\n1,2,1\n2,3,1\n", {"label_column": "y"}, r"column 'y': the label has a single class"),
+        ("id,a\n1,2\n,3\n", {}, r"column 'id': 1 empty id"),
+        ("id,a\n1,2,3\n", {}, r"line 2: 3 fields, the header has 2"),
+        ("id,a,a\n1,2,3\n", {}, r"duplicate column name\(s\) 'a'"),
+    ],
+)
+def test_bad_input_names_file_and_column(tmp_path, text, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        load_table(_write(tmp_path, text), party="p", **kwargs)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        load_table(tmp_path / "nope.csv", party="p")
+
+
+def test_take_and_select():
+    t = Table.from_arrays("p", ["a", "b", "c"], [[1, 10], [2, 20], [3, 30]], ["u", "v"], y=[0, 1, 0])
+    s = t.take([2, 0]).select(["p.v"])
+    assert list(s.ids) == ["c", "a"] and s.X.tolist() == [[30.0], [10.0]] and s.y.tolist() == [0, 0]
+    with pytest.raises(DataError, match="no column"):
+        t.select(["w"])
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "x": [1.0, None], "y": [0, 1]}), p)
+    t = load_table(p, party="p", label_column="y")
+    assert t.y.tolist() == [0, 1] and np.isnan(t.X[1, 0])
