@@ -54,7 +54,7 @@ def load_suite(name: str):
 
 def run_one(name: str, argv: list[str]) -> dict:
     mod = load_suite(name)
-    p = argparse.ArgumentParser(prog=f"run.py {name}", description=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+    p = argparse.ArgumentParser(prog=f"run.py {name}", conflict_handler="resolve", description=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
     p.add_argument("--out", type=Path, help="write the JSON result here")
     p.add_argument("--quick", action="store_true", help="a small configuration for smoke checks")
     mod.add_arguments(p)
