@@ -1,0 +1,903 @@
+"""gRPC transport: tagged messages between parties over mutual TLS.
+
+One :class:`GrpcTransport` per party process owns a gRPC server (the
+``Federation`` service of ``protos/fedcredit/v1/federation.proto``, plus any
+servicers the party adds before :meth:`GrpcTransport.start`) and one cached
+mTLS client channel per peer. :meth:`GrpcTransport.channel` gives a
+:class:`~fedcredit.transport.base.Channel` for one job; protocols only ever see
+that Channel.
+
+Security
+--------
+* Mutual TLS is the default and the only mode unless ``insecure=True`` is
+  passed explicitly (and then ``tls`` must be ``None``: contradictory options
+  are refused). The server requires a client certificate signed by the
+  federation CA.
+* The sender of a message is the party name in the caller's verified
+  certificate (SAN URI ``fedcredit://party/<name>``, equal to its CN), never a
+  message field: a header claiming another sender is refused with
+  PERMISSION_DENIED, as is any caller not in the current peer list
+  (:meth:`GrpcTransport.set_peers` revokes a peer at its next message).
+* A client checks the server's certificate against the peer's *party name*
+  (target-name override), so a peer's address cannot be hijacked by another
+  member of the federation.
+* Messages are bounded (``max_message_bytes`` per message, ``MAX_CHUNK_BYTES``
+  per chunk, ``max_buffer_bytes`` for everything received but not yet taken),
+  checked against their SHA-256 digest, and delivered at most once per
+  ``(job, sender, tag)``: a retried push with the same message id is
+  acknowledged as a duplicate; a second message under a taken tag is refused.
+
+Delivery
+--------
+Each message is one client-streaming ``Push`` RPC (chunks of at most
+``MAX_CHUNK_BYTES``) with a deadline; ``UNAVAILABLE`` is retried with
+exponential backoff and jitter, keeping the message id. Messages may arrive
+before the receiver calls ``recv`` or even before it opened the job: they are
+buffered. While a ``recv`` waits, the peer is pinged every
+``probe_interval`` seconds; a peer that answers UNAVAILABLE for
+``liveness_grace`` seconds (its process died) fails the wait with a
+:class:`~fedcredit.errors.PeerError` naming it, well before the timeout.
+
+This is the only module that sets gRPC message-size limits (:func:`grpc_options`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from .._proto import federation_pb2 as pb
+from .._proto import federation_pb2_grpc as pb_grpc
+from ..certs import LoadedTls, TlsFiles, check_party_name, load_tls, party_name_from_cert
+from ..errors import ConfigError, FedcreditError, PeerError, ProtocolError
+from .base import DEFAULT_TIMEOUT, Backend, Channel
+
+__all__ = [
+    "GrpcTransport",
+    "GrpcBackend",
+    "peer_identity",
+    "grpc_options",
+    "MAX_CHUNK_BYTES",
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+]
+
+log = logging.getLogger("fedcredit.transport")
+
+#: Largest payload slice in one Chunk. gRPC's own frame limit (see :func:`grpc_options`) is this plus headroom.
+MAX_CHUNK_BYTES = 4 * 2**20
+#: Chunk size used when sending.
+DEFAULT_CHUNK_BYTES = 1 * 2**20
+#: Largest reassembled message a party accepts by default.
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 2**20
+_FRAME_HEADROOM = 64 * 1024
+_INSECURE_PARTY_MD = "x-fedcredit-insecure-party"
+_PUSH = "/fedcredit.v1.Federation/Push"
+_PING = "/fedcredit.v1.Federation/Ping"
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:=\-]{1,128}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_.:=\-]+(/[A-Za-z0-9_.:=\-]+)*$")
+_MAX_TAG = 1024
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+def grpc_options() -> list[tuple[str, int]]:
+    """gRPC channel/server options every fedcredit endpoint uses.
+
+    The per-frame message limit is :data:`MAX_CHUNK_BYTES` plus headroom for
+    the chunk header: larger payloads are chunked by the Federation service,
+    and the Control/Health services only carry small messages.
+    """
+    limit = MAX_CHUNK_BYTES + _FRAME_HEADROOM
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+_CLIENT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.enable_retries", 0),  # we retry ourselves, keeping the message id
+]
+
+
+# --------------------------------------------------------------------------- identity
+
+_NAME_CACHE: dict[bytes, str] = {}
+_NAME_CACHE_LOCK = threading.Lock()
+
+
+def _name_from_pem(pem: bytes) -> str:
+    with _NAME_CACHE_LOCK:
+        name = _NAME_CACHE.get(pem)
+    if name is None:
+        name = party_name_from_cert(pem)
+        with _NAME_CACHE_LOCK:
+            if len(_NAME_CACHE) > 1024:
+                _NAME_CACHE.clear()
+            _NAME_CACHE[pem] = name
+    return name
+
+
+def peer_identity(context: grpc.ServicerContext) -> str:
+    """The calling party's name, from its verified client certificate.
+
+    For use at the top of any servicer method on a :class:`GrpcTransport`
+    server. gRPC has already verified the certificate chain against the
+    federation CA (``require_client_auth``); this reads the party name from
+    the certificate's SAN URI and checks it against the CN. A call without a
+    certificate is aborted with UNAUTHENTICATED.
+
+    On a server started with ``insecure=True`` (tests only) there is no
+    certificate and the name is read from the ``x-fedcredit-insecure-party``
+    metadata the insecure client adds.
+
+    Note: this does not check the peer list; use
+    :meth:`GrpcTransport.authorize` for that.
+    """
+    auth = context.auth_context() or {}
+    if auth.get("transport_security_type") == [b"ssl"]:
+        pems = auth.get("x509_pem_cert")
+        if not pems:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate: mutual TLS is required")
+        try:
+            name = _name_from_pem(pems[0])
+        except ConfigError as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unusable client certificate: {exc}")
+        cns = auth.get("x509_common_name") or []
+        if cns and cns[0].decode(errors="replace") != name:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "client certificate CN disagrees with its party URI")
+        return name
+    for key, value in context.invocation_metadata() or ():
+        if key == _INSECURE_PARTY_MD and isinstance(value, str) and value:
+            return value
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate: mutual TLS is required")
+    raise AssertionError("unreachable")  # pragma: no cover - context.abort raises
+
+
+# --------------------------------------------------------------------------- wire helpers
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _encode_chunks(header: bytes, payload: bytes, chunk: int) -> Iterator[bytes]:
+    """Serialize ``Chunk`` messages directly (one copy of each payload slice, no intermediate objects).
+
+    Produces exactly the wire bytes of ``Chunk(header=..., seq=i, data=slice)``.
+    """
+    mv = memoryview(payload)
+    n = len(payload)
+    count = max(1, -(-n // chunk))
+    for seq in range(count):
+        part = mv[seq * chunk : (seq + 1) * chunk]
+        pre = b""
+        if seq == 0:
+            pre = b"\x0a" + _varint(len(header)) + header
+        else:
+            pre = b"\x10" + _varint(seq)
+        yield b"".join((pre, b"\x1a", _varint(len(part)), part))
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+def _chunk_count(n: int, chunk: int) -> int:
+    return max(1, -(-n // chunk))
+
+
+# --------------------------------------------------------------------------- mailbox
+
+class _Mailbox:
+    """Messages received but not yet taken, keyed by (job, sender, tag)."""
+
+    def __init__(self, max_bytes: int):
+        self.cv = threading.Condition()
+        self.max_bytes = max_bytes
+        self.used = 0  # stored + reserved bytes
+        self.boxes: dict[tuple[str, str, str], bytes] = {}
+        self.ids: dict[tuple[str, str, str], str] = {}  # message id stored/delivered under each key
+        self.failed: dict[tuple[str, str], str] = {}  # (job, sender) -> reason ; sender "*" = whole job
+        self.closed: set[str] = set()
+        self.shutdown_reason: str | None = None
+
+    # -- server side
+    def admit(self, job: str, sender: str, tag: str, message_id: str, size: int) -> str:
+        """Check a header before reading its chunks: 'new' (bytes reserved), 'duplicate', or raise _Refuse."""
+        with self.cv:
+            if self.shutdown_reason is not None:
+                raise _Refuse(grpc.StatusCode.UNAVAILABLE, "party is shutting down")
+            if job in self.closed:
+                raise _Refuse(grpc.StatusCode.FAILED_PRECONDITION, f"job {job!r} is closed on this party")
+            key = (job, sender, tag)
+            prev = self.ids.get(key)
+            if prev == message_id:
+                return "duplicate"
+            if prev is not None:
+                raise _Refuse(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"a different message was already received under tag {tag!r} in job {job!r} (replay?)",
+                )
+            if self.used + size > self.max_bytes:
+                raise _Refuse(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"receive buffer full ({self.used} of {self.max_bytes} bytes held); message of {size} bytes refused",
+                )
+            self.used += size
+            return "new"
+
+    def release(self, size: int) -> None:
+        with self.cv:
+            self.used -= size
+
+    def put(self, job: str, sender: str, tag: str, message_id: str, payload: bytes, reserved: int) -> bool:
+        """Store a reassembled message; False if a concurrent duplicate won the race."""
+        with self.cv:
+            self.used -= reserved
+            key = (job, sender, tag)
+            if job in self.closed or key in self.ids:
+                return False
+            self.ids[key] = message_id
+            self.boxes[key] = payload
+            self.used += len(payload)
+            self.cv.notify_all()
+            return True
+
+    def fail(self, job: str, sender: str, reason: str) -> None:
+        with self.cv:
+            self.failed.setdefault((job, sender), reason)
+            self.cv.notify_all()
+
+    def close_job(self, job: str) -> None:
+        with self.cv:
+            self.closed.add(job)
+            for key in [k for k in self.boxes if k[0] == job]:
+                self.used -= len(self.boxes.pop(key))
+            for key in [k for k in self.ids if k[0] == job]:
+                del self.ids[key]
+            for key in [k for k in self.failed if k[0] == job]:
+                del self.failed[key]
+            self.cv.notify_all()
+
+    def open_job(self, job: str) -> None:
+        with self.cv:
+            self.closed.discard(job)
+
+    def shutdown(self, reason: str) -> None:
+        with self.cv:
+            self.shutdown_reason = reason
+            self.cv.notify_all()
+
+    # -- receiver side
+    def take(
+        self,
+        job: str,
+        sender: str,
+        tag: str,
+        timeout: float,
+        *,
+        me: str,
+        idle: Callable[[], None] | None = None,
+        idle_every: float = 1.0,
+    ) -> bytes:
+        deadline = time.monotonic() + timeout
+        next_idle = time.monotonic() + idle_every
+        key = (job, sender, tag)
+        while True:
+            with self.cv:
+                while True:
+                    payload = self.boxes.pop(key, None)
+                    if payload is not None:
+                        self.used -= len(payload)
+                        return payload
+                    if job in self.closed:
+                        raise PeerError(f"job {job!r} was closed on {me!r} while waiting for {tag!r} from {sender!r}", peer=sender)
+                    if (job, sender) in self.failed:
+                        raise PeerError(self.failed[(job, sender)], peer=sender)
+                    if (job, "*") in self.failed:
+                        raise PeerError(self.failed[(job, "*")], peer=me)
+                    if self.shutdown_reason is not None:
+                        raise PeerError(
+                            f"transport of {me!r} stopped ({self.shutdown_reason}) while waiting for {tag!r} from {sender!r}",
+                            peer=sender,
+                        )
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise PeerError(f"timed out after {timeout:g}s waiting for {tag!r} from {sender!r}", peer=sender)
+                    if idle is not None and now >= next_idle:
+                        break
+                    self.cv.wait(min(deadline, next_idle if idle is not None else deadline, now + 1.0) - now)
+            idle()  # outside the lock; raises PeerError when the peer is gone
+            next_idle = time.monotonic() + idle_every
+
+
+class _Refuse(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self.code, self.details = code, details
+        super().__init__(details)
+
+
+# --------------------------------------------------------------------------- server
+
+class _FederationServicer(pb_grpc.FederationServicer):
+    def __init__(self, transport: "GrpcTransport"):
+        self.t = transport
+
+    def Push(self, request_iterator, context):
+        sender = self.t.authorize(context)
+        try:
+            return self._push(sender, request_iterator, context)
+        except _Refuse as r:
+            log.warning("%s refused a message from %s: %s", self.t.party, sender, r.details)
+            context.abort(r.code, r.details)
+
+    def _push(self, sender: str, requests, context) -> pb.PushAck:
+        first = next(requests, None)
+        if first is None:
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "empty push: no chunks")
+        if not first.HasField("header") or first.seq != 0:
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "the first chunk must carry the header and seq 0")
+        h = first.header
+        if h.sender != sender:
+            raise _Refuse(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"message claims sender {h.sender!r} but the client certificate is {sender!r}",
+            )
+        if not _ID_RE.match(h.job_id):
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job id {h.job_id[:140]!r}")
+        if h.kind == pb.MESSAGE_KIND_ABORT:
+            reason = h.reason[:2000] or "no reason given"
+            log.info("%s: peer %s aborted job %s: %s", self.t.party, sender, h.job_id, reason)
+            self.t._mailbox.fail(h.job_id, sender, f"peer {sender!r} aborted job {h.job_id!r}: {reason}")
+            return pb.PushAck()
+        if h.kind != pb.MESSAGE_KIND_DATA:
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"unknown message kind {h.kind}")
+        if len(h.tag) > _MAX_TAG or not _TAG_RE.match(h.tag):
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid tag {h.tag[:140]!r}")
+        if not _ID_RE.match(h.message_id):
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "invalid message id")
+        if len(h.sha256) != 32:
+            raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "header sha256 must be 32 bytes")
+        total = h.total_size
+        if total > self.t.max_message_bytes:
+            raise _Refuse(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"message {h.tag!r} of {total} bytes exceeds this party's limit of {self.t.max_message_bytes} bytes",
+            )
+        status = self.t._mailbox.admit(h.job_id, sender, h.tag, h.message_id, total)
+        if status == "duplicate":
+            return pb.PushAck(duplicate=True, received_bytes=total)
+        try:
+            parts: list[bytes] = []
+            got = 0
+            digest = hashlib.sha256()
+            expected = 0
+            chunk = first
+            while chunk is not None:
+                if chunk.seq != expected:
+                    raise _Refuse(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"chunk {chunk.seq} of {h.tag!r} out of order: expected chunk {expected} (missing chunk?)",
+                    )
+                if expected and chunk.HasField("header"):
+                    raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"chunk {expected} of {h.tag!r} repeats the header")
+                data = chunk.data
+                if len(data) > MAX_CHUNK_BYTES:
+                    raise _Refuse(grpc.StatusCode.RESOURCE_EXHAUSTED, f"chunk of {len(data)} bytes exceeds {MAX_CHUNK_BYTES}")
+                got += len(data)
+                if got > total:
+                    raise _Refuse(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"message {h.tag!r} carries more than its declared {total} bytes",
+                    )
+                digest.update(data)
+                parts.append(data)
+                expected += 1
+                chunk = next(requests, None)
+            if got != total or (h.chunk_count and expected != h.chunk_count):
+                raise _Refuse(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"incomplete message {h.tag!r}: {got} of {total} bytes in {expected} of {h.chunk_count} chunks",
+                )
+            if not secrets.compare_digest(digest.digest(), h.sha256):
+                raise _Refuse(grpc.StatusCode.DATA_LOSS, f"message {h.tag!r} does not match its sha256 digest")
+            payload = parts[0] if len(parts) == 1 else b"".join(parts)
+            del parts
+        except BaseException:
+            self.t._mailbox.release(total)
+            raise
+        stored = self.t._mailbox.put(h.job_id, sender, h.tag, h.message_id, payload, total)
+        return pb.PushAck(duplicate=not stored, received_bytes=total)
+
+    def Ping(self, request, context):
+        self.t.authorize(context)
+        return pb.PingReply(party=self.t.party)
+
+
+# --------------------------------------------------------------------------- client metadata (insecure mode only)
+
+class _PartyMetadata(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the claimed party name to every call on an insecure channel (tests only)."""
+
+    def __init__(self, party: str):
+        self.md = (_INSECURE_PARTY_MD, party)
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self.md]
+        return d._replace(metadata=md) if hasattr(d, "_replace") else _CallDetails(d, md)
+
+    def intercept_unary_unary(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_unary_stream(self, cont, d, req):
+        return cont(self._details(d), req)
+
+    def intercept_stream_unary(self, cont, d, it):
+        return cont(self._details(d), it)
+
+    def intercept_stream_stream(self, cont, d, it):
+        return cont(self._details(d), it)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.credentials = d.method, d.timeout, d.credentials
+        self.wait_for_ready, self.compression = getattr(d, "wait_for_ready", None), getattr(d, "compression", None)
+        self.metadata = metadata
+
+
+# --------------------------------------------------------------------------- transport
+
+class GrpcTransport:
+    """A party's gRPC endpoint: Federation server, mTLS client channels, per-job Channels.
+
+    Parameters
+    ----------
+    party : str
+        This party's name; must match the name in ``tls.cert``.
+    listen : str
+        ``"host:port"`` to bind (port 0 picks a free port; see :meth:`start`).
+    tls : TlsFiles or None
+        CA, certificate and key. Required unless ``insecure=True``.
+    peers : dict of str to str
+        ``{party name: "host:port"}`` of every party this one talks to. Only
+        these may send to it.
+    insecure : bool, default=False
+        Plaintext without authentication, for local experiments only. The
+        sender is then whatever the caller claims. Must not be combined with
+        ``tls``.
+    max_message_bytes : int, default=512 MiB
+        Largest message this party sends or accepts.
+    deadline : float, default=60
+        Seconds allowed for one push (all its chunks) and for a never-seen
+        peer to come up.
+    retries : int, default=5
+        Extra attempts of a push that failed with UNAVAILABLE (backoff
+        0.2 s doubling to 5 s, with jitter; the same message id, so a push
+        that did arrive is not delivered twice).
+    max_buffer_bytes : int, optional
+        Bound on bytes received but not yet taken by ``recv`` (all jobs and
+        peers together). Defaults to ``2 * max_message_bytes``.
+    chunk_bytes : int, default=1 MiB
+        Payload bytes per chunk sent (at most ``MAX_CHUNK_BYTES``).
+    probe_interval : float, default=1
+        While a ``recv`` waits, ping the peer this often.
+    liveness_grace : float, default=2
+        A peer seen alive before that answers UNAVAILABLE for this long is
+        declared gone and the waiting ``recv`` fails.
+    max_workers : int, default=32
+        Server threads (each in-flight push or stream holds one).
+
+    Examples
+    --------
+    >>> t = GrpcTransport(party="bank", listen="127.0.0.1:0", tls=tls,
+    ...                   peers={"gov": "127.0.0.1:7002"})        # doctest: +SKIP
+    >>> port = t.start()                                           # doctest: +SKIP
+    >>> ch = t.channel("job-1")                                    # doctest: +SKIP
+    >>> ch.send("gov", "hello", {"rows": 3})                       # doctest: +SKIP
+    >>> t.stop()                                                   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        listen: str,
+        tls: TlsFiles | None,
+        peers: dict[str, str],
+        insecure: bool = False,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        deadline: float = 60.0,
+        retries: int = 5,
+        max_buffer_bytes: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        probe_interval: float = 1.0,
+        liveness_grace: float = 2.0,
+        max_workers: int = 32,
+    ):
+        check_party_name(party)
+        if type(insecure) is not bool:
+            raise ConfigError(f"insecure must be a bool, got {type(insecure).__name__}")
+        if insecure and tls is not None:
+            raise ConfigError("contradictory TLS options: insecure=True together with tls files; choose one")
+        if not insecure and tls is None:
+            raise ConfigError(
+                "mutual TLS is required: pass tls=TlsFiles(ca, cert, key) "
+                "(insecure=True exists for local experiments only)"
+            )
+        if tls is not None and not isinstance(tls, TlsFiles):
+            raise ConfigError(f"tls must be a TlsFiles, got {type(tls).__name__}")
+        _check_int("max_message_bytes", max_message_bytes, 1)
+        _check_int("retries", retries, 0)
+        _check_int("chunk_bytes", chunk_bytes, 1, MAX_CHUNK_BYTES)
+        _check_int("max_workers", max_workers, 2)
+        for name, v in (("deadline", deadline), ("probe_interval", probe_interval), ("liveness_grace", liveness_grace)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"The {name!r} parameter of GrpcTransport must be a number > 0. Got {v!r} instead.")
+        if max_buffer_bytes is None:
+            max_buffer_bytes = 2 * max_message_bytes
+        _check_int("max_buffer_bytes", max_buffer_bytes, max_message_bytes)
+
+        self.party = party
+        self.listen = listen
+        self.insecure = insecure
+        self.max_message_bytes = max_message_bytes
+        self.deadline = float(deadline)
+        self.retries = retries
+        self.chunk_bytes = chunk_bytes
+        self.probe_interval = float(probe_interval)
+        self.liveness_grace = float(liveness_grace)
+        self._tls: LoadedTls | None = load_tls(tls, expect_party=party) if tls is not None else None
+        self._lock = threading.RLock()
+        self._peers: dict[str, str] = self._check_peers(peers)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._seen_alive: set[str] = set()
+        self._down_since: dict[str, float] = {}
+        self._mailbox = _Mailbox(max_buffer_bytes)
+        self._port: int | None = None
+        self._stopped = False
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"fedcredit-{party}"),
+            options=grpc_options(),
+        )
+        pb_grpc.add_FederationServicer_to_server(_FederationServicer(self), self._server)
+
+    # -- lifecycle -----------------------------------------------------------
+    @property
+    def server(self) -> grpc.Server:
+        """The gRPC server; add Control/Health servicers to it before :meth:`start`."""
+        return self._server
+
+    @property
+    def port(self) -> int | None:
+        """The bound port once started."""
+        return self._port
+
+    @property
+    def peers(self) -> dict[str, str]:
+        """Current ``{peer: address}``."""
+        with self._lock:
+            return dict(self._peers)
+
+    def start(self) -> int:
+        """Bind ``listen`` and start serving; returns the bound port.
+
+        Raises
+        ------
+        ConfigError
+            The address cannot be bound.
+        """
+        with self._lock:
+            if self._port is not None:
+                raise ConfigError(f"transport of {self.party!r} already started on port {self._port}")
+            if self._stopped:
+                raise ConfigError(f"transport of {self.party!r} was stopped; create a new one")
+            try:
+                if self._tls is None:
+                    port = self._server.add_insecure_port(self.listen)
+                else:
+                    creds = grpc.ssl_server_credentials(
+                        [(self._tls.key_pem, self._tls.cert_pem)],
+                        root_certificates=self._tls.ca_pem,
+                        require_client_auth=True,
+                    )
+                    port = self._server.add_secure_port(self.listen, creds)
+            except RuntimeError as exc:
+                raise ConfigError(f"cannot listen on {self.listen!r}: {exc}") from None
+            if not port:
+                raise ConfigError(f"cannot listen on {self.listen!r} (address in use or invalid)")
+            self._server.start()
+            self._port = port
+            log.info("%s listening on port %d (%s)", self.party, port, "INSECURE" if self.insecure else "mTLS")
+            return port
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop serving (in-flight pushes get ``grace`` seconds), fail pending receives, close client channels."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            channels, self._channels = list(self._channels.values()), {}
+        self._mailbox.shutdown("stopped")
+        try:
+            self._server.stop(grace).wait(grace + 1.0)
+        finally:
+            for ch in channels:
+                ch.close()
+
+    def __enter__(self) -> "GrpcTransport":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- peers -----------------------------------------------------------------
+    def _check_peers(self, peers: dict[str, str]) -> dict[str, str]:
+        if not isinstance(peers, dict):
+            raise ConfigError(f"peers must be a dict of name -> 'host:port', got {type(peers).__name__}")
+        out = {}
+        for name, addr in peers.items():
+            check_party_name(name)
+            if name == self.party:
+                raise ConfigError(f"party {name!r} cannot list itself as a peer")
+            if not isinstance(addr, str) or ":" not in addr:
+                raise ConfigError(f"address of peer {name!r} must be 'host:port', got {addr!r}")
+            out[name] = addr
+        return out
+
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """Replace the peer list without a restart.
+
+        A removed peer is refused from its next message or call on; a peer
+        whose address changed gets a new client channel.
+        """
+        new = self._check_peers(peers)
+        with self._lock:
+            stale = [p for p, ch in self._channels.items() if new.get(p) != self._peers.get(p)]
+            old_channels = [self._channels.pop(p) for p in stale]
+            self._peers = new
+            for p in stale:
+                self._seen_alive.discard(p)
+                self._down_since.pop(p, None)
+        for ch in old_channels:
+            ch.close()
+        log.info("%s: peers set to %s", self.party, sorted(new))
+
+    def authorize(self, context: grpc.ServicerContext) -> str:
+        """The caller's party name (from its certificate), aborting the call unless it is a current peer."""
+        name = peer_identity(context)
+        with self._lock:
+            listed = name in self._peers
+        if not listed:
+            log.warning("%s refused a call from unlisted party %r", self.party, name)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"party {name!r} is not a peer of {self.party!r}")
+        return name
+
+    def grpc_channel(self, peer: str) -> grpc.Channel:
+        """The (cached) client channel to ``peer``: mTLS, server certificate checked against the peer's name."""
+        with self._lock:
+            if self._stopped:
+                raise PeerError(f"transport of {self.party!r} is stopped", peer=peer)
+            ch = self._channels.get(peer)
+            if ch is not None:
+                return ch
+            addr = self._peers.get(peer)
+            if addr is None:
+                raise PeerError(f"{peer!r} is not a peer of {self.party!r} (peers: {', '.join(sorted(self._peers))})", peer=peer)
+            options = grpc_options() + _CLIENT_OPTIONS
+            if self._tls is None:
+                ch = grpc.intercept_channel(grpc.insecure_channel(addr, options=options), _PartyMetadata(self.party))
+            else:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=self._tls.ca_pem,
+                    private_key=self._tls.key_pem,
+                    certificate_chain=self._tls.cert_pem,
+                )
+                options += [("grpc.ssl_target_name_override", peer), ("grpc.default_authority", peer)]
+                ch = grpc.secure_channel(addr, creds, options=options)
+            self._channels[peer] = ch
+            return ch
+
+    # -- jobs ------------------------------------------------------------------
+    def channel(self, job_id: str, *, default_timeout: float = DEFAULT_TIMEOUT) -> Channel:
+        """A :class:`Channel` for job ``job_id`` over this transport.
+
+        Messages for the job that arrived earlier are already waiting.
+        ``Channel.close()`` ends the job here: its buffered messages are
+        dropped and later messages for it are refused.
+        """
+        if not isinstance(job_id, str) or not _ID_RE.match(job_id):
+            raise ConfigError(f"invalid job id {job_id!r}: 1-128 characters of [A-Za-z0-9_.:=-]")
+        self._mailbox.open_job(job_id)
+        return Channel(GrpcBackend(self, job_id), default_timeout=default_timeout)
+
+    # -- client side of the Federation service ----------------------------------
+    def _push(
+        self,
+        peer: str,
+        job: str,
+        tag: str,
+        payload: bytes,
+        *,
+        kind: int = pb.MESSAGE_KIND_DATA,
+        reason: str = "",
+        deadline: float | None = None,
+        retries: int | None = None,
+    ) -> pb.PushAck:
+        if len(payload) > self.max_message_bytes:
+            raise ProtocolError(
+                f"message {tag!r} of {len(payload)} bytes exceeds max_message_bytes={self.max_message_bytes}; not sent"
+            )
+        header = pb.Header(
+            job_id=job,
+            tag=tag,
+            message_id=secrets.token_hex(16),
+            sender=self.party,
+            total_size=len(payload),
+            sha256=hashlib.sha256(payload).digest(),
+            chunk_count=_chunk_count(len(payload), self.chunk_bytes),
+            kind=kind,
+            reason=reason,
+        ).SerializeToString()
+        deadline = self.deadline if deadline is None else deadline
+        retries = self.retries if retries is None else retries
+        delay = 0.2
+        attempt = 0
+        while True:
+            call = self.grpc_channel(peer).stream_unary(
+                _PUSH, request_serializer=_identity, response_deserializer=pb.PushAck.FromString
+            )
+            try:
+                ack = call(_encode_chunks(header, payload, self.chunk_bytes), timeout=deadline)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                if code in _RETRYABLE and attempt < retries and not self._stopped:
+                    attempt += 1
+                    time.sleep(min(delay, 5.0) * (0.5 + secrets.randbelow(1000) / 1000))
+                    delay *= 2
+                    continue
+                raise self._error(peer, code, details, f"sending {tag!r}", attempts=attempt + 1) from None
+            except ValueError as exc:  # channel closed under us (set_peers/stop)
+                raise PeerError(f"sending {tag!r} to {peer!r} failed: {exc}", peer=peer) from None
+            self._mark_alive(peer)
+            return ack
+
+    def _error(self, peer: str, code, details: str, what: str, attempts: int = 1) -> PeerError:
+        name = getattr(code, "name", str(code))
+        if code == grpc.StatusCode.UNAVAILABLE:
+            msg = f"peer {peer!r} is unreachable ({details}); {what} failed after {attempts} attempt(s)"
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            msg = f"peer {peer!r} did not answer within {self.deadline:g}s; {what} failed"
+        else:
+            msg = f"peer {peer!r} refused {what}: {details} ({name})"
+        return PeerError(msg, peer=peer)
+
+    def _mark_alive(self, peer: str) -> None:
+        with self._lock:
+            self._seen_alive.add(peer)
+            self._down_since.pop(peer, None)
+
+    def _probe(self, peer: str, job: str) -> None:
+        """Ping ``peer``; raise PeerError if it is gone (see ``liveness_grace``)."""
+        try:
+            call = self.grpc_channel(peer).unary_unary(
+                _PING, request_serializer=pb.PingRequest.SerializeToString, response_deserializer=pb.PingReply.FromString
+            )
+            call(pb.PingRequest(job_id=job), timeout=min(5.0, self.deadline))
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                raise self._error(peer, code, exc.details(), "our liveness probe") from None
+            if code != grpc.StatusCode.UNAVAILABLE:
+                return  # busy or slow: keep waiting
+            now = time.monotonic()
+            with self._lock:
+                since = self._down_since.setdefault(peer, now)
+                seen = peer in self._seen_alive
+            if now - since >= (self.liveness_grace if seen else self.deadline):
+                raise PeerError(
+                    f"peer {peer!r} is unreachable for {now - since:.1f}s ({exc.details()}): its process stopped or the network failed",
+                    peer=peer,
+                ) from None
+        except ValueError:
+            return  # channel replaced concurrently; next probe uses the new one
+        else:
+            self._mark_alive(peer)
+
+    def _abort_job(self, job: str, reason: str) -> None:
+        reason = reason[:2000]
+        with self._lock:
+            peers = list(self._peers)
+        self._mailbox.fail(job, "*", f"job {job!r} was aborted on {self.party!r}: {reason}")
+
+        def notify(peer: str) -> None:
+            try:
+                self._push(
+                    peer, job, "abort", b"", kind=pb.MESSAGE_KIND_ABORT, reason=reason,
+                    deadline=min(5.0, self.deadline), retries=1,
+                )
+            except FedcreditError as exc:
+                log.info("%s: could not notify %s of abort of %s: %s", self.party, peer, job, exc)
+
+        threads = [threading.Thread(target=notify, args=(p,), daemon=True) for p in peers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10.0)
+
+
+def _check_int(name: str, v, lo: int, hi: int | None = None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f"[{lo}, {hi if hi is not None else 'inf'}{']' if hi is not None else ')'}"
+        raise ConfigError(f"The {name!r} parameter of GrpcTransport must be an int in {rng}. Got {v!r} instead.")
+
+
+class GrpcBackend(Backend):
+    """:class:`Backend` of one job over a :class:`GrpcTransport` (made by :meth:`GrpcTransport.channel`)."""
+
+    def __init__(self, transport: GrpcTransport, job_id: str):
+        self.transport = transport
+        self.job_id = job_id
+        self.party = transport.party
+
+    @property
+    def peers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.transport.peers)
+
+    def send_bytes(self, peer: str, tag: str, payload: bytes) -> None:
+        t = self.transport
+        try:
+            t._push(peer, self.job_id, tag, payload)
+        except PeerError as exc:
+            # a peer we cannot reach will not answer either: end pending receives from it now
+            t._mailbox.fail(self.job_id, peer, str(exc))
+            raise
+
+    def recv_bytes(self, peer: str, tag: str, timeout: float) -> bytes:
+        t = self.transport
+        return t._mailbox.take(
+            self.job_id,
+            peer,
+            tag,
+            timeout,
+            me=t.party,
+            idle=lambda: t._probe(peer, self.job_id),
+            idle_every=t.probe_interval,
+        )
+
+    def abort(self, reason: str) -> None:
+        """Notify every peer (their pending receives from us fail with ``reason``) and end our own pending receives."""
+        self.transport._abort_job(self.job_id, reason)
+
+    def close(self) -> None:
+        """End this job here: drop its buffered messages; later messages for it are refused."""
+        self.transport._mailbox.close_job(self.job_id)
