@@ -1,0 +1,756 @@
+"""Party and job configuration: TOML files loaded into frozen dataclasses.
+
+Two kinds of file:
+
+* a **party config** (``parties/bank.toml``): who this party is, where it
+  listens, its TLS files, its peers, its tables and its policy;
+* a **job file** (``jobs/demo.toml``): which parties take part in which role
+  with which table, and the ordered steps with their parameters.
+
+Every problem in a file is reported at once in one
+:class:`~fedcredit.errors.ConfigError` whose ``problems`` each name the file
+and the key (``parties/bank.toml: [peers].chain: ...``). Unknown keys are
+errors (a typo must not silently fall back to a default). Relative paths are
+resolved against the directory of the config file.
+
+A party config::
+
+    [party]
+    name = "bank"
+    listen = "127.0.0.1:7301"
+    state_dir = "../state/bank"          # SQLite store, audit log, party.log, job dirs
+
+    [tls]                                  # mutual TLS (required unless insecure = true)
+    ca = "../certs/ca.crt"
+    cert = "../certs/bank.crt"
+    key = "../certs/bank.key"
+
+    [peers]                                # every other party this one talks to
+    chain = "127.0.0.1:7302"
+    gov = "127.0.0.1:7303"
+
+    [tables.credit]
+    path = "../../shared/data/credit3/bank.csv"
+    id_column = "id"
+    label_column = "default_next_month"
+    # columns = ["limit_bal", "pay_0"]     # default: every other column
+
+    [policy]
+    proposers = ["bank"]                   # who may propose jobs to this party
+    allowed_steps = ["handshake", "psi"]   # default: every known step kind
+    min_intersection = 100
+    # purposes = ["credit-risk-model"]     # if set, a job must declare one of these
+    # max_concurrent_jobs = 2
+    [policy.columns]                       # columns of our tables a job from that peer may use
+    bank = ["*"]
+
+    [transport]
+    deadline = 60.0        # seconds for one RPC attempt and to give up on an unreachable peer
+    retries = 5
+    recv_timeout = 600.0   # seconds a step waits for one message
+    max_message_mib = 256
+
+    [compute]
+    backend = "local"
+    workers = 2
+
+A job file::
+
+    [job]
+    name = "demo"
+    purpose = "credit-risk-model"          # optional
+
+    [parties.bank]
+    role = "guest"
+    table = "credit"                       # a table name from that party's own config
+    [parties.chain]
+    role = "host"
+    table = "credit"
+
+    [[steps]]
+    kind = "handshake"
+    [[steps]]
+    kind = "psi"
+    name = "align"                         # default: the kind
+    params = { }
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .errors import ConfigError
+
+__all__ = [
+    "ROLES",
+    "COMPUTE_BACKENDS",
+    "TlsConfig",
+    "TableConfig",
+    "Policy",
+    "TransportConfig",
+    "ComputeConfig",
+    "PartyConfig",
+    "JobParty",
+    "StepSpec",
+    "JobSpec",
+    "load_party_config",
+    "load_job",
+    "job_from_dict",
+    "parse_address",
+    "known_step_kinds",
+]
+
+ROLES = ("guest", "host", "arbiter", "client", "aggregator")
+COMPUTE_BACKENDS = ("local",)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_STEP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=\-]{0,63}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+# ---------------------------------------------------------------------------
+# dataclasses
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM files for mutual TLS (see :mod:`fedcredit.certs`)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def __repr__(self) -> str:
+        return f"TlsConfig(ca={str(self.ca)!r}, cert={str(self.cert)!r}, key=<path hidden>)"
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One of this party's tables.
+
+    Attributes
+    ----------
+    name : str
+        The name jobs use to pick it.
+    path : Path
+        CSV or Parquet file.
+    id_column : str
+    label_column : str or None
+        Only the label holder has one.
+    columns : tuple of str or None
+        Feature columns to load (None: every column but id and label).
+    """
+
+    name: str
+    path: Path
+    id_column: str = "id"
+    label_column: str | None = None
+    columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What this party agrees to.
+
+    Attributes
+    ----------
+    proposers : tuple of str
+        Parties allowed to propose jobs to this one (this party itself may
+        always start its own jobs).
+    allowed_steps : tuple of str or None
+        Step kinds a job may contain; None allows every known kind.
+    columns : mapping of str to tuple of str, or None
+        For a proposing peer, the columns of this party's tables a job from it
+        may use (``"*"`` = all). Key ``"*"`` applies to peers not listed.
+        None (no ``[policy.columns]`` table) puts no restriction.
+    min_intersection : int
+        Smallest PSI intersection this party accepts (enforced by the PSI step).
+    purposes : tuple of str or None
+        If set, a job must declare one of these purposes.
+    max_concurrent_jobs : int
+        Proposals beyond this many running jobs are refused (a simple rate limit).
+    """
+
+    proposers: tuple[str, ...] = ()
+    allowed_steps: tuple[str, ...] | None = None
+    columns: Mapping[str, tuple[str, ...]] | None = None
+    min_intersection: int = 1
+    purposes: tuple[str, ...] | None = None
+    max_concurrent_jobs: int = 2
+
+    def columns_for(self, peer: str) -> tuple[str, ...] | None:
+        """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
+        if self.columns is None:
+            return None
+        cols = self.columns.get(peer, self.columns.get("*", ()))
+        return None if "*" in cols else tuple(cols)
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Network limits (seconds and sizes)."""
+
+    deadline: float = 60.0
+    retries: int = 5
+    recv_timeout: float = 600.0
+    max_message_mib: int = 256
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Where heavy computation runs (``local``: a process pool of ``workers``)."""
+
+    backend: str = "local"
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """A party's whole configuration (see the module docstring for the TOML)."""
+
+    path: Path
+    name: str
+    listen: str
+    state_dir: Path
+    tls: TlsConfig | None
+    insecure: bool
+    peers: Mapping[str, str]
+    tables: Mapping[str, TableConfig]
+    policy: Policy
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    log_level: str = "INFO"
+
+    @property
+    def connect_address(self) -> str:
+        """Address a local client dials to reach this party (a wildcard listen becomes loopback)."""
+        host, port = parse_address(self.listen)
+        if host in ("0.0.0.0", "", "::", "[::]"):
+            host = "127.0.0.1"
+        return f"{host}:{port}"
+
+    def summary(self) -> dict:
+        """JSON-able view without key material (for reports and logs)."""
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "peers": dict(self.peers),
+            "tables": {n: {"path": str(t.path), "id_column": t.id_column, "label_column": t.label_column,
+                           "columns": list(t.columns) if t.columns else None} for n, t in self.tables.items()},
+            "policy": {
+                "proposers": list(self.policy.proposers),
+                "allowed_steps": None if self.policy.allowed_steps is None else list(self.policy.allowed_steps),
+                "columns": None if self.policy.columns is None else {k: list(v) for k, v in self.policy.columns.items()},
+                "min_intersection": self.policy.min_intersection,
+                "purposes": None if self.policy.purposes is None else list(self.policy.purposes),
+                "max_concurrent_jobs": self.policy.max_concurrent_jobs,
+            },
+            "transport": asdict(self.transport),
+            "compute": asdict(self.compute),
+            "tls": self.tls is not None,
+        }
+
+
+@dataclass(frozen=True)
+class JobParty:
+    """One participant of a job: its role, and the table (from its own config) it uses."""
+
+    name: str
+    role: str
+    table: str | None = None
+    columns: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a job: ``kind`` picks the protocol; ``name`` namespaces its messages."""
+
+    name: str
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A parsed job file."""
+
+    name: str
+    parties: Mapping[str, JobParty]
+    steps: tuple[StepSpec, ...]
+    purpose: str | None = None
+    source: str = "<job>"
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {p.name: p.role for p in self.parties.values()}
+
+    def to_dict(self) -> dict:
+        """Plain dict in the job-file shape (round-trips through :func:`job_from_dict`)."""
+        job: dict[str, Any] = {"name": self.name}
+        if self.purpose is not None:
+            job["purpose"] = self.purpose
+        parties = {}
+        for p in self.parties.values():
+            d: dict[str, Any] = {"role": p.role}
+            if p.table is not None:
+                d["table"] = p.table
+            if p.columns is not None:
+                d["columns"] = list(p.columns)
+            parties[p.name] = d
+        steps = [{"kind": s.kind, "name": s.name, "params": _thaw(s.params)} for s in self.steps]
+        return {"job": job, "parties": parties, "steps": steps}
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): what is proposed, stored and hashed."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _freeze(v):
+    if isinstance(v, dict):
+        return MappingProxyType({k: _freeze(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def _thaw(v):
+    if isinstance(v, Mapping):
+        return {k: _thaw(x) for k, x in v.items()}
+    if isinstance(v, tuple):
+        return [_thaw(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------------
+# checking machinery
+# ---------------------------------------------------------------------------
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
+               dict: "a table"}
+
+
+def _tname(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, dict):
+        return "table"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return type(v).__name__
+
+
+class _Checker:
+    """Collects problems for one file; every message names the file and the key."""
+
+    def __init__(self, source: str, base_dir: Path | None):
+        self.source = source
+        self.base = base_dir
+        self.problems: list[str] = []
+
+    def add(self, key: str, msg: str) -> None:
+        self.problems.append(f"{self.source}: {key}: {msg}" if key else f"{self.source}: {msg}")
+
+    def table(self, data: Any, key: str, allowed: set[str] | None, required: set[str] = frozenset()) -> dict:
+        """A TOML table; flags unknown and missing keys. Returns {} when it is not a table."""
+        if not isinstance(data, dict):
+            self.add(key, f"must be a table, got {_tname(data)}")
+            return {}
+        if allowed is not None:
+            for k in data:
+                if k not in allowed:
+                    self.add(_join(key, k), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for k in sorted(required):
+            if k not in data:
+                self.add(_join(key, k), "missing required key")
+        return data
+
+    def get(self, data: dict, key: str, name: str, typ, default=..., *, check=None):
+        """Typed value ``data[name]``; returns ``default`` (or None) on problems."""
+        full = _join(key, name)
+        if name not in data:
+            return None if default is ... else default
+        v = data[name]
+        ok = (isinstance(v, typ) and not (typ in (int, float) and isinstance(v, bool))) or (
+            typ is float and isinstance(v, int) and not isinstance(v, bool)
+        )
+        if not ok:
+            self.add(full, f"must be {_TYPE_NAMES.get(typ, typ.__name__)}, got {_tname(v)} {v!r}"[:200])
+            return None if default is ... else default
+        if typ is float:
+            v = float(v)
+            if not math.isfinite(v):
+                self.add(full, f"must be finite, got {v}")
+                return None if default is ... else default
+        if check is not None:
+            msg = check(v)
+            if msg:
+                self.add(full, msg)
+                return None if default is ... else default
+        return v
+
+    def str_list(self, data: dict, key: str, name: str, *, check_item=None) -> tuple[str, ...] | None:
+        full = _join(key, name)
+        v = self.get(data, key, name, list)
+        if v is None:
+            return None
+        out = []
+        for i, item in enumerate(v):
+            if not isinstance(item, str):
+                self.add(f"{full}[{i}]", f"must be a string, got {_tname(item)} {item!r}")
+                continue
+            if check_item:
+                msg = check_item(item)
+                if msg:
+                    self.add(f"{full}[{i}]", msg)
+                    continue
+            out.append(item)
+        return tuple(out)
+
+    def path(self, data: dict, key: str, name: str, *, must_exist: bool, hint: str = "") -> Path | None:
+        v = self.get(data, key, name, str, check=lambda s: None if s.strip() else "must not be empty")
+        if v is None:
+            return None
+        p = Path(os.path.expanduser(v))
+        if not p.is_absolute() and self.base is not None:
+            p = self.base / p
+        p = Path(os.path.normpath(p))
+        if must_exist and not p.is_file():
+            what = "is a directory, not a file" if p.is_dir() else "file not found"
+            self.add(_join(key, name), f"{what}: {p}{hint}")
+        return p
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            n = len(self.problems)
+            head = self.problems[0] if n == 1 else f"{n} problems in {self.source}:\n  " + "\n  ".join(self.problems)
+            raise ConfigError(head, self.problems)
+
+
+def _join(key: str, name: str) -> str:
+    return f"[{name}]" if not key else f"{key}.{name}"
+
+
+def _check_name(s: str) -> str | None:
+    return None if _NAME_RE.match(s) else "must be a party name: 1-63 characters of [a-z0-9_-], starting with a letter or digit"
+
+
+def _parse_toml(path: Path) -> dict:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found", [f"{path}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file", [f"{path}: is a directory"]) from None
+    except OSError as exc:
+        msg = f"{path}: cannot read: {exc.strerror or exc}"
+        raise ConfigError(msg, [msg]) from None
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        msg = f"{path}: not UTF-8 text"
+        raise ConfigError(msg, [msg]) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: invalid TOML: {exc}"
+        raise ConfigError(msg, [msg]) from None
+
+
+def parse_address(addr: str, *, allow_port_zero: bool = True) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:port`` for IPv6) and check both parts.
+
+    Raises
+    ------
+    ConfigError
+        With a message saying what is wrong (no file or key: callers add them).
+    """
+    if not isinstance(addr, str) or ":" not in addr:
+        raise ConfigError(f"address {addr!r} must look like host:port (e.g. 127.0.0.1:7301)")
+    if addr.startswith("["):
+        host, sep, port_s = addr[1:].partition("]:")
+        if not sep or not host:
+            raise ConfigError(f"address {addr!r} must look like [ipv6]:port")
+    else:
+        host, _, port_s = addr.rpartition(":")
+        if not host or ":" in host or not _HOST_RE.match(host):
+            raise ConfigError(f"address {addr!r} must look like host:port (e.g. 127.0.0.1:7301)")
+    if not port_s.isdigit():
+        raise ConfigError(f"address {addr!r}: port {port_s!r} is not a number")
+    port = int(port_s)
+    if not (0 if allow_port_zero else 1) <= port <= 65535:
+        lo = 0 if allow_port_zero else 1
+        raise ConfigError(f"address {addr!r}: port {port} is outside {lo}..65535")
+    return host, port
+
+
+def _addr_check(allow_zero: bool):
+    def check(s: str) -> str | None:
+        try:
+            parse_address(s, allow_port_zero=allow_zero)
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
+def known_step_kinds() -> tuple[str, ...]:
+    """Step kinds this process can run (the registry plus any plugins registered at start-up)."""
+    from .protocols.registry import STEP_KINDS
+
+    return tuple(sorted(STEP_KINDS))
+
+
+# ---------------------------------------------------------------------------
+# party config
+# ---------------------------------------------------------------------------
+_PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute"}
+_PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
+_TLS_KEYS = {"ca", "cert", "key"}
+_TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
+_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs"}
+_TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib"}
+_COMPUTE_KEYS = {"backend", "workers"}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> PartyConfig:
+    """Load and check a party config file.
+
+    Parameters
+    ----------
+    path : path
+        The TOML file.
+    check_files : bool, default=True
+        Also check that the TLS files and table files exist.
+
+    Returns
+    -------
+    PartyConfig
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, each naming the file and the key.
+    """
+    path = Path(path).resolve() if Path(path).exists() else Path(path)
+    data = _parse_toml(path)
+    c = _Checker(str(path), path.parent)
+    c.table(data, "", _PARTY_TOP, {"party"})
+
+    party = c.table(data.get("party", {}), "[party]", _PARTY_KEYS, {"name", "listen", "state_dir"})
+    name = c.get(party, "[party]", "name", str, check=_check_name)
+    listen = c.get(party, "[party]", "listen", str, check=_addr_check(True))
+    state_dir = c.path(party, "[party]", "state_dir", must_exist=False)
+    insecure = c.get(party, "[party]", "insecure", bool, False)
+    log_level = c.get(party, "[party]", "log_level", str, "INFO",
+                      check=lambda s: None if s.upper() in _LOG_LEVELS else f"must be one of {', '.join(_LOG_LEVELS)}")
+
+    tls = None
+    if "tls" in data:
+        t = c.table(data["tls"], "[tls]", _TLS_KEYS, set(_TLS_KEYS))
+        hint = " (create it with `fedcredit certs init` / `fedcredit certs issue`)"
+        ca, cert, key = (c.path(t, "[tls]", k, must_exist=check_files, hint=hint) for k in ("ca", "cert", "key"))
+        if ca and cert and key:
+            tls = TlsConfig(ca=ca, cert=cert, key=key)
+    elif not insecure:
+        c.add("[tls]", "missing table: mutual TLS is required (give ca, cert and key, or set [party].insecure = true for a local test)")
+
+    peers: dict[str, str] = {}
+    praw = c.table(data.get("peers", {}), "[peers]", None)
+    for pname, addr in praw.items():
+        key = f"[peers].{pname}"
+        msg = _check_name(pname)
+        if msg:
+            c.add(key, msg)
+            continue
+        if pname == name:
+            c.add(key, f"a party cannot list itself ({name!r}) as a peer")
+            continue
+        if not isinstance(addr, str):
+            c.add(key, f"must be a string host:port, got {_tname(addr)} {addr!r}")
+            continue
+        m = _addr_check(False)(addr)
+        if m:
+            c.add(key, m)
+            continue
+        peers[pname] = addr
+
+    tables: dict[str, TableConfig] = {}
+    traw = c.table(data.get("tables", {}), "[tables]", None)
+    for tname, tdata in traw.items():
+        key = f"[tables.{tname}]"
+        if not _NAME_RE.match(tname):
+            c.add(key, "table name must be 1-63 characters of [a-z0-9_-]")
+            continue
+        td = c.table(tdata, key, _TABLE_KEYS, {"path"})
+        if not isinstance(tdata, dict):
+            continue
+        tpath = c.path(td, key, "path", must_exist=check_files)
+        id_col = c.get(td, key, "id_column", str, "id")
+        label = c.get(td, key, "label_column", str, None)
+        cols = c.str_list(td, key, "columns")
+        if cols is not None and len(cols) == 0:
+            c.add(f"{key}.columns", "must list at least one column (leave it out to use every column)")
+        if tpath is not None:
+            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None)
+
+    kinds = known_step_kinds()
+    pol = c.table(data.get("policy", {}), "[policy]", _POLICY_KEYS)
+    proposers = c.str_list(pol, "[policy]", "proposers", check_item=_check_name) or ()
+    for i, p in enumerate(proposers):
+        if p != name and p not in praw:
+            c.add(f"[policy].proposers[{i}]", f"{p!r} is not this party or one of its [peers]")
+    allowed = c.str_list(
+        pol, "[policy]", "allowed_steps",
+        check_item=lambda s: None if s in kinds else f"unknown step kind {s!r} (known: {', '.join(kinds)})",
+    )
+    columns = None
+    if "columns" in pol:
+        columns = {}
+        craw = c.table(pol["columns"], "[policy.columns]", None)
+        for peer, cols in craw.items():
+            if peer != "*" and peer != name and peer not in praw:
+                c.add(f"[policy.columns].{peer}", f"{peer!r} is not this party, one of its [peers] or '*'")
+                continue
+            lst = c.str_list(craw, "[policy.columns]", peer)
+            if lst is not None:
+                columns[peer] = lst
+        columns = MappingProxyType(columns)
+    min_inter = c.get(pol, "[policy]", "min_intersection", int, 1,
+                      check=lambda v: None if v >= 1 else f"must be at least 1, got {v}")
+    purposes = c.str_list(pol, "[policy]", "purposes")
+    max_jobs = c.get(pol, "[policy]", "max_concurrent_jobs", int, 2,
+                     check=lambda v: None if 1 <= v <= 64 else f"must be in 1..64, got {v}")
+    policy = Policy(
+        proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
+        purposes=purposes, max_concurrent_jobs=max_jobs,
+    )
+
+    tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)
+    pos = lambda v: None if v > 0 else f"must be positive, got {v}"  # noqa: E731
+    transport = TransportConfig(
+        deadline=c.get(tr, "[transport]", "deadline", float, 60.0, check=pos),
+        retries=c.get(tr, "[transport]", "retries", int, 5,
+                      check=lambda v: None if 0 <= v <= 20 else f"must be in 0..20, got {v}"),
+        recv_timeout=c.get(tr, "[transport]", "recv_timeout", float, 600.0, check=pos),
+        max_message_mib=c.get(tr, "[transport]", "max_message_mib", int, 256,
+                              check=lambda v: None if 1 <= v <= 4096 else f"must be in 1..4096, got {v}"),
+    )
+    co = c.table(data.get("compute", {}), "[compute]", _COMPUTE_KEYS)
+    compute = ComputeConfig(
+        backend=c.get(co, "[compute]", "backend", str, "local",
+                      check=lambda s: None if s in COMPUTE_BACKENDS else
+                      f"unknown backend {s!r} (available: {', '.join(COMPUTE_BACKENDS)})"),
+        workers=c.get(co, "[compute]", "workers", int, 2,
+                      check=lambda v: None if 1 <= v <= 256 else f"must be in 1..256, got {v}"),
+    )
+    c.raise_if_any()
+    return PartyConfig(
+        path=path, name=name, listen=listen, state_dir=state_dir, tls=tls, insecure=bool(insecure),
+        peers=MappingProxyType(peers), tables=MappingProxyType(tables), policy=policy, transport=transport,
+        compute=compute, log_level=log_level.upper(),
+    )
+
+
+# ---------------------------------------------------------------------------
+# job file
+# ---------------------------------------------------------------------------
+_JOB_TOP = {"job", "parties", "steps"}
+_JOB_KEYS = {"name", "purpose"}
+_JOB_PARTY_KEYS = {"role", "table", "columns"}
+_STEP_KEYS = {"kind", "name", "params"}
+
+
+def load_job(path: str | os.PathLike) -> JobSpec:
+    """Load and check a job file (see the module docstring for its shape).
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, each naming the file and the key.
+    """
+    path = Path(path)
+    data = _parse_toml(path)
+    return job_from_dict(data, source=str(path))
+
+
+def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, ...] | None = None) -> JobSpec:
+    """Check a job given as a dict (a parsed job file or a received proposal).
+
+    Parameters
+    ----------
+    data : dict
+        The job-file structure.
+    source : str
+        Names the origin in messages (a file path, ``"proposal from bank"``).
+    known_kinds : tuple of str, optional
+        Step kinds accepted; default :func:`known_step_kinds`.
+    """
+    c = _Checker(source, None)
+    kinds = known_step_kinds() if known_kinds is None else known_kinds
+    top = c.table(data, "", _JOB_TOP, {"job", "parties", "steps"})
+    job = c.table(top.get("job", {}), "[job]", _JOB_KEYS, {"name"})
+    name = c.get(job, "[job]", "name", str,
+                 check=lambda s: None if _STEP_NAME_RE.match(s) else "must be 1-64 characters of [A-Za-z0-9_.=-]")
+    purpose = c.get(job, "[job]", "purpose", str, None)
+
+    parties: dict[str, JobParty] = {}
+    praw = c.table(top.get("parties", {}), "[parties]", None)
+    for pname, pdata in praw.items():
+        key = f"[parties.{pname}]"
+        msg = _check_name(pname)
+        if msg:
+            c.add(key, msg)
+            continue
+        pd = c.table(pdata, key, _JOB_PARTY_KEYS, {"role"})
+        role = c.get(pd, key, "role", str,
+                     check=lambda s: None if s in ROLES else f"unknown role {s!r} (roles: {', '.join(ROLES)})")
+        table = c.get(pd, key, "table", str, None)
+        cols = c.str_list(pd, key, "columns")
+        if role is not None:
+            parties[pname] = JobParty(pname, role, table, cols)
+    if "parties" in top and isinstance(top["parties"], dict) and len(praw) < 2:
+        c.add("[parties]", f"a job needs at least two parties, got {len(praw)}")
+    n_guest = sum(1 for p in parties.values() if p.role == "guest")
+    if n_guest > 1:
+        c.add("[parties]", f"at most one party may be the guest (label holder), got {n_guest}")
+
+    steps: list[StepSpec] = []
+    sraw = top.get("steps", [])
+    if "steps" in top and not isinstance(sraw, list):
+        c.add("[[steps]]", f"must be an array of tables ([[steps]]), got {_tname(sraw)}")
+        sraw = []
+    if "steps" in top and isinstance(sraw, list) and not sraw:
+        c.add("[[steps]]", "a job needs at least one step")
+    seen: set[str] = set()
+    for i, sdata in enumerate(sraw):
+        key = f"steps[{i}]"
+        sd = c.table(sdata, key, _STEP_KEYS, {"kind"})
+        kind = c.get(sd, key, "kind", str,
+                     check=lambda s: None if s in kinds else f"unknown step kind {s!r} (known: {', '.join(kinds)})")
+        sname = c.get(sd, key, "name", str, kind,
+                      check=lambda s: None if _STEP_NAME_RE.match(s) else "must be 1-64 characters of [A-Za-z0-9_.=-]")
+        params = c.get(sd, key, "params", dict, {})
+        if sname is not None and sname in seen:
+            c.add(f"{key}.name", f"duplicate step name {sname!r} (give each step of the same kind its own name)")
+        if sname is not None:
+            seen.add(sname)
+        if kind is not None and sname is not None and params is not None:
+            steps.append(StepSpec(sname, kind, _freeze(params)))
+    c.raise_if_any()
+    return JobSpec(name=name, parties=MappingProxyType(parties), steps=tuple(steps), purpose=purpose, source=source)
