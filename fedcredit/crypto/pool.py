@@ -1,0 +1,170 @@
+"""One process pool per party process for the Paillier engine.
+
+The pool is created lazily on first use, once, with ``n_workers()`` processes
+(the cores this process may run on, or ``FEDCREDIT_CRYPTO_WORKERS``), uses the
+``spawn`` start method (safe next to gRPC threads) and is shut down at exit.
+
+Workers receive the key material they need (``n``, or ``p`` and ``q`` for the
+key owner) as plain bytes within this machine's pool only; they rebuild and
+cache their engines (fixed-base tables) per key fingerprint and never log or
+return key material.  Ciphertexts travel as fixed-width big-endian bytes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import numpy as np
+
+__all__ = ["n_workers", "get_pool", "shutdown", "parallel_map", "PARALLEL_MIN"]
+
+#: Vectors shorter than this are processed in the calling process.
+PARALLEL_MIN = 512
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def n_workers() -> int:
+    """Number of worker processes: ``FEDCREDIT_CRYPTO_WORKERS`` or the usable cores."""
+    env = os.environ.get("FEDCREDIT_CRYPTO_WORKERS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_pool() -> ProcessPoolExecutor:
+    """The party's process pool (created on first call)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None:
+            _pool_size = n_workers()
+            _pool = ProcessPoolExecutor(max_workers=_pool_size, mp_context=get_context("spawn"))
+        return _pool
+
+
+def pool_size() -> int:
+    """Workers in the pool (``n_workers()`` if the pool is not created yet)."""
+    return _pool_size or n_workers()
+
+
+def shutdown() -> None:
+    """Stop the pool (registered with :mod:`atexit`; safe to call twice)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+            _pool_size = 0
+
+
+atexit.register(shutdown)
+
+
+def use_parallel(count: int, parallel: bool | None) -> bool:
+    """Whether a batch of ``count`` items should go to the pool."""
+    if parallel is False:
+        return False
+    if n_workers() < 2:
+        return False
+    return parallel is True or count >= PARALLEL_MIN
+
+
+def split(count: int, parts: int) -> list[tuple[int, int]]:
+    """Contiguous ``(lo, hi)`` ranges covering ``range(count)`` in ``parts`` pieces."""
+    parts = max(1, min(parts, count))
+    edges = np.linspace(0, count, parts + 1).astype(int)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(parts) if edges[i + 1] > edges[i]]
+
+
+def parallel_map(fn, arg_list: list[tuple]) -> list:
+    """Run ``fn(*args)`` for each tuple in the pool; results in order."""
+    pool = get_pool()
+    futures = [pool.submit(fn, *args) for args in arg_list]
+    return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------- worker side
+_engines: dict = {}
+
+
+def _owner_engine(p_bytes: bytes, q_bytes: bytes):
+    from ._raw import OwnerEngine
+
+    key = ("owner", hashlib.sha256(p_bytes + b"|" + q_bytes).digest())
+    eng = _engines.get(key)
+    if eng is None:
+        eng = _engines[key] = OwnerEngine(int.from_bytes(p_bytes, "big"), int.from_bytes(q_bytes, "big"))
+    return eng
+
+
+def _public_engine(n_bytes: bytes):
+    from ._raw import PublicEngine
+
+    key = ("public", hashlib.sha256(n_bytes).digest())
+    eng = _engines.get(key)
+    if eng is None:
+        eng = _engines[key] = PublicEngine(int.from_bytes(n_bytes, "big"))
+    return eng
+
+
+def w_owner_encrypt(p_bytes: bytes, q_bytes: bytes, ms: list, width: int) -> bytes:
+    from ._raw import ints_to_bytes
+
+    eng = _owner_engine(p_bytes, q_bytes)
+    return ints_to_bytes(eng.encrypt(ms), width)
+
+
+def w_owner_decrypt(p_bytes: bytes, q_bytes: bytes, data: bytes, width: int) -> list:
+    from ._raw import bytes_to_ints
+
+    eng = _owner_engine(p_bytes, q_bytes)
+    return [int(m) for m in eng.decrypt(bytes_to_ints(data, width))]
+
+
+def w_owner_obfuscate(p_bytes: bytes, q_bytes: bytes, data: bytes, width: int) -> bytes:
+    from ._raw import bytes_to_ints, ints_to_bytes
+
+    eng = _owner_engine(p_bytes, q_bytes)
+    return ints_to_bytes(eng.obfuscate(bytes_to_ints(data, width)), width)
+
+
+def w_public_encrypt(n_bytes: bytes, ms: list, width: int) -> bytes:
+    from ._raw import ints_to_bytes
+
+    eng = _public_engine(n_bytes)
+    return ints_to_bytes(eng.encrypt(ms), width)
+
+
+def w_public_obfuscate(n_bytes: bytes, data: bytes, width: int) -> bytes:
+    from ._raw import bytes_to_ints, ints_to_bytes
+
+    eng = _public_engine(n_bytes)
+    return ints_to_bytes(eng.obfuscate(bytes_to_ints(data, width)), width)
+
+
+def w_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:
+    """Partial per-feature group sums over a chunk of rows, flattened feature-major."""
+    from gmpy2 import mpz
+
+    from ._raw import _obj_array, bytes_to_ints, group_sum, ints_to_bytes
+
+    n = mpz(int.from_bytes(n_bytes, "big"))
+    nsq = n * n
+    cs = _obj_array(bytes_to_ints(data, width))
+    out = []
+    for j in range(bins.shape[1]):
+        out.extend(group_sum(cs, bins[:, j], n_bins, nsq))
+    return ints_to_bytes(out, width)
