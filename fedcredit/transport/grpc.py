@@ -348,6 +348,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
 
     def Push(self, request_iterator, context):
         sender = self.t.authorize(context)
+        self.t._mark_alive(sender)
         try:
             return self._push(sender, request_iterator, context)
         except _Refuse as r:
@@ -433,7 +434,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
         return pb.PushAck(duplicate=not stored, received_bytes=total)
 
     def Ping(self, request, context):
-        self.t.authorize(context)
+        self.t._mark_alive(self.t.authorize(context))
         return pb.PingReply(party=self.t.party)
 
 
