@@ -1,0 +1,273 @@
+"""Plaintext reference GBDT (binary logistic) — the yardstick for SecureBoost.
+
+:class:`GBDTReference` runs the same binning, histogram, split and grower code
+as the federated protocol on one joined table. With ``gh_bits`` set it
+quantizes the gradients to the fixed-point grid the federated label holder
+encrypts, so the federated model must equal it exactly (same splits, same
+bins, same leaf weights); with ``gh_bits=None`` it is an ordinary float GBDT
+comparable to scikit-learn's ``HistGradientBoostingClassifier(max_bins=max_bins - 1)``.
+
+The helpers below (gradients, fixed-point quantization, per-tree sampling,
+stratified validation split, early stopping) are shared with the federated
+label holder so both draw the same rows and features for each tree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..._validation import Interval, validate_params
+from ...errors import DataError, NotFittedError
+from .binning import BinMapper
+from .grower import LocalSource, Node, TreeGrower
+from .predictor import predict_raw
+from .split import SplitParams
+
+__all__ = [
+    "GBDTReference",
+    "sigmoid",
+    "logistic_gh",
+    "quantize_gh",
+    "base_score",
+    "tree_rng",
+    "sample_rows",
+    "sample_features",
+    "stratified_split",
+    "logloss",
+    "EarlyStopping",
+    "TREE_PARAMETER_CONSTRAINTS",
+]
+
+TREE_PARAMETER_CONSTRAINTS = {
+    "n_trees": [Interval(int, 1, 10_000)],
+    "max_depth": [Interval(int, 1, 16)],
+    "learning_rate": [Interval(float, 0, 1, closed="right")],
+    "max_bins": [Interval(int, 3, 256)],
+    "reg_lambda": [Interval(float, 0, None)],
+    "min_child_weight": [Interval(float, 0, None)],
+    "min_split_gain": [Interval(float, 0, None)],
+    "subsample": [Interval(float, 0, 1, closed="right")],
+    "colsample": [Interval(float, 0, 1, closed="right")],
+    "early_stopping_rounds": [None, Interval(int, 1, None)],
+    "validation_fraction": [Interval(float, 0, 1, closed="neither")],
+    "random_state": [Interval(int, 0, None)],
+}
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def logistic_gh(y: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """``(g, h) = (p - y, p (1 - p))`` per row as an (n, 2) float array."""
+    p = sigmoid(raw)
+    return np.stack([p - y, p * (1.0 - p)], axis=1)
+
+
+def quantize_gh(gh: np.ndarray, bits: int) -> np.ndarray:
+    """Fixed-point ``round(gh * 2**bits)`` as int64 (|g| <= 1 and 0 <= h <= 1/4)."""
+    return np.rint(np.asarray(gh, dtype=np.float64) * float(2**bits)).astype(np.int64)
+
+
+def base_score(y: np.ndarray) -> float:
+    """Initial log-odds ``log(p / (1 - p))`` of the training labels."""
+    p = float(np.clip(np.mean(y), 1e-12, 1 - 1e-12))
+    return math.log(p / (1.0 - p))
+
+
+def tree_rng(random_state: int, tree: int) -> np.random.Generator:
+    """The generator of one tree's row and feature sampling (resume-safe)."""
+    return np.random.default_rng([int(random_state), int(tree)])
+
+
+def sample_rows(rng: np.random.Generator, rows: np.ndarray, subsample: float) -> np.ndarray:
+    """Sorted subset of ``rows`` of size ``max(1, round(subsample * len(rows)))`` (all when 1.0)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if subsample >= 1.0:
+        return rows
+    k = max(1, int(round(subsample * len(rows))))
+    return np.sort(rng.choice(rows, size=k, replace=False))
+
+
+def sample_features(rng: np.random.Generator, n_features: int, colsample: float) -> np.ndarray:
+    """Boolean mask over the global feature list (all True when ``colsample`` is 1.0)."""
+    mask = np.zeros(n_features, dtype=bool)
+    if colsample >= 1.0 or n_features == 0:
+        mask[:] = True
+        return mask
+    k = max(1, int(round(colsample * n_features)))
+    mask[rng.choice(n_features, size=k, replace=False)] = True
+    return mask
+
+
+def stratified_split(y: np.ndarray, fraction: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train, validation) row positions with ``fraction`` of each class in validation."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(random_state)
+    valid = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        valid.append(rng.permutation(idx)[: int(round(fraction * len(idx)))])
+    valid = np.sort(np.concatenate(valid)) if valid else np.empty(0, dtype=np.int64)
+    train = np.setdiff1d(np.arange(len(y)), valid)
+    return train.astype(np.int64), valid.astype(np.int64)
+
+
+def logloss(y: np.ndarray, raw: np.ndarray) -> float:
+    """Mean binary cross-entropy of log-odds ``raw``."""
+    raw = np.asarray(raw, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, raw) - np.asarray(y) * raw))
+
+
+class EarlyStopping:
+    """Stop when the validation loss has not improved for ``rounds`` trees; keep the best prefix."""
+
+    def __init__(self, rounds: int | None):
+        self.rounds = rounds
+        self.best_loss = math.inf
+        self.best_trees = 0
+        self.history: list[float] = []
+
+    def update(self, n_trees: int, loss: float) -> bool:
+        """Record the loss after ``n_trees`` trees; True when training should stop."""
+        self.history.append(loss)
+        if loss < self.best_loss - 1e-12:
+            self.best_loss, self.best_trees = loss, n_trees
+        return self.rounds is not None and n_trees - self.best_trees >= self.rounds
+
+
+class GBDTReference:
+    """Binary-logistic gradient-boosted trees on one (joined) table, in plaintext.
+
+    Parameters
+    ----------
+    n_trees : int, default=5
+    max_depth : int, default=3
+        Edges from the root to the deepest leaf (at most ``2**max_depth`` leaves).
+    learning_rate : float, default=0.3
+        Shrinkage applied to every leaf value.
+    max_bins : int, default=32
+        Codes per feature including the missing-value bin.
+    reg_lambda : float, default=1.0
+        L2 regularization of leaf weights.
+    min_child_weight : float, default=1e-3
+        Minimum hessian sum in a child.
+    min_split_gain : float, default=0.0
+    subsample : float, default=1.0
+        Fraction of training rows drawn (without replacement) for each tree.
+    colsample : float, default=1.0
+        Fraction of features drawn for each tree.
+    early_stopping_rounds : int or None, default=None
+        When set, hold out a stratified ``validation_fraction`` of the rows and
+        stop once the validation log-loss has not improved for this many trees
+        (the best prefix of trees is kept).
+    validation_fraction : float, default=0.2
+    gh_bits : int or None, default=None
+        Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
+        protocol does) and sum them as integers; None sums floats.
+    random_state : int, default=0
+        Seeds row/feature sampling and the validation split.
+
+    Attributes
+    ----------
+    bin_mapper_ : BinMapper
+    trees_ : list of list of Node
+    base_score_ : float
+    n_trees_ : int
+    validation_loss_ : list of float
+    """
+
+    _parameter_constraints = {**TREE_PARAMETER_CONSTRAINTS, "gh_bits": [None, Interval(int, 8, 52)]}
+
+    def __init__(
+        self,
+        *,
+        n_trees: int = 5,
+        max_depth: int = 3,
+        learning_rate: float = 0.3,
+        max_bins: int = 32,
+        reg_lambda: float = 1.0,
+        min_child_weight: float = 1e-3,
+        min_split_gain: float = 0.0,
+        subsample: float = 1.0,
+        colsample: float = 1.0,
+        early_stopping_rounds: int | None = None,
+        validation_fraction: float = 0.2,
+        gh_bits: int | None = None,
+        random_state: int = 0,
+    ):
+        self.n_trees = n_trees
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.max_bins = max_bins
+        self.reg_lambda = reg_lambda
+        self.min_child_weight = min_child_weight
+        self.min_split_gain = min_split_gain
+        self.subsample = subsample
+        self.colsample = colsample
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.gh_bits = gh_bits
+        self.random_state = random_state
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._parameter_constraints}
+
+    def fit(self, X, y) -> "GBDTReference":
+        """Fit on ``X`` (n, f) with NaN for missing values and binary ``y`` (n,)."""
+        validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise DataError(f"X must be (n, f) and y (n,); got {X.shape} and {y.shape}")
+        if not np.isin(np.unique(y), (0, 1)).all():
+            raise DataError("y must be binary 0/1")
+        if self.early_stopping_rounds is not None:
+            train, valid = stratified_split(y, self.validation_fraction, self.random_state)
+        else:
+            train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)
+        self.bin_mapper_ = BinMapper(max_bins=self.max_bins).fit(X[train])
+        codes = self.bin_mapper_.transform(X[train])
+        ytr = y[train].astype(np.float64)
+        self.base_score_ = base_score(ytr)
+        raw = np.full(len(train), self.base_score_)
+        raw_valid = np.full(len(valid), self.base_score_)
+        scale = float(2**self.gh_bits) if self.gh_bits is not None else 1.0
+        params = SplitParams(self.reg_lambda, self.min_child_weight, self.min_split_gain)
+        stopper = EarlyStopping(self.early_stopping_rounds)
+        self.trees_ = []
+        for t in range(self.n_trees):
+            rng = tree_rng(self.random_state, t)
+            rows = sample_rows(rng, np.arange(len(train)), self.subsample)
+            fmask = sample_features(rng, X.shape[1], self.colsample)
+            gh = logistic_gh(ytr, raw)
+            gh = quantize_gh(gh, self.gh_bits) if self.gh_bits is not None else gh
+            source = LocalSource("local", codes, self.bin_mapper_, gh)
+            nodes, _ = TreeGrower(
+                sources=[source], gh=gh, rows=rows, max_depth=self.max_depth, learning_rate=self.learning_rate,
+                split_params=params, scale=scale, feature_masks=[fmask],
+            ).grow()
+            self.trees_.append(nodes)
+            raw += predict_raw([nodes], 0.0, X[train])
+            if len(valid):
+                raw_valid += predict_raw([nodes], 0.0, X[valid])
+                if stopper.update(t + 1, logloss(y[valid], raw_valid)):
+                    break
+        if len(valid):
+            self.trees_ = self.trees_[: stopper.best_trees]
+        self.validation_loss_ = stopper.history
+        self.n_trees_ = len(self.trees_)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw log-odds."""
+        if not hasattr(self, "trees_"):
+            raise NotFittedError("This GBDTReference is not fitted yet; call 'fit' first.")
+        return predict_raw(self.trees_, self.base_score_, X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities of class 0 and 1, shape (n, 2)."""
+        p = sigmoid(self.decision_function(X))
+        return np.stack([1 - p, p], axis=1)

@@ -1,0 +1,57 @@
+"""Inference: route rows through stored trees.
+
+Training-time :class:`~fedcredit.models.tree.grower.Node` objects are stored
+as plain dicts; prediction needs, per internal node, a boolean "goes left"
+vector over the rows being scored. For a split the predicting party owns, that
+is ``x[:, feature] <= threshold`` (missing values follow ``missing_left``);
+for a host's split in the federated model it comes from that host
+(:func:`fedcredit.protocols.secureboost.predict_guest`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .grower import Node
+
+__all__ = ["local_decision", "leaf_positions", "predict_tree", "predict_raw"]
+
+
+def local_decision(X: np.ndarray, node: Node) -> np.ndarray:
+    """``True`` where a row of ``X`` goes left at ``node`` (a split with a known threshold)."""
+    col = np.asarray(X, dtype=np.float64)[:, node.feature]
+    missing = np.isnan(col)
+    with np.errstate(invalid="ignore"):
+        return np.where(missing, node.missing_left, col <= node.threshold)
+
+
+def leaf_positions(nodes: Sequence[Node], n_rows: int, decide: Callable[[Node], np.ndarray]) -> np.ndarray:
+    """Leaf id of every row; ``decide(node)`` returns the left mask over all rows."""
+    pos = np.zeros(n_rows, dtype=np.int64)
+    for node in nodes:  # children always have larger ids than their parent
+        if node.is_leaf:
+            continue
+        here = pos == node.id
+        if not here.any():
+            continue
+        left = np.asarray(decide(node), dtype=bool)
+        pos[here & left] = node.left
+        pos[here & ~left] = node.right
+    return pos
+
+
+def predict_tree(nodes: Sequence[Node], n_rows: int, decide: Callable[[Node], np.ndarray]) -> np.ndarray:
+    """Leaf values of one tree for ``n_rows`` rows."""
+    values = np.array([n.value for n in nodes], dtype=np.float64)
+    return values[leaf_positions(nodes, n_rows, decide)]
+
+
+def predict_raw(trees: Sequence[Sequence[Node]], base_score: float, X: np.ndarray) -> np.ndarray:
+    """Raw scores (log-odds) of trees whose every split has a threshold, on ``X``."""
+    X = np.asarray(X, dtype=np.float64)
+    raw = np.full(X.shape[0], base_score, dtype=np.float64)
+    for nodes in trees:
+        raw += predict_tree(nodes, X.shape[0], lambda node: local_decision(X, node))
+    return raw

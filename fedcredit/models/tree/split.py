@@ -1,0 +1,157 @@
+"""Best split of a node from its (G, H) histograms.
+
+The gain of sending ``(G_L, H_L)`` left and ``(G_R, H_R)`` right is the
+XGBoost/scikit-learn score (the constant 1/2 dropped)::
+
+    gain = G_L**2 / (H_L + lambda) + G_R**2 / (H_R + lambda) - G**2 / (H + lambda)
+
+A candidate is valid when both children have a hessian sum of at least
+``min_child_weight`` and its gain exceeds ``min_split_gain``. Missing values
+(the last code of every feature) learn their direction: for every threshold
+bin both "missing right" and "missing left" are scored; when the node has
+missing values, the split "all non-missing left, missing right" is scored too.
+
+Histograms may be integers (fixed-point sums, scaled by ``scale``) or floats.
+All sums are formed in the histogram's own type and only converted to float
+at the end, so two parties holding the same integer histogram choose the same
+split bit for bit. Ties are broken by the first candidate in the order
+(feature, bin, missing right before missing left).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SplitParams", "SplitInfo", "find_best_split", "leaf_value", "split_gain"]
+
+_EPS = 1e-300
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """The split-finding hyperparameters of a tree.
+
+    Parameters
+    ----------
+    reg_lambda : float
+        L2 regularization of leaf weights.
+    min_child_weight : float
+        Minimum hessian sum in each child.
+    min_split_gain : float
+        A split must gain strictly more than this.
+    """
+
+    reg_lambda: float = 1.0
+    min_child_weight: float = 1e-3
+    min_split_gain: float = 0.0
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """The best split of one node over the features of one histogram grid."""
+
+    gain: float
+    feature: int
+    bin: int
+    missing_left: bool
+    left_g: float
+    left_h: float
+
+
+def leaf_value(g: float, h: float, reg_lambda: float) -> float:
+    """Newton step ``-G / (H + lambda)`` (before shrinkage)."""
+    return -g / max(h + reg_lambda, _EPS)
+
+
+def split_gain(gl, hl, gr, hr, g, h, reg_lambda: float):
+    """Gain of a split (vectorized)."""
+    return gl * gl / np.maximum(hl + reg_lambda, _EPS) + gr * gr / np.maximum(hr + reg_lambda, _EPS) - g * g / max(
+        h + reg_lambda, _EPS
+    )
+
+
+def find_best_split(
+    grid: np.ndarray,
+    n_bins_non_missing: np.ndarray,
+    total: tuple,
+    params: SplitParams,
+    *,
+    scale: float = 1.0,
+    feature_mask: np.ndarray | None = None,
+) -> SplitInfo | None:
+    """Best split of a node over the features of ``grid``.
+
+    Parameters
+    ----------
+    grid : ndarray of shape (n_features, n_bins, 2)
+        Per feature and bin, the sum of ``(g, h)`` of the node's rows; the
+        last bin holds the missing values. Integer or float.
+    n_bins_non_missing : ndarray of shape (n_features,)
+        Bins used by non-missing values of each feature.
+    total : (G, H)
+        The node's sums, in the same type as ``grid``.
+    params : SplitParams
+    scale : float, default=1.0
+        Divide integer sums by this to get real values (the fixed-point scale).
+    feature_mask : ndarray of bool, optional
+        Features that may be used (feature subsampling).
+
+    Returns
+    -------
+    SplitInfo or None
+        None when no candidate is valid.
+    """
+    grid = np.asarray(grid)
+    f, n_bins, _ = grid.shape if grid.ndim == 3 else (0, 0, 2)
+    if f == 0:
+        return None
+    G, H = total
+    nb = np.asarray(n_bins_non_missing, dtype=np.int64)
+    non_missing = grid[:, : n_bins - 1, :]
+    miss = grid[:, n_bins - 1, :]  # (f, 2)
+    cl = np.cumsum(non_missing, axis=1)  # (f, n_bins-1, 2): sums of bins <= b
+    b = np.arange(n_bins - 1)[None, :]
+    has_missing = miss[:, 1] > 0
+    # candidate bins: b <= nb-2 always; b == nb-1 only for "missing right" when missing exist
+    valid_r = (b <= nb[:, None] - 2) | ((b == nb[:, None] - 1) & has_missing[:, None])
+    valid_l = (b <= nb[:, None] - 2) & has_missing[:, None]
+    if feature_mask is not None:
+        fm = np.asarray(feature_mask, dtype=bool)[:, None]
+        valid_r &= fm
+        valid_l &= fm
+    left_r = cl
+    left_l = cl + miss[:, None, :]
+    lam = params.reg_lambda
+    g_tot, h_tot = float(G) / scale, float(H) / scale
+    gains = []
+    lefts = []
+    for left, valid in ((left_r, valid_r), (left_l, valid_l)):
+        right = np.stack([G - left[..., 0], H - left[..., 1]], axis=-1)
+        gl, hl = left[..., 0].astype(np.float64) / scale, left[..., 1].astype(np.float64) / scale
+        gr, hr = right[..., 0].astype(np.float64) / scale, right[..., 1].astype(np.float64) / scale
+        gain = split_gain(gl, hl, gr, hr, g_tot, h_tot, lam)
+        ok = valid & (hl >= params.min_child_weight) & (hr >= params.min_child_weight)
+        ok &= gain > params.min_split_gain
+        gains.append(np.where(ok, gain, -np.inf))
+        lefts.append((gl, hl))
+    # order (feature, bin, direction): direction 0 = missing right, 1 = missing left
+    stacked = np.stack(gains, axis=-1)  # (f, n_bins-1, 2)
+    flat = stacked.ravel()
+    if flat.size == 0:
+        return None
+    best = int(np.argmax(flat))
+    if not np.isfinite(flat[best]):
+        return None
+    feat, rem = divmod(best, stacked.shape[1] * 2)
+    bin_, direction = divmod(rem, 2)
+    gl, hl = lefts[direction]
+    return SplitInfo(
+        gain=float(flat[best]),
+        feature=int(feat),
+        bin=int(bin_),
+        missing_left=bool(direction),
+        left_g=float(gl[feat, bin_]),
+        left_h=float(hl[feat, bin_]),
+    )
