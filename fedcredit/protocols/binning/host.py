@@ -1,0 +1,61 @@
+"""Host side of federated binning: bins its own features, sums encrypted labels per bin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...crypto.paillier import PublicKey
+from ...errors import ProtocolError
+from ...models.woe import Bins, fit_bins
+from . import spec
+from .spec import Stage
+
+__all__ = ["run_host", "local_bins"]
+
+
+def local_bins(X, names, columns, params) -> list[Bins]:
+    """Label-free bins of every feature (min count enforced), shared by guest and host."""
+    cat = set(params.categorical)
+    return [
+        fit_bins(X[:, j], name=names[j], max_bins=params.max_bins,
+                 categorical=(names[j] in cat or columns[j] in cat), min_bin_count=params.min_bin_count)
+        for j in range(X.shape[1])
+    ]
+
+
+def run_host(channel, guest: str, table, params) -> dict:
+    """Run the host side; returns ``{feature: Bins}`` with WOE and IV set (thresholds stay here).
+
+    What the host learns: the guest's public key, encrypted labels, and for
+    its own features the WOE and IV per bin (and the monotonic merge).
+    """
+    key = spec.expect(Stage.KEY, channel.recv(guest, spec.tag(Stage.KEY)), sender_role="guest")
+    pk = PublicKey.from_wire(key["public_key"])
+    if key["n_rows"] != len(table):
+        raise ProtocolError(f"binning: guest has {key['n_rows']} aligned rows, this host {len(table)}")
+    names = list(table.feature_names)
+    bins = local_bins(table.X, names, list(table.columns), params)
+    assigned = np.stack([b.assign(table.X[:, j]) for j, b in enumerate(bins)], axis=1) if bins else None
+    msg = spec.expect(Stage.LABELS, channel.recv(guest, spec.tag(Stage.LABELS)), sender_role="guest")
+    enc_y = pk.vector_from_blob(msg["labels"])
+    if len(enc_y) != len(table):
+        raise ProtocolError(f"binning: {len(enc_y)} encrypted labels for {len(table)} rows")
+    # Every bin's total is >= min_bin_count or 0 (merged before any sum is formed).
+    parts = [enc_y.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
+    events = parts[0].concat(*parts[1:]) if parts else pk.encrypt_ints([])
+    channel.send(guest, spec.tag(Stage.COUNTS), {
+        "features": names,
+        "n_bins": np.array([b.n_bins for b in bins], dtype=np.int64),
+        "totals": np.concatenate([b.counts for b in bins]).astype(np.int64) if bins else np.empty(0, np.int64),
+        "categorical": [bool(b.categorical) for b in bins],
+        "events": events,
+    })
+    res = spec.expect(Stage.RESULT, channel.recv(guest, spec.tag(Stage.RESULT)), sender_role="guest")
+    if not (len(res["groups"]) == len(res["woe"]) == len(res["iv"]) == len(bins)):
+        raise ProtocolError("binning: result does not cover every host feature")
+    out = {}
+    for b, groups, woe, iv in zip(bins, res["groups"], res["woe"], res["iv"]):
+        if groups is not None:
+            b = b.merge([list(map(int, g)) for g in groups])
+        out[b.name] = b.with_woe(np.asarray(woe, dtype=np.float64), np.asarray(iv, dtype=np.float64))
+    return out

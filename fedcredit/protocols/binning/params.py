@@ -1,0 +1,52 @@
+"""Parameters of the ``binning`` step (validated once, passed down frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..._validation import Interval, StrOptions, validate_params
+from ...models.woe import MAX_BINS
+
+__all__ = ["BinningParams"]
+
+_CONSTRAINTS = {
+    "method": [StrOptions({"quantile", "monotonic"})],
+    "max_bins": [Interval(int, 2, MAX_BINS)],
+    "min_bin_count": [Interval(int, 1, None)],
+    "smoothing": [Interval(float, 0, None)],
+    "categorical": [list],
+    "key_bits": [Interval(int, 2048, None)],
+}
+
+
+@dataclass(frozen=True)
+class BinningParams:
+    """``binning`` step parameters.
+
+    Attributes
+    ----------
+    method : {"quantile", "monotonic"}
+        Quantile bins, or quantile bins merged to a monotonic event rate.
+    max_bins : int, default=10
+        Value bins per feature before merging (≤ 32); missing values get their own bin.
+    min_bin_count : int, default=50
+        No bin with fewer rows is ever counted or revealed (it is merged first).
+    smoothing : float, default=0.5
+        Added to events and non-events of each bin in the WOE formula.
+    categorical : list of str
+        Feature names (``"party.col"`` or this party's raw column names) binned by category.
+    key_bits : int, default=2048
+        Paillier key size for the encrypted labels.
+    """
+
+    method: str = "quantile"
+    max_bins: int = 10
+    min_bin_count: int = 50
+    smoothing: float = 0.5
+    categorical: list = field(default_factory=list)
+    key_bits: int = 2048
+
+    @classmethod
+    def from_dict(cls, params: dict, owner: str = "step 'binning'") -> "BinningParams":
+        validate_params(params, _CONSTRAINTS, owner)
+        return cls(**params)
