@@ -376,7 +376,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
             return pb.PushAck()
         if h.kind != pb.MESSAGE_KIND_DATA:
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"unknown message kind {h.kind}")
-        if len(h.tag) > _MAX_TAG or not _TAG_RE.match(h.tag):
+        if len(h.tag) > _MAX_TAG or not _TAG_RE.match(h.tag) or any(x in (".", "..") for x in h.tag.split("/")):
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid tag {h.tag[:140]!r}")
         if not _ID_RE.match(h.message_id):
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "invalid message id")
