@@ -1,0 +1,342 @@
+"""The aggregator side of horizontal training: rounds, deadlines, dropouts and the sum.
+
+The aggregator drives every round: it sends START (the global model) to the
+clients, runs the mode's aggregation with a deadline per stage — a client
+that has not answered in time, or whose connection failed (``PeerError``),
+is dropped for the rest of the round and told so at its next stage — and
+turns the sum ``[sum n*theta, sum n, val_loss_sum, val_rows]`` into the
+next global model. It never holds a client's data, and in ``secagg`` and
+``ckks`` never sees an individual update.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...crypto import secagg as sa
+from ...errors import PeerError, ProtocolError
+from ...models import metrics, mlp
+from ...transport.base import Channel
+from . import spec
+from ._ckks import public_context, sum_encrypted
+from .params import HomoParams
+from .spec import Stage
+
+__all__ = ["HomoAggregator", "PlainAggregation", "SecAggAggregation", "CkksAggregation", "RoundFailed"]
+
+
+class RoundFailed(ProtocolError):
+    """Too few clients remain at some stage for the round to complete."""
+
+
+class _Collector:
+    """Stage deadlines and drop notices shared by the three modes."""
+
+    def __init__(self, params: HomoParams, clients: list[str]):
+        self.clients = sorted(clients)
+        self.threshold = params.threshold_for(len(clients))
+        self.stage_timeout = params.stage_timeout
+        self.rejoin_grace = params.rejoin_grace
+        self.absent: set[str] = set()  # clients dropped in the previous round (short grace)
+        self.log: dict[str, list[str]] = {}
+
+    def collect(self, ch: Channel, peers, stage: Stage, r: int | None, *, grace_for=()) -> dict[str, dict]:
+        """Receive ``stage`` from ``peers`` until the deadline; returns ``{peer: payload}`` of those on time."""
+        deadline = time.monotonic() + self.stage_timeout
+        got: dict[str, dict] = {}
+        slow = [p for p in peers if p in grace_for]
+        for p in [p for p in peers if p not in grace_for]:
+            self._recv_one(ch, p, stage, r, deadline, got)
+        grace_deadline = min(deadline, time.monotonic() + self.rejoin_grace)
+        for p in slow:
+            self._recv_one(ch, p, stage, r, grace_deadline, got)
+        dropped = [p for p in peers if p not in got]
+        if dropped:
+            self.log.setdefault(f"{stage.value}", []).extend(dropped)
+        return got
+
+    @staticmethod
+    def _recv_one(ch, p, stage, r, deadline, got) -> None:
+        try:
+            msg = ch.recv(p, spec.tag(stage, r), timeout=max(0.001, deadline - time.monotonic()))
+        except PeerError:
+            return
+        got[p] = spec.expect(stage, msg, sender_role="client")
+
+    def require(self, alive, stage: Stage, r: int | None, of: int) -> None:
+        if len(alive) < self.threshold:
+            raise RoundFailed(
+                f"homo round {r}: only {len(alive)} of {of} clients remain at stage {stage.value!r}; "
+                f"at least {self.threshold} (the threshold) are needed"
+            )
+
+    @staticmethod
+    def notify_dropped(ch: Channel, peers, stage: Stage, r: int | None) -> None:
+        for p in peers:
+            try:
+                ch.send(p, spec.tag(stage, r), {"dropped": True})
+            except PeerError:
+                pass
+
+
+class PlainAggregation(_Collector):
+    """Sum updates sent in the clear (not private)."""
+
+    def setup(self, ch: Channel) -> list[str]:
+        return list(self.clients)
+
+    def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
+        got = self.collect(ch, members, Stage.UPDATE, r, grace_for=self.absent)
+        self.require(got, Stage.UPDATE, r, len(members))
+        for p, m in got.items():
+            if m["vector"].shape != (dim,):
+                raise ProtocolError(f"homo update from {p!r}: {m['vector'].shape[0]} values, expected {dim}")
+        return np.sum([m["vector"] for m in got.values()], axis=0), sorted(got)
+
+
+class SecAggAggregation(_Collector):
+    """The server of secure aggregation: routes sealed shares, sums masked inputs, removes masks.
+
+    What it learns per round: the rosters (who took part at each stage), the
+    public keys, the sealed (unreadable) shares, masked vectors that are
+    uniform in Z/2^64, the self-mask seeds of the survivors and the per-round
+    pairwise seeds of clients lost after sharing — which together give only
+    the sum of the survivors' quantized updates.
+    """
+
+    def setup(self, ch: Channel) -> list[str]:
+        return list(self.clients)
+
+    def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
+        t = self.threshold
+        adv = self.collect(ch, members, Stage.ADVERTISE, r, grace_for=self.absent)
+        self.notify_dropped(ch, [p for p in members if p not in adv], Stage.ROSTER, r)
+        self.require(adv, Stage.ADVERTISE, r, len(members))
+        u1 = sorted(adv)
+        keys = [adv[p]["public_key"] for p in u1]
+        if any(len(k) != 32 for k in keys):
+            raise ProtocolError(f"homo advertise round {r}: public keys must be 32 bytes")
+        ch_roster = {"dropped": False, "clients": u1, "public_keys": keys, "threshold": t}
+        for p in u1:
+            self._send(ch, p, Stage.ROSTER, r, ch_roster)
+
+        shares = self.collect(ch, u1, Stage.SHARES, r)
+        u2 = sorted(shares)
+        self.notify_dropped(ch, [p for p in u1 if p not in shares], Stage.FORWARD, r)
+        self.require(u2, Stage.SHARES, r, len(members))
+        for p in u2:
+            sealed = shares[p]["sealed"]
+            if set(sealed) != set(u1) - {p} or not all(isinstance(v, bytes) for v in sealed.values()):
+                raise ProtocolError(f"homo shares from {p!r} round {r}: one sealed message per roster member expected")
+        for p in u2:
+            fwd = {u: shares[u]["sealed"][p] for u in u2 if u != p}
+            self._send(ch, p, Stage.FORWARD, r, {"dropped": False, "clients": u2, "sealed": fwd})
+
+        masked = self.collect(ch, u2, Stage.MASKED, r)
+        u3 = sorted(masked)
+        lost = [p for p in u2 if p not in masked]
+        self.notify_dropped(ch, lost, Stage.UNMASK, r)
+        self.require(u3, Stage.MASKED, r, len(members))
+        for p in u3:
+            if masked[p]["masked"].shape != (dim,):
+                raise ProtocolError(f"homo masked input from {p!r} round {r}: expected {dim} values")
+        for p in u3:
+            self._send(ch, p, Stage.UNMASK, r, {"dropped": False, "survivors": u3, "lost": lost})
+
+        reveals = self.collect(ch, u3, Stage.REVEAL, r)
+        self.require(reveals, Stage.REVEAL, r, len(members))
+        xs = {c: i + 1 for i, c in enumerate(u1)}
+        self_shares: dict[str, dict[int, int]] = {u: {} for u in u3}
+        pair_shares: dict[tuple[str, str], dict[int, int]] = {(u, v): {} for u in lost for v in u3}
+        for w, msg in reveals.items():
+            ss, ps = msg["self_shares"], msg["pair_shares"]
+            if set(ss) != set(u3) or set(ps) != set(lost):
+                raise ProtocolError(f"homo reveal from {w!r} round {r}: shares for the wrong clients")
+            for u in u3:
+                self_shares[u][xs[w]] = _field(ss[u], w)
+            for u in lost:
+                inner = ps[u]
+                if not isinstance(inner, dict) or set(inner) != set(u3):
+                    raise ProtocolError(f"homo reveal from {w!r} round {r}: pair shares for the wrong clients")
+                for v in u3:
+                    pair_shares[(u, v)][xs[w]] = _field(inner[v], w)
+
+        total = np.zeros(dim, dtype=np.uint64)
+        for p in u3:
+            total += masked[p]["masked"]
+        for u in u3:
+            seed = sa.int_to_secret(sa.shamir_combine(self_shares[u], t))
+            total -= sa.expand_mask(seed, dim)
+        for (u, v), sh in pair_shares.items():
+            seed = sa.int_to_secret(sa.shamir_combine(sh, t))
+            m = sa.expand_mask(seed, dim)
+            # v added +m if v < u else -m; undo it
+            total = total - m if v < u else total + m
+        return sa.dequantize(total, frac_bits=self._frac_bits), u3
+
+    def __init__(self, params: HomoParams, clients: list[str]):
+        super().__init__(params, clients)
+        self._frac_bits = params.frac_bits
+
+    @staticmethod
+    def _send(ch, p, stage, r, payload) -> None:
+        try:
+            ch.send(p, spec.tag(stage, r), payload)
+        except PeerError:
+            pass  # it will miss the next deadline and be dropped
+
+
+def _field(v, who: str) -> int:
+    if type(v) is not int or not (0 <= v < sa.FIELD_PRIME):
+        raise ProtocolError(f"homo reveal from {who!r}: a share is not a field element")
+    return v
+
+
+class CkksAggregation(_Collector):
+    """Sum CKKS ciphertexts under the clients' key; a client decrypts the sum."""
+
+    def __init__(self, params: HomoParams, clients: list[str]):
+        super().__init__(params, clients)
+        self._ctx = None
+
+    def setup(self, ch: Channel) -> list[str]:
+        adv = self.collect(ch, self.clients, Stage.KEY_ADVERTISE, None)
+        self.require(adv, Stage.KEY_ADVERTISE, None, len(self.clients))
+        members = sorted(adv)
+        dealer = members[0]
+        roster = {"clients": members, "public_keys": [adv[p]["public_key"] for p in members], "dealer": dealer}
+        for p in self.clients:
+            SecAggAggregation._send(ch, p, Stage.KEY_ROSTER, None, roster)
+        got = self.collect(ch, [dealer], Stage.CONTEXT, None)
+        if dealer not in got:
+            raise RoundFailed(f"homo ckks set-up: the key dealer {dealer!r} dropped before sending the key")
+        msg = got[dealer]
+        if set(msg["sealed"]) != set(members) - {dealer} or not all(isinstance(v, bytes) for v in msg["sealed"].values()):
+            raise ProtocolError("homo context: one sealed key per member expected")
+        self._ctx = public_context(msg["public_context"])
+        for p in members:
+            if p != dealer:
+                SecAggAggregation._send(ch, p, Stage.KEY, None, {"sealed": msg["sealed"][p], "dealer": dealer})
+        return members
+
+    def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
+        got = self.collect(ch, members, Stage.ENCRYPTED, r, grace_for=self.absent)
+        self.notify_dropped(ch, [p for p in members if p not in got], Stage.DECRYPT, r)
+        self.require(got, Stage.ENCRYPTED, r, len(members))
+        contributors = sorted(got)
+        for p in contributors:
+            if not all(isinstance(c, bytes) for c in got[p]["ciphertext"]):
+                raise ProtocolError(f"homo encrypted update from {p!r}: chunks must be bytes")
+        total = sum_encrypted(self._ctx, [got[p]["ciphertext"] for p in contributors])
+        for p in contributors:
+            SecAggAggregation._send(ch, p, Stage.DECRYPT, r, {"dropped": False, "ciphertext": total})
+        deadline = time.monotonic() + self.stage_timeout
+        for p in contributors:  # the first decryptor that answers in time
+            res: dict = {}
+            self._recv_one(ch, p, Stage.DECRYPTED, r, deadline, res)
+            if p in res:
+                vec = res[p]["vector"]
+                if vec.shape != (dim,):
+                    raise ProtocolError(f"homo decrypted sum from {p!r}: expected {dim} values")
+                return vec, contributors
+        raise RoundFailed(f"homo round {r}: no client returned the decrypted sum in time")
+
+
+_AGGREGATIONS = {"plain": PlainAggregation, "secagg": SecAggAggregation, "ckks": CkksAggregation}
+
+
+class HomoAggregator:
+    """Drive FedAvg rounds; optionally evaluate on a held-out table.
+
+    Parameters
+    ----------
+    party : str
+    clients : list of str
+    params : HomoParams
+    n_features : int
+    X_eval, y_eval : ndarray or None
+        The aggregator's own held-out data (used for early stopping and the
+        reported test metrics), if it has any.
+    """
+
+    def __init__(self, party: str, clients: list[str], params: HomoParams, n_features: int, X_eval=None, y_eval=None):
+        self.party, self.params = party, params
+        self.clients = sorted(clients)
+        self.shape = mlp.MLPShape(n_features, params.hidden if params.model == "mlp" else ())
+        self.aggregation = _AGGREGATIONS[params.mode](params, self.clients)
+        self.X_eval = None if X_eval is None else np.asarray(X_eval, dtype=np.float64)
+        self.y_eval = None if y_eval is None else np.asarray(y_eval)
+
+    def _start(self, ch: Channel, members, r: int, theta: np.ndarray, stop: bool) -> None:
+        for p in members:
+            try:
+                ch.send(p, spec.tag(Stage.START, r), {"round": r, "stop": stop, "params": theta})
+            except PeerError:
+                pass
+
+    def run(self, ch: Channel, progress=None, check_cancelled=None) -> dict:
+        p, size = self.params, self.shape.size
+        t0 = time.perf_counter()
+        theta = mlp.init_params(self.shape, p.random_state)
+        members = self.aggregation.setup(ch)
+        setup_seconds = time.perf_counter() - t0
+        history, best = [], (np.inf, theta, -1)
+        since_best, prev_theta = 0, theta
+        r = 0
+        for r in range(p.rounds):
+            if check_cancelled:
+                check_cancelled()
+            tr = time.perf_counter()
+            self._start(ch, members, r, theta, False)
+            total, contributors = self.aggregation.aggregate(ch, r, members, size + 3)
+            self.aggregation.absent = set(members) - set(contributors)
+            rows = total[size]
+            if not rows > 0:
+                raise ProtocolError(f"homo round {r}: aggregated row count is {rows}")
+            prev_theta, theta = theta, total[:size] / rows
+            entry = {"round": r, "clients": contributors, "seconds": time.perf_counter() - tr}
+            # validation loss: held-out table (new model) or clients' splits (model of the previous round)
+            if self.X_eval is not None:
+                pe = mlp.predict_proba(self.shape, theta, self.X_eval)
+                entry["val_loss"] = mlp.log_loss(self.y_eval, pe)
+                entry["val_auc"] = metrics.auc(self.y_eval, pe)
+                scored = (entry["val_loss"], theta, r)
+            elif total[size + 2] > 0:
+                entry["val_loss"] = float(total[size + 1] / total[size + 2])
+                scored = (entry["val_loss"], prev_theta, r - 1)
+            else:
+                scored = None
+            history.append(entry)
+            if progress:
+                progress(f"homo round {r + 1}/{p.rounds}: {len(contributors)} clients", (r + 1) / p.rounds)
+            if scored is not None and p.patience is not None:
+                if scored[0] < best[0] - 1e-9:
+                    best, since_best = scored, 0
+                else:
+                    since_best += 1
+                    if since_best >= p.patience:
+                        break
+        final = best[1] if (p.patience is not None and best[2] >= 0) else theta
+        n_rounds = len(history)
+        self._start(ch, members, n_rounds, final, True)
+        seconds = time.perf_counter() - t0
+        out = {
+            "mode": p.mode,
+            "rounds": n_rounds,
+            "best_round": best[2] if p.patience is not None else n_rounds - 1,
+            "seconds": seconds,
+            "setup_seconds": setup_seconds,
+            "round_seconds": [h["seconds"] for h in history],
+            "history": history,
+            "dropped": self.aggregation.log,
+            "params": final,
+        }
+        if self.X_eval is not None:
+            pe = mlp.predict_proba(self.shape, final, self.X_eval)
+            out["metrics"] = metrics.evaluate_scores(self.y_eval, pe) if hasattr(metrics, "evaluate_scores") else {}
+            out["test_auc"] = metrics.auc(self.y_eval, pe)
+            out["test_ks"] = metrics.ks(self.y_eval, pe)
+        self.coef_ = final
+        return out

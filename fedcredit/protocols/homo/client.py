@@ -1,0 +1,344 @@
+"""The client (bank) side of horizontal training: local SGD and the three ways to submit an update.
+
+A client holds its own labelled table. Each round it receives the global
+model, trains ``local_epochs`` on its rows, and submits the row-weighted
+vector ``[n * theta, n, val_loss_sum, val_rows]`` through one of
+
+* :class:`PlainSubmitter` — in the clear (**not private**, for comparison);
+* :class:`SecAggSubmitter` — pairwise + self masks, Shamir shares (secagg);
+* :class:`CkksSubmitter` — encrypted under a CKKS key held by the clients.
+
+Each ``submit`` returns True when this client's update was part of the sum
+and False when the aggregator dropped it from the round; either way the
+client then waits for the next round's START.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+
+import numpy as np
+
+from ...crypto import secagg as sa
+from ...errors import ProtocolError
+from ...models import mlp
+from ...transport.base import Channel
+from . import spec
+from ._ckks import CkksKeys
+from .params import HomoParams
+from .spec import Stage
+
+__all__ = ["HomoClient", "PlainSubmitter", "SecAggSubmitter", "CkksSubmitter"]
+
+_SHARE_BYTES = (sa.FIELD_PRIME.bit_length() + 7) // 8  # 66
+
+
+def _check_names(names, known: set[str], what: str) -> list[str]:
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ProtocolError(f"homo {what}: client list must be distinct names")
+    unknown = set(names) - known
+    if unknown:
+        raise ProtocolError(f"homo {what}: unknown clients {sorted(unknown)}")
+    return list(names)
+
+
+class PlainSubmitter:
+    """Send the update in the clear (the aggregator sees it)."""
+
+    def __init__(self, party: str, aggregator: str, params: HomoParams, clients: list[str]):
+        self.party, self.aggregator = party, aggregator
+
+    def setup(self, ch: Channel) -> bool:
+        return True
+
+    def submit(self, ch: Channel, r: int, vector: np.ndarray) -> bool:
+        ch.send(self.aggregator, spec.tag(Stage.UPDATE, r), {"vector": np.asarray(vector, dtype=np.float64)})
+        return True
+
+
+class SecAggSubmitter:
+    """One client's side of secure aggregation, keeping its key pair across rounds.
+
+    Per round ``r`` (Bonawitz et al. 2017 with per-round seeds):
+
+    1. ADVERTISE its long-term X25519 public key (the same every round).
+    2. On ROSTER ``U1``: derive (cached) pairwise secrets ``s_uv``; draw a fresh
+       self-mask seed ``b`` (32 bytes, :mod:`secrets`); derive the round's
+       pairwise seeds ``k_uv = HKDF(s_uv, "mask", r)``; Shamir-share ``b`` and
+       every ``k_uv`` with threshold ``t`` among ``U1`` and SEND each member its
+       shares sealed with ChaCha20-Poly1305 under ``HKDF(s_uv, "share-enc")``.
+    3. On FORWARD ``U2`` (who shared): open the shares sent to it, upload
+       ``quantize(x) + PRG(b) + sum_v ±PRG(k_uv)`` over ``v`` in ``U2``.
+    4. On UNMASK (survivors ``U3`` ⊆ ``U2``, lost = ``U2 \\ U3``): reveal its
+       shares of ``b_u`` for ``u`` in ``U3`` and of ``k_uv`` for ``u`` lost and
+       ``v`` in ``U3`` — never both kinds for the same client, and only after
+       checking that ``|U3| >= t`` and the two sets partition ``U2``.
+
+    Only per-round seeds are ever revealed, so a client dropped in round r is
+    exposed neither in earlier nor in later rounds, and its long-term key
+    stays valid (no re-keying is needed when it comes back).
+    """
+
+    def __init__(self, party: str, aggregator: str, params: HomoParams, clients: list[str]):
+        self.party, self.aggregator = party, aggregator
+        self.clients = set(clients)
+        self.threshold = params.threshold_for(len(clients))
+        self.clip, self.frac_bits = params.clip, params.frac_bits
+        self.timeout = params.client_timeout
+        self.keys = sa.KeyPair.generate()
+        self._pairs: dict[str, tuple[bytes, bytes]] = {}  # peer -> (peer public key, pairwise secret)
+
+    def setup(self, ch: Channel) -> bool:
+        return True
+
+    def _secret(self, peer: str, public: bytes) -> bytes:
+        cached = self._pairs.get(peer)
+        if cached is None or cached[0] != public:  # a peer that re-keyed gets a new secret
+            cached = (public, self.keys.agree(self.party, peer, public))
+            self._pairs[peer] = cached
+        return cached[1]
+
+    def _recv(self, ch: Channel, stage: Stage, r: int) -> dict:
+        return spec.expect(stage, ch.recv(self.aggregator, spec.tag(stage, r), timeout=self.timeout),
+                           sender_role="aggregator")
+
+    def submit(self, ch: Channel, r: int, vector: np.ndarray, *, halt_before: Stage | None = None) -> bool:
+        """Run round ``r`` of secure aggregation for ``vector``.
+
+        ``halt_before`` (fault-injection tests only) makes the client stop
+        silently before sending that stage's message, as if it crashed.
+        """
+        me, agg, t = self.party, self.aggregator, self.threshold
+        if halt_before is Stage.ADVERTISE:
+            return False
+        ch.send(agg, spec.tag(Stage.ADVERTISE, r), {"public_key": self.keys.public})
+
+        # -- ROSTER → SHARES -------------------------------------------------
+        roster = self._recv(ch, Stage.ROSTER, r)
+        if roster["dropped"]:
+            return False
+        u1 = _check_names(roster["clients"], self.clients, "roster")
+        keys = roster["public_keys"]
+        if len(keys) != len(u1) or not all(isinstance(k, bytes) for k in keys):
+            raise ProtocolError("homo roster: one 32-byte public key per client expected")
+        if me not in u1 or keys[u1.index(me)] != self.keys.public:
+            raise ProtocolError("homo roster: this client's public key is missing or altered")
+        if roster["threshold"] != t:
+            raise ProtocolError(f"homo roster: threshold {roster['threshold']} differs from the agreed {t}")
+        if len(u1) < t:
+            raise ProtocolError(f"homo roster: {len(u1)} clients is below the threshold {t}")
+        xs = {c: i + 1 for i, c in enumerate(u1)}
+        peers = [c for c in u1 if c != me]
+        secrets_by_peer = {v: self._secret(v, keys[u1.index(v)]) for v in peers}
+        self_seed = secrets.token_bytes(sa.SEED_BYTES)
+        pair_seeds = {v: sa.mask_seed(secrets_by_peer[v], r) for v in peers}
+        to_share = [self_seed] + [pair_seeds[v] for v in peers]
+        shares = [sa.shamir_split(sa.secret_to_int(s), list(xs.values()), t) for s in to_share]
+        sealed = {}
+        for w in peers:
+            plain = b"".join(sh[xs[w]].to_bytes(_SHARE_BYTES, "big") for sh in shares)
+            key = sa.derive_key(secrets_by_peer[w], "share-enc")
+            sealed[w] = sa.seal(key, plain, _aad(r, me, w))
+        if halt_before is Stage.SHARES:
+            return False
+        ch.send(agg, spec.tag(Stage.SHARES, r), {"sealed": sealed})
+
+        # -- FORWARD → MASKED ------------------------------------------------
+        fwd = self._recv(ch, Stage.FORWARD, r)
+        if fwd["dropped"]:
+            return False
+        u2 = _check_names(fwd["clients"], set(u1), "forward")
+        if me not in u2 or len(u2) < t:
+            raise ProtocolError(f"homo forward: {len(u2)} clients (threshold {t}) or this client missing")
+        if set(fwd["sealed"]) != set(u2) - {me} or not all(isinstance(v, bytes) for v in fwd["sealed"].values()):
+            raise ProtocolError("homo forward: expected one sealed share message from each other client")
+        held_self = {me: shares[0][xs[me]]}
+        held_pair: dict[str, dict[str, int]] = {}
+        for u in u2:
+            if u == me:
+                continue
+            key = sa.derive_key(secrets_by_peer[u], "share-enc")
+            plain = sa.open_sealed(key, fwd["sealed"][u], _aad(r, u, me))
+            u_peers = [c for c in u1 if c != u]
+            if len(plain) != _SHARE_BYTES * (1 + len(u_peers)):
+                raise ProtocolError(f"homo forward: shares from {u!r} have the wrong length")
+            vals = [int.from_bytes(plain[i:i + _SHARE_BYTES], "big") for i in range(0, len(plain), _SHARE_BYTES)]
+            held_self[u] = vals[0]
+            held_pair[u] = dict(zip(u_peers, vals[1:]))
+        vector = np.asarray(vector, dtype=np.float64)
+        masked = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits)
+        masked = masked + sa.expand_mask(self_seed, vector.shape[0])
+        for v in u2:
+            if v == me:
+                continue
+            m = sa.expand_mask(pair_seeds[v], vector.shape[0])
+            masked = masked + m if me < v else masked - m
+        if halt_before is Stage.MASKED:
+            return False
+        ch.send(agg, spec.tag(Stage.MASKED, r), {"masked": masked})
+
+        # -- UNMASK → REVEAL -------------------------------------------------
+        un = self._recv(ch, Stage.UNMASK, r)
+        if un["dropped"]:
+            return False
+        u3 = _check_names(un["survivors"], set(u2), "unmask")
+        lost = _check_names(un["lost"], set(u2), "unmask")
+        if set(u3) & set(lost) or set(u3) | set(lost) != set(u2):
+            raise ProtocolError("homo unmask: survivors and lost clients must partition the round's clients")
+        if me not in u3 or len(u3) < t:
+            raise ProtocolError(f"homo unmask: only {len(u3)} survivors, below the threshold {t}")
+        if halt_before is Stage.REVEAL:
+            return True  # our masked update is in; the others reconstruct our self mask
+        ch.send(agg, spec.tag(Stage.REVEAL, r), {
+            "self_shares": {u: held_self[u] for u in u3},
+            "pair_shares": {u: {v: held_pair[u][v] for v in u3} for u in lost},
+        })
+        return True
+
+
+def _aad(r: int, sender: str, receiver: str) -> bytes:
+    return f"fedcredit/homo/shares|round-{r}|{sender}|{receiver}".encode()
+
+
+class CkksSubmitter:
+    """Encrypt updates under a CKKS key shared by the clients (not the aggregator).
+
+    Set-up (once per job): every client advertises an X25519 public key; the
+    first client of the roster (the *dealer*) generates the CKKS context and
+    sends it, sealed with each pairwise key, to every other client through the
+    aggregator, and only the public context to the aggregator. Clients absent
+    at set-up do not take part in this job (they never receive the key).
+    Each round every contributing client decrypts the summed ciphertext and
+    returns it rounded to ``2**-16`` (the aggregator uses the first answer).
+    """
+
+    ROUNDING = 2.0**-16
+
+    def __init__(self, party: str, aggregator: str, params: HomoParams, clients: list[str]):
+        self.party, self.aggregator, self.params = party, aggregator, params
+        self.clients = set(clients)
+        self.timeout = params.client_timeout
+        self.keys: CkksKeys | None = None
+
+    def setup(self, ch: Channel, *, halt_before: Stage | None = None) -> bool:
+        """Join the key set-up; False when this client is not part of the job's CKKS group."""
+        me, agg = self.party, self.aggregator
+        kp = sa.KeyPair.generate()
+        if halt_before is Stage.KEY_ADVERTISE:
+            return False
+        ch.send(agg, spec.tag(Stage.KEY_ADVERTISE, None), {"public_key": kp.public})
+        roster = spec.expect(Stage.KEY_ROSTER, ch.recv(agg, spec.tag(Stage.KEY_ROSTER, None), timeout=self.timeout),
+                             sender_role="aggregator")
+        members = _check_names(roster["clients"], self.clients, "key roster")
+        if me not in members:
+            return False
+        if roster["dealer"] not in members or len(roster["public_keys"]) != len(members):
+            raise ProtocolError("homo key roster: dealer or public keys inconsistent")
+        pubs = dict(zip(members, roster["public_keys"]))
+        if pubs[me] != kp.public:
+            raise ProtocolError("homo key roster: this client's public key is missing or altered")
+        dealer = roster["dealer"]
+        if dealer == me:
+            self.keys = CkksKeys.generate(poly_modulus_degree=self.params.ckks_poly_modulus_degree,
+                                          scale_bits=self.params.ckks_scale_bits)
+            secret = self.keys.secret_bytes()
+            sealed = {}
+            for w in members:
+                if w != me:
+                    key = sa.derive_key(kp.agree(me, w, pubs[w]), "ckks-key")
+                    sealed[w] = sa.seal(key, secret, _aad(-1, me, w))
+            ch.send(agg, spec.tag(Stage.CONTEXT, None), {"public_context": self.keys.public_bytes(), "sealed": sealed})
+        else:
+            msg = spec.expect(Stage.KEY, ch.recv(agg, spec.tag(Stage.KEY, None), timeout=self.timeout),
+                              sender_role="aggregator")
+            if msg["dealer"] != dealer:
+                raise ProtocolError("homo key: dealer differs from the roster")
+            key = sa.derive_key(kp.agree(me, dealer, pubs[dealer]), "ckks-key")
+            self.keys = CkksKeys.from_secret_bytes(sa.open_sealed(key, msg["sealed"], _aad(-1, dealer, me)))
+        return True
+
+    def submit(self, ch: Channel, r: int, vector: np.ndarray, *, halt_before: Stage | None = None) -> bool:
+        agg = self.aggregator
+        vector = np.asarray(vector, dtype=np.float64)
+        if halt_before is Stage.ENCRYPTED:
+            return False
+        ch.send(agg, spec.tag(Stage.ENCRYPTED, r), {"ciphertext": self.keys.encrypt(vector)})
+        msg = spec.expect(Stage.DECRYPT, ch.recv(agg, spec.tag(Stage.DECRYPT, r), timeout=self.timeout),
+                          sender_role="aggregator")
+        if msg["dropped"]:
+            return False
+        chunks = msg["ciphertext"]
+        if not all(isinstance(c, bytes) for c in chunks):
+            raise ProtocolError("homo decrypt: ciphertext chunks must be bytes")
+        total = self.keys.decrypt(chunks, vector.shape[0])
+        if halt_before is Stage.DECRYPTED:
+            return True
+        total = np.round(total / self.ROUNDING) * self.ROUNDING
+        ch.send(agg, spec.tag(Stage.DECRYPTED, r), {"vector": total})
+        return True
+
+
+_SUBMITTERS = {"plain": PlainSubmitter, "secagg": SecAggSubmitter, "ckks": CkksSubmitter}
+
+
+class HomoClient:
+    """A bank's side of FedAvg: receive the model, train locally, submit, repeat until told to stop.
+
+    Parameters
+    ----------
+    party, aggregator : str
+    clients : list of str
+        All clients of the job (for the threshold and roster checks).
+    params : HomoParams
+    X : ndarray of shape (n, f)
+    y : ndarray of shape (n,)
+    """
+
+    def __init__(self, party: str, aggregator: str, clients: list[str], params: HomoParams, X, y):
+        self.party, self.aggregator, self.params = party, aggregator, params
+        self.X = np.asarray(X, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
+        self.shape = mlp.MLPShape(self.X.shape[1], params.hidden if params.model == "mlp" else ())
+        self.submitter = _SUBMITTERS[params.mode](party, aggregator, params, sorted(clients))
+        self._salt = zlib.crc32(party.encode())
+        n = self.X.shape[0]
+        n_val = int(round(params.validation_fraction * n)) if params.patience is not None else 0
+        order = np.random.default_rng([params.random_state or 0, self._salt]).permutation(n)
+        self.val_idx, self.train_idx = order[:n_val], order[n_val:]
+
+    def local_vector(self, theta: np.ndarray, r: int) -> np.ndarray:
+        """``[n * theta_local, n, val_loss_sum(theta), n_val]`` for round ``r``."""
+        p = self.params
+        seed = None if p.random_state is None else int(
+            np.random.SeedSequence([p.random_state, self._salt, r]).generate_state(1)[0])
+        Xt, yt = self.X[self.train_idx], self.y[self.train_idx]
+        local = mlp.sgd_epochs(self.shape, theta, Xt, yt, epochs=p.local_epochs, learning_rate=p.learning_rate,
+                               batch_size=p.batch_size, l2=p.l2, random_state=seed)
+        n = float(len(yt))
+        if len(self.val_idx):
+            pv = mlp.predict_proba(self.shape, theta, self.X[self.val_idx])
+            val = mlp.log_loss(self.y[self.val_idx], pv) * len(self.val_idx)
+        else:
+            val = 0.0
+        return np.concatenate([n * local, [n, val, float(len(self.val_idx))]])
+
+    def run(self, ch: Channel) -> dict:
+        """Take part until the aggregator says stop; returns this client's summary."""
+        agg, p = self.aggregator, self.params
+        if not self.submitter.setup(ch):
+            return {"party": self.party, "rounds_included": 0, "excluded": True}
+        included, r = 0, 0
+        while True:
+            start = spec.expect(Stage.START, ch.recv(agg, spec.tag(Stage.START, r), timeout=p.client_timeout),
+                                sender_role="aggregator")
+            if start["round"] != r:
+                raise ProtocolError(f"homo start: round {start['round']} where {r} was expected")
+            theta = start["params"]
+            if theta.shape != (self.shape.size,):
+                raise ProtocolError(f"homo start: model has {theta.shape[0]} parameters, expected {self.shape.size}")
+            if start["stop"]:
+                self.coef_ = theta
+                return {"party": self.party, "rounds": r, "rounds_included": included, "params": theta}
+            included += bool(self.submitter.submit(ch, r, self.local_vector(theta, r)))
+            r += 1
