@@ -12,6 +12,7 @@ __all__ = ["STEP_KINDS", "get_step"]
 # kind -> "module:function"; each function is ``run(ctx: StepContext) -> dict``.
 STEP_KINDS: dict[str, str] = {
     "handshake": "fedcredit.protocols.handshake:run",
+    "psi": "fedcredit.protocols.psi:run",
     "homo": "fedcredit.protocols.homo:run",
 }
 
