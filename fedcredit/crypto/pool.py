@@ -15,7 +15,9 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import sys
 import threading
+import types
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -92,8 +94,25 @@ def split(count: int, parts: int) -> list[tuple[int, int]]:
 def parallel_map(fn, arg_list: list[tuple]) -> list:
     """Run ``fn(*args)`` for each tuple in the pool; results in order."""
     pool = get_pool()
-    futures = [pool.submit(fn, *args) for args in arg_list]
+    with _lock, _without_main():
+        # spawn starts workers on demand at submit; hiding __main__ meanwhile keeps
+        # workers from re-running the caller's script (no ``if __name__ == "__main__"`` needed)
+        futures = [pool.submit(fn, *args) for args in arg_list]
     return [f.result() for f in futures]
+
+
+class _without_main:
+    """Temporarily replace ``sys.modules['__main__']`` by an empty module."""
+
+    def __enter__(self):
+        self._saved = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            sys.modules["__main__"] = self._saved
+        return False
 
 
 # ---------------------------------------------------------------- worker side
