@@ -105,7 +105,7 @@ class AuditLog:
         with self._lock:
             return self._seq, self._hash
 
-    def append(self, kind: str, **fields: Any) -> dict:
+    def append(self, kind: str, /, **fields: Any) -> dict:
         """Append one record and return it.
 
         Parameters

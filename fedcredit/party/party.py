@@ -1,0 +1,773 @@
+"""The party process: Control/Health servicers, job lifecycle, workers, supervision.
+
+A :class:`Party` owns one :class:`~fedcredit.transport.grpc.GrpcTransport`
+(mutual TLS, one port for peers and for the local CLI), a SQLite
+:class:`~fedcredit.party.store.Store`, an :class:`~fedcredit.audit.AuditLog`
+and a log file, all under the config's ``state_dir``.
+
+Lifecycle of a job (see ``protos/fedcredit/v1/control.proto``)::
+
+    CLI --SubmitJob--> initiator: parse, own policy check, job id
+    initiator --ProposeJob--> every other party: policy check -> accept / refuse(reason)
+    any refusal or unreachable party: the job ends everywhere with that reason
+    initiator --StartJob--> every party; each runs its role in a worker thread:
+        for each step: StepContext -> get_step(kind)(ctx) -> result, seconds, bytes
+    parties --ReportStatus--> initiator (progress, step results, final state)
+    initiator --WatchJob stream--> CLI
+
+A failing step fails the job on every party with its reason: the failing party
+aborts its channel (peers' pending receives end naming it) and reports to the
+initiator, which cancels the job everywhere. While a job runs, each party
+checks that the other participants are alive; one unreachable for longer than
+``[transport].deadline`` fails the job with a reason naming it. Nothing a peer
+or the CLI sends can crash the process: every call ends in a reply or a status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import secrets
+import threading
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..audit import AuditLog
+from ..certs import TlsFiles
+from ..config import JobSpec, PartyConfig, job_from_dict
+from ..errors import ConfigError, FedcreditError, JobCancelled, PeerError, PolicyError
+from ..protocols.context import StepContext
+from ..protocols.registry import get_step
+from ..transport.base import Channel
+from ..transport.control import ControlClient, NotFound, add_servicers
+from ..transport.grpc import GrpcTransport
+from .policy import DATA_ROLES, check_job, effective_columns
+from .report import write_report
+from .store import TERMINAL, Store
+
+__all__ = ["Party", "PartyJob"]
+
+log = logging.getLogger("fedcredit.party")
+
+_PUBLIC_RESULT_MAX = 16_384
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc) or type(exc).__name__
+    return msg if isinstance(exc, FedcreditError) else f"{type(exc).__name__}: {msg}"
+
+
+@dataclass
+class PartyJob:
+    """In-memory state of one job on this party."""
+
+    job_id: str
+    spec: JobSpec
+    initiator: str
+    role: str
+    proposer: str
+    state: str = "proposed"
+    reason: str = ""
+    created: float = field(default_factory=time.time)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    cancel_state: str = "cancelled"
+    events: list[dict] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    party_state: dict[str, str] = field(default_factory=dict)  # initiator: final state per party
+    party_steps: dict[str, dict[str, dict]] = field(default_factory=lambda: defaultdict(dict))
+    channel: Channel | None = None
+    thread: threading.Thread | None = None
+    down_since: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+
+class Party:
+    """One party of a federation.
+
+    Parameters
+    ----------
+    config : PartyConfig
+        From :func:`fedcredit.config.load_party_config`.
+
+    Examples
+    --------
+    >>> party = Party(load_party_config("parties/bank.toml"))   # doctest: +SKIP
+    >>> port = party.start()                                    # doctest: +SKIP
+    >>> party.stop()                                            # doctest: +SKIP
+    """
+
+    def __init__(self, config: PartyConfig):
+        self.config = config
+        self.name = config.name
+        self.state_dir = Path(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log_handler = self._setup_logging()
+        self.store = Store(self.state_dir / "party.sqlite")
+        for jid in self.store.mark_interrupted():
+            log.warning("job %s was interrupted by a restart; marked failed", jid)
+        self.audit = AuditLog(self.state_dir / "audit.log")
+        tls = TlsFiles(config.tls.ca, config.tls.cert, config.tls.key) if config.tls else None
+        tr = config.transport
+        self.transport = GrpcTransport(
+            party=config.name, listen=config.listen, tls=tls, peers=dict(config.peers), insecure=config.insecure,
+            max_message_bytes=tr.max_message_mib * 2**20, deadline=tr.deadline, retries=tr.retries,
+            liveness_grace=min(2.0, tr.deadline),
+        )
+        add_servicers(self.transport.server, self)
+        self._tls = tls
+        self._lock = threading.RLock()
+        self._jobs: dict[str, PartyJob] = {}
+        self._serving = False
+        self._stop = threading.Event()
+        self._reports: queue.Queue = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def _setup_logging(self) -> logging.Handler:
+        h = logging.FileHandler(self.state_dir / "party.log", encoding="utf-8")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+        h.setLevel(self.config.log_level)
+        root = logging.getLogger("fedcredit")
+        root.addHandler(h)
+        if root.level == logging.NOTSET or root.level > logging.getLevelName(self.config.log_level):
+            root.setLevel(self.config.log_level)
+        return h
+
+    def start(self) -> int:
+        """Start serving; returns the bound port."""
+        self.port = self.transport.start()
+        self._serving = True
+        for target, name in ((self._supervise, "supervisor"), (self._report_loop, "reporter")):
+            t = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
+        log.info("party %s serving on port %d (%s), state dir %s", self.name, self.port,
+                 "INSECURE" if self.config.insecure else "mTLS", self.state_dir)
+        return self.port
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Cancel running jobs, stop serving (``grace`` seconds for in-flight calls), close the store."""
+        if self._stop.is_set():
+            return
+        self._serving = False
+        with self._lock:
+            running = [j for j in self._jobs.values() if not j.done]
+        for j in running:
+            self._cancel_local(j, f"party {self.name!r} is shutting down", "failed")
+        for j in running:
+            if j.thread is not None:
+                j.thread.join(timeout=grace)
+        self._stop.set()
+        try:
+            self.transport.stop(grace)
+        finally:
+            for t in self._threads:
+                t.join(timeout=2.0)
+            self.audit.append("party.stopped", party=self.name)
+            self.store.close()
+            log.info("party %s stopped", self.name)
+            logging.getLogger("fedcredit").removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
+        return ControlClient(self.transport.grpc_channel(peer), peer,
+                             timeout=timeout if timeout is not None else self.config.transport.deadline)
+
+    def _job(self, job_id: str) -> PartyJob:
+        with self._lock:
+            j = self._jobs.get(job_id)
+        if j is None:
+            raise NotFound(f"no job {job_id!r} is active on {self.name!r}")
+        return j
+
+    def _require_self(self, caller: str, what: str) -> None:
+        if caller != self.name:
+            raise PolicyError(f"only {self.name!r}'s own operator may {what} (caller: {caller!r})")
+
+    def _require_peer(self, caller: str) -> None:
+        if caller not in self.transport.peers:
+            raise PolicyError(f"party {caller!r} is not a peer of {self.name!r}")
+
+    def _running(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state in ("pending", "running", "proposed"))
+
+    def _emit(self, job: PartyJob, kind: str, *, party: str | None = None, state: str = "", step: str = "",
+              message: str = "", fraction: float | None = None, detail: dict | None = None) -> dict:
+        e = {"job_id": job.job_id, "party": party or self.name, "kind": kind, "state": state, "step": step,
+             "message": message, "fraction": fraction, "detail": detail or {}, "time": time.time()}
+        with job.cond:
+            job.events.append(e)
+            job.cond.notify_all()
+        return e
+
+    def _forward(self, job: PartyJob, event: dict, *, important: bool = False) -> None:
+        """Send an event of ours to the initiator (not from the initiator itself)."""
+        if job.initiator != self.name:
+            self._reports.put((job.initiator, event, important))
+
+    def _report_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                peer, event, important = self._reports.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if not important and self._reports.qsize() > 50:
+                continue  # shed progress under load; final states are kept
+            for attempt in range(3 if important else 1):
+                try:
+                    self._client(peer, timeout=min(5.0, self.config.transport.deadline)).report(event)
+                    break
+                except FedcreditError as exc:
+                    log.info("could not report %s of job %s to %s: %s", event["kind"], event["job_id"], peer, exc)
+                    if self._stop.wait(0.5):
+                        return
+                except Exception:  # noqa: BLE001 - never let the reporter die
+                    log.exception("reporter error")
+                    break
+
+    def _set_state(self, job: PartyJob, state: str, reason: str = "") -> bool:
+        """Move ``job`` to ``state``; False if it already ended."""
+        with job.cond:  # state and its event change together, so a watcher never sees one without the other
+            with self._lock:
+                if job.done:
+                    return False
+                job.state, job.reason = state, reason
+            self.store.set_state(job.job_id, state, reason)
+            log.info("job %s: %s%s", job.job_id, state, f" ({reason})" if reason else "")
+            if state in TERMINAL:
+                self.audit.append("job.finished", job_id=job.job_id, state=state, reason=reason)
+            self._emit(job, "state", state=state, message=reason)
+        return True
+
+    # ================================================================== Control service
+    # -- local CLI: submit --------------------------------------------------------
+    def submit_job(self, caller: str, job_json: str, source: str) -> str:
+        self._require_self(caller, "submit jobs")
+        if not self._serving:
+            raise FedcreditError(f"party {self.name!r} is shutting down")
+        try:
+            data = json.loads(job_json)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source or 'job'}: not valid JSON: {exc}") from None
+        spec = job_from_dict(data, source=source or "submitted job")
+        if self.name not in spec.parties:
+            raise ConfigError(f"{spec.source}: [parties]: this party ({self.name!r}) is not one of the job's parties; "
+                              f"submit the job to a party that takes part")
+        strangers = [p for p in spec.parties if p != self.name and p not in self.config.peers]
+        if strangers:
+            raise ConfigError(f"{spec.source}: [parties]: {', '.join(map(repr, strangers))} not in {self.name!r}'s "
+                              f"[peers] ({self.config.path})")
+        job_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        job = PartyJob(job_id, spec, initiator=self.name, role=spec.parties[self.name].role, proposer=self.name)
+        canonical = spec.to_json()
+        self.store.add_job(job_id, spec.name, self.name, job.role, "proposed", canonical)
+        with self._lock:
+            self._jobs[job_id] = job
+        self.audit.append("job.proposed", job_id=job_id, name=spec.name, initiator=self.name,
+                          parties=spec.roles, steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
+                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest())
+        self._emit(job, "state", state="proposed", message=f"job {job_id} submitted by {self.name}")
+        t = threading.Thread(target=self._initiate, args=(job,), name=f"{self.name}-init-{job_id}", daemon=True)
+        t.start()
+        return job_id
+
+    def _initiate(self, job: PartyJob) -> None:
+        try:
+            self._initiate_inner(job)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("initiating job %s failed", job.job_id)
+            self._fail_everywhere(job, f"could not start the job: {_short(exc)}")
+
+    def _initiate_inner(self, job: PartyJob) -> None:
+        spec = job.spec
+        reason = check_job(self.config, spec, self.name, running_jobs=self._running() - 1)
+        self._decide(job, self.name, reason is None, reason or "")
+        if reason:
+            self._set_state(job, "refused", f"refused by {self.name}: {reason}")
+            return
+        others = [p for p in spec.parties if p != self.name]
+        head = "%d:%s" % self.audit.head()
+        results: dict[str, tuple[bool, str]] = {}
+
+        def ask(peer: str) -> None:
+            try:
+                results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head)
+            except PolicyError as exc:
+                results[peer] = (False, str(exc))
+            except FedcreditError as exc:
+                results[peer] = (False, f"no answer: {exc}")
+            except Exception as exc:  # noqa: BLE001
+                results[peer] = (False, f"no answer: {_short(exc)}")
+
+        threads = [threading.Thread(target=ask, args=(p,), daemon=True) for p in others]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        refusals = []
+        for p in others:
+            ok, why = results.get(p, (False, "no answer"))
+            self._decide(job, p, ok, why)
+            if not ok:
+                refusals.append(f"refused by {p}: {why}")
+        if refusals:
+            reason = "; ".join(refusals)
+            self._set_state(job, "refused", reason)
+            self._cancel_peers(job, reason, [p for p in others if results.get(p, (False,))[0]])
+            return
+        if job.cancel.is_set():
+            self._fail_everywhere(job, job.cancel_reason, state="cancelled")
+            return
+        errors = {}
+
+        def start(peer: str) -> None:
+            try:
+                self._client(peer).start(job.job_id)
+            except Exception as exc:  # noqa: BLE001
+                errors[peer] = _short(exc)
+
+        threads = [threading.Thread(target=start, args=(p,), daemon=True) for p in others]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self._fail_everywhere(job, "; ".join(f"could not start the job on {p}: {e}" for p, e in errors.items()))
+            return
+        self._launch(job)
+
+    def _decide(self, job: PartyJob, party: str, accepted: bool, reason: str) -> None:
+        self.store.add_decision(job.job_id, party, accepted, reason)
+        self.audit.append("job.decision", job_id=job.job_id, party=party, accepted=accepted, reason=reason)
+        self._emit(job, "decision", party=party, state="accepted" if accepted else "refused", message=reason)
+
+    # -- peers: propose / start -------------------------------------------------
+    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]:
+        self._require_peer(caller)
+        if not self._serving:
+            return False, f"{self.name!r} is shutting down"
+        if not isinstance(job_id, str) or not job_id or len(job_id) > 128 or self.store.has_job(job_id):
+            return False, f"job id {job_id!r} is invalid or already used on {self.name!r}"
+        try:
+            spec = job_from_dict(json.loads(job_json), source=f"job proposed by {caller}")
+        except (json.JSONDecodeError, ConfigError) as exc:
+            reason = f"malformed job: {exc}"
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
+            self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason[:2000])
+            return False, reason
+        role = spec.parties[self.name].role if self.name in spec.parties else "none"
+        canonical = spec.to_json()
+        self.audit.append("job.proposal", job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
+                          steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
+                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest(), proposer_head=initiator_head)
+        reason = check_job(self.config, spec, caller, running_jobs=self._running())
+        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
+                       state="pending" if reason is None else "refused", reason=reason or "")
+        self.store.add_job(job_id, spec.name, caller, role, job.state, canonical, reason or "")
+        self.store.add_decision(job_id, self.name, reason is None, reason or "")
+        self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=reason is None, reason=reason or "",
+                          columns=list(effective_columns(self.config, spec, caller) or []) if reason is None else [])
+        with self._lock:
+            self._jobs[job_id] = job
+        log.info("job %s proposed by %s: %s", job_id, caller, "accepted" if reason is None else f"refused ({reason})")
+        if reason is not None:
+            self._emit(job, "state", state="refused", message=reason)
+        return reason is None, reason or ""
+
+    def start_job(self, caller: str, job_id: str) -> None:
+        job = self._job(job_id)
+        if caller != job.initiator:
+            raise PolicyError(f"only the initiator {job.initiator!r} may start job {job_id!r}")
+        if job.state != "pending":
+            raise FedcreditError(f"job {job_id!r} is {job.state}, not pending")
+        self._launch(job)
+
+    # -- reports from peers (initiator side) -------------------------------------
+    def report_status(self, caller: str, event: dict) -> None:
+        job = self._job(event.get("job_id", ""))
+        if job.initiator != self.name:
+            raise PolicyError(f"{self.name!r} did not initiate job {job.job_id!r}")
+        if caller not in job.spec.parties or caller == self.name:
+            raise PolicyError(f"{caller!r} is not a participant of job {job.job_id!r}")
+        event["party"] = caller  # identity from the certificate, never from the message
+        kind = event.get("kind")
+        if kind == "step" and event.get("state") in ("succeeded", "failed"):
+            job.party_steps[caller][event.get("step", "")] = event.get("detail") or {}
+            self.store.set_step(job.job_id, caller, event.get("step", ""), str(event["detail"].get("kind", "")),
+                                event["state"], seconds=event["detail"].get("seconds"),
+                                result=event["detail"])
+        if kind == "state" and event.get("state") in TERMINAL:
+            head = (event.get("detail") or {}).get("audit_head")
+            if head:
+                self.audit.append("peer.head", job_id=job.job_id, peer=caller, head=head)
+        with job.cond:
+            job.events.append(event)
+            job.cond.notify_all()
+        if kind == "state" and event.get("state") in TERMINAL:
+            self._party_finished(job, caller, event["state"], event.get("message", ""))
+
+    def _party_finished(self, job: PartyJob, party: str, state: str, reason: str) -> None:
+        with self._lock:
+            job.party_state[party] = state
+        if state != "succeeded":
+            why = reason or state
+            self._fail_everywhere(job, why if party in why else f"{party}: {why}",
+                                  state="cancelled" if state == "cancelled" else "failed")
+            return
+        with self._lock:
+            all_done = all(job.party_state.get(p) == "succeeded" for p in job.spec.parties)
+        if all_done:
+            self._set_state(job, "succeeded")
+            self._write_report(job)
+
+    def _fail_everywhere(self, job: PartyJob, reason: str, state: str = "failed") -> None:
+        """End ``job`` on this party and every other participant with ``reason``."""
+        if not self._set_state(job, state, reason):
+            return
+        self._cancel_local(job, reason, state)
+        if job.initiator == self.name:
+            self._cancel_peers(job, reason, [p for p in job.spec.parties if p != self.name])
+            threading.Thread(target=self._write_report_later, args=(job,), daemon=True).start()
+
+    def _write_report_later(self, job: PartyJob) -> None:
+        if job.thread is not None and job.thread is not threading.current_thread():
+            job.thread.join(timeout=30)
+        self._write_report(job)
+
+    def _cancel_peers(self, job: PartyJob, reason: str, peers: list[str]) -> None:
+        def tell(p: str) -> None:
+            try:
+                self._client(p, timeout=min(5.0, self.config.transport.deadline)).cancel(job.job_id, reason)
+            except Exception as exc:  # noqa: BLE001 - best effort: the peer may be gone
+                log.info("could not cancel job %s on %s: %s", job.job_id, p, exc)
+
+        for p in peers:
+            if job.party_state.get(p) in TERMINAL:
+                continue
+            threading.Thread(target=tell, args=(p,), daemon=True).start()
+
+    def _cancel_local(self, job: PartyJob, reason: str, state: str = "cancelled") -> None:
+        if job.cancel.is_set():
+            return
+        job.cancel_reason = reason
+        job.cancel_state = state
+        job.cancel.set()
+        ch = job.channel
+        if ch is not None:
+            try:
+                ch.abort(reason)  # our pending receives end, peers' receives from us end
+            except Exception:  # noqa: BLE001
+                log.exception("abort of job %s failed", job.job_id)
+
+    # -- watch / cancel / list ---------------------------------------------------
+    def watch_job(self, caller: str, job_id: str):
+        self._require_self(caller, "watch jobs")
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            row = self.store.job(job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r} on {self.name!r}")
+            yield {"job_id": job_id, "party": self.name, "kind": "state", "state": row["state"], "step": "",
+                   "message": row["reason"], "fraction": None, "detail": {}, "time": row["updated"]}
+            return
+        i = 0
+        while True:
+            with job.cond:
+                while i >= len(job.events) and not job.done and not self._stop.is_set():
+                    job.cond.wait(0.5)
+                batch = job.events[i:]
+                i = len(job.events)
+                finished = job.done
+            yield from batch
+            if finished and i >= len(job.events) or self._stop.is_set():
+                return
+
+    def cancel_job(self, caller: str, job_id: str, reason: str) -> str:
+        job = self._job(job_id)
+        if caller != self.name and caller != job.initiator:
+            raise PolicyError(f"only {self.name!r}'s operator or the initiator may cancel job {job_id!r}")
+        if job.done:
+            return f"job {job_id} already {job.state}"
+        if caller == self.name:
+            why = f"cancelled by {self.name}'s operator" + (f": {reason}" if reason else "")
+            self.audit.append("job.cancel", job_id=job_id, by=self.name, reason=reason)
+            if job.initiator == self.name:
+                self._fail_everywhere(job, why, state="cancelled")
+            else:
+                self._cancel_local(job, why)
+                if job.thread is None:  # pending, never started
+                    self._set_state(job, "cancelled", why)
+                    self._forward(job, self._final_event(job), important=True)
+        else:
+            self.audit.append("job.cancel", job_id=job_id, by=caller, reason=reason)
+            reason = reason or f"cancelled by {caller}"
+            state = "cancelled" if reason.startswith("cancelled") else "failed"
+            self._cancel_local(job, reason, state)
+            if job.thread is None or not job.thread.is_alive():
+                self._set_state(job, state, reason)
+        return f"job {job_id} cancelling"
+
+    def list_jobs(self, caller: str, job_id: str, limit: int) -> list[dict]:
+        self._require_self(caller, "list jobs")
+        return self.store.jobs(job_id=job_id, limit=limit)
+
+    def health(self, caller: str) -> dict:
+        return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running()}
+
+    # ================================================================== workers
+    def _launch(self, job: PartyJob) -> None:
+        with self._lock:
+            if job.thread is not None or job.done:
+                return
+            job.state = "running"
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"{self.name}-job-{job.job_id}", daemon=True)
+        self.store.set_state(job.job_id, "running")
+        self.audit.append("job.started", job_id=job.job_id, role=job.role)
+        ev = self._emit(job, "state", state="running", message=f"{self.name} runs as {job.role}")
+        self._forward(job, ev)
+        job.thread.start()
+
+    def _final_event(self, job: PartyJob, state: str | None = None, reason: str | None = None) -> dict:
+        seq, h = self.audit.head()
+        return {"job_id": job.job_id, "party": self.name, "kind": "state", "state": state or job.state,
+                "step": "", "message": reason if reason is not None else job.reason, "fraction": None,
+                "detail": {"audit_head": f"{seq}:{h}"}, "time": time.time()}
+
+    def _work(self, job: PartyJob) -> None:
+        spec = job.spec
+        step_name = ""
+        digests: dict[tuple[str, str], Any] = {}
+        try:
+            ch = self.transport.channel(job.job_id, default_timeout=self.config.transport.recv_timeout)
+            job.channel = ch
+
+            def tap(sender: str, receiver: str, tag: str, payload: bytes) -> None:
+                key = (tag.split("/", 1)[0], receiver)
+                h = digests.setdefault(key, hashlib.sha256())
+                h.update(tag.encode() + b"\0" + hashlib.sha256(payload).digest())
+
+            ch.tap(tap)
+            if job.cancel.is_set():
+                raise JobCancelled(job.cancel_reason)
+            data = self._load_data(job)
+            state: dict[str, Any] = {}
+            results: list[dict] = []
+            for idx, step in enumerate(spec.steps):
+                step_name = step.name
+                if job.cancel.is_set():
+                    raise JobCancelled(job.cancel_reason)
+                workdir = self.state_dir / "jobs" / job.job_id / step.name
+                workdir.mkdir(parents=True, exist_ok=True)
+                before = (dict(ch.stats.bytes), dict(ch.stats.messages))
+                started = time.time()
+                self.store.set_step(job.job_id, self.name, step.name, step.kind, "running", started=started)
+                ev = self._emit(job, "step", state="running", step=step.name,
+                                message=f"{step.name} ({step.kind}) started", detail={"index": idx, "kind": step.kind})
+                self._forward(job, ev)
+
+                def progress(message: str, fraction: float | None = None, _step=step.name) -> None:
+                    frac = None if fraction is None else max(0.0, min(1.0, float(fraction)))
+                    e = self._emit(job, "progress", step=_step, message=str(message)[:500], fraction=frac)
+                    self._forward(job, e)
+
+                def check_cancelled() -> None:
+                    if job.cancel.is_set():
+                        raise JobCancelled(job.cancel_reason or "job cancelled")
+
+                ctx = StepContext(
+                    job_id=job.job_id, step=step.name, kind=step.kind, party=self.name, roles=spec.roles,
+                    params=_thaw(step.params), channel=ch.sub(step.name), data=state.get("table", data), state=state,
+                    workdir=workdir, progress=progress, check_cancelled=check_cancelled, policy=self.config.policy,
+                )
+                t0 = time.perf_counter()
+                result = get_step(step.kind)(ctx)
+                seconds = time.perf_counter() - t0
+                if result is None:
+                    result = {}
+                if not isinstance(result, dict):
+                    raise FedcreditError(f"step {step.name!r} returned {type(result).__name__}, expected a dict")
+                result = json.loads(json.dumps(result, default=_json_default))
+                traffic = _traffic(before, ch.stats, step.name)
+                for peer, row in traffic["peers"].items():
+                    h = digests.get((step.name, peer))
+                    row["sent_digest"] = h.hexdigest() if h else ""
+                self.store.set_step(job.job_id, self.name, step.name, step.kind, "succeeded", seconds=seconds,
+                                    result={"result": result, "traffic": traffic})
+                self.audit.append("step.finished", job_id=job.job_id, step=step.name, kind=step.kind, seconds=round(seconds, 6),
+                                  result_sha256=hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest())
+                self.audit.append("step.messages", job_id=job.job_id, step=step.name, peers=traffic["peers"])
+                results.append({"step": step.name, "kind": step.kind, "seconds": seconds, "result": result,
+                                "traffic": traffic})
+                public = result.get("public", result if self.name == job.initiator else {})
+                text = json.dumps(public, default=str)
+                if len(text) > _PUBLIC_RESULT_MAX:
+                    public = {"note": f"public result of {len(text)} bytes not forwarded"}
+                ev = self._emit(job, "step", state="succeeded", step=step.name,
+                                message=f"{step.name} done in {seconds:.2f}s",
+                                detail={"kind": step.kind, "seconds": seconds, "public": public,
+                                        "bytes_sent": traffic["bytes_sent"], "messages_sent": traffic["messages_sent"]})
+                if self.name == job.initiator:
+                    job.party_steps[self.name][step.name] = ev["detail"]
+                self._forward(job, ev, important=True)
+            self._finish_local(job, "succeeded", "")
+        except BaseException as exc:  # noqa: BLE001 - a step failure never takes the party down
+            if job.cancel.is_set():
+                state, reason = job.cancel_state, job.cancel_reason
+            elif isinstance(exc, JobCancelled):
+                state, reason = "cancelled", str(exc) or "job cancelled"
+            else:
+                where = f"step {step_name!r} failed on {self.name}" if step_name else f"job failed on {self.name}"
+                reason = f"{where}: {_short(exc)}"
+                if isinstance(exc, PeerError) and exc.peer and exc.peer not in reason:
+                    reason += f" (peer {exc.peer!r})"
+                state = "failed"
+                log.error("job %s: %s\n%s", job.job_id, reason, traceback.format_exc())
+            if step_name:
+                self.store.set_step(job.job_id, self.name, step_name, _kind_of(spec, step_name), state,
+                                    result={"error": reason})
+                self._emit(job, "step", state=state, step=step_name, message=reason)
+            if not job.cancel.is_set() and job.channel is not None:
+                try:
+                    job.channel.abort(reason)
+                except Exception:  # noqa: BLE001
+                    log.exception("abort failed")
+            self._finish_local(job, state, reason)
+        finally:
+            if job.initiator != self.name:
+                self._write_report(job)
+            ch = job.channel
+            if ch is not None:
+                threading.Timer(5.0, _close_quietly, args=(ch,)).start()
+
+    def _finish_local(self, job: PartyJob, state: str, reason: str) -> None:
+        if job.initiator == self.name:
+            if state == "succeeded":
+                self._party_finished(job, self.name, "succeeded", "")
+            else:
+                self._fail_everywhere(job, reason, state=state)
+        else:
+            self._set_state(job, state, reason)
+            self._forward(job, self._final_event(job, state, reason), important=True)
+
+    def _load_data(self, job: PartyJob):
+        if job.role not in DATA_ROLES:
+            return None
+        from ..data import load_table
+
+        me = job.spec.parties[self.name]
+        t = self.config.tables[me.table]
+        return load_table(t.path, party=self.name, id_column=t.id_column, label_column=t.label_column,
+                          columns=effective_columns(self.config, job.spec, job.proposer))
+
+    def _write_report(self, job: PartyJob) -> None:
+        try:
+            write_report(self, job)
+        except Exception:  # noqa: BLE001 - a report failure must not fail the party
+            log.exception("writing report.json of job %s failed", job.job_id)
+
+    # ================================================================== supervision
+    def _supervise(self) -> None:
+        """Fail running jobs whose participants are unreachable; expire pending jobs that never start."""
+        deadline = self.config.transport.deadline
+        while not self._stop.wait(0.5):
+            with self._lock:
+                jobs = [j for j in self._jobs.values() if not j.done]
+            now = time.time()
+            for job in jobs:
+                try:
+                    if job.state == "pending" and now - job.created > max(4 * deadline, 30.0):
+                        self._set_state(job, "failed", f"job was never started by its initiator {job.initiator!r}")
+                        continue
+                    if job.state != "running":
+                        continue
+                    for p in job.spec.parties:
+                        if p == self.name or job.party_state.get(p) in TERMINAL:
+                            continue
+                        self._check_alive(job, p, now, deadline)
+                except Exception:  # noqa: BLE001
+                    log.exception("supervisor error on job %s", job.job_id)
+
+    def _check_alive(self, job: PartyJob, peer: str, now: float, deadline: float) -> None:
+        try:
+            self._client(peer, timeout=min(2.0, deadline)).health()
+            job.down_since.pop(peer, None)
+        except PeerError as exc:
+            since = job.down_since.setdefault(peer, now)
+            if now - since >= deadline and not job.done:
+                reason = f"lost contact with party {peer!r}: unreachable for {now - since:.1f}s ({exc})"
+                log.error("job %s: %s", job.job_id, reason)
+                if job.initiator == self.name:
+                    with self._lock:
+                        job.party_state[peer] = "failed"
+                    self._fail_everywhere(job, reason)
+                else:
+                    self._cancel_local(job, reason, "failed")
+        except FedcreditError:
+            job.down_since.pop(peer, None)
+
+
+def _close_quietly(ch: Channel) -> None:
+    try:
+        ch.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _kind_of(spec: JobSpec, step: str) -> str:
+    return next((s.kind for s in spec.steps if s.name == step), "")
+
+
+def _thaw(v):
+    from ..config import _thaw as thaw
+
+    return thaw(v)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def _traffic(before: tuple[dict, dict], stats, step: str) -> dict:
+    """Bytes/messages of one step, per peer and per (direction, peer, kind)."""
+    b0, m0 = before
+    rows = []
+    peers: dict[str, dict] = {}
+    for key, total in stats.bytes.items():
+        db = total - b0.get(key, 0)
+        dm = stats.messages.get(key, 0) - m0.get(key, 0)
+        if dm <= 0:
+            continue
+        direction, peer, kind = key
+        rows.append({"direction": direction, "peer": peer, "kind": kind, "bytes": db, "messages": dm})
+        p = peers.setdefault(peer, {"sent_bytes": 0, "sent_messages": 0, "received_bytes": 0, "received_messages": 0})
+        p[f"{direction}_bytes"] += db
+        p[f"{direction}_messages"] += dm
+    rows.sort(key=lambda r: (r["direction"], r["peer"], r["kind"]))
+    return {
+        "rows": rows,
+        "peers": dict(sorted(peers.items())),
+        "bytes_sent": sum(p["sent_bytes"] for p in peers.values()),
+        "messages_sent": sum(p["sent_messages"] for p in peers.values()),
+        "bytes_received": sum(p["received_bytes"] for p in peers.values()),
+    }
+

@@ -1,0 +1,68 @@
+"""A party's policy decision on a proposed job: accept, or refuse with a reason."""
+
+from __future__ import annotations
+
+from ..config import JobSpec, PartyConfig, known_step_kinds
+
+__all__ = ["check_job", "DATA_ROLES", "effective_columns"]
+
+# roles that work on one of the party's own tables
+DATA_ROLES = ("guest", "host", "client")
+
+
+def effective_columns(config: PartyConfig, job: JobSpec, proposer: str) -> tuple[str, ...] | None:
+    """Columns this party loads for ``job``: the job's list, else what the policy allows ``proposer``, else the table's."""
+    me = job.parties[config.name]
+    if me.columns is not None:
+        return me.columns
+    allowed = config.policy.columns_for(proposer)
+    if allowed is not None:
+        return allowed
+    t = config.tables.get(me.table) if me.table else None
+    return t.columns if t else None
+
+
+def check_job(config: PartyConfig, job: JobSpec, proposer: str, *, running_jobs: int = 0) -> str | None:
+    """Why this party refuses ``job`` proposed by ``proposer``, or None to accept.
+
+    Checks, in order: the proposer may propose; this party takes part; every
+    other participant is a known peer; each step kind is known and allowed;
+    the purpose is allowed; the table exists (for data roles); the columns are
+    allowed for the proposer; the party is not at its concurrency limit.
+    """
+    pol = config.policy
+    me = config.name
+    if proposer != me and proposer not in pol.proposers:
+        return f"{proposer!r} may not propose jobs to {me!r} (policy proposers: {', '.join(pol.proposers) or 'none'})"
+    if me not in job.parties:
+        return f"{me!r} is not one of the job's parties ({', '.join(job.parties)})"
+    if proposer not in job.parties:
+        return f"the proposer {proposer!r} is not one of the job's parties"
+    strangers = [p for p in job.parties if p != me and p not in config.peers]
+    if strangers:
+        return f"{', '.join(map(repr, strangers))} {'is' if len(strangers) == 1 else 'are'} not a peer of {me!r}"
+    kinds = known_step_kinds()
+    for s in job.steps:
+        if s.kind not in kinds:
+            return f"step {s.name!r}: kind {s.kind!r} is unknown to {me!r} (known: {', '.join(kinds)})"
+        if pol.allowed_steps is not None and s.kind not in pol.allowed_steps:
+            return (f"step {s.name!r}: kind {s.kind!r} is not allowed by {me!r}'s policy "
+                    f"(allowed: {', '.join(pol.allowed_steps) or 'none'})")
+    if pol.purposes is not None and job.purpose not in pol.purposes:
+        return f"purpose {job.purpose!r} is not allowed by {me!r}'s policy (allowed: {', '.join(pol.purposes)})"
+    mine = job.parties[me]
+    if mine.role in DATA_ROLES:
+        if mine.table is None:
+            return f"the job gives no table for {me!r} (role {mine.role!r} needs one)"
+        if mine.table not in config.tables:
+            return f"{me!r} has no table {mine.table!r} (tables: {', '.join(config.tables) or 'none'})"
+    allowed = pol.columns_for(proposer)
+    if allowed is not None and mine.columns is not None:
+        bad = [c for c in mine.columns if c not in allowed]
+        if bad:
+            return f"columns {', '.join(map(repr, bad))} of {me!r} are not allowed for jobs from {proposer!r}"
+    if allowed is not None and mine.role in DATA_ROLES and not allowed:
+        return f"{me!r}'s policy allows no columns for jobs from {proposer!r}"
+    if running_jobs >= pol.max_concurrent_jobs:
+        return f"{me!r} is busy: {running_jobs} job(s) running (policy max_concurrent_jobs = {pol.max_concurrent_jobs})"
+    return None

@@ -1,0 +1,76 @@
+"""``report.json``: one per job and party, in ``<state_dir>/jobs/<job_id>/``.
+
+Contents: the effective config (the job as run, this party's role, table,
+columns and policy summary), per-step results and seconds, and the bytes and
+messages per peer and message kind of every step (from ``Channel.stats``).
+The initiator's report also holds what the other parties reported publicly
+(step seconds, bytes sent, public result summaries).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .party import Party, PartyJob
+
+__all__ = ["write_report", "REPORT_NAME"]
+
+REPORT_NAME = "report.json"
+
+
+def write_report(party: "Party", job: "PartyJob") -> Path:
+    """Write (atomically) and return the path of ``report.json`` for ``job``."""
+    from .policy import effective_columns
+
+    row = party.store.job(job.job_id) or {}
+    steps = [s for s in (row.get("detail") or {}).get("steps", []) if s["party"] == party.name]
+    me = job.spec.parties.get(party.name)
+    effective = {
+        "job": job.spec.to_dict(),
+        "job_id": job.job_id,
+        "party": party.name,
+        "role": job.role,
+        "initiator": job.initiator,
+        "table": me.table if me else None,
+        "columns": list(effective_columns(party.config, job.spec, job.proposer) or []) if me and me.table else None,
+        "policy": party.config.summary()["policy"],
+        "transport": party.config.summary()["transport"],
+        "compute": party.config.summary()["compute"],
+    }
+    report = {
+        "job_id": job.job_id,
+        "name": job.spec.name,
+        "party": party.name,
+        "state": job.state,
+        "reason": job.reason,
+        "created": job.created,
+        "written": time.time(),
+        "effective_config": effective,
+        "steps": [
+            {
+                "step": s["step"],
+                "kind": s["kind"],
+                "state": s["state"],
+                "seconds": s["seconds"],
+                "result": s["result"].get("result", s["result"]),
+                "traffic": s["result"].get("traffic"),
+            }
+            for s in steps
+        ],
+        "decisions": (row.get("detail") or {}).get("decisions", {}),
+    }
+    if job.initiator == party.name:
+        report["parties"] = {p: {"state": job.party_state.get(p, "unknown"), "steps": dict(job.party_steps.get(p, {}))}
+                             for p in job.spec.parties}
+    d = party.state_dir / "jobs" / job.job_id
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / REPORT_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
