@@ -43,7 +43,7 @@ __all__ = [
     "Standardizer",
 ]
 
-FEATURE_FRAC_BITS = 12
+FEATURE_FRAC_BITS = 8
 
 
 def sigmoid(z):

@@ -1,0 +1,222 @@
+"""Vertical logistic regression (step kind ``hetero_lr``): 1 guest + N hosts, Paillier.
+
+Modes: ``coordinated`` (an arbiter holds the key; hosts and guest mask their
+gradient sums before it decrypts) and ``two_party`` (no third party: guest
+and host each hold a key; partial scores travel under the host's key,
+residuals under the guest's, gradients come back masked). Both train with
+the Taylor residual, mini-batches, L2, a learning-rate schedule and early
+stopping on a validation split, and reproduce
+:class:`fedcredit.models.logistic.LogisticRegressionGD` on the joined data.
+What each role learns is in ``docs/hetero_lr.md``.
+
+Scoring helpers for federated scoring: :func:`design_matrix` (a party's
+features as the model saw them), :func:`partial_score` (a host's ``X_h w_h``)
+and :func:`combine` (the guest's probability from its part and the hosts').
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import DataError, NotFittedError
+from ...models.logistic import Standardizer, quantize, sigmoid
+from ..context import StepContext
+from ._common import LRParams, Plan
+from .arbiter import run_arbiter
+from .guest import run_guest
+from .host import run_host
+
+__all__ = [
+    "run",
+    "VerticalLogisticRegression",
+    "LRParams",
+    "run_guest",
+    "run_host",
+    "run_arbiter",
+    "design_matrix",
+    "partial_score",
+    "combine",
+]
+
+
+def design_matrix(table, part: dict, *, unseen: str = "error") -> np.ndarray:
+    """This party's features as the model uses them (standardized+clipped, or WOE), shape (n, f)."""
+    names = part["features"]
+    sub = table.select(names) if names else table
+    if part["preprocess"] == "woe":
+        bins = part["bins"]
+        return np.stack([bins[f].transform(sub.X[:, j], unseen=unseen) for j, f in enumerate(names)], axis=1) \
+            if names else np.zeros((len(table), 0))
+    return Standardizer.from_dict(part["standardizer"]).transform(sub.X)
+
+
+def partial_score(table, part: dict, *, unseen: str = "error") -> np.ndarray:
+    """``X_p w_p`` (+ intercept on the guest) on the fixed-point feature grid: a party's share of the score.
+
+    A host's partial score must leave the host only masked (see the scoring protocol).
+    """
+    X = quantize(design_matrix(table, part, unseen=unseen))
+    return X @ np.asarray(part["coef"], dtype=np.float64) + float(part.get("intercept", 0.0))
+
+
+def combine(guest_partial, host_partials) -> np.ndarray:
+    """Probability of default from the guest's partial score and the hosts' (sum, then sigmoid)."""
+    z = np.asarray(guest_partial, dtype=np.float64).copy()
+    for hp in host_partials:
+        z = z + np.asarray(hp, dtype=np.float64)
+    return sigmoid(z)
+
+
+class VerticalLogisticRegression:
+    """One party's side of vertical logistic regression.
+
+    Parameters
+    ----------
+    mode : {"coordinated", "two_party"}, default="coordinated"
+        Key holder: an arbiter, or none (guest and the single host each hold a key).
+    backend : {"paillier"}, default="paillier"
+        Homomorphic scheme (exact, fixed point).
+    features : {"standardized", "woe"}, default="standardized"
+        Informational here (the caller passes the design matrix); used by the step.
+    learning_rate, schedule, decay, alpha, batch_size, max_epochs, validation_fraction,
+    n_iter_no_change, tol, random_state
+        As :class:`fedcredit.models.logistic.LogisticRegressionGD` (must be equal on every party).
+    key_bits : int, default=2048
+        Paillier key size (≥ 2048).
+    clip : float or None, default=3.0
+        Standardized features are clipped to ``[-clip, clip]`` (the step's preprocessing).
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_own_features,)
+        This party's coefficients.
+    intercept_ : float
+        Guest only.
+    n_epochs_ : int
+    history_ : list of dict
+    """
+
+    _parameter_constraints = LRParams.constraints()
+
+    def __init__(self, *, mode="coordinated", backend="paillier", features="standardized", learning_rate=1.0,
+                 schedule="sqrt", decay=1.0, alpha=0.001, batch_size=2000, max_epochs=10, validation_fraction=0.1,
+                 n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0):
+        self.mode = mode
+        self.backend = backend
+        self.features = features
+        self.learning_rate = learning_rate
+        self.schedule = schedule
+        self.decay = decay
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.key_bits = key_bits
+        self.clip = clip
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._parameter_constraints}
+
+    def fit(self, channel, X=None, y=None, *, role: str, guest: str, hosts: list[str], arbiter: str | None = None,
+            n_rows: int | None = None, keypair=None, check_cancelled=None) -> "VerticalLogisticRegression":
+        """Train this party's side; every party calls ``fit`` with the same hyperparameters.
+
+        Parameters
+        ----------
+        channel : Channel
+        X : ndarray of shape (n, f), optional
+            This party's design matrix (None on the arbiter).
+        y : ndarray of shape (n,), optional
+            Labels (guest only).
+        role : {"guest", "host", "arbiter"}
+        guest, hosts, arbiter : peer names
+        n_rows : int, optional
+            Arbiter only: number of aligned rows.
+        """
+        p = LRParams.from_dict(self.get_params(), type(self).__name__)
+        if role == "guest":
+            if y is None:
+                raise DataError("the guest needs labels")
+            res = run_guest(channel, X, y, p, hosts=hosts, arbiter=arbiter, keypair=keypair,
+                            check_cancelled=check_cancelled)
+            self.intercept_ = res["intercept"]
+        elif role == "host":
+            res = run_host(channel, X, p, guest=guest, arbiter=arbiter, keypair=keypair,
+                           check_cancelled=check_cancelled)
+            self.intercept_ = 0.0
+        elif role == "arbiter":
+            res = run_arbiter(channel, int(n_rows), p, guest=guest, hosts=hosts, keypair=keypair,
+                              check_cancelled=check_cancelled)
+            self.coef_ = np.empty(0)
+            self.intercept_ = 0.0
+            self.n_epochs_ = res["epochs"]
+            self.history_ = []
+            return self
+        else:
+            raise DataError(f"unknown role {role!r}")
+        self.coef_ = np.asarray(res["coef"], dtype=np.float64)
+        self.n_epochs_ = res["n_epochs"]
+        self.history_ = res["history"]
+        return self
+
+    def decision_function_part(self, X) -> np.ndarray:
+        """This party's share of the score (guest: includes the intercept)."""
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+        return quantize(X) @ self.coef_ + self.intercept_
+
+
+def _features(ctx: StepContext, p: LRParams, table):
+    """Selected features of this party and its design matrix + preprocessing description."""
+    sel = ctx.state.get("selected")
+    names = list(sel) if sel is not None else list(table.feature_names)
+    sub = table.select(names)
+    train = Plan(len(table), p).train
+    if p.features == "woe":
+        binning = ctx.state.get("binning")
+        if binning is None:
+            raise DataError("features='woe' needs a binning step before hetero_lr")
+        bins = {f: binning["bins"][f] for f in names}
+        X = np.stack([bins[f].transform(sub.X[:, j]) for j, f in enumerate(names)], axis=1) if names \
+            else np.zeros((len(table), 0))
+        part = {"features": names, "preprocess": "woe", "bins": bins}
+    else:
+        st = Standardizer(clip=p.clip).fit(sub.X[train])
+        X = st.transform(sub.X)
+        part = {"features": names, "preprocess": "standardized", "standardizer": st.to_dict()}
+    return X, part
+
+
+def run(ctx: StepContext) -> dict:
+    """Step entry point; leaves ``ctx.state["hetero_lr"]`` (this party's model part)."""
+    params = dict(ctx.params)
+    p = LRParams.from_dict(params, f"step {ctx.step!r} (hetero_lr)")
+    arbiters = ctx.parties_with("arbiter")
+    arbiter = arbiters[0] if arbiters else None
+    est = VerticalLogisticRegression(**params)
+    if ctx.role == "arbiter":
+        n_rows = ctx.channel.sub("meta").recv(ctx.guest, "rows")
+        if type(n_rows) is not int or n_rows < 1:
+            from ...errors import ProtocolError
+
+            raise ProtocolError("hetero_lr: the guest sent an invalid row count")
+        est.fit(ctx.channel, role="arbiter", guest=ctx.guest, hosts=ctx.hosts, n_rows=n_rows,
+                check_cancelled=ctx.check_cancelled)
+        ctx.state["hetero_lr"] = {"role": "arbiter"}
+        return {"epochs": est.n_epochs_}
+    X, part = _features(ctx, p, ctx.data)
+    if ctx.role == "guest" and p.mode == "coordinated":
+        ctx.channel.sub("meta").send(arbiter, "rows", len(ctx.data))
+    est.fit(ctx.channel, X, ctx.data.y if ctx.role == "guest" else None, role=ctx.role, guest=ctx.guest,
+            hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled)
+    part.update({"coef": est.coef_.tolist(), "intercept": est.intercept_, "mode": p.mode,
+                 "split": {"validation_fraction": p.validation_fraction, "random_state": p.random_state}})
+    ctx.state["hetero_lr"] = part
+    out = {"n_epochs": est.n_epochs_, "history": est.history_,
+           "coef": dict(zip(part["features"], est.coef_.tolist()))}
+    if ctx.role == "guest":
+        out["intercept"] = est.intercept_
+    return out

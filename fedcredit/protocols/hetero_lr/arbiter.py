@@ -1,0 +1,43 @@
+"""Arbiter (key holder, no data) of coordinated vertical LR: decrypts masked values only."""
+
+from __future__ import annotations
+
+from ...crypto.paillier import generate_keypair
+from . import spec
+from ._common import LRParams, Plan
+from .spec import Stage
+
+__all__ = ["run_arbiter"]
+
+
+def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: list[str], keypair=None,
+                check_cancelled=None) -> dict:
+    """Hold the key; decrypt each party's masked gradient sums and the guest's masked validation loss.
+
+    What the arbiter learns: values masked uniformly mod n (nothing), and how
+    many rows, batches and epochs there are.
+    """
+    pk, sk = keypair or generate_keypair(params.key_bits)
+    channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
+    plan = Plan(n_rows, params)
+    epochs = 0
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        for b, _rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            for p, role in [(guest, "guest")] + [(h, "host") for h in hosts]:
+                msg = spec.expect(Stage.GRAD, ch.recv(p, Stage.GRAD.value), sender_role=role)
+                vals = sk.decrypt_ints(pk.vector_from_blob(msg["g"]))
+                ch.send(p, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
+        epochs = epoch + 1
+        if plan.valid.size:
+            ch = channel.sub(f"e-{epoch}", "val")
+            msg = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
+            cv = pk.vector_from_blob(msg["v"])
+            (v,) = sk.decrypt_ints(cv[0:1])
+            ch.send(guest, Stage.LOSS_PLAIN.value, {"v": int(v)})
+            dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
+            if dec["stop"]:
+                break
+    return {"epochs": epochs}

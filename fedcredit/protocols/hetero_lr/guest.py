@@ -1,0 +1,183 @@
+"""Guest (label holder) side of vertical LR: keeps its coefficients and the intercept, decides early stopping."""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+from ...crypto.paillier import PublicKey, generate_keypair
+from ...errors import DataError, ProtocolError
+from ...models.logistic import FEATURE_FRAC_BITS
+from . import spec
+from ._common import (SCORE_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, loss_from_numerator, masks,
+                      to_grad, unmask)
+from ._matvec import column_dot, matvec
+from .spec import Stage
+
+__all__ = ["run_guest"]
+
+
+def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str | None = None, keypair=None,
+              check_cancelled=None) -> dict:
+    """Train the guest's coefficients and intercept.
+
+    Parameters
+    ----------
+    channel : Channel
+    X : ndarray of shape (n, f_g)
+        The guest's design matrix (standardized or WOE), aligned rows.
+    y : ndarray of shape (n,)
+        Binary labels.
+    params : LRParams
+    hosts : list of str
+    arbiter : str, optional
+        Coordinated mode only.
+    keypair : optional
+        Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``).
+
+    Returns
+    -------
+    dict
+        ``coef``, ``intercept`` (best epoch), ``n_epochs``, ``history`` (with ``val_loss``).
+    """
+    y = np.asarray(y)
+    uy = np.unique(y)
+    if not np.all(np.isin(uy, (0, 1))) or uy.size < 2:
+        raise DataError(f"the label must be binary 0/1 with both classes; got values {uy[:5].tolist()}")
+    if params.mode == "two_party" and len(hosts) != 1:
+        raise DataError(f"mode='two_party' needs exactly one host (got {len(hosts)}); use mode='coordinated'")
+    if params.mode == "coordinated" and arbiter is None:
+        raise DataError("mode='coordinated' needs an arbiter party")
+    K = np.c_[feature_codes(X), np.full(X.shape[0], 1 << FEATURE_FRAC_BITS, dtype=np.int64)]  # last = intercept
+    Xq = K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
+    n, f = K.shape
+    plan = Plan(n, params)
+    two = 1 << (SCORE_FRAC_BITS + 1)  # 2 * 2^F
+    Y4 = (2 - 4 * y.astype(np.int64)) << SCORE_FRAC_BITS  # (2 - 4y) 2^F
+    setup = channel.sub("setup")
+    if params.mode == "coordinated":
+        msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
+        pk = PublicKey.from_wire(msg["public_key"])
+        hpk = {}
+    else:
+        pk, sk = keypair or generate_keypair(params.key_bits)
+        setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
+        msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
+        hpk = {hosts[0]: PublicKey.from_wire(msg["public_key"])}
+    w = np.zeros(f)
+    reg = np.r_[np.ones(f - 1), 0.0]  # the intercept is not penalized
+    best = (np.inf, w.copy(), 0)
+    bad = 0
+    history = []
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        lr = plan.lr(epoch)
+        for b, rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            U = encode_scores(Xq[rows] @ w) + Y4[rows]
+            if params.mode == "coordinated":
+                ez = _recv_scores(ch, hosts, pk, rows.size)
+                S = ez[0]
+                for v in ez[1:]:
+                    S = S + v
+                ED = S.add_plain(U)  # re-randomized by to_blob before it leaves
+                ch.broadcast(hosts, Stage.D.value, {"d": ED})
+                m = masks(f, pk.n)
+                ch.send(arbiter, Stage.GRAD.value, {"g": matvec(S, K[rows]).add_plain(m)})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
+                Gz = unmask(got["g"], m, pk.n, f)
+            else:
+                h = hosts[0]
+                (EZ,) = _recv_scores(ch, hosts, hpk[h], rows.size)
+                ch.send(h, Stage.U.value, {"u": sk.encrypt_ints(U)})
+                m = masks(f, hpk[h].n)
+                ch.send(h, Stage.GRAD.value, {"g": matvec(EZ, K[rows]).add_plain(m)})
+                # decrypt the host's masked gradient part X_hᵀ u + m_h (uniform: reveals nothing)
+                gh = spec.expect(Stage.GRAD, ch.recv(h, Stage.GRAD.value), sender_role="host")
+                vals = sk.decrypt_ints(pk.vector_from_blob(gh["g"]))
+                ch.send(h, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
+                Gz = unmask(got["g"], m, hpk[h].n, f)
+            Gu = K[rows].T.astype(object) @ U.astype(object)
+            G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
+            grad = to_grad(G, rows.size) + params.alpha * reg * w
+            w = w - lr * grad
+        rec = {"epoch": epoch, "learning_rate": lr}
+        if plan.valid.size:
+            va = plan.valid
+            ch = channel.sub(f"e-{epoch}", "val")
+            Zg = encode_scores(Xq[va] @ w).astype(object)
+            s = (2 * y[va].astype(np.int64) - 1).astype(object)
+            kcoef = (2 * encode_scores(Xq[va] @ w) - (s.astype(np.int64) << (SCORE_FRAC_BITS + 2))).astype(np.int64)
+            num = int(np.dot(Zg, Zg)) - (int(np.dot(s, Zg)) << (SCORE_FRAC_BITS + 2))
+            if params.mode == "coordinated":
+                zs, sqs = {}, {}
+                for h in hosts:
+                    zv = spec.expect(Stage.ZV, ch.recv(h, Stage.ZV.value), sender_role="host")
+                    zs[h] = pk.vector_from_blob(zv["z"])
+                    sqs[h] = pk.vector_from_blob(zv["sq"])
+                    if len(zs[h]) != va.size or len(sqs[h]) != 1:
+                        raise ProtocolError(f"hetero_lr: validation scores from {h!r} have the wrong length")
+                acc = pk.encrypt_zeros(1)
+                for i, h in enumerate(hosts):
+                    later = hosts[i + 1 :]
+                    ch.send(h, Stage.ZX.value, {"z": [zs[o] for o in later]})
+                    acc = acc + sqs[h] + zs[h]._derived(np.array([column_dot(zs[h]._c, kcoef, pk._mnsq)], dtype=object))
+                for i, h in enumerate(hosts):
+                    cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
+                    cv = pk.vector_from_blob(cr["c"])
+                    n_later = len(hosts) - i - 1
+                    if len(cv) != max(n_later, 1):
+                        raise ProtocolError(f"hetero_lr: cross terms from {h!r} have the wrong length")
+                    if n_later:
+                        acc = acc + cv.sum().mul_plain(2)
+                r = secrets.randbelow(pk.n)
+                ch.send(arbiter, Stage.LOSS.value, {"v": acc.add_plain([r])})
+                lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(arbiter, Stage.LOSS_PLAIN.value), sender_role="arbiter")
+                nn = pk.n
+            else:
+                h = hosts[0]
+                zv = spec.expect(Stage.ZV, ch.recv(h, Stage.ZV.value), sender_role="host")
+                EZ = hpk[h].vector_from_blob(zv["z"])
+                if len(EZ) != va.size:
+                    raise ProtocolError(f"hetero_lr: validation scores from {h!r} have the wrong length")
+                part = EZ._derived(np.array([column_dot(EZ._c, kcoef, hpk[h]._mnsq)], dtype=object))
+                r = secrets.randbelow(hpk[h].n)
+                ch.send(h, Stage.LOSS.value, {"v": part.add_plain([r])})
+                lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(h, Stage.LOSS_PLAIN.value), sender_role="host")
+                nn = hpk[h].n
+            if not 0 <= lp["v"] < nn:
+                raise ProtocolError("hetero_lr: loss value out of range")
+            x = (lp["v"] - r) % nn
+            x = x - nn if x > nn // 2 else x
+            vl = loss_from_numerator(num + x, va.size)
+            rec["val_loss"] = vl
+            improved = vl < best[0] - params.tol
+            if improved:
+                best, bad = (vl, w.copy(), epoch + 1), 0
+            else:
+                bad += 1
+            stop = bad >= params.n_iter_no_change or epoch == params.max_epochs - 1
+            ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
+                         {"improved": bool(improved), "stop": bool(stop)})
+            history.append(rec)
+            if stop:
+                break
+        else:
+            best = (np.nan, w.copy(), epoch + 1)
+            history.append(rec)
+    _, wb, n_ep = best
+    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
+
+
+def _recv_scores(ch, hosts, pk, size):
+    out = []
+    for h in hosts:
+        msg = spec.expect(Stage.ZH, ch.recv(h, Stage.ZH.value), sender_role="host")
+        v = pk.vector_from_blob(msg["z"])
+        if len(v) != size:
+            raise ProtocolError(f"hetero_lr: {h!r} sent {len(v)} scores for a batch of {size}")
+        out.append(v)
+    return out

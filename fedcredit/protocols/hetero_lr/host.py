@@ -1,0 +1,121 @@
+"""Host side of vertical LR: keeps its own weights, never sees labels, residuals or gradients of others."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...crypto.paillier import PublicKey, generate_keypair
+from ...errors import ProtocolError
+from ...models.logistic import FEATURE_FRAC_BITS
+from . import spec
+from ._common import LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
+from ._matvec import column_dot, matvec
+from .spec import Stage
+
+__all__ = ["run_host"]
+
+
+def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = None, keypair=None,
+             check_cancelled=None) -> dict:
+    """Train this host's coefficients.
+
+    Parameters
+    ----------
+    channel : Channel
+    X : ndarray of shape (n, f_h)
+        This host's design matrix (standardized or WOE), rows in the aligned order.
+    params : LRParams
+    guest, arbiter : str
+        Peer names (``arbiter`` only in coordinated mode).
+    keypair : (PublicKey, PrivateKey), optional
+        Two-party mode: this host's key (default: a fresh ``key_bits`` key).
+
+    Returns
+    -------
+    dict
+        ``coef`` (ndarray, best epoch), ``n_epochs``, ``history``.
+    """
+    K = feature_codes(X)
+    Xq = K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
+    n, f = K.shape
+    plan = Plan(n, params)
+    setup = channel.sub("setup")
+    if params.mode == "coordinated":
+        msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
+        pk = PublicKey.from_wire(msg["public_key"])
+        own_pk = own_sk = None
+    else:
+        own_pk, own_sk = keypair or generate_keypair(params.key_bits)
+        setup.send(guest, Stage.PUBKEY.value, {"public_key": own_pk.to_wire()})
+        msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
+        pk = PublicKey.from_wire(msg["public_key"])
+    N = pk.n
+    w = np.zeros(f)
+    best_w, best_epoch = w.copy(), 0
+    history = []
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        lr = plan.lr(epoch)
+        for b, rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            Z = encode_scores(Xq[rows] @ w)
+            m = masks(f, N)
+            if params.mode == "coordinated":
+                ch.send(guest, Stage.ZH.value, {"z": pk.encrypt_ints(Z)})
+                d = spec.expect(Stage.D, ch.recv(guest, Stage.D.value), sender_role="guest")
+                ED = pk.vector_from_blob(d["d"])
+                if len(ED) != rows.size:
+                    raise ProtocolError("hetero_lr: residual vector has the wrong length")
+                ch.send(arbiter, Stage.GRAD.value, {"g": matvec(ED, K[rows]).add_plain(m)})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
+                G = unmask(got["g"], m, N, f)
+            else:
+                ch.send(guest, Stage.ZH.value, {"z": own_sk.encrypt_ints(Z)})
+                u = spec.expect(Stage.U, ch.recv(guest, Stage.U.value), sender_role="guest")
+                EU = pk.vector_from_blob(u["u"])
+                if len(EU) != rows.size:
+                    raise ProtocolError("hetero_lr: residual vector has the wrong length")
+                ch.send(guest, Stage.GRAD.value, {"g": matvec(EU, K[rows]).add_plain(m)})
+                # decrypt the guest's masked gradient part X_gᵀ z_h + m_g (uniform: reveals nothing)
+                gg = spec.expect(Stage.GRAD, ch.recv(guest, Stage.GRAD.value), sender_role="guest")
+                vals = own_sk.decrypt_ints(own_pk.vector_from_blob(gg["g"]))
+                ch.send(guest, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(guest, Stage.GRAD_PLAIN.value), sender_role="guest")
+                Gu = unmask(got["g"], m, N, f)
+                # own part X_hᵀ z_h in the clear: 4d 2^F = U + Z_h
+                Gz = K[rows].T.astype(object) @ Z.astype(object)
+                G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
+            grad = to_grad(G, rows.size) + params.alpha * w
+            w = w - lr * grad
+        rec = {"epoch": epoch, "learning_rate": lr}
+        if plan.valid.size:
+            ch = channel.sub(f"e-{epoch}", "val")
+            Zv = encode_scores(Xq[plan.valid] @ w)
+            sq = int(np.dot(Zv.astype(object), Zv.astype(object)))
+            if params.mode == "coordinated":
+                ch.send(guest, Stage.ZV.value, {"z": pk.encrypt_ints(Zv), "sq": pk.encrypt_ints([sq])})
+                zx = spec.expect(Stage.ZX, ch.recv(guest, Stage.ZX.value), sender_role="guest")
+                cross = []
+                for blob in zx["z"]:
+                    other = pk.vector_from_blob(blob)
+                    if len(other) != Zv.size:
+                        raise ProtocolError("hetero_lr: cross-term vector has the wrong length")
+                    cross.append(column_dot(other._c, Zv, pk._mnsq))
+                cv = pk.encrypt_zeros(len(cross))._derived(np.array(cross, dtype=object)) if cross else pk.encrypt_ints([0])
+                ch.send(guest, Stage.CROSS.value, {"c": cv})
+            else:
+                ch.send(guest, Stage.ZV.value, {"z": own_sk.encrypt_ints(Zv), "sq": own_sk.encrypt_ints([0])})
+                lm = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
+                (v,) = own_sk.decrypt_ints(own_pk.vector_from_blob(lm["v"]))
+                ch.send(guest, Stage.LOSS_PLAIN.value, {"v": int((int(v) + sq) % own_pk.n)})
+            dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
+            if dec["improved"]:
+                best_w, best_epoch = w.copy(), epoch + 1
+            history.append(rec)
+            if dec["stop"]:
+                break
+        else:
+            best_w, best_epoch = w.copy(), epoch + 1
+            history.append(rec)
+    return {"coef": best_w, "n_epochs": best_epoch, "history": history}

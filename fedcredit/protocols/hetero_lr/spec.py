@@ -1,0 +1,82 @@
+"""Messages of vertical logistic regression.
+
+Tags: ``setup/<stage>``, ``e-<epoch>/b-<batch>/<stage>`` per mini-batch and
+``e-<epoch>/val/<stage>`` for the validation round of an epoch.
+
+``coordinated`` (key holder = arbiter; 1 guest + N hosts)::
+
+    setup   arbiter → guest, hosts   PUBKEY      arbiter's Paillier public key
+    batch   host    → guest          ZH          E(z_h) on the batch rows
+            guest   → hosts          D           E(4·d) = E(sum z_h) ⊕ (z_g + 2 - 4y), re-randomized
+            host    → arbiter        GRAD        E(X_hᵀ d + m_h)   (m_h uniform mod n)
+            guest   → arbiter        GRAD        E(X_gᵀ (sum z_h) + m_g)
+            arbiter → host, guest    GRAD_PLAIN  the masked sums, decrypted
+    val     host    → guest          ZV          E(z_h) on validation rows, E(|z_h|²)
+            guest   → host           ZX          E(z_h') of later hosts (cross terms)
+            host    → guest          CROSS       E(<z_h, z_h'>)
+            guest   → arbiter        LOSS        E(loss numerator + r)
+            arbiter → guest          LOSS_PLAIN  loss numerator + r
+            guest   → hosts          DECISION    improved? stop?
+
+``two_party`` (no third party; guest and host each hold a key)::
+
+    setup   guest → host   PUBKEY  guest key        host → guest  PUBKEY  host key
+    batch   host  → guest  ZH      E_h(z_h)         guest → host  U       E_g(z_g + 2 - 4y)
+            host  → guest  GRAD    E_g(X_hᵀ u + m_h) guest → host  GRAD    E_h(X_gᵀ z_h + m_g)
+            guest → host   GRAD_PLAIN               host → guest  GRAD_PLAIN
+    val     host  → guest  ZV      E_h(z_h), E_h(0) guest → host  LOSS    E_h(partial numerator + r)
+            host  → guest  LOSS_PLAIN (partial + r + |z_h|²)      guest → host DECISION
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .._expect import Message, check
+
+__all__ = ["Stage", "MESSAGES", "expect", "MODES", "BACKENDS"]
+
+MODES = ("coordinated", "two_party")
+BACKENDS = ("paillier",)
+
+
+class Stage(str, enum.Enum):
+    PUBKEY = "pubkey"
+    ZH = "zh"
+    D = "d"
+    U = "u"
+    GRAD = "grad"
+    GRAD_PLAIN = "grad-plain"
+    ZV = "zv"
+    ZX = "zx"
+    CROSS = "cross"
+    LOSS = "loss"
+    LOSS_PLAIN = "loss-plain"
+    DECISION = "decision"
+
+
+_MSGS = [
+    Message(Stage.PUBKEY, "arbiter|guest|host", "guest|host", {"public_key": dict}),
+    Message(Stage.ZH, "host", "guest", {"z": "blob"}),
+    Message(Stage.D, "guest", "host", {"d": "blob"}),
+    Message(Stage.U, "guest", "host", {"u": "blob"}),
+    Message(Stage.GRAD, "guest|host", "arbiter|guest|host", {"g": "blob"}),
+    Message(Stage.GRAD_PLAIN, "arbiter|guest|host", "guest|host", {"g": list}),
+    Message(Stage.ZV, "host", "guest", {"z": "blob", "sq": "blob"}),
+    Message(Stage.ZX, "guest", "host", {"z": list}),
+    Message(Stage.CROSS, "host", "guest", {"c": "blob"}),
+    Message(Stage.LOSS, "guest", "arbiter|host", {"v": "blob"}),
+    Message(Stage.LOSS_PLAIN, "arbiter|host", "guest", {"v": int}),
+    Message(Stage.DECISION, "guest", "host|arbiter", {"improved": bool, "stop": bool}),
+]
+MESSAGES: dict[Stage, Message] = {m.stage: m for m in _MSGS}
+
+
+def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
+    """Check a received payload against the spec of ``stage`` (raises ``ProtocolError``)."""
+    spec = MESSAGES[stage]
+    if sender_role is not None and sender_role not in spec.sender.split("|"):
+        from ...errors import ProtocolError
+
+        raise ProtocolError(f"hetero_lr {stage.value}: sent by a {sender_role}, expected {spec.sender}")
+    return check("hetero_lr", spec, msg)
