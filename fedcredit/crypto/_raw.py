@@ -123,13 +123,15 @@ class FixedBase:
 # ---------------------------------------------------------------- byte conversion
 def ints_to_bytes(values, width: int) -> bytes:
     """Concatenate non-negative integers as fixed-width big-endian words."""
-    return b"".join(int(v).to_bytes(width, "big") for v in values)
+    to_mpz = mpz
+    return b"".join(to_mpz(v).to_bytes(width, "big") for v in values)
 
 
 def bytes_to_ints(data: bytes, width: int) -> list:
     """Inverse of :func:`ints_to_bytes`; returns a list of ``mpz``."""
-    fb = int.from_bytes
-    return [mpz(fb(data[i : i + width], "big")) for i in range(0, len(data), width)]
+    fb = mpz.from_bytes
+    mv = memoryview(data)
+    return [fb(mv[i : i + width], "big") for i in range(0, len(data), width)]
 
 
 def _obj_array(values) -> np.ndarray:
