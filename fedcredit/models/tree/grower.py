@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ...errors import ProtocolError
 from .binning import BinMapper
 from .histogram import as_grid, build_histogram, subtract
 from .split import SplitInfo, SplitParams, find_best_split, leaf_value
@@ -96,6 +97,9 @@ class FeatureSource:
     def collect_splits(self) -> list[np.ndarray]:
         """Per requested split, a bool mask over its rows: True = left. Fills node.threshold/split_id."""
         raise NotImplementedError
+
+    def finish(self, depth: int) -> None:
+        """The tree stopped growing at ``depth`` (``max_depth`` when every level was grown)."""
 
 
 class LocalSource(FeatureSource):
@@ -222,9 +226,11 @@ class TreeGrower:
         siblings: dict[int, int] = {}
         parent_of: dict[int, int] = {}
         mcw = self.split_params.min_child_weight
+        stopped_at = self.max_depth
         for depth in range(self.max_depth):
             splittable = [n for n in level if n.n_rows >= 2 and n.h >= 2 * mcw]
             if not splittable:
+                stopped_at = depth
                 break
             ids = {n.id for n in splittable}
             # build the smaller child of each split (even when it is a leaf itself) and
@@ -279,22 +285,31 @@ class TreeGrower:
                 per_source.setdefault(si, []).append((n, rows_of[n.id]))
             for si, src in enumerate(self.sources):
                 src.request_splits(depth, per_source.get(si, []))
-            next_level: list[Node] = []
+            lefts: dict[int, np.ndarray] = {}
             for si, src in enumerate(self.sources):
                 for (n, rows), left in zip(per_source.get(si, []), src.collect_splits()):
                     left = np.asarray(left, dtype=bool)
-                    lc = new_node(rows[left], depth + 1)
-                    rc = new_node(rows[~left], depth + 1)
-                    n.left, n.right = lc.id, rc.id
-                    siblings[lc.id], siblings[rc.id] = rc.id, lc.id
-                    parent_of[lc.id] = parent_of[rc.id] = n.id
-                    next_level += [lc, rc]
+                    if left.shape != rows.shape:
+                        raise ProtocolError(f"source {src.name!r} partitioned {left.shape} rows, expected {rows.shape}")
+                    lefts[n.id] = left
+            # children are numbered in node order, whoever owns the split
+            next_level: list[Node] = []
+            for n, _, _ in sorted(chosen, key=lambda c: c[0].id):
+                rows, left = rows_of[n.id], lefts[n.id]
+                lc = new_node(rows[left], depth + 1)
+                rc = new_node(rows[~left], depth + 1)
+                n.left, n.right = lc.id, rc.id
+                siblings[lc.id], siblings[rc.id] = rc.id, lc.id
+                parent_of[lc.id] = parent_of[rc.id] = n.id
+                next_level += [lc, rc]
             self.stats.partition += time.perf_counter() - t0
             # a level's histograms are needed only for its children's subtraction
             for nid in [k for k in hists if nodes[k].depth < depth]:
                 del hists[nid]
             next_level.sort(key=lambda x: x.id)
             level = next_level
+        for src in self.sources:
+            src.finish(stopped_at)
         leaf_rows = {n.id: rows_of[n.id] for n in nodes if n.is_leaf}
         return nodes, leaf_rows
 

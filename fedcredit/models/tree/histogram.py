@@ -5,7 +5,7 @@ arrays of shape ``(n, 2)`` holding ``(g, h)`` per row) and the federated host
 (a Paillier ciphertext vector holding one packed ``(g, h)`` per row). It needs
 only two primitives of the value type:
 
-``take(rows)``
+``values[rows]``
     the sub-vector at integer positions ``rows``;
 ``group_sum(group_ids, n_groups)``
     the vector of ``n_groups`` sums of the elements sharing a group id.
@@ -14,6 +14,11 @@ A histogram is stored *flat*: element ``feature * n_bins + bin`` holds the sum
 of the node's values whose code for ``feature`` is ``bin``. Histogram
 subtraction (``sibling = parent - child``) is exact for integer and
 ciphertext values, so only the smaller child of a split is ever built.
+
+A vector type may also offer ``histogram(codes, n_bins)`` with the same
+meaning as :func:`build_histogram` on its rows (the Paillier
+``CipherVector`` does, splitting the rows over the party's process pool);
+:func:`build_histogram` then uses it.
 """
 
 from __future__ import annotations
@@ -24,10 +29,8 @@ __all__ = ["take", "group_sum", "build_histogram", "subtract", "as_grid", "histo
 
 
 def take(values, rows: np.ndarray):
-    """``values[rows]`` for numpy arrays, ``values.take(rows)`` for vector types."""
-    if isinstance(values, np.ndarray):
-        return values[rows]
-    return values.take(rows)
+    """``values[rows]`` (numpy arrays and ciphertext vectors both index with integer arrays)."""
+    return values[np.asarray(rows, dtype=np.int64)]
 
 
 def group_sum(values, group_ids: np.ndarray, n_groups: int):
@@ -79,6 +82,8 @@ def build_histogram(values, codes: np.ndarray, rows: np.ndarray, n_bins: int):
     """
     rows = np.asarray(rows, dtype=np.int64)
     f = codes.shape[1]
+    if hasattr(values, "histogram"):
+        return take(values, rows).histogram(codes[rows].astype(np.int64), n_bins)
     gids = histogram_group_ids(codes[rows], n_bins)
     return group_sum(take(values, np.repeat(rows, f)), gids, f * n_bins)
 

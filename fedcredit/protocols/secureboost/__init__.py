@@ -1,0 +1,243 @@
+"""Vertical SecureBoost: lossless gradient-boosted trees across a label holder and N hosts.
+
+Roles: the **guest** holds the labels and its own features and drives the
+protocol (:mod:`.guest`); each **host** holds features only (:mod:`.host`).
+Messages are listed in :mod:`.spec`; the per-party model parts and their JSON
+files are in :mod:`.model`. The trees equal those of
+:class:`fedcredit.models.tree.GBDTReference` trained on the joined table with
+``gh_bits=spec.GH_BITS`` (see ``docs/secureboost.md``).
+
+Entry points
+------------
+:class:`VerticalSecureBoost`
+    The estimator; ``fit(channel, X, y)`` on the guest, ``fit(channel, X)`` on a host.
+:func:`run`
+    The job step ``kind = "secureboost"``.
+:func:`predict_guest`, :func:`predict_host`
+    Federated scoring of a stored model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..._validation import Interval, validate_params
+from ...errors import ConfigError, DataError, NotFittedError
+from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
+from ...transport.base import Channel
+from .guest import SecureBoostGuest, predict_guest
+from .host import SecureBoostHost, predict_host
+from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+
+__all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel"]
+
+
+def _metrics(y, score) -> dict:
+    from ...models.metrics import auc, ks
+
+    y = np.asarray(y)
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return {"auc": None, "ks": None}
+    return {"auc": float(auc(y, score)), "ks": float(ks(y, score))}
+
+
+class VerticalSecureBoost:
+    """Vertical federated gradient-boosted trees (binary logistic loss).
+
+    The same object is created on every party; the guest calls
+    ``fit(channel, X, y)`` and each host ``fit(channel, X)`` with its own
+    aligned rows (same order on every party, e.g. from PSI).
+
+    Parameters
+    ----------
+    n_trees : int, default=5
+    max_depth : int, default=3
+    learning_rate : float, default=0.3
+    max_bins : int, default=32
+        Codes per feature including the missing-value bin.
+    reg_lambda : float, default=1.0
+        L2 regularization of leaf weights.
+    min_child_weight : float, default=1e-3
+        Minimum hessian sum in a child.
+    min_split_gain : float, default=0.0
+    subsample : float, default=1.0
+        Fraction of training rows per tree (without replacement).
+    colsample : float, default=1.0
+        Fraction of all parties' features per tree.
+    early_stopping_rounds : int or None, default=None
+        When set, the guest holds out a stratified ``validation_fraction`` of
+        the aligned rows, scores it with the federated predict path after
+        every tree, and stops once the log-loss has not improved for this many
+        trees (keeping the best prefix).
+    validation_fraction : float, default=0.2
+    guest_only_first_tree : bool, default=False
+        Build the first tree on the guest's features only ("complete secure"
+        mode of SecureBoost): hosts then never see the node membership of the
+        first tree, whose leaves are the ones most correlated with the label.
+    key_bits : int, default=2048
+        Paillier modulus size (the guest generates the key).
+    random_state : int, default=0
+        Seeds the validation split and per-tree row/feature sampling.
+
+    Attributes
+    ----------
+    role_ : {"guest", "host"}
+    model_ : GuestModel or HostModel
+    result_ : dict
+        The run report (timings, trees, bytes, metrics on the guest).
+    """
+
+    _parameter_constraints = {
+        **TREE_PARAMETER_CONSTRAINTS,
+        "guest_only_first_tree": ["boolean"],
+        "key_bits": [Interval(int, 2048, None)],
+    }
+
+    def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
+                 reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
+                 subsample: float = 1.0, colsample: float = 1.0, early_stopping_rounds: int | None = None,
+                 validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
+                 random_state: int = 0):
+        self.n_trees = n_trees
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.max_bins = max_bins
+        self.reg_lambda = reg_lambda
+        self.min_child_weight = min_child_weight
+        self.min_split_gain = min_split_gain
+        self.subsample = subsample
+        self.colsample = colsample
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.guest_only_first_tree = guest_only_first_tree
+        self.key_bits = key_bits
+        self.random_state = random_state
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._parameter_constraints}
+
+    def set_params(self, **params) -> "VerticalSecureBoost":
+        for k, v in params.items():
+            if k not in self._parameter_constraints:
+                raise ConfigError(f"VerticalSecureBoost has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
+            hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
+            keypair=None) -> "VerticalSecureBoost":
+        """Train this party's side.
+
+        Parameters
+        ----------
+        channel : Channel
+            Connected to the other parties (namespaced to this run).
+        X : ndarray of shape (n_rows, n_features)
+            This party's aligned features (NaN = missing).
+        y : ndarray of shape (n_rows,), optional
+            Labels: given on the guest only.
+        role : {"guest", "host"}, optional
+            Default: "guest" when ``y`` is given, else "host".
+        guest : str, optional
+            The guest's name (hosts; default: the channel's only peer).
+        hosts : list of str, optional
+            The hosts (guest; default: every peer of the channel, sorted).
+        feature_names : list of str, optional
+        workdir : path, optional
+            Checkpoint directory: the model part is saved after every tree and a
+            re-run with the same data and parameters resumes from the last tree
+            every party finished.
+        progress : callable(message, fraction), optional
+        check_cancelled : callable(), optional
+        keypair : (PublicKey, PrivateKey), optional
+            Guest only: use this key pair instead of generating one (tests use
+            ``fedcredit.testing.small_keypair``).
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
+        role = role or ("guest" if y is not None else "host")
+        if role not in ("guest", "host"):
+            raise ConfigError(f"The 'role' argument of VerticalSecureBoost.fit must be 'guest' or 'host'. Got {role!r}.")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise DataError(f"X must be 2-d (n_rows, n_features); got shape {X.shape}")
+        if role == "guest":
+            if y is None:
+                raise DataError("the guest needs labels y")
+            y = np.asarray(y)
+            if y.shape != (len(X),):
+                raise DataError(f"y has shape {y.shape}, X has {len(X)} rows")
+            if not np.isin(np.unique(y), (0, 1)).all() or len(np.unique(y)) < 2:
+                raise DataError("y must be binary 0/1 with both classes present")
+            hosts = sorted(hosts if hosts is not None else channel.peers)
+            g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
+                                 keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled)
+            self.model_, result = g.run()
+            yy = np.asarray(y)
+            from ...models.tree.gbdt import sigmoid
+
+            result["train"] = _metrics(yy[g.train_rows_], sigmoid(g.raw_train))
+            result["validation"] = _metrics(yy[g.valid_rows_], sigmoid(g.raw_valid)) if len(g.valid_rows_) else None
+        else:
+            if y is not None:
+                raise DataError("a host has no labels; pass y only on the guest")
+            if guest is None:
+                if len(channel.peers) != 1:
+                    raise ConfigError("a host with several peers must be told which one is the guest (guest=...)")
+                guest = channel.peers[0]
+            h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
+                                progress=progress, check_cancelled=check_cancelled)
+            self.model_, result = h.run()
+        self.role_ = role
+        self.result_ = result
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise NotFittedError("This VerticalSecureBoost is not fitted yet; call 'fit' first.")
+
+    def predict_proba(self, channel: Channel, X):
+        """Federated scoring of ``X`` (this party's features of the rows, same order on every party).
+
+        Returns
+        -------
+        ndarray of shape (n, 2) on the guest; None on a host (which only answers).
+        """
+        self._check_fitted()
+        if self.role_ == "guest":
+            p = predict_guest(channel, self.model_, X)
+            return np.stack([1 - p, p], axis=1)
+        predict_host(channel, self.model_, X)
+        return None
+
+
+def run(ctx) -> dict:
+    """Job step ``kind = "secureboost"``: train on ``ctx.data`` and save the model part in ``ctx.workdir``.
+
+    ``ctx.params`` are :class:`VerticalSecureBoost` parameters. Returns the run
+    report: trees, seconds, per-step timings, bytes, and on the guest the
+    training and validation AUC and KS.
+    """
+    params = dict(ctx.params or {})
+    validate_params(params, VerticalSecureBoost._parameter_constraints, f"step {ctx.step!r} (secureboost)")
+    est = VerticalSecureBoost(**params)
+    table = ctx.data
+    if table is None:
+        raise DataError(f"secureboost: party {ctx.party!r} has no data")
+    workdir = Path(ctx.workdir)
+    if ctx.role == "guest":
+        est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
+                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+        ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
+    elif ctx.role == "host":
+        est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
+                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+        ctx.state["secureboost"] = {"model": str(workdir / HOST_FILE)}
+    else:
+        raise ConfigError(f"secureboost has no role {ctx.role!r}")
+    return est.result_

@@ -1,0 +1,479 @@
+"""SecureBoost, guest side: the label holder drives training and scoring.
+
+Per tree the guest computes ``g = p - y`` and ``h = p (1 - p)``, rounds them to
+multiples of ``2**-GH_BITS`` and packs each row's pair into one plaintext
+``g * 2**S + h`` (``g`` signed in the top slot, ``h >= 0`` below it, so no
+offset and no row count is needed to unpack a sum), encrypts them once with
+the key owner's CRT fast path and sends them to every host. It then grows the
+tree with the same :class:`~fedcredit.models.tree.grower.TreeGrower` as the
+plaintext reference; each host is a :class:`RemoteSource` whose histograms
+are decrypted and unpacked into exactly the integer sums the reference would
+compute, so the federated tree is the reference tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...crypto import paillier
+from ...errors import ProtocolError
+from ...models.tree.binning import BinMapper
+from ...models.tree.gbdt import (
+    EarlyStopping,
+    base_score,
+    logistic_gh,
+    logloss,
+    quantize_gh,
+    sample_features,
+    sample_rows,
+    sigmoid,
+    stratified_split,
+    tree_rng,
+)
+from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower
+from ...models.tree.predictor import local_decision, predict_tree
+from ...models.tree.split import SplitParams
+from ...transport.base import Channel
+from . import spec
+from .model import GUEST_FILE, GuestModel
+from .spec import GH_BITS, Stage
+
+__all__ = ["SecureBoostGuest", "RemoteSource", "predict_guest", "GHCodec"]
+
+
+class GHCodec:
+    """Fixed-point packing of ``(g, h)`` into one plaintext, and unpacking of compressed sums.
+
+    Parameters
+    ----------
+    max_rows : int
+        Most rows a sum can hold (the training rows).
+    key_bits : int
+        Paillier modulus size.
+
+    Attributes
+    ----------
+    h_bits : int
+        Width of the ``h`` slot (``S``): holds a sum of ``max_rows`` values ``<= 2**(GH_BITS - 2)``.
+    item_bits : int
+        Width of one packed ``(G, H)`` sum (``S`` + the signed ``G`` slot); the shift used by
+        cipher compression.
+    per_ciphertext : int
+        Packed sums per compressed ciphertext.
+    """
+
+    def __init__(self, max_rows: int, key_bits: int):
+        nb = int(max_rows).bit_length()
+        self.max_rows = int(max_rows)
+        self.h_bits = GH_BITS - 2 + nb + 1
+        self.g_bits = GH_BITS + nb + 2  # signed
+        self.item_bits = self.h_bits + self.g_bits
+        self.per_ciphertext = (key_bits - 1) // self.item_bits
+        if self.per_ciphertext < 1:
+            raise ProtocolError(f"a {key_bits}-bit key cannot hold one packed (g, h) sum of {max_rows} rows")
+
+    def pack(self, ghq: np.ndarray) -> list[int]:
+        """One int ``g * 2**S + h`` per row of the int64 fixed-point ``(n, 2)`` array."""
+        s = self.h_bits
+        return [(g << s) + h for g, h in ghq.tolist()]
+
+    def unpack(self, plain: list[int], count: int) -> np.ndarray:
+        """Signed decrypted compressed ciphertexts → ``(count, 2)`` int64 sums ``(G, H)``.
+
+        Raises
+        ------
+        ProtocolError
+            If the plaintexts do not hold exactly ``count`` in-range sums.
+        """
+        w, s = self.item_bits, self.h_bits
+        wmask, half, smask = (1 << w) - 1, 1 << (w - 1), (1 << s) - 1
+        k = self.per_ciphertext
+        if len(plain) != -(-count // k):
+            raise ProtocolError("secureboost hist: wrong number of compressed ciphertexts")
+        out = np.empty((count, 2), dtype=np.int64)
+        gmax, hmax = self.max_rows << GH_BITS, self.max_rows << (GH_BITS - 2)
+        i = 0
+        for T in plain:
+            T = int(T)
+            for _ in range(min(k, count - i)):
+                r = T & wmask
+                if r >= half:
+                    r -= 1 << w
+                T = (T - r) >> w
+                h = r & smask
+                g = (r - h) >> s
+                if not (-gmax <= g <= gmax and 0 <= h <= hmax):
+                    raise ProtocolError("secureboost hist: a histogram sum is out of range")
+                out[i] = (g, h)
+                i += 1
+            if T != 0:
+                raise ProtocolError("secureboost hist: compressed ciphertext holds extra data")
+        return out
+
+
+class RemoteSource(FeatureSource):
+    """A host's features as seen by the guest's grower: requests become messages."""
+
+    def __init__(self, name: str, channel: Channel, private_key, n_bins_non_missing: np.ndarray, n_bins: int,
+                 codec: GHCodec, max_depth: int, timings: dict):
+        self.name = name
+        self.ch = channel
+        self.sk = private_key
+        self.n_bins_non_missing = n_bins_non_missing
+        self.n_features = len(n_bins_non_missing)
+        self.n_bins = n_bins
+        self.codec = codec
+        self.max_depth = max_depth
+        self.timings = timings
+        self.tree = -1
+        self.active = np.ones(self.n_features, dtype=bool)
+        self._pending = None
+        self._depth = 0
+
+    def start_tree(self, tree: int, active: np.ndarray) -> None:
+        self.tree, self.active = tree, np.asarray(active, dtype=bool)
+
+    @staticmethod
+    def _csr(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(g) for g in groups])
+        rows = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, dtype=np.int64)
+        return offsets, rows
+
+    def request_histograms(self, depth, builds, feature_mask) -> None:
+        offsets, rows = self._csr([r for _, r in builds])
+        self.ch.send(self.name, spec.tag(Stage.HIST_REQ, self.tree, depth), {
+            "done": False, "nodes": np.array([nid for nid, _ in builds], dtype=np.int64),
+            "offsets": offsets, "rows": rows,
+        })
+        self._pending, self._depth = len(builds), depth
+
+    def collect_histograms(self) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        msg = spec.expect(Stage.HIST, self.ch.recv(self.name, spec.tag(Stage.HIST, self.tree, self._depth)),
+                          sender_role="host")
+        t1 = time.perf_counter()
+        self.timings["wait_hosts"] += t1 - t0
+        self.timings["host_histogram"] += msg["seconds"]
+        n_nodes, nb = self._pending, self.n_bins
+        active = np.flatnonzero(self.active)
+        count = n_nodes * len(active) * nb
+        if msg["count"] != count or (count and msg["hist"] is None):
+            raise ProtocolError(f"secureboost hist from {self.name!r}: expected {count} sums, got {msg['count']}")
+        grids = [np.zeros((self.n_features, nb, 2), dtype=np.int64) for _ in range(n_nodes)]
+        if count:
+            cv = self.sk.public_key.vector_from_blob(msg["hist"])
+            plain = self.sk.decrypt_signed(cv)
+            sums = self.codec.unpack(plain, count).reshape(n_nodes, len(active), nb, 2)
+            for i in range(n_nodes):
+                grids[i][active] = sums[i]
+        self.timings["decrypt"] += time.perf_counter() - t1
+        self._pending = None
+        return grids
+
+    def request_splits(self, depth, splits) -> None:
+        offsets, rows = self._csr([r for _, r in splits])
+        self.ch.send(self.name, spec.tag(Stage.SPLIT_REQ, self.tree, depth), {
+            "nodes": np.array([n.id for n, _ in splits], dtype=np.int64),
+            "features": np.array([n.feature for n, _ in splits], dtype=np.int64),
+            "bins": np.array([n.bin for n, _ in splits], dtype=np.int64),
+            "missing_left": np.array([n.missing_left for n, _ in splits], dtype=bool),
+            "offsets": offsets, "rows": rows,
+        })
+        self._pending, self._depth = splits, depth
+
+    def collect_splits(self) -> list[np.ndarray]:
+        msg = spec.expect(Stage.SPLIT, self.ch.recv(self.name, spec.tag(Stage.SPLIT, self.tree, self._depth)),
+                          sender_role="host")
+        splits = self._pending
+        sizes = [len(r) for _, r in splits]
+        if len(msg["split_ids"]) != len(splits) or len(msg["left"]) != sum(sizes):
+            raise ProtocolError(f"secureboost split from {self.name!r}: wrong number of splits or rows")
+        out, at = [], 0
+        for (node, _), sid, size in zip(splits, msg["split_ids"].tolist(), sizes):
+            node.split_id = int(sid)
+            out.append(msg["left"][at:at + size])
+            at += size
+        self._pending = None
+        return out
+
+    def finish(self, depth: int) -> None:
+        """Tell the host the tree stopped growing before ``max_depth`` levels."""
+        if depth < self.max_depth:
+            self.ch.send(self.name, spec.tag(Stage.HIST_REQ, self.tree, depth), {
+                "done": True, "nodes": np.zeros(0, dtype=np.int64), "offsets": np.zeros(1, dtype=np.int64),
+                "rows": np.zeros(0, dtype=np.int64),
+            })
+
+
+def _host_decisions(channel: Channel, hosts: list[str], trees, rows: np.ndarray, req: Stage, rep: Stage,
+                    req_tag: str, rep_tag: str) -> dict:
+    """Ask every host for its decisions at its splits in ``trees`` on aligned ``rows``: {(host, split_id): mask}."""
+    asked = {}
+    for h in hosts:
+        ids = np.array([n.split_id for nodes in trees for n in nodes if not n.is_leaf and n.party == h],
+                       dtype=np.int64)
+        channel.send(h, req_tag, {"split_ids": ids, "rows": np.asarray(rows, dtype=np.int64)})
+        asked[h] = ids
+    out = {}
+    for h in hosts:
+        msg = spec.expect(rep, channel.recv(h, rep_tag), sender_role="host")
+        ids = asked[h]
+        need = len(ids) * len(rows)
+        bits = np.unpackbits(msg["left"])
+        if len(msg["left"]) != (need + 7) // 8:
+            raise ProtocolError(f"secureboost predict from {h!r}: wrong number of decisions")
+        dec = bits[:need].astype(bool).reshape(len(ids), len(rows))
+        for i, sid in enumerate(ids.tolist()):
+            out[(h, sid)] = dec[i]
+    return out
+
+
+def _raw_scores(trees, base: float, X_guest: np.ndarray, decisions: dict) -> np.ndarray:
+    raw = np.full(len(X_guest), base, dtype=np.float64)
+    for nodes in trees:
+        raw += predict_tree(nodes, len(X_guest), lambda n: local_decision(X_guest, n) if n.threshold is not None
+                            else decisions[(n.party, n.split_id)])
+    return raw
+
+
+def predict_guest(channel: Channel, guest_model: GuestModel, X_guest, *, hosts: list[str] | None = None,
+                  raw: bool = False) -> np.ndarray:
+    """Federated scoring: probabilities of default for the rows of ``X_guest``.
+
+    Each host must run :func:`~fedcredit.protocols.secureboost.host.predict_host`
+    on the same channel namespace with its features of the same rows in the
+    same order. Every host receives the list of its split ids and the row
+    positions and returns its left/right decision for each; the guest walks
+    the trees. Hosts learn nothing; the guest learns each host split's
+    decision for each scored row.
+
+    Parameters
+    ----------
+    channel : Channel
+    guest_model : GuestModel
+    X_guest : ndarray of shape (n, f_guest)
+    hosts : list of str, optional
+        Default: the hosts that appear in the model.
+    raw : bool, default=False
+        Return log-odds instead of probabilities.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    X = np.asarray(X_guest, dtype=np.float64)
+    hosts = list(hosts if hosts is not None else guest_model.hosts)
+    rows = np.arange(len(X), dtype=np.int64)
+    dec = _host_decisions(channel, hosts, guest_model.trees, rows, Stage.PREDICT_REQ, Stage.PREDICT,
+                          spec.tag(Stage.PREDICT_REQ), spec.tag(Stage.PREDICT))
+    r = _raw_scores(guest_model.trees, guest_model.base_score, X, dec)
+    return r if raw else sigmoid(r)
+
+
+def _run_id(params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str]) -> str:
+    h = hashlib.sha256(json.dumps({"params": params, "n": n_rows, "hosts": hosts}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(train, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
+    return h.hexdigest()[:32]
+
+
+class SecureBoostGuest:
+    """One training run on the guest.
+
+    Parameters
+    ----------
+    channel : Channel
+    X : ndarray of shape (n_rows, n_features)
+        The guest's aligned features.
+    y : ndarray of shape (n_rows,)
+        Binary labels.
+    params : dict
+        The estimator's hyperparameters (``VerticalSecureBoost.get_params()``).
+    hosts : list of str
+    feature_names : list of str
+    keypair : (PublicKey, PrivateKey) or None
+        Default: a fresh ``key_bits`` key pair.
+    workdir : path or None
+        Where ``sbt_guest.json`` is checkpointed after every tree.
+    progress, check_cancelled : callables
+    """
+
+    def __init__(self, channel: Channel, X, y, *, params: dict, hosts: list[str], feature_names=None, keypair=None,
+                 workdir=None, progress=None, check_cancelled=None):
+        self.ch = channel
+        self.X = np.asarray(X, dtype=np.float64)
+        self.y = np.asarray(y).astype(np.int8)
+        self.p = dict(params)
+        self.hosts = list(hosts)
+        self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
+        self.keypair = keypair
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.progress = progress or (lambda msg, frac=None: None)
+        self.check_cancelled = check_cancelled or (lambda: None)
+        self.timings = dict.fromkeys(
+            ["keygen", "encrypt", "histogram_phase", "wait_hosts", "host_histogram", "decrypt", "guest_histogram",
+             "split", "partition", "predict", "transfer"], 0.0)
+
+    def _gather_replies(self, stage: Stage, tag: str) -> dict:
+        return {h: spec.expect(stage, self.ch.recv(h, tag), sender_role="host") for h in self.hosts}
+
+    def run(self) -> tuple[GuestModel, dict]:
+        p = self.p
+        t_start = time.perf_counter()
+        n = len(self.X)
+        if p["early_stopping_rounds"] is not None:
+            train, valid = stratified_split(self.y, p["validation_fraction"], p["random_state"])
+        else:
+            train, valid = np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        ytr, yva = self.y[train].astype(np.float64), self.y[valid]
+        Xtr, Xva = self.X[train], self.X[valid]
+        mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
+        codes = mapper.transform(Xtr)
+        t0 = time.perf_counter()
+        pk, sk = self.keypair or paillier.generate_keypair(p["key_bits"])
+        self.timings["keygen"] = time.perf_counter() - t0
+        codec = GHCodec(len(train), pk.bits)
+        run_id = _run_id({k: v for k, v in p.items() if k != "key_bits"}, n, train, self.y, self.hosts)
+
+        model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
+                           base_score=base_score(ytr), params=p, run_id=run_id)
+        path = self.workdir / GUEST_FILE if self.workdir is not None else None
+        if path is not None and path.exists():
+            old = GuestModel.load(path)
+            if old.run_id == run_id:
+                model = old
+        for h in self.hosts:
+            self.ch.send(h, spec.tag(Stage.SETUP), {
+                "run_id": run_id, "public_key": pk.to_wire()["n"], "n_rows": int(n), "train_rows": train,
+                "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
+                "item_bits": codec.item_bits, "resume_trees": model.n_trees,
+            })
+        replies = self._gather_replies(Stage.SETUP_REPLY, spec.tag(Stage.SETUP_REPLY))
+        resume = min([model.n_trees] + [r["resume_trees"] for r in replies.values()])
+        model.trees = model.trees[:resume]
+        sources: list[FeatureSource] = []
+        remotes: list[RemoteSource] = []
+        for h in self.hosts:
+            nb = replies[h]["n_bins_non_missing"]
+            if np.any(nb < 1) or np.any(nb > p["max_bins"] - 1):
+                raise ProtocolError(f"secureboost setup-reply from {h!r}: bin counts out of range")
+            remotes.append(RemoteSource(h, self.ch, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings))
+        n_guest = self.X.shape[1]
+        n_total = n_guest + sum(r.n_features for r in remotes)
+
+        raw = np.full(len(train), model.base_score)
+        raw_va = np.full(len(valid), model.base_score)
+        if resume > 0:
+            all_rows = np.concatenate([train, valid])
+            dec = _host_decisions(self.ch, self.hosts, model.trees, all_rows, Stage.RESUME_PREDICT_REQ,
+                                  Stage.RESUME_PREDICT, spec.tag(Stage.RESUME_PREDICT_REQ),
+                                  spec.tag(Stage.RESUME_PREDICT))
+            r_all = _raw_scores(model.trees, model.base_score, self.X[all_rows], dec)
+            raw, raw_va = r_all[: len(train)], r_all[len(train):]
+
+        params = SplitParams(p["reg_lambda"], p["min_child_weight"], p["min_split_gain"])
+        stopper = EarlyStopping(p["early_stopping_rounds"])
+        # the stopping rule restarts from the resumed model (per-tree losses are not checkpointed)
+        snapshots = {resume: (raw.copy(), raw_va.copy())}
+        scale = float(2**GH_BITS)
+        per_tree = []
+        t = resume
+        stopped = False
+        while t < p["n_trees"]:
+            self.check_cancelled()
+            t_tree = time.perf_counter()
+            rng = tree_rng(p["random_state"], t)
+            rows = sample_rows(rng, np.arange(len(train)), p["subsample"])
+            fmask = sample_features(rng, n_total, p["colsample"])
+            host_masks, at = [], n_guest
+            for r in remotes:
+                host_masks.append(fmask[at:at + r.n_features])
+                at += r.n_features
+            secure = not (t == 0 and p["guest_only_first_tree"]) and any(m.any() for m in host_masks)
+            ghq = quantize_gh(logistic_gh(ytr, raw), GH_BITS)
+            gh_blob = None
+            if secure:
+                t0 = time.perf_counter()
+                packed = codec.pack(ghq[rows])
+                gh_blob = sk.encrypt_ints(packed).to_blob()
+                self.timings["encrypt"] += time.perf_counter() - t0
+            for r, m in zip(remotes, host_masks):
+                self.ch.send(r.name, spec.tag(Stage.START, t), {
+                    "mode": "secure" if secure else "guest_only", "gh": gh_blob, "rows": rows,
+                    "features": m if secure else np.zeros(r.n_features, dtype=bool), "keep_trees": int(t),
+                })
+                r.start_tree(t, m)
+            local = LocalSource(self.ch.party, codes, mapper, ghq)
+            srcs = [local] + (remotes if secure else [])
+            masks = [fmask[:n_guest]] + (host_masks if secure else [])
+            grower = TreeGrower(sources=srcs, gh=ghq, rows=rows, max_depth=p["max_depth"],
+                                learning_rate=p["learning_rate"], split_params=params, scale=scale,
+                                feature_masks=masks)
+            nodes, leaf_rows = grower.grow()
+            self.timings["histogram_phase"] += grower.stats.histogram
+            self.timings["split"] += grower.stats.split
+            self.timings["partition"] += grower.stats.partition
+            for nid, lr in leaf_rows.items():
+                raw[lr] += nodes[nid].value
+            # rows the tree did not see: out-of-bag training rows and validation rows
+            t0 = time.perf_counter()
+            oob = np.setdiff1d(np.arange(len(train)), rows)
+            pred_pos = np.concatenate([train[oob], valid])
+            dec = _host_decisions(self.ch, self.hosts, [nodes], pred_pos, Stage.PREDICT_REQ, Stage.PREDICT,
+                                  spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
+            upd = _raw_scores([nodes], 0.0, self.X[pred_pos], dec)
+            raw[oob] += upd[: len(oob)]
+            raw_va += upd[len(oob):]
+            self.timings["predict"] += time.perf_counter() - t0
+            model.trees.append(nodes)
+            snapshots[len(model.trees)] = (raw.copy(), raw_va.copy())
+            if path is not None:
+                model.save(path)
+            sec = time.perf_counter() - t_tree
+            info = {"tree": t, "seconds": round(sec, 4), "secure": secure,
+                    "train_loss": logloss(ytr, raw)}
+            t += 1
+            if len(valid):
+                info["validation_loss"] = logloss(yva, raw_va)
+                stopped = stopper.update(t, info["validation_loss"])
+            per_tree.append(info)
+            self.progress(f"secureboost: tree {t}/{p['n_trees']} in {sec:.1f}s", t / p["n_trees"])
+            if stopped:
+                break
+        keep = len(model.trees)
+        if len(valid) and stopper.history:
+            keep = max(stopper.best_trees, resume)
+        model.trees = model.trees[:keep]
+        raw, raw_va = snapshots[keep]
+        for h in self.hosts:
+            self.ch.send(h, spec.tag(Stage.START, t), {
+                "mode": "stop", "gh": None, "rows": np.zeros(0, dtype=np.int64),
+                "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
+            })
+        if path is not None:
+            model.save(path)
+        self.train_rows_, self.valid_rows_ = train, valid
+        seconds = time.perf_counter() - t_start
+        self.timings["transfer"] = max(0.0, self.timings["wait_hosts"] - self.timings["host_histogram"])
+        # the guest builds its own histograms while the hosts build theirs
+        self.timings["guest_histogram"] = max(
+            0.0, self.timings["histogram_phase"] - self.timings["wait_hosts"] - self.timings["decrypt"])
+        built = len(per_tree)
+        result = {
+            "role": "guest", "trees": len(model.trees), "trees_built": built, "resumed_from": int(resume),
+            "early_stopped": bool(stopped), "key_bits": pk.bits, "seconds": seconds,
+            "seconds_per_tree": (sum(x["seconds"] for x in per_tree) / built) if built else 0.0,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()}, "per_tree": per_tree,
+            "n_train": int(len(train)), "n_validation": int(len(valid)), "item_bits": codec.item_bits,
+            "sums_per_ciphertext": codec.per_ciphertext,
+            "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
+        }
+        self.model = model
+        self.raw_train, self.raw_valid = raw, raw_va
+        return model, result

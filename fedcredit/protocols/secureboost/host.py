@@ -1,0 +1,246 @@
+"""SecureBoost, host side: a feature holder without labels.
+
+The host bins its own features, receives one packed Paillier ciphertext of
+``(g, h)`` per row of each tree, and answers the guest's requests:
+
+* ``HIST_REQ``: encrypted histograms (node x feature x bin sums) of the
+  requested nodes — only the smaller child of each split is ever requested,
+  the guest derives the sibling by subtraction — compressed several bin sums
+  per ciphertext and re-randomized before they leave;
+* ``SPLIT_REQ``: for a split the guest chose on one of this host's features
+  (given as feature index and bin index only), record the threshold in the
+  host's own table under a fresh split id and return the left/right
+  partition of the node's rows;
+* ``PREDICT_REQ``: the left/right decisions of some of its splits for some rows.
+
+The host never sees a plaintext gradient, hessian, label or prediction, and
+its thresholds never leave it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...crypto import paillier
+from ...errors import ProtocolError
+from ...models.tree.binning import BinMapper
+from ...models.tree.histogram import build_histogram
+from ...transport.base import Channel
+from . import spec
+from .model import HOST_FILE, HostModel, HostSplit
+from .spec import Stage
+
+__all__ = ["SecureBoostHost", "predict_host", "host_decisions"]
+
+
+def host_decisions(model: HostModel, X: np.ndarray, split_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Left decisions ``(len(split_ids), len(rows))`` of this host's splits on rows of ``X``."""
+    out = np.zeros((len(split_ids), len(rows)), dtype=bool)
+    Xr = X[rows]
+    for i, sid in enumerate(split_ids.tolist()):
+        s = model.splits.get(int(sid))
+        if s is None:
+            raise ProtocolError(f"secureboost predict: unknown split id {sid}")
+        col = Xr[:, s.feature]
+        with np.errstate(invalid="ignore"):
+            out[i] = np.where(np.isnan(col), s.missing_left, col <= s.threshold)
+    return out
+
+
+def _answer_predict(channel: Channel, guest: str, model: HostModel, X: np.ndarray, req_stage: Stage, rep_stage: Stage,
+                    req_tag: str, rep_tag: str) -> int:
+    req = spec.expect(req_stage, channel.recv(guest, req_tag), sender_role="guest")
+    rows = spec.check_rows(req_stage, req["rows"], len(X))
+    dec = host_decisions(model, X, req["split_ids"], rows)
+    channel.send(guest, rep_tag, {"left": np.packbits(dec.ravel())})
+    return len(rows)
+
+
+def predict_host(channel: Channel, host_model: HostModel, X_host, *, guest: str | None = None) -> dict:
+    """Answer one federated scoring request of the guest (see ``predict_guest``).
+
+    Parameters
+    ----------
+    channel : Channel
+        The same namespace the guest uses for this request.
+    host_model : HostModel
+    X_host : ndarray of shape (n, f_host)
+        This host's features of the rows being scored, in the guest's row order.
+    guest : str, optional
+        The guest's name (default: the channel's only peer).
+
+    Returns
+    -------
+    dict
+        ``{"rows": n}`` for the caller's log.
+    """
+    guest = guest or host_model.guest
+    X = np.asarray(X_host, dtype=np.float64)
+    n = _answer_predict(channel, guest, host_model, X, Stage.PREDICT_REQ, Stage.PREDICT,
+                        spec.tag(Stage.PREDICT_REQ), spec.tag(Stage.PREDICT))
+    return {"rows": n}
+
+
+class SecureBoostHost:
+    """One training run on a host.
+
+    Parameters
+    ----------
+    channel : Channel
+    X : ndarray of shape (n_rows, n_features)
+        This host's aligned features (NaN = missing).
+    guest : str
+    feature_names : list of str
+    workdir : path or None
+        Where ``sbt_host.json`` is checkpointed after every tree.
+    progress, check_cancelled : callables
+    """
+
+    def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
+                 progress=None, check_cancelled=None):
+        self.ch = channel
+        self.X = np.asarray(X, dtype=np.float64)
+        self.guest = guest
+        self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.progress = progress or (lambda msg, frac=None: None)
+        self.check_cancelled = check_cancelled or (lambda: None)
+        self.timings = {"histogram": 0.0, "compress": 0.0, "split": 0.0, "predict": 0.0, "wait": 0.0}
+
+    def _recv(self, stage: Stage, tag: str) -> dict:
+        t0 = time.perf_counter()
+        msg = self.ch.recv(self.guest, tag)
+        self.timings["wait"] += time.perf_counter() - t0
+        return spec.expect(stage, msg, sender_role="guest")
+
+    def run(self) -> tuple[HostModel, dict]:
+        t_start = time.perf_counter()
+        setup = self._recv(Stage.SETUP, spec.tag(Stage.SETUP))
+        if setup["n_rows"] != len(self.X):
+            raise ProtocolError(f"secureboost setup: guest has {setup['n_rows']} aligned rows, this host {len(self.X)}")
+        pk = paillier.PublicKey.from_wire({"scheme": "paillier", "n": setup["public_key"]})
+        train = spec.check_rows(Stage.SETUP, setup["train_rows"], len(self.X), "train_rows")
+        spec.check_rows(Stage.SETUP, setup["valid_rows"], len(self.X), "valid_rows")
+        max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
+        if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits < pk.bits):
+            raise ProtocolError("secureboost setup: max_depth, max_bins or item_bits out of range")
+        X_train = self.X[train]
+        mapper = BinMapper(max_bins=max_bins).fit(X_train)
+        codes = mapper.transform(X_train)
+
+        model = HostModel(party=self.ch.party, guest=self.guest, feature_names=self.feature_names,
+                          run_id=setup["run_id"])
+        path = self.workdir / HOST_FILE if self.workdir is not None else None
+        if path is not None and path.exists():
+            old = HostModel.load(path)
+            if old.run_id == setup["run_id"] and old.party == model.party:
+                model = old
+        resume = min(model.trees_done, setup["resume_trees"])
+        model.truncate(resume)
+        self.ch.send(self.guest, spec.tag(Stage.SETUP_REPLY),
+                     {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume)})
+        if resume > 0:
+            _answer_predict(self.ch, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT,
+                            spec.tag(Stage.RESUME_PREDICT_REQ), spec.tag(Stage.RESUME_PREDICT))
+        next_id = max(model.splits, default=-1) + 1
+        n_feat = self.X.shape[1]
+        t = resume
+        trees_built = 0
+        while True:
+            self.check_cancelled()
+            start = self._recv(Stage.START, spec.tag(Stage.START, t))
+            mode = start["mode"]
+            if mode not in spec.MODES:
+                raise ProtocolError(f"secureboost start: unknown mode {mode!r}")
+            if mode == "stop":
+                model.truncate(start["keep_trees"])
+                break
+            if mode == "secure":
+                if start["gh"] is None or len(start["features"]) != n_feat:
+                    raise ProtocolError("secureboost start: a secure tree needs gh and one feature flag per feature")
+                gh = pk.vector_from_blob(start["gh"])
+                root = spec.check_rows(Stage.START, start["rows"], len(train))
+                if len(gh) != len(root):
+                    raise ProtocolError("secureboost start: gh and rows differ in length")
+                pos = np.full(len(train), -1, dtype=np.int64)
+                pos[root] = np.arange(len(root))
+                active = np.flatnonzero(start["features"])
+                codes_root = codes[root][:, active]
+                for d in range(max_depth):
+                    req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
+                    if req["done"]:
+                        break
+                    t0 = time.perf_counter()
+                    nodes, offsets, rows = req["nodes"], req["offsets"], req["rows"]
+                    spec.check_offsets(Stage.HIST_REQ, offsets, len(nodes), len(rows))
+                    local = pos[spec.check_rows(Stage.HIST_REQ, rows, len(train))]
+                    if np.any(local < 0):
+                        raise ProtocolError("secureboost hist-req: rows outside the tree's rows")
+                    parts = []
+                    if len(active):
+                        for i in range(len(nodes)):
+                            parts.append(build_histogram(gh, codes_root, local[offsets[i]:offsets[i + 1]], max_bins))
+                    t1 = time.perf_counter()
+                    self.timings["histogram"] += t1 - t0
+                    if parts:
+                        hist = paillier.compress(paillier.concat(parts), item_bits=item_bits)
+                        count = sum(len(p) for p in parts)
+                        blob = hist.to_blob()  # re-randomized: the guest must not learn how a sum was formed
+                    else:
+                        blob, count = None, 0
+                    self.timings["compress"] += time.perf_counter() - t1
+                    self.ch.send(self.guest, spec.tag(Stage.HIST, t, d),
+                                 {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
+                    sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
+                    t0 = time.perf_counter()
+                    ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, len(train))
+                    next_id += len(ids)
+                    self.timings["split"] += time.perf_counter() - t0
+                    self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
+                                 {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
+            t0 = time.perf_counter()
+            _answer_predict(self.ch, self.guest, model, self.X, Stage.PREDICT_REQ, Stage.PREDICT,
+                            spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
+            self.timings["predict"] += time.perf_counter() - t0
+            model.trees_done = t + 1
+            if path is not None:
+                model.save(path)
+            trees_built += 1
+            self.progress(f"secureboost host: tree {t + 1} done", None)
+            t += 1
+        if path is not None:
+            model.save(path)
+        self.model = model
+        result = {
+            "role": "host", "trees": model.trees_done, "trees_built_here": trees_built, "splits": len(model.splits),
+            "resumed_from": int(resume), "seconds": time.perf_counter() - t_start,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
+        }
+        return model, result
+
+    def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train):
+        nodes = sreq["nodes"]
+        k = len(nodes)
+        feats, bins, ml, offsets = sreq["features"], sreq["bins"], sreq["missing_left"], sreq["offsets"]
+        if not (len(feats) == len(bins) == len(ml) == k):
+            raise ProtocolError("secureboost split-req: nodes, features, bins and missing_left differ in length")
+        rows = spec.check_rows(Stage.SPLIT_REQ, sreq["rows"], n_train)
+        spec.check_offsets(Stage.SPLIT_REQ, offsets, k, len(rows))
+        ids, lefts = [], []
+        for i in range(k):
+            j, b = int(feats[i]), int(bins[i])
+            if not (0 <= j < codes.shape[1]) or not (0 <= b < mapper.n_bins_non_missing_[j]):
+                raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            r = rows[offsets[i]:offsets[i + 1]]
+            c = codes[r, j]
+            left = np.where(c == mapper.missing_values_bin_idx_, bool(ml[i]), c <= b)
+            sid = next_id + i
+            model.splits[sid] = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
+                                          missing_left=bool(ml[i]), feature_name=self.feature_names[j])
+            ids.append(sid)
+            lefts.append(left)
+        return ids, (np.concatenate(lefts) if lefts else np.zeros(0, dtype=bool))

@@ -1,0 +1,183 @@
+"""Per-party parts of a SecureBoost model (DESIGN §4.7) and their JSON files.
+
+* The guest holds every tree's structure and leaf weights. A node it splits on
+  its own feature carries the threshold; a node split by a host carries only
+  ``(party, split_id)`` — a reference into that host's table.
+* A host holds only its lookup table ``split_id → (feature, threshold,
+  missing_left)``; it knows neither the tree structure nor any leaf weight.
+
+Both are written as JSON (``sbt_guest.json`` / ``sbt_host.json``) in the
+step's workdir; the write is atomic (temp file + rename) so a killed job
+leaves the last finished tree's checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import DataError
+from ...models.tree.grower import Node
+
+__all__ = ["GuestModel", "HostModel", "HostSplit", "GUEST_FILE", "HOST_FILE"]
+
+GUEST_FILE = "sbt_guest.json"
+HOST_FILE = "sbt_host.json"
+_VERSION = 1
+
+
+def _atomic_write(path: Path, obj: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read SecureBoost model part ({exc})") from exc
+    if not isinstance(obj, dict) or obj.get("version") != _VERSION:
+        raise DataError(f"{path}: not a SecureBoost model part of version {_VERSION}")
+    return obj
+
+
+@dataclass
+class GuestModel:
+    """The label holder's part.
+
+    Attributes
+    ----------
+    party : str
+        The guest's name.
+    hosts : list of str
+    feature_names : list of str
+        The guest's own features (``feature`` of guest nodes indexes them).
+    base_score : float
+        Initial log-odds.
+    trees : list of list of Node
+    params : dict
+        Training hyperparameters (for the report and resume checks).
+    run_id : str
+        Identifies the training run (resume only continues the same run).
+    """
+
+    party: str
+    hosts: list
+    feature_names: list
+    base_score: float
+    trees: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    run_id: str = ""
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.trees)
+
+    def host_split_ids(self, host: str, trees=None) -> list[int]:
+        """Split ids of ``host`` referenced by ``trees`` (default: all), in tree order."""
+        out = []
+        for nodes in self.trees if trees is None else trees:
+            out += [n.split_id for n in nodes if not n.is_leaf and n.party == host]
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "version": _VERSION, "role": "guest", "party": self.party, "hosts": list(self.hosts),
+            "feature_names": list(self.feature_names), "base_score": self.base_score, "params": self.params,
+            "run_id": self.run_id, "trees": [[n.to_dict() for n in nodes] for nodes in self.trees],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GuestModel":
+        return cls(
+            party=d["party"], hosts=list(d["hosts"]), feature_names=list(d["feature_names"]),
+            base_score=float(d["base_score"]), params=dict(d.get("params", {})), run_id=d.get("run_id", ""),
+            trees=[[Node.from_dict(n) for n in nodes] for nodes in d["trees"]],
+        )
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        _atomic_write(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path) -> "GuestModel":
+        d = _read(Path(path))
+        if d.get("role") != "guest":
+            raise DataError(f"{path}: not a guest model part")
+        return cls.from_dict(d)
+
+
+@dataclass
+class HostSplit:
+    """One entry of a host's lookup table."""
+
+    tree: int
+    feature: int
+    threshold: float
+    missing_left: bool
+    feature_name: str = ""
+
+
+@dataclass
+class HostModel:
+    """A host's part: its split lookup table.
+
+    Attributes
+    ----------
+    party, guest : str
+    feature_names : list of str
+        This host's features (``HostSplit.feature`` indexes them).
+    splits : dict of int to HostSplit
+    trees_done : int
+        Trees finished (checkpoint counter).
+    run_id : str
+    """
+
+    party: str
+    guest: str
+    feature_names: list
+    splits: dict = field(default_factory=dict)
+    trees_done: int = 0
+    run_id: str = ""
+
+    def truncate(self, n_trees: int) -> None:
+        """Forget the splits of trees ``>= n_trees``."""
+        self.splits = {k: s for k, s in self.splits.items() if s.tree < n_trees}
+        self.trees_done = min(self.trees_done, n_trees)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": _VERSION, "role": "host", "party": self.party, "guest": self.guest,
+            "feature_names": list(self.feature_names), "trees_done": self.trees_done, "run_id": self.run_id,
+            "splits": {str(k): s.__dict__ for k, s in sorted(self.splits.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HostModel":
+        return cls(
+            party=d["party"], guest=d["guest"], feature_names=list(d["feature_names"]),
+            trees_done=int(d.get("trees_done", 0)), run_id=d.get("run_id", ""),
+            splits={int(k): HostSplit(**v) for k, v in d["splits"].items()},
+        )
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        _atomic_write(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path) -> "HostModel":
+        d = _read(Path(path))
+        if d.get("role") != "host":
+            raise DataError(f"{path}: not a host model part")
+        return cls.from_dict(d)

@@ -1,0 +1,184 @@
+"""Messages of vertical SecureBoost, one entry per message.
+
+One guest (the label holder) and N hosts. Per job::
+
+    SETUP (g→h) → SETUP_REPLY (h→g) → [RESUME_PREDICT_REQ → RESUME_PREDICT]
+
+then per tree ``t``::
+
+    START (g→h)                                 tree-<t>/start
+    for each level d < max_depth, until done:
+        HIST_REQ (g→h) → HIST (h→g)             tree-<t>/level-<d>/hist-req, .../hist
+        SPLIT_REQ (g→h) → SPLIT (h→g)           tree-<t>/level-<d>/split-req, .../split
+    PREDICT_REQ (g→h) → PREDICT (h→g)           tree-<t>/predict-req, .../predict
+
+and a final START with ``mode="stop"``. Federated scoring of a stored model
+is PREDICT_REQ → PREDICT under the caller's namespace.
+
+``START.gh`` carries one Paillier ciphertext per row of the tree, each packing
+``(g, h)`` fixed-point; ``HIST.hist`` carries the node x feature x bin sums,
+several per ciphertext ("cipher compression"). ``SPLIT_REQ`` goes with the
+rows of the node to the host that won the split (empty to the others);
+``SPLIT.left`` is the left/right partition of those rows. No other per-row
+information crosses the wire.
+
+Handlers call :func:`expect` on every peer message before acting on it: it
+checks the payload is a dict with exactly the spec's keys and that each value
+has the exact type (``bool`` is not an ``int``; arrays have the stated dtype
+and are 1-d), and raises :class:`~fedcredit.errors.ProtocolError` otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...crypto.blob import CipherBlob
+from ...errors import ProtocolError
+
+__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS"]
+
+#: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
+GH_BITS = 32
+#: Tree modes in START: build with the hosts, build on the guest's features only, or end training.
+MODES = ("secure", "guest_only", "stop")
+
+
+class Stage(str, enum.Enum):
+    """Protocol messages; the value is the last part of the tag."""
+
+    SETUP = "setup"
+    SETUP_REPLY = "setup-reply"
+    RESUME_PREDICT_REQ = "resume-predict-req"
+    RESUME_PREDICT = "resume-predict"
+    START = "start"
+    HIST_REQ = "hist-req"
+    HIST = "hist"
+    SPLIT_REQ = "split-req"
+    SPLIT = "split"
+    PREDICT_REQ = "predict-req"
+    PREDICT = "predict"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message: sender role, receiver role, scope of its tag, payload fields with exact types."""
+
+    stage: Stage
+    sender: str
+    receiver: str
+    scope: str  # "job", "tree", "level" or "free" (caller's namespace)
+    fields: dict
+
+
+def _arr(dtype):
+    return ("ndarray", np.dtype(dtype))
+
+
+_I64, _BOOL, _U8 = _arr(np.int64), _arr(np.bool_), _arr(np.uint8)
+
+MESSAGES: dict[Stage, Message] = {
+    m.stage: m
+    for m in [
+        Message(Stage.SETUP, "guest", "host", "job", {
+            "run_id": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
+            "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int,
+        }),
+        Message(Stage.SETUP_REPLY, "host", "guest", "job", {"n_bins_non_missing": _I64, "resume_trees": int}),
+        Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
+        Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
+        Message(Stage.START, "guest", "host", "tree", {
+            "mode": str, "gh": (CipherBlob, type(None)), "rows": _I64, "features": _BOOL, "keep_trees": int,
+        }),
+        Message(Stage.HIST_REQ, "guest", "host", "level", {"done": bool, "nodes": _I64, "offsets": _I64, "rows": _I64}),
+        Message(Stage.HIST, "host", "guest", "level", {"hist": (CipherBlob, type(None)), "count": int, "seconds": float}),
+        Message(Stage.SPLIT_REQ, "guest", "host", "level", {
+            "nodes": _I64, "features": _I64, "bins": _I64, "missing_left": _BOOL, "offsets": _I64, "rows": _I64,
+        }),
+        Message(Stage.SPLIT, "host", "guest", "level", {"split_ids": _I64, "left": _BOOL}),
+        Message(Stage.PREDICT_REQ, "guest", "host", "free", {"split_ids": _I64, "rows": _I64}),
+        Message(Stage.PREDICT, "host", "guest", "free", {"left": _U8}),
+    ]
+}
+
+
+def tag(stage: Stage, tree: int | None = None, level: int | None = None) -> str:
+    """Wire tag of a message (relative to the job step's channel).
+
+    PREDICT_REQ/PREDICT are "free": without ``tree`` they use the caller's
+    namespace (scoring); with ``tree`` they are that tree's training round.
+    """
+    scope = MESSAGES[stage].scope
+    if scope == "job" or (scope == "free" and tree is None):
+        return stage.value
+    if scope == "free":  # the per-tree scoring round of training
+        scope = "tree"
+    if tree is None or tree < 0:
+        raise ProtocolError(f"secureboost {stage.value!r} needs a tree index")
+    if scope == "tree":
+        return f"tree-{tree}/{stage.value}"
+    if level is None or level < 0:
+        raise ProtocolError(f"secureboost {stage.value!r} needs a level index")
+    return f"tree-{tree}/level-{level}/{stage.value}"
+
+
+def _type_ok(value, expected) -> bool:
+    if isinstance(expected, tuple) and expected and expected[0] == "ndarray":
+        return isinstance(value, np.ndarray) and value.dtype == expected[1] and value.ndim == 1
+    if isinstance(expected, tuple):
+        return any(_type_ok(value, e) for e in expected)
+    return type(value) is expected
+
+
+def _type_name(expected) -> str:
+    if isinstance(expected, tuple) and expected and expected[0] == "ndarray":
+        return f"1-d {expected[1]} array"
+    if isinstance(expected, tuple):
+        return " or ".join(_type_name(e) for e in expected)
+    return expected.__name__
+
+
+def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
+    """Check a received payload against the spec of ``stage``; return it.
+
+    Raises
+    ------
+    ProtocolError
+        Wrong sender role, not a dict, missing or unexpected keys, or a value
+        of the wrong exact type.
+    """
+    spec = MESSAGES[stage]
+    if sender_role is not None and sender_role != spec.sender:
+        raise ProtocolError(f"secureboost {stage.value}: sent by a {sender_role}, expected the {spec.sender}")
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"secureboost {stage.value}: payload is {type(msg).__name__}, expected dict")
+    missing = set(spec.fields) - set(msg)
+    extra = set(msg) - set(spec.fields)
+    if missing or extra:
+        raise ProtocolError(
+            f"secureboost {stage.value}: missing keys {sorted(missing)}, unexpected keys {sorted(extra)}"
+        )
+    for k, exp in spec.fields.items():
+        if not _type_ok(msg[k], exp):
+            raise ProtocolError(
+                f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
+            )
+    return msg
+
+
+def check_rows(stage: Stage, rows: np.ndarray, n: int, name: str = "rows") -> np.ndarray:
+    """Row positions must lie in ``[0, n)``."""
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise ProtocolError(f"secureboost {stage.value}: {name} outside [0, {n})")
+    return rows
+
+
+def check_offsets(stage: Stage, offsets: np.ndarray, k: int, total: int) -> np.ndarray:
+    """CSR offsets of ``k`` groups over ``total`` items."""
+    if len(offsets) != k + 1 or (k >= 0 and len(offsets) and (offsets[0] != 0 or offsets[-1] != total)) or np.any(
+        np.diff(offsets) < 0
+    ):
+        raise ProtocolError(f"secureboost {stage.value}: malformed offsets")
+    return offsets
