@@ -12,6 +12,12 @@ __all__ = ["STEP_KINDS", "get_step"]
 # kind -> "module:function"; each function is ``run(ctx: StepContext) -> dict``.
 STEP_KINDS: dict[str, str] = {
     "handshake": "fedcredit.protocols.handshake:run",
+    "secureboost": "fedcredit.protocols.secureboost:run",
+    "binning": "fedcredit.protocols.binning:run",
+    "select": "fedcredit.protocols.select:run",
+    "hetero_lr": "fedcredit.protocols.hetero_lr:run",
+    "scorecard": "fedcredit.protocols.scorecard:run",
+    "evaluate": "fedcredit.protocols.evaluate:run",
     "psi": "fedcredit.protocols.psi:run",
     "homo": "fedcredit.protocols.homo:run",
 }
