@@ -278,8 +278,9 @@ class PublicKey:
         CipherVector
             Of length ``k``, ``frac_bits=0``.
         """
+        pk = self
         ms = self._reduce(ints)
-        if _pool.use_parallel(len(ms), parallel):
+        if _pool.use_parallel(len(ms), parallel, pk.bits):
             parts = _pool.split(len(ms), _pool.pool_size())
             res = _pool.parallel_map(
                 _pool.w_public_encrypt, [(self._n_bytes, [int(m) for m in ms[lo:hi]], self.width) for lo, hi in parts]
@@ -414,7 +415,7 @@ class PrivateKey:
         """
         pk = self.public_key
         ms = pk._reduce(ints)
-        if _pool.use_parallel(len(ms), parallel):
+        if _pool.use_parallel(len(ms), parallel, pk.bits):
             parts = _pool.split(len(ms), _pool.pool_size())
             res = _pool.parallel_map(
                 _pool.w_owner_encrypt,
@@ -435,7 +436,7 @@ class PrivateKey:
         """Re-randomize ``cv`` with the owner's fast engine (same result as ``cv.obfuscate()``)."""
         self._check_vector(cv)
         pk = self.public_key
-        if _pool.use_parallel(len(cv), parallel):
+        if _pool.use_parallel(len(cv), parallel, pk.bits):
             data = ints_to_bytes(cv._c, pk.width)
             w = pk.width
             parts = _pool.split(len(cv), _pool.pool_size())
@@ -467,7 +468,7 @@ class PrivateKey:
             if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
                 raise DecryptionError()
         try:
-            if _pool.use_parallel(len(cv), parallel):
+            if _pool.use_parallel(len(cv), parallel, pk.bits):
                 w = pk.width
                 data = ints_to_bytes(cv._c, w)
                 parts = _pool.split(len(cv), _pool.pool_size())
@@ -737,7 +738,7 @@ class CipherVector:
         n_bins = int(n_bins)
         nsq = self.public_key._mnsq
         n_feat = b.shape[1]
-        if _pool.use_parallel(b.size, parallel) and len(self) >= 2:
+        if _pool.use_parallel(b.size, parallel, self.public_key.bits) and len(self) >= 2:
             w = self.public_key.width
             data = ints_to_bytes(self._c, w)
             parts = _pool.split(len(self), _pool.pool_size())
@@ -766,7 +767,7 @@ class CipherVector:
         :meth:`to_blob` does it automatically for such vectors.
         """
         pk = self.public_key
-        if _pool.use_parallel(len(self), parallel):
+        if _pool.use_parallel(len(self), parallel, pk.bits):
             w = pk.width
             data = ints_to_bytes(self._c, w)
             parts = _pool.split(len(self), _pool.pool_size())

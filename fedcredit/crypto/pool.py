@@ -75,13 +75,20 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def use_parallel(count: int, parallel: bool | None) -> bool:
-    """Whether a batch of ``count`` items should go to the pool."""
-    if parallel is False:
+def use_parallel(count: int, parallel: bool | None, key_bits: int = 2048) -> bool:
+    """Whether a batch of ``count`` items should go to the pool.
+
+    ``parallel=True``/``False`` forces the choice; ``None`` uses the pool for
+    ``PARALLEL_MIN`` items or more with production-size keys (small test keys
+    are cheap enough that starting worker processes would only slow tests down).
+    """
+    if parallel is False or count < 1:
         return False
     if n_workers() < 2:
         return False
-    return parallel is True or count >= PARALLEL_MIN
+    if parallel is True:
+        return True
+    return count >= PARALLEL_MIN and key_bits >= 2048
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:
