@@ -101,7 +101,7 @@ def run_guest(
             if msg["n"] < 0:
                 raise ProtocolError(f"PSI: host {h!r} announced a negative set size")
             host_n[h] = msg["n"]
-            reason = check_min(f"the set of {h!r} has size", msg["n"], min_intersection, me)
+            reason = check_min(f"the set size of {h!r}", msg["n"], min_intersection, me)
             if reason:
                 raise refuse(reason)
 

@@ -85,7 +85,7 @@ def run_host(
     if n < 0 or not 1 <= chunk <= _MAX_CHUNK or not 16 <= len(salt) <= 64:
         raise ProtocolError(f"PSI: guest {guest!r} sent an invalid hello (n={n}, chunk={chunk}, salt of {len(salt)} bytes)")
     reason = (check_min("its own set size", m, min_intersection, me)
-              or check_min(f"the set of {guest!r} has size", n, min_intersection, me))
+              or check_min(f"the set size of {guest!r}", n, min_intersection, me))
     channel.send(guest, spec.tag("host-hello"), {"n": m, "accept": not reason, "reason": reason})
     if reason:
         raise refuse(reason)
