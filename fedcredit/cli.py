@@ -274,7 +274,8 @@ def _print_steps(row: dict, disp: _Display) -> None:
         traffic = res.get("traffic") or {}
         sent = traffic.get("bytes_sent", res.get("bytes_sent"))
         sec = s.get("seconds")
-        disp.line(f"{s['party']:<10} {s['step']:<16} {s['state']:<10} {sec if sec is None else f'{sec:.2f}':>8} "
+        sec_text = "" if sec is None else f"{sec:.2f}"
+        disp.line(f"{s['party']:<10} {s['step']:<16} {s['state']:<10} {sec_text:>8} "
                   f"{'' if sent is None else _human_bytes(sent):>10}")
 
 

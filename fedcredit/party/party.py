@@ -41,7 +41,7 @@ from typing import Any
 from .. import __version__
 from ..audit import AuditLog
 from ..certs import TlsFiles
-from ..config import JobSpec, PartyConfig, job_from_dict
+from ..config import JobSpec, PartyConfig, job_from_dict, known_step_kinds
 from ..errors import ConfigError, FedcreditError, JobCancelled, PeerError, PolicyError
 from ..protocols.context import StepContext
 from ..protocols.registry import get_step
@@ -117,6 +117,9 @@ class Party:
         for jid in self.store.mark_interrupted():
             log.warning("job %s was interrupted by a restart; marked failed", jid)
         self.audit = AuditLog(self.state_dir / "audit.log")
+        unknown = sorted(set(config.policy.allowed_steps or ()) - set(known_step_kinds()))
+        if unknown:
+            log.warning("[policy].allowed_steps names step kinds not installed here: %s", ", ".join(unknown))
         tls = TlsFiles(config.tls.ca, config.tls.cert, config.tls.key) if config.tls else None
         tr = config.transport
         self.transport = GrpcTransport(
@@ -303,16 +306,16 @@ class Party:
         others = [p for p in spec.parties if p != self.name]
         head = "%d:%s" % self.audit.head()
         results: dict[str, tuple[bool, str]] = {}
+        unreachable: dict[str, str] = {}
 
         def ask(peer: str) -> None:
             try:
                 results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head)
             except PolicyError as exc:
                 results[peer] = (False, str(exc))
-            except FedcreditError as exc:
-                results[peer] = (False, f"no answer: {exc}")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - unreachable, timed out, or broken
                 results[peer] = (False, f"no answer: {_short(exc)}")
+                unreachable[peer] = _short(exc)
 
         threads = [threading.Thread(target=ask, args=(p,), daemon=True) for p in others]
         for t in threads:
@@ -327,7 +330,9 @@ class Party:
                 refusals.append(f"refused by {p}: {why}")
         if refusals:
             reason = "; ".join(refusals)
-            self._set_state(job, "refused", reason)
+            if unreachable:
+                reason = "; ".join(f"could not propose the job to {p}: {e}" for p, e in unreachable.items())
+            self._set_state(job, "failed" if unreachable else "refused", reason)
             self._cancel_peers(job, reason, [p for p in others if results.get(p, (False,))[0]])
             return
         if job.cancel.is_set():

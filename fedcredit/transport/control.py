@@ -275,9 +275,9 @@ class ControlClient:
         self._c = pb_grpc.ControlStub(channel)
         self._h = hpb_grpc.HealthStub(channel)
 
-    def _call(self, what: str, fn, request, timeout: float | None = None):
+    def _call(self, what: str, fn, request, timeout: float | None = None, wait_for_ready: bool = False):
         try:
-            return fn(request, timeout=self.timeout if timeout is None else timeout)
+            return fn(request, timeout=self.timeout if timeout is None else timeout, wait_for_ready=wait_for_ready)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.peer, what) from None
 
@@ -285,12 +285,14 @@ class ControlClient:
         return self._call("the job submission", self._c.SubmitJob, pb.SubmitJobRequest(job_json=job_json, source=source)).job_id
 
     def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None) -> tuple[bool, str]:
+        """Propose a job; waits up to ``timeout`` for a peer that is (re)connecting."""
         d = self._call("the job proposal", self._c.ProposeJob,
-                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head), timeout)
+                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head), timeout,
+                       wait_for_ready=True)
         return d.accepted, d.reason
 
     def start(self, job_id: str, timeout: float | None = None) -> None:
-        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id), timeout)
+        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id), timeout, wait_for_ready=True)
 
     def report(self, event: dict, timeout: float | None = None) -> None:
         self._call("a status report", self._c.ReportStatus, event_to_proto(event), timeout)

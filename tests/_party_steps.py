@@ -1,0 +1,34 @@
+"""Test-only step kinds, registered in party processes through FEDCREDIT_STEP_PLUGINS.
+
+``wait``: every party writes ``started`` in its workdir, then waits (checking
+for cancellation) up to ``params["seconds"]``. ``boom``: raises on the party
+named by ``params["party"]`` after the others started waiting for it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fedcredit.errors import DataError
+from fedcredit.protocols.context import StepContext
+
+PLUGINS = "wait=_party_steps:wait,boom=_party_steps:boom"
+
+
+def wait(ctx: StepContext) -> dict:
+    (ctx.workdir / "started").write_text("1")
+    end = time.monotonic() + float(ctx.params.get("seconds", 60))
+    while time.monotonic() < end:
+        ctx.check_cancelled()
+        ctx.progress("waiting", None)
+        time.sleep(0.2)
+    return {"waited": True}
+
+
+def boom(ctx: StepContext) -> dict:
+    if ctx.party == ctx.params.get("party"):
+        raise DataError(f"synthetic failure on {ctx.party}")
+    # everyone else waits for a message the failing party never sends
+    others = [p for p in ctx.roles if p != ctx.party]
+    ctx.channel.gather(others, "never", timeout=60)
+    return {}
