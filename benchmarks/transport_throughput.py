@@ -135,7 +135,10 @@ def measure_inprocess(runs: int = 7, count: int = DEFAULT_COUNT, width: int = DE
 
 def run_all(runs: int = 7, count: int = DEFAULT_COUNT, width: int = DEFAULT_WIDTH,
             chunk_kib: list[int] | None = None) -> dict:
+    import os
+
     result = {
+        "loadavg_1m_before": round(os.getloadavg()[0], 2),
         "what": f"CipherBlob of {count} x {width} bytes between two processes, mTLS gRPC on 127.0.0.1; MB = 1e6 bytes",
         "grpc": measure_grpc(runs, count, width),
         "inprocess": measure_inprocess(runs, count, width),
