@@ -1,0 +1,79 @@
+"""Evaluation (step kind ``evaluate``): AUC, KS, Gini, lift, PSI train vs validation; ROC/KS PNGs.
+
+Each host computes its partial scores ``X_h w_h`` on all aligned rows and
+sends them to the guest, which adds its own part and evaluates on the
+hetero_lr training and validation rows. **What the guest learns: the model's
+final score of every aligned row** (as federated scoring would give it); with
+one host that equals the host's partial score, so run ``evaluate`` only when
+that is acceptable (the binning and training steps never reveal it).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from ..._validation import Interval, validate_params
+from ...errors import DataError, ProtocolError
+from ...models import metrics
+from ...models.logistic import validation_split
+from .._expect import Message, check
+from ..context import StepContext
+from ..hetero_lr import partial_score
+
+__all__ = ["run", "evaluate_scores"]
+
+
+class Stage(str, enum.Enum):
+    PARTIAL = "partial"
+
+
+MESSAGES = {Stage.PARTIAL: Message(Stage.PARTIAL, "host", "guest", {"score": ("ndarray", "float64")})}
+_CONSTRAINTS = {"n_bins": [Interval(int, 2, 100)]}
+
+
+def evaluate_scores(y, score, train, valid, *, workdir=None, n_bins: int = 10) -> dict:
+    """Metrics on train and validation rows, PSI of validation vs train scores, and plots."""
+    y = np.asarray(y)
+    out = {"train": metrics.evaluate_scores(y[train], score[train], n_bins=n_bins)}
+    if len(valid):
+        out["validation"] = metrics.evaluate_scores(y[valid], score[valid], n_bins=n_bins)
+        out["psi_train_validation"] = metrics.psi(score[train], score[valid], n_bins=n_bins)
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        curves = {"train": (y[train], score[train])}
+        if len(valid):
+            curves["validation"] = (y[valid], score[valid])
+        rows = valid if len(valid) else train
+        out["plots"] = [str(metrics.plot_roc(curves, workdir / "roc.png")),
+                        str(metrics.plot_ks(y[rows], score[rows], workdir / "ks.png"))]
+    return out
+
+
+def run(ctx: StepContext) -> dict:
+    params = dict(ctx.params)
+    validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (evaluate)")
+    part = ctx.state.get("hetero_lr")
+    if ctx.role == "host":
+        if part is None:
+            raise DataError("evaluate needs a hetero_lr step first")
+        ctx.channel.send(ctx.guest, Stage.PARTIAL.value, {"score": partial_score(ctx.data, part)})
+        return {}
+    if ctx.role != "guest":
+        return {}
+    if part is None:
+        raise DataError("evaluate needs a hetero_lr step first")
+    z = partial_score(ctx.data, part)
+    for h in ctx.hosts:
+        msg = check("evaluate", MESSAGES[Stage.PARTIAL], ctx.channel.recv(h, Stage.PARTIAL.value),
+                    sender_role="host")
+        if msg["score"].shape != z.shape:
+            raise ProtocolError(f"evaluate: {h!r} sent {msg['score'].shape[0]} scores for {z.shape[0]} rows")
+        z = z + msg["score"]
+    prob = 1.0 / (1.0 + np.exp(-z))
+    split = part["split"]
+    train, valid = validation_split(len(ctx.data), split["validation_fraction"], split["random_state"])
+    res = evaluate_scores(ctx.data.y, prob, train, valid, workdir=ctx.workdir, n_bins=int(params.get("n_bins", 10)))
+    ctx.state["evaluate"] = {k: v for k, v in res.items() if k != "plots"}
+    return res
