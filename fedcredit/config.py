@@ -554,6 +554,7 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
 
     party = c.table(data.get("party", {}), "[party]", _PARTY_KEYS, {"name", "listen", "state_dir"})
     name = c.get(party, "[party]", "name", str, check=_check_name)
+    me = party.get("name")  # as written, so a bad name is reported once, not again by every check that uses it
     listen = c.get(party, "[party]", "listen", str, check=_addr_check(True))
     state_dir = c.path(party, "[party]", "state_dir", must_exist=False)
     insecure = c.get(party, "[party]", "insecure", bool, False)
@@ -578,8 +579,8 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         if msg:
             c.add(key, msg)
             continue
-        if pname == name:
-            c.add(key, f"a party cannot list itself ({name!r}) as a peer")
+        if pname == me:
+            c.add(key, f"a party cannot list itself ({me!r}) as a peer")
             continue
         if not isinstance(addr, str):
             c.add(key, f"must be a string host:port, got {_tname(addr)} {addr!r}")
@@ -612,7 +613,7 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     pol = c.table(data.get("policy", {}), "[policy]", _POLICY_KEYS)
     proposers = c.str_list(pol, "[policy]", "proposers", check_item=_check_name) or ()
     for i, p in enumerate(proposers):
-        if p != name and p not in praw:
+        if name is not None and p != name and p not in praw:
             c.add(f"[policy].proposers[{i}]", f"{p!r} is not this party or one of its [peers]")
     # kinds not installed in this process are allowed here (a policy may name steps a later version adds);
     # the party logs them at start-up
@@ -625,7 +626,7 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         columns = {}
         craw = c.table(pol["columns"], "[policy.columns]", None)
         for peer, cols in craw.items():
-            if peer != "*" and peer != name and peer not in praw:
+            if name is not None and peer != "*" and peer != name and peer not in praw:
                 c.add(f"[policy.columns].{peer}", f"{peer!r} is not this party, one of its [peers] or '*'")
                 continue
             lst = c.str_list(craw, "[policy.columns]", peer)
