@@ -339,7 +339,7 @@ class SecureBoostGuest:
         pk, sk = self.keypair or paillier.generate_keypair(p["key_bits"])
         self.timings["keygen"] = time.perf_counter() - t0
         codec = GHCodec(len(train), pk.bits)
-        run_id = _run_id({k: v for k, v in p.items() if k != "key_bits"}, n, train, self.y, self.hosts)
+        run_id = _run_id({k: v for k, v in p.items() if k not in ("key_bits", "n_trees")}, n, train, self.y, self.hosts)
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
                            base_score=base_score(ytr), params=p, run_id=run_id)
