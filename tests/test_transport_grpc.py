@@ -172,6 +172,46 @@ def test_roundtrip_and_20mib_payload(fed):
     assert cb.stats.total("received", "gov") > 20 * 2**20  # > 20 chunks of 1 MiB crossed
 
 
+@pytest.mark.parametrize("n_msgs", [1, 25])
+def test_concurrent_senders_and_jobs(fed, n_msgs):
+    for name in ("bank", "gov", "chain"):
+        fed.add(name)
+    fed.link("bank", "gov", "chain")
+    errors = []
+
+    def send_all(sender, job):
+        ch = fed.t[sender].channel(job)
+        for i in range(n_msgs):
+            _catch(errors, ch.send, "bank", f"m-{i}", {"from": sender, "i": i, "job": job})
+
+    threads = [threading.Thread(target=send_all, args=(s, j)) for s in ("gov", "chain") for j in ("j1", "j2")]
+    for t in threads:
+        t.start()
+    got = {}
+    for j in ("j1", "j2"):
+        ch = fed.t["bank"].channel(j)
+        for s in ("gov", "chain"):
+            for i in reversed(range(n_msgs)):  # any order: messages wait in the buffer
+                got[(j, s, i)] = ch.recv(s, f"m-{i}", timeout=10)
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert all(v == {"from": s, "i": i, "job": j} for (j, s, i), v in got.items()) and len(got) == 4 * n_msgs
+
+
+def test_insecure_mode_works_only_when_asked(fed):
+    bank = GrpcTransport(party="bank", listen="127.0.0.1:0", tls=None, peers={}, insecure=True)
+    gov = GrpcTransport(party="gov", listen="127.0.0.1:0", tls=None, peers={}, insecure=True)
+    try:
+        bank.set_peers({"gov": f"127.0.0.1:{gov.start()}"})
+        gov.set_peers({"bank": f"127.0.0.1:{bank.start()}"})
+        gov.channel("job").send("bank", "plain", 1)
+        assert bank.channel("job").recv("gov", "plain", timeout=5) == 1
+    finally:
+        bank.stop(0)
+        gov.stop(0)
+
+
 def test_message_before_job_opened_is_buffered(fed):
     bank, gov = _pair(fed)
     gov.channel("early").send("bank", "first", 42)
