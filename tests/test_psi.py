@@ -411,3 +411,20 @@ def test_step_rejects_bad_params():
     t = Table.from_arrays("bank", ["a"], [[0.0]], ["x"])
     with pytest.raises(ConfigError, match="The 'reveal' parameter of PSI must be"):
         run(_ctx(hub, "bank", {"bank": "guest", "gov": "host"}, t, {"reveal": "all"}))
+
+
+def test_step_policy_and_progress(rng):
+    from types import SimpleNamespace
+
+    sets = _sets(rng, {"bank": 60, "gov": 50}, 20)
+    roles = {"bank": "guest", "gov": "host"}
+    hub = MemoryHub(list(sets))
+    seen = []
+    ctxs = {p: _ctx(hub, p, roles, Table.from_arrays(p, ids, np.zeros(len(ids)), ["x"]),
+                    {"mode": "cardinality"}, SimpleNamespace(min_intersection=21 if p == "gov" else 1))
+            for p, ids in sets.items()}
+    ctxs["bank"].progress = lambda msg, frac=None: seen.append((msg, frac))
+    with pytest.raises(PolicyError, match="gov's policy requires at least 21 common rows; the intersection size is 20"):
+        run_local({p: (lambda ch, p=p: run(ctxs[p])) for p in sets}, hub=hub, timeout=20)
+    assert seen and all(0 <= f <= 1 for _, f in seen)
+    assert "table" not in ctxs["bank"].state
