@@ -162,16 +162,19 @@ class RemoteSource(FeatureSource):
         self.timings["host_histogram"] += msg["seconds"]
         n_nodes, nb = self._pending, self.n_bins
         active = np.flatnonzero(self.active)
-        count = n_nodes * len(active) * nb
+        sent = spec.sent_bins(self.n_bins_non_missing[active], nb)  # flat positions within (active features x bins)
+        count = n_nodes * len(sent)
         if msg["count"] != count or (count and msg["hist"] is None):
             raise ProtocolError(f"secureboost hist from {self.name!r}: expected {count} sums, got {msg['count']}")
         grids = [np.zeros((self.n_features, nb, 2), dtype=np.int64) for _ in range(n_nodes)]
         if count:
             cv = self.sk.public_key.vector_from_blob(msg["hist"])
             plain = self.sk.decrypt_signed(cv)
-            sums = self.codec.unpack(plain, count).reshape(n_nodes, len(active), nb, 2)
+            sums = self.codec.unpack(plain, count).reshape(n_nodes, len(sent), 2)
             for i in range(n_nodes):
-                grids[i][active] = sums[i]
+                flat = np.zeros((len(active) * nb, 2), dtype=np.int64)
+                flat[sent] = sums[i]
+                grids[i][active] = flat.reshape(len(active), nb, 2)
         self.timings["decrypt"] += time.perf_counter() - t1
         self._pending = None
         return grids

@@ -169,6 +169,7 @@ class SecureBoostHost:
                 pos[root] = np.arange(len(root))
                 active = np.flatnonzero(start["features"])
                 codes_root = codes[root][:, active]
+                keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
                 for d in range(max_depth):
                     req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
                     if req["done"]:
@@ -186,8 +187,11 @@ class SecureBoostHost:
                     t1 = time.perf_counter()
                     self.timings["histogram"] += t1 - t0
                     if parts:
-                        hist = paillier.compress(paillier.concat(parts), item_bits=item_bits)
-                        count = sum(len(p) for p in parts)
+                        # only bins that can hold rows: the non-missing bins of each feature and its missing bin
+                        hist = paillier.concat(parts)[np.concatenate([keep + i * len(active) * max_bins
+                                                                      for i in range(len(parts))])]
+                        count = len(hist)
+                        hist = paillier.compress(hist, item_bits=item_bits)
                         blob = hist.to_blob()  # re-randomized: the guest must not learn how a sum was formed
                     else:
                         blob, count = None, 0

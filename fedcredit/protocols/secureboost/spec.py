@@ -182,3 +182,11 @@ def check_offsets(stage: Stage, offsets: np.ndarray, k: int, total: int) -> np.n
     ):
         raise ProtocolError(f"secureboost {stage.value}: malformed offsets")
     return offsets
+
+
+def sent_bins(n_bins_non_missing: np.ndarray, n_bins: int) -> np.ndarray:
+    """Layout of one node's histogram in HIST: flat positions (feature-major over the tree's active
+    features x ``n_bins``) of the bins a host sends — ``0 .. nb_j - 1`` and the missing bin of each feature.
+    Bins no row can fall in are not sent."""
+    out = [np.r_[np.arange(nb), n_bins - 1] + j * n_bins for j, nb in enumerate(np.asarray(n_bins_non_missing).tolist())]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
