@@ -160,6 +160,35 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class ScoringPolicy:
+    """``[policy.scoring]``: who may score applicants with this party's model parts, and how often.
+
+    Attributes
+    ----------
+    requesters : tuple of str or None
+        Peers allowed to send scoring requests; None (key absent) means the
+        parties in ``[policy].proposers``.
+    purposes : tuple of str or None
+        Purposes an authorization may carry; None allows any non-empty purpose.
+    max_requests_per_minute : int
+        Per requester (token bucket, refilled continuously).
+    max_ids_per_minute : int
+        Applicants per requester per minute (token bucket).
+    max_batch : int
+        Largest number of applicants in one request.
+    head_exchange_seconds : float
+        How often this party exchanges audit heads with its peers (0 = never).
+    """
+
+    requesters: tuple[str, ...] | None = None
+    purposes: tuple[str, ...] | None = None
+    max_requests_per_minute: int = 600
+    max_ids_per_minute: int = 1_000_000
+    max_batch: int = 100_000
+    head_exchange_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Policy:
     """What this party agrees to.
 
@@ -188,6 +217,7 @@ class Policy:
     min_intersection: int = 1
     purposes: tuple[str, ...] | None = None
     max_concurrent_jobs: int = 2
+    scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -255,6 +285,7 @@ class PartyConfig:
                 "min_intersection": self.policy.min_intersection,
                 "purposes": None if self.policy.purposes is None else list(self.policy.purposes),
                 "max_concurrent_jobs": self.policy.max_concurrent_jobs,
+                "scoring": asdict(self.policy.scoring),
             },
             "transport": asdict(self.transport),
             "compute": asdict(self.compute),
@@ -522,7 +553,9 @@ _PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute
 _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
-_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs"}
+_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring"}
+_SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
+                 "head_exchange_seconds"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib"}
 _COMPUTE_KEYS = {"backend", "workers"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -638,9 +671,26 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     purposes = c.str_list(pol, "[policy]", "purposes")
     max_jobs = c.get(pol, "[policy]", "max_concurrent_jobs", int, 2,
                      check=lambda v: None if 1 <= v <= 64 else f"must be in 1..64, got {v}")
+    sc = c.table(pol.get("scoring", {}), "[policy.scoring]", _SCORING_KEYS)
+    requesters = c.str_list(sc, "[policy.scoring]", "requesters", check_item=_check_name)
+    for i, p in enumerate(requesters or ()):
+        if name is not None and p not in praw:
+            c.add(f"[policy.scoring].requesters[{i}]", f"{p!r} is not one of this party's [peers]")
+    scoring = ScoringPolicy(
+        requesters=requesters,
+        purposes=c.str_list(sc, "[policy.scoring]", "purposes"),
+        max_requests_per_minute=c.get(sc, "[policy.scoring]", "max_requests_per_minute", int, 600,
+                                      check=lambda v: None if v >= 1 else f"must be at least 1, got {v}"),
+        max_ids_per_minute=c.get(sc, "[policy.scoring]", "max_ids_per_minute", int, 1_000_000,
+                                 check=lambda v: None if v >= 1 else f"must be at least 1, got {v}"),
+        max_batch=c.get(sc, "[policy.scoring]", "max_batch", int, 100_000,
+                        check=lambda v: None if 1 <= v <= 10_000_000 else f"must be in 1..10000000, got {v}"),
+        head_exchange_seconds=c.get(sc, "[policy.scoring]", "head_exchange_seconds", float, 60.0,
+                                    check=lambda v: None if v >= 0 else f"must be >= 0, got {v}"),
+    )
     policy = Policy(
         proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
-        purposes=purposes, max_concurrent_jobs=max_jobs,
+        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring,
     )
 
     tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)
