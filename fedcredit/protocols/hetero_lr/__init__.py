@@ -16,6 +16,8 @@ and :func:`combine` (the guest's probability from its part and the hosts').
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ...errors import DataError, NotFittedError
@@ -215,6 +217,11 @@ def run(ctx: StepContext) -> dict:
     part.update({"coef": est.coef_.tolist(), "intercept": est.intercept_, "mode": p.mode,
                  "split": {"validation_fraction": p.validation_fraction, "random_state": p.random_state}})
     ctx.state["hetero_lr"] = part
+    if ctx.workdir is not None:  # this party's model part, for federated scoring (fedcredit.serving)
+        from ..scoring.parts import LR_FILE, save_lr_part
+
+        save_lr_part(Path(ctx.workdir) / LR_FILE, part, party=ctx.party, role=ctx.role, guest=ctx.guest,
+                     hosts=ctx.hosts)
     out = {"n_epochs": est.n_epochs_, "history": est.history_,
            "coef": dict(zip(part["features"], est.coef_.tolist()))}
     if ctx.role == "guest":
