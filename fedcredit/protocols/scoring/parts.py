@@ -1,0 +1,114 @@
+"""Model parts as the scoring service loads them from a training step's workdir.
+
+* SecureBoost: ``sbt_guest.json`` / ``sbt_host.json`` (written by the secureboost step).
+* Hetero LR: ``lr_part.json`` (written by the hetero_lr step through :func:`save_lr_part`):
+  this party's features, preprocessing (standardizer or WOE bins), coefficients,
+  the intercept on the guest, and the parties of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from ..secureboost.model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+from .spec import Kind
+
+__all__ = ["LR_FILE", "ModelPart", "save_lr_part", "load_lr_part", "load_part"]
+
+LR_FILE = "lr_part.json"
+_LR_VERSION = 1
+
+
+def save_lr_part(path, part: dict, *, party: str, role: str, guest: str, hosts) -> Path:
+    """Write a hetero_lr model part (atomically). ``part`` is the step's ``ctx.state["hetero_lr"]``."""
+    from ...models.woe import Bins  # noqa: F401 - bins are serialized with their own to_dict
+
+    d: dict[str, Any] = {"version": _LR_VERSION, "kind": Kind.HETERO_LR.value, "party": party, "role": role,
+                         "guest": guest, "hosts": list(hosts), "features": list(part["features"]),
+                         "preprocess": part["preprocess"], "coef": [float(c) for c in part["coef"]],
+                         "intercept": float(part.get("intercept", 0.0))}
+    if part["preprocess"] == "woe":
+        d["bins"] = {f: b.to_dict() for f, b in part["bins"].items()}
+    else:
+        d["standardizer"] = part["standardizer"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(d, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_lr_part(path) -> dict:
+    """Read ``lr_part.json``; WOE bins come back as :class:`~fedcredit.models.woe.Bins`."""
+    from ...models.woe import Bins
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read hetero_lr model part ({exc})") from exc
+    if not isinstance(d, dict) or d.get("version") != _LR_VERSION or d.get("kind") != Kind.HETERO_LR.value:
+        raise DataError(f"{path}: not a hetero_lr model part of version {_LR_VERSION}")
+    if d["preprocess"] == "woe":
+        d["bins"] = {f: Bins.from_dict(b) for f, b in d["bins"].items()}
+    return d
+
+
+@dataclass
+class ModelPart:
+    """One party's part of a trained model.
+
+    Attributes
+    ----------
+    model_id : str
+    kind : Kind
+    role : {"guest", "host"}
+    party, guest : str
+    hosts : list of str
+    features : list of str
+        This party's features the part reads (namespaced ``party.column``).
+    model : GuestModel, HostModel or dict
+        The SecureBoost part, or the LR part dict.
+    path : Path
+    """
+
+    model_id: str
+    kind: Kind
+    role: str
+    party: str
+    guest: str
+    hosts: list
+    features: list
+    model: Any
+    path: Path
+    extra: dict = field(default_factory=dict)
+
+
+def load_part(workdir, model_id: str) -> ModelPart:
+    """Load this party's part of ``model_id`` from the step's ``workdir`` (DataError if there is none)."""
+    wd = Path(workdir)
+    if (wd / GUEST_FILE).is_file():
+        m = GuestModel.load(wd / GUEST_FILE)
+        return ModelPart(model_id, Kind.SECUREBOOST, "guest", m.party, m.party, list(m.hosts),
+                         list(m.feature_names), m, wd / GUEST_FILE)
+    if (wd / HOST_FILE).is_file():
+        m = HostModel.load(wd / HOST_FILE)
+        if m.trees_done:
+            m.truncate(m.trees_done)  # splits of an unfinished tree are never referenced
+        return ModelPart(model_id, Kind.SECUREBOOST, "host", m.party, m.guest, [], list(m.feature_names), m,
+                         wd / HOST_FILE)
+    if (wd / LR_FILE).is_file():
+        d = load_lr_part(wd / LR_FILE)
+        return ModelPart(model_id, Kind.HETERO_LR, d["role"], d["party"], d["guest"], list(d["hosts"]),
+                         list(d["features"]), d, wd / LR_FILE)
+    raise DataError(f"no model part of {model_id!r} on this party (looked for {GUEST_FILE}, {HOST_FILE}, "
+                    f"{LR_FILE} in {wd})")

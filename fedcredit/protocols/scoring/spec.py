@@ -1,0 +1,147 @@
+"""Messages, constants and checks of federated scoring (one request = one round trip per host).
+
+Flow of one request (model ``<job_id>/<step>``, guest = the label holder)::
+
+    operator --ScoreRequest--> guest            ids, authorization, optional guest features
+    guest --ContributeRequest--> each host      id digests, request id, authorization, hosts
+    host --ContributeReply--> guest             secureboost: split decisions; hetero_lr: masked partial
+    guest --ScoreReply--> operator              probabilities
+    host --PairSecretRequest--> host            hetero_lr with >= 2 hosts, once per model
+
+Ids travel as BLAKE2b-128 digests keyed by the model id (:func:`id_digests`):
+a host maps the digests of its own customers back to rows; a digest of a
+non-customer tells it nothing it could not get by guessing the id.
+
+Hetero LR partial scores are fixed point on the ``2**-SCORE_FRAC_BITS`` grid
+in ``Z/2**64``; a host adds the pairwise masks it shares with every other host
+of the request (``+`` towards a host with a larger name, ``-`` towards a
+smaller one), so the masks cancel in the guest's sum and each single reply is
+uniformly random to the guest (with two or more hosts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from ...errors import ProtocolError
+
+__all__ = [
+    "Kind",
+    "Message",
+    "MESSAGES",
+    "SCORE_FRAC_BITS",
+    "DIGEST_BYTES",
+    "REQUEST_MAX_AGE",
+    "id_digests",
+    "new_request_id",
+    "check_request_id",
+    "check_model_id",
+    "encode_partial",
+    "decode_sum",
+]
+
+#: Partial scores are sent as round(z * 2**SCORE_FRAC_BITS) mod 2**64 (|z| < 2**23 is exact).
+SCORE_FRAC_BITS = 40
+#: Bytes of one id digest on the wire.
+DIGEST_BYTES = 16
+#: Seconds a request id stays acceptable (hosts remember ids this long and refuse replays).
+REQUEST_MAX_AGE = 300.0
+
+_REQ_RE = re.compile(r"^([0-9a-f]{1,16})-([0-9a-f]{16})$")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9_.:=\-]{1,128}/[A-Za-z0-9_.:=\-]{1,128}$")
+
+
+class Kind(str, Enum):
+    """Model kinds the scoring service serves (the training step kind)."""
+
+    SECUREBOOST = "secureboost"
+    HETERO_LR = "hetero_lr"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One scoring message: its proto type, sender and receiver role."""
+
+    name: str
+    proto: str
+    sender: str
+    receiver: str
+
+
+#: Every message of the protocol (``operator`` = the guest party's own CLI/API).
+MESSAGES: tuple[Message, ...] = (
+    Message("score", "ScoreRequest", "operator", "guest"),
+    Message("scores", "ScoreReply", "guest", "operator"),
+    Message("contribute", "ContributeRequest", "guest", "host"),
+    Message("contribution", "ContributeReply", "host", "guest"),
+    Message("pair_secret", "PairSecretRequest", "host", "host"),
+    Message("pair_secret_reply", "PairSecretReply", "host", "host"),
+)
+
+
+def check_model_id(model_id) -> str:
+    """``<job_id>/<step>``; raises ProtocolError otherwise (no path tricks: no ``..``, no extra ``/``)."""
+    if not isinstance(model_id, str) or not _MODEL_RE.match(model_id) or ".." in model_id:
+        raise ProtocolError(f"invalid model id {str(model_id)[:140]!r}: expected '<job_id>/<step>'")
+    return model_id
+
+
+def id_digests(ids, model_id: str) -> bytes:
+    """``DIGEST_BYTES`` per id: BLAKE2b of the id keyed by the model id, concatenated in order."""
+    key = model_id.encode("utf-8")[:64]
+    out = bytearray()
+    for i in ids:
+        out += hashlib.blake2b(str(i).strip().encode("utf-8"), digest_size=DIGEST_BYTES, key=key).digest()
+    return bytes(out)
+
+
+def split_digests(blob: bytes) -> list[bytes]:
+    """The digests of a ``ContributeRequest`` (ProtocolError on a ragged blob)."""
+    if not isinstance(blob, bytes) or len(blob) % DIGEST_BYTES:
+        raise ProtocolError(f"id digests must be a multiple of {DIGEST_BYTES} bytes")
+    return [blob[k:k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
+
+
+def new_request_id(now: float | None = None) -> str:
+    """A fresh request id: milliseconds since the epoch (hex) and 64 random bits."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:x}-{secrets.token_hex(8)}"
+
+
+def check_request_id(request_id, now: float | None = None, max_age: float = REQUEST_MAX_AGE) -> str:
+    """Refuse malformed, stale (older than ``max_age``) or future-dated (> 60 s) request ids."""
+    m = _REQ_RE.match(request_id) if isinstance(request_id, str) else None
+    if m is None:
+        raise ProtocolError(f"invalid request id {str(request_id)[:80]!r}")
+    now = time.time() if now is None else now
+    age = now - int(m.group(1), 16) / 1000.0
+    if age > max_age or age < -60.0:
+        raise ProtocolError(f"request id {request_id!r} is {age:.0f}s old: outside the accepted window "
+                            f"(clock skew or replay)")
+    return request_id
+
+
+def encode_partial(z) -> np.ndarray:
+    """Partial scores → uint64 ring elements (fixed point, two's complement)."""
+    z = np.asarray(z, dtype=np.float64)
+    if not np.all(np.isfinite(z)) or np.any(np.abs(z) >= 2.0 ** (63 - SCORE_FRAC_BITS)):
+        raise ProtocolError("partial scores out of the fixed-point range")
+    return np.round(z * float(1 << SCORE_FRAC_BITS)).astype(np.int64).view(np.uint64)
+
+
+def decode_sum(parts) -> np.ndarray:
+    """Sum of ring elements (mod 2**64) → float scores."""
+    total = None
+    for p in parts:
+        p = np.asarray(p, dtype=np.uint64)
+        total = p.copy() if total is None else total + p
+    if total is None:
+        return np.zeros(0)
+    return total.view(np.int64).astype(np.float64) / float(1 << SCORE_FRAC_BITS)
