@@ -51,8 +51,8 @@ from collections.abc import Iterable, Sequence
 
 import gmpy2
 import numpy as np
-from nacl import bindings as _nacl
-from nacl.exceptions import RuntimeError as _NaclRuntimeError
+import nacl.bindings  # noqa: F401 - runs sodium_init, which picks libsodium's fastest X25519 code
+from nacl._sodium import ffi as _ffi, lib as _lib  # PyNaCl's own cffi handle on its bundled libsodium
 
 from ..errors import ConfigError, DataError, ProtocolError
 
@@ -175,7 +175,8 @@ class Group(ABC):
         """Hash normalized ids to points (not blinded: never send these)."""
 
     @abstractmethod
-    def _exp_list(self, secret: bytes, points: list[bytes], *, peer: bool) -> list[bytes]: ...
+    def _exp(self, secret: bytes, points: list[bytes], *, peer: bool) -> bytes:
+        """Raise each point to ``secret``; concatenated results."""
 
     def _secret(self, key: PSIKey) -> bytes:
         if key.group_name != self.name or key._secret is None:
@@ -184,7 +185,7 @@ class Group(ABC):
 
     def blind(self, key: PSIKey, ids: Sequence[bytes], salt: bytes) -> bytes:
         """``H(x)^k`` for each id, concatenated (``len(ids) * 32`` bytes)."""
-        return b"".join(self._exp_list(self._secret(key), self.hash_points(ids, salt), peer=False))
+        return self._exp(self._secret(key), self.hash_points(ids, salt), peer=False)
 
     def exp(self, key: PSIKey, points: bytes) -> bytes:
         """Raise a peer's concatenated points to ``key``; rejects invalid points.
@@ -195,7 +196,7 @@ class Group(ABC):
             The data is not whole points, or a point is not a valid element
             of the group (wrong curve, small order, non-canonical).
         """
-        return b"".join(self._exp_list(self._secret(key), _chunks(points), peer=True))
+        return self._exp(self._secret(key), _chunks(points), peer=True)
 
 
 class Curve25519Group(Group):
@@ -225,18 +226,23 @@ class Curve25519Group(Group):
             out.append(u.to_bytes(32, "little"))
         return out
 
-    def _exp_list(self, secret: bytes, points: list[bytes], *, peer: bool) -> list[bytes]:
+    def _exp(self, secret: bytes, points: list[bytes], *, peer: bool) -> bytes:
         if peer:
             legendre, p, A = gmpy2.legendre, _P_MPZ, _A
             for pt in points:
                 u = int.from_bytes(pt, "little")
                 if u >= _P or legendre((u * u + A * u + 1) * u, p) != 1:
                     raise ProtocolError("PSI: peer sent a value that is not a point of Curve25519 (twist or non-canonical)")
-        sm = _nacl.crypto_scalarmult
-        try:
-            return [sm(secret, pt) for pt in points]
-        except _NaclRuntimeError:
-            raise ProtocolError("PSI: peer sent a point of small order") from None
+        # libsodium's crypto_scalarmult (X25519) straight through PyNaCl's cffi handle, into one
+        # buffer: the same function nacl.bindings.crypto_scalarmult wraps, without a Python
+        # wrapper and a small bytes object per point. It returns -1 for a small-order point.
+        n = len(points)
+        out = _ffi.new("unsigned char[]", POINT_BYTES * n) if n else b""
+        f = _lib.crypto_scalarmult
+        for i, pt in enumerate(points):
+            if f(out + POINT_BYTES * i, secret, pt) != 0:
+                raise ProtocolError("PSI: a point of small order (from a peer, or a hash with odds 2^-250)")
+        return _ffi.buffer(out)[:] if n else b""
 
 
 class _Sodium:
@@ -281,7 +287,7 @@ class Ristretto255Group(Group):
             out.append(buf.raw)
         return out
 
-    def _exp_list(self, secret: bytes, points: list[bytes], *, peer: bool) -> list[bytes]:
+    def _exp(self, secret: bytes, points: list[bytes], *, peer: bool) -> bytes:
         lib = _Sodium.lib()
         f = lib.crypto_scalarmult_ristretto255
         buf = ctypes.create_string_buffer(32)
@@ -291,7 +297,7 @@ class Ristretto255Group(Group):
             if f(buf, secret, pt) != 0:
                 raise ProtocolError("PSI: peer sent a value that is not a valid ristretto255 element")
             out.append(buf.raw)
-        return out
+        return b"".join(out)
 
 
 GROUPS: dict[str, type[Group]] = {"curve25519": Curve25519Group, "ristretto255": Ristretto255Group}
