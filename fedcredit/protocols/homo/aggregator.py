@@ -12,6 +12,7 @@ next global model. It never holds a client's data, and in ``secagg`` and
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -25,6 +26,32 @@ from .params import HomoParams
 from .spec import Stage
 
 __all__ = ["HomoAggregator", "PlainAggregation", "SecAggAggregation", "CkksAggregation", "RoundFailed"]
+
+
+_SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="homo-send")
+_BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="homo-send-bg")
+
+
+def send_all(ch: Channel, stage: Stage, r: int | None, payloads: dict[str, object], *, background=()) -> None:
+    """Send one message per client concurrently (transport latency overlaps); a peer that
+    cannot be reached (``PeerError``) is skipped: it will miss the next deadline and be dropped.
+
+    Sends to peers in ``background`` (clients believed gone) are not waited for,
+    so a dead peer whose transport retries does not hold up the round.
+    """
+
+    def one(item):
+        try:
+            ch.send(item[0], spec.tag(stage, r), item[1])
+        except PeerError:
+            pass
+
+    futures = [_SENDERS.submit(one, item) for item in payloads.items() if item[0] not in background]
+    for item in payloads.items():
+        if item[0] in background:
+            _BACKGROUND.submit(one, item)
+    for f in futures:
+        f.result()
 
 
 class RoundFailed(ProtocolError):
@@ -41,10 +68,12 @@ class _Collector:
         self.rejoin_grace = params.rejoin_grace
         self.absent: set[str] = set()  # clients dropped in the previous round (short grace)
         self.log: dict[str, list[str]] = {}
+        self.stage_seconds: dict[str, float] = {}  # last round: seconds spent waiting for each stage
 
     def collect(self, ch: Channel, peers, stage: Stage, r: int | None, *, grace_for=()) -> dict[str, dict]:
         """Receive ``stage`` from ``peers`` until the deadline; returns ``{peer: payload}`` of those on time."""
-        deadline = time.monotonic() + self.stage_timeout
+        t0 = time.monotonic()
+        deadline = t0 + self.stage_timeout
         got: dict[str, dict] = {}
         slow = [p for p in peers if p in grace_for]
         for p in [p for p in peers if p not in grace_for]:
@@ -52,6 +81,7 @@ class _Collector:
         grace_deadline = min(deadline, time.monotonic() + self.rejoin_grace)
         for p in slow:
             self._recv_one(ch, p, stage, r, grace_deadline, got)
+        self.stage_seconds[stage.value] = time.monotonic() - t0
         dropped = [p for p in peers if p not in got]
         if dropped:
             self.log.setdefault(f"{stage.value}", []).extend(dropped)
@@ -74,11 +104,7 @@ class _Collector:
 
     @staticmethod
     def notify_dropped(ch: Channel, peers, stage: Stage, r: int | None) -> None:
-        for p in peers:
-            try:
-                ch.send(p, spec.tag(stage, r), {"dropped": True})
-            except PeerError:
-                pass
+        send_all(ch, stage, r, {p: {"dropped": True} for p in peers}, background=set(peers))
 
 
 class PlainAggregation(_Collector):
@@ -119,8 +145,7 @@ class SecAggAggregation(_Collector):
         if any(len(k) != 32 for k in keys):
             raise ProtocolError(f"homo advertise round {r}: public keys must be 32 bytes")
         ch_roster = {"dropped": False, "clients": u1, "public_keys": keys, "threshold": t}
-        for p in u1:
-            self._send(ch, p, Stage.ROSTER, r, ch_roster)
+        send_all(ch, Stage.ROSTER, r, {p: ch_roster for p in u1})
 
         shares = self.collect(ch, u1, Stage.SHARES, r)
         u2 = sorted(shares)
@@ -130,9 +155,10 @@ class SecAggAggregation(_Collector):
             sealed = shares[p]["sealed"]
             if set(sealed) != set(u1) - {p} or not all(isinstance(v, bytes) for v in sealed.values()):
                 raise ProtocolError(f"homo shares from {p!r} round {r}: one sealed message per roster member expected")
-        for p in u2:
-            fwd = {u: shares[u]["sealed"][p] for u in u2 if u != p}
-            self._send(ch, p, Stage.FORWARD, r, {"dropped": False, "clients": u2, "sealed": fwd})
+        send_all(ch, Stage.FORWARD, r, {
+            p: {"dropped": False, "clients": u2, "sealed": {u: shares[u]["sealed"][p] for u in u2 if u != p}}
+            for p in u2
+        })
 
         masked = self.collect(ch, u2, Stage.MASKED, r)
         u3 = sorted(masked)
@@ -142,8 +168,7 @@ class SecAggAggregation(_Collector):
         for p in u3:
             if masked[p]["masked"].shape != (dim,):
                 raise ProtocolError(f"homo masked input from {p!r} round {r}: expected {dim} values")
-        for p in u3:
-            self._send(ch, p, Stage.UNMASK, r, {"dropped": False, "survivors": u3, "lost": lost})
+        send_all(ch, Stage.UNMASK, r, {p: {"dropped": False, "survivors": u3, "lost": lost} for p in u3})
 
         reveals = self.collect(ch, u3, Stage.REVEAL, r)
         self.require(reveals, Stage.REVEAL, r, len(members))
@@ -180,13 +205,6 @@ class SecAggAggregation(_Collector):
         super().__init__(params, clients)
         self._frac_bits = params.frac_bits
 
-    @staticmethod
-    def _send(ch, p, stage, r, payload) -> None:
-        try:
-            ch.send(p, spec.tag(stage, r), payload)
-        except PeerError:
-            pass  # it will miss the next deadline and be dropped
-
 
 def _field(v, who: str) -> int:
     if type(v) is not int or not (0 <= v < sa.FIELD_PRIME):
@@ -207,8 +225,7 @@ class CkksAggregation(_Collector):
         members = sorted(adv)
         dealer = members[0]
         roster = {"clients": members, "public_keys": [adv[p]["public_key"] for p in members], "dealer": dealer}
-        for p in self.clients:
-            SecAggAggregation._send(ch, p, Stage.KEY_ROSTER, None, roster)
+        send_all(ch, Stage.KEY_ROSTER, None, {p: roster for p in self.clients})
         got = self.collect(ch, [dealer], Stage.CONTEXT, None)
         if dealer not in got:
             raise RoundFailed(f"homo ckks set-up: the key dealer {dealer!r} dropped before sending the key")
@@ -216,9 +233,7 @@ class CkksAggregation(_Collector):
         if set(msg["sealed"]) != set(members) - {dealer} or not all(isinstance(v, bytes) for v in msg["sealed"].values()):
             raise ProtocolError("homo context: one sealed key per member expected")
         self._ctx = public_context(msg["public_context"])
-        for p in members:
-            if p != dealer:
-                SecAggAggregation._send(ch, p, Stage.KEY, None, {"sealed": msg["sealed"][p], "dealer": dealer})
+        send_all(ch, Stage.KEY, None, {p: {"sealed": msg["sealed"][p], "dealer": dealer} for p in members if p != dealer})
         return members
 
     def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
@@ -230,8 +245,7 @@ class CkksAggregation(_Collector):
             if not all(isinstance(c, bytes) for c in got[p]["ciphertext"]):
                 raise ProtocolError(f"homo encrypted update from {p!r}: chunks must be bytes")
         total = sum_encrypted(self._ctx, [got[p]["ciphertext"] for p in contributors])
-        for p in contributors:
-            SecAggAggregation._send(ch, p, Stage.DECRYPT, r, {"dropped": False, "ciphertext": total})
+        send_all(ch, Stage.DECRYPT, r, {p: {"dropped": False, "ciphertext": total} for p in contributors})
         deadline = time.monotonic() + self.stage_timeout
         for p in contributors:  # the first decryptor that answers in time
             res: dict = {}
@@ -270,11 +284,8 @@ class HomoAggregator:
         self.y_eval = None if y_eval is None else np.asarray(y_eval)
 
     def _start(self, ch: Channel, members, r: int, theta: np.ndarray, stop: bool) -> None:
-        for p in members:
-            try:
-                ch.send(p, spec.tag(Stage.START, r), {"round": r, "stop": stop, "params": theta})
-            except PeerError:
-                pass
+        send_all(ch, Stage.START, r, {p: {"round": r, "stop": stop, "params": theta} for p in members},
+                 background=self.aggregation.absent)
 
     def run(self, ch: Channel, progress=None, check_cancelled=None) -> dict:
         p, size = self.params, self.shape.size
@@ -296,7 +307,8 @@ class HomoAggregator:
             if not rows > 0:
                 raise ProtocolError(f"homo round {r}: aggregated row count is {rows}")
             prev_theta, theta = theta, total[:size] / rows
-            entry = {"round": r, "clients": contributors, "seconds": time.perf_counter() - tr}
+            entry = {"round": r, "clients": contributors, "seconds": time.perf_counter() - tr,
+                     "stage_seconds": dict(self.aggregation.stage_seconds)}
             # validation loss: held-out table (new model) or clients' splits (model of the previous round)
             if self.X_eval is not None:
                 pe = mlp.predict_proba(self.shape, theta, self.X_eval)

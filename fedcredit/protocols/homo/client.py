@@ -52,8 +52,8 @@ class PlainSubmitter:
     def setup(self, ch: Channel) -> bool:
         return True
 
-    def submit(self, ch: Channel, r: int, vector: np.ndarray) -> bool:
-        ch.send(self.aggregator, spec.tag(Stage.UPDATE, r), {"vector": np.asarray(vector, dtype=np.float64)})
+    def submit(self, ch: Channel, r: int, vector) -> bool:
+        ch.send(self.aggregator, spec.tag(Stage.UPDATE, r), {"vector": _materialize(vector)})
         return True
 
 
@@ -103,10 +103,12 @@ class SecAggSubmitter:
         return spec.expect(stage, ch.recv(self.aggregator, spec.tag(stage, r), timeout=self.timeout),
                            sender_role="aggregator")
 
-    def submit(self, ch: Channel, r: int, vector: np.ndarray, *, halt_before: Stage | None = None) -> bool:
+    def submit(self, ch: Channel, r: int, vector, *, halt_before: Stage | None = None) -> bool:
         """Run round ``r`` of secure aggregation for ``vector``.
 
-        ``halt_before`` (fault-injection tests only) makes the client stop
+        ``vector`` may be a callable returning the array: it is then called
+        after the shares are sent, so local training overlaps the aggregator
+        forwarding the shares. ``halt_before`` (fault-injection tests only) makes the client stop
         silently before sending that stage's message, as if it crashed.
         """
         me, agg, t = self.party, self.aggregator, self.threshold
@@ -166,7 +168,7 @@ class SecAggSubmitter:
             vals = [int.from_bytes(plain[i:i + _SHARE_BYTES], "big") for i in range(0, len(plain), _SHARE_BYTES)]
             held_self[u] = vals[0]
             held_pair[u] = dict(zip(u_peers, vals[1:]))
-        vector = np.asarray(vector, dtype=np.float64)
+        vector = _materialize(vector)
         masked = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits)
         masked = masked + sa.expand_mask(self_seed, vector.shape[0])
         for v in u2:
@@ -195,6 +197,10 @@ class SecAggSubmitter:
             "pair_shares": {u: {v: held_pair[u][v] for v in u3} for u in lost},
         })
         return True
+
+
+def _materialize(vector) -> np.ndarray:
+    return np.asarray(vector() if callable(vector) else vector, dtype=np.float64)
 
 
 def _aad(r: int, sender: str, receiver: str) -> bytes:
@@ -260,7 +266,7 @@ class CkksSubmitter:
 
     def submit(self, ch: Channel, r: int, vector: np.ndarray, *, halt_before: Stage | None = None) -> bool:
         agg = self.aggregator
-        vector = np.asarray(vector, dtype=np.float64)
+        vector = _materialize(vector)
         if halt_before is Stage.ENCRYPTED:
             return False
         ch.send(agg, spec.tag(Stage.ENCRYPTED, r), {"ciphertext": self.keys.encrypt(vector)})
@@ -340,5 +346,5 @@ class HomoClient:
             if start["stop"]:
                 self.coef_ = theta
                 return {"party": self.party, "rounds": r, "rounds_included": included, "params": theta}
-            included += bool(self.submitter.submit(ch, r, self.local_vector(theta, r)))
+            included += bool(self.submitter.submit(ch, r, lambda: self.local_vector(theta, r)))
             r += 1
