@@ -48,6 +48,8 @@ from ..protocols.registry import get_step
 from ..transport.base import Channel
 from ..transport.control import ControlClient, NotFound, add_servicers
 from ..transport.grpc import GrpcTransport
+from ..transport.scoring import add_scoring_servicers
+from ..serving import ScoringService
 from .policy import DATA_ROLES, check_job, effective_columns
 from .report import write_report
 from .store import TERMINAL, Store
@@ -128,6 +130,9 @@ class Party:
             liveness_grace=min(2.0, tr.deadline),
         )
         add_servicers(self.transport.server, self)
+        # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
+        self.scoring = ScoringService(config, self.transport, self.audit, self.store)
+        add_scoring_servicers(self.transport.server, self.scoring)
         self._tls = tls
         self._lock = threading.RLock()
         self._jobs: dict[str, PartyJob] = {}
@@ -151,6 +156,7 @@ class Party:
     def start(self) -> int:
         """Start serving; returns the bound port."""
         self.port = self.transport.start()
+        self.scoring.start()
         self._serving = True
         for target, name in ((self._supervise, "supervisor"), (self._report_loop, "reporter")):
             t = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
@@ -174,6 +180,7 @@ class Party:
             if j.thread is not None:
                 j.thread.join(timeout=grace)
         self._stop.set()
+        self.scoring.stop()
         try:
             self.transport.stop(grace)
         finally:
