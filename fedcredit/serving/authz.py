@@ -1,0 +1,82 @@
+"""Authorization of scoring requests: consent reference, purpose, requester, rate limits."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+
+from ..config import ScoringPolicy
+from ..errors import PolicyError
+
+__all__ = ["RateLimiter", "check_authorization", "CONSENT_RE"]
+
+#: A consent record id: 1-128 characters of letters, digits and ``_.:/-``.
+CONSENT_RE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,128}$")
+_PURPOSE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+class RateLimiter:
+    """Two token buckets per requester: requests per minute and ids per minute.
+
+    Parameters
+    ----------
+    requests_per_minute, ids_per_minute : int
+        Bucket capacities; refilled continuously at that rate.
+    clock : callable, default=time.monotonic
+        Injected for tests.
+    """
+
+    def __init__(self, requests_per_minute: int, ids_per_minute: int, *, clock: Callable[[], float] = time.monotonic):
+        self.rpm, self.ipm = float(requests_per_minute), float(ids_per_minute)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}  # requester -> [requests left, ids left, last refill]
+
+    def take(self, requester: str, n_ids: int) -> None:
+        """Consume one request and ``n_ids`` ids of ``requester``'s allowance, or raise PolicyError (nothing consumed)."""
+        with self._lock:
+            now = self.clock()
+            b = self._buckets.setdefault(requester, [self.rpm, self.ipm, now])
+            dt = max(0.0, now - b[2])
+            b[0] = min(self.rpm, b[0] + dt * self.rpm / 60.0)
+            b[1] = min(self.ipm, b[1] + dt * self.ipm / 60.0)
+            b[2] = now
+            if b[0] < 1.0:
+                raise PolicyError(f"rate limit exceeded for {requester!r}: more than {self.rpm:g} scoring requests "
+                                  f"per minute")
+            if b[1] < n_ids:
+                raise PolicyError(f"rate limit exceeded for {requester!r}: more than {self.ipm:g} applicants per "
+                                  f"minute ({n_ids} requested, {int(b[1])} left)")
+            b[0] -= 1.0
+            b[1] -= n_ids
+
+
+def check_authorization(policy: ScoringPolicy, proposers, requester: str, auth: dict, n_ids: int) -> None:
+    """Raise PolicyError with the reason unless ``requester`` may score ``n_ids`` ids under ``auth``.
+
+    The requester must be in ``[policy.scoring].requesters`` (default: ``[policy].proposers``);
+    the authorization must carry a well-formed consent record id and a purpose
+    in ``[policy.scoring].purposes`` (when set); the batch must not exceed ``max_batch``.
+    Rate limits are checked separately (:class:`RateLimiter`), after these.
+    """
+    allowed = policy.requesters if policy.requesters is not None else tuple(proposers)
+    if requester not in allowed:
+        raise PolicyError(f"requester {requester!r} is not allowed to score ([policy.scoring].requesters: "
+                          f"{', '.join(allowed) or 'none'})")
+    consent = auth.get("consent_id", "")
+    if not consent:
+        raise PolicyError("no authorization: the request carries no consent record id")
+    if not CONSENT_RE.match(consent):
+        raise PolicyError(f"malformed consent record id {consent[:140]!r}")
+    purpose = auth.get("purpose", "")
+    if not purpose or not _PURPOSE_RE.match(purpose):
+        raise PolicyError(f"no or malformed purpose {purpose[:80]!r} in the authorization")
+    if policy.purposes is not None and purpose not in policy.purposes:
+        raise PolicyError(f"purpose {purpose!r} is not allowed ([policy.scoring].purposes: "
+                          f"{', '.join(policy.purposes) or 'none'})")
+    if n_ids < 1:
+        raise PolicyError("an empty scoring request")
+    if n_ids > policy.max_batch:
+        raise PolicyError(f"batch of {n_ids} applicants exceeds [policy.scoring].max_batch = {policy.max_batch}")

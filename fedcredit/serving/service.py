@@ -1,0 +1,420 @@
+"""The scoring service of a party: federated scoring, authorization, audit, revocation, export.
+
+One :class:`ScoringService` per party process (``fedcredit party serve`` adds it
+to the party's gRPC server). It plays both sides:
+
+* **guest** (the label holder; its own operator calls :meth:`score`): sends one
+  ``Contribute`` to every host of the model in parallel over the cached mTLS
+  channels (one round trip per host, no per-request handshake) and combines;
+* **host**: :meth:`contribute` checks the requester and the authorization
+  against ``[policy.scoring]`` and the rate limits, refuses with a reason
+  (PolicyError → PERMISSION_DENIED) or computes its masked part.
+
+Every request is appended to the audit log on every party (requester, model,
+number of ids, the ids' digests salted with a per-party secret, authorization
+reference, decision). Audit heads are exchanged with every peer every
+``[policy.scoring].head_exchange_seconds``; each side stores the head the
+other reported for itself (:class:`~fedcredit.serving.heads.PeerHeads`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import load_party_config
+from ..crypto.secagg import derive_key
+from ..errors import ConfigError, DataError, FedcreditError, PolicyError, ProtocolError
+from ..protocols.scoring import guest as sguest
+from ..protocols.scoring import host as shost
+from ..protocols.scoring import spec
+from ..protocols.scoring.parts import load_lr_part
+from ..protocols.scoring.spec import Kind
+from ..transport.scoring import Contribution, GovernanceClient, ScoringClient
+from .authz import RateLimiter, check_authorization
+from .export import merge_lr, merge_secureboost
+from .heads import PeerHeads
+from .registry import ModelRegistry, job_table_from_store
+
+__all__ = ["ScoringService"]
+
+log = logging.getLogger("fedcredit.serving")
+
+_SECRET_FILE = "scoring.secret"
+
+
+def _private_secret(path: Path) -> bytes:
+    """32 random bytes kept in ``path`` (mode 0600), created on first use."""
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) == 32:
+            return data
+        raise DataError(f"{path}: corrupt scoring secret (move it aside; masks and audit digests will change)")
+    data = secrets.token_bytes(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return data
+
+
+class ScoringService:
+    """Scoring and governance handler of one party.
+
+    Parameters
+    ----------
+    config : PartyConfig
+    transport : GrpcTransport
+        The party's transport (peer list, cached client channels).
+    audit : AuditLog
+    store : Store, optional
+        To find the table a job used.
+    """
+
+    def __init__(self, config, transport, audit, store=None):
+        self.config = config
+        self.name = config.name
+        self.transport = transport
+        self.audit = audit
+        self.state_dir = Path(config.state_dir)
+        self.policy = config.policy.scoring
+        self.proposers = tuple(config.policy.proposers)
+        self.registry = ModelRegistry(self.name, self.state_dir, config.tables,
+                                      job_table_from_store(store, self.name) if store is not None else None)
+        self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
+        self.heads = PeerHeads(self.state_dir / "peer_heads.json")
+        self._secret = _private_secret(self.state_dir / _SECRET_FILE)
+        self._salt = derive_key(self._secret, "audit-id-salt")
+        self._lock = threading.Lock()
+        self._pair_secrets: dict[tuple[str, str], bytes] = {}
+        self._seen: dict[tuple[str, str], float] = {}
+        self._revoked_path = self.state_dir / "revoked.json"
+        self._approvals_path = self.state_dir / "export_approvals.json"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.timeout = float(config.transport.deadline)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Apply persisted revocations and start the periodic audit head exchange."""
+        self._apply_revocations()
+        if self.policy.head_exchange_seconds > 0:
+            self._thread = threading.Thread(target=self._head_loop, name=f"{self.name}-heads", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def _head_loop(self) -> None:
+        while not self._stop.wait(self.policy.head_exchange_seconds):
+            try:
+                self.exchange_heads_now()
+            except Exception:  # noqa: BLE001 - never let the loop die
+                log.exception("audit head exchange failed")
+
+    def exchange_heads_now(self) -> dict[str, str]:
+        """Send our head to every peer and store theirs; returns ``{peer: "ok" | error}``."""
+        seq, h = self.audit.head()
+        out = {}
+        for peer in sorted(self.transport.peers):
+            try:
+                pseq, ph = GovernanceClient(self.transport.grpc_channel(peer), peer, timeout=min(5.0, self.timeout)) \
+                    .exchange_heads(seq, h, self.name)
+                self.heads.record(peer, pseq, ph)
+                out[peer] = "ok"
+            except FedcreditError as exc:
+                out[peer] = str(exc)
+                log.info("audit head exchange with %s failed: %s", peer, exc)
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _require_self(self, caller: str, what: str) -> None:
+        if caller != self.name:
+            raise PolicyError(f"only {self.name!r}'s own operator may {what} (caller: {caller!r})")
+
+    def _require_peer(self, caller: str) -> None:
+        if caller not in self.transport.peers:
+            raise PolicyError(f"party {caller!r} is not a peer of {self.name!r} (unknown or revoked)")
+
+    def _salted(self, digests: list[bytes]) -> list[str]:
+        return [hashlib.blake2b(d, digest_size=8, key=self._salt).hexdigest() for d in digests]
+
+    def _log_request(self, kind: str, *, requester: str, model_id: str, digests: list[bytes], auth: dict,
+                     decision: str, **extra) -> None:
+        self.audit.append(kind, requester=requester, model=model_id, n_ids=len(digests),
+                          id_digests=self._salted(digests), consent_id=str(auth.get("consent_id", ""))[:128],
+                          purpose=str(auth.get("purpose", ""))[:64], decision=decision[:1000], **extra)
+
+    def _fresh(self, caller: str, request_id: str) -> None:
+        now = time.time()
+        spec.check_request_id(request_id, now)
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t <= spec.REQUEST_MAX_AGE}
+            if (caller, request_id) in self._seen:
+                raise ProtocolError(f"request id {request_id!r} was already used (replay)")
+            self._seen[(caller, request_id)] = now
+
+    # ================================================================== guest
+    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=()):
+        """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``."""
+        self._require_self(caller, "start scoring requests")
+        spec.check_model_id(model_id)
+        digests = spec.split_digests(spec.id_digests(ids, model_id))
+        rid = spec.new_request_id()
+        try:
+            check_authorization(dataclasses.replace(self.policy, requesters=(self.name,)), (), caller, auth, len(ids))
+            m = self.registry.get(model_id)
+            part = m.part
+            if part.role != "guest":
+                raise PolicyError(f"{self.name!r} is a {part.role} of model {model_id!r}; score from its guest "
+                                  f"{part.guest!r}")
+            X = self._guest_rows(m, ids, guest_X, list(feature_names))
+            futures = {h: ScoringClient(self.transport.grpc_channel(h), h, timeout=self.timeout)
+                       .contribute_async(model_id, rid, b"".join(digests), auth, part.hosts) for h in part.hosts}
+            replies = {}
+            errors = []
+            for h, f in futures.items():
+                try:
+                    replies[h] = f()
+                except FedcreditError as exc:
+                    errors.append((h, exc))
+            if errors:
+                raise errors[0][1]
+            scores = self._combine(part, X, replies, len(ids))
+        except FedcreditError as exc:
+            self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
+                              decision=f"failed: {exc}", request_id=rid)
+            raise
+        self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
+                          decision="scored", request_id=rid, hosts=list(part.hosts))
+        return scores, rid
+
+    def _guest_rows(self, m, ids, guest_X, feature_names) -> np.ndarray:
+        if guest_X is None:
+            X, _ = m.rows_for_ids(ids)
+            return X
+        guest_X = np.asarray(guest_X, dtype=np.float64)
+        lookup = {}
+        for j, f in enumerate(feature_names):
+            lookup[f] = j
+            lookup.setdefault(f"{self.name}.{f}", j)
+        missing = [f for f in m.part.features if f not in lookup]
+        if missing:
+            raise DataError(f"the applicants' data lacks the model's feature(s) {', '.join(missing)}")
+        return guest_X[:, [lookup[f] for f in m.part.features]]
+
+    def _combine(self, part, X, replies: dict[str, Contribution], n: int) -> np.ndarray:
+        for h, r in replies.items():
+            if r.kind != part.kind.value or r.n != n:
+                raise ProtocolError(f"{h!r} answered a {r.kind!r} contribution for {r.n} rows; expected "
+                                    f"{part.kind.value!r} for {n}")
+        if part.kind == Kind.SECUREBOOST:
+            decisions = {}
+            for h, r in replies.items():
+                decisions.update(sguest.unpack_decisions(r.split_ids, r.decisions, n, h))
+            return sguest.tree_scores(part.model, X, decisions)
+        masked = []
+        for h, r in replies.items():
+            if r.masked is None or len(r.masked) != n:
+                raise ProtocolError(f"{h!r} sent no or a wrong-sized masked partial score")
+            masked.append(r.masked)
+        return sguest.lr_scores(part.model, X, masked)
+
+    # ================================================================== host
+    def contribute(self, caller: str, model_id: str, request_id: str, digests_blob: bytes, auth: dict, hosts):
+        """Answer the guest's request: authorization, rate limit, audit, masked part."""
+        self._require_peer(caller)
+        spec.check_model_id(model_id)
+        digests = spec.split_digests(digests_blob)
+        try:
+            m = self.registry.get(model_id)
+            part = m.part
+            if part.role != "host" or part.guest != caller:
+                raise PolicyError(f"{caller!r} is not the guest of model {model_id!r} on {self.name!r}")
+            check_authorization(self.policy, self.proposers, caller, auth, len(digests))
+            if self.name not in hosts or (part.kind == Kind.HETERO_LR and set(hosts) != set(part.hosts)):
+                # LR: every host of the model must take part, or the masks would not hide single partial scores
+                raise PolicyError(f"the request names hosts {sorted(hosts)}, which does not match model "
+                                  f"{model_id!r}")
+            self._fresh(caller, request_id)
+            self.limiter.take(caller, len(digests))
+        except FedcreditError as exc:
+            self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
+                              decision=f"refused: {exc}", request_id=str(request_id)[:40])
+            log.warning("%s refused a scoring request of %s: %s", self.name, caller, exc)
+            raise
+        X, found = m.rows_for_digests(digests)
+        if part.kind == Kind.SECUREBOOST:
+            sids, packed = shost.tree_contribution(part.model, X, m.feature_index)
+            reply = Contribution(part.kind.value, len(digests), split_ids=sids, decisions=packed)
+        else:
+            others = [h for h in hosts if h != self.name]
+            secrets_ = {h: self._pair_secret_with(h, model_id) for h in others}
+            u = shost.lr_contribution(part.model, X, me=self.name, model_id=model_id, request_id=request_id,
+                                      pair_secrets=secrets_)
+            reply = Contribution(part.kind.value, len(digests), masked=u)
+        self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
+                          decision="answered", request_id=request_id, found=found)
+        return reply
+
+    def _pair_secret_with(self, peer: str, model_id: str) -> bytes:
+        """The mask secret this host shares with ``peer`` for ``model_id`` (the smaller name creates it)."""
+        if self.name < peer:
+            return derive_key(self._secret, "pair-secret", model_id, peer)
+        key = (model_id, peer)
+        with self._lock:
+            s = self._pair_secrets.get(key)
+        if s is None:
+            s = ScoringClient(self.transport.grpc_channel(peer), peer, timeout=self.timeout).pair_secret(model_id)
+            if len(s) != 32:
+                raise ProtocolError(f"{peer!r} sent a malformed mask secret")
+            with self._lock:
+                self._pair_secrets[key] = s
+        return s
+
+    def pair_secret(self, caller: str, model_id: str) -> bytes:
+        """Hand a co-host of an LR model (with a larger name) our pairwise mask secret."""
+        self._require_peer(caller)
+        m = self.registry.get(spec.check_model_id(model_id))
+        part = m.part
+        if part.kind != Kind.HETERO_LR or part.role != "host" or caller not in part.hosts or caller <= self.name:
+            raise PolicyError(f"{caller!r} may not have a mask secret of model {model_id!r}")
+        self.audit.append("score.pair_secret", peer=caller, model=model_id)
+        return derive_key(self._secret, "pair-secret", model_id, caller)
+
+    # ================================================================== governance
+    def exchange_heads(self, caller: str, seq: int, hash_: str) -> tuple[int, str]:
+        self._require_peer(caller)
+        self.heads.record(caller, seq, hash_)
+        return self.audit.head()
+
+    def held_heads(self, caller: str) -> list[tuple[int, str]]:
+        self._require_peer(caller)
+        return self.heads.held_for(caller)
+
+    def _revoked(self) -> dict:
+        try:
+            return json.loads(self._revoked_path.read_text()) if self._revoked_path.exists() else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _apply_revocations(self) -> None:
+        revoked = self._revoked()
+        peers = {p: a for p, a in self.transport.peers.items() if p not in revoked}
+        if len(peers) != len(self.transport.peers):
+            self.transport.set_peers(peers)
+
+    def revoke(self, caller: str, peer: str, reason: str = "") -> str:
+        """Refuse ``peer`` from its next message, scoring request or job on (persisted across restarts)."""
+        self._require_self(caller, "revoke peers")
+        if peer not in self.transport.peers and peer not in self.config.peers:
+            raise ConfigError(f"{peer!r} is not a peer of {self.name!r}")
+        revoked = self._revoked()
+        revoked[peer] = {"time": time.time(), "reason": reason}
+        tmp = self._revoked_path.with_name("revoked.json.tmp")
+        tmp.write_text(json.dumps(revoked, sort_keys=True))
+        os.replace(tmp, self._revoked_path)
+        self._apply_revocations()
+        with self._lock:
+            self._pair_secrets = {k: v for k, v in self._pair_secrets.items() if k[1] != peer}
+        self.audit.append("peer.revoked", peer=peer, reason=reason, by=caller)
+        log.warning("%s revoked peer %s: %s", self.name, peer, reason)
+        return f"{peer} revoked on {self.name}; peers now: {', '.join(sorted(self.transport.peers)) or 'none'}"
+
+    def reload(self, caller: str) -> str:
+        """Re-read the config file: apply its ``[peers]`` (minus revoked ones) and ``[policy.scoring]``."""
+        self._require_self(caller, "reload the configuration")
+        cfg = load_party_config(self.config.path, check_files=False)
+        if cfg.name != self.name:
+            raise ConfigError(f"{self.config.path}: [party].name changed to {cfg.name!r}; restart the party instead")
+        before = set(self.transport.peers)
+        revoked = self._revoked()
+        self.transport.set_peers({p: a for p, a in cfg.peers.items() if p not in revoked})
+        self.policy = cfg.policy.scoring
+        self.proposers = tuple(cfg.policy.proposers)
+        self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
+        after = set(self.transport.peers)
+        self.audit.append("config.reloaded", path=str(self.config.path), added=sorted(after - before),
+                          removed=sorted(before - after))
+        return (f"reloaded {self.config.path}: peers {', '.join(sorted(after)) or 'none'}"
+                + (f"; removed {', '.join(sorted(before - after))}" if before - after else ""))
+
+    # -- export ---------------------------------------------------------------------
+    def _approvals(self) -> dict:
+        try:
+            return json.loads(self._approvals_path.read_text()) if self._approvals_path.exists() else {}
+        except (OSError, ValueError):
+            return {}
+
+    def approve_export(self, caller: str, model_id: str, requester: str, note: str = "") -> str:
+        """Record this party's operator's approval to release its part of ``model_id`` to ``requester``."""
+        self._require_self(caller, "approve a model export")
+        part = self.registry.get(spec.check_model_id(model_id)).part
+        if requester not in (part.guest, self.name):
+            raise ConfigError(f"{requester!r} is not the guest of model {model_id!r} ({part.guest!r})")
+        approvals = self._approvals()
+        approvals.setdefault(model_id, [])
+        if requester not in approvals[model_id]:
+            approvals[model_id].append(requester)
+        tmp = self._approvals_path.with_name("export_approvals.json.tmp")
+        tmp.write_text(json.dumps(approvals, sort_keys=True))
+        os.replace(tmp, self._approvals_path)
+        rec = self.audit.append("export.approved", model=model_id, requester=requester, note=note[:500], by=caller)
+        return f"export of {self.name}'s part of {model_id} to {requester} approved (audit #{rec['seq']})"
+
+    def _approved(self, model_id: str, requester: str) -> bool:
+        return requester in self._approvals().get(model_id, [])
+
+    def export_part(self, caller: str, model_id: str) -> str:
+        """This host's plaintext part, to the model's guest, only after this party's approval."""
+        self._require_peer(caller)
+        part = self.registry.get(spec.check_model_id(model_id)).part
+        if part.role != "host" or part.guest != caller:
+            raise PolicyError(f"{caller!r} is not the guest of model {model_id!r} on {self.name!r}")
+        if not self._approved(model_id, caller):
+            self.audit.append("export.refused", model=model_id, requester=caller, reason="no approval")
+            raise PolicyError(f"{self.name!r} has not approved exporting its part of {model_id!r} to {caller!r} "
+                              f"(its operator runs: fedcredit model approve-export)")
+        text = part.path.read_text(encoding="utf-8")
+        self.audit.append("export.released", model=model_id, requester=caller,
+                          part_sha256=hashlib.sha256(text.encode()).hexdigest())
+        return text
+
+    def export(self, caller: str, model_id: str, note: str = "") -> str:
+        """The merged plaintext model (guest only), after every host's recorded approval; records ours."""
+        self._require_self(caller, "export models")
+        part = self.registry.get(spec.check_model_id(model_id)).part
+        if part.role != "guest":
+            raise PolicyError(f"{self.name!r} is not the guest of model {model_id!r}")
+        if not self._approved(model_id, self.name):
+            self.approve_export(caller, model_id, self.name, note or "export requested by the guest's operator")
+        parts = {}
+        for h in part.hosts:
+            text = GovernanceClient(self.transport.grpc_channel(h), h, timeout=self.timeout).export_part(model_id)
+            try:
+                parts[h] = json.loads(text)
+            except ValueError:
+                raise ProtocolError(f"{h!r} sent a model part that is not JSON") from None
+        if part.kind == Kind.SECUREBOOST:
+            merged = merge_secureboost(part.model, parts)
+        else:
+            merged = merge_lr(load_lr_part(part.path), parts)
+        merged["model_id"] = model_id
+        out = json.dumps(merged, sort_keys=True)
+        self.audit.append("export.done", model=model_id, hosts=list(part.hosts),
+                          model_sha256=hashlib.sha256(out.encode()).hexdigest())
+        return out
