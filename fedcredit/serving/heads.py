@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ProtocolError
 
-__all__ = ["PeerHeads", "MAX_HEADS_PER_PEER"]
+__all__ = ["PeerHeads", "MAX_HEADS_PER_PEER", "fetch_held_heads"]
 
 #: Heads kept per peer (oldest dropped first; the first head ever seen is always kept).
 MAX_HEADS_PER_PEER = 64
@@ -55,3 +55,28 @@ class PeerHeads:
     def held_for(self, peer: str) -> list[tuple[int, str]]:
         with self._lock:
             return [(int(s), str(h)) for s, h in self._heads.get(peer, [])]
+
+
+def fetch_held_heads(config, *, timeout: float = 5.0) -> dict[str, list[tuple[int, str]] | str]:
+    """Ask every peer in ``config`` which heads of our log it holds (``{peer: heads or error message}``).
+
+    Dials each peer directly with this party's certificate (the party process
+    need not be running), so ``fedcredit audit verify`` can check this party's
+    log against copies held outside it.
+    """
+    from ..certs import TlsFiles
+    from ..errors import FedcreditError
+    from ..transport.control import dial
+    from ..transport.scoring import GovernanceClient
+
+    tls = TlsFiles(config.tls.ca, config.tls.cert, config.tls.key) if config.tls else None
+    out: dict[str, list[tuple[int, str]] | str] = {}
+    for peer, addr in sorted(config.peers.items()):
+        ch = dial(addr, target=peer, tls=tls, me=config.name)
+        try:
+            out[peer] = GovernanceClient(ch, peer, timeout=timeout).held_heads()
+        except FedcreditError as exc:
+            out[peer] = str(exc)
+        finally:
+            ch.close()
+    return out

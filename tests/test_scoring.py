@@ -1,0 +1,448 @@
+"""Federated scoring with three in-process mTLS parties: equivalence, privacy, authorization, revocation, audit, export.
+
+bank = guest (label holder); chain, gov = hosts. Models: SecureBoost (4 trees,
+depth 3, trained federatedly with a small test key) and LR (per-party parts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import grpc
+import numpy as np
+import pytest
+from conftest import data_path
+
+from fedcredit.audit import canonical_json, record_hash, verify
+from fedcredit.errors import PeerError, PolicyError, ProtocolError
+from fedcredit.protocols.hetero_lr import combine, partial_score
+from fedcredit.protocols.scoring import spec
+from fedcredit.protocols.scoring.host import lr_partial
+from fedcredit.serving import RateLimiter, predict_merged
+from fedcredit.serving.heads import fetch_held_heads
+from fedcredit.transport import scoring as tscoring
+
+from _scoring_fixture import HOSTS, LR, PARTIES, SBT, Fed, rows, scoring_policy, tables, train
+
+AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    data = data_path("credit3", "bank.csv").parents[1]
+    root = tmp_path_factory.mktemp("scoring")
+    host_pol = scoring_policy(requesters=["bank"], purposes=["loan-application"], max_requests_per_minute=100000,
+                              head_exchange_seconds=0.0)
+    bank_pol = scoring_policy(purposes=["loan-application", "marketing"], head_exchange_seconds=0.0)
+    f = Fed(root, data, {"bank": bank_pol, "chain": host_pol, "gov": host_pol})
+    f.tables = tables(data)
+    f.info = train(root, f.tables)
+    f.start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def _score(fed, model, ids, auth=AUTH):
+    return fed.parties["bank"].scoring.score("bank", model, ids, auth)[0]
+
+
+def _columns(fed, ids) -> dict:
+    cols = {}
+    for p in PARTIES:
+        X = rows(fed.tables[p], ids)
+        cols.update({f: X[:, j] for j, f in enumerate(fed.tables[p].feature_names)})
+    return cols
+
+
+def _missing_at_gov(fed, n=20):
+    t = fed.tables
+    ids = sorted((set(t["bank"].ids) & set(t["chain"].ids)) - set(t["gov"].ids))
+    return ids[:n]
+
+
+def _approve_all(fed, model):
+    for h in HOSTS:
+        fed.parties[h].scoring.approve_export(h, model, "bank", "test")
+
+
+# ------------------------------------------------------------------ equivalence
+@pytest.mark.parametrize("which", ["train", "new", "missing_at_gov"])
+def test_tree_scores_equal_central_merged_model_exactly(fed, which):
+    ids = {"train": fed.info["ids"][:300], "new": fed.info["ids"][-300:] if False else
+           sorted(set(fed.tables["bank"].ids) & set(fed.tables["chain"].ids) & set(fed.tables["gov"].ids))[2000:2300],
+           "missing_at_gov": _missing_at_gov(fed)}[which]
+    assert ids
+    got = _score(fed, SBT, ids)
+    _approve_all(fed, SBT)
+    merged = json.loads(fed.parties["bank"].scoring.export("bank", SBT))
+    central = predict_merged(merged, _columns(fed, ids))
+    np.testing.assert_array_equal(got, central)
+    assert np.all((got > 0) & (got < 1))
+
+
+@pytest.mark.parametrize("n", [1, 257])
+def test_lr_scores_equal_central_within_1e9(fed, n):
+    ids = fed.info["ids"][:n]
+    got = _score(fed, LR, ids)
+    parts = fed.info["parts"]
+    t = {p: fed.tables[p].take([list(fed.tables[p].ids).index(i) for i in ids]) for p in PARTIES}
+    central = combine(partial_score(t["bank"], dict(parts["bank"])),
+                      [partial_score(t[h], dict(parts[h])) for h in HOSTS])
+    np.testing.assert_allclose(got, central, rtol=0, atol=1e-9)
+
+
+def test_lr_id_missing_at_a_host_contributes_zero(fed):
+    ids = _missing_at_gov(fed, 5)
+    got = _score(fed, LR, ids)
+    parts = fed.info["parts"]
+    z = lr_partial(parts["bank"], rows(fed.tables["bank"], ids)) + lr_partial(parts["chain"], rows(fed.tables["chain"], ids))
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), rtol=0, atol=1e-9)
+
+
+def test_applicant_features_supplied_by_the_bank(fed):
+    ids = fed.info["ids"][:10]
+    X = rows(fed.tables["bank"], ids)
+    names = list(fed.tables["bank"].columns)
+    got, _ = fed.parties["bank"].scoring.score("bank", SBT, ids, AUTH, X, names)
+    np.testing.assert_array_equal(got, _score(fed, SBT, ids))
+    with pytest.raises(Exception, match="lacks the model's feature"):
+        fed.parties["bank"].scoring.score("bank", SBT, ids, AUTH, X[:, :2], names[:2])
+
+
+# ------------------------------------------------------------------ privacy
+@pytest.fixture
+def capture(monkeypatch):
+    seen = {"replies": [], "requests": []}
+    orig_from = tscoring.Contribution.from_proto.__func__
+    orig_servicer = tscoring._ScoringServicer.Contribute
+
+    def from_proto(cls, m, peer):
+        seen["replies"].append((peer, m.SerializeToString(), m))
+        return orig_from(cls, m, peer)
+
+    def contribute(self, request, context):
+        seen["requests"].append((self.h.name, request.SerializeToString()))
+        return orig_servicer(self, request, context)
+
+    monkeypatch.setattr(tscoring.Contribution, "from_proto", classmethod(from_proto))
+    monkeypatch.setattr(tscoring._ScoringServicer, "Contribute", contribute)
+    return seen
+
+
+@pytest.mark.parametrize("model", [SBT, LR])
+def test_bank_sees_no_host_partial_or_feature_and_hosts_see_no_score(fed, capture, model):
+    ids = fed.info["ids"][:64]
+    scores, _ = fed.parties["bank"].scoring.score("bank", model, ids, AUTH)
+    assert {p for p, _, _ in capture["replies"]} == set(HOSTS)
+    for host, raw, m in capture["replies"]:
+        X = rows(fed.tables[host], ids)
+        for v in np.unique(X[~np.isnan(X)])[:200]:
+            if abs(v) > 1:  # small integers (codes 1, 2) are bytes anyone could write
+                assert np.float64(v).tobytes() not in raw, f"raw feature of {host} on the wire"
+        if model == LR:
+            partial = lr_partial(fed.info["parts"][host], X)
+            masked = np.frombuffer(m.masked, dtype="<u8")
+            assert spec.encode_partial(partial).tobytes() not in raw
+            assert np.abs(spec.decode_sum([masked]) - partial).min() > 1.0  # uniformly masked, not near the partial
+        else:
+            assert not m.masked and len(m.decisions) > 0
+    for host, raw in capture["requests"]:
+        for s in scores:
+            assert np.float64(s).tobytes() not in raw, f"{host} received a score"
+        for i in ids:
+            assert i.encode() not in raw, f"{host} received a raw id"
+
+
+def test_single_request_masks_cancel_only_in_sum(fed, capture):
+    ids = fed.info["ids"][:8]
+    fed.parties["bank"].scoring.score("bank", LR, ids, AUTH)
+    a, b = (np.frombuffer(m.masked, dtype="<u8") for _, _, m in capture["replies"])
+    partial = sum(lr_partial(fed.info["parts"][h], rows(fed.tables[h], ids)) for h in HOSTS)
+    np.testing.assert_allclose(spec.decode_sum([a, b]), partial, atol=1e-11)
+
+
+# ------------------------------------------------------------------ authorization
+def _last(fed, party, kind):
+    return [r for r in fed.parties[party].audit.records() if r["kind"] == kind][-1]
+
+
+@pytest.mark.parametrize("auth, match", [
+    ({"consent_id": "c-1", "purpose": "marketing"}, "purpose 'marketing' is not allowed"),
+    ({"consent_id": "", "purpose": "loan-application"}, "no consent record id"),
+    ({"consent_id": "bad id with spaces", "purpose": "loan-application"}, "malformed consent"),
+])
+def test_host_refuses_bad_authorization_logs_and_keeps_serving(fed, auth, match):
+    # through the bank's service (the bank's own policy allows 'marketing'; the hosts' does not) ...
+    with pytest.raises(PolicyError, match=match):
+        _score(fed, SBT, fed.info["ids"][:3], auth)
+    assert _last(fed, "bank", "score.request")["fields"]["decision"].startswith("failed")
+    # ... and straight to a host, which checks for itself
+    client = tscoring.ScoringClient(fed.parties["bank"].transport.grpc_channel("chain"), "chain")
+    with pytest.raises(PolicyError, match=match):
+        client.contribute_async(SBT, spec.new_request_id(), spec.id_digests(["x"], SBT), auth, list(HOSTS))()
+    rec = _last(fed, "chain", "score.contribute")
+    assert rec["fields"]["decision"].startswith("refused") and rec["fields"]["requester"] == "bank"
+    assert len(_score(fed, SBT, fed.info["ids"][:3])) == 3
+
+
+def test_bank_refuses_purpose_outside_its_own_policy(fed):
+    with pytest.raises(PolicyError, match="purpose 'fishing' is not allowed"):
+        _score(fed, LR, fed.info["ids"][:2], {"consent_id": "c-9", "purpose": "fishing"})
+
+
+def test_requester_that_is_not_the_models_guest_is_refused(fed):
+    gov = fed.parties["gov"]
+    client = tscoring.ScoringClient(gov.transport.grpc_channel("chain"), "chain")
+    wait = client.contribute_async(SBT, spec.new_request_id(), spec.id_digests(["x"], SBT), AUTH, list(HOSTS))
+    with pytest.raises(PolicyError, match="'gov' is not the guest"):
+        wait()
+    assert _last(fed, "chain", "score.contribute")["fields"]["requester"] == "gov"
+
+
+def test_stranger_with_federation_certificate_is_refused(fed, tmp_path):
+    from fedcredit.certs import TlsFiles, issue
+    from fedcredit.transport.control import dial
+
+    certs = fed.root / "certs"
+    issue(certs, "mallory")
+    ch = dial(fed.parties["chain"].transport.listen.replace("0.0.0.0", "127.0.0.1") if False else
+              f"127.0.0.1:{fed.parties['chain'].port}", target="chain",
+              tls=TlsFiles(certs / "ca.crt", certs / "mallory.crt", certs / "mallory.key"))
+    try:
+        wait = tscoring.ScoringClient(ch, "chain").contribute_async(
+            SBT, spec.new_request_id(), spec.id_digests(["x"], SBT), AUTH, list(HOSTS))
+        with pytest.raises(PolicyError, match="'mallory' is not a peer"):
+            wait()
+    finally:
+        ch.close()
+
+
+def test_rate_limit_refuses_then_serving_continues(fed):
+    svc = fed.parties["gov"].scoring
+    old = svc.limiter
+    svc.limiter = RateLimiter(2, 10**6)
+    try:
+        _score(fed, SBT, fed.info["ids"][:1])
+        _score(fed, SBT, fed.info["ids"][:1])
+        with pytest.raises(PolicyError, match="rate limit exceeded for 'bank'"):
+            _score(fed, SBT, fed.info["ids"][:1])
+        assert "rate limit" in _last(fed, "gov", "score.contribute")["fields"]["decision"]
+    finally:
+        svc.limiter = old
+    assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
+
+
+@pytest.mark.parametrize("requests_per_minute, ids_per_minute, batches, refused_at", [
+    (3, 100, [1, 1, 1, 1], 3), (100, 10, [4, 4, 4], 2), (100, 10, [11], 0)])
+def test_rate_limiter_buckets(requests_per_minute, ids_per_minute, batches, refused_at):
+    now = [0.0]
+    rl = RateLimiter(requests_per_minute, ids_per_minute, clock=lambda: now[0])
+    for i, n in enumerate(batches):
+        if i == refused_at:
+            with pytest.raises(PolicyError, match="rate limit exceeded"):
+                rl.take("bank", n)
+            break
+        rl.take("bank", n)
+    now[0] += 60.0
+    rl.take("bank", min(batches[0], ids_per_minute))  # refilled after a minute
+
+
+def test_replayed_or_stale_request_id_is_refused(fed):
+    bank = fed.parties["bank"]
+    rid = spec.new_request_id()
+    client = tscoring.ScoringClient(bank.transport.grpc_channel("chain"), "chain")
+    d = spec.id_digests(fed.info["ids"][:2], SBT)
+    client.contribute_async(SBT, rid, d, AUTH, list(HOSTS))()
+    with pytest.raises(Exception, match="replay"):
+        client.contribute_async(SBT, rid, d, AUTH, list(HOSTS))()
+    with pytest.raises(Exception, match="outside the accepted window"):
+        client.contribute_async(SBT, spec.new_request_id(now=1e9), d, AUTH, list(HOSTS))()
+
+
+def test_guest_cannot_drop_a_host_to_unmask_lr(fed):
+    client = tscoring.ScoringClient(fed.parties["bank"].transport.grpc_channel("chain"), "chain")
+    with pytest.raises(PolicyError, match="does not match model"):
+        client.contribute_async(LR, spec.new_request_id(), spec.id_digests(["x"], LR), AUTH, ["chain"])()
+
+
+# ------------------------------------------------------------------ audit
+def test_every_party_logs_each_request_with_salted_digests(fed):
+    ids = fed.info["ids"][:4]
+    _, rid = fed.parties["bank"].scoring.score("bank", LR, ids, AUTH)
+    recs = {p: _last(fed, p, "score.request" if p == "bank" else "score.contribute") for p in PARTIES}
+    for p, r in recs.items():
+        f = r["fields"]
+        assert f["request_id"] == rid and f["n_ids"] == 4 and f["model"] == LR
+        assert f["consent_id"] == AUTH["consent_id"] and f["purpose"] == AUTH["purpose"]
+        assert len(f["id_digests"]) == 4 and all(i not in json.dumps(f) for i in ids)
+    assert recs["chain"]["fields"]["id_digests"] != recs["gov"]["fields"]["id_digests"]  # salted per party
+
+
+def _rewrite(path, seq_to_change):
+    """Change one record and recompute every hash after it: a log that verifies on its own."""
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    prev = recs[seq_to_change - 2]["hash"] if seq_to_change > 1 else "0" * 64
+    for r in recs[seq_to_change - 1:]:
+        if r["seq"] == seq_to_change:
+            r["fields"]["tampered"] = True
+        r["prev"] = prev
+        r["hash"] = record_hash(r)
+        prev = r["hash"]
+    path.write_text("".join(canonical_json(r) + "\n" for r in recs))
+
+
+@pytest.mark.parametrize("attack", ["edit_line", "truncate", "rewrite"])
+def test_audit_tampering_is_detected_including_through_peer_heads(fed, tmp_path, attack):
+    bank = fed.parties["bank"]
+    _score(fed, SBT, fed.info["ids"][:2])
+    assert bank.scoring.exchange_heads_now() == {"chain": "ok", "gov": "ok"}
+    assert fed.parties["chain"].scoring.heads.held_for("bank")[-1] == bank.audit.head()
+    held = fetch_held_heads(bank.config)
+    known = [h for hs in held.values() for h in hs]
+    assert known and verify(bank.audit.path, known_heads=known)
+    copy = tmp_path / "audit.log"
+    shutil.copy(bank.audit.path, copy)
+    lines = copy.read_text().splitlines(keepends=True)
+    if attack == "edit_line":
+        k = max(i for i, line in enumerate(lines) if '"kind":"score.request"' in line)
+        assert '"n_ids":2' in lines[k]
+        lines[k] = lines[k].replace('"n_ids":2', '"n_ids":3')
+        copy.write_text("".join(lines))
+        res = verify(copy)
+        assert not res and "changed" in res.reason
+    elif attack == "truncate":
+        copy.write_text("".join(lines[:-3]))
+        assert verify(copy)  # invisible from the log alone...
+        res = verify(copy, known_heads=known)
+        assert not res and "truncated" in res.reason  # ...but not to the peers
+    else:
+        _rewrite(copy, len(lines) - 2)
+        assert verify(copy)
+        res = verify(copy, known_heads=known)
+        assert not res and "rewritten" in res.reason
+
+
+def test_peer_reporting_malformed_head_is_refused(fed):
+    with pytest.raises(ProtocolError, match="malformed audit head"):
+        fed.parties["chain"].scoring.exchange_heads("bank", 3, "not-a-hash")
+
+
+# ------------------------------------------------------------------ revocation
+def test_revoke_refuses_next_request_message_and_job_without_restart(fed):
+    chain = fed.parties["chain"]
+    assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
+    with pytest.raises(PolicyError, match="only 'chain''s own operator"):
+        chain.scoring.revoke("gov", "bank", "not allowed")
+    chain.scoring.revoke("chain", "bank", "contract ended")
+    try:
+        with pytest.raises(PolicyError, match="'bank' is not a peer of 'chain'"):
+            _score(fed, SBT, fed.info["ids"][:1])
+        ch = fed.parties["bank"].transport.channel("after-revoke")
+        with pytest.raises(PeerError, match="not a peer"):
+            ch.send("chain", "hello", b"x")
+        ch.close()
+        with pytest.raises(PolicyError):
+            fed.parties["bank"]._client("chain").propose("j-revoked", "{}", "")
+        assert _last(fed, "chain", "peer.revoked")["fields"]["peer"] == "bank"
+        # chain keeps serving its other peers
+        assert tscoring.GovernanceClient(fed.parties["gov"].transport.grpc_channel("chain"), "chain").held_heads() == []
+    finally:
+        (chain.state_dir / "revoked.json").unlink()
+        chain.scoring.reload("chain")
+    assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
+
+
+def test_removing_peer_from_config_and_reloading_refuses_it(fed):
+    gov = fed.parties["gov"]
+    path = gov.config.path
+    original = path.read_text()
+    text = "\n".join(line for line in original.splitlines() if not line.startswith("bank = "))
+    path.write_text(text.replace('proposers = ["bank"]', "proposers = []").replace('requesters = ["bank"]', "requesters = []"))
+    try:
+        assert "removed bank" in gov.scoring.reload("gov")
+        with pytest.raises(PolicyError, match="'bank' is not a peer of 'gov'"):
+            _score(fed, LR, fed.info["ids"][:1])
+    finally:
+        path.write_text(original)
+        gov.scoring.reload("gov")
+    assert len(_score(fed, LR, fed.info["ids"][:1])) == 1
+
+
+def test_expired_certificate_is_refused(fed, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    certs = fed.root / "certs"
+    ca_cert = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bank")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=10))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier("fedcredit://party/bank")]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=(certs / "ca.crt").read_bytes(),
+        private_key=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()),
+        certificate_chain=cert.public_bytes(serialization.Encoding.PEM))
+    ch = grpc.secure_channel(f"127.0.0.1:{fed.parties['chain'].port}", creds,
+                             options=[("grpc.ssl_target_name_override", "chain")])
+    try:
+        wait = tscoring.ScoringClient(ch, "chain", timeout=3.0).contribute_async(
+            SBT, spec.new_request_id(), spec.id_digests(["x"], SBT), AUTH, list(HOSTS))
+        with pytest.raises((PeerError, PolicyError)):
+            wait()
+    finally:
+        ch.close()
+    assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
+
+
+# ------------------------------------------------------------------ export
+def test_export_needs_every_hosts_recorded_approval(fed):
+    bank = fed.parties["bank"]
+    # a fresh model id: copy the LR parts to a second step so earlier approvals do not count
+    for p in PARTIES:
+        src = fed.parties[p].state_dir / "jobs" / LR.split("/")[0] / "lr"
+        shutil.copytree(src, src.with_name("lr2"), dirs_exist_ok=True)
+    model = LR.split("/")[0] + "/lr2"
+    with pytest.raises(PolicyError, match="has not approved exporting"):
+        bank.scoring.export("bank", model)
+    assert _last(fed, "chain", "export.refused")["fields"]["model"] == model
+    fed.parties["chain"].scoring.approve_export("chain", model, "bank", "ok")
+    with pytest.raises(PolicyError, match="'gov' has not approved"):
+        bank.scoring.export("bank", model)
+    fed.parties["gov"].scoring.approve_export("gov", model, "bank", "ok")
+    merged = json.loads(bank.scoring.export("bank", model))
+    for p in PARTIES:
+        assert _last(fed, p, "export.approved")["fields"]["model"] == model
+    for h in HOSTS:
+        assert _last(fed, h, "export.released")["fields"]["requester"] == "bank"
+    assert _last(fed, "bank", "export.done")["fields"]["model"] == model
+    ids = fed.info["ids"][:50]
+    np.testing.assert_allclose(predict_merged(merged, _columns(fed, ids)), _score(fed, model, ids), atol=1e-9)
+    assert set(merged["coef"]) == {f for p in PARTIES for f in fed.tables[p].feature_names}
+
+
+def test_spec_messages_have_one_sender_receiver_and_a_proto_type():
+    from fedcredit._proto import scoring_pb2
+
+    names = [m.name for m in spec.MESSAGES]
+    assert len(names) == len(set(names))
+    for m in spec.MESSAGES:
+        assert hasattr(scoring_pb2, m.proto), m
+        assert m.sender in {"operator", "guest", "host"} and m.receiver in {"operator", "guest", "host"}
+
+
+@pytest.mark.parametrize("model_id", ["a/b/c", "../x", "job/..", "", "job", "a b/c"])
+def test_bad_model_ids_are_refused(model_id):
+    with pytest.raises(ProtocolError, match="invalid model id"):
+        spec.check_model_id(model_id)
