@@ -35,6 +35,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", type=Path, default=DATA)
 
 
+def _vm_hwm_mb() -> float:
+    """This process's own peak RSS (VmHWM is per address space, reset at exec; ru_maxrss can
+    carry the parent's high-water mark across fork+exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 class _Killer:
     """A channel proxy that SIGKILLs its own process when it is about to send ``tag``."""
 
@@ -58,7 +71,7 @@ def bank(channel, *, path: str, params: dict, aggregator: str = "agg", clients=B
     table = load_table(path, party=channel.party, label_column="y")
     ch = _Killer(channel, kill_before) if kill_before else channel
     est = FedAvgClassifier(**params).fit(ch, table, role="client", clients=list(clients), aggregator=aggregator)
-    return {"rounds_included": est.report_["rounds_included"]}
+    return {"rounds_included": est.report_["rounds_included"], "vm_hwm_mb": _vm_hwm_mb()}
 
 
 def aggregator(channel, *, test_path: str, params: dict, clients=BANKS, result_path: str | None = None):
@@ -72,7 +85,7 @@ def aggregator(channel, *, test_path: str, params: dict, clients=BANKS, result_p
     rep["history"] = [{k: v for k, v in h.items()} for h in rep["history"]]
     if result_path:  # survives a PartyFailed raised for a deliberately killed bank
         Path(result_path).write_text(json.dumps(rep))
-    return {"train_seconds": rep["seconds"], "test_auc": rep["test_auc"]}
+    return {"train_seconds": rep["seconds"], "test_auc": rep["test_auc"], "vm_hwm_mb": _vm_hwm_mb()}
 
 
 def _centralized(data: Path) -> dict:
@@ -124,8 +137,9 @@ def _run_mode(args, mode: str, *, kill: bool = False) -> dict:
                                  for k in rep["history"][0]["stage_seconds"]},
     }
     if out is not None:
-        res["peak_rss_mb_total"] = sum(o["peak_rss_mb"] for o in out.values())
-        res["peak_rss_mb"] = {p: o["peak_rss_mb"] for p, o in out.items()}
+        res["peak_rss_mb_total"] = sum(o["vm_hwm_mb"] for o in out.values())
+        res["peak_rss_mb"] = {p: o["vm_hwm_mb"] for p, o in out.items()}
+        res["harness_ru_maxrss_mb"] = {p: o["peak_rss_mb"] for p, o in out.items()}
         res["bytes_sent"] = {p: o["bytes_sent"] for p, o in out.items()}
     if kill:
         res["killed"] = {"party": "bank2", "during": "round 3 (after advertise, before sharing keys)", "how": killed}
