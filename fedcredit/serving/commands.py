@@ -1,0 +1,213 @@
+"""Command-line commands of the serving side (registered by :mod:`fedcredit.cli`).
+
+``fedcredit score``, ``fedcredit party revoke|reload``, ``fedcredit model
+approve-export|export``. Each talks to the operator's own party over mTLS with
+the party's own certificate (the party sees "its operator"). Errors are
+fedcredit errors; ``fedcredit.cli`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary"]
+
+
+def own_channel(cfg):
+    """An mTLS channel to this party's own port, as its operator."""
+    from ..certs import TlsFiles
+    from ..transport.control import dial
+
+    tls = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
+    return dial(cfg.connect_address, target=cfg.name, tls=tls, me=cfg.name)
+
+
+def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpose: str, id_column: str = "id",
+               batch: int = 10_000, timeout: float = 120.0) -> int:
+    """Score every row of ``input_path`` (an id column, optionally the bank's own feature columns); returns the count.
+
+    Writes ``id,score`` rows to ``out_path`` in input order.
+    """
+    import pandas as pd
+
+    from ..transport.scoring import ScoringClient
+
+    try:
+        df = pd.read_csv(input_path, dtype={id_column: str})
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{input_path}: cannot read applicants ({exc})") from None
+    if id_column not in df.columns:
+        raise DataError(f"{input_path}: no id column {id_column!r}")
+    ids = df[id_column].astype(str).str.strip().tolist()
+    feats = [c for c in df.columns if c != id_column]
+    X = df[feats].to_numpy(np.float64) if feats else None
+    ch = own_channel(cfg)
+    scores = []
+    try:
+        client = ScoringClient(ch, cfg.name, timeout=timeout)
+        for k in range(0, len(ids), batch):
+            s, _ = client.score(model_id, ids[k:k + batch], consent_id=consent, purpose=purpose,
+                                guest_X=None if X is None else X[k:k + batch], feature_names=feats)
+            scores.append(s)
+    finally:
+        ch.close()
+    out = pd.DataFrame({id_column: ids, "score": np.concatenate(scores) if scores else []})
+    out.to_csv(out_path, index=False, float_format="%.12g")
+    return len(ids)
+
+
+def held_heads_summary(cfg) -> tuple[list[tuple[int, str]], list[str]]:
+    """Heads of this party's log held by its peers, and one line per peer for the operator."""
+    from .heads import fetch_held_heads
+
+    heads, lines = [], []
+    for peer, res in fetch_held_heads(cfg).items():
+        if isinstance(res, str):
+            lines.append(f"  {peer}: could not ask ({res})")
+        else:
+            heads += res
+            last = f", latest #{res[-1][0]}" if res else ""
+            lines.append(f"  {peer}: holds {len(res)} head(s) of this log{last}")
+    return heads, lines
+
+
+# --------------------------------------------------------------------------- commands
+
+def _cfg(path):
+    from ..config import load_party_config
+
+    return load_party_config(path)
+
+
+def cmd_score(args) -> int:
+    cfg = _cfg(args.party)
+    if bool(args.input) == bool(args.id):
+        raise ConfigError("give exactly one of --input CSV or --id ID")
+    if args.id:
+        from ..transport.scoring import ScoringClient
+
+        ch = own_channel(cfg)
+        try:
+            s, rid = ScoringClient(ch, cfg.name, timeout=args.timeout).score(
+                args.model, [args.id], consent_id=args.consent, purpose=args.purpose)
+        finally:
+            ch.close()
+        print(f"{args.id},{s[0]:.12g}", flush=True)
+        return 0
+    if not args.out:
+        raise ConfigError("--out is required with --input")
+    n = score_file(cfg, args.model, args.input, args.out, consent=args.consent, purpose=args.purpose,
+                   id_column=args.id_column, batch=args.batch, timeout=args.timeout)
+    print(f"scored {n} applicant(s) with {args.model}: {args.out}", flush=True)
+    return 0
+
+
+def _gov(cfg):
+    from ..transport.scoring import GovernanceClient
+
+    ch = own_channel(cfg)
+    return GovernanceClient(ch, cfg.name, timeout=60.0), ch
+
+
+def cmd_revoke(args) -> int:
+    cfg = _cfg(args.party)
+    g, ch = _gov(cfg)
+    try:
+        print(g.revoke(args.name, args.reason), flush=True)
+    finally:
+        ch.close()
+    return 0
+
+
+def cmd_reload(args) -> int:
+    cfg = _cfg(args.party)
+    g, ch = _gov(cfg)
+    try:
+        print(g.reload(), flush=True)
+    finally:
+        ch.close()
+    return 0
+
+
+def cmd_approve_export(args) -> int:
+    cfg = _cfg(args.party)
+    g, ch = _gov(cfg)
+    try:
+        print(g.approve_export(args.model, args.requester, args.note), flush=True)
+    finally:
+        ch.close()
+    return 0
+
+
+def cmd_export(args) -> int:
+    cfg = _cfg(args.party)
+    g, ch = _gov(cfg)
+    try:
+        text = g.export(args.model, args.note)
+    finally:
+        ch.close()
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"merged model {args.model} written to {args.out}", flush=True)
+    return 0
+
+
+def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
+    """Register ``score``, ``party revoke|reload`` and ``model approve-export|export``."""
+    c = sub.add_parser("score", help="federated scoring of new applicants",
+                       description="Score applicants with model ID (<job_id>/<step>) through your own party (the "
+                                   "model's guest): each host checks the authorization against its policy, logs the "
+                                   "request and returns its part masked. --input CSV has an id column and, "
+                                   "optionally, your own feature columns for the applicants (otherwise they are "
+                                   "looked up in your table).", epilog=epilog, formatter_class=fmt)
+    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("--model", required=True, metavar="ID", help="<job_id>/<step> of the training job")
+    c.add_argument("--input", metavar="CSV", help="applicants")
+    c.add_argument("--id", metavar="ID", help="score one applicant and print 'id,score'")
+    c.add_argument("--out", metavar="CSV", help="where to write id,score")
+    c.add_argument("--consent", required=True, metavar="REF", help="the enterprise's consent record id")
+    c.add_argument("--purpose", required=True, help="purpose of the inquiry (checked against each party's policy)")
+    c.add_argument("--id-column", default="id", help="id column of --input (default: id)")
+    c.add_argument("--batch", type=int, default=10_000, help="applicants per request (default 10000)")
+    c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
+    c.set_defaults(func=cmd_score)
+
+    c = party_sub.add_parser("revoke", help="refuse a peer from its next message on (no restart)",
+                             description="Revoke peer NAME on your running party: its next message, scoring request "
+                                         "or job is refused; persisted in <state_dir>/revoked.json and audited.",
+                             epilog=epilog, formatter_class=fmt)
+    c.add_argument("name", metavar="NAME")
+    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("--reason", default="", help="recorded in the audit log")
+    c.set_defaults(func=cmd_revoke)
+    c = party_sub.add_parser("reload", help="re-read [peers] and [policy.scoring] without a restart",
+                             description="Your running party re-reads its config: a peer removed from [peers] is "
+                                         "refused from its next message on; [policy.scoring] changes apply at once.",
+                             epilog=epilog, formatter_class=fmt)
+    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.set_defaults(func=cmd_reload)
+
+    model = sub.add_parser("model", help="approve and export merged plaintext models",
+                           description="Export a model as one plaintext file, only after every party's approval "
+                                       "(each recorded in that party's audit log).", epilog=epilog, formatter_class=fmt)
+    msub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
+    msub.required = True
+    c = msub.add_parser("approve-export", help="approve releasing your part of a model to its guest",
+                        epilog=epilog, formatter_class=fmt)
+    c.add_argument("--party", required=True, metavar="CONFIG")
+    c.add_argument("--model", required=True, metavar="ID")
+    c.add_argument("--for", dest="requester", required=True, metavar="PARTY", help="the model's guest")
+    c.add_argument("--note", default="", help="recorded in the audit log")
+    c.set_defaults(func=cmd_approve_export)
+    c = msub.add_parser("export", help="write the merged model (guest; needs every host's approval)",
+                        epilog=epilog, formatter_class=fmt)
+    c.add_argument("--party", required=True, metavar="CONFIG")
+    c.add_argument("--model", required=True, metavar="ID")
+    c.add_argument("--out", required=True, metavar="JSON")
+    c.add_argument("--note", default="", help="recorded in the audit log")
+    c.set_defaults(func=cmd_export)
+
+
