@@ -1,13 +1,20 @@
-"""``fedcredit demo``: a three-party federation on one machine, one job, a summary.
+"""``fedcredit demo``: a three-party federation on one machine, two jobs, a comparison.
 
 Throwaway certificates and party configs (bank, chain, gov) are written to a
 temporary directory; three ``fedcredit party serve`` **processes** listen on
-free loopback ports with mutual TLS; the bank submits a job over the credit3
-data and follows it; a summary per step is printed (and written as JSON with
-``--json``); the parties are stopped.
+free loopback ports with mutual TLS; the bank submits the jobs of
+:data:`DEMO_JOBS` over the credit3 data and follows them (live progress per
+party and step); then the demo process trains the same models centrally on
+the joined CSVs (a simulation on one machine: no real federation could do
+this) and prints the federated and centralized AUC, KS and time side by
+side, with the bytes each step put on the wire (also written as JSON with
+``--json``). The parties are stopped unless ``--keep`` is given.
 
-The job's steps are :data:`DEMO_STEPS` (edit that one list to extend the demo);
-a step is skipped while its kind is not yet in the registry.
+Two jobs, because vertical LR over two hosts needs a key holder without data
+(``mode = "coordinated"``, an arbiter) while PSI and SecureBoost take no
+arbiter: job ``sbt`` runs PSI → binning → selection → SecureBoost over all
+three parties; job ``lr`` runs PSI → binning → selection → hetero LR
+(``mode = "two_party"``) → evaluation over the bank and chain.
 
 The helpers (:func:`write_federation`, :class:`Federation`) are also used by
 the integration tests.
@@ -30,12 +37,52 @@ from typing import Any
 
 from .errors import ConfigError, FedcreditError, PeerError
 
-__all__ = ["DEMO_STEPS", "PARTIES", "run_demo", "write_federation", "Federation", "find_data_dir", "free_ports"]
+__all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_JOBS", "DemoJob", "PARTIES", "run_demo", "write_federation",
+           "write_job", "Federation", "find_data_dir", "free_ports", "centralized_baselines"]
 
-#: The demo job, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
+#: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
+#: SecureBoost holds out a stratified 20 % (``early_stopping_rounds`` set to the number of trees: it never
+#: stops early, the split only gives the validation AUC/KS and training curve).
 DEMO_STEPS: list[tuple[str, str, dict, dict]] = [
     ("handshake", "handshake", {}, {}),
     ("psi", "psi", {}, {}),
+    ("binning", "binning", {"max_bins": 10}, {"max_bins": 10}),
+    ("select", "select", {"iv_threshold": 0.02}, {"iv_threshold": 0.02}),
+    ("secureboost", "secureboost",
+     {"n_trees": 5, "max_depth": 3, "learning_rate": 0.3, "max_bins": 32, "early_stopping_rounds": 5,
+      "validation_fraction": 0.2},
+     {"n_trees": 2, "max_depth": 3, "learning_rate": 0.3, "max_bins": 16, "early_stopping_rounds": 2,
+      "validation_fraction": 0.2}),
+]
+
+#: Job ``lr`` (bank + chain): hetero LR on the features kept by ``select``, evaluated on a random 20 %.
+DEMO_LR_STEPS: list[tuple[str, str, dict, dict]] = [
+    ("psi", "psi", {}, {}),
+    ("binning", "binning", {"max_bins": 10}, {"max_bins": 10}),
+    ("select", "select", {"iv_threshold": 0.02}, {"iv_threshold": 0.02}),
+    ("hetero_lr", "hetero_lr",
+     {"mode": "two_party", "features": "standardized", "learning_rate": 1.0, "batch_size": 4000, "max_epochs": 4,
+      "validation_fraction": 0.2, "n_iter_no_change": 2},
+     {"mode": "two_party", "features": "standardized", "learning_rate": 1.0, "batch_size": 4000, "max_epochs": 1,
+      "validation_fraction": 0.2, "n_iter_no_change": 2}),
+    ("evaluate", "evaluate", {}, {}),
+]
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """One job of the demo: its name, a title, the parties taking part and the steps."""
+
+    name: str
+    title: str
+    parties: tuple[str, ...]
+    steps: list[tuple[str, str, dict, dict]]
+
+
+#: The demo's jobs, run one after the other.
+DEMO_JOBS: list[DemoJob] = [
+    DemoJob("sbt", "SecureBoost over bank + chain + gov", ("bank", "chain", "gov"), DEMO_STEPS),
+    DemoJob("lr", "hetero LR over bank + chain (two-party: no arbiter)", ("bank", "chain"), DEMO_LR_STEPS),
 ]
 
 #: party -> (role, csv file, label column)
@@ -253,12 +300,12 @@ class Federation:
         self.stop()
 
 
-def demo_steps(quick: bool) -> list[tuple[str, str, dict]]:
-    """The :data:`DEMO_STEPS` whose kinds are registered, with quick or full params."""
+def demo_steps(quick: bool, steps: list[tuple[str, str, dict, dict]] | None = None) -> list[tuple[str, str, dict]]:
+    """The steps (default :data:`DEMO_STEPS`) whose kinds are registered, with quick or full params."""
     from .config import known_step_kinds
 
     kinds = known_step_kinds()
-    return [(k, n, q if quick else p) for k, n, p, q in DEMO_STEPS if k in kinds]
+    return [(k, n, dict(q if quick else p)) for k, n, p, q in (DEMO_STEPS if steps is None else steps) if k in kinds]
 
 
 def _summarize(report: dict, events_seconds: float) -> dict:
@@ -271,76 +318,421 @@ def _summarize(report: dict, events_seconds: float) -> dict:
         secs = max([float(v.get("seconds", 0) or 0) for v in per_party.values()] + [s["seconds"] or 0])
         steps.append({
             "step": s["step"], "kind": s["kind"], "state": s["state"], "seconds": round(secs, 3),
-            "bytes_on_wire": wire, "messages": msgs, "result": s["result"],
+            "bytes_on_wire": wire, "messages": msgs,
+            "bytes_sent": {p: int(v.get("bytes_sent", 0) or 0) for p, v in per_party.items()},
+            "result": s["result"],
         })
     return {"job_id": report.get("job_id"), "state": report.get("state"), "reason": report.get("reason"),
             "seconds": round(events_seconds, 3), "steps": steps}
 
 
-def _result_summary(result: dict) -> str:
-    text = json.dumps(result, sort_keys=True, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+# --------------------------------------------------------------------------- centralized baselines
+
+def _norm_id(s: str) -> str:
+    return str(s).strip().casefold()
+
+
+def joined_table(data_dir: str | os.PathLike, parties: tuple[str, ...] | list[str]):
+    """Join the parties' credit3 CSVs on the id, rows in the PSI-agreed order (ascending normalized id).
+
+    Only a simulation on one machine can do this; it gives the centralized
+    baseline. Columns: the guest's features, then each host's (sorted by name).
+
+    Returns
+    -------
+    X : ndarray of shape (n, f)
+    y : ndarray of shape (n,)
+    names : list of str
+        ``"<party>.<column>"``.
+    """
+    import numpy as np
+
+    from .data import load_table
+
+    data = Path(data_dir)
+    guest = next(p for p in parties if PARTIES[p][0] == "guest")
+    order = [guest] + sorted(p for p in parties if p != guest)
+    tables = {p: load_table(data / "credit3" / PARTIES[p][1], party=p, label_column=PARTIES[p][2]) for p in order}
+    common = None
+    for t in tables.values():
+        ids = {_norm_id(i) for i in t.ids}
+        common = ids if common is None else common & ids
+    keys = sorted(common)
+    Xs, names = [], []
+    for p, t in tables.items():
+        pos = {_norm_id(i): k for k, i in enumerate(t.ids)}
+        rows = np.fromiter((pos[k] for k in keys), dtype=np.int64, count=len(keys))
+        Xs.append(t.X[rows])
+        names += list(t.feature_names)
+        if p == guest:
+            y = t.y[rows].astype(np.int64)
+    return np.concatenate(Xs, axis=1), y, names
+
+
+def _metrics(y, score) -> dict:
+    from .models.metrics import auc, ks
+
+    return {"auc": round(float(auc(y, score)), 4), "ks": round(float(ks(y, score)), 4)}
+
+
+def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | None, *,
+                          sbt_parties=("bank", "chain", "gov"), lr_parties=("bank", "chain"),
+                          lr_features: list[str] | None = None) -> dict:
+    """Train the demo's models centrally on the joined data, on the validation rows the guest uses.
+
+    Parameters
+    ----------
+    data_dir : path
+        Directory holding ``credit3/``.
+    sbt_params : dict or None
+        The SecureBoost step's parameters (None: skip).
+    lr_params : dict or None
+        The hetero_lr step's parameters (None: skip).
+    sbt_parties, lr_parties : sequence of str
+        Whose tables each job joins.
+    lr_features : list of str, optional
+        The features ``select`` kept (default: all).
+
+    Returns
+    -------
+    dict
+        ``{"secureboost": [...], "hetero_lr": [...]}``, each a list of
+        ``{"name", "auc", "ks", "seconds", "n_train", "n_validation"}``.
+    """
+    import warnings
+
+    import numpy as np
+
+    out: dict[str, list[dict]] = {}
+    if sbt_params is not None:
+        from .models.tree.gbdt import GBDTReference, stratified_split
+        from .protocols.secureboost.spec import GH_BITS
+
+        X, y, _ = joined_table(data_dir, sbt_parties)
+        p = {k: v for k, v in sbt_params.items() if k not in ("key_bits", "guest_only_first_tree")}
+        vf, rs = float(p.get("validation_fraction", 0.2)), int(p.get("random_state", 0))
+        if p.get("early_stopping_rounds") is not None:
+            train, valid = stratified_split(y, vf, rs)
+        else:
+            train, valid = np.arange(len(y)), np.arange(len(y))
+        rows = []
+        t0 = time.perf_counter()
+        ref = GBDTReference(**p, gh_bits=GH_BITS).fit(X, y)
+        sec = time.perf_counter() - t0
+        rows.append({"name": "fedcredit GBDTReference (same algorithm, joined data)",
+                     **_metrics(y[valid], ref.predict_proba(X[valid])[:, 1]), "seconds": round(sec, 3)})
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        hgb = HistGradientBoostingClassifier(
+            max_iter=int(p.get("n_trees", 5)), max_depth=int(p.get("max_depth", 3)),
+            learning_rate=float(p.get("learning_rate", 0.3)), max_bins=min(255, int(p.get("max_bins", 32)) - 1),
+            l2_regularization=float(p.get("reg_lambda", 1.0)), early_stopping=False, random_state=rs)
+        t0 = time.perf_counter()
+        hgb.fit(X[train], y[train])
+        sec = time.perf_counter() - t0
+        rows.append({"name": "sklearn HistGradientBoostingClassifier (same split)",
+                     **_metrics(y[valid], hgb.predict_proba(X[valid])[:, 1]), "seconds": round(sec, 3)})
+        for r in rows:
+            r.update(n_train=int(len(train)), n_validation=int(len(valid)))
+        out["secureboost"] = rows
+    if lr_params is not None:
+        from .models.logistic import LogisticRegressionGD, Standardizer, validation_split
+
+        X, y, names = joined_table(data_dir, lr_parties)
+        if lr_features is not None:
+            keep = [names.index(f) for f in lr_features if f in names]
+            X = X[:, keep]
+        p = dict(lr_params)
+        vf, rs = float(p.get("validation_fraction", 0.1)), int(p.get("random_state", 0))
+        train, valid = validation_split(len(y), vf, rs)
+        Xs = Standardizer(clip=p.get("clip", 3.0)).fit(X[train]).transform(X)
+        gd_keys = ("learning_rate", "schedule", "decay", "alpha", "batch_size", "max_epochs", "validation_fraction",
+                   "n_iter_no_change", "tol", "random_state")
+        rows = []
+        t0 = time.perf_counter()
+        gd = LogisticRegressionGD(**{k: p[k] for k in gd_keys if k in p}).fit(Xs, y)
+        sec = time.perf_counter() - t0
+        rows.append({"name": "fedcredit LogisticRegressionGD (same algorithm, joined data)",
+                     **_metrics(y[valid], gd.predict_proba(Xs[valid])), "seconds": round(sec, 3)})
+        from sklearn.linear_model import LogisticRegression
+
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sk = LogisticRegression(max_iter=1000).fit(Xs[train], y[train])
+        sec = time.perf_counter() - t0
+        rows.append({"name": "sklearn LogisticRegression (lbfgs, same split and features)",
+                     **_metrics(y[valid], sk.predict_proba(Xs[valid])[:, 1]), "seconds": round(sec, 3)})
+        for r in rows:
+            r.update(n_train=int(len(train)), n_validation=int(len(valid)))
+        out["hetero_lr"] = rows
+    return out
+
+
+# --------------------------------------------------------------------------- running the demo
+
+def _step_params(steps: list[tuple[str, str, dict]], kind: str) -> dict | None:
+    return next((dict(p) for k, _, p in steps if k == kind), None)
+
+
+def _step_result(job: dict, kind: str) -> dict | None:
+    return next((s for s in job["steps"] if s["kind"] == kind), None)
+
+
+def _models(jobs: list[dict], baselines: dict) -> list[dict]:
+    """The side-by-side rows: each federated model next to its centralized baselines."""
+    models = []
+    for j in jobs:
+        sb = _step_result(j, "secureboost")
+        if sb is not None and sb["state"] == "succeeded":
+            r = sb["result"]
+            v = r.get("validation") or r.get("train") or {}
+            models.append({
+                "model": "SecureBoost", "job": j["name"], "parties": j["parties"],
+                "federated": {"auc": _round(v.get("auc")), "ks": _round(v.get("ks")), "seconds": sb["seconds"],
+                              "train_auc": _round((r.get("train") or {}).get("auc")),
+                              "trees": r.get("trees"), "key_bits": r.get("key_bits"),
+                              "n_validation": r.get("n_validation"), "bytes_on_wire": sb["bytes_on_wire"]},
+                "centralized": baselines.get("secureboost", []),
+            })
+        lr, ev = _step_result(j, "hetero_lr"), _step_result(j, "evaluate")
+        if lr is not None and lr["state"] == "succeeded":
+            v = ((ev or {}).get("result") or {}).get("validation") or {}
+            models.append({
+                "model": "hetero LR", "job": j["name"], "parties": j["parties"],
+                "federated": {"auc": _round(v.get("auc")), "ks": _round(v.get("ks")), "seconds": lr["seconds"],
+                              "train_auc": _round((((ev or {}).get("result") or {}).get("train") or {}).get("auc")),
+                              "epochs": lr["result"].get("n_epochs"), "features": sorted(lr["result"].get("coef", {})),
+                              "n_validation": v.get("n"), "bytes_on_wire": lr["bytes_on_wire"]},
+                "centralized": baselines.get("hetero_lr", []),
+            })
+    return models
+
+
+def _round(x, nd: int = 4):
+    return None if x is None else round(float(x), nd)
+
+
+def _fmt(x, spec: str = ".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _print_tables(say, jobs: list[dict], models: list[dict], human_bytes) -> None:
+    say()
+    say("What crossed the wire (all parties' bytes sent, per step)")
+    say(f"  {'job':<4} {'step':<12} {'kind':<12} {'state':<10} {'seconds':>8} {'on the wire':>12} {'msgs':>6}")
+    for j in jobs:
+        for s in j["steps"]:
+            say(f"  {j['name']:<4} {s['step']:<12} {s['kind']:<12} {s['state']:<10} {s['seconds']:>8.2f} "
+                f"{human_bytes(s['bytes_on_wire']):>12} {s['messages']:>6}")
+    if not models:
+        return
+    say()
+    say("Federated vs centralized (validation rows held out by the guest; time = training only)")
+    say(f"  {'model':<12} {'trained':<62} {'AUC':>7} {'KS':>7} {'time':>9}")
+    for m in models:
+        f = m["federated"]
+        where = f"federated: {' + '.join(m['parties'])}, separate processes, mTLS, {f.get('key_bits') or 2048}-bit"
+        say(f"  {m['model']:<12} {where:<62} {_fmt(f['auc']):>7} {_fmt(f['ks']):>7} {f['seconds']:>8.1f}s")
+        for c in m["centralized"]:
+            say(f"  {'':<12} {'centralized: ' + c['name']:<62.62} {_fmt(c['auc']):>7} {_fmt(c['ks']):>7} "
+                f"{c['seconds']:>8.2f}s")
+
+
+def _machine() -> dict:
+    import platform
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - not on every OS
+        pass
+    return info
+
+
+def _wait_report(path: Path, state: str) -> dict | None:
+    for _ in range(100):
+        if path.exists():
+            try:
+                rep = json.loads(path.read_text())
+            except ValueError:  # being replaced
+                rep = None
+            if rep is not None and rep.get("state") == state:
+                return rep
+        time.sleep(0.1)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _run_job(client, bank_state: Path, root: Path, job: DemoJob, quick: bool, disp, say, human_bytes) -> dict:
+    steps = demo_steps(quick, job.steps)
+    parties = {p: PARTIES[p] for p in job.parties}
+    job_path = write_job(root / f"job_{job.name}.toml", steps, name=job.name, parties=parties)
+    from .config import load_job
+
+    spec = load_job(job_path)
+    say()
+    say(f"== job {job.name}: {job.title}")
+    say(f"   steps: {' -> '.join(n for _, n, _ in steps)}")
+    t1 = time.time()
+    job_id = client.submit(spec.to_json(), source=str(job_path))
+    say(f"   job id {job_id}")
+    for e in client.watch(job_id):
+        disp.event(e)
+    elapsed = time.time() - t1
+    row = client.list_jobs(job_id=job_id)[0]
+    report = _wait_report(bank_state / "jobs" / job_id / "report.json", row["state"]) or {"steps": [], "parties": {}}
+    report.update(job_id=job_id, state=row["state"], reason=row["reason"])
+    summary = _summarize(report, elapsed)
+    summary.update(name=job.name, title=job.title, parties=list(job.parties), config=str(job_path),
+                   params={n: p for _, n, p in steps})
+    say(f"   job {job.name} {summary['state']} in {elapsed:.1f}s"
+        + (f": {summary['reason']}" if summary["reason"] else ""))
+    return summary
+
+
+def _collect_reports(root: Path, jobs: list[dict], dest: Path) -> dict[str, dict[str, str]]:
+    """Copy each party's report.json/report.html of every job to ``dest/<job>/<party>/``."""
+    out: dict[str, dict[str, str]] = {}
+    for j in jobs:
+        for p in j["parties"]:
+            src = root / "state" / p / "jobs" / str(j["job_id"])
+            if not src.is_dir():
+                continue
+            d = dest / j["name"] / p
+            d.mkdir(parents=True, exist_ok=True)
+            for name in ("report.json", "report.html"):
+                if (src / name).exists():
+                    shutil.copy2(src / name, d / name)
+            if (d / "report.html").exists():
+                out.setdefault(j["name"], {})[p] = str(d / "report.html")
+    return out
 
 
 def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep: bool = False,
-             quick: bool = False, out=None) -> int:
-    """Run the demo; returns an exit code (0 when the job succeeded)."""
-    from .cli import ExitCode, _Display, _human_bytes
-    from .config import load_job, load_party_config
-    from .transport.control import ControlClient, dial
+             quick: bool = False, reports_dir: str | None = None, out=None) -> int:
+    """Run the demo; returns an exit code (0 when every job succeeded).
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Directory holding ``credit3/`` (see :func:`find_data_dir`).
+    json_path : str, optional
+        Write the summary (per-step results and bytes, federated and centralized metrics) as JSON.
+    keep : bool, default=False
+        Leave the party processes running (and the working directory) and print how to use them.
+    quick : bool, default=False
+        The smaller configuration (fewer trees and epochs; same data and 2048-bit keys).
+    reports_dir : str, optional
+        Where each party's ``report.html``/``report.json`` are copied (default ``./fedcredit-demo-reports``).
+    out : file, optional
+        Where to print (default stdout).
+    """
     from .certs import TlsFiles
+    from .cli import ExitCode, _Display, _human_bytes
+    from .config import load_party_config
+    from .transport.control import ControlClient, dial
 
     out = out or sys.stdout
     say = lambda s="": (out.write(s + "\n"), out.flush())  # noqa: E731
     data = find_data_dir(data_dir)
     root = Path(tempfile.mkdtemp(prefix="fedcredit-demo-"))
     fed = None
+    kept = False
+    t_start = time.time()
     try:
-        steps = demo_steps(quick)
-        say(f"fedcredit demo: 3 parties (bank = guest, chain and gov = hosts) on {data / 'credit3'}")
+        say(f"fedcredit demo ({'quick' if quick else 'full'} configuration): bank (guest, labels), chain and gov "
+            f"(hosts) on {data / 'credit3'}")
         say(f"working directory: {root}" + ("" if keep else " (removed at the end; --keep keeps it)"))
         configs = write_federation(root, data, transport={"deadline": 10.0, "recv_timeout": 300.0})
-        job_path = write_job(root / "demo_job.toml", steps)
         fed = Federation(configs)
         t0 = time.time()
         fed.start()
-        say(f"parties up in {time.time() - t0:.1f}s: " + ", ".join(
-            f"{n} ({load_party_config(c).listen})" for n, c in configs.items()))
+        say(f"3 party processes up in {time.time() - t0:.1f}s (mutual TLS, throwaway CA): " + ", ".join(
+            f"{n} {load_party_config(c).listen} (pid {fed.procs[n].pid})" for n, c in configs.items()))
         cfg = load_party_config(configs["bank"])
         ch = dial(cfg.connect_address, target="bank", tls=TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key))
         client = ControlClient(ch, "bank")
-        job = load_job(job_path)
-        t1 = time.time()
-        job_id = client.submit(job.to_json(), source=str(job_path))
-        say(f"job {job_id}: steps {', '.join(n for _, n, _ in steps)}")
         disp = _Display(out)
-        for e in client.watch(job_id):
-            disp.event(e)
-        elapsed = time.time() - t1
-        row = client.list_jobs(job_id=job_id)[0]
-        ch.close()
-        report_path = Path(cfg.state_dir) / "jobs" / job_id / "report.json"
-        for _ in range(50):
-            if report_path.exists() and json.loads(report_path.read_text()).get("state") == row["state"]:
-                break
-            time.sleep(0.1)
-        report = json.loads(report_path.read_text()) if report_path.exists() else {"steps": [], "parties": {}}
-        report.update(job_id=job_id, state=row["state"], reason=row["reason"])
-        summary = _summarize(report, elapsed)
+        jobs = []
+        try:
+            for job in DEMO_JOBS:
+                jobs.append(_run_job(client, Path(cfg.state_dir), root, job, quick, disp, say, _human_bytes))
+        finally:
+            ch.close()
+        fed_seconds = time.time() - t0
+
         say()
-        say(f"{'step':<14} {'kind':<12} {'state':<10} {'seconds':>8} {'on the wire':>12} {'msgs':>5}  result (bank)")
-        for s in summary["steps"]:
-            say(f"{s['step']:<14} {s['kind']:<12} {s['state']:<10} {s['seconds']:>8.2f} "
-                f"{_human_bytes(s['bytes_on_wire']):>12} {s['messages']:>5}  {_result_summary(s['result'])}")
-        say(f"job {summary['state']} in {elapsed:.1f}s" + (f": {summary['reason']}" if summary["reason"] else ""))
+        say("centralized baselines (the demo process joins the CSVs: possible only in a simulation) ...")
+        sbt_job = next((j for j in jobs if _step_result(j, "secureboost")), None)
+        lr_job = next((j for j in jobs if _step_result(j, "hetero_lr")), None)
+        sel = _step_result(lr_job, "select") if lr_job else None
+        t0 = time.time()
+        baselines = centralized_baselines(
+            data,
+            sbt_job["params"].get("secureboost") if sbt_job else None,
+            lr_job["params"].get("hetero_lr") if lr_job else None,
+            sbt_parties=tuple(sbt_job["parties"]) if sbt_job else (),
+            lr_parties=tuple(lr_job["parties"]) if lr_job else (),
+            lr_features=(sel["result"].get("kept") if sel and sel["state"] == "succeeded" else None),
+        )
+        base_seconds = time.time() - t0
+        models = _models(jobs, baselines)
+        _print_tables(say, jobs, models, _human_bytes)
+
+        state = "succeeded" if jobs and all(j["state"] == "succeeded" for j in jobs) else "failed"
+        dest = Path(reports_dir or "fedcredit-demo-reports").resolve()
+        reports = _collect_reports(root, jobs, dest)
+        total = time.time() - t_start
+        summary = {
+            "configuration": "quick" if quick else "full",
+            "state": state,
+            "seconds": round(total, 2),
+            "seconds_federated": round(fed_seconds, 2),
+            "seconds_centralized": round(base_seconds, 2),
+            "machine": _machine(),
+            "data": str(data / "credit3"),
+            "jobs": jobs,
+            "steps": [dict(s, job=j["name"]) for j in jobs for s in j["steps"]],
+            "bytes_on_wire": {j["name"]: {s["step"]: s["bytes_on_wire"] for s in j["steps"]} for j in jobs},
+            "models": models,
+            "centralized": baselines,
+            "reports": reports,
+        }
+        say()
+        if reports:
+            say(f"run reports (open in a browser): {dest}/<job>/<party>/report.html, e.g.")
+            for jname, per in reports.items():
+                say(f"  {per.get('bank') or next(iter(per.values()))}")
+        outcome = "; ".join(f"job {j['name']} {j['state']}" for j in jobs)
+        say(f"demo {state} ({outcome}) in {total:.1f}s total, {'quick' if quick else 'full'} configuration, "
+            f"2048-bit Paillier keys")
+        for j in jobs:
+            if j["state"] != "succeeded":
+                say(f"job {j['name']} {j['state']}: {j['reason']}")
         if json_path:
             Path(json_path).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
             say(f"summary written to {json_path}")
-        return ExitCode.OK if summary["state"] == "succeeded" else ExitCode.JOB_FAILED
-    finally:
-        if fed is not None:
-            fed.stop()
         if keep:
-            say(f"kept {root}")
-        else:
+            kept = True
+            _print_keep(say, root, configs, fed)
+        return ExitCode.OK if state == "succeeded" else ExitCode.JOB_FAILED
+    finally:
+        if fed is not None and not kept:
+            fed.stop()
+        if not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_keep(say, root: Path, configs: dict[str, Path], fed: Federation) -> None:
+    say()
+    say(f"the parties keep running (--keep); working directory {root}")
+    for n, c in configs.items():
+        say(f"  {n:<6} pid {fed.procs[n].pid:<8} config {c}   log {c.parent / (n + '.out')}")
+    say("talk to them:")
+    say(f"  fedcredit party health --all {configs['bank']}")
+    say(f"  fedcredit jobs list --party {configs['bank']}")
+    for p in sorted(root.glob("job_*.toml")):
+        say(f"  fedcredit run {p} --party {configs['bank']}")
+    say(f"  fedcredit audit verify --party {configs['chain']}")
+    say("stop them:")
+    say(f"  kill {' '.join(str(p.pid) for p in fed.procs.values())}")
