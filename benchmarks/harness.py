@@ -96,8 +96,20 @@ def _jsonable(o):
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak resident set (VmHWM).
+
+    ``getrusage(...).ru_maxrss`` is not used: a forked child starts with its
+    parent's high-water mark, so every party would report the launcher's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 1024 if sys.platform != "darwin" else kb / 2**20, 1)
+    return round(kb / 1024, 1)
 
 
 # --------------------------------------------------------------------------- child
