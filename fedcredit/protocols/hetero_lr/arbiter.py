@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...crypto.paillier import generate_keypair
-from . import spec
+from . import _ckks, spec
 from ._common import LRParams, Plan
 from .spec import Stage
 
@@ -17,6 +17,9 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
     What the arbiter learns: values masked uniformly mod n (nothing), and how
     many rows, batches and epochs there are.
     """
+    if params.backend == "ckks":
+        return _run_arbiter_ckks(channel, n_rows, params, guest=guest, hosts=hosts, context=keypair,
+                                 check_cancelled=check_cancelled)
     pk, sk = keypair or generate_keypair(params.key_bits)
     channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
     plan = Plan(n_rows, params)
@@ -37,6 +40,33 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
             cv = pk.vector_from_blob(msg["v"])
             (v,) = sk.decrypt_ints(cv[0:1])
             ch.send(guest, Stage.LOSS_PLAIN.value, {"v": int(v)})
+            dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
+            if dec["stop"]:
+                break
+    return {"epochs": epochs}
+
+
+def _run_arbiter_ckks(channel, n_rows: int, params: LRParams, *, guest, hosts, context, check_cancelled) -> dict:
+    """CKKS variant: decrypt each party's per-slot masked products and return their slot sums."""
+    ctx = context or _ckks.new_context()
+    channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
+    plan = Plan(n_rows, params)
+    epochs = 0
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        for b, rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            for p, role in [(guest, "guest")] + [(h, "host") for h in hosts]:
+                msg = spec.expect(Stage.GRAD, ch.recv(p, Stage.GRAD.value), sender_role=role)
+                sums = _ckks.slot_sums(ctx, _ckks.recv_vectors(msg["g"], f"the gradient of {p!r}"), rows.size)
+                ch.send(p, Stage.GRAD_PLAIN.value, {"g": sums})
+        epochs = epoch + 1
+        if plan.valid.size:
+            ch = channel.sub(f"e-{epoch}", "val")
+            msg = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
+            (v,) = _ckks.slot_sums(ctx, [msg["v"]], plan.valid.size)
+            ch.send(guest, Stage.LOSS_PLAIN.value, {"v": float(v)})
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
             if dec["stop"]:
                 break

@@ -9,7 +9,7 @@ import numpy as np
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import DataError, ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
-from . import spec
+from . import _ckks, spec
 from ._common import (SCORE_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, loss_from_numerator, masks,
                       to_grad, unmask)
 from ._matvec import column_dot, matvec
@@ -34,7 +34,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     arbiter : str, optional
         Coordinated mode only.
     keypair : optional
-        Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``).
+        Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``), or with
+        ``backend="ckks"`` its private :class:`~fedcredit.crypto.ckks.CKKSContext`.
 
     Returns
     -------
@@ -49,6 +50,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         raise DataError(f"mode='two_party' needs exactly one host (got {len(hosts)}); use mode='coordinated'")
     if params.mode == "coordinated" and arbiter is None:
         raise DataError("mode='coordinated' needs an arbiter party")
+    if params.backend == "ckks":
+        return _run_guest_ckks(channel, X, y, params, hosts=hosts, arbiter=arbiter, context=keypair,
+                               check_cancelled=check_cancelled)
     K = np.c_[feature_codes(X), np.full(X.shape[0], 1 << FEATURE_FRAC_BITS, dtype=np.int64)]  # last = intercept
     Xq = K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
     n, f = K.shape
@@ -170,6 +174,121 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             history.append(rec)
     _, wb, n_ep = best
     return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
+
+
+def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context, check_cancelled) -> dict:
+    """CKKS variant of :func:`run_guest` (same messages, floats; see ``_ckks.py``)."""
+    K = feature_codes(X)
+    Xq = np.c_[K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS), np.ones(X.shape[0])]  # last = intercept
+    n, f = Xq.shape
+    plan = Plan(n, params)
+    Y4 = 2.0 - 4.0 * y.astype(np.float64)
+    setup = channel.sub("setup")
+    if params.mode == "coordinated":
+        msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
+        ctx = _ckks.context_from_wire(msg["public_key"])
+        hctx = {}
+    else:
+        ctx = context or _ckks.new_context()
+        setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
+        msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
+        hctx = {hosts[0]: _ckks.context_from_wire(msg["public_key"])}
+    w = np.zeros(f)
+    reg = np.r_[np.ones(f - 1), 0.0]
+    best = (np.inf, w.copy(), 0)
+    bad = 0
+    history = []
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        lr = plan.lr(epoch)
+        for b, rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            Xb = Xq[rows]
+            U = Xb @ w + Y4[rows]  # z_g + 2 - 4y
+            if params.mode == "coordinated":
+                S = None
+                for h in hosts:
+                    msg = spec.expect(Stage.ZH, ch.recv(h, Stage.ZH.value), sender_role="host")
+                    v = _ckks.recv_vector(ctx, msg["z"], rows.size, f"scores from {h!r}")
+                    S = v if S is None else S + v
+                # fresh E(0): the hosts made the ciphertexts in S and must not be able to strip them
+                ch.broadcast(hosts, Stage.D.value, {"d": (S.add_plain(U) + ctx.encrypt(np.zeros(rows.size))).to_blob()})
+                blobs, rsum = _ckks.masked_products(ctx, S, Xb)
+                ch.send(arbiter, Stage.GRAD.value, {"g": blobs})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
+            else:
+                h = hosts[0]
+                msg = spec.expect(Stage.ZH, ch.recv(h, Stage.ZH.value), sender_role="host")
+                EZ = _ckks.recv_vector(hctx[h], msg["z"], rows.size, f"scores from {h!r}")
+                ch.send(h, Stage.U.value, {"u": ctx.encrypt(U).to_blob()})
+                blobs, rsum = _ckks.masked_products(hctx[h], EZ, Xb)
+                ch.send(h, Stage.GRAD.value, {"g": blobs})
+                gh = spec.expect(Stage.GRAD, ch.recv(h, Stage.GRAD.value), sender_role="host")
+                sums = _ckks.slot_sums(ctx, _ckks.recv_vectors(gh["g"], "the host's gradient"), rows.size)
+                ch.send(h, Stage.GRAD_PLAIN.value, {"g": sums})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
+            Gz = _unmask_floats(got["g"], rsum)
+            G = Gz + Xb.T @ U  # X_gᵀ (z_h + z_g + 2 - 4y) = X_gᵀ 4d
+            grad = G / (4.0 * rows.size) + params.alpha * reg * w
+            w = w - lr * grad
+        rec = {"epoch": epoch, "learning_rate": lr}
+        if plan.valid.size:
+            va = plan.valid
+            ch = channel.sub(f"e-{epoch}", "val")
+            Zg = Xq[va] @ w
+            s = 2.0 * y[va].astype(np.float64) - 1.0
+            kcoef = 2.0 * Zg - 4.0 * s
+            num = float(Zg @ Zg) - 4.0 * float(s @ Zg)
+            R = _ckks.masks(va.size)
+            if params.mode == "coordinated":
+                zs = {}
+                acc = ctx.encrypt(R)
+                for h in hosts:
+                    zv = spec.expect(Stage.ZV, ch.recv(h, Stage.ZV.value), sender_role="host")
+                    zs[h] = _ckks.recv_vector(ctx, zv["z"], va.size, f"validation scores from {h!r}")
+                    acc = acc + _ckks.recv_vector(ctx, zv["sq"], va.size, f"validation squares from {h!r}")
+                for i, h in enumerate(hosts):
+                    ch.send(h, Stage.ZX.value, {"z": [zs[o].to_blob() for o in hosts[i + 1 :]]})
+                    acc = acc + zs[h].mul_plain(kcoef)
+                for h in hosts:
+                    cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
+                    acc = acc + _ckks.recv_vector(ctx, cr["c"], va.size, f"cross terms from {h!r}")
+                ch.send(arbiter, Stage.LOSS.value, {"v": acc.to_blob()})
+                lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(arbiter, Stage.LOSS_PLAIN.value), sender_role="arbiter")
+            else:
+                h = hosts[0]
+                zv = spec.expect(Stage.ZV, ch.recv(h, Stage.ZV.value), sender_role="host")
+                EZ = _ckks.recv_vector(hctx[h], zv["z"], va.size, f"validation scores from {h!r}")
+                ch.send(h, Stage.LOSS.value, {"v": (EZ.mul_plain(kcoef) + hctx[h].encrypt(R)).to_blob()})
+                lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(h, Stage.LOSS_PLAIN.value), sender_role="host")
+            if type(lp["v"]) is not float or not np.isfinite(lp["v"]):
+                raise ProtocolError("hetero_lr: the loss value must be a finite float")
+            vl = float(np.log(2.0) + (num + lp["v"] - float(np.sum(R))) / (8.0 * va.size))
+            rec["val_loss"] = vl
+            improved = vl < best[0] - params.tol
+            if improved:
+                best, bad = (vl, w.copy(), epoch + 1), 0
+            else:
+                bad += 1
+            stop = bad >= params.n_iter_no_change or epoch == params.max_epochs - 1
+            ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
+                         {"improved": bool(improved), "stop": bool(stop)})
+            history.append(rec)
+            if stop:
+                break
+        else:
+            best = (np.nan, w.copy(), epoch + 1)
+            history.append(rec)
+    _, wb, n_ep = best
+    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
+
+
+def _unmask_floats(values, rsum) -> np.ndarray:
+    """Slot sums returned by a key holder minus this party's mask sums (CKKS)."""
+    if len(values) != len(rsum) or any(type(v) is not float or not np.isfinite(v) for v in values):
+        raise ProtocolError(f"hetero_lr: expected {len(rsum)} finite masked sums")
+    return np.asarray(values, dtype=np.float64) - rsum
 
 
 def _recv_scores(ch, hosts, pk, size):

@@ -7,7 +7,7 @@ import numpy as np
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
-from . import spec
+from . import _ckks, spec
 from ._common import LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
 from ._matvec import column_dot, matvec
 from .spec import Stage
@@ -35,6 +35,9 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
     dict
         ``coef`` (ndarray, best epoch), ``n_epochs``, ``history``.
     """
+    if params.backend == "ckks":
+        return _run_host_ckks(channel, X, params, guest=guest, arbiter=arbiter, context=keypair,
+                              check_cancelled=check_cancelled)
     K = feature_codes(X)
     Xq = K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
     n, f = K.shape
@@ -119,3 +122,84 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
             best_w, best_epoch = w.copy(), epoch + 1
             history.append(rec)
     return {"coef": best_w, "n_epochs": best_epoch, "history": history}
+
+
+def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, check_cancelled) -> dict:
+    """CKKS variant of :func:`run_host` (same messages, floats; see ``_ckks.py``)."""
+    Xq = feature_codes(X).astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
+    n, f = Xq.shape
+    plan = Plan(n, params)
+    setup = channel.sub("setup")
+    if params.mode == "coordinated":
+        msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
+        ctx = own = _ckks.context_from_wire(msg["public_key"])
+    else:
+        own = context or _ckks.new_context()
+        setup.send(guest, Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(own)})
+        msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
+        ctx = _ckks.context_from_wire(msg["public_key"])  # the guest's (residuals travel under it)
+    w = np.zeros(f)
+    best_w, best_epoch = w.copy(), 0
+    history = []
+    for epoch in range(params.max_epochs):
+        if check_cancelled:
+            check_cancelled()
+        lr = plan.lr(epoch)
+        for b, rows in enumerate(plan.batches(epoch)):
+            ch = channel.sub(f"e-{epoch}", f"b-{b}")
+            Xb = Xq[rows]
+            Z = Xb @ w
+            ch.send(guest, Stage.ZH.value, {"z": own.encrypt(Z).to_blob()})
+            if params.mode == "coordinated":
+                d = spec.expect(Stage.D, ch.recv(guest, Stage.D.value), sender_role="guest")
+                ED = _ckks.recv_vector(ctx, d["d"], rows.size, "residual vector")
+                blobs, rsum = _ckks.masked_products(ctx, ED, Xb)
+                ch.send(arbiter, Stage.GRAD.value, {"g": blobs})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
+                G = _unmask_floats(got["g"], rsum)
+            else:
+                u = spec.expect(Stage.U, ch.recv(guest, Stage.U.value), sender_role="guest")
+                EU = _ckks.recv_vector(ctx, u["u"], rows.size, "residual vector")
+                blobs, rsum = _ckks.masked_products(ctx, EU, Xb)
+                ch.send(guest, Stage.GRAD.value, {"g": blobs})
+                gg = spec.expect(Stage.GRAD, ch.recv(guest, Stage.GRAD.value), sender_role="guest")
+                sums = _ckks.slot_sums(own, _ckks.recv_vectors(gg["g"], "the guest's gradient"), rows.size)
+                ch.send(guest, Stage.GRAD_PLAIN.value, {"g": sums})
+                got = spec.expect(Stage.GRAD_PLAIN, ch.recv(guest, Stage.GRAD_PLAIN.value), sender_role="guest")
+                G = _unmask_floats(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
+            grad = G / (4.0 * rows.size) + params.alpha * w
+            w = w - lr * grad
+        rec = {"epoch": epoch, "learning_rate": lr}
+        if plan.valid.size:
+            ch = channel.sub(f"e-{epoch}", "val")
+            Zv = Xq[plan.valid] @ w
+            if params.mode == "coordinated":
+                ch.send(guest, Stage.ZV.value, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()})
+                zx = spec.expect(Stage.ZX, ch.recv(guest, Stage.ZX.value), sender_role="guest")
+                # 2 z_h ⊙ (sum of later hosts' z), re-randomized by a fresh encryption of 0
+                cross = ctx.encrypt(np.zeros(Zv.size))
+                for blob in zx["z"]:
+                    other = _ckks.recv_vector(ctx, blob, Zv.size, "cross-term vector")
+                    cross = cross + other.mul_plain(2.0 * Zv)
+                ch.send(guest, Stage.CROSS.value, {"c": cross.to_blob()})
+            else:
+                ch.send(guest, Stage.ZV.value, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()})
+                lm = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
+                (v,) = _ckks.slot_sums(own, [lm["v"]], Zv.size)
+                ch.send(guest, Stage.LOSS_PLAIN.value, {"v": float(v + Zv @ Zv)})
+            dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
+            if dec["improved"]:
+                best_w, best_epoch = w.copy(), epoch + 1
+            history.append(rec)
+            if dec["stop"]:
+                break
+        else:
+            best_w, best_epoch = w.copy(), epoch + 1
+            history.append(rec)
+    return {"coef": best_w, "n_epochs": best_epoch, "history": history}
+
+
+def _unmask_floats(values, rsum) -> np.ndarray:
+    if len(values) != len(rsum) or any(type(v) is not float or not np.isfinite(v) for v in values):
+        raise ProtocolError(f"hetero_lr: expected {len(rsum)} finite masked sums")
+    return np.asarray(values, dtype=np.float64) - rsum

@@ -18,6 +18,13 @@ Tags: ``setup/<stage>``, ``e-<epoch>/b-<batch>/<stage>`` per mini-batch and
             arbiter → guest          LOSS_PLAIN  loss numerator + r
             guest   → hosts          DECISION    improved? stop?
 
+``backend="ckks"``: the same messages with CKKS vectors (rows in slots) and
+floats instead of Paillier vectors and ints mod n. GRAD carries a list of
+per-slot masked products ``[[x_j ⊙ v + R_j]]``, one per column, and the key
+holder returns their slot sums (GRAD_PLAIN, floats) -- see ``_ckks.py``;
+ZV's ``sq`` is ``[[z_h ⊙ z_h]]`` per slot, CROSS is ``[[2 z_h ⊙ sum of later
+z_h']]`` per slot, LOSS is per-slot masked and LOSS_PLAIN a float.
+
 ``two_party`` (no third party; guest and host each hold a key)::
 
     setup   guest → host   PUBKEY  guest key        host → guest  PUBKEY  host key
@@ -37,7 +44,7 @@ from .._expect import Message, check
 __all__ = ["Stage", "MESSAGES", "expect", "MODES", "BACKENDS"]
 
 MODES = ("coordinated", "two_party")
-BACKENDS = ("paillier",)
+BACKENDS = ("paillier", "ckks")
 
 
 class Stage(str, enum.Enum):
@@ -60,13 +67,13 @@ _MSGS = [
     Message(Stage.ZH, "host", "guest", {"z": "blob"}),
     Message(Stage.D, "guest", "host", {"d": "blob"}),
     Message(Stage.U, "guest", "host", {"u": "blob"}),
-    Message(Stage.GRAD, "guest|host", "arbiter|guest|host", {"g": "blob"}),
+    Message(Stage.GRAD, "guest|host", "arbiter|guest|host", {"g": ("any", "blob", list)}),
     Message(Stage.GRAD_PLAIN, "arbiter|guest|host", "guest|host", {"g": list}),
     Message(Stage.ZV, "host", "guest", {"z": "blob", "sq": "blob"}),
     Message(Stage.ZX, "guest", "host", {"z": list}),
     Message(Stage.CROSS, "host", "guest", {"c": "blob"}),
     Message(Stage.LOSS, "guest", "arbiter|host", {"v": "blob"}),
-    Message(Stage.LOSS_PLAIN, "arbiter|host", "guest", {"v": int}),
+    Message(Stage.LOSS_PLAIN, "arbiter|host", "guest", {"v": ("any", int, float)}),
     Message(Stage.DECISION, "guest", "host|arbiter", {"improved": bool, "stop": bool}),
 ]
 MESSAGES: dict[Stage, Message] = {m.stage: m for m in _MSGS}
