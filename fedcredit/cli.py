@@ -322,6 +322,12 @@ def cmd_audit_verify(args) -> int:
         heads.append((int(seq), digest))
     if not path.exists():
         raise ConfigError(f"audit log not found: {path}")
+    if cfg is not None and not args.no_peers:  # the heads of this log that peers hold (fedcredit.serving)
+        from .serving.commands import held_heads_summary
+
+        peer_heads, lines = held_heads_summary(cfg)
+        heads += peer_heads
+        _out("heads held by peers:\n" + "\n".join(lines) if lines else "no peers to ask")
     res = verify(path, known_heads=heads)
     if res.ok:
         _out(f"{path}: OK, {res.records} records, head #{res.head[0]} {res.head[1]}")
@@ -439,7 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--party", metavar="CONFIG", help="your party's config TOML")
     g.add_argument("--log", metavar="PATH", help="an audit log file")
     c.add_argument("--head", action="append", metavar="SEQ:HASH", help="a known head of this log (repeatable)")
+    c.add_argument("--no-peers", action="store_true",
+                   help="with --party: do not ask the peers for the heads of this log they hold")
     c.set_defaults(func=cmd_audit_verify)
+
+    from .serving.commands import add_commands  # score, party revoke|reload, model approve-export|export
+
+    add_commands(sub, psub, epilog=_epilog(), fmt=fmt)
 
     c = sub.add_parser("demo", help="three local parties on the shipped data: PSI, binning, SecureBoost, LR, report",
                        description="Start three party processes (bank, chain, gov) on loopback with throwaway "
