@@ -158,3 +158,16 @@ def test_pipeline_evaluate(tmp_path):
     assert 0.6 < res["validation"]["auc"] <= 1 and len(res["validation"]["lift"]) == 10
     assert res["validation"]["gini"] == pytest.approx(2 * res["validation"]["auc"] - 1)
     assert (tmp_path / "bank" / "ev" / "roc.png").exists() and (tmp_path / "bank" / "ev" / "ks.png").exists()
+
+
+def test_matvec_on_the_pool_equals_in_process():
+    from fedcredit.protocols.hetero_lr._matvec import matvec
+
+    pk, sk = small_keypair(512)
+    r = np.random.default_rng(1)
+    d = r.integers(-(2**40), 2**40, 600)
+    K = np.c_[r.integers(-768, 769, (600, 2)), r.integers(-3, 4, (600, 1))]
+    cv = pk.encrypt_ints(d)
+    want = [int(v) for v in K.T.astype(object) @ d.astype(object)]
+    assert sk.decrypt_signed(matvec(cv, K, parallel=False)) == want
+    assert sk.decrypt_signed(matvec(cv, K, parallel=True)) == want

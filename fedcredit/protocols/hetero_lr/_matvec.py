@@ -24,9 +24,10 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz, powmod
 
-from ...crypto._raw import _obj_array, _reduce_product, group_sum
+from ...crypto import pool as _pool
+from ...crypto._raw import _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
 
-__all__ = ["matvec", "matvec_naive", "column_dot"]
+__all__ = ["matvec", "matvec_naive", "column_dot", "w_matvec"]
 
 
 def _best_window(bits: int, n: int) -> int:
@@ -93,18 +94,45 @@ def column_dot(cs: np.ndarray, k: np.ndarray, nsq, total=None):
     return acc
 
 
-def matvec(cv, K: np.ndarray):
+def _matvec_ints(cs, K: np.ndarray, nsq) -> list:
+    total = _reduce_product(cs, nsq) if len(cs) else mpz(1)
+    return [column_dot(cs, K[:, j], nsq, total) for j in range(K.shape[1])]
+
+
+def w_matvec(nsq_bytes: bytes, data: bytes, width: int, K: np.ndarray) -> bytes:
+    """Pool worker: ``Kᵀ c`` over a chunk of rows (ciphertexts as fixed-width bytes)."""
+    nsq = mpz(int.from_bytes(nsq_bytes, "big"))
+    return ints_to_bytes(_matvec_ints(_obj_array(bytes_to_ints(data, width)), K, nsq), width)
+
+
+def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):
     """``Kᵀ cv``: for each column ``j`` of the int64 matrix ``K`` (n, f), ``sum_i K[i, j] * cv[i]``.
+
+    With ``parallel`` (None: 512 rows or more at production key sizes) the rows
+    are split over the party's process pool and the partial sums multiplied
+    together (the same plaintexts; only the ciphertext representatives differ,
+    and results are re-randomized before they leave anyway).
 
     Returns a CipherVector of length ``f`` at ``cv``'s scale (codes are integers).
     """
     K = np.asarray(K, dtype=np.int64)
     if K.shape[0] != len(cv):
         raise ValueError(f"matvec: {K.shape[0]} rows vs {len(cv)} ciphertexts")
-    nsq = cv.public_key._mnsq
+    pk = cv.public_key
+    nsq = pk._mnsq
     cs = cv._c
-    total = _reduce_product(cs, nsq) if len(cs) else mpz(1)
-    out = [column_dot(cs, K[:, j], nsq, total) for j in range(K.shape[1])]
+    if K.shape[1] and _pool.use_parallel(len(cs), parallel, pk.bits):
+        w = pk.width
+        data = ints_to_bytes(cs, w)
+        nb = int(nsq).to_bytes(w, "big")
+        parts = _pool.split(len(cs), _pool.pool_size())
+        res = _pool.parallel_map(w_matvec, [(nb, data[lo * w : hi * w], w, np.ascontiguousarray(K[lo:hi]))
+                                            for lo, hi in parts])
+        out = bytes_to_ints(res[0], w)
+        for r in res[1:]:
+            out = [a * b % nsq for a, b in zip(out, bytes_to_ints(r, w))]
+    else:
+        out = _matvec_ints(cs, K, nsq)
     return cv._derived(_obj_array(out))
 
 

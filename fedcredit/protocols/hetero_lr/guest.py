@@ -94,8 +94,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 Gz = unmask(got["g"], m, pk.n, f)
             else:
                 h = hosts[0]
-                (EZ,) = _recv_scores(ch, hosts, hpk[h], rows.size)
+                # U needs nothing from the host: send it first so both encryptions run at the same time
                 ch.send(h, Stage.U.value, {"u": sk.encrypt_ints(U)})
+                (EZ,) = _recv_scores(ch, hosts, hpk[h], rows.size)
                 m = masks(f, hpk[h].n)
                 ch.send(h, Stage.GRAD.value, {"g": matvec(EZ, K[rows]).add_plain(m)})
                 # decrypt the host's masked gradient part X_hᵀ u + m_h (uniform: reveals nothing)
@@ -219,9 +220,9 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
             else:
                 h = hosts[0]
+                ch.send(h, Stage.U.value, {"u": ctx.encrypt(U).to_blob()})
                 msg = spec.expect(Stage.ZH, ch.recv(h, Stage.ZH.value), sender_role="host")
                 EZ = _ckks.recv_vector(hctx[h], msg["z"], rows.size, f"scores from {h!r}")
-                ch.send(h, Stage.U.value, {"u": ctx.encrypt(U).to_blob()})
                 blobs, rsum = _ckks.masked_products(hctx[h], EZ, Xb)
                 ch.send(h, Stage.GRAD.value, {"g": blobs})
                 gh = spec.expect(Stage.GRAD, ch.recv(h, Stage.GRAD.value), sender_role="host")
