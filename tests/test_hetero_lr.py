@@ -97,13 +97,14 @@ def _pipeline(tmp_path, mode, steps):
     return hub, tables, states, results, y
 
 
-@pytest.mark.parametrize("mode", ["coordinated", "two_party"])
-def test_pipeline_privacy_and_scorecard(tmp_path, mode):
+@pytest.mark.parametrize("mode, backend", [("coordinated", "paillier"), ("two_party", "paillier"),
+                                           ("coordinated", "ckks"), ("two_party", "ckks")])
+def test_pipeline_privacy_and_scorecard(tmp_path, mode, backend):
     steps = [
         ("bin", "binning", {"max_bins": 6, "min_bin_count": 30, "categorical": ["cat"]}),
         ("sel", "select", {"iv_threshold": 0.0}),
-        ("lr", "hetero_lr", {"mode": mode, "features": "woe", "batch_size": 200, "max_epochs": 2,
-                             "validation_fraction": 0.2}),
+        ("lr", "hetero_lr", {"mode": mode, "backend": backend, "features": "woe", "batch_size": 200,
+                             "max_epochs": 2, "validation_fraction": 0.2}),
         ("card", "scorecard", {"pdo": 20.0, "base_score": 600.0, "base_odds": 50.0}),
     ]
     hub, tables, states, results, y = _pipeline(tmp_path, mode, steps)
