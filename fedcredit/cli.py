@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep", action="store_true",
                    help="leave the parties running (and their configs, state and logs) and print how to use them")
     c.add_argument("--quick", action="store_true",
-                   help="smaller configuration (2 trees, 1 LR epoch; same data and 2048-bit keys)")
+                   help="smaller configuration (20%% of the customers, 2 trees, 1 LR epoch; same 2048-bit keys)")
     c.add_argument("--reports", metavar="DIR",
                    help="copy each party's report.html/report.json here (default ./fedcredit-demo-reports)")
     c.set_defaults(func=cmd_demo)

@@ -1,15 +1,20 @@
-"""``report.json``: one per job and party, in ``<state_dir>/jobs/<job_id>/``.
+"""``report.json`` and ``report.html``: one each per job and party, in ``<state_dir>/jobs/<job_id>/``.
 
 Contents: the effective config (the job as run, this party's role, table,
 columns and policy summary), per-step results and seconds, and the bytes and
 messages per peer and message kind of every step (from ``Channel.stats``).
 The initiator's report also holds what the other parties reported publicly
 (step seconds, bytes sent, public result summaries).
+
+``report.html`` is the same report as a page with embedded plots
+(:mod:`fedcredit.report`); a failure to draw it is logged and never affects
+``report.json`` or the job.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,9 +23,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from .party import Party, PartyJob
 
-__all__ = ["write_report", "REPORT_NAME"]
+__all__ = ["write_report", "REPORT_NAME", "HTML_NAME"]
 
 REPORT_NAME = "report.json"
+HTML_NAME = "report.html"
+
+log = logging.getLogger(__name__)
 
 
 def write_report(party: "Party", job: "PartyJob") -> Path:
@@ -73,4 +81,10 @@ def write_report(party: "Party", job: "PartyJob") -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path)
+    try:
+        from ..report import write_html
+
+        write_html(json.loads(json.dumps(report, default=str)), d / HTML_NAME, job_dir=d)
+    except Exception:  # noqa: BLE001 - the HTML page is a convenience; report.json is the record
+        log.exception("job %s: could not write %s", job.job_id, HTML_NAME)
     return path

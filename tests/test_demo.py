@@ -1,0 +1,85 @@
+"""``fedcredit demo --quick``: three party processes, two jobs, federated vs centralized, bytes, reports."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from fedcredit.demo import DEMO_JOBS, PARTIES, joined_table, subset_credit3
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if not (DATA / "credit3" / "bank.csv").exists():
+        pytest.skip("credit3 data not present")
+    d = tmp_path_factory.mktemp("demo")
+    out = d / "demo.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedcredit.cli", "demo", "--quick", "--json", str(out), "--reports", str(d / "reports")],
+        capture_output=True, text=True, timeout=300, cwd=d,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return json.loads(out.read_text()), proc.stdout, d
+
+
+@pytest.mark.slow
+def test_quick_demo_json_has_steps_models_and_bytes(quick_run):
+    summary, stdout, _ = quick_run
+    assert summary["state"] == "succeeded" and summary["configuration"] == "quick"
+    assert [j["name"] for j in summary["jobs"]] == [j.name for j in DEMO_JOBS]
+    first = summary["steps"][0]
+    assert first["step"] == "handshake" and set(first["result"]["rows"]) == set(PARTIES)
+    kinds = {s["kind"] for s in summary["steps"]}
+    assert {"psi", "binning", "select", "secureboost", "hetero_lr", "evaluate"} <= kinds
+    assert all(s["state"] == "succeeded" and s["bytes_on_wire"] > 0 and s["seconds"] >= 0 for s in summary["steps"])
+    assert summary["bytes_on_wire"]["sbt"]["secureboost"] > 1_000_000  # Paillier ciphertexts of (g, h)
+    models = {m["model"]: m for m in summary["models"]}
+    assert set(models) == {"SecureBoost", "hetero LR"}
+    for m in models.values():
+        assert 0.6 < m["federated"]["auc"] < 0.9 and 0 < m["federated"]["ks"] < 1
+        assert len(m["centralized"]) == 2 and all(0.6 < c["auc"] < 0.9 for c in m["centralized"])
+        # the first baseline is the same algorithm on the joined data: the federated model is lossless
+        assert m["federated"]["auc"] == pytest.approx(m["centralized"][0]["auc"], abs=1e-3)
+    assert "job succeeded" in stdout and "Federated vs centralized" in stdout
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_html_reports_with_images(quick_run):
+    summary, _, d = quick_run
+    assert set(summary["reports"]) == {"sbt", "lr"}
+    assert set(summary["reports"]["sbt"]) == {"bank", "chain", "gov"}
+    bank = (d / "reports" / "lr" / "bank" / "report.html").read_text(encoding="utf-8")
+    host = (d / "reports" / "sbt" / "chain" / "report.html").read_text(encoding="utf-8")
+    for text, at_least in ((bank, 5), (host, 2)):  # host: its IVs and its traffic
+        imgs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+        assert len(imgs) >= at_least
+        assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
+    assert "ROC" in bank and "Lift by decile" in bank
+    assert "bank.pay_0" not in host and "chain.pay_amt1" in host  # a host sees only its own IVs
+    assert (d / "reports" / "sbt" / "bank" / "report.json").exists()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_subset_keeps_the_same_customers_on_every_party(tmp_path, fraction):
+    if not (DATA / "credit3" / "bank.csv").exists():
+        pytest.skip("credit3 data not present")
+    sub = subset_credit3(DATA, tmp_path, fraction)
+    X, y, names = joined_table(sub, ("bank", "chain", "gov"))
+    Xf, _, _ = joined_table(DATA, ("bank", "chain", "gov"))
+    assert names[0].startswith("bank.") and X.shape[1] == Xf.shape[1]
+    assert abs(len(y) / len(Xf) - fraction) < 0.05
+    assert set(np.unique(y)) == {0, 1}
+
+
+def test_subset_rejects_a_bad_fraction(tmp_path):
+    from fedcredit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fraction must be in"):
+        subset_credit3(DATA, tmp_path, 0.0)
