@@ -450,7 +450,7 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
         t0 = time.perf_counter()
         ref = GBDTReference(**p, gh_bits=GH_BITS).fit(X, y)
         sec = time.perf_counter() - t0
-        rows.append({"name": "fedcredit GBDTReference (same algorithm, joined data)",
+        rows.append({"name": "GBDTReference (same algorithm)",
                      **_metrics(y[valid], ref.predict_proba(X[valid])[:, 1]), "seconds": round(sec, 3)})
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -461,7 +461,7 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
         t0 = time.perf_counter()
         hgb.fit(X[train], y[train])
         sec = time.perf_counter() - t0
-        rows.append({"name": "sklearn HistGradientBoostingClassifier (same split)",
+        rows.append({"name": "sklearn HistGradientBoostingClassifier",
                      **_metrics(y[valid], hgb.predict_proba(X[valid])[:, 1]), "seconds": round(sec, 3)})
         for r in rows:
             r.update(n_train=int(len(train)), n_validation=int(len(valid)))
@@ -483,7 +483,7 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
         t0 = time.perf_counter()
         gd = LogisticRegressionGD(**{k: p[k] for k in gd_keys if k in p}).fit(Xs, y)
         sec = time.perf_counter() - t0
-        rows.append({"name": "fedcredit LogisticRegressionGD (same algorithm, joined data)",
+        rows.append({"name": "LogisticRegressionGD (same algorithm)",
                      **_metrics(y[valid], gd.predict_proba(Xs[valid])), "seconds": round(sec, 3)})
         from sklearn.linear_model import LogisticRegression
 
@@ -492,7 +492,7 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
             warnings.simplefilter("ignore")
             sk = LogisticRegression(max_iter=1000).fit(Xs[train], y[train])
         sec = time.perf_counter() - t0
-        rows.append({"name": "sklearn LogisticRegression (lbfgs, same split and features)",
+        rows.append({"name": "sklearn LogisticRegression (lbfgs)",
                      **_metrics(y[valid], sk.predict_proba(Xs[valid])[:, 1]), "seconds": round(sec, 3)})
         for r in rows:
             r.update(n_train=int(len(train)), n_validation=int(len(valid)))
@@ -559,14 +559,14 @@ def _print_tables(say, jobs: list[dict], models: list[dict], human_bytes) -> Non
     if not models:
         return
     say()
-    say("Federated vs centralized (validation rows held out by the guest; time = training only)")
-    say(f"  {'model':<12} {'trained':<62} {'AUC':>7} {'KS':>7} {'time':>9}")
+    say("Federated vs centralized (same validation rows, held out by the guest; time = training only)")
+    say(f"  {'model':<12} {'trained':<72} {'AUC':>7} {'KS':>7} {'time':>9}")
     for m in models:
         f = m["federated"]
         where = f"federated: {' + '.join(m['parties'])}, separate processes, mTLS, {f.get('key_bits') or 2048}-bit"
-        say(f"  {m['model']:<12} {where:<62} {_fmt(f['auc']):>7} {_fmt(f['ks']):>7} {f['seconds']:>8.1f}s")
+        say(f"  {m['model']:<12} {where:<72} {_fmt(f['auc']):>7} {_fmt(f['ks']):>7} {f['seconds']:>8.1f}s")
         for c in m["centralized"]:
-            say(f"  {'':<12} {'centralized: ' + c['name']:<62.62} {_fmt(c['auc']):>7} {_fmt(c['ks']):>7} "
+            say(f"  {'':<12} {'centralized on the joined data: ' + c['name']:<72} {_fmt(c['auc']):>7} {_fmt(c['ks']):>7} "
                 f"{c['seconds']:>8.2f}s")
 
 
