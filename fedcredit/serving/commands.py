@@ -8,6 +8,7 @@ fedcredit errors; ``fedcredit.cli`` maps them to exit codes.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +33,13 @@ def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpos
 
     Writes ``id,score`` rows to ``out_path`` in input order.
     """
-    import pandas as pd
-
+    from ..data import load_table
     from ..transport.scoring import ScoringClient
 
-    try:
-        df = pd.read_csv(input_path, dtype={id_column: str})
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{input_path}: cannot read applicants ({exc})") from None
-    if id_column not in df.columns:
-        raise DataError(f"{input_path}: no id column {id_column!r}")
-    ids = df[id_column].astype(str).str.strip().tolist()
-    feats = [c for c in df.columns if c != id_column]
-    X = df[feats].to_numpy(np.float64) if feats else None
+    table = load_table(input_path, party=cfg.name, id_column=id_column)  # errors name the file, line and column
+    ids = [str(i) for i in table.ids]
+    feats = list(table.columns)
+    X = table.X if feats else None
     ch = own_channel(cfg)
     scores = []
     try:
@@ -55,8 +50,11 @@ def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpos
             scores.append(s)
     finally:
         ch.close()
-    out = pd.DataFrame({id_column: ids, "score": np.concatenate(scores) if scores else []})
-    out.to_csv(out_path, index=False, float_format="%.12g")
+    values = np.concatenate(scores) if scores else np.empty(0)
+    with Path(out_path).open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([id_column, "score"])
+        w.writerows((i, f"{v:.12g}") for i, v in zip(ids, values))
     return len(ids)
 
 
