@@ -10,7 +10,7 @@ import numpy as np
 
 from ..._validation import Interval, StrOptions, validate_params
 from ...errors import ProtocolError
-from ...models.logistic import FEATURE_FRAC_BITS, batch_plan, learning_rate_at, validation_split
+from ...models.logistic import _COMMON_CONSTRAINTS, FEATURE_FRAC_BITS, batch_plan, learning_rate_at, validation_split
 from .spec import BACKENDS, MODES
 
 __all__ = ["LRParams", "SCORE_FRAC_BITS", "encode_scores", "feature_codes", "Plan", "masks", "unmask", "to_grad"]
@@ -22,16 +22,7 @@ _CONSTRAINTS = {
     "mode": [StrOptions(set(MODES))],
     "backend": [StrOptions(set(BACKENDS))],
     "features": [StrOptions({"standardized", "woe"})],
-    "learning_rate": [Interval(float, 0, None, closed="neither")],
-    "schedule": [StrOptions({"constant", "inverse_time", "sqrt"})],
-    "decay": [Interval(float, 0, None)],
-    "alpha": [Interval(float, 0, None)],
-    "batch_size": [None, Interval(int, 1, None)],
-    "max_epochs": [Interval(int, 1, None)],
-    "validation_fraction": [Interval(float, 0, 0.5, closed="left")],
-    "n_iter_no_change": [Interval(int, 1, None)],
-    "tol": [Interval(float, 0, None)],
-    "random_state": [Interval(int, 0, None)],
+    **_COMMON_CONSTRAINTS,
     "key_bits": [Interval(int, 2048, None)],
     "clip": [None, Interval(float, 0, None, closed="neither")],
 }

@@ -9,11 +9,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..._io import write_json_atomic
 from ...errors import DataError
 from ..secureboost.model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
 from .spec import Kind
@@ -36,15 +36,7 @@ def save_lr_part(path, part: dict, *, party: str, role: str, guest: str, hosts) 
         d["bins"] = {f: b.to_dict() for f, b in part["bins"].items()}
     else:
         d["standardizer"] = part["standardizer"]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(d, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, d)
 
 
 def load_lr_part(path) -> dict:

@@ -14,10 +14,10 @@ leaves the last finished tree's checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..._io import write_json_atomic
 from ...errors import DataError
 from ...models.tree.grower import Node
 
@@ -26,17 +26,6 @@ __all__ = ["GuestModel", "HostModel", "HostSplit", "GUEST_FILE", "HOST_FILE"]
 GUEST_FILE = "sbt_guest.json"
 HOST_FILE = "sbt_host.json"
 _VERSION = 1
-
-
-def _atomic_write(path: Path, obj: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _read(path: Path) -> dict:
@@ -106,7 +95,7 @@ class GuestModel:
 
     def save(self, path) -> Path:
         path = Path(path)
-        _atomic_write(path, self.to_dict())
+        write_json_atomic(path, self.to_dict())
         return path
 
     @classmethod
@@ -172,7 +161,7 @@ class HostModel:
 
     def save(self, path) -> Path:
         path = Path(path)
-        _atomic_write(path, self.to_dict())
+        write_json_atomic(path, self.to_dict())
         return path
 
     @classmethod
