@@ -133,6 +133,8 @@ def _chunks(header: pb.Header, payload: bytes, chunk: int = 1000) -> list[pb.Chu
         ({"peers": {"gov": "nowhere"}}, "must be 'host:port'"),
         ({"chunk_bytes": 64 * 2**20}, "'chunk_bytes' parameter"),
         ({"deadline": 0}, "'deadline' parameter"),
+        ({"peer_rate": 0}, "'peer_rate' parameter"),
+        ({"peer_inflight": 64}, "'peer_inflight' parameter"),
         ({"max_buffer_bytes": 10, "max_message_bytes": 100}, "'max_buffer_bytes' parameter"),
     ],
 )
@@ -393,6 +395,60 @@ def test_malformed_push_refused_and_server_keeps_serving(fed, kind):
     assert bank._mailbox.used == 0  # reservation released, nothing stored
     gov.channel("job").send("bank", "after", "ok")
     assert bank.channel("job").recv("gov", "after", timeout=5) == "ok"
+
+
+def test_peer_rate_limit_defers_flood_and_spares_other_peers(fed):
+    bank = fed.add("bank", peer_rate=5.0, peer_burst=3)
+    gov, chain = fed.add("gov"), fed.add("chain")
+    fed.link("bank", "gov", "chain")
+    # a raw flood beyond the burst is deferred with a retry-after hint, not stored
+    codes = []
+    for i in range(5):
+        payload = b"x%d" % i
+        try:
+            _raw_push(gov, "bank", _chunks(_header("gov", payload, tag=f"raw{i}"), payload))
+            codes.append("ok")
+        except grpc.RpcError as exc:
+            codes.append(exc.code())
+            assert "rate limit" in exc.details()
+            assert dict(exc.trailing_metadata())["fedcredit-retry-after"]
+    assert codes[:3] == ["ok"] * 3 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes[3:]
+    # another peer has its own bucket
+    chain.channel("job").send("bank", "c", "fine")
+    assert bank.channel("job").recv("chain", "c", timeout=5) == "fine"
+    # the fedcredit sender honours the hint: everything arrives, exactly once, in order of tags
+    cg = gov.channel("job")
+    for i in range(6):
+        cg.send("bank", f"m{i}", i)
+    cb = bank.channel("job")
+    assert [cb.recv("gov", f"m{i}", timeout=10) for i in range(6)] == list(range(6))
+
+
+def test_peer_inflight_limit(fed):
+    bank = fed.add("bank", peer_inflight=1)
+    gov = fed.add("gov")
+    fed.link("bank", "gov")
+    gate = threading.Event()
+    payload = b"y" * 3000
+    chunks = _chunks(_header("gov", payload, tag="slow"), payload)
+
+    def slow():  # holds its push open until the gate opens
+        yield chunks[0]
+        gate.wait(10)
+        yield from chunks[1:]
+
+    t = threading.Thread(target=lambda: pb_grpc.FederationStub(gov.grpc_channel("bank")).Push(slow(), timeout=15))
+    t.start()
+    try:
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as ei:
+            _raw_push(gov, "bank", _chunks(_header("gov", b"z", tag="second"), b"z"))
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "already in progress" in ei.value.details()
+    finally:
+        gate.set()
+        t.join(10)
+    assert bank._mailbox.boxes[("job", "gov", "slow")] == payload  # the held push completed normally
 
 
 def test_oversized_send_refused_locally(fed):

@@ -86,6 +86,8 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.:=\-]{1,128}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_.:=\-]+(/[A-Za-z0-9_.:=\-]+)*$")
 _MAX_TAG = 1024
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+#: Trailing metadata key on a refusal the sender may retry later (a rate limit, not a fault).
+_RETRY_AFTER_MD = "fedcredit-retry-after"
 
 
 def grpc_options() -> list[tuple[str, int]]:
@@ -335,9 +337,57 @@ class _Mailbox:
 
 
 class _Refuse(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str):
-        self.code, self.details = code, details
+    def __init__(self, code: grpc.StatusCode, details: str, retry_after: float | None = None):
+        self.code, self.details, self.retry_after = code, details, retry_after
         super().__init__(details)
+
+
+class _PeerLimits:
+    """Per-peer fairness on the Federation service: a push rate (token bucket) and concurrent pushes.
+
+    One peer, however busy or hostile, can neither flood a party with messages
+    nor hold all its server threads: pushes beyond ``rate`` per second (bursts
+    of ``burst``) or beyond ``inflight`` at once are refused with
+    RESOURCE_EXHAUSTED and a retry-after hint, which the fedcredit sender honours
+    (the same message id, so nothing is delivered twice). The limits are per
+    sending party, so other peers are not slowed.
+    """
+
+    def __init__(self, rate: float, burst: int, inflight: int, clock=time.monotonic):
+        self.rate, self.burst, self.inflight = float(rate), int(burst), int(inflight)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[float, float]] = {}  # peer -> (tokens, at)
+        self._active: dict[str, int] = {}
+
+    def acquire(self, peer: str) -> None:
+        """Take one push slot for ``peer`` or raise :class:`_Refuse`; pair with :meth:`release`."""
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._tokens.get(peer, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens < 1.0:
+                self._tokens[peer] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+                raise _Refuse(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"rate limit: more than {self.rate:g} messages/s (burst {self.burst}) from {peer!r}; "
+                              f"retry in {wait:.2f}s", retry_after=wait)
+            active = self._active.get(peer, 0)
+            if active >= self.inflight:
+                self._tokens[peer] = (tokens, now)
+                raise _Refuse(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"rate limit: {active} pushes from {peer!r} already in progress (limit {self.inflight})",
+                              retry_after=0.05)
+            self._tokens[peer] = (tokens - 1.0, now)
+            self._active[peer] = active + 1
+
+    def release(self, peer: str) -> None:
+        with self._lock:
+            n = self._active.get(peer, 1) - 1
+            if n > 0:
+                self._active[peer] = n
+            else:
+                self._active.pop(peer, None)
 
 
 # --------------------------------------------------------------------------- server
@@ -350,9 +400,17 @@ class _FederationServicer(pb_grpc.FederationServicer):
         sender = self.t.authorize(context)
         self.t._mark_alive(sender)
         try:
-            return self._push(sender, request_iterator, context)
+            self.t._limits.acquire(sender)
+            try:
+                return self._push(sender, request_iterator, context)
+            finally:
+                self.t._limits.release(sender)
         except _Refuse as r:
-            log.warning("%s refused a message from %s: %s", self.t.party, sender, r.details)
+            if r.retry_after is not None:
+                log.info("%s deferred a message from %s: %s", self.t.party, sender, r.details)
+                context.set_trailing_metadata(((_RETRY_AFTER_MD, f"{r.retry_after:.3f}"),))
+            else:
+                log.warning("%s refused a message from %s: %s", self.t.party, sender, r.details)
             context.abort(r.code, r.details)
 
     def _push(self, sender: str, requests, context) -> pb.PushAck:
@@ -516,6 +574,15 @@ class GrpcTransport:
         declared gone and the waiting ``recv`` fails.
     max_workers : int, default=32
         Server threads (each in-flight push or stream holds one).
+    peer_rate : float, default=2000
+        Pushes per second one peer may send (token bucket refilled at this
+        rate, bursts up to ``peer_burst``); beyond it the push is deferred:
+        the sender is told to retry after a moment (and does, within
+        ``retries``). Legitimate jobs send far fewer.
+    peer_burst : int, default=4000
+    peer_inflight : int, optional
+        Concurrent pushes one peer may have in progress; defaults to half the
+        server threads, so no single peer can hold them all.
 
     Examples
     --------
@@ -543,6 +610,9 @@ class GrpcTransport:
         probe_interval: float = 1.0,
         liveness_grace: float = 2.0,
         max_workers: int = 32,
+        peer_rate: float = 2000.0,
+        peer_burst: int = 4000,
+        peer_inflight: int | None = None,
     ):
         check_party_name(party)
         if type(insecure) is not bool:
@@ -560,7 +630,12 @@ class GrpcTransport:
         _check_int("retries", retries, 0)
         _check_int("chunk_bytes", chunk_bytes, 1, MAX_CHUNK_BYTES)
         _check_int("max_workers", max_workers, 2)
-        for name, v in (("deadline", deadline), ("probe_interval", probe_interval), ("liveness_grace", liveness_grace)):
+        _check_int("peer_burst", peer_burst, 1)
+        if peer_inflight is None:
+            peer_inflight = max(1, max_workers // 2)
+        _check_int("peer_inflight", peer_inflight, 1, max_workers)
+        for name, v in (("deadline", deadline), ("probe_interval", probe_interval), ("liveness_grace", liveness_grace),
+                        ("peer_rate", peer_rate)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"The {name!r} parameter of GrpcTransport must be a number > 0. Got {v!r} instead.")
         if max_buffer_bytes is None:
@@ -583,6 +658,7 @@ class GrpcTransport:
         self._seen_alive: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._mailbox = _Mailbox(max_buffer_bytes)
+        self._limits = _PeerLimits(peer_rate, peer_burst, peer_inflight)
         self._port: int | None = None
         self._stopped = False
         self._server = grpc.server(
@@ -781,6 +857,11 @@ class GrpcTransport:
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                 details = exc.details() if hasattr(exc, "details") else str(exc)
+                after = _retry_after(exc) if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if after is not None and attempt < retries and not self._stopped:
+                    attempt += 1  # deferred by the peer's rate limit: wait as told (bounded), same message id
+                    time.sleep(min(max(after, 0.01), 5.0) * (1.0 + secrets.randbelow(500) / 1000))
+                    continue
                 if code in _RETRYABLE and attempt < retries and not self._stopped:
                     attempt += 1
                     time.sleep(min(delay, 5.0) * (0.5 + secrets.randbelow(1000) / 1000))
@@ -854,6 +935,21 @@ class GrpcTransport:
             t.start()
         for t in threads:
             t.join(10.0)
+
+
+def _retry_after(exc: grpc.RpcError) -> float | None:
+    """The retry-after hint of a deferred push (None: a refusal, not a deferral)."""
+    try:
+        md = exc.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - not a call error
+        return None
+    for key, value in md:
+        if key == _RETRY_AFTER_MD:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def _check_int(name: str, v, lo: int, hi: int | None = None) -> None:
