@@ -17,6 +17,7 @@ __all__ = [
     "DecryptionError",
     "NotFittedError",
     "JobCancelled",
+    "ComputeError",
 ]
 
 
@@ -79,3 +80,12 @@ class NotFittedError(FedcreditError, ValueError, AttributeError):
 
 class JobCancelled(FedcreditError):
     """The job was cancelled by its initiator or an operator."""
+
+
+class ComputeError(FedcreditError, RuntimeError):
+    """The party's compute backend could not run a step's heavy work.
+
+    Raised when a distributed engine is missing, unreachable, or its workers kept
+    failing after the configured retries; the message gives the reason (never key
+    material or plaintext). The step fails cleanly and the party keeps serving.
+    """
