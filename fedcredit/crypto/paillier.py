@@ -361,8 +361,9 @@ class PrivateKey:
         self.public_key = public_key
         self._p, self._q = p, q
         half = (public_key.bits + 7) // 8
-        self._p_bytes = p.to_bytes(half, "big")
-        self._q_bytes = q.to_bytes(half, "big")
+        # KeyBytes: shipped only to the party's own pool/cluster, and hidden from any task repr a worker logs
+        self._p_bytes = _pool.KeyBytes(p.to_bytes(half, "big"))
+        self._q_bytes = _pool.KeyBytes(q.to_bytes(half, "big"))
         self._engine: OwnerEngine | None = None
         self._lock = threading.Lock()
 

@@ -1,13 +1,21 @@
-"""One process pool per party process for the Paillier engine.
+"""One process pool per party process for the Paillier engine, and its worker functions.
 
 The pool is created lazily on first use, once, with ``n_workers()`` processes
-(the cores this process may run on, or ``FEDCREDIT_CRYPTO_WORKERS``), uses the
-``spawn`` start method (safe next to gRPC threads) and is shut down at exit.
+(``[compute].workers`` via :func:`configure`, else ``FEDCREDIT_CRYPTO_WORKERS``
+or the cores this process may run on), uses the ``spawn`` start method (safe
+next to gRPC threads) and is shut down at exit.
+
+:func:`parallel_map` runs on the party's current compute backend
+(:func:`fedcredit.compute.current`): this pool by default, or a Dask cluster
+of the party's own (``[compute] backend = "dask"``, see ``docs/compute.md``).
+The worker functions below are the same for both.
 
 Workers receive the key material they need (``n``, or ``p`` and ``q`` for the
-key owner) as plain bytes within this machine's pool only; they rebuild and
-cache their engines (fixed-base tables) per key fingerprint and never log or
-return key material.  Ciphertexts travel as fixed-width big-endian bytes.
+key owner) as bytes, only within the party's own pool or cluster; private key
+bytes are :class:`KeyBytes`, whose ``repr`` never shows them (a distributed
+engine logs the ``repr`` of a failed task). Workers rebuild and cache their
+engines (fixed-base tables) per key fingerprint and never log or return key
+material.  Ciphertexts travel as fixed-width big-endian bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-__all__ = ["n_workers", "get_pool", "shutdown", "parallel_map", "PARALLEL_MIN"]
+__all__ = ["n_workers", "get_pool", "shutdown", "parallel_map", "local_map", "configure", "KeyBytes", "PARALLEL_MIN"]
 
 #: Vectors shorter than this are processed in the calling process.
 PARALLEL_MIN = 512
@@ -31,10 +39,39 @@ PARALLEL_MIN = 512
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
+_configured: int | None = None
+
+
+class KeyBytes(bytes):
+    """Private key material as bytes whose ``repr``/``str`` hide the value.
+
+    Worker functions use it like ``bytes``; it pickles as itself, so a task
+    description that a compute engine logs (Dask logs ``repr`` of a failed
+    task's arguments) shows ``<key material>`` instead of the primes.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<key material>"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (KeyBytes, (bytes(self),))
+
+
+def configure(workers: int | None) -> None:
+    """Size of the pool when it is created (``[compute].workers``); ``None``: the default."""
+    global _configured
+    with _lock:
+        _configured = None if workers is None else max(1, int(workers))
 
 
 def n_workers() -> int:
-    """Number of worker processes: ``FEDCREDIT_CRYPTO_WORKERS`` or the usable cores."""
+    """Number of worker processes: :func:`configure`, ``FEDCREDIT_CRYPTO_WORKERS`` or the usable cores."""
+    if _configured is not None:
+        return _configured
     env = os.environ.get("FEDCREDIT_CRYPTO_WORKERS")
     if env:
         try:
@@ -58,7 +95,14 @@ def get_pool() -> ProcessPoolExecutor:
 
 
 def pool_size() -> int:
-    """Workers in the pool (``n_workers()`` if the pool is not created yet)."""
+    """Workers of the current compute backend (for the local pool: ``n_workers()`` until it exists)."""
+    from ..compute import current
+
+    return current().n_workers
+
+
+def local_pool_size() -> int:
+    """Workers in this process's pool (``n_workers()`` if the pool is not created yet)."""
     return _pool_size or n_workers()
 
 
@@ -84,7 +128,7 @@ def use_parallel(count: int, parallel: bool | None, key_bits: int = 2048) -> boo
     """
     if parallel is False or count < 1:
         return False
-    if n_workers() < 2:
+    if pool_size() < 2:
         return False
     if parallel is True:
         return True
@@ -99,7 +143,22 @@ def split(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 def parallel_map(fn, arg_list: list[tuple]) -> list:
-    """Run ``fn(*args)`` for each tuple in the pool; results in order."""
+    """Run ``fn(*args)`` for each tuple on the current compute backend; results in order.
+
+    ``fn`` must be a module-level function (it is pickled by reference).
+
+    Raises
+    ------
+    ComputeError
+        When a distributed backend is unreachable or its workers keep failing.
+    """
+    from ..compute import current
+
+    return current().map(fn, arg_list)
+
+
+def local_map(fn, arg_list: list[tuple]) -> list:
+    """Run ``fn(*args)`` for each tuple in this process's pool; results in order."""
     pool = get_pool()
     with _lock, _without_main():
         # spawn starts workers on demand at submit; hiding __main__ meanwhile keeps

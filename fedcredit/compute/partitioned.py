@@ -1,0 +1,280 @@
+"""Per-row Paillier ciphertexts kept partitioned on a backend's workers, and histograms over them.
+
+With a distributed backend the SecureBoost host does not turn the guest's
+``(g, h)`` ciphertexts into one in-process vector. It splits the received
+bytes into row ranges once per tree, together with the bin codes of the same
+rows (``scatter``), and every node's histogram is one small task per partition
+that receives only the node's row positions in that partition and returns
+that partition's per-(feature, bin) partial sums. The host multiplies the
+partial sums (Paillier addition), which gives exactly the integers the
+in-process path computes: a histogram bin is the product mod ``n^2`` of the
+same ciphertexts, and that product does not depend on the grouping or order.
+
+What the workers see: ciphertexts under the guest's key and this party's own
+bin codes and row positions -- nothing they could not already see in the
+party process. What stays in the party process: the received bytes (the
+source to scatter a partition again if its worker dies) and the histograms.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+import numpy as np
+
+from ..crypto.blob import CipherBlob
+from ..errors import ComputeError, ConfigError, DecryptionError
+from . import current
+from .base import ComputeBackend, PartitionLost
+
+__all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms"]
+
+#: Rows per partition (at least one partition per worker).
+DEFAULT_PARTITION_ROWS = 100_000
+_MAX_RELOADS = 3
+
+
+class PartitionedCipherVector:
+    """A ciphertext vector whose elements (with per-row bin codes) live in partitions on workers.
+
+    Build one with :meth:`from_blob`; use :meth:`histograms`; call :meth:`free`
+    (or use it as a context manager) when the tree is done.
+
+    Attributes
+    ----------
+    public_key : PublicKey
+    frac_bits : int
+    bounds : list of (int, int)
+        Row range of each partition.
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create a PartitionedCipherVector with PartitionedCipherVector.from_blob")
+
+    @classmethod
+    def from_blob(cls, public_key, blob: CipherBlob, codes: np.ndarray, *, backend: ComputeBackend | None = None,
+                  partition_rows: int = DEFAULT_PARTITION_ROWS, validate: bool = True) -> "PartitionedCipherVector":
+        """Scatter a received ciphertext blob and the bin codes of the same rows.
+
+        Parameters
+        ----------
+        public_key : PublicKey
+            The key the blob must be under.
+        blob : CipherBlob
+            One ciphertext per row.
+        codes : ndarray of shape (len(blob), f), integer
+            This party's bin codes of the same rows.
+        backend : ComputeBackend, optional
+            Default: :func:`fedcredit.compute.current`.
+        partition_rows : int, default=100000
+            Rows per partition (there are at least as many partitions as workers).
+        validate : bool, default=True
+            Check every ciphertext on the workers (``0 < c < n^2``, a unit), as
+            :meth:`PublicKey.vector_from_blob` does in-process.
+
+        Raises
+        ------
+        DecryptionError
+            Opaquely, if the blob is not a vector under ``public_key`` or holds an invalid ciphertext.
+        """
+        _check_header(public_key, blob)
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[0] != blob.count:
+            raise ConfigError(f"codes must have shape ({blob.count}, f), got {codes.shape}")
+        if codes.dtype.kind not in "iu":
+            raise ConfigError(f"codes must be integers, got dtype {codes.dtype}")
+        if isinstance(partition_rows, bool) or not isinstance(partition_rows, int) or partition_rows < 1:
+            raise ConfigError(f"The 'partition_rows' parameter must be an int >= 1. Got {partition_rows!r} instead.")
+        self = object.__new__(cls)
+        self.backend = backend if backend is not None else current()
+        self.public_key = public_key
+        self.frac_bits = int(blob.meta.get("frac_bits", 0))
+        self.count = int(blob.count)
+        self._data = blob.data
+        self._codes = codes
+        self._width = public_key.width
+        n_parts = max(1, min(self.count, max(self.backend.n_workers, math.ceil(self.count / partition_rows))))
+        edges = np.linspace(0, self.count, n_parts + 1).astype(np.int64)
+        self.bounds = [(int(edges[i]), int(edges[i + 1])) for i in range(n_parts)]
+        self._starts = edges[:-1]
+        self._handles: list = []
+        # scatter a few partitions at a time: the slices are copies, so this bounds the extra memory here
+        step = max(1, self.backend.n_workers)
+        try:
+            for lo in range(0, n_parts, step):
+                self._handles += self.backend.scatter([self._source(i) for i in range(lo, min(n_parts, lo + step))])
+            if validate:
+                self._run(w_check, public_key.to_wire()["n"], part_args=None)
+        except BaseException:
+            self.free()
+            raise
+        return self
+
+    def _source(self, i: int) -> tuple[bytes, np.ndarray]:
+        lo, hi = self.bounds[i]
+        w = self._width
+        return bytes(self._data[lo * w: hi * w]), np.ascontiguousarray(self._codes[lo:hi])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return (f"PartitionedCipherVector(len={self.count}, partitions={len(self.bounds)}, "
+                f"backend={self.backend.name}, key={self.public_key.fingerprint[:4].hex()})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+        return False
+
+    def free(self) -> None:
+        """Release the partitions on the workers (safe to call twice)."""
+        if self._handles:
+            self.backend.free(self._handles)
+            self._handles = []
+
+    # ------------------------------------------------------------------ tasks
+    def _run(self, fn, *args, part_args, only=None):
+        """``map_partitions`` over the partitions ``only`` (default all), scattering lost ones again."""
+        if not self._handles:
+            raise ComputeError("the partitioned vector was freed")
+        idx = list(range(len(self._handles))) if only is None else list(only)
+        for attempt in range(_MAX_RELOADS + 1):
+            try:
+                return self.backend.map_partitions(fn, [self._handles[i] for i in idx], *args,
+                                                   part_args=None if part_args is None else [part_args[i] for i in idx])
+            except PartitionLost as exc:
+                if attempt == _MAX_RELOADS:
+                    raise ComputeError(f"partitions were lost {attempt + 1} times in a row (workers keep leaving "
+                                       "the cluster); giving up") from None
+                lost = [idx[i] for i in exc.indices]
+                self.backend.replace(self._handles, lost, [self._source(i) for i in lost])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def histograms(self, row_sets, n_bins: int) -> list:
+        """Flat histograms of several nodes: one ``CipherVector`` of length ``f * n_bins`` per row set.
+
+        Equal (as integers mod ``n^2``) to
+        ``build_histogram(vector, codes, rows, n_bins)`` of the in-process vector
+        for each ``rows`` in ``row_sets``.
+
+        Parameters
+        ----------
+        row_sets : sequence of ndarray of int
+            Positions (in ``[0, len(self))``) of each node's rows.
+        n_bins : int
+            Codes per feature (including the missing bin).
+        """
+        n_bins = int(n_bins)
+        f = self._codes.shape[1]
+        if self._codes.size and (self._codes.min() < 0 or self._codes.max() >= n_bins):
+            raise ConfigError(f"bin codes must be in [0, {n_bins})")
+        k = len(row_sets)
+        if k == 0:
+            return []
+        # per partition, each node's rows local to that partition
+        per_part = [[None] * k for _ in self.bounds]
+        edges = np.asarray([lo for lo, _ in self.bounds] + [self.count], dtype=np.int64)
+        for s, rows in enumerate(row_sets):
+            r = np.sort(np.asarray(rows, dtype=np.int64))
+            if r.size and (r[0] < 0 or r[-1] >= self.count):
+                raise ConfigError(f"row positions must be in [0, {self.count})")
+            cut = np.searchsorted(r, edges)
+            for i in range(len(self.bounds)):
+                per_part[i][s] = (r[cut[i]:cut[i + 1]] - edges[i]).astype(np.int32)
+        busy = [i for i in range(len(self.bounds)) if any(len(x) for x in per_part[i])]
+        pk = self.public_key
+        w = pk.width
+        nsq = pk._mnsq
+        total = k * f * n_bins
+        if busy:
+            res = self._run(w_histograms, pk.to_wire()["n"], n_bins, part_args=[(p,) for p in per_part], only=busy)
+            from gmpy2 import mpz
+
+            acc = None
+            for r in res:
+                if len(r) != total * w:
+                    raise ComputeError("a compute worker returned a histogram of the wrong size")
+                vals = np.empty(total, dtype=object)
+                vals[:] = [mpz.from_bytes(r[i * w:(i + 1) * w], "big") for i in range(total)]
+                acc = vals if acc is None else acc * vals % nsq
+        else:
+            acc = np.empty(total, dtype=object)
+            acc[:] = [1] * total
+        out = []
+        size = f * n_bins
+        for s in range(k):
+            blob = CipherBlob(scheme="paillier", key_fingerprint=pk.fingerprint, width=w, count=size,
+                              data=b"".join(int(c).to_bytes(w, "big") for c in acc[s * size:(s + 1) * size]),
+                              meta={"frac_bits": self.frac_bits})
+            out.append(pk.vector_from_blob(blob))  # not "fresh": to_blob re-randomizes before it leaves
+        return out
+
+
+def _check_header(pk, blob) -> None:
+    """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
+    if not isinstance(blob, CipherBlob):
+        raise DecryptionError()
+    if (blob.scheme != "paillier" or not secrets.compare_digest(bytes(blob.key_fingerprint), pk.fingerprint)
+            or blob.width != pk.width or len(blob.data) != blob.width * blob.count):
+        raise DecryptionError()
+    try:
+        frac_bits = int(blob.meta.get("frac_bits", 0))
+    except (TypeError, ValueError):
+        raise DecryptionError() from None
+    if not 0 <= frac_bits <= 4 * pk.bits:
+        raise DecryptionError()
+
+
+# ---------------------------------------------------------------- worker side
+def _nsq(n_bytes: bytes):
+    from gmpy2 import mpz
+
+    n = mpz.from_bytes(n_bytes, "big")
+    return n, n * n
+
+
+def w_check(part, n_bytes: bytes) -> int:
+    """Check every ciphertext of a partition (``0 < c < n^2`` and a unit); returns the row count."""
+    import gmpy2
+    from gmpy2 import mpz
+
+    data, codes = part
+    n, nsq = _nsq(n_bytes)
+    w = (nsq.bit_length() + 7) // 8
+    if len(data) != w * len(codes):
+        raise DecryptionError()
+    mv = memoryview(data)
+    fb = mpz.from_bytes
+    for i in range(0, len(data), w):
+        c = fb(mv[i:i + w], "big")
+        if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
+            raise DecryptionError()
+    return len(codes)
+
+
+def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
+    """Partial flat histograms (feature-major) of several row sets of one partition, as fixed-width bytes."""
+    from gmpy2 import mpz
+
+    from ..crypto._raw import _obj_array, group_sum, ints_to_bytes
+
+    data, codes = part
+    _, nsq = _nsq(n_bytes)
+    w = (nsq.bit_length() + 7) // 8
+    mv = memoryview(data)
+    fb = mpz.from_bytes
+    f = codes.shape[1]
+    out = []
+    for rows in row_sets:
+        if len(rows) == 0:
+            out.extend([mpz(1)] * (f * n_bins))
+            continue
+        cs = _obj_array([fb(mv[int(i) * w:(int(i) + 1) * w], "big") for i in rows])
+        sub = codes[rows]
+        for j in range(f):
+            out.extend(group_sum(cs, sub[:, j].astype(np.int64), n_bins, nsq))
+    return ints_to_bytes(out, w)
