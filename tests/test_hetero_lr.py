@@ -7,6 +7,7 @@ import pytest
 
 from fedcredit.data import Table
 from fedcredit.errors import ConfigError, DataError
+from fedcredit.models import metrics
 from fedcredit.models.logistic import LogisticRegressionGD
 from fedcredit.protocols.context import StepContext
 from fedcredit.protocols.hetero_lr import LRParams, VerticalLogisticRegression, run_arbiter, run_guest, run_host
@@ -159,6 +160,10 @@ def test_pipeline_evaluate(tmp_path):
     assert 0.6 < res["validation"]["auc"] <= 1 and len(res["validation"]["lift"]) == 10
     assert res["validation"]["gini"] == pytest.approx(2 * res["validation"]["auc"] - 1)
     assert (tmp_path / "bank" / "ev" / "roc.png").exists() and (tmp_path / "bank" / "ev" / "ks.png").exists()
+    sc = np.load(tmp_path / "bank" / "ev" / "scores.npz")  # for report.html's plots, on the guest only
+    v = sc["validation"]
+    assert 0 < v.sum() < len(v) and metrics.auc(sc["y"][v], sc["score"][v]) == pytest.approx(res["validation"]["auc"])
+    assert not (tmp_path / "gov" / "ev" / "scores.npz").exists()
 
 
 def test_matvec_on_the_pool_equals_in_process():

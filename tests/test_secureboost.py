@@ -242,6 +242,14 @@ def test_job_step_run(keypair, tmp_path, monkeypatch):
     assert set(out["bank"]["timings"]) >= {"encrypt", "decrypt", "host_histogram", "split", "transfer"}
     assert (tmp_path / "bank" / GUEST_FILE).exists() and (tmp_path / "host" / "sbt_host.json").exists()
     assert [f for p, _, f in progress if p == "bank"] == [0.5, 1.0]
+    # the guest leaves its labels and scores for its own report's ROC/KS plots; the host has none
+    from fedcredit.models.metrics import auc
+    from fedcredit.report import SCORES_FILE
+
+    sc = np.load(tmp_path / "bank" / SCORES_FILE)
+    assert len(sc["y"]) == len(y) and not sc["validation"].any()  # no early stopping: no validation split
+    assert auc(sc["y"][~sc["validation"]], sc["score"][~sc["validation"]]) == pytest.approx(out["bank"]["train"]["auc"])
+    assert not (tmp_path / "host" / SCORES_FILE).exists()
 
 
 @pytest.mark.parametrize("param,value", [("key_bits", 1024), ("max_depth", 0), ("guest_only_first_tree", 1)])

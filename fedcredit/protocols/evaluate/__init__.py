@@ -17,6 +17,7 @@ import numpy as np
 from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
 from ...models import metrics
+from ...report import SCORES_FILE, save_scores
 from ...models.logistic import validation_split
 from .._expect import Message, check
 from ..context import StepContext
@@ -75,5 +76,8 @@ def run(ctx: StepContext) -> dict:
     split = part["split"]
     train, valid = validation_split(len(ctx.data), split["validation_fraction"], split["random_state"])
     res = evaluate_scores(ctx.data.y, prob, train, valid, workdir=ctx.workdir, n_bins=int(params.get("n_bins", 10)))
+    rows = np.concatenate([train, valid]).astype(np.int64)  # for the report's ROC/KS/score-distribution plots
+    save_scores(ctx.workdir / SCORES_FILE, np.asarray(ctx.data.y)[rows], prob[rows],
+                validation=np.arange(len(rows)) >= len(train))
     ctx.state["evaluate"] = {k: v for k, v in res.items() if k != "plots"}
     return res

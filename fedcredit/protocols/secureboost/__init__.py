@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._validation import Interval, validate_params
+from ...report import SCORES_FILE, save_scores
 from ...errors import ConfigError, DataError, NotFittedError
 from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
 from ...transport.base import Channel
@@ -183,6 +184,9 @@ class VerticalSecureBoost:
 
             result["train"] = _metrics(yy[g.train_rows_], sigmoid(g.raw_train))
             result["validation"] = _metrics(yy[g.valid_rows_], sigmoid(g.raw_valid)) if len(g.valid_rows_) else None
+            rows = np.concatenate([g.train_rows_, g.valid_rows_]).astype(np.int64)
+            self.scores_ = {"rows": rows, "score": sigmoid(np.concatenate([g.raw_train, g.raw_valid])),
+                            "validation": np.arange(len(rows)) >= len(g.train_rows_)}
         else:
             if y is not None:
                 raise DataError("a host has no labels; pass y only on the guest")
@@ -234,6 +238,8 @@ def run(ctx) -> dict:
         est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
                 workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
         ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
+        sc = est.scores_  # for the ROC, KS and score-distribution plots of this party's report.html
+        save_scores(workdir / SCORES_FILE, np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
     elif ctx.role == "host":
         est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
                 workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
