@@ -17,8 +17,8 @@ import numpy as np
 from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
 from ...models import metrics
-from ...report import SCORES_FILE, save_scores
 from ...models.logistic import validation_split
+from ...report import SCORES_FILE, save_scores
 from .._expect import Message, check
 from ..context import StepContext
 from ..hetero_lr import partial_score

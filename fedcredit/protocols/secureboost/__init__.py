@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..._validation import Interval, validate_params
-from ...report import SCORES_FILE, save_scores
 from ...errors import ConfigError, DataError, NotFittedError
 from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
+from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
 from .guest import SecureBoostGuest, predict_guest
 from .host import SecureBoostHost, predict_host
