@@ -51,8 +51,13 @@ A party config::
     max_message_mib = 256
 
     [compute]
-    backend = "local"
-    workers = 2
+    backend = "local"      # or "dask" (pip install 'fedcredit[dask]'; see docs/compute.md)
+    workers = 2            # local pool size (default: the usable cores); dask without scheduler: local workers
+    # scheduler = "tls://10.0.0.5:8786"   # dask: the party's own scheduler
+    # tls_ca = "cluster-ca.pem"           # dask, tls:// scheduler: the cluster's CA and this client's cert/key
+    # tls_cert = "party-client.pem"
+    # tls_key = "party-client.key"
+    # retries = 1                         # dask: extra attempts for a task that raised
 
 A job file::
 
@@ -114,7 +119,7 @@ __all__ = [
 ]
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
-COMPUTE_BACKENDS = ("local",)
+COMPUTE_BACKENDS = ("local", "dask")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _STEP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=\-]{0,63}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -239,10 +244,30 @@ class TransportConfig:
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    """Where heavy computation runs (``local``: a process pool of ``workers``)."""
+    """Where one party's heavy computation runs (see ``docs/compute.md``).
+
+    ``local``: this process's pool of ``workers`` processes (default: the usable
+    cores). ``dask``: the party's own Dask cluster at ``scheduler``
+    (``tcp://`` on loopback or a trusted network with ``insecure``, else
+    ``tls://`` with ``tls_ca``/``tls_cert``/``tls_key``); without a scheduler,
+    a local cluster of ``workers`` processes on loopback.
+    """
 
     backend: str = "local"
-    workers: int = 2
+    workers: int | None = None
+    scheduler: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+    retries: int = 1
+    connect_timeout: float = 30.0
+    task_timeout: float = 3600.0
+    partition_rows: int = 100_000
+
+    def summary(self) -> dict:
+        """JSON-able view (paths as strings; no key material is ever here)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -288,7 +313,7 @@ class PartyConfig:
                 "scoring": asdict(self.policy.scoring),
             },
             "transport": asdict(self.transport),
-            "compute": asdict(self.compute),
+            "compute": self.compute.summary(),
             "tls": self.tls is not None,
         }
 
@@ -557,7 +582,9 @@ _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "pu
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib"}
-_COMPUTE_KEYS = {"backend", "workers"}
+_COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_key", "insecure", "retries",
+                 "connect_timeout", "task_timeout", "partition_rows"}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -703,20 +730,78 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         max_message_mib=c.get(tr, "[transport]", "max_message_mib", int, 256,
                               check=lambda v: None if 1 <= v <= 4096 else f"must be in 1..4096, got {v}"),
     )
-    co = c.table(data.get("compute", {}), "[compute]", _COMPUTE_KEYS)
-    compute = ComputeConfig(
-        backend=c.get(co, "[compute]", "backend", str, "local",
-                      check=lambda s: None if s in COMPUTE_BACKENDS else
-                      f"unknown backend {s!r} (available: {', '.join(COMPUTE_BACKENDS)})"),
-        workers=c.get(co, "[compute]", "workers", int, 2,
-                      check=lambda v: None if 1 <= v <= 256 else f"must be in 1..256, got {v}"),
-    )
+    compute = _compute_config(c, data.get("compute", {}), check_files)
     c.raise_if_any()
     return PartyConfig(
         path=path, name=name, listen=listen, state_dir=state_dir, tls=tls, insecure=bool(insecure),
         peers=MappingProxyType(peers), tables=MappingProxyType(tables), policy=policy, transport=transport,
         compute=compute, log_level=log_level.upper(),
     )
+
+
+def _compute_config(c: _Checker, raw: Any, check_files: bool) -> ComputeConfig:
+    """``[compute]``: every problem is added to ``c`` with its key."""
+    co = c.table(raw, "[compute]", _COMPUTE_KEYS)
+    backend = c.get(co, "[compute]", "backend", str, "local",
+                    check=lambda s: None if s in COMPUTE_BACKENDS else
+                    f"unknown backend {s!r} (available: {', '.join(COMPUTE_BACKENDS)})")
+    workers = c.get(co, "[compute]", "workers", int, None,
+                    check=lambda v: None if 1 <= v <= 256 else f"must be in 1..256, got {v}")
+    pos = lambda v: None if v > 0 else f"must be positive, got {v}"  # noqa: E731
+    retries = c.get(co, "[compute]", "retries", int, 1, check=lambda v: None if 0 <= v <= 10 else f"must be in 0..10, got {v}")
+    connect_timeout = c.get(co, "[compute]", "connect_timeout", float, 30.0, check=pos)
+    task_timeout = c.get(co, "[compute]", "task_timeout", float, 3600.0, check=pos)
+    partition_rows = c.get(co, "[compute]", "partition_rows", int, 100_000,
+                           check=lambda v: None if 1000 <= v <= 100_000_000 else f"must be in 1000..100000000, got {v}")
+    insecure = c.get(co, "[compute]", "insecure", bool, False)
+    scheduler = c.get(co, "[compute]", "scheduler", str, None, check=_scheduler_check)
+    tls = {}
+    for k in ("tls_ca", "tls_cert", "tls_key"):
+        if k in co:
+            tls[k] = c.path(co, "[compute]", k, must_exist=check_files)
+    dask_only = [k for k in ("scheduler", "tls_ca", "tls_cert", "tls_key", "insecure", "retries", "connect_timeout",
+                             "task_timeout", "partition_rows") if k in co]
+    if backend == "local":
+        for k in dask_only:
+            c.add(f"[compute].{k}", 'is only used with backend = "dask"')
+    if backend == "dask":
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:
+            c.add("[compute].backend", "the Dask backend needs the dask extra: pip install 'fedcredit[dask]'")
+        scheme = (scheduler or "").partition("://")[0]
+        if scheme == "tls":
+            for k in ("tls_ca", "tls_cert", "tls_key"):
+                if k not in co:
+                    c.add(f"[compute].{k}", "missing: a tls:// scheduler needs tls_ca, tls_cert and tls_key")
+        else:
+            for k in tls:
+                c.add(f"[compute].{k}", "is only used with a tls:// scheduler")
+        if scheme == "tcp" and not insecure:
+            host = scheduler.partition("://")[2].rpartition(":")[0]
+            if host not in _LOOPBACK:
+                c.add("[compute].scheduler",
+                      f"{scheduler!r} is plain TCP to another host, and the key owner's tasks carry its private key: "
+                      "use tls:// with tls_ca, tls_cert and tls_key, or set [compute].insecure = true only inside "
+                      "a network the party trusts")
+        if insecure and scheme != "tcp":
+            c.add("[compute].insecure", "only applies to a tcp:// scheduler")
+    return ComputeConfig(
+        backend=backend or "local", workers=workers, scheduler=scheduler, tls_ca=tls.get("tls_ca"),
+        tls_cert=tls.get("tls_cert"), tls_key=tls.get("tls_key"), insecure=bool(insecure), retries=retries,
+        connect_timeout=connect_timeout, task_timeout=task_timeout, partition_rows=partition_rows,
+    )
+
+
+def _scheduler_check(s: str) -> str | None:
+    scheme, sep, rest = s.partition("://")
+    if not sep or scheme not in ("tcp", "tls"):
+        return f"{s!r} must look like tcp://host:port or tls://host:port"
+    try:
+        parse_address(rest, allow_port_zero=False)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 # ---------------------------------------------------------------------------
