@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .. import compute as _compute
 from ..audit import AuditLog
 from ..certs import TlsFiles
 from ..config import JobSpec, PartyConfig, job_from_dict, known_step_kinds
@@ -134,6 +135,9 @@ class Party:
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
         self._tls = tls
+        # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
+        self.compute = _compute.from_config(config.compute)
+        self._prev_compute = _compute.set_default(self.compute)
         self._lock = threading.RLock()
         self._jobs: dict[str, PartyJob] = {}
         self._serving = False
@@ -163,8 +167,8 @@ class Party:
             t.start()
             self._threads.append(t)
         self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
-        log.info("party %s serving on port %d (%s), state dir %s", self.name, self.port,
-                 "INSECURE" if self.config.insecure else "mTLS", self.state_dir)
+        log.info("party %s serving on port %d (%s), state dir %s, compute %s", self.name, self.port,
+                 "INSECURE" if self.config.insecure else "mTLS", self.state_dir, self.compute.describe())
         return self.port
 
     def stop(self, grace: float = 2.0) -> None:
@@ -188,6 +192,9 @@ class Party:
                 t.join(timeout=2.0)
             self.audit.append("party.stopped", party=self.name)
             self.store.close()
+            if _compute.current() is self.compute:
+                _compute.set_default(self._prev_compute)
+            self.compute.close()
             log.info("party %s stopped", self.name)
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
