@@ -89,5 +89,5 @@ def from_config(cfg) -> ComputeBackend:
 
         return DaskBackend(cfg.scheduler, workers=cfg.workers or 2, tls_ca=cfg.tls_ca, tls_cert=cfg.tls_cert,
                            tls_key=cfg.tls_key, retries=cfg.retries, timeout=cfg.connect_timeout,
-                           task_timeout=cfg.task_timeout)
+                           task_timeout=cfg.task_timeout, partition_rows=cfg.partition_rows)
     raise ValueError(f"unknown compute backend {cfg.backend!r}")

@@ -57,6 +57,8 @@ class ComputeBackend(ABC):
 
     name = "abstract"
     distributed = False
+    #: Rows per partition when per-row data is scattered (``[compute].partition_rows``).
+    partition_rows = 100_000
 
     @property
     @abstractmethod

@@ -72,6 +72,8 @@ class DaskBackend(ComputeBackend):
         Seconds to connect to the scheduler.
     task_timeout : float, default=3600
         Seconds one ``map``/``map_partitions`` call may take before it fails.
+    partition_rows : int, default=100000
+        Rows per partition when per-row data is scattered.
     client : distributed.Client, optional
         An existing client (tests); the backend does not close it.
     """
@@ -80,13 +82,15 @@ class DaskBackend(ComputeBackend):
     distributed = True
 
     def __init__(self, scheduler: str | None = None, *, workers: int = 2, tls_ca=None, tls_cert=None, tls_key=None,
-                 retries: int = 1, timeout: float = 30.0, task_timeout: float = 3600.0, client=None):
+                 retries: int = 1, timeout: float = 30.0, task_timeout: float = 3600.0, partition_rows: int = 100_000,
+                 client=None):
         self.scheduler = scheduler
         self.workers = int(workers)
         self.tls = (tls_ca, tls_cert, tls_key) if tls_ca or tls_cert or tls_key else None
         self.retries = int(retries)
         self.timeout = float(timeout)
         self.task_timeout = float(task_timeout)
+        self.partition_rows = int(partition_rows)
         self._client = client
         self._own_client = client is None
         self._cluster = None

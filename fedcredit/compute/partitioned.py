@@ -54,7 +54,7 @@ class PartitionedCipherVector:
 
     @classmethod
     def from_blob(cls, public_key, blob: CipherBlob, codes: np.ndarray, *, backend: ComputeBackend | None = None,
-                  partition_rows: int = DEFAULT_PARTITION_ROWS, validate: bool = True) -> "PartitionedCipherVector":
+                  partition_rows: int | None = None, validate: bool = True) -> "PartitionedCipherVector":
         """Scatter a received ciphertext blob and the bin codes of the same rows.
 
         Parameters
@@ -67,8 +67,9 @@ class PartitionedCipherVector:
             This party's bin codes of the same rows.
         backend : ComputeBackend, optional
             Default: :func:`fedcredit.compute.current`.
-        partition_rows : int, default=100000
-            Rows per partition (there are at least as many partitions as workers).
+        partition_rows : int, optional
+            Rows per partition (default: the backend's ``partition_rows``); there
+            are at least as many partitions as workers.
         validate : bool, default=True
             Check every ciphertext on the workers (``0 < c < n^2``, a unit), as
             :meth:`PublicKey.vector_from_blob` does in-process.
@@ -84,10 +85,12 @@ class PartitionedCipherVector:
             raise ConfigError(f"codes must have shape ({blob.count}, f), got {codes.shape}")
         if codes.dtype.kind not in "iu":
             raise ConfigError(f"codes must be integers, got dtype {codes.dtype}")
+        backend = backend if backend is not None else current()
+        partition_rows = backend.partition_rows if partition_rows is None else partition_rows
         if isinstance(partition_rows, bool) or not isinstance(partition_rows, int) or partition_rows < 1:
             raise ConfigError(f"The 'partition_rows' parameter must be an int >= 1. Got {partition_rows!r} instead.")
         self = object.__new__(cls)
-        self.backend = backend if backend is not None else current()
+        self.backend = backend
         self.public_key = public_key
         self.frac_bits = int(blob.meta.get("frac_bits", 0))
         self.count = int(blob.count)

@@ -15,6 +15,13 @@ The host bins its own features, receives one packed Paillier ciphertext of
 
 The host never sees a plaintext gradient, hessian, label or prediction, and
 its thresholds never leave it.
+
+With a distributed compute backend (``[compute] backend = "dask"``, see
+``docs/compute.md``) the per-row ciphertexts and bin codes of a tree are
+scattered once to the party's workers and each histogram is a set of
+per-partition tasks returning partial sums
+(:class:`~fedcredit.compute.partitioned.PartitionedCipherVector`); the
+messages and the sums are the same as with the local pool.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import compute
+from ...compute.partitioned import PartitionedCipherVector
 from ...crypto import paillier
+from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.histogram import build_histogram
@@ -161,50 +171,26 @@ class SecureBoostHost:
             if mode == "secure":
                 if start["gh"] is None or len(start["features"]) != n_feat:
                     raise ProtocolError("secureboost start: a secure tree needs gh and one feature flag per feature")
-                gh = pk.vector_from_blob(start["gh"])
+                backend = compute.current()
+                gh = None if backend.distributed else pk.vector_from_blob(start["gh"])
                 root = spec.check_rows(Stage.START, start["rows"], len(train))
-                if len(gh) != len(root):
+                n_gh = len(gh) if gh is not None else start["gh"].count if isinstance(start["gh"], CipherBlob) else -1
+                if n_gh != len(root):
                     raise ProtocolError("secureboost start: gh and rows differ in length")
-                pos = np.full(len(train), -1, dtype=np.int64)
-                pos[root] = np.arange(len(root))
                 active = np.flatnonzero(start["features"])
                 codes_root = codes[root][:, active]
+                if gh is None:
+                    # the ciphertexts stay on the party's workers for the whole tree; only partial sums come back
+                    gh = PartitionedCipherVector.from_blob(pk, start["gh"], codes_root, backend=backend)
+                pos = np.full(len(train), -1, dtype=np.int64)
+                pos[root] = np.arange(len(root))
                 keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
-                for d in range(max_depth):
-                    req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
-                    if req["done"]:
-                        break
-                    t0 = time.perf_counter()
-                    nodes, offsets, rows = req["nodes"], req["offsets"], req["rows"]
-                    spec.check_offsets(Stage.HIST_REQ, offsets, len(nodes), len(rows))
-                    local = pos[spec.check_rows(Stage.HIST_REQ, rows, len(train))]
-                    if np.any(local < 0):
-                        raise ProtocolError("secureboost hist-req: rows outside the tree's rows")
-                    parts = []
-                    if len(active):
-                        for i in range(len(nodes)):
-                            parts.append(build_histogram(gh, codes_root, local[offsets[i]:offsets[i + 1]], max_bins))
-                    t1 = time.perf_counter()
-                    self.timings["histogram"] += t1 - t0
-                    if parts:
-                        # only bins that can hold rows: the non-missing bins of each feature and its missing bin
-                        hist = paillier.concat(parts)[np.concatenate([keep + i * len(active) * max_bins
-                                                                      for i in range(len(parts))])]
-                        count = len(hist)
-                        hist = paillier.compress(hist, item_bits=item_bits)
-                        blob = hist.to_blob()  # re-randomized: the guest must not learn how a sum was formed
-                    else:
-                        blob, count = None, 0
-                    self.timings["compress"] += time.perf_counter() - t1
-                    self.ch.send(self.guest, spec.tag(Stage.HIST, t, d),
-                                 {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
-                    sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
-                    t0 = time.perf_counter()
-                    ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, len(train))
-                    next_id += len(ids)
-                    self.timings["split"] += time.perf_counter() - t0
-                    self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
-                                 {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
+                try:
+                    next_id = self._grow_secure(t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits,
+                                                model, mapper, codes, next_id, len(train))
+                finally:
+                    if isinstance(gh, PartitionedCipherVector):
+                        gh.free()
             t0 = time.perf_counter()
             _answer_predict(self.ch, self.guest, model, self.X, Stage.PREDICT_REQ, Stage.PREDICT,
                             spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
@@ -225,6 +211,49 @@ class SecureBoostHost:
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }
         return model, result
+
+    def _grow_secure(self, t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits, model, mapper, codes,
+                     next_id, n_train) -> int:
+        """Answer the histogram and split requests of one secure tree; returns the next free split id."""
+        for d in range(max_depth):
+            req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
+            if req["done"]:
+                break
+            t0 = time.perf_counter()
+            nodes, offsets, rows = req["nodes"], req["offsets"], req["rows"]
+            spec.check_offsets(Stage.HIST_REQ, offsets, len(nodes), len(rows))
+            local = pos[spec.check_rows(Stage.HIST_REQ, rows, n_train)]
+            if np.any(local < 0):
+                raise ProtocolError("secureboost hist-req: rows outside the tree's rows")
+            parts = []
+            if len(active):
+                node_rows = [local[offsets[i]:offsets[i + 1]] for i in range(len(nodes))]
+                if isinstance(gh, PartitionedCipherVector):
+                    parts = gh.histograms(node_rows, max_bins)  # one task per partition for all nodes
+                else:
+                    parts = [build_histogram(gh, codes_root, r, max_bins) for r in node_rows]
+            t1 = time.perf_counter()
+            self.timings["histogram"] += t1 - t0
+            if parts:
+                # only bins that can hold rows: the non-missing bins of each feature and its missing bin
+                hist = paillier.concat(parts)[np.concatenate([keep + i * len(active) * max_bins
+                                                              for i in range(len(parts))])]
+                count = len(hist)
+                hist = paillier.compress(hist, item_bits=item_bits)
+                blob = hist.to_blob()  # re-randomized: the guest must not learn how a sum was formed
+            else:
+                blob, count = None, 0
+            self.timings["compress"] += time.perf_counter() - t1
+            self.ch.send(self.guest, spec.tag(Stage.HIST, t, d),
+                         {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
+            sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
+            t0 = time.perf_counter()
+            ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, n_train)
+            next_id += len(ids)
+            self.timings["split"] += time.perf_counter() - t0
+            self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
+                         {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
+        return next_id
 
     def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train):
         nodes = sreq["nodes"]

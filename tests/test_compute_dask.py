@@ -1,0 +1,214 @@
+"""Dask backend: same sums and same SecureBoost trees as the local pool; worker deaths; no key material in logs.
+
+One module-scoped ``distributed.LocalCluster`` of 3 worker processes on
+loopback (started by the test), 1024-bit keys from ``fedcredit.testing``,
+small synthetic data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the Dask backend needs the dask extra: pip install 'fedcredit[dask]'")
+
+from fedcredit import compute  # noqa: E402
+from fedcredit.compute.dask import DaskBackend  # noqa: E402
+from fedcredit.compute.partitioned import PartitionedCipherVector  # noqa: E402
+from fedcredit.crypto import pool  # noqa: E402
+from fedcredit.errors import ComputeError  # noqa: E402
+from fedcredit.models.tree.histogram import build_histogram  # noqa: E402
+from fedcredit.protocols.secureboost import VerticalSecureBoost  # noqa: E402
+from fedcredit.testing import small_keypair  # noqa: E402
+from fedcredit.transport.memory import run_local  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import dask
+
+    # a task may see its worker die once and be re-run; the second death fails it (KilledWorker)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        lc = distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None)
+    client = distributed.Client(lc, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        lc.close()
+
+
+@pytest.fixture
+def backend(cluster):
+    cluster.wait_for_workers(3, timeout=60)
+    return DaskBackend(client=cluster, partition_rows=200, retries=1, task_timeout=120)
+
+
+@pytest.fixture(scope="module")
+def keypair():
+    return small_keypair(1024)
+
+
+def _worker_pids(client) -> dict:
+    return client.run(os.getpid)
+
+
+# ------------------------------------------------------------------ worker-side helpers (pickled by reference)
+def slow_double(x: int, seconds: float) -> tuple[int, int]:
+    time.sleep(seconds)
+    return 2 * x, os.getpid()
+
+
+def die(_x) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ equivalence
+def test_vector_crypto_on_cluster_matches_local(backend, keypair):
+    pk, sk = keypair
+    vals = np.random.default_rng(0).integers(-(2**40), 2**40, 900)
+    assert backend.n_workers == 3
+    with compute.using(backend):
+        assert compute.current() is backend and pool.pool_size() == 3
+        enc_owner = sk.encrypt_ints(vals, parallel=True)
+        enc_pub = pk.encrypt_ints(vals, parallel=True)
+        assert sk.decrypt_signed(enc_owner, parallel=True) == vals.tolist()
+        assert sk.decrypt_signed(enc_pub, parallel=True) == vals.tolist()
+        obf = enc_owner.obfuscate(parallel=True)
+        assert obf.ciphertexts() != enc_owner.ciphertexts()
+        assert sk.decrypt_signed(obf, parallel=True) == vals.tolist()
+    # the same vector's histogram on the cluster and in this process: identical ciphertext products
+    codes = np.random.default_rng(1).integers(0, 6, (900, 3)).astype(np.int64)
+    local = enc_pub.histogram(codes, 6, parallel=False)
+    with compute.using(backend):
+        remote = enc_pub.histogram(codes, 6, parallel=True)
+    assert remote.ciphertexts() == local.ciphertexts()
+
+
+def test_partitioned_histograms_bit_identical(backend, keypair):
+    pk, sk = keypair
+    rng = np.random.default_rng(2)
+    n = 1000
+    cv = sk.encrypt_ints(rng.integers(0, 2**30, n))
+    codes = rng.integers(0, 8, (n, 4)).astype(np.uint8)
+    row_sets = [rng.choice(n, 300, replace=False), np.arange(0, n, 7), np.arange(0), np.arange(n)]
+    with PartitionedCipherVector.from_blob(pk, cv.to_blob(), codes, backend=backend) as pv:
+        assert len(pv.bounds) == 5  # 1000 rows / 200 per partition
+        got = pv.histograms(row_sets, 8)
+    for rows, h in zip(row_sets, got):
+        ref = build_histogram(cv, codes, rows, 8)
+        assert h.ciphertexts() == ref.ciphertexts()  # the same products mod n^2
+        assert sk.decrypt_ints(h) == sk.decrypt_ints(ref)
+
+
+def _vertical(n=500, seed=3):
+    rng = np.random.default_rng(seed)
+    Xg, Xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
+    Xh[rng.random(n) < 0.05, 0] = np.nan
+    z = Xg @ [0.8, -0.5, 0.1] + Xh @ [1.0, 0.0, -0.7, 0.3]
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return Xg, Xh, y
+
+
+def _sbt(keypair, host_backend=None):
+    Xg, Xh, y = _vertical()
+    kw = dict(n_trees=2, max_depth=3, max_bins=16)
+
+    def host(ch):
+        est = VerticalSecureBoost(**kw)
+        if host_backend is None:
+            return est.fit(ch, Xh, guest="bank")
+        with compute.using(host_backend):
+            return est.fit(ch, Xh, guest="bank")
+
+    return run_local({"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair), "host": host},
+                     timeout=200)
+
+
+def test_secureboost_dask_host_same_trees_as_local_host(backend, keypair, monkeypatch):
+    local = _sbt(keypair)
+    calls = []
+    orig = PartitionedCipherVector.histograms
+
+    def spy(self, row_sets, n_bins):
+        calls.append((len(self.bounds), len(row_sets)))
+        return orig(self, row_sets, n_bins)
+
+    monkeypatch.setattr(PartitionedCipherVector, "histograms", spy)
+    dask_run = _sbt(keypair, backend)
+    assert calls and all(parts == 3 for parts, _ in calls)  # 400 training rows: one partition per worker
+    a, b = local["bank"].model_, dask_run["bank"].model_
+    assert len(a.trees) == len(b.trees) == 2
+    for ta, tb in zip(a.trees, b.trees):
+        assert [vars(n) for n in ta] == [vars(n) for n in tb]
+    assert any(n.party == "host" for nodes in b.trees for n in nodes), "the host should win some splits"
+    ha, hb = local["host"].model_, dask_run["host"].model_
+    assert {k: vars(v) for k, v in ha.splits.items()} == {k: vars(v) for k, v in hb.splits.items()}
+
+
+def test_unreachable_scheduler_fails_the_step_with_a_reason(keypair):
+    dead = DaskBackend("tcp://127.0.0.1:9", timeout=2)
+    with pytest.raises(ComputeError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
+        _sbt(keypair, dead)
+
+
+# ------------------------------------------------------------------ faults
+def test_worker_killed_mid_task_is_retried(backend, cluster):
+    victim = next(iter(_worker_pids(cluster).values()))
+
+    import threading
+
+    def kill_soon():
+        time.sleep(0.7)
+        os.kill(victim, signal.SIGKILL)
+
+    threading.Thread(target=kill_soon, daemon=True).start()
+    out = backend.map(slow_double, [(i, 1.5) for i in range(6)])
+    assert [v for v, _ in out] == [2 * i for i in range(6)]
+    assert victim not in {p for _, p in out}  # the victim's task was re-run on another worker
+    # the cluster and the backend keep serving
+    assert backend.map(slow_double, [(5, 0.0), (6, 0.0)])[1][0] == 12
+
+
+def test_task_whose_worker_always_dies_fails_cleanly(backend):
+    with pytest.raises(ComputeError, match="a compute worker died running it every time it was tried"):
+        backend.map(die, [(0,), (1,)])
+    assert backend.map(slow_double, [(1, 0.0), (2, 0.0)])[0][0] == 2
+
+
+def test_lost_partition_is_scattered_again(backend, cluster, keypair):
+    pk, sk = keypair
+    rng = np.random.default_rng(4)
+    n = 600
+    cv = sk.encrypt_ints(rng.integers(0, 2**30, n))
+    codes = rng.integers(0, 5, (n, 2)).astype(np.uint8)
+    rows = [np.arange(n)]
+    ref = build_histogram(cv, codes, rows[0], 5).ciphertexts()
+    with PartitionedCipherVector.from_blob(pk, cv.to_blob(), codes, backend=backend) as pv:
+        assert pv.histograms(rows, 5)[0].ciphertexts() == ref
+        holder = next(iter(cluster.who_has([pv._handles[0]]).values()))[0]
+        os.kill(_worker_pids(cluster)[holder], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pv._handles[0].status == "finished" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pv.histograms(rows, 5)[0].ciphertexts() == ref
+
+
+def test_private_key_never_in_worker_logs(backend, cluster, keypair):
+    pk, sk = keypair
+    p_repr = repr(bytes(sk._p_bytes))
+    # key bytes reach a worker as KeyBytes: whatever the worker prints of a task shows no key
+    assert backend.map(repr, [(sk._p_bytes,), (sk._q_bytes,)]) == ["<key material>"] * 2
+    # a failing owner task (width 0) makes the worker log "Compute Failed" with the task's repr
+    with pytest.raises(ValueError):
+        backend.map(pool.w_owner_decrypt, [(sk._p_bytes, sk._q_bytes, b"\x00" * 8, 0)] * 2)
+    logs = "".join(str(rec) for recs in cluster.get_worker_logs().values() for rec in recs)
+    assert "Compute Failed" in logs
+    assert p_repr not in logs and p_repr[2:40] not in logs and str(int.from_bytes(sk._p_bytes, "big")) not in logs
