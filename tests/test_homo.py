@@ -15,7 +15,7 @@ from fedcredit.errors import ConfigError, PeerError, ProtocolError
 from fedcredit.protocols.context import StepContext
 from fedcredit.protocols.homo import FedAvgClassifier, HomoParams, RoundFailed, run
 from fedcredit.protocols.homo import spec
-from fedcredit.protocols.homo.aggregator import CkksAggregation, PlainAggregation, SecAggAggregation
+from fedcredit.protocols.homo.aggregator import CkksAggregation, PlainAggregation, SecAggAggregation, send_all
 from fedcredit.protocols.homo.client import CkksSubmitter, HomoClient, PlainSubmitter, SecAggSubmitter
 from fedcredit.protocols.homo.spec import Stage
 from fedcredit.protocols.registry import get_step
@@ -27,29 +27,43 @@ _SUB = {"plain": PlainSubmitter, "secagg": SecAggSubmitter, "ckks": CkksSubmitte
 _AGGR = {"plain": PlainAggregation, "secagg": SecAggAggregation, "ckks": CkksAggregation}
 
 
-def secure_sum(mode, vectors, *, halt=None, stage_timeout=0.5, hub=None, **kw):
-    """One aggregation round over the in-memory hub; clients in ``halt`` stop before that stage.
+def secure_rounds(mode, vectors, rounds=1, *, halt=None, stage_timeout=0.5, rejoin_grace=0.2, hub=None, **kw):
+    """``rounds`` aggregation rounds of the same vectors over the in-memory hub, as the aggregator runs them.
 
-    Returns (sum, contributors) from the aggregator, or raises its error.
+    ``halt`` maps a client to ``{round: stage}`` (or one stage, meaning round 0): it stops silently before
+    sending that stage's message in that round, as if it crashed, and comes back for the next round;
+    ``(stage, "exit")`` makes it stop for good. Returns ``[(sum, contributors), ...]`` per round from the
+    aggregator, or raises its error.
     """
     names = sorted(vectors)
-    halt = halt or {}
+    halt = {n: (h if isinstance(h, dict) else {0: h}) for n, h in (halt or {}).items()}
     hub = hub or MemoryHub([AGG, *names])
-    params = HomoParams(mode=mode, stage_timeout=stage_timeout, client_timeout=10.0, rejoin_grace=0.0, **kw)
-    out, errors = {}, {}
+    params = HomoParams(mode=mode, rounds=rounds, stage_timeout=stage_timeout, client_timeout=10.0,
+                        rejoin_grace=rejoin_grace, **kw)
+    out, errors = [], {}
 
     def client(name):
         ch = hub.channel(name, default_timeout=10)
         sub = _SUB[mode](name, AGG, params, names)
+        sched = {r: (h if isinstance(h, tuple) else (h, None)) for r, h in halt.get(name, {}).items()}
+        first = sched.get(0, (None, None))[0]
         try:
-            if mode == "ckks":
-                if not sub.setup(ch, halt_before=halt.get(name) if halt.get(name) == Stage.KEY_ADVERTISE else None):
+            if mode == "secagg":
+                if not sub.setup(ch, halt_before=first if first in (Stage.ADVERTISE, Stage.SHARES) else None):
                     return
-                sub.submit(ch, 0, vectors[name], halt_before=halt.get(name))
-            elif mode == "secagg":
-                sub.submit(ch, 0, vectors[name], halt_before=halt.get(name))
-            elif halt.get(name) is None:
-                sub.submit(ch, 0, vectors[name])
+            elif mode == "ckks":
+                if not sub.setup(ch, halt_before=first if first == Stage.KEY_ADVERTISE else None):
+                    return
+            for r in range(rounds):
+                start = spec.expect(Stage.START, ch.recv(AGG, spec.tag(Stage.START, r)))
+                stage, then = sched.get(r, (None, None))
+                if mode == "plain":
+                    if stage is None:
+                        sub.submit(ch, r, vectors[name], start["aggregation"])
+                else:
+                    sub.submit(ch, r, vectors[name], start["aggregation"], halt_before=stage)
+                if then == "exit":
+                    return
         except PeerError:
             pass  # the aggregator failed the round: reported below
         except Exception as exc:  # noqa: BLE001
@@ -60,9 +74,16 @@ def secure_sum(mode, vectors, *, halt=None, stage_timeout=0.5, hub=None, **kw):
         t.start()
     ch = hub.channel(AGG, default_timeout=10)
     agg = _AGGR[mode](params, names)
+    dim = len(next(iter(vectors.values())))
     try:
         members = agg.setup(ch)
-        out["sum"] = agg.aggregate(ch, 0, members, len(next(iter(vectors.values()))))
+        for r in range(rounds):
+            extras = agg.start_payloads(r, members, has_next=r + 1 < rounds)
+            send_all(ch, Stage.START, r, {p: {"round": r, "stop": False, "params": np.zeros(1),
+                                              "aggregation": extras[p]} for p in members}, background=agg.absent)
+            total, who = agg.aggregate(ch, r, members, dim)
+            agg.absent = set(members) - set(who)
+            out.append((total, who))
     except Exception:
         ch.abort("aggregator failed")
         raise
@@ -70,7 +91,12 @@ def secure_sum(mode, vectors, *, halt=None, stage_timeout=0.5, hub=None, **kw):
         for t in threads:
             t.join(15)
     assert not errors, errors
-    return out["sum"]
+    return out
+
+
+def secure_sum(mode, vectors, **kw):
+    """One aggregation round; clients in ``halt`` stop before that stage. Returns (sum, contributors)."""
+    return secure_rounds(mode, vectors, 1, **kw)[0]
 
 
 def _vectors(rng, n, d=40, scale=1000.0):
@@ -128,6 +154,71 @@ def test_secagg_dropouts_at_two_different_stages(rng):
     total, who = secure_sum("secagg", vecs, halt={"bank0": Stage.MASKED, "bank4": Stage.REVEAL})
     assert who == ["bank1", "bank2", "bank3", "bank4"]
     assert np.array_equal(total, np.sum([_fixed(vecs[b]) for b in who], axis=0))
+
+
+def _reveals_by_round(hub):
+    """{round: (clients whose self-mask shares were revealed, clients whose pairwise-seed shares were revealed)}."""
+    out: dict[int, tuple[set, set]] = {}
+    for sender, receiver, tag, payload in hub.captured:
+        if tag.endswith("/reveal"):
+            r = int(tag.split("/")[0].split("-")[1])
+            msg = serde.decode(payload)
+            selfs, pairs = out.setdefault(r, (set(), set()))
+            selfs |= set(msg["self_shares"])
+            pairs |= set(msg["pair_shares"])
+    return out
+
+
+# (halt schedule of bank1, contributors per round): drops on both sides of the pipelined boundary, where a
+# client's upload of round r carries its shares for round r+1
+PIPELINE_CASES = {
+    # uploads round 0 (with its round-1 shares), dies before revealing: in round 0 (self mask reconstructed);
+    # in round 1 it is in U2 but never uploads (pairwise seeds of round 1 reconstructed); then out for good
+    "dies-after-upload": ({0: (Stage.REVEAL, "exit")}, [[0, 1, 2, 3, 4], [0, 2, 3, 4], [0, 2, 3, 4]]),
+    # withholds its round-0 upload, so it has no shares for round 1: left out of round 1, it answers START(1)
+    # with shares for round 2 and is back in round 2
+    "lost-then-back": ({0: Stage.MASKED}, [[0, 2, 3, 4], [0, 2, 3, 4], [0, 1, 2, 3, 4]]),
+    # drops before revealing in round 0 but stays alive: its round-1 shares arrived, so it is in round 1
+    "reveal-drop-stays": ({0: Stage.REVEAL}, [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]),
+    # lost at upload in round 1 while its round-0 self mask was revealed; back in round 3
+    "survivor-then-lost": ({1: Stage.MASKED, 2: Stage.SHARES}, [[0, 1, 2, 3, 4], [0, 2, 3, 4], [0, 2, 3, 4],
+                                                                [0, 2, 3, 4]]),
+}
+
+
+@pytest.mark.parametrize("case", list(PIPELINE_CASES))
+def test_secagg_dropouts_across_the_pipelined_boundary(rng, case):
+    schedule, expected = PIPELINE_CASES[case]
+    vecs = _vectors(rng, 5)
+    hub = MemoryHub([AGG, *sorted(vecs)])
+    rounds = secure_rounds("secagg", vecs, len(expected), halt={"bank1": schedule}, hub=hub)
+    for r, ((total, who), want) in enumerate(zip(rounds, expected)):
+        want = [f"bank{i}" for i in want]
+        assert who == want, r
+        assert np.array_equal(total, np.sum([_fixed(vecs[b]) for b in want], axis=0)), r
+    # Bonawitz: in no round does the aggregator get both kinds of shares of one client
+    for r, (selfs, pairs) in _reveals_by_round(hub).items():
+        assert not selfs & pairs, (r, selfs & pairs)
+
+
+def test_secagg_steady_state_round_is_two_round_trips(rng):
+    vecs = _vectors(rng, 3)
+    hub = MemoryHub([AGG, *sorted(vecs)])
+    secure_rounds("secagg", vecs, 3, hub=hub)
+    tags = [t for s, _, t, _ in hub.captured if s == "bank1"]
+    # keys once per job; then each round one upload (carrying the next round's shares) and one reveal
+    assert tags == ["setup/advertise", "round-0/shares", "round-0/masked", "round-0/reveal", "round-1/masked",
+                    "round-1/reveal", "round-2/masked", "round-2/reveal"]
+    to_bank1 = [t for _, r, t, _ in hub.captured if r == "bank1"]
+    assert to_bank1 == ["setup/roster"] + [f"round-{r}/{m}" for r in range(3) for m in ("start", "unmask")]
+
+
+def test_secagg_masks_are_fresh_every_round(rng):
+    vecs = _vectors(rng, 3)
+    hub = MemoryHub([AGG, *sorted(vecs)])
+    secure_rounds("secagg", vecs, 2, hub=hub)
+    masked = [serde.decode(p)["masked"] for s, _, t, p in hub.captured if s == "bank1" and t.endswith("/masked")]
+    assert len(masked) == 2 and not np.any(masked[0] == masked[1])
 
 
 @pytest.mark.parametrize("stage", [Stage.ADVERTISE, Stage.SHARES, Stage.MASKED, Stage.REVEAL],
@@ -203,11 +294,12 @@ def test_spec_every_message_has_one_sender_and_one_receiver():
 
 
 @pytest.mark.parametrize("stage, payload, match", [
-    (Stage.START, {"round": True, "stop": False, "params": np.zeros(3)}, "'round' must be int"),
-    (Stage.START, {"round": 1, "stop": False}, "missing keys"),
-    (Stage.START, {"round": 1, "stop": False, "params": np.zeros(3), "x": 1}, "unexpected keys"),
-    (Stage.START, {"round": 1, "stop": 0, "params": np.zeros(3)}, "'stop' must be bool"),
-    (Stage.MASKED, {"masked": np.zeros(3)}, "uint64"),
+    (Stage.START, {"round": True, "stop": False, "params": np.zeros(3), "aggregation": {}}, "'round' must be int"),
+    (Stage.START, {"round": 1, "stop": False, "aggregation": {}}, "missing keys"),
+    (Stage.START, {"round": 1, "stop": False, "params": np.zeros(3), "aggregation": {}, "x": 1}, "unexpected keys"),
+    (Stage.START, {"round": 1, "stop": 0, "params": np.zeros(3), "aggregation": {}}, "'stop' must be bool"),
+    (Stage.MASKED, {"masked": np.zeros(3), "next_sealed": {}}, "uint64"),
+    (Stage.FORWARD, {"included": 1, "clients": [], "sealed": {}, "next": []}, "'included' must be bool"),
     (Stage.ROSTER, {"dropped": False}, "missing keys"),
     (Stage.ADVERTISE, [b"k"], "expected dict"),
 ])
@@ -278,9 +370,9 @@ def _install_halts(schedule):
 _orig_submit = SecAggSubmitter.submit
 
 
-def _scheduled_submit(self, ch, r, vector, *, halt_before=None):
+def _scheduled_submit(self, ch, r, vector, extra, *, halt_before=None):
     schedule = getattr(_halts, "schedule", {})
-    return _orig_submit(self, ch, r, vector, halt_before=schedule.get(r, halt_before))
+    return _orig_submit(self, ch, r, vector, extra, halt_before=schedule.get(r, halt_before))
 
 
 @pytest.mark.parametrize("model", ["logistic", "mlp"])
@@ -311,15 +403,17 @@ def test_fedavg_matches_centralized_lr_on_default_credit():
     assert np.allclose(res["bank1"].predict_proba(test.X), res[AGG].predict_proba(test.X))
 
 
-def test_client_that_drops_mid_training_rejoins_next_round(rng, monkeypatch):
+def test_client_that_drops_mid_training_rejoins_two_rounds_later(rng, monkeypatch):
+    # bank1 withholds its round-1 upload (and with it its shares for round 2): left out of round 2, it answers
+    # START(2) with shares for round 3 -- but halts that too; it answers START(3) and is back in round 4
     monkeypatch.setattr(SecAggSubmitter, "submit", _scheduled_submit)
     banks = _synthetic_banks(rng, n_banks=3)
-    res = _fit_all(banks, halt_schedule={"bank1": {1: Stage.SHARES, 2: Stage.MASKED}}, mode="secagg", rounds=4,
+    res = _fit_all(banks, halt_schedule={"bank1": {1: Stage.MASKED, 2: Stage.SHARES}}, mode="secagg", rounds=5,
                    stage_timeout=0.5, rejoin_grace=0.5)
     hist = res[AGG].report_["history"]
     assert [h["clients"] for h in hist] == [["bank0", "bank1", "bank2"], ["bank0", "bank2"], ["bank0", "bank2"],
-                                            ["bank0", "bank1", "bank2"]]
-    assert res[AGG].report_["dropped"] == {"shares": ["bank1"], "masked": ["bank1"]}
+                                            ["bank0", "bank2"], ["bank0", "bank1", "bank2"]]
+    assert res[AGG].report_["dropped"] == {"masked": ["bank1"], "shares": ["bank1"]}
     assert res["bank1"].report_["rounds_included"] == 2
     np.testing.assert_array_equal(res["bank1"].params_, res[AGG].params_)
 

@@ -110,7 +110,8 @@ def _run_mode(args, mode: str, *, kill: bool = False) -> dict:
         result_path = str(Path(d) / "agg.json")
         kwargs = {b: {"path": str(args.data / f"homo_{b}.csv"), "params": params} for b in BANKS}
         if kill:
-            kwargs["bank2"]["kill_before"] = f"round-{min(3, args.rounds - 1)}/shares"  # dies mid-round, after advertising its key
+            # dies mid-round: after dealing its shares for the round (with the previous upload), before uploading
+            kwargs["bank2"]["kill_before"] = f"round-{min(3, args.rounds - 1)}/masked"
         kwargs["agg"] = {"test_path": str(args.data / "homo_test.csv"), "params": params, "result_path": result_path}
         roles = {b: "benchmarks.suites.homo:bank" for b in BANKS} | {"agg": "benchmarks.suites.homo:aggregator"}
         t = time.perf_counter()
@@ -142,7 +143,7 @@ def _run_mode(args, mode: str, *, kill: bool = False) -> dict:
         res["harness_ru_maxrss_mb"] = {p: o["peak_rss_mb"] for p, o in out.items()}
         res["bytes_sent"] = {p: o["bytes_sent"] for p, o in out.items()}
     if kill:
-        res["killed"] = {"party": "bank2", "during": "round 3 (after advertise, before sharing keys)", "how": killed}
+        res["killed"] = {"party": "bank2", "during": "round 3 (after dealing its shares, before its masked upload)", "how": killed}
         res["dropped"] = rep["dropped"]
     return res
 

@@ -32,13 +32,17 @@ _SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="homo-send")
 _BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="homo-send-bg")
 
 
-def send_all(ch: Channel, stage: Stage, r: int | None, payloads: dict[str, object], *, background=()) -> None:
+def send_all(ch: Channel, stage: Stage, r: int | None, payloads: dict[str, object], *, background=(),
+             timings: dict | None = None) -> None:
     """Send one message per client concurrently (transport latency overlaps); a peer that
     cannot be reached (``PeerError``) is skipped: it will miss the next deadline and be dropped.
 
     Sends to peers in ``background`` (clients believed gone) are not waited for,
-    so a dead peer whose transport retries does not hold up the round.
+    so a dead peer whose transport retries does not hold up the round. With
+    ``timings``, the seconds from the first send to the last delivery are
+    recorded under ``"send-<stage>"``.
     """
+    t0 = time.monotonic()
 
     def one(item):
         try:
@@ -52,6 +56,8 @@ def send_all(ch: Channel, stage: Stage, r: int | None, payloads: dict[str, objec
             _BACKGROUND.submit(one, item)
     for f in futures:
         f.result()
+    if timings is not None:
+        timings["send-" + stage.value] = time.monotonic() - t0
 
 
 class RoundFailed(ProtocolError):
@@ -68,7 +74,8 @@ class _Collector:
         self.rejoin_grace = params.rejoin_grace
         self.absent: set[str] = set()  # clients dropped in the previous round (short grace)
         self.log: dict[str, list[str]] = {}
-        self.stage_seconds: dict[str, float] = {}  # last round: seconds spent waiting for each stage
+        self.stage_seconds: dict[str, float] = {}  # this round: seconds waiting for each stage ("send-<stage>":
+        # waiting for the transport to deliver that stage's messages)
 
     def collect(self, ch: Channel, peers, stage: Stage, r: int | None, *, grace_for=()) -> dict[str, dict]:
         """Receive ``stage`` from ``peers`` until the deadline; returns ``{peer: payload}`` of those on time."""
@@ -97,14 +104,19 @@ class _Collector:
 
     def require(self, alive, stage: Stage, r: int | None, of: int) -> None:
         if len(alive) < self.threshold:
+            where = "set-up" if r is None else f"round {r}"
             raise RoundFailed(
-                f"homo round {r}: only {len(alive)} of {of} clients remain at stage {stage.value!r}; "
+                f"homo {where}: only {len(alive)} of {of} clients remain at stage {stage.value!r}; "
                 f"at least {self.threshold} (the threshold) are needed"
             )
 
     @staticmethod
     def notify_dropped(ch: Channel, peers, stage: Stage, r: int | None) -> None:
         send_all(ch, stage, r, {p: {"dropped": True} for p in peers}, background=set(peers))
+
+    def start_payloads(self, r: int, members: list[str], *, has_next: bool) -> dict[str, dict]:
+        """The ``aggregation`` field of each member's START of round ``r`` (empty unless the mode needs one)."""
+        return {p: {} for p in members}
 
 
 class PlainAggregation(_Collector):
@@ -123,7 +135,16 @@ class PlainAggregation(_Collector):
 
 
 class SecAggAggregation(_Collector):
-    """The server of secure aggregation: routes sealed shares, sums masked inputs, removes masks.
+    """The server of pipelined secure aggregation: routes sealed shares, sums masked inputs, removes masks.
+
+    Set-up (once per job): collect ADVERTISE, send ROSTER ``K`` (names, public
+    keys, threshold), collect the shares of round 0. Round ``r``: START
+    carries FORWARD (the shares for ``r`` of ``U2``, who dealt them in time,
+    and the next share roster); collect MASKED from ``U2`` — each carrying the
+    sender's shares for ``r + 1`` — and standalone SHARES for ``r + 1`` from
+    members left out of ``r``; UNMASK/REVEAL; remove the masks. Two message
+    round trips per round (plain FedAvg: one), against four when every round
+    re-advertises keys and deals shares in rounds of its own.
 
     What it learns per round: the rosters (who took part at each stage), the
     public keys, the sealed (unreadable) shares, masked vectors that are
@@ -132,35 +153,63 @@ class SecAggAggregation(_Collector):
     the sum of the survivors' quantized updates.
     """
 
+    def __init__(self, params: HomoParams, clients: list[str]):
+        super().__init__(params, clients)
+        self._frac_bits = params.frac_bits
+        self.roster: list[str] = []  # K: clients with keys for this job
+        self._holders: dict[int, list[str]] = {}  # round -> share roster S(r)
+        self._shares: dict[int, dict[str, dict]] = {}  # round -> {dealer: {holder: sealed}}
+        self._round: tuple[int, list[str], dict] | None = None  # (r, U2, shares) of the running round
+
+    def _check_sealed(self, r: int, sealed_by: dict[str, dict]) -> dict[str, dict]:
+        holders = set(self._holders[r])
+        for p, sealed in sealed_by.items():
+            if set(sealed) != holders - {p} or not all(isinstance(v, bytes) for v in sealed.values()):
+                raise ProtocolError(f"homo shares from {p!r} for round {r}: one sealed message per roster member expected")
+        return sealed_by
+
     def setup(self, ch: Channel) -> list[str]:
-        return list(self.clients)
+        adv = self.collect(ch, self.clients, Stage.ADVERTISE, None)
+        self.notify_dropped(ch, [p for p in self.clients if p not in adv], Stage.ROSTER, None)
+        self.require(adv, Stage.ADVERTISE, None, len(self.clients))
+        k = sorted(adv)
+        keys = [adv[p]["public_key"] for p in k]
+        if any(len(x) != 32 for x in keys):
+            raise ProtocolError("homo advertise: public keys must be 32 bytes")
+        roster = {"dropped": False, "clients": k, "public_keys": keys, "threshold": self.threshold}
+        send_all(ch, Stage.ROSTER, None, {p: roster for p in k}, timings=self.stage_seconds)
+        self.roster, self._holders[0] = k, k
+        got = self.collect(ch, k, Stage.SHARES, 0)
+        self._shares[0] = self._check_sealed(0, {p: m["sealed"] for p, m in got.items()})
+        return k
+
+    def start_payloads(self, r: int, members: list[str], *, has_next: bool) -> dict[str, dict]:
+        shares = self._shares.pop(r, {})
+        self._holders.pop(r - 1, None)
+        u2 = sorted(shares)
+        self.require(u2, Stage.SHARES, r, len(members))
+        nxt = list(self.roster) if has_next else []
+        self._holders[r + 1] = nxt
+        self._round = (r, u2, shares)
+        out = {}
+        for p in members:
+            if p in shares:
+                out[p] = {"included": True, "clients": u2, "sealed": {u: shares[u][p] for u in u2 if u != p},
+                          "next": nxt}
+            else:
+                out[p] = {"included": False, "clients": [], "sealed": {}, "next": nxt}
+        return out
 
     def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
         t = self.threshold
-        adv = self.collect(ch, members, Stage.ADVERTISE, r, grace_for=self.absent)
-        self.notify_dropped(ch, [p for p in members if p not in adv], Stage.ROSTER, r)
-        self.require(adv, Stage.ADVERTISE, r, len(members))
-        u1 = sorted(adv)
-        keys = [adv[p]["public_key"] for p in u1]
-        if any(len(k) != 32 for k in keys):
-            raise ProtocolError(f"homo advertise round {r}: public keys must be 32 bytes")
-        ch_roster = {"dropped": False, "clients": u1, "public_keys": keys, "threshold": t}
-        send_all(ch, Stage.ROSTER, r, {p: ch_roster for p in u1})
-
-        shares = self.collect(ch, u1, Stage.SHARES, r)
-        u2 = sorted(shares)
-        self.notify_dropped(ch, [p for p in u1 if p not in shares], Stage.FORWARD, r)
-        self.require(u2, Stage.SHARES, r, len(members))
-        for p in u2:
-            sealed = shares[p]["sealed"]
-            if set(sealed) != set(u1) - {p} or not all(isinstance(v, bytes) for v in sealed.values()):
-                raise ProtocolError(f"homo shares from {p!r} round {r}: one sealed message per roster member expected")
-        send_all(ch, Stage.FORWARD, r, {
-            p: {"dropped": False, "clients": u2, "sealed": {u: shares[u]["sealed"][p] for u in u2 if u != p}}
-            for p in u2
-        })
-
+        if self._round is None or self._round[0] != r:
+            raise ProtocolError(f"homo round {r}: START was not prepared by this aggregation")
+        _, u2, _ = self._round
+        nxt = self._holders[r + 1]
         masked = self.collect(ch, u2, Stage.MASKED, r)
+        # members left out of round r answered START with their shares for r + 1 (a short grace: they may be gone)
+        outsiders = [p for p in members if p not in u2] if nxt else []
+        rejoin = self.collect(ch, outsiders, Stage.SHARES, r + 1, grace_for=outsiders) if outsiders else {}
         u3 = sorted(masked)
         lost = [p for p in u2 if p not in masked]
         self.notify_dropped(ch, lost, Stage.UNMASK, r)
@@ -168,11 +217,17 @@ class SecAggAggregation(_Collector):
         for p in u3:
             if masked[p]["masked"].shape != (dim,):
                 raise ProtocolError(f"homo masked input from {p!r} round {r}: expected {dim} values")
-        send_all(ch, Stage.UNMASK, r, {p: {"dropped": False, "survivors": u3, "lost": lost} for p in u3})
+        if nxt:
+            nxt_shares = {p: masked[p]["next_sealed"] for p in u3} | {p: m["sealed"] for p, m in rejoin.items()}
+            self._shares[r + 1] = self._check_sealed(r + 1, nxt_shares)
+        elif any(masked[p]["next_sealed"] for p in u3):
+            raise ProtocolError(f"homo masked input round {r}: shares for a round that will not run")
+        send_all(ch, Stage.UNMASK, r, {p: {"dropped": False, "survivors": u3, "lost": lost} for p in u3},
+                 timings=self.stage_seconds)
 
         reveals = self.collect(ch, u3, Stage.REVEAL, r)
         self.require(reveals, Stage.REVEAL, r, len(members))
-        xs = {c: i + 1 for i, c in enumerate(u1)}
+        xs = {c: i + 1 for i, c in enumerate(self.roster)}
         self_shares: dict[str, dict[int, int]] = {u: {} for u in u3}
         pair_shares: dict[tuple[str, str], dict[int, int]] = {(u, v): {} for u in lost for v in u3}
         for w, msg in reveals.items():
@@ -199,11 +254,8 @@ class SecAggAggregation(_Collector):
             m = sa.expand_mask(seed, dim)
             # v added +m if v < u else -m; undo it
             total = total - m if v < u else total + m
+        self._round = None
         return sa.dequantize(total, frac_bits=self._frac_bits), u3
-
-    def __init__(self, params: HomoParams, clients: list[str]):
-        super().__init__(params, clients)
-        self._frac_bits = params.frac_bits
 
 
 def _field(v, who: str) -> int:
@@ -245,7 +297,8 @@ class CkksAggregation(_Collector):
             if not all(isinstance(c, bytes) for c in got[p]["ciphertext"]):
                 raise ProtocolError(f"homo encrypted update from {p!r}: chunks must be bytes")
         total = sum_encrypted(self._ctx, [got[p]["ciphertext"] for p in contributors])
-        send_all(ch, Stage.DECRYPT, r, {p: {"dropped": False, "ciphertext": total} for p in contributors})
+        send_all(ch, Stage.DECRYPT, r, {p: {"dropped": False, "ciphertext": total} for p in contributors},
+                 timings=self.stage_seconds)
         deadline = time.monotonic() + self.stage_timeout
         for p in contributors:  # the first decryptor that answers in time
             res: dict = {}
@@ -283,9 +336,11 @@ class HomoAggregator:
         self.X_eval = None if X_eval is None else np.asarray(X_eval, dtype=np.float64)
         self.y_eval = None if y_eval is None else np.asarray(y_eval)
 
-    def _start(self, ch: Channel, members, r: int, theta: np.ndarray, stop: bool) -> None:
-        send_all(ch, Stage.START, r, {p: {"round": r, "stop": stop, "params": theta} for p in members},
-                 background=self.aggregation.absent)
+    def _start(self, ch: Channel, members, r: int, theta: np.ndarray, stop: bool, extras=None) -> None:
+        extras = extras or {}
+        send_all(ch, Stage.START, r,
+                 {p: {"round": r, "stop": stop, "params": theta, "aggregation": extras.get(p, {})} for p in members},
+                 background=self.aggregation.absent, timings=self.aggregation.stage_seconds)
 
     def run(self, ch: Channel, progress=None, check_cancelled=None) -> dict:
         p, size = self.params, self.shape.size
@@ -300,7 +355,9 @@ class HomoAggregator:
             if check_cancelled:
                 check_cancelled()
             tr = time.perf_counter()
-            self._start(ch, members, r, theta, False)
+            self.aggregation.stage_seconds = {}
+            extras = self.aggregation.start_payloads(r, members, has_next=r + 1 < p.rounds)
+            self._start(ch, members, r, theta, False, extras)
             total, contributors = self.aggregation.aggregate(ch, r, members, size + 3)
             self.aggregation.absent = set(members) - set(contributors)
             rows = total[size]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,28 +53,51 @@ class PlainSubmitter:
     def setup(self, ch: Channel) -> bool:
         return True
 
-    def submit(self, ch: Channel, r: int, vector) -> bool:
+    def submit(self, ch: Channel, r: int, vector, extra: dict | None = None) -> bool:
         ch.send(self.aggregator, spec.tag(Stage.UPDATE, r), {"vector": _materialize(vector)})
         return True
 
 
+@dataclass
+class _Dealt:
+    """What a client keeps about the shares it dealt for one round."""
+
+    holders: list[str]  # the share roster S(r) (this client included)
+    self_seed: bytes  # b_u(r), fresh from the OS CSPRNG
+    pair_seeds: dict[str, bytes]  # v -> k_uv(r) = HKDF(s_uv, "mask", r)
+    own_self_share: int  # this client's own share of b_u(r)
+
+
 class SecAggSubmitter:
-    """One client's side of secure aggregation, keeping its key pair across rounds.
+    """One client's side of pipelined secure aggregation; key pair and pairwise secrets live for the job.
 
-    Per round ``r`` (Bonawitz et al. 2017 with per-round seeds):
+    Set-up (once per job): ADVERTISE the X25519 public key; on ROSTER ``K``
+    derive the pairwise secrets ``s_uv`` with every member (cached for the
+    job) and deal the shares of round 0 (SHARES).
 
-    1. ADVERTISE its long-term X25519 public key (the same every round).
-    2. On ROSTER ``U1``: derive (cached) pairwise secrets ``s_uv``; draw a fresh
-       self-mask seed ``b`` (32 bytes, :mod:`secrets`); derive the round's
-       pairwise seeds ``k_uv = HKDF(s_uv, "mask", r)``; Shamir-share ``b`` and
-       every ``k_uv`` with threshold ``t`` among ``U1`` and SEND each member its
-       shares sealed with ChaCha20-Poly1305 under ``HKDF(s_uv, "share-enc")``.
-    3. On FORWARD ``U2`` (who shared): open the shares sent to it, upload
-       ``quantize(x) + PRG(b) + sum_v ±PRG(k_uv)`` over ``v`` in ``U2``.
-    4. On UNMASK (survivors ``U3`` ⊆ ``U2``, lost = ``U2 \\ U3``): reveal its
-       shares of ``b_u`` for ``u`` in ``U3`` and of ``k_uv`` for ``u`` lost and
-       ``v`` in ``U3`` — never both kinds for the same client, and only after
-       checking that ``|U3| >= t`` and the two sets partition ``U2``.
+    Dealing the shares of round ``r`` to the share roster ``S(r)``: draw a
+    fresh self-mask seed ``b_u(r)`` (32 bytes, :mod:`secrets`); derive
+    ``k_uv(r) = HKDF(s_uv, "mask", r)``; Shamir-share ``b_u(r)`` and every
+    ``k_uv(r)`` with threshold ``t`` (evaluation point of ``w``: its index in
+    ``K`` + 1) and seal each member's shares with ChaCha20-Poly1305 under
+    ``HKDF(s_uw, "share-enc")``, associated data binding round, sender,
+    receiver and ``S(r)`` (so members with different views of the roster
+    cannot open each other's shares).
+
+    Round ``r``:
+
+    1. START carries FORWARD: whether this client is in round ``r`` (its
+       shares for ``r`` arrived), ``U2`` (who shared for ``r``), the sealed
+       shares for ``r`` addressed to it, and ``S(r+1)`` (empty in the last
+       round). Left out: send standalone SHARES for ``r + 1`` and wait for the
+       next START.
+    2. MASKED: train, upload ``quantize(x) + PRG(b_u(r)) + sum_v ±PRG(k_uv(r))``
+       over ``v`` in ``U2``, together with the sealed shares for ``r + 1``.
+    3. On UNMASK (survivors ``U3`` ⊆ ``U2``, lost = ``U2 \\ U3``): reveal its
+       shares of ``b_u(r)`` for ``u`` in ``U3`` and of ``k_uv(r)`` for ``u``
+       lost and ``v`` in ``U3`` — never both kinds for one client in one
+       round (one UNMASK per round, and the two sets must partition ``U2``),
+       and only shares of round ``r``.
 
     Only per-round seeds are ever revealed, so a client dropped in round r is
     exposed neither in earlier nor in later rounds, and its long-term key
@@ -87,98 +111,126 @@ class SecAggSubmitter:
         self.clip, self.frac_bits = params.clip, params.frac_bits
         self.timeout = params.client_timeout
         self.keys = sa.KeyPair.generate()
-        self._pairs: dict[str, tuple[bytes, bytes]] = {}  # peer -> (peer public key, pairwise secret)
+        self.roster: list[str] = []  # K: clients with keys for this job
+        self._xs: dict[str, int] = {}  # Shamir evaluation point of each member of K
+        self._secrets: dict[str, bytes] = {}  # peer -> pairwise secret s_uv (the job's lifetime)
+        self._share_keys: dict[str, bytes] = {}  # peer -> HKDF(s_uv, "share-enc")
+        self._dealt: dict[int, _Dealt] = {}
 
-    def setup(self, ch: Channel) -> bool:
-        return True
-
-    def _secret(self, peer: str, public: bytes) -> bytes:
-        cached = self._pairs.get(peer)
-        if cached is None or cached[0] != public:  # a peer that re-keyed gets a new secret
-            cached = (public, self.keys.agree(self.party, peer, public))
-            self._pairs[peer] = cached
-        return cached[1]
-
-    def _recv(self, ch: Channel, stage: Stage, r: int) -> dict:
+    def _recv(self, ch: Channel, stage: Stage, r: int | None) -> dict:
         return spec.expect(stage, ch.recv(self.aggregator, spec.tag(stage, r), timeout=self.timeout),
                            sender_role="aggregator")
 
-    def submit(self, ch: Channel, r: int, vector, *, halt_before: Stage | None = None) -> bool:
-        """Run round ``r`` of secure aggregation for ``vector``.
+    def setup(self, ch: Channel, *, halt_before: Stage | None = None) -> bool:
+        """Advertise the key, learn the job's roster, deal the shares of round 0.
 
-        ``vector`` may be a callable returning the array: it is then called
-        after the shares are sent, so local training overlaps the aggregator
-        forwarding the shares. ``halt_before`` (fault-injection tests only) makes the client stop
-        silently before sending that stage's message, as if it crashed.
+        Returns False when this client is not part of the job (absent at key
+        set-up). ``halt_before`` (fault-injection tests only) makes the client
+        stop silently before ADVERTISE, or skip sending SHARES of round 0.
         """
-        me, agg, t = self.party, self.aggregator, self.threshold
+        me, t = self.party, self.threshold
         if halt_before is Stage.ADVERTISE:
             return False
-        ch.send(agg, spec.tag(Stage.ADVERTISE, r), {"public_key": self.keys.public})
-
-        # -- ROSTER → SHARES -------------------------------------------------
-        roster = self._recv(ch, Stage.ROSTER, r)
+        ch.send(self.aggregator, spec.tag(Stage.ADVERTISE, None), {"public_key": self.keys.public})
+        roster = self._recv(ch, Stage.ROSTER, None)
         if roster["dropped"]:
             return False
-        u1 = _check_names(roster["clients"], self.clients, "roster")
+        k = _check_names(roster["clients"], self.clients, "roster")
         keys = roster["public_keys"]
-        if len(keys) != len(u1) or not all(isinstance(k, bytes) for k in keys):
+        if len(keys) != len(k) or not all(isinstance(x, bytes) for x in keys):
             raise ProtocolError("homo roster: one 32-byte public key per client expected")
-        if me not in u1 or keys[u1.index(me)] != self.keys.public:
+        if me not in k or keys[k.index(me)] != self.keys.public:
             raise ProtocolError("homo roster: this client's public key is missing or altered")
         if roster["threshold"] != t:
             raise ProtocolError(f"homo roster: threshold {roster['threshold']} differs from the agreed {t}")
-        if len(u1) < t:
-            raise ProtocolError(f"homo roster: {len(u1)} clients is below the threshold {t}")
-        xs = {c: i + 1 for i, c in enumerate(u1)}
-        peers = [c for c in u1 if c != me]
-        secrets_by_peer = {v: self._secret(v, keys[u1.index(v)]) for v in peers}
-        self_seed = secrets.token_bytes(sa.SEED_BYTES)
-        pair_seeds = {v: sa.mask_seed(secrets_by_peer[v], r) for v in peers}
-        to_share = [self_seed] + [pair_seeds[v] for v in peers]
-        shares = [sa.shamir_split(sa.secret_to_int(s), list(xs.values()), t) for s in to_share]
-        sealed = {}
-        for w in peers:
-            plain = b"".join(sh[xs[w]].to_bytes(_SHARE_BYTES, "big") for sh in shares)
-            key = sa.derive_key(secrets_by_peer[w], "share-enc")
-            sealed[w] = sa.seal(key, plain, _aad(r, me, w))
-        if halt_before is Stage.SHARES:
-            return False
-        ch.send(agg, spec.tag(Stage.SHARES, r), {"sealed": sealed})
+        if len(k) < t:
+            raise ProtocolError(f"homo roster: {len(k)} clients is below the threshold {t}")
+        self.roster = k
+        self._xs = {c: i + 1 for i, c in enumerate(k)}
+        for v, pub in zip(k, keys):
+            if v != me:
+                self._secrets[v] = self.keys.agree(me, v, pub)
+                self._share_keys[v] = sa.derive_key(self._secrets[v], "share-enc")
+        sealed = self._deal(0, k)
+        if halt_before is not Stage.SHARES:
+            ch.send(self.aggregator, spec.tag(Stage.SHARES, 0), {"sealed": sealed})
+        return True
 
-        # -- FORWARD → MASKED ------------------------------------------------
-        fwd = self._recv(ch, Stage.FORWARD, r)
-        if fwd["dropped"]:
+    def _deal(self, r: int, holders) -> dict[str, bytes]:
+        """Fresh seeds of round ``r``, Shamir-shared among ``holders``; returns ``{holder: sealed shares}``."""
+        me, t = self.party, self.threshold
+        holders = _check_names(holders, set(self.roster), "share roster")
+        if me not in holders or len(holders) < t:
+            raise ProtocolError(f"homo share roster of round {r}: {len(holders)} clients (threshold {t}) "
+                                f"or this client missing")
+        peers = [v for v in holders if v != me]
+        self_seed = secrets.token_bytes(sa.SEED_BYTES)
+        pair_seeds = {v: sa.mask_seed(self._secrets[v], r) for v in peers}
+        xs = [self._xs[w] for w in holders]
+        shares = [sa.shamir_split(sa.secret_to_int(s), xs, t) for s in [self_seed, *pair_seeds.values()]]
+        aad = _aad(r, holders)
+        sealed = {
+            w: sa.seal(self._share_keys[w], b"".join(sh[self._xs[w]].to_bytes(_SHARE_BYTES, "big") for sh in shares),
+                       aad(me, w))
+            for w in peers
+        }
+        self._dealt[r] = _Dealt(list(holders), self_seed, pair_seeds, shares[0][self._xs[me]])
+        return sealed
+
+    def submit(self, ch: Channel, r: int, vector, extra: dict, *, halt_before: Stage | None = None) -> bool:
+        """Run round ``r`` of secure aggregation for ``vector``.
+
+        ``extra`` is START's ``aggregation`` field (FORWARD). ``vector`` may be
+        a callable returning the array (called only when this client is in
+        the round). ``halt_before`` (fault-injection tests only) makes the
+        client stop silently before sending that stage's message, as if it
+        crashed (SHARES and MASKED travel together: halting either withholds both).
+        """
+        me, agg, t = self.party, self.aggregator, self.threshold
+        fwd = spec.expect(Stage.FORWARD, extra, sender_role="aggregator")
+        nxt = fwd["next"]
+        dealt = self._dealt.pop(r, None)
+        for old in [k for k in self._dealt if k <= r]:
+            del self._dealt[old]  # seeds of rounds that are over are never used again
+        if not fwd["included"]:
+            if fwd["clients"] or fwd["sealed"]:
+                raise ProtocolError("homo forward: a client left out of the round gets no shares")
+            if nxt and halt_before is not Stage.SHARES:
+                ch.send(agg, spec.tag(Stage.SHARES, r + 1), {"sealed": self._deal(r + 1, nxt)})
             return False
-        u2 = _check_names(fwd["clients"], set(u1), "forward")
+        if dealt is None:
+            raise ProtocolError(f"homo forward: round {r} includes this client, which dealt no shares for it")
+
+        # -- FORWARD → MASKED (+ shares of round r+1) -----------------------
+        u2 = _check_names(fwd["clients"], set(dealt.holders), "forward")
         if me not in u2 or len(u2) < t:
             raise ProtocolError(f"homo forward: {len(u2)} clients (threshold {t}) or this client missing")
         if set(fwd["sealed"]) != set(u2) - {me} or not all(isinstance(v, bytes) for v in fwd["sealed"].values()):
             raise ProtocolError("homo forward: expected one sealed share message from each other client")
-        held_self = {me: shares[0][xs[me]]}
+        aad = _aad(r, dealt.holders)
+        held_self = {me: dealt.own_self_share}
         held_pair: dict[str, dict[str, int]] = {}
         for u in u2:
             if u == me:
                 continue
-            key = sa.derive_key(secrets_by_peer[u], "share-enc")
-            plain = sa.open_sealed(key, fwd["sealed"][u], _aad(r, u, me))
-            u_peers = [c for c in u1 if c != u]
+            plain = sa.open_sealed(self._share_keys[u], fwd["sealed"][u], aad(u, me))
+            u_peers = [c for c in dealt.holders if c != u]
             if len(plain) != _SHARE_BYTES * (1 + len(u_peers)):
                 raise ProtocolError(f"homo forward: shares from {u!r} have the wrong length")
             vals = [int.from_bytes(plain[i:i + _SHARE_BYTES], "big") for i in range(0, len(plain), _SHARE_BYTES)]
             held_self[u] = vals[0]
             held_pair[u] = dict(zip(u_peers, vals[1:]))
         vector = _materialize(vector)
-        masked = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits)
-        masked = masked + sa.expand_mask(self_seed, vector.shape[0])
+        d = vector.shape[0]
+        masked = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits) + sa.expand_mask(dealt.self_seed, d)
         for v in u2:
-            if v == me:
-                continue
-            m = sa.expand_mask(pair_seeds[v], vector.shape[0])
-            masked = masked + m if me < v else masked - m
-        if halt_before is Stage.MASKED:
+            if v != me:
+                m = sa.expand_mask(dealt.pair_seeds[v], d)
+                masked = masked + m if me < v else masked - m
+        next_sealed = self._deal(r + 1, nxt) if nxt else {}
+        if halt_before in (Stage.SHARES, Stage.MASKED):
             return False
-        ch.send(agg, spec.tag(Stage.MASKED, r), {"masked": masked})
+        ch.send(agg, spec.tag(Stage.MASKED, r), {"masked": masked, "next_sealed": next_sealed})
 
         # -- UNMASK → REVEAL -------------------------------------------------
         un = self._recv(ch, Stage.UNMASK, r)
@@ -203,8 +255,14 @@ def _materialize(vector) -> np.ndarray:
     return np.asarray(vector() if callable(vector) else vector, dtype=np.float64)
 
 
-def _aad(r: int, sender: str, receiver: str) -> bytes:
-    return f"fedcredit/homo/shares|round-{r}|{sender}|{receiver}".encode()
+def _aad(r: int, holders=None):
+    """Associated data of sealed shares: round, sender, receiver and (secagg) the share roster."""
+    roster = ",".join(holders) if holders is not None else ""
+
+    def aad(sender: str, receiver: str) -> bytes:
+        return f"fedcredit/homo/shares|round-{r}|{sender}|{receiver}|{roster}".encode()
+
+    return aad
 
 
 class CkksSubmitter:
@@ -253,7 +311,7 @@ class CkksSubmitter:
             for w in members:
                 if w != me:
                     key = sa.derive_key(kp.agree(me, w, pubs[w]), "ckks-key")
-                    sealed[w] = sa.seal(key, secret, _aad(-1, me, w))
+                    sealed[w] = sa.seal(key, secret, _aad(-1)(me, w))
             ch.send(agg, spec.tag(Stage.CONTEXT, None), {"public_context": self.keys.public_bytes(), "sealed": sealed})
         else:
             msg = spec.expect(Stage.KEY, ch.recv(agg, spec.tag(Stage.KEY, None), timeout=self.timeout),
@@ -261,10 +319,11 @@ class CkksSubmitter:
             if msg["dealer"] != dealer:
                 raise ProtocolError("homo key: dealer differs from the roster")
             key = sa.derive_key(kp.agree(me, dealer, pubs[dealer]), "ckks-key")
-            self.keys = CkksKeys.from_secret_bytes(sa.open_sealed(key, msg["sealed"], _aad(-1, dealer, me)))
+            self.keys = CkksKeys.from_secret_bytes(sa.open_sealed(key, msg["sealed"], _aad(-1)(dealer, me)))
         return True
 
-    def submit(self, ch: Channel, r: int, vector: np.ndarray, *, halt_before: Stage | None = None) -> bool:
+    def submit(self, ch: Channel, r: int, vector, extra: dict | None = None, *,
+               halt_before: Stage | None = None) -> bool:
         agg = self.aggregator
         vector = _materialize(vector)
         if halt_before is Stage.ENCRYPTED:
@@ -346,5 +405,5 @@ class HomoClient:
             if start["stop"]:
                 self.coef_ = theta
                 return {"party": self.party, "rounds": r, "rounds_included": included, "params": theta}
-            included += bool(self.submitter.submit(ch, r, lambda: self.local_vector(theta, r)))
+            included += bool(self.submitter.submit(ch, r, lambda: self.local_vector(theta, r), start["aggregation"]))
             r += 1

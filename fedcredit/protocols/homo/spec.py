@@ -7,18 +7,24 @@ aggregation sub-protocol, chosen by ``mode``:
 
     START → UPDATE
 
-``secagg`` (Bonawitz et al. 2017, per-round shares of per-round pairwise seeds)::
+``secagg`` (Bonawitz et al. 2017, pipelined; once per job: ADVERTISE → ROSTER → SHARES of round 0; then per round)::
 
-    START → ADVERTISE → ROSTER → SHARES → FORWARD → MASKED → UNMASK → REVEAL
+    START(+FORWARD of round r's shares) → MASKED(+SHARES of round r+1) → UNMASK → REVEAL
+
+  A client left out of round r (its shares for r did not arrive) answers
+  START with a standalone SHARES for round r+1 and is back one round later.
 
 ``ckks`` (once per job: KEY_ADVERTISE → KEY_ROSTER → CONTEXT → KEY; then per round)::
 
     START → ENCRYPTED → DECRYPT → DECRYPTED
 
-Tags are ``round-<r>/<message>`` (``setup/<message>`` for the CKKS key set-up).
+Tags are ``round-<r>/<message>`` (``setup/<message>`` for the key set-ups).
+FORWARD travels inside START (``aggregation`` field; ``{}`` in the other modes)
+and has no tag of its own.
 Every message the aggregator sends to a client that may have been dropped
-carries ``dropped: bool``; a client told ``dropped=True`` skips to the next
-round's START (that is how a client that comes back joins the next round).
+carries ``dropped: bool`` (FORWARD: ``included: bool``); a client told it is
+out skips to the next round's START (that is how a client that comes back
+joins again).
 
 Handlers call :func:`expect` on every peer message before acting on it: it
 checks that the message is the one expected at this stage, that the payload
@@ -70,6 +76,7 @@ class Message:
     receiver: str
     fields: dict
     setup: bool = False
+    inside: Stage | None = None  # travels as a field of this message (no tag of its own)
 
 
 _F64 = ("ndarray", np.float64)
@@ -78,14 +85,16 @@ _U64 = ("ndarray", np.uint64)
 MESSAGES: dict[Stage, Message] = {
     m.stage: m
     for m in [
-        Message(Stage.START, "aggregator", "client", {"round": int, "stop": bool, "params": _F64}),
+        Message(Stage.START, "aggregator", "client",
+                {"round": int, "stop": bool, "params": _F64, "aggregation": dict}),
         Message(Stage.UPDATE, "client", "aggregator", {"vector": _F64}),
-        Message(Stage.ADVERTISE, "client", "aggregator", {"public_key": bytes}),
+        Message(Stage.ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
         Message(Stage.ROSTER, "aggregator", "client",
-                {"dropped": bool, "clients": list, "public_keys": list, "threshold": int}),
+                {"dropped": bool, "clients": list, "public_keys": list, "threshold": int}, setup=True),
         Message(Stage.SHARES, "client", "aggregator", {"sealed": dict}),
-        Message(Stage.FORWARD, "aggregator", "client", {"dropped": bool, "clients": list, "sealed": dict}),
-        Message(Stage.MASKED, "client", "aggregator", {"masked": _U64}),
+        Message(Stage.FORWARD, "aggregator", "client",
+                {"included": bool, "clients": list, "sealed": dict, "next": list}, inside=Stage.START),
+        Message(Stage.MASKED, "client", "aggregator", {"masked": _U64, "next_sealed": dict}),
         Message(Stage.UNMASK, "aggregator", "client", {"dropped": bool, "survivors": list, "lost": list}),
         Message(Stage.REVEAL, "client", "aggregator", {"self_shares": dict, "pair_shares": dict}),
         Message(Stage.KEY_ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
@@ -99,18 +108,21 @@ MESSAGES: dict[Stage, Message] = {
     ]
 }
 
-#: Allowed next stage as seen by a client (what it may receive after sending ``key``).
+#: Messages of each mode in the order a steady-state round sends them (set-up messages first).
 NEXT: dict[str, tuple[Stage, ...]] = {
     "plain": (Stage.START, Stage.UPDATE),
-    "secagg": (Stage.START, Stage.ADVERTISE, Stage.ROSTER, Stage.SHARES, Stage.FORWARD, Stage.MASKED,
+    "secagg": (Stage.ADVERTISE, Stage.ROSTER, Stage.SHARES, Stage.START, Stage.FORWARD, Stage.MASKED,
                Stage.UNMASK, Stage.REVEAL),
-    "ckks": (Stage.START, Stage.ENCRYPTED, Stage.DECRYPT, Stage.DECRYPTED),
+    "ckks": (Stage.KEY_ADVERTISE, Stage.KEY_ROSTER, Stage.CONTEXT, Stage.KEY, Stage.START, Stage.ENCRYPTED,
+             Stage.DECRYPT, Stage.DECRYPTED),
 }
 
 
 def tag(stage: Stage, round_index: int | None) -> str:
     """Wire tag of a stage's message in a round (``None`` for set-up messages)."""
     msg = MESSAGES[stage]
+    if msg.inside is not None:
+        raise ProtocolError(f"stage {stage.value!r} travels inside {msg.inside.value!r} and has no tag")
     if msg.setup:
         return f"setup/{stage.value}"
     if round_index is None or round_index < 0:
