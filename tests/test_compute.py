@@ -1,0 +1,193 @@
+"""Compute backends without Dask: the local pool behind the interface, the current backend, config errors."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from fedcredit import compute
+from fedcredit.compute import LocalBackend
+from fedcredit.compute.partitioned import PartitionedCipherVector
+from fedcredit.config import ComputeConfig, load_party_config
+from fedcredit.crypto import pool
+from fedcredit.errors import ComputeError, ConfigError, DecryptionError
+from fedcredit.models.tree.histogram import build_histogram
+from fedcredit.testing import small_keypair
+
+
+@pytest.fixture(scope="module")
+def keypair():
+    return small_keypair(512)
+
+
+def _add(a, b):
+    return a + b
+
+
+def _part_sum(part, k, extra):
+    return sum(part) * k + extra
+
+
+def test_local_backend_map_scatter_map_partitions():
+    b = LocalBackend()
+    assert b.n_workers >= 1 and not b.distributed
+    assert b.map(_add, [(1, 2), (3, 4), (5, 6)]) == [3, 7, 11]
+    assert b.map(_add, []) == []
+    hs = b.scatter([[1, 2], [3], []])
+    assert b.map_partitions(_part_sum, hs, 10, part_args=[(0,), (1,), (2,)]) == [30, 31, 2]
+    b.replace(hs, [1], [[4]])
+    assert b.map_partitions(_part_sum, hs, 1, part_args=[(0,)] * 3) == [3, 4, 0]
+    b.free(hs)
+
+
+def test_current_backend_default_override_per_thread():
+    default = compute.current()
+    assert isinstance(default, LocalBackend)
+    other = LocalBackend()
+    seen = {}
+    with compute.using(other):
+        assert compute.current() is other
+        t = threading.Thread(target=lambda: seen.setdefault("thread", compute.current()))
+        t.start()
+        t.join()
+    assert seen["thread"] is default  # `using` is per thread; other threads keep the process default
+    assert compute.current() is default
+    prev = compute.set_default(other)
+    try:
+        assert compute.current() is other
+    finally:
+        compute.set_default(prev)
+    with pytest.raises(TypeError):
+        compute.set_default("dask")
+
+
+def test_key_bytes_are_redacted_but_usable(keypair):
+    _, sk = keypair
+    kb = sk._p_bytes
+    assert isinstance(kb, pool.KeyBytes) and repr(kb) == str(kb) == "<key material>"
+    assert repr((kb, 1)) == "(<key material>, 1)"
+    back = pickle.loads(pickle.dumps(kb))
+    assert type(back) is pool.KeyBytes and bytes(back) == bytes(kb) and int.from_bytes(back, "big") == sk._p
+
+
+def test_partitioned_vector_on_local_backend_equals_in_process(keypair):
+    pk, sk = keypair
+    rng = np.random.default_rng(0)
+    n = 300
+    cv = pk.encrypt_ints(rng.integers(0, 2**20, n))
+    codes = rng.integers(0, 5, (n, 3)).astype(np.uint8)
+    rows = [rng.choice(n, 100, replace=False), np.arange(n)]
+    with PartitionedCipherVector.from_blob(pk, cv.to_blob(), codes, backend=LocalBackend(), partition_rows=120) as pv:
+        assert [hi - lo for lo, hi in pv.bounds] == [100, 100, 100]
+        got = pv.histograms(rows, 5)
+    for r, h in zip(rows, got):
+        assert h.ciphertexts() == build_histogram(cv, codes, r, 5).ciphertexts()
+    with pytest.raises(ComputeError, match="freed"):
+        pv.histograms(rows, 5)
+
+
+def test_partitioned_vector_rejects_foreign_or_bad_blobs(keypair):
+    pk, sk = keypair
+    other, _ = small_keypair(512, index=1)
+    cv = other.encrypt_ints([1, 2, 3])
+    with pytest.raises(DecryptionError):
+        PartitionedCipherVector.from_blob(pk, cv.to_blob(), np.zeros((3, 1), np.uint8), backend=LocalBackend())
+    blob = pk.encrypt_ints([1, 2, 3]).to_blob()
+    bad = type(blob)(scheme=blob.scheme, key_fingerprint=blob.key_fingerprint, width=blob.width, count=3,
+                     data=b"\x00" * len(blob.data), meta=dict(blob.meta))
+    with pytest.raises(DecryptionError):  # zero is not a ciphertext: checked on the workers
+        PartitionedCipherVector.from_blob(pk, bad, np.zeros((3, 1), np.uint8), backend=LocalBackend())
+    with pytest.raises(ConfigError, match="codes must have shape"):
+        PartitionedCipherVector.from_blob(pk, blob, np.zeros((2, 1), np.uint8), backend=LocalBackend())
+
+
+def test_dask_backend_without_dask_says_how_to_install(monkeypatch):
+    from fedcredit.compute.dask import DaskBackend
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    with pytest.raises(ComputeError, match=r"pip install 'fedcredit\[dask\]'"):
+        DaskBackend("tcp://127.0.0.1:8786").map(_add, [(1, 2)])
+
+
+def test_from_config():
+    assert isinstance(compute.from_config(ComputeConfig()), LocalBackend)
+    d = compute.from_config(ComputeConfig(backend="dask", scheduler="tcp://127.0.0.1:8786", retries=3,
+                                          partition_rows=5000))
+    assert (d.name, d.distributed, d.scheduler, d.retries, d.partition_rows) == ("dask", True, "tcp://127.0.0.1:8786",
+                                                                                 3, 5000)
+    assert d.describe()["tls"] is False  # nothing connected yet: connecting happens on first use
+
+
+BASE = """
+[party]
+name = "bank"
+listen = "127.0.0.1:7301"
+state_dir = "state"
+insecure = true
+"""
+
+
+def _load(tmp_path, compute_toml: str):
+    for f in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / f).write_text("x")
+    p = tmp_path / "bank.toml"
+    p.write_text(BASE + textwrap.dedent(compute_toml))
+    return load_party_config(p)
+
+
+def test_config_dask_ok(tmp_path):
+    pytest.importorskip("distributed")
+    c = _load(tmp_path, """
+        [compute]
+        backend = "dask"
+        scheduler = "tls://10.0.0.5:8786"
+        tls_ca = "ca.pem"
+        tls_cert = "cert.pem"
+        tls_key = "key.pem"
+        retries = 2
+    """).compute
+    assert (c.backend, c.scheduler, c.retries, c.tls_ca.name) == ("dask", "tls://10.0.0.5:8786", 2, "ca.pem")
+    assert c.summary()["tls_ca"].endswith("ca.pem")
+    assert _load(tmp_path, '[compute]\nbackend = "dask"\nscheduler = "tcp://127.0.0.1:8786"\n').compute.insecure is False
+    assert _load(tmp_path, '[compute]\nbackend = "dask"\n').compute.scheduler is None  # a local cluster
+
+
+@pytest.mark.parametrize(
+    "toml, key, match",
+    [
+        ('backend = "ray"', "[compute].backend", "unknown backend 'ray' (available: local, dask)"),
+        ('backend = "local"\nscheduler = "tcp://127.0.0.1:1"', "[compute].scheduler", 'only used with backend = "dask"'),
+        ('backend = "dask"\nscheduler = "10.0.0.5:8786"', "[compute].scheduler", "must look like tcp://host:port"),
+        ('backend = "dask"\nscheduler = "tcp://10.0.0.5:8786"', "[compute].scheduler", "plain TCP to another host"),
+        ('backend = "dask"\nscheduler = "tls://10.0.0.5:8786"\ntls_ca = "ca.pem"', "[compute].tls_cert",
+         "a tls:// scheduler needs tls_ca, tls_cert and tls_key"),
+        ('backend = "dask"\nscheduler = "tls://h:8786"\ntls_ca = "nope.pem"\ntls_cert = "cert.pem"\ntls_key = "key.pem"',
+         "[compute].tls_ca", "file not found"),
+        ('backend = "dask"\ntls_ca = "ca.pem"', "[compute].tls_ca", "only used with a tls:// scheduler"),
+        ('backend = "dask"\nscheduler = "tls://h:8786"\ninsecure = true\ntls_ca = "ca.pem"\ntls_cert = "cert.pem"\n'
+         'tls_key = "key.pem"', "[compute].insecure", "only applies to a tcp:// scheduler"),
+        ('backend = "dask"\nretries = 11', "[compute].retries", "must be in 0..10"),
+        ('backend = "dask"\npartition_rows = 10', "[compute].partition_rows", "must be in 1000..100000000"),
+        ('backend = "local"\nworkers = 0', "[compute].workers", "must be in 1..256"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, toml, key, match):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, "[compute]\n" + toml + "\n")
+    hits = [p for p in info.value.problems if f"bank.toml: {key}:" in p and match in p]
+    assert hits, info.value.problems
+
+
+def test_config_dask_not_installed(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"\[compute\]\.backend: the Dask backend needs the dask extra: "
+                                          r"pip install 'fedcredit\[dask\]'"):
+        _load(tmp_path, '[compute]\nbackend = "dask"\n')
