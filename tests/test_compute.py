@@ -191,3 +191,20 @@ def test_config_dask_not_installed(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"\[compute\]\.backend: the Dask backend needs the dask extra: "
                                           r"pip install 'fedcredit\[dask\]'"):
         _load(tmp_path, '[compute]\nbackend = "dask"\n')
+
+
+def test_encrypt_chunks_keeps_partitions_and_matches_in_process(keypair):
+    pk, sk = keypair
+    rng = np.random.default_rng(5)
+    vals = rng.integers(0, 2**20, 250)
+    codes = rng.integers(0, 4, (250, 2)).astype(np.uint8)
+    chunks = [(vals[lo:lo + 100], codes[lo:lo + 100]) for lo in range(0, 250, 100)]
+    for key in (sk, pk):
+        with PartitionedCipherVector.encrypt_chunks(key, chunks, backend=LocalBackend()) as pv:
+            assert pv.bounds == [(0, 100), (100, 200), (200, 250)] and len(pv) == 250
+            rows = np.arange(0, 250, 3)
+            h = pv.histograms([rows], 4)[0]
+        ref = np.zeros(8, dtype=np.int64)
+        np.add.at(ref, codes[rows, 0], vals[rows])
+        np.add.at(ref, 4 + codes[rows, 1], vals[rows])
+        assert sk.decrypt_ints(h) == ref.tolist()

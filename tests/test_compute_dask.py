@@ -212,3 +212,18 @@ def test_private_key_never_in_worker_logs(backend, cluster, keypair):
     logs = "".join(str(rec) for recs in cluster.get_worker_logs().values() for rec in recs)
     assert "Compute Failed" in logs
     assert p_repr not in logs and p_repr[2:40] not in logs and str(int.from_bytes(sk._p_bytes, "big")) not in logs
+
+
+def test_encrypt_chunks_on_cluster_never_gathers(backend, keypair):
+    pk, sk = keypair
+    rng = np.random.default_rng(6)
+    vals = rng.integers(0, 2**20, 700)
+    codes = rng.integers(0, 4, (700, 2)).astype(np.uint8)
+    chunks = ((vals[lo:lo + 200], codes[lo:lo + 200]) for lo in range(0, 700, 200))
+    with PartitionedCipherVector.encrypt_chunks(sk, chunks, backend=backend) as pv:
+        assert len(pv.bounds) == 4 and all(h.status == "finished" for h in pv._handles)
+        h = pv.histograms([np.arange(700)], 4)[0]
+    ref = np.zeros(8, dtype=np.int64)
+    np.add.at(ref, codes[:, 0], vals)
+    np.add.at(ref, 4 + codes[:, 1], vals)
+    assert sk.decrypt_ints(h) == ref.tolist()

@@ -85,6 +85,13 @@ class ComputeBackend(ABC):
         """Place each partition on a worker; returns one opaque handle per partition."""
 
     @abstractmethod
+    def map_to_partitions(self, fn: Callable, arg_list: Sequence[tuple]) -> list:
+        """Like :meth:`map`, but each result stays on its worker as a partition; returns handles.
+
+        Waits until every task is done (so failures surface here, as in :meth:`map`).
+        """
+
+    @abstractmethod
     def map_partitions(self, fn: Callable, handles: Sequence, *args, part_args: Sequence[tuple] | None = None) -> list:
         """``[fn(partition_i, *args, *part_args[i]) for each handle]``; results in order.
 

@@ -217,6 +217,30 @@ class DaskBackend(ComputeBackend):
         except Exception as exc:
             raise ComputeError(f"cannot place data on the Dask workers: {type(exc).__name__}: {exc}") from None
 
+    def map_to_partitions(self, fn: Callable, arg_list: Sequence[tuple]) -> list:
+        arg_list = list(arg_list)
+        if not arg_list:
+            return []
+        c = self.client
+        futures = [c.submit(fn, *args, key=self._key(fn), pure=False, retries=self.retries) for args in arg_list]
+        dd = _distributed()
+        try:
+            with c.as_current():
+                _, not_done = dd.wait(futures, timeout=self.task_timeout)
+        except TimeoutError:
+            not_done = futures
+        if not_done:
+            c.cancel(futures)
+            raise ComputeError(f"{getattr(fn, '__name__', 'task')}: tasks did not finish within "
+                               f"{self.task_timeout:g} s (are the cluster's workers running?)")
+        bad = [f for f in futures if f.status != "finished"]
+        if bad:
+            try:
+                self._gather(bad, getattr(fn, "__name__", "task"))  # raises the reason
+            finally:
+                c.cancel(futures)
+        return futures  # lineage: if a worker dies, Dask recomputes the partition from its task
+
     def map_partitions(self, fn: Callable, handles: Sequence, *args, part_args: Sequence[tuple] | None = None) -> list:
         handles = list(handles)
         if not handles:

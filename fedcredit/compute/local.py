@@ -53,6 +53,9 @@ class LocalBackend(ComputeBackend):
     def scatter(self, partitions: Sequence[Any]) -> list:
         return [_Held(p) for p in partitions]
 
+    def map_to_partitions(self, fn: Callable, arg_list: Sequence[tuple]) -> list:
+        return [_Held(r) for r in self.map(fn, arg_list)]
+
     def map_partitions(self, fn: Callable, handles: Sequence, *args, part_args: Sequence[tuple] | None = None) -> list:
         extra = list(part_args) if part_args is not None else [()] * len(handles)
         return self.map(fn, [(h.value, *args, *e) for h, e in zip(handles, extra)])

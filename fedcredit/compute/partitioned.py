@@ -28,7 +28,7 @@ from ..errors import ComputeError, ConfigError, DecryptionError
 from . import current
 from .base import ComputeBackend, PartitionLost
 
-__all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms"]
+__all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms", "w_encrypt_partition"]
 
 #: Rows per partition (at least one partition per worker).
 DEFAULT_PARTITION_ROWS = 100_000
@@ -114,7 +114,61 @@ class PartitionedCipherVector:
             raise
         return self
 
+    @classmethod
+    def encrypt_chunks(cls, key, chunks, *, backend: ComputeBackend | None = None) -> "PartitionedCipherVector":
+        """Encrypt on the workers, one partition per chunk, without gathering the ciphertexts here.
+
+        Parameters
+        ----------
+        key : PrivateKey or PublicKey
+            The key owner's (CRT fast path) or a public key.
+        chunks : iterable of (ints, codes)
+            Per chunk: non-negative plaintext integers below ``n`` and the bin codes of the same rows
+            (e.g. from :func:`fedcredit.data.iter_table`); one chunk is in this process at a time.
+        backend : ComputeBackend, optional
+
+        Notes
+        -----
+        Each task carries its chunk's plaintexts as fixed-width bytes; a distributed
+        engine keeps them with the task so it can recompute a partition whose worker
+        died (with fresh randomness: the plaintexts are the same).
+        """
+        backend = backend if backend is not None else current()
+        pk = getattr(key, "public_key", key)
+        owner = key is not pk
+        pw = (pk.bits + 7) // 8
+        self = object.__new__(cls)
+        self.backend, self.public_key, self.frac_bits = backend, pk, 0
+        self._data, self._width = None, pk.width
+        self._handles, bounds, f = [], [], None
+        count = 0
+        key_args = (key._p_bytes, key._q_bytes) if owner else (pk.to_wire()["n"],)
+        try:
+            pending = []
+            for ints, codes in chunks:
+                codes = np.ascontiguousarray(codes)
+                ms = b"".join(int(m).to_bytes(pw, "big") for m in ints)
+                if codes.ndim != 2 or codes.shape[0] != len(ms) // pw or (f is not None and codes.shape[1] != f):
+                    raise ConfigError("each chunk needs codes of shape (len(ints), f) with the same f")
+                f = codes.shape[1]
+                bounds.append((count, count + codes.shape[0]))
+                count += codes.shape[0]
+                pending.append((owner, key_args, ms, pw, pk.width, codes))
+                if len(pending) >= max(1, backend.n_workers):
+                    self._handles += backend.map_to_partitions(w_encrypt_partition, pending)
+                    pending = []
+            if pending:
+                self._handles += backend.map_to_partitions(w_encrypt_partition, pending)
+        except BaseException:
+            self.free()
+            raise
+        self.count, self.bounds = count, bounds
+        self._codes = _CodesInfo(f or 0)
+        return self
+
     def _source(self, i: int) -> tuple[bytes, np.ndarray]:
+        if self._data is None:
+            raise ComputeError("a partition computed on the workers was lost and cannot be sent again")
         lo, hi = self.bounds[i]
         w = self._width
         return bytes(self._data[lo * w: hi * w]), np.ascontiguousarray(self._codes[lo:hi])
@@ -173,7 +227,8 @@ class PartitionedCipherVector:
         """
         n_bins = int(n_bins)
         f = self._codes.shape[1]
-        if self._codes.size and (self._codes.min() < 0 or self._codes.max() >= n_bins):
+        if isinstance(self._codes, np.ndarray) and self._codes.size and (
+                self._codes.min() < 0 or self._codes.max() >= n_bins):
             raise ConfigError(f"bin codes must be in [0, {n_bins})")
         k = len(row_sets)
         if k == 0:
@@ -217,6 +272,13 @@ class PartitionedCipherVector:
         return out
 
 
+class _CodesInfo:
+    """Shape stand-in when the codes live only on the workers."""
+
+    def __init__(self, f: int):
+        self.shape = (0, f)
+
+
 def _check_header(pk, blob) -> None:
     """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
     if not isinstance(blob, CipherBlob):
@@ -257,6 +319,20 @@ def w_check(part, n_bytes: bytes) -> int:
         if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
             raise DecryptionError()
     return len(codes)
+
+
+def w_encrypt_partition(owner: bool, key_args: tuple, ms: bytes, pw: int, width: int, codes: np.ndarray):
+    """Encrypt one chunk's plaintexts (fixed-width bytes) and keep ``(ciphertext bytes, codes)`` as a partition."""
+    from gmpy2 import mpz
+
+    from ..crypto import pool as _pool
+
+    ints = [mpz.from_bytes(ms[i:i + pw], "big") for i in range(0, len(ms), pw)]
+    if owner:
+        data = _pool.w_owner_encrypt(*key_args, ints, width)
+    else:
+        data = _pool.w_public_encrypt(*key_args, ints, width)
+    return data, codes
 
 
 def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
