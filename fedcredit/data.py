@@ -12,8 +12,9 @@ a learned default direction). Infinite values are refused.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Table", "load_table", "MISSING_TOKENS"]
+__all__ = ["Table", "TableChunk", "load_table", "iter_table", "MISSING_TOKENS"]
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
 
@@ -167,17 +168,177 @@ def load_table(
     return table
 
 
-def _column(rows, ci: int, src: str, column: str) -> np.ndarray:
+def _column(rows, ci: int, src: str, column: str, first_line: int = 2) -> np.ndarray:
     """One column as float64: vectorized parse, cell-by-cell only when that fails (to name the line)."""
     cells = [row[ci] for row in rows]
     try:
         out = np.array(cells, dtype=np.float64)
     except (ValueError, TypeError):
-        out = np.array([_number(c, src, column, i + 2) for i, c in enumerate(cells)], dtype=np.float64)
+        out = np.array([_number(c, src, column, i + first_line) for i, c in enumerate(cells)], dtype=np.float64)
     if np.isinf(out).any():
-        line = int(np.flatnonzero(np.isinf(out))[0]) + 2
+        line = int(np.flatnonzero(np.isinf(out))[0]) + first_line
         raise DataError(f"{src}, line {line}, column {column!r}: infinite value")
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class TableChunk:
+    """Consecutive rows of a table read by :func:`iter_table`.
+
+    Attributes
+    ----------
+    offset : int
+        Position of the first row in the whole table.
+    ids : ndarray of str objects, shape (m,)
+    X : ndarray of float64, shape (m, f)
+    y : ndarray of int8, shape (m,), or None
+    columns : tuple of str
+    """
+
+    offset: int
+    ids: np.ndarray
+    X: np.ndarray
+    y: np.ndarray | None
+    columns: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def iter_table(
+    path: str | Path,
+    *,
+    id_column: str = "id",
+    label_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int = 100_000,
+) -> Iterator[TableChunk]:
+    """Read a CSV or Parquet table in chunks of ``chunk_rows`` rows, for tables that do not fit in memory.
+
+    CSV is streamed with the :mod:`csv` module; Parquet is read batch by batch
+    (``ParquetFile.iter_batches``, row group by row group) with pyarrow. Each chunk is checked
+    like :func:`load_table` checks a whole table (the same messages, with the
+    file's line numbers); ids duplicated across chunks are detected with a
+    64-bit digest per row (8 bytes a row) and reported after the last chunk.
+    A label must be 0/1; a single-class label is not checked (a chunk may hold one class).
+
+    Parameters
+    ----------
+    path : str or Path
+    id_column, label_column, columns
+        As for :func:`load_table`.
+    chunk_rows : int, default=100000
+
+    Yields
+    ------
+    TableChunk
+
+    Raises
+    ------
+    DataError
+        As :func:`load_table`, naming the file, the column and the line.
+    """
+    path = Path(path)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"The 'chunk_rows' parameter of iter_table must be an int >= 1. Got {chunk_rows!r} instead.")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    src = str(path)
+    batches = _parquet_batches(path, chunk_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, chunk_rows)
+    header = next(batches)
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise DataError(f"{src}: duplicate column name(s) {', '.join(map(repr, dup))}")
+    need = [id_column] + ([label_column] if label_column else []) + list(columns or [])
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise DataError(f"{src}: missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(header)}")
+    if columns is None:
+        columns = [h for h in header if h not in (id_column, label_column)]
+    columns = tuple(columns)
+    col_idx = [header.index(c) for c in columns]
+    id_i = header.index(id_column)
+    digests = []
+    offset = 0
+    for rows in batches:
+        first_line = offset + 2
+        bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
+        if bad is not None:
+            raise DataError(f"{src}, line {first_line + bad}: {len(rows[bad])} fields, the header has {len(header)}")
+        ids = np.array([row[id_i].strip() if isinstance(row[id_i], str) else str(row[id_i]) for row in rows],
+                       dtype=object)
+        empty = np.flatnonzero(ids == "")
+        if empty.size:
+            raise DataError(f"{src}, column {id_column!r}: empty id at line {first_line + int(empty[0])}")
+        X = np.empty((len(rows), len(columns)), dtype=np.float64)
+        for j, ci in enumerate(col_idx):
+            X[:, j] = _column(rows, ci, src, columns[j], first_line)
+        y = None
+        if label_column:
+            y = _column(rows, header.index(label_column), src, label_column, first_line)
+            if np.isnan(y).any():
+                raise DataError(f"{src}, column {label_column!r}: missing label at line "
+                                f"{first_line + int(np.flatnonzero(np.isnan(y))[0])}")
+            if not np.isin(y, (0.0, 1.0)).all():
+                raise DataError(f"{src}, column {label_column!r}: the label must be binary 0/1, found "
+                                f"{y[~np.isin(y, (0.0, 1.0))][0]:g} at line "
+                                f"{first_line + int(np.flatnonzero(~np.isin(y, (0.0, 1.0)))[0])}")
+            y = y.astype(np.int8)
+        digests.append(np.frombuffer(b"".join(hashlib.blake2b(i.encode(), digest_size=8).digest() for i in ids),
+                                     dtype=np.uint64))
+        yield TableChunk(offset, ids, X, y, columns)
+        offset += len(rows)
+    if offset == 0:
+        raise DataError(f"{src}: the table is empty (no data rows)")
+    allh = np.concatenate(digests)
+    if np.unique(allh).size != allh.size:
+        raise DataError(f"{src}, column {id_column!r}: duplicate id(s) in the table")
+
+
+def _csv_batches(path: Path, chunk_rows: int):
+    """Yields the header, then lists of at most ``chunk_rows`` rows."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: the file is empty (no header)")
+            yield [h.strip() for h in header]
+            batch = []
+            for row in reader:
+                if not row:
+                    continue
+                batch.append(row)
+                if len(batch) == chunk_rows:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _parquet_batches(path: Path, chunk_rows: int):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'fedcredit[parquet]')") from None
+    try:
+        pf = pq.ParquetFile(path)
+        header = [str(c) for c in pf.schema_arrow.names]
+    except Exception as exc:  # pyarrow raises many types
+        raise DataError(f"{path}: unreadable Parquet file ({exc})") from None
+    yield header
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            yield [list(r) for r in zip(*cols)]
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable Parquet file ({exc})") from None
 
 
 def _number(cell, src: str, column: str, line: int) -> float:

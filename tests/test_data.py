@@ -80,3 +80,53 @@ def test_parquet(tmp_path):
     pq.write_table(pa.table({"id": ["a", "b"], "x": [1.0, None], "y": [0, 1]}), p)
     t = load_table(p, party="p", label_column="y")
     assert t.y.tolist() == [0, 1] and np.isnan(t.X[1, 0])
+
+
+# ---------------------------------------------------------------- chunked reading (tables larger than memory)
+def _chunked(path, **kw):
+    from fedcredit.data import iter_table
+
+    return list(iter_table(path, **kw))
+
+
+def test_iter_table_csv_chunks_equal_load_table(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["id,y,a,b"] + [f"c{i},{i % 2},{rng.normal():.6g},{'' if i % 7 == 0 else i}" for i in range(25)]
+    p = _write(tmp_path, "\n".join(lines) + "\n")
+    whole = load_table(p, party="p", label_column="y")
+    chunks = _chunked(p, label_column="y", chunk_rows=10)
+    assert [len(c) for c in chunks] == [10, 10, 5] and [c.offset for c in chunks] == [0, 10, 20]
+    assert chunks[0].columns == whole.columns
+    np.testing.assert_array_equal(np.concatenate([c.X for c in chunks]), whole.X)
+    assert np.concatenate([c.ids for c in chunks]).tolist() == whole.ids.tolist()
+    assert np.concatenate([c.y for c in chunks]).tolist() == whole.y.tolist()
+
+
+def test_iter_table_parquet_by_batches(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(9)], "x": [float(i) for i in range(8)] + [None]}), p,
+                   row_group_size=4)
+    chunks = _chunked(p, chunk_rows=4)
+    assert [len(c) for c in chunks] == [4, 4, 1]
+    assert np.isnan(chunks[-1].X[0, 0]) and chunks[1].X[:, 0].tolist() == [4.0, 5.0, 6.0, 7.0]
+
+
+@pytest.mark.parametrize(
+    "text, kwargs, match",
+    [
+        ("id,a\n1,2\n2,3\n3,abc\n", {}, r"t\.csv, line 4, column 'a': non-numeric value 'abc'"),  # line counted across chunks
+        ("id,a\n1,2\n2,3\n3,inf\n", {}, r"t\.csv, line 4, column 'a': infinite value"),
+        ("id,a\n1,2\n2,3\n1,4\n", {}, r"t\.csv, column 'id': duplicate id"),  # across chunks
+        ("id,a\n1,2\n2,3\n3,4,5\n", {}, r"t\.csv, line 4: 3 fields, the header has 2"),
+        ("id,a\n1,2\n", {"id_column": "key"}, r"t\.csv: missing column\(s\) 'key'"),
+        ("id,a,y\n1,2,0\n2,3,1\n3,3,2\n", {"label_column": "y"}, r"label must be binary 0/1, found 2 at line 4"),
+        ("id,a\n", {}, r"t\.csv: the table is empty"),
+        ("", {}, r"t\.csv: the file is empty"),
+    ],
+)
+def test_iter_table_errors_name_file_column_and_line(tmp_path, text, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        _chunked(_write(tmp_path, text), chunk_rows=2, **kwargs)
