@@ -30,7 +30,6 @@ SUITES = ["paillier", "psi", "secureboost", "hetero_lr", "homo", "scoring", "tra
 ALL_ORDER = ["paillier", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale"]
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (yet).
 QUICK_ARGS = {
-    "homo": ["--rounds", "3"],
     "scoring": ["--train-rows", "1000", "--trees", "3", "--batches", "1000", "--repeats", "1", "--singles", "50"],
 }
 

@@ -7,6 +7,7 @@ round, per-round overhead versus plain, test AUC/KS, peak RSS of the whole
 deployment; plus centralized sklearn logistic regression on the union of the
 banks, measured in the same run. ``--kill-check`` also kills one bank process
 mid-round (SIGKILL during round 3 of secagg) and reports that training finished.
+``--quick``: 3 rounds, one run per mode (unless ``--rounds``/``--repeats`` are given).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ BANKS = ["bank1", "bank2", "bank3"]
 
 def add_arguments(parser) -> None:
     parser.add_argument("--modes", default="plain,secagg,ckks")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=1, help="runs per mode (medians reported)")
+    parser.add_argument("--rounds", type=int, default=None, help="FedAvg rounds (default 10; 3 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per mode, medians reported (default 1)")
     parser.add_argument("--model", default="logistic", choices=["logistic", "mlp"])
     parser.add_argument("--kill-check", action="store_true", help="also kill one bank mid-round")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -149,7 +150,13 @@ def _run_mode(args, mode: str, *, kill: bool = False) -> dict:
 
 
 def run(args) -> dict:
+    quick = getattr(args, "quick", False)
+    if args.rounds is None:
+        args.rounds = 3 if quick else 10
+    if args.repeats is None:
+        args.repeats = 1
     modes = [m for m in args.modes.split(",") if m]
+    load_before = os.getloadavg()
     central = _centralized(args.data)
     per_mode = {}
     for mode in modes:
@@ -160,7 +167,9 @@ def run(args) -> dict:
         per_mode[mode] = best
     out = {
         "config": {"banks": BANKS, "rounds": args.rounds, "local_epochs": 1, "model": args.model,
-                   "transport": "mTLS gRPC on loopback, one process per party", "repeats": args.repeats},
+                   "transport": "mTLS gRPC on loopback, one process per party", "repeats": args.repeats,
+                   "quick": quick},
+        "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
         "centralized_lr": central,
         "modes": per_mode,
     }
