@@ -12,6 +12,7 @@ from conftest import data_path
 from fedcredit.crypto import secagg as sa
 from fedcredit.data import Table, load_table
 from fedcredit.errors import ConfigError, PeerError, ProtocolError
+from fedcredit.models import metrics
 from fedcredit.protocols.context import StepContext
 from fedcredit.protocols.homo import FedAvgClassifier, HomoParams, RoundFailed, run
 from fedcredit.protocols.homo import spec
@@ -427,7 +428,9 @@ def test_early_stopping_on_clients_validation_splits(rng):
     assert rep["best_round"] == rep["rounds"] - 2 - 2  # client-side validation lags one round
 
 
-def test_step_runs_through_the_registry(rng):
+def test_step_runs_through_the_registry(rng, tmp_path):
+    from fedcredit.protocols.homo import MODEL_FILE, load_model
+
     banks = _synthetic_banks(rng)
     roles = {AGG: "aggregator", **{b: "client" for b in banks}}
 
@@ -435,7 +438,7 @@ def test_step_runs_through_the_registry(rng):
         def fn(ch):
             ctx = StepContext(job_id="j", step="fedavg", kind="homo", party=name, roles=roles,
                               params={"mode": "secagg", "rounds": 2, "n_features": 6}, channel=ch,
-                              data=banks.get(name))
+                              data=banks.get(name), workdir=tmp_path / name)
             return get_step("homo")(ctx), ctx.state
 
         return fn
@@ -445,3 +448,10 @@ def test_step_runs_through_the_registry(rng):
     assert report["rounds"] == 2 and report["mode"] == "secagg" and "params" not in report
     np.testing.assert_array_equal(state["homo"]["params"], res["bank0"][1]["homo"]["params"])
     assert run is get_step("homo")
+    # every party saved the same global model; a client also reports it on its own rows
+    saved = load_model(tmp_path / AGG / MODEL_FILE)
+    np.testing.assert_array_equal(saved.params_, state["homo"]["params"])
+    np.testing.assert_array_equal(load_model(tmp_path / "bank1" / MODEL_FILE).params_, saved.params_)
+    X = banks["bank0"].X
+    assert res["bank0"][0]["train_auc"] == pytest.approx(
+        metrics.auc(banks["bank0"].y, saved.predict_proba(X)[:, 1]))

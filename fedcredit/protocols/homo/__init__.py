@@ -30,7 +30,24 @@ from .client import HomoClient
 from .params import HomoParams
 from .spec import Stage
 
-__all__ = ["run", "FedAvgClassifier", "HomoParams", "RoundFailed", "Stage"]
+__all__ = ["run", "FedAvgClassifier", "HomoParams", "RoundFailed", "Stage", "MODEL_FILE", "load_model"]
+
+#: The global model as each party of a ``homo`` step saves it in the step's workdir (JSON).
+MODEL_FILE = "homo_model.json"
+
+
+def load_model(path) -> "FedAvgClassifier":
+    """A fitted :class:`FedAvgClassifier` from a saved :data:`MODEL_FILE` (for scoring or evaluation)."""
+    import json
+    from pathlib import Path
+
+    d = json.loads(Path(path).read_text(encoding="utf-8"))
+    if d.get("kind") != "homo" or d.get("n_features") is None:
+        raise DataError(f"{path}: not a homo model file")
+    est = FedAvgClassifier(model=d["model"], hidden=tuple(d["hidden"]) or (16,), mode=d["mode"])
+    shape = mlp.MLPShape(int(d["n_features"]), tuple(d["hidden"]))
+    est._set_fitted(np.asarray(d["params"], dtype=np.float64), shape)
+    return est
 
 
 def run(ctx) -> dict:
@@ -60,7 +77,21 @@ def run(ctx) -> dict:
     est.fit(ctx.channel, ctx.data, role=ctx.role, clients=clients, aggregator=aggs[0],
             n_features=n_features, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
     report = {k: v for k, v in est.report_.items() if k != "params"}
+    if ctx.role == "client":  # the global model on this bank's own rows (the bank's view only)
+        from ...models import metrics
+
+        report["train_auc"] = float(metrics.auc(ctx.data.y, est.predict_proba(ctx.data.X)[:, 1]))
     ctx.state["homo"] = {"params": est.params_, "model": params.model, "hidden": list(est.hidden_)}
+    if ctx.workdir is not None:  # every party holds the same global model: this party's copy
+        from pathlib import Path
+
+        from ..._io import write_json_atomic
+
+        write_json_atomic(Path(ctx.workdir) / MODEL_FILE, {
+            "kind": "homo", "model": params.model, "hidden": list(est.hidden_), "n_features": est._shape.n_features,
+            "feature_names": list(ctx.data.feature_names) if ctx.data is not None else None,
+            "mode": params.mode, "rounds": report.get("rounds"), "params": est.params_.tolist()})
+        report["model_file"] = MODEL_FILE
     return report
 
 
@@ -167,13 +198,18 @@ class FedAvgClassifier:
             shape = node.shape
         else:
             raise ConfigError(f"homo role must be 'client' or 'aggregator'. Got {role!r} instead.")
-        self.params_ = np.asarray(theta, dtype=np.float64)
+        self._set_fitted(np.asarray(theta, dtype=np.float64), shape)
+        return self
+
+    def _set_fitted(self, params: np.ndarray, shape) -> None:
+        if params.shape != (shape.size,):
+            raise DataError(f"homo model has {params.shape[0]} parameters, its shape needs {shape.size}")
+        self.params_ = params
         self.hidden_ = shape.hidden
         self._shape = shape
         if not shape.hidden:
             self.coef_ = self.params_[:-1].copy()
             self.intercept_ = self.params_[-1:].copy()
-        return self
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, 2)."""
