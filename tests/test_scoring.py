@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 
 import grpc
 import numpy as np
@@ -114,31 +115,65 @@ def test_applicant_features_supplied_by_the_bank(fed):
 
 
 # ------------------------------------------------------------------ privacy
+class _Recorder:
+    """Wraps one stub method: records each request and, when the caller takes it, the reply (wire bytes)."""
+
+    def __init__(self, multi, host, calls):
+        self.multi, self.host, self.calls = multi, host, calls
+
+    def future(self, request, timeout=None):
+        fut = self.multi.future(request, timeout=timeout)
+        call = {"host": self.host, "request": request, "request_bytes": request.SerializeToString()}
+        self.calls.append(call)
+
+        class _Future:
+            def result(_self):
+                reply = fut.result()
+                call.update(reply=reply, reply_bytes=reply.SerializeToString())
+                return reply
+
+        return _Future()
+
+
 @pytest.fixture
 def capture(monkeypatch):
-    seen = {"replies": [], "requests": []}
-    orig_from = tscoring.Contribution.from_proto.__func__
-    orig_servicer = tscoring._ScoringServicer.Contribute
+    """Every Contribute/Decide the bank sends, and every answer it receives, as bytes on the wire."""
+    calls = []
+    orig_init = tscoring.ScoringClient.__init__
 
-    def from_proto(cls, m, peer):
-        seen["replies"].append((peer, m.SerializeToString(), m))
-        return orig_from(cls, m, peer)
+    def init(self, channel, peer, **kw):
+        orig_init(self, channel, peer, **kw)
+        stub = self._s
+        for name in ("Contribute", "Decide"):
+            setattr(stub, name, _Recorder(getattr(stub, name), peer, calls))
 
-    def contribute(self, request, context):
-        seen["requests"].append((self.h.name, request.SerializeToString()))
-        return orig_servicer(self, request, context)
+    monkeypatch.setattr(tscoring.ScoringClient, "__init__", init)
 
-    monkeypatch.setattr(tscoring.Contribution, "from_proto", classmethod(from_proto))
-    monkeypatch.setattr(tscoring._ScoringServicer, "Contribute", contribute)
-    return seen
+    class View:
+        @property
+        def requests(self):
+            return [(c["host"], c["request_bytes"], c["request"]) for c in calls]
+
+        @property
+        def replies(self):
+            return [(c["host"], c["reply_bytes"], c["reply"]) for c in calls if "reply" in c]
+
+        @property
+        def answered(self):
+            return [c for c in calls if "reply" in c]
+
+    return {"view": View()}
 
 
 @pytest.mark.parametrize("model", [SBT, LR])
 def test_bank_sees_no_host_partial_or_feature_and_hosts_see_no_score(fed, capture, model):
     ids = fed.info["ids"][:64]
+    X_bank = rows(fed.tables["bank"], ids)
     scores, _ = fed.parties["bank"].scoring.score("bank", model, ids, AUTH)
-    assert {p for p, _, _ in capture["replies"]} == set(HOSTS)
-    for host, raw, m in capture["replies"]:
+    cap = capture["view"]
+    assert {p for p, _, _ in cap.replies} == set(HOSTS)
+    assert {p for p, _, _ in cap.requests} == set(HOSTS)
+    for host, raw, m in cap.replies:
         X = rows(fed.tables[host], ids)
         for v in np.unique(X[~np.isnan(X)])[:200]:
             if abs(v) > 1:  # small integers (codes 1, 2) are bytes anyone could write
@@ -149,20 +184,230 @@ def test_bank_sees_no_host_partial_or_feature_and_hosts_see_no_score(fed, captur
             assert spec.encode_partial(partial).tobytes() not in raw
             assert np.abs(spec.decode_sum([masked]) - partial).min() > 1.0  # uniformly masked, not near the partial
         else:
-            assert not m.masked and len(m.decisions) > 0
-    for host, raw in capture["requests"]:
+            assert not getattr(m, "masked", b"")
+    for host, raw, _ in cap.requests:
         for s in scores:
             assert np.float64(s).tobytes() not in raw, f"{host} received a score"
+        for v in np.unique(X_bank[~np.isnan(X_bank)]):
+            if abs(v) > 1:
+                assert np.float64(v).tobytes() not in raw, f"{host} received a bank feature value"
         for i in ids:
             assert i.encode() not in raw, f"{host} received a raw id"
+
+
+def _central_paths(fed, model, ids):
+    """Per (row, tree): the host splits on the row's path and their decisions, from a walk with every party's data."""
+    guest = fed.parties["bank"].scoring.registry.get(model).part.model
+    X_bank = rows(fed.tables["bank"], ids)
+    hosts = {}
+    for h in HOSTS:
+        m = fed.parties[h].scoring.registry.get(model)
+        X, _ = m.rows_for_ids(ids)
+        hosts[h] = (m.part.model, X, m.feature_index)
+    on_path, n_host_splits = {}, 0
+    for t, nodes in enumerate(guest.trees):
+        by_id = {n.id: n for n in nodes}
+        n_host_splits += sum(1 for n in nodes if not n.is_leaf and n.threshold is None)
+        for r in range(len(ids)):
+            node = by_id[0]
+            while not node.is_leaf:
+                if node.threshold is not None:
+                    x = X_bank[r, node.feature]
+                else:
+                    hm, X, fi = hosts[node.party]
+                    s = hm.splits[node.split_id]
+                    x = X[r, fi[s.feature_name or hm.feature_names[s.feature]]]
+                    node_thr, node_ml = s.threshold, s.missing_left
+                left = (node.missing_left if node.threshold is not None else node_ml) if np.isnan(x) else \
+                    x <= (node.threshold if node.threshold is not None else node_thr)
+                if node.threshold is None:
+                    on_path[(node.party, r, node.split_id)] = bool(left)
+                node = by_id[node.left if left else node.right]
+    return on_path, n_host_splits
+
+
+def test_bank_receives_host_decisions_only_on_each_rows_path(fed, capture):
+    ids = fed.info["ids"][:200] + _missing_at_gov(fed, 20)
+    fed.parties["bank"].scoring.score("bank", SBT, ids, AUTH)
+    received = {}
+    for call in capture["view"].answered:
+        host, req, rep = call["host"], call["request"], call["reply"]
+        sids, counts, rws = tscoring.queries_from_proto(req.queries, "bank")
+        bits = spec.unpack_bits(rep.decisions, len(rws), host)
+        for (sid, row), b in zip(zip(np.repeat(sids, counts.astype(int)), rws), bits):
+            key = (host, int(row), int(sid))
+            assert key not in received, f"{key} asked twice"
+            received[key] = bool(b)
+    on_path, n_host_splits = _central_paths(fed, SBT, ids)
+    assert received == on_path  # every on-path host decision, with its value, and nothing else
+    off_path = n_host_splits * len(ids) - len(on_path)
+    assert off_path > len(on_path)  # the old protocol sent all of these too
+    rounds = _last(fed, "bank", "score.request")["fields"]["rounds"]
+    assert rounds <= fed.parties["bank"].scoring.registry.get(SBT).part.extra["forest"].max_depth
+
+
+def test_round_trips_skip_hosts_with_no_pending_queries_and_close_open_requests(fed, capture):
+    # an applicant whose paths reach no split of gov: gov gets the Contribute (authorization, audit) and then,
+    # once no path can reach its splits any more, only a closing Decide, not a round of queries
+    pool = fed.info["ids"][:300]
+    on_path, _ = _central_paths(fed, SBT, pool)
+    reached = {r for (h, r, _) in on_path if h == "gov"}
+    assert reached, "the model should route some applicants through gov's split"
+    ids = [pool[next(r for r in range(len(pool)) if r not in reached)]]
+    _, rid = fed.parties["bank"].scoring.score("bank", SBT, ids, AUTH)
+    reqs = capture["view"].requests
+    kinds = [(h, type(req).__name__) for h, _, req in reqs]
+    assert sorted(h for h, k in kinds if k == "ContributeRequest") == sorted(HOSTS)  # every host logs the request
+    gov = [req for h, _, req in reqs if h == "gov"]
+    assert not gov[0].final  # gov's split was still reachable when the request started
+    assert len(gov) == 2 and type(gov[1]).__name__ == "DecideRequest" and gov[1].final
+    assert len(gov[1].queries.rows) == 0  # gov was asked nothing: only told the request is done
+    for h in HOSTS:  # the hosts drop the request's rows once it is done (the closing Decide is not waited for)
+        for _ in range(100):
+            if ("bank", rid) not in fed.parties[h].scoring.sessions:
+                break
+            time.sleep(0.02)
+        assert ("bank", rid) not in fed.parties[h].scoring.sessions
 
 
 def test_single_request_masks_cancel_only_in_sum(fed, capture):
     ids = fed.info["ids"][:8]
     fed.parties["bank"].scoring.score("bank", LR, ids, AUTH)
-    a, b = (np.frombuffer(m.masked, dtype="<u8") for _, _, m in capture["replies"])
+    a, b = (np.frombuffer(m.masked, dtype="<u8") for _, _, m in capture["view"].replies)
     partial = sum(lr_partial(fed.info["parts"][h], rows(fed.tables[h], ids)) for h in HOSTS)
     np.testing.assert_allclose(spec.decode_sum([a, b]), partial, atol=1e-11)
+
+
+# ------------------------------------------------------------------ path queries: host-side validation
+def _q(sids, counts, rws):
+    return spec.TreeQueries(np.array(sids, np.int64), np.array(counts, np.uint32), np.array(rws, np.uint32))
+
+
+def _open(fed, host="chain", n=10):
+    """An open SecureBoost request on ``host`` (a Contribute with final = false); returns (client, request id)."""
+    client = tscoring.ScoringClient(fed.parties["bank"].transport.grpc_channel(host), host)
+    rid = spec.new_request_id()
+    r = client.contribute_async(SBT, rid, spec.id_digests(fed.info["ids"][:n], SBT), AUTH, list(HOSTS),
+                                spec.TreeQueries.empty(), False)()
+    assert r.kind == "secureboost" and r.n_decisions == 0
+    return client, rid
+
+
+def _chain_splits(fed):
+    """Two chain splits of one tree, and one of another tree."""
+    splits = fed.parties["chain"].scoring.registry.get(SBT).part.model.splits
+    by_tree = {}
+    for sid, sp in sorted(splits.items()):
+        by_tree.setdefault(sp.tree, []).append(sid)
+    same = next(v for v in by_tree.values() if len(v) >= 2)
+    other = next(v[0] for t, v in by_tree.items() if v[0] not in same)
+    return same[0], same[1], other
+
+
+@pytest.mark.parametrize("case, match", [
+    ("unknown_request", "unknown, finished or expired"),
+    ("foreign_split", "not a split of this host"),
+    ("row_out_of_range", "the request has 10 rows"),
+    ("two_splits_one_tree", "two splits of one tree"),
+    ("repeated_split", "repeat a split id"),
+    ("counts_mismatch", "counts must be >= 1 and sum"),
+    ("other_model", "is for model"),
+    ("after_final", "unknown, finished or expired"),
+])
+def test_malformed_or_unknown_path_queries_are_refused_and_host_keeps_serving(fed, case, match):
+    a, b, c = _chain_splits(fed)
+    client, rid = _open(fed)
+    model, q = SBT, _q([a], [2], [0, 1])
+    if case == "unknown_request":
+        rid = spec.new_request_id()
+    elif case == "foreign_split":
+        q = _q([10**9], [1], [0])
+    elif case == "row_out_of_range":
+        q = _q([a], [1], [10])
+    elif case == "two_splits_one_tree":
+        q = _q([a, b], [1, 1], [3, 3])
+    elif case == "repeated_split":
+        q = _q([c, c], [1, 1], [1, 2])
+    elif case == "counts_mismatch":
+        q = _q([a], [3], [0, 1])
+    elif case == "other_model":
+        model = LR
+    elif case == "after_final":
+        assert len(client.decide_async(SBT, rid, _q([a, c], [1, 1], [0, 0]), True)()) == 1
+    with pytest.raises(ProtocolError, match=match):
+        client.decide_async(model, rid, q, False)()
+    rec = _last(fed, "chain", "score.decide")
+    assert rec["fields"]["decision"].startswith("refused") and rec["fields"]["requester"] == "bank"
+    # a refused request is closed: even a valid query for it is refused now
+    with pytest.raises(ProtocolError, match="unknown, finished or expired"):
+        client.decide_async(SBT, rid, _q([a], [1], [0]), False)()
+    assert len(_score(fed, SBT, fed.info["ids"][:5])) == 5  # the host keeps serving
+
+
+def test_ragged_path_queries_are_refused(fed):
+    from fedcredit._proto import scoring_pb2 as pb
+    from fedcredit._proto import scoring_pb2_grpc as pb_grpc
+
+    _, rid = _open(fed)
+    stub = pb_grpc.ScoringStub(fed.parties["bank"].transport.grpc_channel("chain"))
+    bad = pb.TreeQueries(split_ids=b"\0" * 8, counts=b"\1\0\0\0", rows=b"\0\0\0")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Decide(pb.DecideRequest(model_id=SBT, request_id=rid, queries=bad), timeout=5)
+    assert "ragged" in info.value.details()
+    assert "ragged" in _last(fed, "chain", "score.decide")["fields"]["decision"]
+    with pytest.raises(grpc.RpcError, match="unknown, finished or expired"):  # and the request is closed
+        stub.Decide(pb.DecideRequest(model_id=SBT, request_id=rid, queries=pb.TreeQueries()), timeout=5)
+    assert len(_score(fed, SBT, fed.info["ids"][:2])) == 2
+
+
+def test_bad_first_round_queries_refuse_the_contribution_and_are_audited(fed):
+    client = tscoring.ScoringClient(fed.parties["bank"].transport.grpc_channel("chain"), "chain")
+    with pytest.raises(ProtocolError, match="not a split of this host"):
+        client.contribute_async(SBT, spec.new_request_id(), spec.id_digests(fed.info["ids"][:3], SBT), AUTH,
+                                list(HOSTS), _q([10**9], [1], [0]), False)()
+    rec = _last(fed, "chain", "score.contribute")
+    assert rec["fields"]["decision"].startswith("refused: ") and "not a split" in rec["fields"]["decision"]
+
+
+def _toy_session(n=4, n_trees=20):
+    from fedcredit.protocols.scoring.host import SplitTable, TreeSession
+    from fedcredit.protocols.secureboost.model import HostModel, HostSplit
+
+    hm = HostModel("chain", "bank", ["x"], splits={t: HostSplit(tree=t, feature=0, threshold=0.5, missing_left=True)
+                                                   for t in range(n_trees)})
+    X = np.array([[0.0], [1.0], [np.nan], [0.5]])[:n]
+    return TreeSession(SplitTable(hm, {"x": 0}), X, requester="bank", model_id=SBT)
+
+
+def test_tree_session_answers_missing_left_and_caps_rounds():
+    s = _toy_session()
+    assert spec.unpack_bits(s.answer(_q([0], [4], [0, 1, 2, 3])), 4, "chain").tolist() == [True, False, True, True]
+    for t in range(1, spec.MAX_ROUNDS):
+        s.answer(_q([t], [1], [0]))
+    with pytest.raises(ProtocolError, match=f"more than {spec.MAX_ROUNDS} rounds"):
+        s.answer(_q([spec.MAX_ROUNDS], [1], [0]))
+
+
+def test_session_table_expires_and_stays_bounded():
+    from fedcredit.protocols.scoring.host import SessionTable
+
+    now = [0.0]
+    table = SessionTable(ttl=10.0, max_sessions=3, max_rows=10, clock=lambda: now[0])
+    for i in range(3):
+        table.open(("bank", f"r{i}"), _toy_session(n=3))
+    assert len(table) == 3 and table.rows == 9
+    table.get(("bank", "r0"))  # used: r1 is now the least recently used
+    table.open(("bank", "r3"), _toy_session(n=1))  # beyond 3 requests: r1 is dropped
+    with pytest.raises(ProtocolError, match="unknown, finished or expired"):
+        table.get(("bank", "r1"))
+    table.open(("bank", "r4"), _toy_session(n=4))  # beyond 10 rows: the oldest go until it fits
+    assert table.rows <= 10 and len(table) <= 3
+    with pytest.raises(ProtocolError, match="already open"):
+        table.open(("bank", "r4"), _toy_session(n=1))
+    now[0] += 10.5  # a request that never finishes is dropped after its TTL
+    assert len(table) == 0 and table.rows == 0
+    with pytest.raises(ProtocolError, match="unknown, finished or expired"):
+        table.get(("bank", "r4"))
 
 
 # ------------------------------------------------------------------ authorization

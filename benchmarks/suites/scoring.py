@@ -18,7 +18,10 @@ targets (≥ 5,000 applicants/s, p99 ≤ 30 ms) and whether they were met.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -42,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs per batch size (median reported)")
     parser.add_argument("--singles", type=int, default=500, help="single-applicant requests per model")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--workdir", default="", help="keep the federation here and reuse trained parts found "
+                                                       "there (default: a temporary directory)")
 
 
 def _rows(table, ids) -> np.ndarray:
@@ -109,15 +114,31 @@ def run(args) -> dict:
     out: dict = {"setup": {"parties": list(PARTIES), "transport": "gRPC, mutual TLS, loopback, separate processes",
                            "trees": args.trees, "depth": args.depth, "cores": os.cpu_count(),
                            "load_average": os.getloadavg()}}
-    with tempfile.TemporaryDirectory(prefix="fedcredit-scoring-") as tmp:
-        root = Path(tmp)
+    if args.quick:  # a smoke run: fewer rows to train on and fewer repeats (trees and depth as given)
+        args.train_rows, args.repeats, args.singles = min(args.train_rows, 1000), min(args.repeats, 3), \
+            min(args.singles, 200)
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            root = Path(args.workdir)
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root / "certs", ignore_errors=True)  # a fresh CA and party certificates every run
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fedcredit-scoring-")))
         configs = write_federation(root, data, transport={"deadline": 30.0})
         pol = ("\n[policy.scoring]\npurposes = [\"loan-application\"]\nmax_requests_per_minute = 1000000\n"
                "max_ids_per_minute = 100000000\nhead_exchange_seconds = 60.0\n")
         for p in PARTIES:
             with open(configs[p], "a", encoding="utf-8") as fh:
                 fh.write(pol)
-        out["setup"].update(_train(root, t, args.train_rows, args.trees, args.depth))
+        trained = root / "trained.json"  # --workdir: parts of an earlier run with the same settings are reused
+        want = {"trees": args.trees, "depth": args.depth, "rows": args.train_rows}
+        prev = json.loads(trained.read_text()) if trained.exists() else {}
+        if prev.get("settings") == want:
+            out["setup"].update(prev["setup"])
+        else:
+            out["setup"].update(_train(root, t, args.train_rows, args.trees, args.depth))
+            trained.write_text(json.dumps({"settings": want, "setup": {
+                k: out["setup"][k] for k in ("train_rows", "sbt_train_seconds")}}))
         fed = Federation(configs)
         fed.start(timeout=60)
         try:

@@ -39,32 +39,66 @@ class ScoreReply(_message.Message):
     def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
 
 class ContributeRequest(_message.Message):
-    __slots__ = ("model_id", "request_id", "id_digests", "auth", "hosts")
+    __slots__ = ("model_id", "request_id", "id_digests", "auth", "hosts", "queries", "final")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ID_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     request_id: str
     id_digests: bytes
     auth: Authorization
     hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_digests: _Optional[bytes] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    queries: TreeQueries
+    final: bool
+    def __init__(self, model_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_digests: _Optional[bytes] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[TreeQueries, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class TreeQueries(_message.Message):
+    __slots__ = ("split_ids", "counts", "rows")
+    SPLIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    split_ids: bytes
+    counts: bytes
+    rows: bytes
+    def __init__(self, split_ids: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., rows: _Optional[bytes] = ...) -> None: ...
 
 class ContributeReply(_message.Message):
-    __slots__ = ("kind", "masked", "decisions", "split_ids", "n")
+    __slots__ = ("kind", "masked", "decisions", "n", "n_decisions")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MASKED_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
-    SPLIT_IDS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
+    N_DECISIONS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     masked: bytes
     decisions: bytes
-    split_ids: bytes
     n: int
-    def __init__(self, kind: _Optional[str] = ..., masked: _Optional[bytes] = ..., decisions: _Optional[bytes] = ..., split_ids: _Optional[bytes] = ..., n: _Optional[int] = ...) -> None: ...
+    n_decisions: int
+    def __init__(self, kind: _Optional[str] = ..., masked: _Optional[bytes] = ..., decisions: _Optional[bytes] = ..., n: _Optional[int] = ..., n_decisions: _Optional[int] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("model_id", "request_id", "queries", "final")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    request_id: str
+    queries: TreeQueries
+    final: bool
+    def __init__(self, model_id: _Optional[str] = ..., request_id: _Optional[str] = ..., queries: _Optional[_Union[TreeQueries, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class DecideReply(_message.Message):
+    __slots__ = ("decisions", "n_decisions")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    N_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: bytes
+    n_decisions: int
+    def __init__(self, decisions: _Optional[bytes] = ..., n_decisions: _Optional[int] = ...) -> None: ...
 
 class PairSecretRequest(_message.Message):
     __slots__ = ("model_id",)

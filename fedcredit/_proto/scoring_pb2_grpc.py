@@ -44,6 +44,11 @@ class ScoringStub:
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.ContributeRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ContributeReply.FromString,
                 _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/fedcredit.v1.Scoring/Decide',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.DecideReply.FromString,
+                _registered_method=True)
         self.PairSecret = channel.unary_unary(
                 '/fedcredit.v1.Scoring/PairSecret',
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.PairSecretRequest.SerializeToString,
@@ -61,6 +66,12 @@ class ScoringServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Contribute(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Decide(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +95,11 @@ def add_ScoringServicer_to_server(servicer, server):
                     servicer.Contribute,
                     request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ContributeRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_scoring__pb2.ContributeReply.SerializeToString,
+            ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.DecideReply.SerializeToString,
             ),
             'PairSecret': grpc.unary_unary_rpc_method_handler(
                     servicer.PairSecret,
@@ -145,6 +161,33 @@ class Scoring:
             '/fedcredit.v1.Scoring/Contribute',
             fedcredit_dot_v1_dot_scoring__pb2.ContributeRequest.SerializeToString,
             fedcredit_dot_v1_dot_scoring__pb2.ContributeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Scoring/Decide',
+            fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.DecideReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -99,6 +99,7 @@ class ScoringService:
         self._lock = threading.Lock()
         self._pair_secrets: dict[tuple[str, str], bytes] = {}
         self._seen: dict[tuple[str, str], float] = {}
+        self.sessions = shost.SessionTable()  # open SecureBoost requests (host side)
         self._revoked_path = self.state_dir / "revoked.json"
         self._approvals_path = self.state_dir / "export_approvals.json"
         self._stop = threading.Event()
@@ -183,24 +184,19 @@ class ScoringService:
                 raise PolicyError(f"{self.name!r} is a {part.role} of model {model_id!r}; score from its guest "
                                   f"{part.guest!r}")
             X = self._guest_rows(m, ids, guest_X, list(feature_names))
-            futures = {h: ScoringClient(self.transport.grpc_channel(h), h, timeout=self.timeout)
-                       .contribute_async(model_id, rid, b"".join(digests), auth, part.hosts) for h in part.hosts}
-            replies = {}
-            errors = []
-            for h, f in futures.items():
-                try:
-                    replies[h] = f()
-                except FedcreditError as exc:
-                    errors.append((h, exc))
-            if errors:
-                raise errors[0][1]
-            scores = self._combine(part, X, replies, len(ids))
+            blob = b"".join(digests)
+            if part.kind == Kind.SECUREBOOST:
+                scores, rounds = self._score_trees(part, model_id, rid, blob, auth, X)
+            else:
+                replies = self._wait_all({h: self._client(h).contribute_async(model_id, rid, blob, auth, part.hosts)
+                                          for h in part.hosts})
+                scores, rounds = self._combine_lr(part, X, replies, len(ids)), 1
         except FedcreditError as exc:
             self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
                               decision=f"failed: {exc}", request_id=rid)
             raise
         self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                          decision="scored", request_id=rid, hosts=list(part.hosts))
+                          decision="scored", request_id=rid, hosts=list(part.hosts), rounds=rounds)
         return scores, rid
 
     def _guest_rows(self, m, ids, guest_X, feature_names) -> np.ndarray:
@@ -217,29 +213,100 @@ class ScoringService:
             raise DataError(f"the applicants' data lacks the model's feature(s) {', '.join(missing)}")
         return guest_X[:, [lookup[f] for f in m.part.features]]
 
-    def _combine(self, part, X, replies: dict[str, Contribution], n: int) -> np.ndarray:
-        for h, r in replies.items():
-            if r.kind != part.kind.value or r.n != n:
-                raise ProtocolError(f"{h!r} answered a {r.kind!r} contribution for {r.n} rows; expected "
-                                    f"{part.kind.value!r} for {n}")
-        if part.kind == Kind.SECUREBOOST:
-            decisions = {}
+    def _client(self, host: str) -> ScoringClient:
+        return ScoringClient(self.transport.grpc_channel(host), host, timeout=self.timeout)
+
+    @staticmethod
+    def _wait_all(futures: dict) -> dict:
+        """Wait for every started call; raise the first error (after all have finished)."""
+        out, errors = {}, []
+        for h, f in futures.items():
+            try:
+                out[h] = f()
+            except FedcreditError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return out
+
+    def _check_reply(self, part, host: str, r: Contribution, n: int) -> None:
+        if r.kind != part.kind.value or r.n != n:
+            raise ProtocolError(f"{host!r} answered a {r.kind!r} contribution for {r.n} rows; expected "
+                                f"{part.kind.value!r} for {n}")
+
+    def _score_trees(self, part, model_id: str, rid: str, blob: bytes, auth: dict, X) -> tuple[np.ndarray, int]:
+        """Path-only SecureBoost scoring: round trips (<= max depth) of path queries; returns (scores, round trips).
+
+        Round 1 is the Contribute every host receives (authorization, audit,
+        the id digests) with the queries at the first host split of each
+        (tree, row); later rounds go only to hosts with pending queries, in
+        parallel. A host whose Contribute or Decide was not ``final`` but that
+        is not asked again gets a closing Decide that nobody waits for.
+        """
+        forest = part.extra.get("forest")
+        if forest is None:
+            forest = part.extra["forest"] = sguest.Forest(part.model)
+        walk = sguest.TreeWalk(forest, X)
+        qs = walk.queries()
+        final = {h: walk.final_for(h) for h in part.hosts}
+        opened = {h for h in part.hosts if not final[h]}
+        clients = {h: self._client(h) for h in part.hosts}
+        trips = 1
+        try:
+            replies = self._wait_all({h: clients[h].contribute_async(model_id, rid, blob, auth, part.hosts, qs.get(h),
+                                                                     final[h]) for h in part.hosts})
             for h, r in replies.items():
-                decisions.update(sguest.unpack_decisions(r.split_ids, r.decisions, n, h))
-            return sguest.tree_scores(part.model, X, decisions)
+                self._check_reply(part, h, r, walk.n)
+                asked = len(qs[h]) if h in qs else 0
+                if r.n_decisions != asked:
+                    raise ProtocolError(f"{h!r} answered {r.n_decisions} path queries; it was asked {asked}")
+                if h in qs:
+                    walk.apply(h, r.decisions)
+            walk.advance()
+            while True:
+                qs = walk.queries()
+                if not qs:
+                    break
+                if trips >= spec.MAX_ROUNDS:
+                    raise ProtocolError(f"model {model_id!r} needs more than {spec.MAX_ROUNDS} rounds")
+                final = {h: walk.final_for(h) for h in qs}
+                answers = self._wait_all({h: clients[h].decide_async(model_id, rid, q, final[h]) for h, q in qs.items()})
+                for h, bits in answers.items():
+                    walk.apply(h, bits)
+                    if final[h]:
+                        opened.discard(h)
+                walk.advance()
+                trips += 1
+        finally:
+            for h in opened:  # not waited for: the host drops the request's rows now instead of after its TTL
+                try:
+                    clients[h].close_async(model_id, rid)
+                except Exception:  # noqa: BLE001 - best effort; the host's TTL covers it
+                    log.debug("closing request %s on %s failed", rid, h, exc_info=True)
+        return walk.scores(), trips
+
+    def _combine_lr(self, part, X, replies: dict[str, Contribution], n: int) -> np.ndarray:
         masked = []
         for h, r in replies.items():
+            self._check_reply(part, h, r, n)
             if r.masked is None or len(r.masked) != n:
                 raise ProtocolError(f"{h!r} sent no or a wrong-sized masked partial score")
             masked.append(r.masked)
         return sguest.lr_scores(part.model, X, masked)
 
     # ================================================================== host
-    def contribute(self, caller: str, model_id: str, request_id: str, digests_blob: bytes, auth: dict, hosts):
-        """Answer the guest's request: authorization, rate limit, audit, masked part."""
+    def contribute(self, caller: str, model_id: str, request_id: str, digests_blob: bytes, auth: dict, hosts,
+                   queries=None, final: bool = True):
+        """Answer the guest's request: authorization, rate limit, audit, masked part or first path queries.
+
+        ``queries`` (``(split_ids, counts, rows)`` arrays) and ``final`` are
+        SecureBoost's: with ``final`` false the request stays open (its rows
+        kept, bounded and expiring) for further rounds through :meth:`decide`.
+        """
         self._require_peer(caller)
         spec.check_model_id(model_id)
         digests = spec.split_digests(digests_blob)
+        found = 0
         try:
             m = self.registry.get(model_id)
             part = m.part
@@ -252,24 +319,70 @@ class ScoringService:
                                   f"{model_id!r}")
             self._fresh(caller, request_id)
             self.limiter.take(caller, len(digests))
+            X, found = m.rows_for_digests(digests)
+            if part.kind == Kind.SECUREBOOST:
+                if isinstance(queries, Exception):  # malformed on the wire (see transport.scoring)
+                    raise queries
+                q = spec.TreeQueries(*queries) if queries is not None else spec.TreeQueries.empty()
+                session = shost.TreeSession(self._split_table(m), X, requester=caller, model_id=model_id)
+                bits = session.answer(q)
+                if not final:
+                    self.sessions.open((caller, request_id), session)
+                reply = Contribution(part.kind.value, len(digests), decisions=bits, n_decisions=len(q))
+                extra = {"path_queries": len(q)}
+            else:
+                others = [h for h in hosts if h != self.name]
+                secrets_ = {h: self._pair_secret_with(h, model_id) for h in others}
+                u = shost.lr_contribution(part.model, X, me=self.name, model_id=model_id, request_id=request_id,
+                                          pair_secrets=secrets_)
+                reply = Contribution(part.kind.value, len(digests), masked=u)
+                extra = {}
         except FedcreditError as exc:
             self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
                               decision=f"refused: {exc}", request_id=str(request_id)[:40])
             log.warning("%s refused a scoring request of %s: %s", self.name, caller, exc)
             raise
-        X, found = m.rows_for_digests(digests)
-        if part.kind == Kind.SECUREBOOST:
-            sids, packed = shost.tree_contribution(part.model, X, m.feature_index)
-            reply = Contribution(part.kind.value, len(digests), split_ids=sids, decisions=packed)
-        else:
-            others = [h for h in hosts if h != self.name]
-            secrets_ = {h: self._pair_secret_with(h, model_id) for h in others}
-            u = shost.lr_contribution(part.model, X, me=self.name, model_id=model_id, request_id=request_id,
-                                      pair_secrets=secrets_)
-            reply = Contribution(part.kind.value, len(digests), masked=u)
         self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                          decision="answered", request_id=request_id, found=found)
+                          decision="answered", request_id=request_id, found=found, **extra)
         return reply
+
+    def _split_table(self, m) -> shost.SplitTable:
+        table = m.part.extra.get("split_table")
+        if table is None:
+            table = m.part.extra["split_table"] = shost.SplitTable(m.part.model, m.feature_index)
+        return table
+
+    def decide(self, caller: str, model_id: str, request_id: str, queries, final: bool) -> bytes:
+        """A further round of path queries of an open SecureBoost request of ``caller``: packed answers.
+
+        Refused (ProtocolError, audited as ``score.decide``) for an unknown,
+        finished or expired request, another model, or any invalid query; the
+        request is then closed. ``final`` closes it after answering.
+        """
+        self._require_peer(caller)
+        spec.check_model_id(model_id)
+        key = (caller, str(request_id))
+        try:
+            session = self.sessions.get(key)
+            if session.model_id != model_id:
+                self.sessions.close(key)
+                raise ProtocolError(f"request {str(request_id)[:40]!r} is for model {session.model_id!r}, "
+                                    f"not {model_id!r}")
+            try:
+                if isinstance(queries, Exception):  # malformed on the wire (see transport.scoring)
+                    raise queries
+                bits = session.answer(spec.TreeQueries(*queries))
+            except FedcreditError:
+                self.sessions.close(key)
+                raise
+        except FedcreditError as exc:
+            self.audit.append("score.decide", requester=caller, model=model_id, request_id=str(request_id)[:40],
+                              decision=f"refused: {exc}"[:1000])
+            log.warning("%s refused path queries of %s: %s", self.name, caller, exc)
+            raise
+        if final:
+            self.sessions.close(key)
+        return bits
 
     def _pair_secret_with(self, peer: str, model_id: str) -> bytes:
         """The mask secret this host shares with ``peer`` for ``model_id`` (the smaller name creates it)."""

@@ -8,7 +8,8 @@ so a refusal reads the same on both sides: a :class:`~fedcredit.errors.PolicyErr
 becomes PERMISSION_DENIED with its reason and comes back as a PolicyError.
 
 Arrays travel as little-endian fixed-width bytes (float64 scores and
-features, uint64 masked partial scores, int64 split ids, packed bits).
+features, uint64 masked partial scores; SecureBoost path queries as int64
+split ids, uint32 counts and uint32 row positions; answers as packed bits).
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from ..errors import ProtocolError
 from .control import STATUS_OF, error_from_rpc
 from .grpc import peer_identity
 
-__all__ = ["ScoringHandler", "add_scoring_servicers", "ScoringClient", "GovernanceClient", "Contribution"]
+__all__ = ["ScoringHandler", "add_scoring_servicers", "ScoringClient", "GovernanceClient", "Contribution",
+           "queries_to_proto", "queries_from_proto"]
 
 log = logging.getLogger("fedcredit.scoring")
+
+#: Calls nobody waits for (closing Decides), kept referenced until they finish.
+_in_flight: set = set()
 
 
 class ScoringHandler(Protocol):
@@ -38,7 +43,10 @@ class ScoringHandler(Protocol):
     def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X, feature_names: list[str]
               ) -> tuple[np.ndarray, str]: ...
     def contribute(self, caller: str, model_id: str, request_id: str, digests: bytes, auth: dict,
-                   hosts: list[str]) -> "Contribution": ...
+                   hosts: list[str], queries: tuple, final: bool) -> "Contribution": ...
+    def decide(self, caller: str, model_id: str, request_id: str, queries: tuple, final: bool) -> bytes: ...
+    # ``queries``: ``(split_ids, counts, rows)`` arrays, or the ProtocolError that parsing them raised
+    # (the handler raises it in its own error handling, so the refusal is audited)
     def pair_secret(self, caller: str, model_id: str) -> bytes: ...
     def exchange_heads(self, caller: str, seq: int, hash_: str) -> tuple[int, str]: ...
     def held_heads(self, caller: str) -> list[tuple[int, str]]: ...
@@ -50,27 +58,60 @@ class ScoringHandler(Protocol):
 
 
 class Contribution:
-    """A host's reply: ``kind`` and either ``masked`` (uint64) or ``split_ids`` + packed ``decisions``."""
+    """A host's reply: ``kind``; hetero_lr: ``masked`` (uint64); secureboost: packed ``decisions`` (``n_decisions`` bits)."""
 
-    __slots__ = ("kind", "masked", "split_ids", "decisions", "n")
+    __slots__ = ("kind", "masked", "decisions", "n_decisions", "n")
 
-    def __init__(self, kind: str, n: int, masked=None, split_ids=None, decisions: bytes = b""):
-        self.kind, self.n, self.masked, self.split_ids, self.decisions = kind, n, masked, split_ids, decisions
+    def __init__(self, kind: str, n: int, masked=None, decisions: bytes = b"", n_decisions: int = 0):
+        self.kind, self.n, self.masked, self.decisions, self.n_decisions = kind, n, masked, decisions, n_decisions
 
     def to_proto(self) -> pb.ContributeReply:
         return pb.ContributeReply(
             kind=self.kind, n=self.n,
             masked=b"" if self.masked is None else np.asarray(self.masked, dtype="<u8").tobytes(),
-            split_ids=b"" if self.split_ids is None else np.asarray(self.split_ids, dtype="<i8").tobytes(),
-            decisions=self.decisions,
+            decisions=self.decisions, n_decisions=self.n_decisions,
         )
 
     @classmethod
     def from_proto(cls, m: pb.ContributeReply, peer: str) -> "Contribution":
-        if len(m.masked) % 8 or len(m.split_ids) % 8:
+        if len(m.masked) % 8:
             raise ProtocolError(f"{peer!r} sent a malformed contribution (ragged arrays)")
         return cls(m.kind, m.n, masked=np.frombuffer(m.masked, dtype="<u8") if m.masked else None,
-                   split_ids=np.frombuffer(m.split_ids, dtype="<i8"), decisions=m.decisions)
+                   decisions=m.decisions, n_decisions=m.n_decisions)
+
+
+def queries_to_proto(q) -> pb.TreeQueries:
+    """Path queries (anything with ``split_ids``, ``counts`` and ``rows`` arrays, e.g. ``TreeQueries``) → proto."""
+    if q is None:
+        return pb.TreeQueries()
+    return pb.TreeQueries(split_ids=np.asarray(q.split_ids, dtype="<i8").tobytes(),
+                          counts=np.asarray(q.counts, dtype="<u4").tobytes(),
+                          rows=np.asarray(q.rows, dtype="<u4").tobytes())
+
+
+def queries_from_proto(m: pb.TreeQueries, peer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(split_ids int64, counts uint32, rows uint32)`` of a ``TreeQueries`` message (ProtocolError if ragged)."""
+    if len(m.split_ids) % 8 or len(m.counts) % 4 or len(m.rows) % 4:
+        raise ProtocolError(f"{peer!r} sent malformed path queries (ragged arrays)")
+    return (np.frombuffer(m.split_ids, dtype="<i8").astype(np.int64),
+            np.frombuffer(m.counts, dtype="<u4").astype(np.uint32),
+            np.frombuffer(m.rows, dtype="<u4").astype(np.uint32))
+
+
+def _parse_queries(m: pb.TreeQueries, peer: str):
+    """The arrays, or the ProtocolError for malformed ones: the handler raises it, so the refusal is audited."""
+    try:
+        return queries_from_proto(m, peer)
+    except ProtocolError as exc:
+        return exc
+
+
+def _peer_error(exc: grpc.RpcError, peer: str, what: str):
+    """:func:`error_from_rpc`, except that a peer rejecting a scoring message as malformed is a ProtocolError."""
+    err = error_from_rpc(exc, peer, what)
+    if hasattr(exc, "code") and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return ProtocolError(str(err))
+    return err
 
 
 def _auth(m: pb.Authorization) -> dict:
@@ -116,7 +157,14 @@ class _ScoringServicer(pb_grpc.ScoringServicer):
 
     @_guard
     def Contribute(self, caller, r):
-        return self.h.contribute(caller, r.model_id, r.request_id, r.id_digests, _auth(r.auth), list(r.hosts)).to_proto()
+        return self.h.contribute(caller, r.model_id, r.request_id, r.id_digests, _auth(r.auth), list(r.hosts),
+                                 _parse_queries(r.queries, caller), bool(r.final)).to_proto()
+
+    @_guard
+    def Decide(self, caller, r):
+        q = _parse_queries(r.queries, caller)
+        bits = self.h.decide(caller, r.model_id, r.request_id, q, bool(r.final))
+        return pb.DecideReply(decisions=bits, n_decisions=len(q[2]))
 
     @_guard
     def PairSecret(self, caller, r):
@@ -194,19 +242,55 @@ class ScoringClient:
         return np.frombuffer(r.scores, dtype="<f8").copy(), r.request_id
 
     def contribute_async(self, model_id: str, request_id: str, digests: bytes, auth: dict, hosts,
-                         timeout: float | None = None):
-        """Start a Contribute call; returns a callable that waits for and returns the :class:`Contribution`."""
+                         queries=None, final: bool = True, timeout: float | None = None):
+        """Start a Contribute call; returns a callable that waits for and returns the :class:`Contribution`.
+
+        ``queries``/``final``: SecureBoost's first round of path queries, and
+        whether a ``Decide`` may follow (``final=False`` keeps the request open
+        on the host).
+        """
         req = pb.ContributeRequest(model_id=model_id, request_id=request_id, id_digests=digests,
-                                   auth=pb.Authorization(**auth), hosts=list(hosts))
+                                   auth=pb.Authorization(**auth), hosts=list(hosts),
+                                   queries=queries_to_proto(queries), final=final)
         fut = self._s.Contribute.future(req, timeout=timeout or self.timeout)
 
         def result() -> Contribution:
             try:
                 return Contribution.from_proto(fut.result(), self.peer)
             except grpc.RpcError as exc:
-                raise error_from_rpc(exc, self.peer, "the scoring contribution") from None
+                raise _peer_error(exc, self.peer, "the scoring contribution") from None
 
         return result
+
+    def decide_async(self, model_id: str, request_id: str, queries, final: bool,
+                     timeout: float | None = None):
+        """Start a Decide call (a further round of path queries); returns a callable for the packed answers.
+
+        With ``queries`` empty and ``final`` true this only closes the request
+        on the host; the caller need not wait for it.
+        """
+        req = pb.DecideRequest(model_id=model_id, request_id=request_id, queries=queries_to_proto(queries),
+                               final=final)
+        fut = self._s.Decide.future(req, timeout=timeout or self.timeout)
+        n = len(queries.rows)
+
+        def result() -> bytes:
+            try:
+                r = fut.result()
+            except grpc.RpcError as exc:
+                raise _peer_error(exc, self.peer, "the path queries") from None
+            if r.n_decisions != n:
+                raise ProtocolError(f"{self.peer!r} answered {r.n_decisions} of {n} path queries")
+            return r.decisions
+
+        return result
+
+    def close_async(self, model_id: str, request_id: str) -> None:
+        """Tell the host an open request is done (an empty, final Decide); nobody waits for the answer."""
+        req = pb.DecideRequest(model_id=model_id, request_id=request_id, queries=pb.TreeQueries(), final=True)
+        fut = self._s.Decide.future(req, timeout=self.timeout)
+        _in_flight.add(fut)  # a dropped future would cancel the call
+        fut.add_done_callback(_in_flight.discard)
 
     def pair_secret(self, model_id: str, timeout: float | None = None) -> bytes:
         try:

@@ -1,12 +1,24 @@
-"""Messages, constants and checks of federated scoring (one request = one round trip per host).
+"""Messages, constants and checks of federated scoring.
 
 Flow of one request (model ``<job_id>/<step>``, guest = the label holder)::
 
     operator --ScoreRequest--> guest            ids, authorization, optional guest features
-    guest --ContributeRequest--> each host      id digests, request id, authorization, hosts
-    host --ContributeReply--> guest             secureboost: split decisions; hetero_lr: masked partial
+    guest --ContributeRequest--> each host      id digests, request id, authorization, hosts;
+                                                secureboost: first round of path queries
+    host --ContributeReply--> guest             hetero_lr: masked partial; secureboost: answers
+    guest --DecideRequest--> host               secureboost: next round of path queries, only to
+    host --DecideReply--> guest                   hosts with pending queries (<= max_depth rounds in all)
     guest --ScoreReply--> operator              probabilities
     host --PairSecretRequest--> host            hetero_lr with >= 2 hosts, once per model
+
+Hetero LR is one round trip per host. SecureBoost is path-only: the guest
+walks every tree of every row level by level, decides its own splits locally
+and asks a host only "does row ``r`` go left at your split ``s``?" for the
+split each row has reached (:class:`TreeQueries`). A round asks every pending
+(row, tree) of every host at once, hosts in parallel, so a request takes at
+most ``max_depth`` round trips (fewer when a level has no host split on any
+path). The guest learns the host decisions on each row's path and nothing off
+it; a host learns which of its own split nodes each queried row reaches.
 
 Ids travel as BLAKE2b-128 digests keyed by the model id (:func:`id_digests`):
 a host maps the digests of its own customers back to rows; a digest of a
@@ -45,6 +57,12 @@ __all__ = [
     "check_model_id",
     "encode_partial",
     "decode_sum",
+    "TreeQueries",
+    "unpack_bits",
+    "MAX_ROUNDS",
+    "SESSION_TTL",
+    "MAX_SESSIONS",
+    "MAX_SESSION_ROWS",
 ]
 
 #: Partial scores are sent as round(z * 2**SCORE_FRAC_BITS) mod 2**64 (|z| < 2**23 is exact).
@@ -53,6 +71,15 @@ SCORE_FRAC_BITS = 40
 DIGEST_BYTES = 16
 #: Seconds a request id stays acceptable (hosts remember ids this long and refuse replays).
 REQUEST_MAX_AGE = 300.0
+
+#: Most query rounds a host answers for one SecureBoost request (the deepest tree SecureBoost trains).
+MAX_ROUNDS = 16
+#: Seconds a host keeps an open SecureBoost request (its rows) after the last message about it.
+SESSION_TTL = 30.0
+#: Open SecureBoost requests a host keeps at once; beyond that the oldest is dropped.
+MAX_SESSIONS = 256
+#: Rows of all open SecureBoost requests a host keeps at once; beyond that the oldest are dropped.
+MAX_SESSION_ROWS = 2_000_000
 
 _REQ_RE = re.compile(r"^([0-9a-f]{1,16})-([0-9a-f]{16})$")
 _MODEL_RE = re.compile(r"^[A-Za-z0-9_.:=\-]{1,128}/[A-Za-z0-9_.:=\-]{1,128}$")
@@ -81,9 +108,55 @@ MESSAGES: tuple[Message, ...] = (
     Message("scores", "ScoreReply", "guest", "operator"),
     Message("contribute", "ContributeRequest", "guest", "host"),
     Message("contribution", "ContributeReply", "host", "guest"),
+    Message("decide", "DecideRequest", "guest", "host"),
+    Message("decisions", "DecideReply", "host", "guest"),
     Message("pair_secret", "PairSecretRequest", "host", "host"),
     Message("pair_secret_reply", "PairSecretReply", "host", "host"),
 )
+
+
+@dataclass(frozen=True)
+class TreeQueries:
+    """One round of SecureBoost path queries to one host, grouped by split.
+
+    Split ``split_ids[g]`` is asked for ``counts[g]`` rows; their positions in
+    the request follow each other in ``rows``. The answer is one bit per query
+    in this order (1 = left).
+
+    Attributes
+    ----------
+    split_ids : ndarray of int64, shape (n_groups,)
+    counts : ndarray of uint32, shape (n_groups,)
+    rows : ndarray of uint32, shape (sum(counts),)
+    """
+
+    split_ids: np.ndarray
+    counts: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "TreeQueries":
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def check_shape(self, peer: str = "peer") -> "TreeQueries":
+        """ProtocolError unless the groups are consistent: one count per split, counts >= 1 summing to len(rows)."""
+        if len(self.split_ids) != len(self.counts):
+            raise ProtocolError(f"path queries from {peer!r}: {len(self.split_ids)} split ids but "
+                                f"{len(self.counts)} counts")
+        if np.any(self.counts == 0) or int(self.counts.sum(dtype=np.int64)) != len(self.rows):
+            raise ProtocolError(f"path queries from {peer!r}: counts must be >= 1 and sum to the "
+                                f"{len(self.rows)} row positions")
+        return self
+
+
+def unpack_bits(packed: bytes, count: int, peer: str) -> np.ndarray:
+    """``count`` booleans from ``np.packbits`` bytes (ProtocolError on a wrong length)."""
+    if len(packed) != (count + 7) // 8:
+        raise ProtocolError(f"{peer!r} sent {len(packed)} bytes of decisions for {count} queries")
+    return np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=count).astype(bool)
 
 
 def check_model_id(model_id) -> str:
