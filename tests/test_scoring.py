@@ -584,7 +584,7 @@ def test_revoke_refuses_next_request_message_and_job_without_restart(fed):
         chain.scoring.revoke("gov", "bank", "not allowed")
     chain.scoring.revoke("chain", "bank", "contract ended")
     try:
-        with pytest.raises(PolicyError, match="'bank' is not a peer of 'chain'"):
+        with pytest.raises(PolicyError, match=r"'bank' is not a peer of 'chain': revoked .*reason: contract ended"):
             _score(fed, SBT, fed.info["ids"][:1])
         ch = fed.parties["bank"].transport.channel("after-revoke")
         with pytest.raises(PeerError, match="not a peer"):
@@ -599,6 +599,26 @@ def test_revoke_refuses_next_request_message_and_job_without_restart(fed):
         (chain.state_dir / "revoked.json").unlink()
         chain.scoring.reload("chain")
     assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
+
+
+def test_admit_re_admits_a_revoked_peer_at_once_and_is_audited(fed):
+    gov = fed.parties["gov"]
+    with pytest.raises(Exception, match="'bank' is not revoked"):
+        gov.scoring.admit("gov", "bank", "never revoked")
+    gov.scoring.revoke("gov", "bank", "audit finding")
+    with pytest.raises(PolicyError, match="revoked"):
+        _score(fed, LR, fed.info["ids"][:1])
+    with pytest.raises(PolicyError, match="only 'gov''s own operator"):
+        gov.scoring.admit("bank", "bank", "let me in")
+    gov.scoring.reload("gov")  # a reload keeps a revoked peer revoked
+    with pytest.raises(PolicyError, match="revoked"):
+        _score(fed, LR, fed.info["ids"][:1])
+    msg = gov.scoring.admit("gov", "bank", "finding resolved")
+    assert "bank re-admitted on gov" in msg
+    assert len(_score(fed, LR, fed.info["ids"][:1])) == 1  # at once, no restart
+    rec = _last(fed, "gov", "peer.admitted")["fields"]
+    assert rec["peer"] == "bank" and rec["reason"] == "finding resolved" and rec["by"] == "gov"
+    assert "bank" not in json.loads((gov.state_dir / "revoked.json").read_text())
 
 
 def test_removing_peer_from_config_and_reloading_refuses_it(fed):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\"4\n\rAuthorization\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\x87\x01\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12)\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.Authorization\x12\x16\n\x0eguest_features\x18\x04 \x01(\x0c\x12\x15\n\rfeature_names\x18\x05 \x03(\t\";\n\nScoreReply\x12\x0e\n\x06scores\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\t\n\x01n\x18\x03 \x01(\r\"\xc2\x01\n\x11\x43ontributeRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nid_digests\x18\x03 \x01(\x0c\x12)\n\x04\x61uth\x18\x04 \x01(\x0b\x32\x1b.fedcredit.v1.Authorization\x12\r\n\x05hosts\x18\x05 \x03(\t\x12*\n\x07queries\x18\x06 \x01(\x0b\x32\x19.fedcredit.v1.TreeQueries\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\">\n\x0bTreeQueries\x12\x11\n\tsplit_ids\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x01(\x0c\x12\x0c\n\x04rows\x18\x03 \x01(\x0c\"s\n\x0f\x43ontributeReply\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06masked\x18\x02 \x01(\x0c\x12\x11\n\tdecisions\x18\x03 \x01(\x0c\x12\t\n\x01n\x18\x05 \x01(\r\x12\x13\n\x0bn_decisions\x18\x06 \x01(\rJ\x04\x08\x04\x10\x05R\tsplit_ids\"p\n\rDecideRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x07queries\x18\x03 \x01(\x0b\x32\x19.fedcredit.v1.TreeQueries\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"5\n\x0b\x44\x65\x63ideReply\x12\x11\n\tdecisions\x18\x01 \x01(\x0c\x12\x13\n\x0bn_decisions\x18\x02 \x01(\r\"%\n\x11PairSecretRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0fPairSecretReply\x12\x0e\n\x06secret\x18\x01 \x01(\x0c\"5\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\"\x12\n\x10HeldHeadsRequest\"8\n\x0eHeldHeadsReply\x12&\n\x05heads\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.AuditHead\"-\n\rRevokeRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rReloadRequest\")\n\nAdminReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"I\n\x14\x41pproveExportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"/\n\rExportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"!\n\x0b\x45xportReply\x12\x12\n\nmodel_json\x18\x01 \x01(\t\"%\n\x11\x45xportPartRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"$\n\x0f\x45xportPartReply\x12\x11\n\tpart_json\x18\x01 \x01(\t2\xa6\x02\n\x07Scoring\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReply\x12L\n\nContribute\x12\x1f.fedcredit.v1.ContributeRequest\x1a\x1d.fedcredit.v1.ContributeReply\x12@\n\x06\x44\x65\x63ide\x12\x1b.fedcredit.v1.DecideRequest\x1a\x19.fedcredit.v1.DecideReply\x12L\n\nPairSecret\x12\x1f.fedcredit.v1.PairSecretRequest\x1a\x1d.fedcredit.v1.PairSecretReply2\xfb\x03\n\nGovernance\x12\x41\n\rExchangeHeads\x12\x17.fedcredit.v1.AuditHead\x1a\x17.fedcredit.v1.AuditHead\x12I\n\tHeldHeads\x12\x1e.fedcredit.v1.HeldHeadsRequest\x1a\x1c.fedcredit.v1.HeldHeadsReply\x12?\n\x06Revoke\x12\x1b.fedcredit.v1.RevokeRequest\x1a\x18.fedcredit.v1.AdminReply\x12?\n\x06Reload\x12\x1b.fedcredit.v1.ReloadRequest\x1a\x18.fedcredit.v1.AdminReply\x12M\n\rApproveExport\x12\".fedcredit.v1.ApproveExportRequest\x1a\x18.fedcredit.v1.AdminReply\x12@\n\x06\x45xport\x12\x1b.fedcredit.v1.ExportRequest\x1a\x19.fedcredit.v1.ExportReply\x12L\n\nExportPart\x12\x1f.fedcredit.v1.ExportPartRequest\x1a\x1d.fedcredit.v1.ExportPartReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\"4\n\rAuthorization\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\x87\x01\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12)\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.Authorization\x12\x16\n\x0eguest_features\x18\x04 \x01(\x0c\x12\x15\n\rfeature_names\x18\x05 \x03(\t\";\n\nScoreReply\x12\x0e\n\x06scores\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\t\n\x01n\x18\x03 \x01(\r\"\xc2\x01\n\x11\x43ontributeRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nid_digests\x18\x03 \x01(\x0c\x12)\n\x04\x61uth\x18\x04 \x01(\x0b\x32\x1b.fedcredit.v1.Authorization\x12\r\n\x05hosts\x18\x05 \x03(\t\x12*\n\x07queries\x18\x06 \x01(\x0b\x32\x19.fedcredit.v1.TreeQueries\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\">\n\x0bTreeQueries\x12\x11\n\tsplit_ids\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63ounts\x18\x02 \x01(\x0c\x12\x0c\n\x04rows\x18\x03 \x01(\x0c\"s\n\x0f\x43ontributeReply\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06masked\x18\x02 \x01(\x0c\x12\x11\n\tdecisions\x18\x03 \x01(\x0c\x12\t\n\x01n\x18\x05 \x01(\r\x12\x13\n\x0bn_decisions\x18\x06 \x01(\rJ\x04\x08\x04\x10\x05R\tsplit_ids\"p\n\rDecideRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12*\n\x07queries\x18\x03 \x01(\x0b\x32\x19.fedcredit.v1.TreeQueries\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"5\n\x0b\x44\x65\x63ideReply\x12\x11\n\tdecisions\x18\x01 \x01(\x0c\x12\x13\n\x0bn_decisions\x18\x02 \x01(\r\"%\n\x11PairSecretRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0fPairSecretReply\x12\x0e\n\x06secret\x18\x01 \x01(\x0c\"5\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\"\x12\n\x10HeldHeadsRequest\"8\n\x0eHeldHeadsReply\x12&\n\x05heads\x18\x01 \x03(\x0b\x32\x17.fedcredit.v1.AuditHead\"-\n\rRevokeRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\",\n\x0c\x41\x64mitRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rReloadRequest\")\n\nAdminReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"I\n\x14\x41pproveExportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"/\n\rExportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"!\n\x0b\x45xportReply\x12\x12\n\nmodel_json\x18\x01 \x01(\t\"%\n\x11\x45xportPartRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"$\n\x0f\x45xportPartReply\x12\x11\n\tpart_json\x18\x01 \x01(\t2\xa6\x02\n\x07Scoring\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReply\x12L\n\nContribute\x12\x1f.fedcredit.v1.ContributeRequest\x1a\x1d.fedcredit.v1.ContributeReply\x12@\n\x06\x44\x65\x63ide\x12\x1b.fedcredit.v1.DecideRequest\x1a\x19.fedcredit.v1.DecideReply\x12L\n\nPairSecret\x12\x1f.fedcredit.v1.PairSecretRequest\x1a\x1d.fedcredit.v1.PairSecretReply2\xba\x04\n\nGovernance\x12\x41\n\rExchangeHeads\x12\x17.fedcredit.v1.AuditHead\x1a\x17.fedcredit.v1.AuditHead\x12I\n\tHeldHeads\x12\x1e.fedcredit.v1.HeldHeadsRequest\x1a\x1c.fedcredit.v1.HeldHeadsReply\x12?\n\x06Revoke\x12\x1b.fedcredit.v1.RevokeRequest\x1a\x18.fedcredit.v1.AdminReply\x12=\n\x05\x41\x64mit\x12\x1a.fedcredit.v1.AdmitRequest\x1a\x18.fedcredit.v1.AdminReply\x12?\n\x06Reload\x12\x1b.fedcredit.v1.ReloadRequest\x1a\x18.fedcredit.v1.AdminReply\x12M\n\rApproveExport\x12\".fedcredit.v1.ApproveExportRequest\x1a\x18.fedcredit.v1.AdminReply\x12@\n\x06\x45xport\x12\x1b.fedcredit.v1.ExportRequest\x1a\x19.fedcredit.v1.ExportReply\x12L\n\nExportPart\x12\x1f.fedcredit.v1.ExportPartRequest\x1a\x1d.fedcredit.v1.ExportPartReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,22 +59,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELDHEADSREPLY']._serialized_end=1049
   _globals['_REVOKEREQUEST']._serialized_start=1051
   _globals['_REVOKEREQUEST']._serialized_end=1096
-  _globals['_RELOADREQUEST']._serialized_start=1098
-  _globals['_RELOADREQUEST']._serialized_end=1113
-  _globals['_ADMINREPLY']._serialized_start=1115
-  _globals['_ADMINREPLY']._serialized_end=1156
-  _globals['_APPROVEEXPORTREQUEST']._serialized_start=1158
-  _globals['_APPROVEEXPORTREQUEST']._serialized_end=1231
-  _globals['_EXPORTREQUEST']._serialized_start=1233
-  _globals['_EXPORTREQUEST']._serialized_end=1280
-  _globals['_EXPORTREPLY']._serialized_start=1282
-  _globals['_EXPORTREPLY']._serialized_end=1315
-  _globals['_EXPORTPARTREQUEST']._serialized_start=1317
-  _globals['_EXPORTPARTREQUEST']._serialized_end=1354
-  _globals['_EXPORTPARTREPLY']._serialized_start=1356
-  _globals['_EXPORTPARTREPLY']._serialized_end=1392
-  _globals['_SCORING']._serialized_start=1395
-  _globals['_SCORING']._serialized_end=1689
-  _globals['_GOVERNANCE']._serialized_start=1692
-  _globals['_GOVERNANCE']._serialized_end=2199
+  _globals['_ADMITREQUEST']._serialized_start=1098
+  _globals['_ADMITREQUEST']._serialized_end=1142
+  _globals['_RELOADREQUEST']._serialized_start=1144
+  _globals['_RELOADREQUEST']._serialized_end=1159
+  _globals['_ADMINREPLY']._serialized_start=1161
+  _globals['_ADMINREPLY']._serialized_end=1202
+  _globals['_APPROVEEXPORTREQUEST']._serialized_start=1204
+  _globals['_APPROVEEXPORTREQUEST']._serialized_end=1277
+  _globals['_EXPORTREQUEST']._serialized_start=1279
+  _globals['_EXPORTREQUEST']._serialized_end=1326
+  _globals['_EXPORTREPLY']._serialized_start=1328
+  _globals['_EXPORTREPLY']._serialized_end=1361
+  _globals['_EXPORTPARTREQUEST']._serialized_start=1363
+  _globals['_EXPORTPARTREQUEST']._serialized_end=1400
+  _globals['_EXPORTPARTREPLY']._serialized_start=1402
+  _globals['_EXPORTPARTREPLY']._serialized_end=1438
+  _globals['_SCORING']._serialized_start=1441
+  _globals['_SCORING']._serialized_end=1735
+  _globals['_GOVERNANCE']._serialized_start=1738
+  _globals['_GOVERNANCE']._serialized_end=2308
 # @@protoc_insertion_point(module_scope)

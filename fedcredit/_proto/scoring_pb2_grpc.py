@@ -250,6 +250,11 @@ class GovernanceStub:
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.RevokeRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.AdminReply.FromString,
                 _registered_method=True)
+        self.Admit = channel.unary_unary(
+                '/fedcredit.v1.Governance/Admit',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.AdmitRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.AdminReply.FromString,
+                _registered_method=True)
         self.Reload = channel.unary_unary(
                 '/fedcredit.v1.Governance/Reload',
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.ReloadRequest.SerializeToString,
@@ -288,6 +293,12 @@ class GovernanceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Revoke(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Admit(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -333,6 +344,11 @@ def add_GovernanceServicer_to_server(servicer, server):
             'Revoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Revoke,
                     request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.RevokeRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.AdminReply.SerializeToString,
+            ),
+            'Admit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Admit,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.AdmitRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_scoring__pb2.AdminReply.SerializeToString,
             ),
             'Reload': grpc.unary_unary_rpc_method_handler(
@@ -436,6 +452,33 @@ class Governance:
             target,
             '/fedcredit.v1.Governance/Revoke',
             fedcredit_dot_v1_dot_scoring__pb2.RevokeRequest.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.AdminReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Admit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Governance/Admit',
+            fedcredit_dot_v1_dot_scoring__pb2.AdmitRequest.SerializeToString,
             fedcredit_dot_v1_dot_scoring__pb2.AdminReply.FromString,
             options,
             channel_credentials,

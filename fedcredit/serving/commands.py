@@ -1,6 +1,6 @@
 """Command-line commands of the serving side (registered by :mod:`fedcredit.cli`).
 
-``fedcredit score``, ``fedcredit party revoke|reload``, ``fedcredit model
+``fedcredit score``, ``fedcredit party revoke|admit|reload``, ``fedcredit model
 approve-export|export``. Each talks to the operator's own party over mTLS with
 the party's own certificate (the party sees "its operator"). Errors are
 fedcredit errors; ``fedcredit.cli`` maps them to exit codes.
@@ -121,6 +121,16 @@ def cmd_revoke(args) -> int:
     return 0
 
 
+def cmd_admit(args) -> int:
+    cfg = _cfg(args.party)
+    g, ch = _gov(cfg)
+    try:
+        print(g.admit(args.name, args.reason), flush=True)
+    finally:
+        ch.close()
+    return 0
+
+
 def cmd_reload(args) -> int:
     cfg = _cfg(args.party)
     g, ch = _gov(cfg)
@@ -154,7 +164,7 @@ def cmd_export(args) -> int:
 
 
 def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
-    """Register ``score``, ``party revoke|reload`` and ``model approve-export|export``."""
+    """Register ``score``, ``party revoke|admit|reload`` and ``model approve-export|export``."""
     c = sub.add_parser("score", help="federated scoring of new applicants",
                        description="Score applicants with model ID (<job_id>/<step>) through your own party (the "
                                    "model's guest): each host checks the authorization against its policy, logs the "
@@ -181,6 +191,17 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
     c.add_argument("--reason", default="", help="recorded in the audit log")
     c.set_defaults(func=cmd_revoke)
+    c = party_sub.add_parser("admit", help="re-admit a revoked peer (no restart)",
+                             description="Re-admit peer NAME, revoked earlier with 'fedcredit party revoke', on your "
+                                         "running party: its next message, scoring request or job is accepted again. "
+                                         "Removed from <state_dir>/revoked.json and recorded in the audit log "
+                                         "(peer.admitted). NAME must still be in [peers] of CONFIG; a peer you "
+                                         "removed from [peers] comes back by adding it and running 'fedcredit party "
+                                         "reload'.", epilog=epilog, formatter_class=fmt)
+    c.add_argument("name", metavar="NAME", help="the revoked peer")
+    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("--reason", default="", help="recorded in the audit log")
+    c.set_defaults(func=cmd_admit)
     c = party_sub.add_parser("reload", help="re-read [peers] and [policy.scoring] without a restart",
                              description="Your running party re-reads its config: a peer removed from [peers] is "
                                          "refused from its next message on; [policy.scoring] changes apply at once.",

@@ -148,6 +148,11 @@ class ScoringService:
 
     def _require_peer(self, caller: str) -> None:
         if caller not in self.transport.peers:
+            rec = self._revoked().get(caller)
+            if rec is not None:
+                when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rec.get("time", 0)))
+                raise PolicyError(f"party {caller!r} is not a peer of {self.name!r}: revoked by {self.name!r}'s "
+                                  f"operator at {when}" + (f" (reason: {rec['reason']})" if rec.get("reason") else ""))
             raise PolicyError(f"party {caller!r} is not a peer of {self.name!r} (unknown or revoked)")
 
     def _salted(self, digests: list[bytes]) -> list[str]:
@@ -447,6 +452,32 @@ class ScoringService:
         self.audit.append("peer.revoked", peer=peer, reason=reason, by=caller)
         log.warning("%s revoked peer %s: %s", self.name, peer, reason)
         return f"{peer} revoked on {self.name}; peers now: {', '.join(sorted(self.transport.peers)) or 'none'}"
+
+    def admit(self, caller: str, peer: str, reason: str = "") -> str:
+        """Re-admit a revoked ``peer`` at once (no restart): its next message is accepted again. Audited.
+
+        The peer must still be in ``[peers]`` of the config file (re-read now);
+        a peer removed from there is added back by editing the file and
+        ``fedcredit party reload``.
+        """
+        self._require_self(caller, "re-admit peers")
+        revoked = self._revoked()
+        if peer not in revoked:
+            raise ConfigError(f"{peer!r} is not revoked on {self.name!r} (revoked: {', '.join(sorted(revoked)) or 'none'})")
+        cfg = load_party_config(self.config.path, check_files=False)
+        if peer not in cfg.peers:
+            raise ConfigError(f"{peer!r} is not in [peers] of {self.config.path}; add it there, then run "
+                              f"'fedcredit party reload' (and admit it if it stays revoked)")
+        del revoked[peer]
+        tmp = self._revoked_path.with_name("revoked.json.tmp")
+        tmp.write_text(json.dumps(revoked, sort_keys=True))
+        os.replace(tmp, self._revoked_path)
+        peers = dict(self.transport.peers)
+        peers[peer] = cfg.peers[peer]
+        self.transport.set_peers(peers)
+        self.audit.append("peer.admitted", peer=peer, reason=reason, by=caller)
+        log.warning("%s re-admitted peer %s: %s", self.name, peer, reason)
+        return f"{peer} re-admitted on {self.name}; peers now: {', '.join(sorted(self.transport.peers))}"
 
     def reload(self, caller: str) -> str:
         """Re-read the config file: apply its ``[peers]`` (minus revoked ones) and ``[policy.scoring]``."""

@@ -51,6 +51,7 @@ class ScoringHandler(Protocol):
     def exchange_heads(self, caller: str, seq: int, hash_: str) -> tuple[int, str]: ...
     def held_heads(self, caller: str) -> list[tuple[int, str]]: ...
     def revoke(self, caller: str, peer: str, reason: str) -> str: ...
+    def admit(self, caller: str, peer: str, reason: str) -> str: ...
     def reload(self, caller: str) -> str: ...
     def approve_export(self, caller: str, model_id: str, requester: str, note: str) -> str: ...
     def export(self, caller: str, model_id: str, note: str) -> str: ...
@@ -189,6 +190,10 @@ class _GovernanceServicer(pb_grpc.GovernanceServicer):
         return pb.AdminReply(ok=True, message=self.h.revoke(caller, r.peer, r.reason))
 
     @_guard
+    def Admit(self, caller, r):
+        return pb.AdminReply(ok=True, message=self.h.admit(caller, r.peer, r.reason))
+
+    @_guard
     def Reload(self, caller, r):
         return pb.AdminReply(ok=True, message=self.h.reload(caller))
 
@@ -323,6 +328,9 @@ class GovernanceClient:
 
     def revoke(self, peer: str, reason: str = "") -> str:
         return self._call("the revocation", self._g.Revoke, pb.RevokeRequest(peer=peer, reason=reason)).message
+
+    def admit(self, peer: str, reason: str = "") -> str:
+        return self._call("the re-admission", self._g.Admit, pb.AdmitRequest(peer=peer, reason=reason)).message
 
     def reload(self) -> str:
         return self._call("the reload", self._g.Reload, pb.ReloadRequest()).message
