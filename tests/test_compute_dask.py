@@ -221,7 +221,7 @@ def test_encrypt_chunks_on_cluster_never_gathers(backend, keypair):
     codes = rng.integers(0, 4, (700, 2)).astype(np.uint8)
     chunks = ((vals[lo:lo + 200], codes[lo:lo + 200]) for lo in range(0, 700, 200))
     with PartitionedCipherVector.encrypt_chunks(sk, chunks, backend=backend) as pv:
-        assert len(pv.bounds) == 4 and all(h.status == "finished" for h in pv._handles)
+        assert len(pv.bounds) == 4 * 3 and all(h.status == "finished" for h in pv._handles)  # a partition per worker and chunk
         h = pv.histograms([np.arange(700)], 4)[0]
     ref = np.zeros(8, dtype=np.int64)
     np.add.at(ref, codes[:, 0], vals)

@@ -123,13 +123,14 @@ class PartitionedCipherVector:
         key : PrivateKey or PublicKey
             The key owner's (CRT fast path) or a public key.
         chunks : iterable of (ints, codes)
-            Per chunk: non-negative plaintext integers below ``n`` and the bin codes of the same rows
+            Per chunk: plaintext integers in ``[-n/2, n)`` (negatives encode as ``n + v``, as
+            :meth:`PublicKey.encrypt_ints`) and the bin codes of the same rows
             (e.g. from :func:`fedcredit.data.iter_table`); one chunk is in this process at a time.
         backend : ComputeBackend, optional
 
         Notes
         -----
-        Each task carries its chunk's plaintexts as fixed-width bytes; a distributed
+        Each chunk becomes one partition per worker. Each task carries its plaintexts as fixed-width bytes; a distributed
         engine keeps them with the task so it can recompute a partition whose worker
         died (with fresh randomness: the plaintexts are the same).
         """
@@ -143,22 +144,22 @@ class PartitionedCipherVector:
         self._handles, bounds, f = [], [], None
         count = 0
         key_args = (key._p_bytes, key._q_bytes) if owner else (pk.to_wire()["n"],)
+        n = pk.n
+        workers = max(1, backend.n_workers)
         try:
-            pending = []
             for ints, codes in chunks:
                 codes = np.ascontiguousarray(codes)
-                ms = b"".join(int(m).to_bytes(pw, "big") for m in ints)
+                ms = b"".join((int(m) % n).to_bytes(pw, "big") for m in ints)
                 if codes.ndim != 2 or codes.shape[0] != len(ms) // pw or (f is not None and codes.shape[1] != f):
                     raise ConfigError("each chunk needs codes of shape (len(ints), f) with the same f")
                 f = codes.shape[1]
-                bounds.append((count, count + codes.shape[0]))
+                # one partition per worker and chunk, so every worker is busy on every chunk
+                tasks = []
+                for lo, hi in _split(codes.shape[0], workers):
+                    bounds.append((count + lo, count + hi))
+                    tasks.append((owner, key_args, ms[lo * pw:hi * pw], pw, pk.width, codes[lo:hi]))
                 count += codes.shape[0]
-                pending.append((owner, key_args, ms, pw, pk.width, codes))
-                if len(pending) >= max(1, backend.n_workers):
-                    self._handles += backend.map_to_partitions(w_encrypt_partition, pending)
-                    pending = []
-            if pending:
-                self._handles += backend.map_to_partitions(w_encrypt_partition, pending)
+                self._handles += backend.map_to_partitions(w_encrypt_partition, tasks)
         except BaseException:
             self.free()
             raise
@@ -270,6 +271,12 @@ class PartitionedCipherVector:
                               meta={"frac_bits": self.frac_bits})
             out.append(pk.vector_from_blob(blob))  # not "fresh": to_blob re-randomizes before it leaves
         return out
+
+
+def _split(count: int, parts: int) -> list[tuple[int, int]]:
+    parts = max(1, min(parts, count))
+    edges = np.linspace(0, count, parts + 1).astype(np.int64)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(parts) if edges[i + 1] > edges[i]]
 
 
 class _CodesInfo:
