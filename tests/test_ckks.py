@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from fedcredit.crypto.ckks import CKKSContext, CKKSVector
+from fedcredit.crypto.ckks import ROTATION_STEPS, CKKSContext, CKKSVector, stride_for
 from fedcredit.errors import ConfigError, DecryptionError
 from fedcredit.transport import serde
 
@@ -105,3 +105,69 @@ def test_insecure_parameters_refused(kwargs, match):
 def test_length_mismatch(pub):
     with pytest.raises(ConfigError, match="length mismatch"):
         pub.encrypt([1.0, 2.0]) + pub.encrypt([1.0])
+
+
+# ------------------------------------------------------------------ strided matrix product (rotation keys)
+@pytest.fixture(scope="module")
+def rot_owner():
+    return CKKSContext.generate(galois_keys=False, rotation_steps=ROTATION_STEPS)
+
+
+@pytest.fixture(scope="module")
+def rot_peer(rot_owner):
+    peer = CKKSContext.from_serialized(rot_owner.serialize(save_galois_keys=False))
+    peer.load_rotation_keys(rot_owner.rotation_keys())
+    return peer
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (300, 2), (3600, 14), (4096, 16), (5000, 3), (700, 17)])
+def test_matvec_strided_equals_numpy(rot_owner, rot_peer, rng, rows, cols):
+    v = rng.uniform(-8, 8, size=rows)
+    X = np.round(rng.uniform(-3, 3, size=(rows, cols)) * 256) / 256
+    mask = rng.uniform(-(2.0**30), 2.0**30, size=rot_peer.slots)
+    out = rot_peer.encrypt(v).matvec_strided(X, mask=mask)
+    F = stride_for(cols)
+    assert out.stride == F and len(out) == rot_peer.slots and len(out._chunks) == 1
+    back = rot_owner.vector_from_blob(serde.decode(serde.encode(out.to_blob())))  # the stride survives the wire
+    sums = rot_owner.decrypt_strided(back)
+    assert sums.shape == (F,)
+    msum = mask.reshape(-1, F).sum(axis=0)
+    # stated precision (module docstring): ~3e-5 absolute on sums of 4,000 rows with 2^30 masks
+    np.testing.assert_allclose(sums[:cols] - msum[:cols], X.T @ v, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(sums[cols:], msum[cols:], rtol=0, atol=1e-4)  # unused residue classes: mask only
+
+
+def test_matvec_strided_is_rerandomized_and_masked(rot_owner, rot_peer, rng):
+    v, X = rng.normal(size=50), rng.normal(size=(50, 3))
+    ev = rot_peer.encrypt(v)
+    a = ev.matvec_strided(X, mask=np.zeros(rot_peer.slots)).to_blob().data
+    b = ev.matvec_strided(X, mask=np.zeros(rot_peer.slots)).to_blob().data
+    assert a != b  # fresh randomness in every result
+    mask = rng.uniform(-(2.0**30), 2.0**30, size=rot_peer.slots)
+    slots = rot_owner.decrypt(ev.matvec_strided(X, mask=mask))
+    assert np.abs(slots - mask).max() < 100 and np.abs(slots).min() > 1.0  # the key holder sees masked slots
+
+
+def test_matvec_strided_needs_rotation_keys(ctx, pub, rot_owner, rng):
+    bare = CKKSContext.from_serialized(rot_owner.serialize(save_galois_keys=False))
+    with pytest.raises(ConfigError, match="no rotation key for step 1"):
+        bare.encrypt(rng.normal(size=10)).matvec_strided(rng.normal(size=(10, 2)), mask=np.zeros(bare.slots))
+    with pytest.raises(ConfigError, match="rotation keys"):
+        bare.load_rotation_keys(b"not keys")
+    other = CKKSContext.generate(poly_modulus_degree=16384, galois_keys=False)
+    with pytest.raises(ConfigError, match="rotation keys"):
+        other.load_rotation_keys(rot_owner.rotation_keys())  # keys for other parameters
+    with pytest.raises(ConfigError, match="mask"):
+        bare.encrypt([1.0]).matvec_strided([[1.0]], mask=np.zeros(3))
+    with pytest.raises(ConfigError, match="shape"):
+        bare.encrypt([1.0, 2.0]).matvec_strided([[1.0]], mask=np.zeros(bare.slots))
+    assert CKKSContext.generate(galois_keys=False).rotation_keys() is None
+
+
+def test_decrypt_strided_refuses_ordinary_vectors(rot_owner, rng):
+    with pytest.raises(DecryptionError):
+        rot_owner.decrypt_strided(rot_owner.encrypt(rng.normal(size=10)))
+    blob = rot_owner.encrypt(rng.normal(size=10)).to_blob()
+    bad = dataclasses.replace(blob, meta={**blob.meta, "stride": 3})
+    with pytest.raises(DecryptionError):
+        rot_owner.vector_from_blob(bad)

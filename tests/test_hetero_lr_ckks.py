@@ -11,9 +11,9 @@ from fedcredit.protocols.hetero_lr import LRParams, run_arbiter, run_guest, run_
 from fedcredit.protocols.hetero_lr import _ckks
 from fedcredit.transport.memory import MemoryHub, run_local
 
-#: stated precision of the CKKS backend (docs/hetero_lr.md): coefficients within 1e-6 of the exact reference
-#: (measured ~4e-8 here), validation loss within 1e-7 (measured ~5e-9)
-COEF_TOL = 1e-6
+#: stated precision of the CKKS backend (docs/hetero_lr.md): coefficients within 2e-7 of the exact reference
+#: (measured 4e-9 to 3.4e-8 here), validation loss within 1e-7 (measured up to 1.3e-8)
+COEF_TOL = 2e-7
 LOSS_TOL = 1e-7
 
 
@@ -66,6 +66,11 @@ def test_ckks_keys_stay_home_and_values_are_hidden():
     for payload in ctx_msgs:
         ctx = CKKSContext.from_serialized(serde.decode(payload)["public_key"]["context"])
         assert not ctx.is_private
+    # gradients travel as one packed ciphertext per party and batch (strided layout), under the arbiter's key
+    grads = [(s, serde.decode(p)["g"]) for s, r, tag, p in hub.captured if r == "a" and tag.endswith("/grad")]
+    assert grads and {s for s, _ in grads} == {"g", "h1"}
+    stride = {"g": 4, "h1": 2}  # 2 features + intercept -> 4; 2 features -> 2
+    assert all(isinstance(g, CipherBlob) and g.meta["stride"] == stride[s] and g.meta["chunks"] == 1 for s, g in grads)
     # no raw label or host feature bytes on the wire
     secrets_ = [np.asarray(y, dtype=np.int8).tobytes(), np.asarray(y, dtype=np.float64).tobytes()[:80],
                 Xh["h1"][:, 0].tobytes()[:80]]
@@ -85,5 +90,6 @@ def test_key_holder_refuses_a_private_context():
     from fedcredit.errors import ProtocolError
 
     with pytest.raises(ProtocolError, match="secret key"):
-        _ckks.context_from_wire({"scheme": "ckks", "context": ctx.serialize(save_secret_key=True)})
+        _ckks.context_from_wire({"scheme": "ckks", "context": ctx.serialize(save_secret_key=True),
+                                 "rotations": ctx.rotation_keys()})
     assert not _ckks.context_from_wire(_ckks.context_to_wire(ctx)).is_private

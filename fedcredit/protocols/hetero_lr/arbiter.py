@@ -47,7 +47,7 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
 
 
 def _run_arbiter_ckks(channel, n_rows: int, params: LRParams, *, guest, hosts, context, check_cancelled) -> dict:
-    """CKKS variant: decrypt each party's per-slot masked products and return their slot sums."""
+    """CKKS variant: decrypt each party's packed masked product and return its residue-class sums."""
     ctx = context or _ckks.new_context()
     channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
     plan = Plan(n_rows, params)
@@ -55,11 +55,11 @@ def _run_arbiter_ckks(channel, n_rows: int, params: LRParams, *, guest, hosts, c
     for epoch in range(params.max_epochs):
         if check_cancelled:
             check_cancelled()
-        for b, rows in enumerate(plan.batches(epoch)):
+        for b, _rows in enumerate(plan.batches(epoch)):
             ch = channel.sub(f"e-{epoch}", f"b-{b}")
             for p, role in [(guest, "guest")] + [(h, "host") for h in hosts]:
                 msg = spec.expect(Stage.GRAD, ch.recv(p, Stage.GRAD.value), sender_role=role)
-                sums = _ckks.slot_sums(ctx, _ckks.recv_vectors(msg["g"], f"the gradient of {p!r}"), rows.size)
+                sums = _ckks.packed_sums(ctx, msg["g"], f"the gradient of {p!r}")
                 ch.send(p, Stage.GRAD_PLAIN.value, {"g": sums})
         epochs = epoch + 1
         if plan.valid.size:

@@ -215,21 +215,21 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
                     S = v if S is None else S + v
                 # fresh E(0): the hosts made the ciphertexts in S and must not be able to strip them
                 ch.broadcast(hosts, Stage.D.value, {"d": (S.add_plain(U) + ctx.encrypt(np.zeros(rows.size))).to_blob()})
-                blobs, rsum = _ckks.masked_products(ctx, S, Xb)
-                ch.send(arbiter, Stage.GRAD.value, {"g": blobs})
+                blob, rsum = _ckks.packed_products(ctx, S, Xb)
+                ch.send(arbiter, Stage.GRAD.value, {"g": blob})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
             else:
                 h = hosts[0]
                 ch.send(h, Stage.U.value, {"u": ctx.encrypt(U).to_blob()})
                 msg = spec.expect(Stage.ZH, ch.recv(h, Stage.ZH.value), sender_role="host")
                 EZ = _ckks.recv_vector(hctx[h], msg["z"], rows.size, f"scores from {h!r}")
-                blobs, rsum = _ckks.masked_products(hctx[h], EZ, Xb)
-                ch.send(h, Stage.GRAD.value, {"g": blobs})
+                blob, rsum = _ckks.packed_products(hctx[h], EZ, Xb)
+                ch.send(h, Stage.GRAD.value, {"g": blob})
                 gh = spec.expect(Stage.GRAD, ch.recv(h, Stage.GRAD.value), sender_role="host")
-                sums = _ckks.slot_sums(ctx, _ckks.recv_vectors(gh["g"], "the host's gradient"), rows.size)
+                sums = _ckks.packed_sums(ctx, gh["g"], "the host's gradient")
                 ch.send(h, Stage.GRAD_PLAIN.value, {"g": sums})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
-            Gz = _unmask_floats(got["g"], rsum)
+            Gz = _ckks.unmask(got["g"], rsum)
             G = Gz + Xb.T @ U  # X_gᵀ (z_h + z_g + 2 - 4y) = X_gᵀ 4d
             grad = G / (4.0 * rows.size) + params.alpha * reg * w
             w = w - lr * grad
@@ -283,13 +283,6 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
             history.append(rec)
     _, wb, n_ep = best
     return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
-
-
-def _unmask_floats(values, rsum) -> np.ndarray:
-    """Slot sums returned by a key holder minus this party's mask sums (CKKS)."""
-    if len(values) != len(rsum) or any(type(v) is not float or not np.isfinite(v) for v in values):
-        raise ProtocolError(f"hetero_lr: expected {len(rsum)} finite masked sums")
-    return np.asarray(values, dtype=np.float64) - rsum
 
 
 def _recv_scores(ch, hosts, pk, size):

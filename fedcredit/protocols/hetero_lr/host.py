@@ -153,20 +153,20 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
             if params.mode == "coordinated":
                 d = spec.expect(Stage.D, ch.recv(guest, Stage.D.value), sender_role="guest")
                 ED = _ckks.recv_vector(ctx, d["d"], rows.size, "residual vector")
-                blobs, rsum = _ckks.masked_products(ctx, ED, Xb)
-                ch.send(arbiter, Stage.GRAD.value, {"g": blobs})
+                blob, rsum = _ckks.packed_products(ctx, ED, Xb)
+                ch.send(arbiter, Stage.GRAD.value, {"g": blob})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(arbiter, Stage.GRAD_PLAIN.value), sender_role="arbiter")
-                G = _unmask_floats(got["g"], rsum)
+                G = _ckks.unmask(got["g"], rsum)
             else:
                 u = spec.expect(Stage.U, ch.recv(guest, Stage.U.value), sender_role="guest")
                 EU = _ckks.recv_vector(ctx, u["u"], rows.size, "residual vector")
-                blobs, rsum = _ckks.masked_products(ctx, EU, Xb)
-                ch.send(guest, Stage.GRAD.value, {"g": blobs})
+                blob, rsum = _ckks.packed_products(ctx, EU, Xb)
+                ch.send(guest, Stage.GRAD.value, {"g": blob})
                 gg = spec.expect(Stage.GRAD, ch.recv(guest, Stage.GRAD.value), sender_role="guest")
-                sums = _ckks.slot_sums(own, _ckks.recv_vectors(gg["g"], "the guest's gradient"), rows.size)
+                sums = _ckks.packed_sums(own, gg["g"], "the guest's gradient")
                 ch.send(guest, Stage.GRAD_PLAIN.value, {"g": sums})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(guest, Stage.GRAD_PLAIN.value), sender_role="guest")
-                G = _unmask_floats(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
+                G = _ckks.unmask(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
             grad = G / (4.0 * rows.size) + params.alpha * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
@@ -198,8 +198,3 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
             history.append(rec)
     return {"coef": best_w, "n_epochs": best_epoch, "history": history}
 
-
-def _unmask_floats(values, rsum) -> np.ndarray:
-    if len(values) != len(rsum) or any(type(v) is not float or not np.isfinite(v) for v in values):
-        raise ProtocolError(f"hetero_lr: expected {len(rsum)} finite masked sums")
-    return np.asarray(values, dtype=np.float64) - rsum
