@@ -7,8 +7,9 @@ uses no Paillier at all), and a logistic regression fitted on the same joined
 rows and split into per-party parts in the hetero_lr step's format. The parts
 are written into each party's state dir as the training steps do, then three
 party processes start and the bank's operator scores through the bank's own
-party (client → bank → chain + gov in parallel → bank → client), exactly the
-``fedcredit score`` path.
+party (client → bank → chain + gov in parallel → bank → client; SecureBoost
+is path-only: up to ``depth`` such round trips, see docs/scoring.md), exactly
+the ``fedcredit score`` path.
 
 Reported: applicants/second for batches (default 1,000 and 10,000; median of
 repeats), latency p50/p99 of single-applicant requests, per model; the
@@ -182,6 +183,14 @@ def run(args) -> dict:
             ch.close()
             audit = {p: sum(1 for _ in open(root / "state" / p / "audit.log")) for p in PARTIES}
             out["audit_records"] = audit
+            rounds = []  # round trips per SecureBoost request, from the bank's audit records
+            with open(root / "state" / "bank" / "audit.log", encoding="utf-8") as fh:
+                for line in fh:
+                    f = json.loads(line).get("fields", {})
+                    if f.get("model") == f"{JOB}/sbt" and "rounds" in f:
+                        rounds.append(int(f["rounds"]))
+            if rounds:
+                out["sbt"]["round_trips"] = {"mean": round(statistics.mean(rounds), 2), "max": max(rounds)}
         finally:
             fed.stop()
     return out

@@ -168,7 +168,8 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c = sub.add_parser("score", help="federated scoring of new applicants",
                        description="Score applicants with model ID (<job_id>/<step>) through your own party (the "
                                    "model's guest): each host checks the authorization against its policy, logs the "
-                                   "request and returns its part masked. --input CSV has an id column and, "
+                                   "request and returns its part (LR: masked; trees: only its decisions on each "
+                                   "applicant's path). --input CSV has an id column and, "
                                    "optionally, your own feature columns for the applicants (otherwise they are "
                                    "looked up in your table).", epilog=epilog, formatter_class=fmt)
     c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")

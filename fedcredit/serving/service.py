@@ -5,10 +5,19 @@ to the party's gRPC server). It plays both sides:
 
 * **guest** (the label holder; its own operator calls :meth:`score`): sends one
   ``Contribute`` to every host of the model in parallel over the cached mTLS
-  channels (one round trip per host, no per-request handshake) and combines;
+  channels (no per-request handshake) and combines. Hetero LR: that is the
+  only round trip. SecureBoost: path-only (see ``protocols/scoring/spec.py``):
+  the Contribute carries the first round of path queries and further rounds
+  (``Decide``, at most ``max_depth`` round trips in all) go only to hosts with
+  pending queries, so the guest learns only the host decisions on each row's
+  path;
 * **host**: :meth:`contribute` checks the requester and the authorization
   against ``[policy.scoring]`` and the rate limits, refuses with a reason
-  (PolicyError → PERMISSION_DENIED) or computes its masked part.
+  (PolicyError → PERMISSION_DENIED) or computes its masked LR part / answers
+  the first path queries; :meth:`decide` answers further rounds of an open
+  request after validating them (unknown request, foreign split, row out of
+  range, two splits of one tree per row and round → ProtocolError). Open
+  requests are bounded and expire (:class:`~fedcredit.protocols.scoring.host.SessionTable`).
 
 Every request is appended to the audit log on every party (requester, model,
 number of ids, the ids' digests salted with a per-party secret, authorization
