@@ -312,6 +312,25 @@ class PublicKey:
         """``count`` encryptions of 0 without randomness (the value ``1``); obfuscate before sending."""
         return CipherVector._make(self, _obj_array([mpz(1)] * int(count)), 0, fresh=False)
 
+    def vector_from_raw(self, cs, *, frac_bits: int = 0) -> "CipherVector":
+        """A vector from ciphertext integers mod ``n^2`` computed outside this module (hazmat).
+
+        For homomorphic kernels that work on :meth:`CipherVector.raw_ints` (e.g. the bucket
+        multi-exponentiation in :mod:`fedcredit.protocols.hetero_lr._matvec`). The result is
+        marked *derived*, never fresh, so :meth:`CipherVector.to_blob` re-randomizes it before it
+        leaves the process (the key owner could otherwise learn how the integers were formed).
+
+        Raises
+        ------
+        ConfigError
+            If a value is not an int in ``(0, n^2)`` or ``frac_bits`` is negative.
+        """
+        arr = _obj_array([c if type(c) is _MPZ else mpz(int(c)) for c in cs])
+        nsq = self._mnsq
+        if int(frac_bits) < 0 or any(not 0 < c < nsq for c in arr):
+            raise ConfigError("raw ciphertexts must be ints in (0, n^2) with frac_bits >= 0")
+        return CipherVector._make(self, arr, int(frac_bits), fresh=False)
+
     # -------------------------------------------------- wire
     def vector_from_blob(self, blob: CipherBlob) -> "CipherVector":
         """Rebuild a :class:`CipherVector` from a :class:`CipherBlob`.
@@ -565,6 +584,16 @@ class CipherVector:
     def ciphertexts(self) -> list[int]:
         """The raw ciphertext integers (hazmat: not re-randomized)."""
         return [int(c) for c in self._c]
+
+    def raw_ints(self) -> np.ndarray:
+        """The ciphertexts as a read-only object array of ``gmpy2.mpz``, without copying (hazmat).
+
+        For homomorphic kernels outside this module; they return their results through
+        :meth:`PublicKey.vector_from_raw`, which marks them for re-randomization before export.
+        """
+        v = self._c.view()
+        v.flags.writeable = False
+        return v
 
     # -------------------------------------------------- helpers
     def _check_same_key(self, other: "CipherVector") -> None:
