@@ -177,3 +177,30 @@ def test_matvec_on_the_pool_equals_in_process():
     want = [int(v) for v in K.T.astype(object) @ d.astype(object)]
     assert sk.decrypt_signed(matvec(cv, K, parallel=False)) == want
     assert sk.decrypt_signed(matvec(cv, K, parallel=True)) == want
+
+
+def test_matvec_uses_the_public_raw_hooks_and_stays_derived():
+    """``_matvec`` goes through ``CipherVector.raw_ints`` / ``PublicKey.vector_from_raw``; results are never fresh,
+    so ``to_blob`` re-randomizes them (the key owner cannot see how they were formed)."""
+    from fedcredit.errors import ConfigError
+    from fedcredit.protocols.hetero_lr._matvec import column_dot, matvec, matvec_naive
+
+    pk, sk = small_keypair(512)
+    r = np.random.default_rng(2)
+    d = r.integers(-(2**40), 2**40, 40)
+    K = np.c_[r.integers(-768, 769, (40, 1)), r.integers(0, 3, (40, 1)) * 97]  # 8-bit codes; a WOE-like column
+    cv = pk.encrypt_ints(d)
+    raw = cv.raw_ints()
+    with pytest.raises(ValueError):
+        raw[0] = raw[1]  # read-only: no way to change a vector through its raw view
+    want = [int(v) for v in K.T.astype(object) @ d.astype(object)]
+    for out in (matvec(cv, K, parallel=False), matvec_naive(cv, K)):
+        assert sk.decrypt_signed(out) == want and not out.is_fresh
+        sent = pk.vector_from_blob(out.to_blob()).ciphertexts()
+        assert sent != out.ciphertexts() and sk.decrypt_signed(pk.vector_from_blob(out.to_blob())) == want
+    one = pk.vector_from_raw([column_dot(raw, K[:, 0], pk.nsquare)])
+    assert sk.decrypt_signed(one) == want[:1] and not one.is_fresh
+    with pytest.raises(ConfigError, match="raw ciphertexts"):
+        pk.vector_from_raw([0])
+    with pytest.raises(ConfigError, match="raw ciphertexts"):
+        pk.vector_from_raw([pk.nsquare])

@@ -77,8 +77,9 @@ class VerticalLogisticRegression:
     mode : {"coordinated", "two_party"}, default="coordinated"
         Key holder: an arbiter, or none (guest and the single host each hold a key).
     backend : {"paillier", "ckks"}, default="paillier"
-        Homomorphic scheme: Paillier (exact, fixed point) or CKKS (TenSEAL, approximate: coefficients within
-        1e-6 of the exact protocol, rows batched 4,096 per ciphertext, much faster; see ``docs/hetero_lr.md``).
+        Homomorphic scheme: Paillier (exact, fixed point) or CKKS (TenSEAL/SEAL, approximate: coefficients within
+        2e-7 of the exact protocol, rows batched 4,096 per ciphertext, each party's ``Xᵀ[[v]]`` packed into one
+        ciphertext per batch, much faster; see ``docs/hetero_lr.md``).
     features : {"standardized", "woe"}, default="standardized"
         Informational here (the caller passes the design matrix); used by the step.
     learning_rate, schedule, decay, alpha, batch_size, max_epochs, validation_fraction,
@@ -97,6 +98,9 @@ class VerticalLogisticRegression:
         Guest only.
     n_epochs_ : int
     history_ : list of dict
+        Per epoch: ``epoch``, ``learning_rate``, ``val_loss`` (guest), wall ``seconds``.
+    setup_seconds_ : float
+        One-time setup (keys or CKKS contexts generated, exchanged and loaded), not in any epoch's seconds.
     """
 
     _parameter_constraints = LRParams.constraints()
@@ -163,6 +167,7 @@ class VerticalLogisticRegression:
         self.coef_ = np.asarray(res["coef"], dtype=np.float64)
         self.n_epochs_ = res["n_epochs"]
         self.history_ = res["history"]
+        self.setup_seconds_ = res["setup_seconds"]
         return self
 
     def decision_function_part(self, X) -> np.ndarray:
@@ -223,7 +228,7 @@ def run(ctx: StepContext) -> dict:
 
         save_lr_part(Path(ctx.workdir) / LR_FILE, part, party=ctx.party, role=ctx.role, guest=ctx.guest,
                      hosts=ctx.hosts)
-    out = {"n_epochs": est.n_epochs_, "history": est.history_,
+    out = {"n_epochs": est.n_epochs_, "history": est.history_, "setup_seconds": est.setup_seconds_,
            "coef": dict(zip(part["features"], est.coef_.tolist()))}
     if ctx.role == "guest":
         out["intercept"] = est.intercept_

@@ -11,9 +11,14 @@ few distinct codes (WOE features: at most 33) uses one bucket per distinct
 code. Negative codes are shifted by the column minimum and corrected with
 one power of the column sum.
 
-This module works on raw ciphertext integers (hazmat); results are returned
-as derived (not fresh) :class:`~fedcredit.crypto.paillier.CipherVector`s, so
-they are re-randomized before they leave the process.
+This module works on raw ciphertext integers (hazmat), through the public
+hooks :meth:`CipherVector.raw_ints <fedcredit.crypto.paillier.CipherVector.raw_ints>`
+(the vector's ``gmpy2.mpz`` values, read-only, no copy) and
+:meth:`PublicKey.vector_from_raw <fedcredit.crypto.paillier.PublicKey.vector_from_raw>`
+(results come back as derived, never fresh, vectors). Safety rule: a result
+computed from someone else's ciphertexts is re-randomized before it leaves
+the process -- ``vector_from_raw`` marks it derived, so ``to_blob``
+obfuscates it; nothing here may build a "fresh" vector.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from gmpy2 import mpz, powmod
 
 from ...crypto import pool as _pool
-from ...crypto._raw import _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
+from ...crypto._raw import _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
 
 __all__ = ["matvec", "matvec_naive", "column_dot", "w_matvec"]
 
@@ -99,6 +104,12 @@ def _matvec_ints(cs, K: np.ndarray, nsq) -> list:
     return [column_dot(cs, K[:, j], nsq, total) for j in range(K.shape[1])]
 
 
+def _obj_array(values) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
 def w_matvec(nsq_bytes: bytes, data: bytes, width: int, K: np.ndarray) -> bytes:
     """Pool worker: ``Kᵀ c`` over a chunk of rows (ciphertexts as fixed-width bytes)."""
     nsq = mpz(int.from_bytes(nsq_bytes, "big"))
@@ -119,8 +130,8 @@ def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):
     if K.shape[0] != len(cv):
         raise ValueError(f"matvec: {K.shape[0]} rows vs {len(cv)} ciphertexts")
     pk = cv.public_key
-    nsq = pk._mnsq
-    cs = cv._c
+    nsq = mpz(pk.nsquare)
+    cs = cv.raw_ints()
     if K.shape[1] and _pool.use_parallel(len(cs), parallel, pk.bits):
         w = pk.width
         data = ints_to_bytes(cs, w)
@@ -133,14 +144,14 @@ def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):
             out = [a * b % nsq for a, b in zip(out, bytes_to_ints(r, w))]
     else:
         out = _matvec_ints(cs, K, nsq)
-    return cv._derived(_obj_array(out))
+    return pk.vector_from_raw(out, frac_bits=cv.frac_bits)
 
 
 def matvec_naive(cv, K: np.ndarray):
     """Reference ``Kᵀ cv`` with one exponentiation per row and column (for benchmarks and tests)."""
     K = np.asarray(K, dtype=np.int64)
-    nsq = cv.public_key._mnsq
-    cs = cv._c
+    nsq = mpz(cv.public_key.nsquare)
+    cs = cv.raw_ints()
     inv = [None] * len(cs)
     out = []
     for j in range(K.shape[1]):
@@ -153,4 +164,4 @@ def matvec_naive(cv, K: np.ndarray):
                     inv[i] = gmpy2.invert(cs[i], nsq)
                 acc = acc * powmod(inv[i], -k, nsq) % nsq
         out.append(acc)
-    return cv._derived(_obj_array(out))
+    return cv.public_key.vector_from_raw(out, frac_bits=cv.frac_bits)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 import numpy as np
+from gmpy2 import mpz
 
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import DataError, ProtocolError
@@ -40,7 +42,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     Returns
     -------
     dict
-        ``coef``, ``intercept`` (best epoch), ``n_epochs``, ``history`` (with ``val_loss``).
+        ``coef``, ``intercept`` (best epoch), ``n_epochs``, ``history`` (per epoch: ``val_loss`` and wall
+        ``seconds``), ``setup_seconds`` (one-time: keys/contexts generated, exchanged and loaded).
     """
     y = np.asarray(y)
     uy = np.unique(y)
@@ -59,6 +62,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     plan = Plan(n, params)
     two = 1 << (SCORE_FRAC_BITS + 1)  # 2 * 2^F
     Y4 = (2 - 4 * y.astype(np.int64)) << SCORE_FRAC_BITS  # (2 - 4y) 2^F
+    t_setup = time.perf_counter()
     setup = channel.sub("setup")
     if params.mode == "coordinated":
         msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
@@ -69,12 +73,14 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hpk = {hosts[0]: PublicKey.from_wire(msg["public_key"])}
+    setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     reg = np.r_[np.ones(f - 1), 0.0]  # the intercept is not penalized
     best = (np.inf, w.copy(), 0)
     bad = 0
     history = []
     for epoch in range(params.max_epochs):
+        t_epoch = time.perf_counter()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -118,6 +124,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             kcoef = (2 * encode_scores(Xq[va] @ w) - (s.astype(np.int64) << (SCORE_FRAC_BITS + 2))).astype(np.int64)
             num = int(np.dot(Zg, Zg)) - (int(np.dot(s, Zg)) << (SCORE_FRAC_BITS + 2))
             if params.mode == "coordinated":
+                nsq = mpz(pk.nsquare)
                 zs, sqs = {}, {}
                 for h in hosts:
                     zv = spec.expect(Stage.ZV, ch.recv(h, Stage.ZV.value), sender_role="host")
@@ -129,7 +136,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 for i, h in enumerate(hosts):
                     later = hosts[i + 1 :]
                     ch.send(h, Stage.ZX.value, {"z": [zs[o] for o in later]})
-                    acc = acc + sqs[h] + zs[h]._derived(np.array([column_dot(zs[h]._c, kcoef, pk._mnsq)], dtype=object))
+                    acc = acc + sqs[h] + pk.vector_from_raw([column_dot(zs[h].raw_ints(), kcoef, nsq)])
                 for i, h in enumerate(hosts):
                     cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
                     cv = pk.vector_from_blob(cr["c"])
@@ -148,7 +155,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 EZ = hpk[h].vector_from_blob(zv["z"])
                 if len(EZ) != va.size:
                     raise ProtocolError(f"hetero_lr: validation scores from {h!r} have the wrong length")
-                part = EZ._derived(np.array([column_dot(EZ._c, kcoef, hpk[h]._mnsq)], dtype=object))
+                part = hpk[h].vector_from_raw([column_dot(EZ.raw_ints(), kcoef, mpz(hpk[h].nsquare))])
                 r = secrets.randbelow(hpk[h].n)
                 ch.send(h, Stage.LOSS.value, {"v": part.add_plain([r])})
                 lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(h, Stage.LOSS_PLAIN.value), sender_role="host")
@@ -167,14 +174,17 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             stop = bad >= params.n_iter_no_change or epoch == params.max_epochs - 1
             ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
                          {"improved": bool(improved), "stop": bool(stop)})
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             if stop:
                 break
         else:
             best = (np.nan, w.copy(), epoch + 1)
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
     _, wb, n_ep = best
-    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
+    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history,
+            "setup_seconds": setup_seconds}
 
 
 def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context, check_cancelled) -> dict:
@@ -184,6 +194,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
     n, f = Xq.shape
     plan = Plan(n, params)
     Y4 = 2.0 - 4.0 * y.astype(np.float64)
+    t_setup = time.perf_counter()
     setup = channel.sub("setup")
     if params.mode == "coordinated":
         msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
@@ -194,12 +205,14 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hctx = {hosts[0]: _ckks.context_from_wire(msg["public_key"])}
+    setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     reg = np.r_[np.ones(f - 1), 0.0]
     best = (np.inf, w.copy(), 0)
     bad = 0
     history = []
     for epoch in range(params.max_epochs):
+        t_epoch = time.perf_counter()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -275,14 +288,17 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
             stop = bad >= params.n_iter_no_change or epoch == params.max_epochs - 1
             ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
                          {"improved": bool(improved), "stop": bool(stop)})
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             if stop:
                 break
         else:
             best = (np.nan, w.copy(), epoch + 1)
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
     _, wb, n_ep = best
-    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history}
+    return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history,
+            "setup_seconds": setup_seconds}
 
 
 def _recv_scores(ch, hosts, pk, size):

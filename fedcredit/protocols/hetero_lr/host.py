@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+from gmpy2 import mpz
 
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import ProtocolError
@@ -33,7 +36,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
     Returns
     -------
     dict
-        ``coef`` (ndarray, best epoch), ``n_epochs``, ``history``.
+        ``coef`` (ndarray, best epoch), ``n_epochs``, ``history`` (with wall ``seconds`` per epoch),
+        ``setup_seconds``.
     """
     if params.backend == "ckks":
         return _run_host_ckks(channel, X, params, guest=guest, arbiter=arbiter, context=keypair,
@@ -42,6 +46,7 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
     Xq = K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
     n, f = K.shape
     plan = Plan(n, params)
+    t_setup = time.perf_counter()
     setup = channel.sub("setup")
     if params.mode == "coordinated":
         msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
@@ -53,10 +58,12 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
         msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
         pk = PublicKey.from_wire(msg["public_key"])
     N = pk.n
+    setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     best_w, best_epoch = w.copy(), 0
     history = []
     for epoch in range(params.max_epochs):
+        t_epoch = time.perf_counter()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -104,8 +111,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
                     other = pk.vector_from_blob(blob)
                     if len(other) != Zv.size:
                         raise ProtocolError("hetero_lr: cross-term vector has the wrong length")
-                    cross.append(column_dot(other._c, Zv, pk._mnsq))
-                cv = pk.encrypt_zeros(len(cross))._derived(np.array(cross, dtype=object)) if cross else pk.encrypt_ints([0])
+                    cross.append(column_dot(other.raw_ints(), Zv, mpz(pk.nsquare)))
+                cv = pk.vector_from_raw(cross) if cross else pk.encrypt_ints([0])
                 ch.send(guest, Stage.CROSS.value, {"c": cv})
             else:
                 ch.send(guest, Stage.ZV.value, {"z": own_sk.encrypt_ints(Zv), "sq": own_sk.encrypt_ints([0])})
@@ -115,13 +122,16 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
             if dec["improved"]:
                 best_w, best_epoch = w.copy(), epoch + 1
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             if dec["stop"]:
                 break
         else:
             best_w, best_epoch = w.copy(), epoch + 1
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
-    return {"coef": best_w, "n_epochs": best_epoch, "history": history}
+    return {"coef": best_w, "n_epochs": best_epoch, "history": history,
+            "setup_seconds": setup_seconds}
 
 
 def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, check_cancelled) -> dict:
@@ -129,6 +139,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
     Xq = feature_codes(X).astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
     n, f = Xq.shape
     plan = Plan(n, params)
+    t_setup = time.perf_counter()
     setup = channel.sub("setup")
     if params.mode == "coordinated":
         msg = spec.expect(Stage.PUBKEY, setup.recv(arbiter, Stage.PUBKEY.value), sender_role="arbiter")
@@ -138,10 +149,12 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
         setup.send(guest, Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(own)})
         msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
         ctx = _ckks.context_from_wire(msg["public_key"])  # the guest's (residuals travel under it)
+    setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     best_w, best_epoch = w.copy(), 0
     history = []
     for epoch in range(params.max_epochs):
+        t_epoch = time.perf_counter()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -190,11 +203,14 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
             if dec["improved"]:
                 best_w, best_epoch = w.copy(), epoch + 1
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
             if dec["stop"]:
                 break
         else:
             best_w, best_epoch = w.copy(), epoch + 1
+            rec["seconds"] = time.perf_counter() - t_epoch
             history.append(rec)
-    return {"coef": best_w, "n_epochs": best_epoch, "history": history}
+    return {"coef": best_w, "n_epochs": best_epoch, "history": history,
+            "setup_seconds": setup_seconds}
 
