@@ -150,6 +150,8 @@ def capture(monkeypatch):
     monkeypatch.setattr(tscoring.ScoringClient, "__init__", init)
 
     class View:
+        calls = None
+
         @property
         def requests(self):
             return [(c["host"], c["request_bytes"], c["request"]) for c in calls]
@@ -162,7 +164,9 @@ def capture(monkeypatch):
         def answered(self):
             return [c for c in calls if "reply" in c]
 
-    return {"view": View()}
+    view = View()
+    view.calls = calls
+    return {"view": view}
 
 
 @pytest.mark.parametrize("model", [SBT, LR])
@@ -379,6 +383,22 @@ def _toy_session(n=4, n_trees=20):
     return TreeSession(SplitTable(hm, {"x": 0}), X, requester="bank", model_id=SBT)
 
 
+@pytest.mark.parametrize("bitmap_max", [1 << 24, 0])  # the bitmap check, and the sort for large requests
+def test_tree_session_refuses_two_splits_of_one_tree_per_row_and_round(monkeypatch, bitmap_max):
+    from fedcredit.protocols.scoring import host
+
+    monkeypatch.setattr(host, "_BITMAP_MAX", bitmap_max)
+    from fedcredit.protocols.secureboost.model import HostModel, HostSplit
+
+    hm = HostModel("chain", "bank", ["x"], splits={0: HostSplit(0, 0, 0.5, True), 1: HostSplit(0, 0, 0.7, False),
+                                                   2: HostSplit(1, 0, 0.5, True)})
+    s = host.TreeSession(host.SplitTable(hm, {"x": 0}), np.array([[0.6], [0.1]]), requester="bank", model_id=SBT)
+    assert spec.unpack_bits(s.answer(_q([0, 2], [2, 2], [0, 1, 0, 1])), 4, "c").tolist() == [False, True] * 2
+    with pytest.raises(ProtocolError, match="two splits of one tree"):
+        s.answer(_q([0, 1], [1, 1], [1, 1]))
+    assert len(s.answer(_q([0, 1], [1, 1], [0, 1]))) == 1  # two splits of one tree, for different rows
+
+
 def test_tree_session_answers_missing_left_and_caps_rounds():
     s = _toy_session()
     assert spec.unpack_bits(s.answer(_q([0], [4], [0, 1, 2, 3])), 4, "chain").tolist() == [True, False, True, True]
@@ -577,13 +597,14 @@ def test_peer_reporting_malformed_head_is_refused(fed):
 
 
 # ------------------------------------------------------------------ revocation
-def test_revoke_refuses_next_request_message_and_job_without_restart(fed):
+def test_revoke_refuses_next_request_message_and_job_without_restart(fed, capture):
     chain = fed.parties["chain"]
     assert len(_score(fed, SBT, fed.info["ids"][:1])) == 1
     with pytest.raises(PolicyError, match="only 'chain''s own operator"):
         chain.scoring.revoke("gov", "bank", "not allowed")
     chain.scoring.revoke("chain", "bank", "contract ended")
     try:
+        del capture["view"].calls[:]
         with pytest.raises(PolicyError, match=r"'bank' is not a peer of 'chain': revoked .*reason: contract ended"):
             _score(fed, SBT, fed.info["ids"][:1])
         ch = fed.parties["bank"].transport.channel("after-revoke")
@@ -593,6 +614,10 @@ def test_revoke_refuses_next_request_message_and_job_without_restart(fed):
         with pytest.raises(PolicyError):
             fed.parties["bank"]._client("chain").propose("j-revoked", "{}", "")
         assert _last(fed, "chain", "peer.revoked")["fields"]["peer"] == "bank"
+        # the refusing host holds nothing open, so the bank sends it no closing Decide (gov gets one)
+        sent = [(h, type(req).__name__) for h, _, req in capture["view"].requests]
+        assert ("chain", "ContributeRequest") in sent and ("chain", "DecideRequest") not in sent
+        assert ("gov", "DecideRequest") in sent
         # chain keeps serving its other peers
         assert tscoring.GovernanceClient(fed.parties["gov"].transport.grpc_channel("chain"), "chain").held_heads() == []
     finally:

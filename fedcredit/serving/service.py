@@ -231,16 +231,22 @@ class ScoringService:
         return ScoringClient(self.transport.grpc_channel(host), host, timeout=self.timeout)
 
     @staticmethod
-    def _wait_all(futures: dict) -> dict:
-        """Wait for every started call; raise the first error (after all have finished)."""
-        out, errors = {}, []
+    def _gather(futures: dict) -> tuple[dict, dict]:
+        """Wait for every started call: ``({host: result}, {host: error})``."""
+        out, errors = {}, {}
         for h, f in futures.items():
             try:
                 out[h] = f()
             except FedcreditError as exc:
-                errors.append(exc)
+                errors[h] = exc
+        return out, errors
+
+    @classmethod
+    def _wait_all(cls, futures: dict) -> dict:
+        """Wait for every started call; raise the first error (after all have finished)."""
+        out, errors = cls._gather(futures)
         if errors:
-            raise errors[0]
+            raise next(iter(errors.values()))
         return out
 
     def _check_reply(self, part, host: str, r: Contribution, n: int) -> None:
@@ -263,12 +269,15 @@ class ScoringService:
         walk = sguest.TreeWalk(forest, X)
         qs = walk.queries()
         final = {h: walk.final_for(h) for h in part.hosts}
-        opened = {h for h in part.hosts if not final[h]}
         clients = {h: self._client(h) for h in part.hosts}
+        opened: set = set()  # hosts holding this request open
         trips = 1
         try:
-            replies = self._wait_all({h: clients[h].contribute_async(model_id, rid, blob, auth, part.hosts, qs.get(h),
-                                                                     final[h]) for h in part.hosts})
+            replies, errors = self._gather({h: clients[h].contribute_async(model_id, rid, blob, auth, part.hosts,
+                                                                           qs.get(h), final[h]) for h in part.hosts})
+            opened |= {h for h in replies if not final[h]}
+            if errors:
+                raise next(iter(errors.values()))
             for h, r in replies.items():
                 self._check_reply(part, h, r, walk.n)
                 asked = len(qs[h]) if h in qs else 0
@@ -284,7 +293,11 @@ class ScoringService:
                 if trips >= spec.MAX_ROUNDS:
                     raise ProtocolError(f"model {model_id!r} needs more than {spec.MAX_ROUNDS} rounds")
                 final = {h: walk.final_for(h) for h in qs}
-                answers = self._wait_all({h: clients[h].decide_async(model_id, rid, q, final[h]) for h, q in qs.items()})
+                answers, errors = self._gather({h: clients[h].decide_async(model_id, rid, q, final[h])
+                                                for h, q in qs.items()})
+                opened -= set(errors)  # a host that refused a round has closed the request itself
+                if errors:
+                    raise next(iter(errors.values()))
                 for h, bits in answers.items():
                     walk.apply(h, bits)
                     if final[h]:

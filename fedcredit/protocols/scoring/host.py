@@ -33,6 +33,10 @@ from . import spec
 __all__ = ["SplitTable", "TreeSession", "SessionTable", "lr_partial", "lr_contribution", "pair_mask"]
 
 
+#: Largest (rows x trees) bitmap used to check "one query per (row, tree) per round"; beyond it, a sort.
+_BITMAP_MAX = 1 << 24
+
+
 class SplitTable:
     """A host's SecureBoost split table as flat arrays, for answering path queries.
 
@@ -105,9 +109,15 @@ class TreeSession:
             raise ProtocolError(f"path queries from {self.requester!r} name row {int(rows.max())}; the request has "
                                 f"{self.n} rows")
         sp = np.repeat(pos, q.counts.astype(np.int64))
-        seen = np.zeros(self.n * t.n_trees, dtype=bool)  # (row, tree) pairs asked in this round
-        seen[rows * t.n_trees + t.tree[sp]] = True
-        if np.count_nonzero(seen) != len(rows):
+        keys = rows * t.n_trees + t.tree[sp]  # (row, tree) pairs asked in this round
+        if self.n * t.n_trees <= _BITMAP_MAX:
+            seen = np.zeros(self.n * t.n_trees, dtype=bool)
+            seen[keys] = True
+            repeated = np.count_nonzero(seen) != len(keys)
+        else:
+            keys = np.sort(keys)
+            repeated = bool(np.any(keys[1:] == keys[:-1]))
+        if repeated:
             raise ProtocolError(f"path queries from {self.requester!r} ask a row at two splits of one tree in one "
                                 f"round (a path reaches one node per tree and level)")
         with self._lock:
