@@ -124,14 +124,15 @@ def rot_peer(rot_owner):
 def test_matvec_strided_equals_numpy(rot_owner, rot_peer, rng, rows, cols):
     v = rng.uniform(-8, 8, size=rows)
     X = np.round(rng.uniform(-3, 3, size=(rows, cols)) * 256) / 256
-    mask = rng.uniform(-(2.0**30), 2.0**30, size=rot_peer.slots)
-    out = rot_peer.encrypt(v).matvec_strided(X, mask=mask)
+    re, im = rng.uniform(-(2.0**30), 2.0**30, size=(2, rot_peer.slots))
+    out = rot_peer.encrypt(v).matvec_strided(X, mask=re + 1j * im)
     F = stride_for(cols)
+    assert F == 1 << max((cols + 1) // 2 - 1, 0).bit_length()  # two columns per residue class
     assert out.stride == F and len(out) == rot_peer.slots and len(out._chunks) == 1
     back = rot_owner.vector_from_blob(serde.decode(serde.encode(out.to_blob())))  # the stride survives the wire
     sums = rot_owner.decrypt_strided(back)
-    assert sums.shape == (F,)
-    msum = mask.reshape(-1, F).sum(axis=0)
+    assert sums.shape == (2 * F,)
+    msum = np.r_[re.reshape(-1, F).sum(axis=0), im.reshape(-1, F).sum(axis=0)]
     # stated precision (module docstring): ~3e-5 absolute on sums of 4,000 rows with 2^30 masks
     np.testing.assert_allclose(sums[:cols] - msum[:cols], X.T @ v, rtol=0, atol=1e-4)
     np.testing.assert_allclose(sums[cols:], msum[cols:], rtol=0, atol=1e-4)  # unused residue classes: mask only
@@ -144,14 +145,14 @@ def test_matvec_strided_is_rerandomized_and_masked(rot_owner, rot_peer, rng):
     b = ev.matvec_strided(X, mask=np.zeros(rot_peer.slots)).to_blob().data
     assert a != b  # fresh randomness in every result
     mask = rng.uniform(-(2.0**30), 2.0**30, size=rot_peer.slots)
-    slots = rot_owner.decrypt(ev.matvec_strided(X, mask=mask))
+    slots = rot_owner.decrypt(ev.matvec_strided(X, mask=mask))  # real parts
     assert np.abs(slots - mask).max() < 100 and np.abs(slots).min() > 1.0  # the key holder sees masked slots
 
 
 def test_matvec_strided_needs_rotation_keys(ctx, pub, rot_owner, rng):
     bare = CKKSContext.from_serialized(rot_owner.serialize(save_galois_keys=False))
     with pytest.raises(ConfigError, match="no rotation key for step 1"):
-        bare.encrypt(rng.normal(size=10)).matvec_strided(rng.normal(size=(10, 2)), mask=np.zeros(bare.slots))
+        bare.encrypt(rng.normal(size=10)).matvec_strided(rng.normal(size=(10, 3)), mask=np.zeros(bare.slots))
     with pytest.raises(ConfigError, match="rotation keys"):
         bare.load_rotation_keys(b"not keys")
     other = CKKSContext.generate(poly_modulus_degree=16384, galois_keys=False)

@@ -19,13 +19,16 @@ magnitude of the result.
 Rotation keys and the strided matrix product
 --------------------------------------------
 :meth:`CKKSVector.matvec_strided` computes ``Xᵀ [[v]]`` for a plain matrix ``X``
-with ``f`` columns in one ciphertext, ``F`` = the smallest power of two ``>= f``:
-slot ``i`` holds ``sum_k v[i+k] X[i+k, i mod F]`` (``k < F``), so the slots
-``i = j (mod F)`` sum to column ``j``'s product. It uses the baby-step/giant-step
-diagonal method (Halevi and Shoup, *Algorithms in HElib*, CRYPTO 2014):
-``s - 1`` rotations of ``[[v]]`` by one slot, ``F`` plaintext products, and
-``F/s - 1`` rotations by ``s`` slots, with ``s`` about ``sqrt(F)`` -- 6 rotations
-and 16 products for up to 16 columns, instead of one ciphertext per column.
+with ``f`` columns in one ciphertext. Two columns share a slot (real and
+imaginary part of the complex plaintext), ``F`` = the smallest power of two
+``>= f/2``: slot ``i`` holds ``sum_k v[i+k] (X[i+k, c] + 1j X[i+k, F+c])``,
+``c = i mod F`` (``k < F``), so the slots ``i = c (mod F)`` sum to the products
+of columns ``c`` (real part) and ``F + c`` (imaginary part). It uses the
+baby-step/giant-step diagonal method (Halevi and Shoup, *Algorithms in HElib*,
+CRYPTO 2014): ``s - 1`` rotations of ``[[v]]`` by one slot, ``F`` plaintext
+products, and ``F/s - 1`` rotations by ``s`` slots, with ``s`` about
+``sqrt(F)`` -- 4 rotations and 8 products for up to 16 columns, instead of one
+ciphertext per column.
 Its result always carries a fresh public-key encryption of a caller-chosen
 mask (re-randomized: the party that made ``[[v]]`` cannot divide ciphertext
 components to recover ``X``). It needs Galois keys for steps 1 and ``s`` only:
@@ -71,8 +74,9 @@ _MAX_BABY = 16
 
 
 def stride_for(n_columns: int) -> int:
-    """The slot stride ``F`` of :meth:`CKKSVector.matvec_strided` for ``n_columns`` columns (a power of two)."""
-    return 1 << max(int(n_columns) - 1, 0).bit_length()
+    """The slot stride ``F`` of :meth:`CKKSVector.matvec_strided` for ``n_columns`` columns: the smallest power of
+    two ``>= ceil(n_columns / 2)`` (two columns per residue class, in the real and imaginary parts)."""
+    return 1 << max((int(n_columns) + 1) // 2 - 1, 0).bit_length()
 
 
 def _baby_step(stride: int) -> int:
@@ -144,6 +148,7 @@ class _Seal:
         self.evaluator = sealapi.Evaluator(self.context)
         self.encoder = sealapi.CKKSEncoder(self.context)
         self.encryptor = sealapi.Encryptor(self.context, ctx.data.public_key())
+        self.decryptor = None  # the owner's, made on first use
 
 
 class CKKSContext:
@@ -338,17 +343,29 @@ class CKKSContext:
 
         Returns
         -------
-        ndarray of shape (v.stride,)
-            Entry ``j``: the sum of slots ``i = j (mod stride)`` (column ``j``'s product plus its mask sum).
+        ndarray of shape (2 * v.stride,)
+            Entry ``j < F``: the real parts of slots ``i = j (mod F)`` summed; entry ``F + j``: their imaginary
+            parts summed -- column ``j``'s product plus its mask sum, for every column ``j``.
 
         Raises
         ------
         DecryptionError
             As :meth:`decrypt`, and (opaquely) if ``v`` is not in the strided layout.
         """
-        if not isinstance(v, CKKSVector) or not v.stride or len(v) != self.slots:
+        if (not isinstance(v, CKKSVector) or not v.stride or len(v) != self.slots or len(v._chunks) != 1
+                or not self.is_private or v.context.fingerprint != self.fingerprint):
             raise DecryptionError()
-        return self.decrypt(v).reshape(-1, v.stride).sum(axis=0)
+        try:
+            seal = self._seal()
+            if seal.decryptor is None:
+                seal.decryptor = sealapi.Decryptor(seal.context, self._ctx.data.secret_key())
+            pt = sealapi.Plaintext()
+            seal.decryptor.decrypt(v._chunks[0].data.ciphertext()[0], pt)
+            z = np.asarray(seal.encoder.decode_complex(pt), dtype=np.complex128)
+        except Exception:
+            raise DecryptionError() from None
+        F = v.stride
+        return np.r_[z.real.reshape(-1, F).sum(axis=0), z.imag.reshape(-1, F).sum(axis=0)]
 
     def vector_from_blob(self, blob: CipherBlob) -> "CKKSVector":
         """Rebuild a vector from :meth:`CKKSVector.to_blob`; refuses another key (opaque)."""
@@ -463,25 +480,29 @@ class CKKSVector:
         ----------
         X : array-like of shape (len(self), f)
             Plain values (any finite floats; products are taken at scale ``2^40``).
-        mask : array-like of shape (slots,)
+        mask : array-like of complex, shape (slots,)
             Added to the result slot by slot as a fresh public-key encryption (which also
             re-randomizes it: without this the owner of the secret key, if it made ``v``,
-            could recover ``X`` from the ciphertext components).
+            could recover ``X`` from the ciphertext components). Mask the real and the
+            imaginary parts: both carry products.
 
         Returns
         -------
         CKKSVector
-            One ciphertext of ``slots`` values with ``stride = F = stride_for(f)``: slot ``i`` holds
-            ``mask[i] + sum_{k<F} v[i+k] X[i+k, i mod F]`` (rows past the end count as 0; several
-            chunks of ``v`` add up), so the slots ``i = j (mod F)`` sum to ``(Xᵀ v)_j`` plus those
-            mask values (:meth:`CKKSContext.decrypt_strided`).
+            One ciphertext of ``slots`` values with ``stride = F = stride_for(f)``: with
+            ``Y[r, c] = X[r, c] + 1j X[r, F + c]`` (columns past ``f`` are 0), slot ``i`` holds
+            ``mask[i] + sum_{k<F} v[r] Y[r, i mod F]``, ``r = i + k`` (rows past the end count as 0;
+            several chunks of ``v`` add up), so the real parts of slots ``i = j (mod F)`` sum to
+            ``(Xᵀ v)_j`` and their imaginary parts to ``(Xᵀ v)_(F+j)``, plus those mask values
+            (:meth:`CKKSContext.decrypt_strided`).
 
         Notes
         -----
         Baby-step/giant-step diagonals: with ``s`` baby steps, ``inner_g = sum_b rot(v, b) ⊙ D_{g,b}``,
-        ``D_{g,b}[i] = X[i+b, (i - g s) mod F]``, and the result ``sum_g rot(inner_g, g s)`` by Horner's
+        ``D_{g,b}[i] = Y[i+b, (i - g s) mod F]``, and the result ``sum_g rot(inner_g, g s)`` by Horner's
         rule: ``s - 1`` rotations by 1, ``F/s - 1`` rotations by ``s``, ``F`` plaintext products per chunk
-        (one rescale in all). Needs rotation keys for steps 1 and ``s`` (:data:`ROTATION_STEPS`).
+        (one rescale in all). For up to 16 columns: 4 rotations and 8 products. Needs rotation keys for
+        steps 1 and ``s`` (:data:`ROTATION_STEPS`).
         """
         ctx = self.context
         S = ctx.slots
@@ -491,8 +512,8 @@ class CKKSVector:
         f = X.shape[1]
         F = stride_for(f)
         if F > S:
-            raise ConfigError(f"matvec_strided: {f} columns exceed {S} slots")
-        m = np.asarray(mask, dtype=np.float64).ravel()
+            raise ConfigError(f"matvec_strided: {f} columns exceed {2 * S} (two per slot)")
+        m = np.asarray(mask, dtype=np.complex128).ravel()
         if m.size != S:
             raise ConfigError(f"matvec_strided: the mask must have {S} values; got {m.size}")
         if not (np.all(np.isfinite(X)) and np.all(np.isfinite(m))):
@@ -511,8 +532,9 @@ class CKKSVector:
             part = X[t * S : (t + 1) * S]
             if not part.any():
                 continue
-            Xc = np.zeros((S, F))
+            Xc = np.zeros((S, 2 * F))
             Xc[: part.shape[0], :f] = part
+            Y = Xc[:, :F] + 1j * Xc[:, F:]
             babies = [chunk.data.ciphertext()[0]]
             for _ in range(1, s):
                 r = sealapi.Ciphertext()
@@ -520,7 +542,7 @@ class CKKSVector:
                 babies.append(r)
             for g in range(G):
                 for b in range(s):
-                    d = Xc[(idx + b) % S, (idx - g * s) % F]
+                    d = Y[(idx + b) % S, (idx - g * s) % F]
                     if not d.any():
                         continue
                     pt = sealapi.Plaintext()

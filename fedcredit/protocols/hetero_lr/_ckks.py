@@ -5,26 +5,29 @@ A mini-batch of ``b`` rows is ``ceil(b / 4096)`` CKKS ciphertexts
 encryption is ``X_pᵀ [[v]]`` (a party's plain columns times an encrypted
 vector over the batch rows). The computing party evaluates it with
 :meth:`~fedcredit.crypto.ckks.CKKSVector.matvec_strided` (baby-step/giant-step
-diagonals: for up to 16 columns 6 rotations and 16 plaintext products) into
-*one* ciphertext whose slot ``i`` holds a partial sum for column ``i mod F``
-(``F`` = the number of columns rounded up to a power of two), masked slot by
-slot::
+diagonals, two columns per slot in the real and imaginary parts: for up to 16
+columns 4 rotations and 8 plaintext products) into *one* ciphertext whose
+slot ``i`` holds partial sums for columns ``i mod F`` and ``F + i mod F``
+(``F`` = half the number of columns rounded up to a power of two), masked
+slot by slot::
 
-    [[ sum_{k<F} v[i+k] X[i+k, i mod F] + R_i ]]     R_i uniform in [-2^MASK_BITS, 2^MASK_BITS]
+    [[ sum_{k<F} v[i+k] (X[i+k, c] + 1j X[i+k, F+c]) + R_i ]]     c = i mod F,
+    Re R_i, Im R_i uniform in [-2^MASK_BITS, 2^MASK_BITS]
 
 with ``R`` added as a fresh public-key encryption (which also re-randomizes
 the ciphertext: without it the party that made ``[[v]]`` could divide the
 ciphertext components and recover ``X``). The key holder decrypts, sums the
-slots of each residue class mod ``F`` and returns ``F`` numbers; the
-computing party subtracts its mask sums and keeps the first ``f``. The key
-holder makes Galois keys for the rotation steps 1, 2, 4, 8, 16 only and sends
-them with its public context (never its secret key).
+real and the imaginary parts of each residue class mod ``F`` and returns
+``2F`` numbers; the computing party subtracts its mask sums and keeps the
+first ``f``. The key holder makes Galois keys for the rotation steps 1, 2,
+4, 8, 16 only and sends them with its public context (never its secret key).
 
-What the key holder sees: per slot, a sum of at most ``F`` products
-``x v`` (``|x v| <= 2^5``) plus a uniform mask, i.e. statistical distance about
-``F 2^5 / 2^(MASK_BITS+1)`` = 2^-22 per slot at ``F = 16`` (a real-valued mask
-cannot hide perfectly the way a uniform mask mod n does in Paillier), and the
-CKKS approximation noise (semi-honest model; the noise is not flooded).
+What the key holder sees: per slot and part (real, imaginary), a sum of at
+most ``F`` products ``x v`` (``|x v| <= 2^5``) plus a uniform mask, i.e.
+statistical distance about ``F 2^5 / 2^(MASK_BITS+1)`` = 2^-23 per value at
+``F = 8`` (up to 16 columns; a real-valued mask cannot hide perfectly the way
+a uniform mask mod n does in Paillier), and the CKKS approximation noise
+(semi-honest model; the noise is not flooded).
 
 Precision (``tests/test_hetero_lr_ckks.py``): the product is taken at SEAL's
 exact scale; the column sums of a 4,000-row batch agree with float64 to about
@@ -101,13 +104,14 @@ def packed_products(ctx: CKKSContext, v, X: np.ndarray):
     X = np.asarray(X, dtype=np.float64)
     if X.shape[0] != len(v):
         raise ProtocolError(f"hetero_lr: {len(v)} encrypted values for {X.shape[0]} rows")
-    R = masks(ctx.slots)
-    out = v.matvec_strided(X, mask=R)
-    return out.to_blob(), R.reshape(-1, out.stride).sum(axis=0)[: X.shape[1]]
+    re, im = masks(ctx.slots), masks(ctx.slots)  # both parts carry products
+    out = v.matvec_strided(X, mask=re + 1j * im)
+    F = out.stride
+    return out.to_blob(), np.r_[re.reshape(-1, F).sum(axis=0), im.reshape(-1, F).sum(axis=0)][: X.shape[1]]
 
 
 def packed_sums(ctx: CKKSContext, blob, what: str) -> list[float]:
-    """Key holder: decrypt a packed product and return its ``F`` residue-class sums."""
+    """Key holder: decrypt a packed product and return its ``2F`` residue-class sums (real parts, then imaginary)."""
     if not isinstance(blob, CipherBlob):
         raise ProtocolError(f"hetero_lr: {what} must be one encrypted vector")
     v = ctx.vector_from_blob(blob)
@@ -117,8 +121,8 @@ def packed_sums(ctx: CKKSContext, blob, what: str) -> list[float]:
 
 
 def unmask(values, rsum) -> np.ndarray:
-    """The ``F`` sums a key holder returned for a packed product minus this party's ``f`` mask sums."""
-    F = stride_for(len(rsum))
+    """The ``2F`` sums a key holder returned for a packed product minus this party's ``f`` mask sums."""
+    F = 2 * stride_for(len(rsum))
     if (not isinstance(values, list) or len(values) != F
             or any(type(v) is not float or not np.isfinite(v) for v in values)):
         raise ProtocolError(f"hetero_lr: expected {F} finite masked sums")

@@ -22,8 +22,9 @@ Tags: ``setup/<stage>``, ``e-<epoch>/b-<batch>/<stage>`` per mini-batch and
 floats instead of Paillier vectors and ints mod n. PUBKEY carries the public
 context and rotation keys (steps 1, 2, 4, 8, 16). GRAD carries *one* packed,
 masked ciphertext ``[[X_pᵀ v]]`` in the strided layout (blob meta ``stride`` F:
-slot i holds a partial sum for column i mod F, plus a uniform mask), and the
-key holder returns the F residue-class sums (GRAD_PLAIN, floats) -- see
+slot i holds partial sums for columns i mod F (real part) and F + i mod F
+(imaginary part), plus a uniform mask), and the key holder returns the 2F
+residue-class sums (GRAD_PLAIN, floats) -- see
 ``_ckks.py``; ZV's ``sq`` is ``[[z_h ⊙ z_h]]`` per slot, CROSS is ``[[2 z_h ⊙
 sum of later z_h']]`` per slot, LOSS is per-slot masked and LOSS_PLAIN a float.
 
