@@ -6,8 +6,10 @@ Configurations (``--configs``): ``dc`` (default_credit, bank + platform; modes
 processes). Per configuration, backend (2048-bit Paillier; CKKS at
 poly_modulus_degree 8192) and mode: ``setup_seconds`` (one-time: keys or CKKS
 contexts with rotation keys generated, sent and loaded), ``seconds_per_epoch``
-(mean wall time of the epochs, setup excluded), ``train_seconds`` (total,
-setup included), peak RSS and bytes per party, the largest coefficient
+(mean wall time of the epochs, setup excluded), ``cpu_seconds_per_epoch``
+per data party (its own process, not Paillier pool workers: on a shared
+machine the figure that does not depend on the neighbours),
+``train_seconds`` (total, setup included), peak RSS and bytes per party, the largest coefficient
 difference to the centralized Taylor reference, and test AUC/KS on an 80/20
 stratified seed-0 split of the aligned rows, against centralized sklearn
 ``LogisticRegression`` on the joined features and our centralized Taylor
@@ -111,6 +113,7 @@ def guest(channel, *, path, label, ids, test_ids, mode, epochs, batch_size, key_
         coef = coef + list(channel.recv(h, "bench/coef"))
     return {"train_seconds": secs, "cpu_seconds": cpu, "setup_seconds": res["setup_seconds"],
             "epoch_seconds": [h["seconds"] for h in res["history"]], "epochs": len(res["history"]),
+            "epoch_cpu_seconds": [h["cpu_seconds"] for h in res["history"]],
             "test_auc": metrics.auc(t.y[te], z), "test_ks": metrics.ks(t.y[te], z), "history": res["history"],
             "coef": [float(c) for c in coef]}
 
@@ -129,7 +132,8 @@ def host(channel, *, path, ids, test_ids, mode, epochs, batch_size, key_bits, gu
     cpu = time.process_time() - cpu0
     channel.send(guest, "bench/test-scores", quantize(Xte) @ res["coef"])
     channel.send(guest, "bench/coef", [float(c) for c in res["coef"]])
-    return {"epochs": len(res["history"]), "setup_seconds": res["setup_seconds"], "cpu_seconds": cpu}
+    return {"epochs": len(res["history"]), "setup_seconds": res["setup_seconds"], "cpu_seconds": cpu,
+            "epoch_cpu_seconds": [h["cpu_seconds"] for h in res["history"]]}
 
 
 def arbiter(channel, *, mode, epochs, batch_size, key_bits, n_rows, guest, hosts, backend="paillier"):
@@ -240,6 +244,8 @@ def _one(name: str, args, backends, modes) -> dict:
                 "train_seconds": round(gr["train_seconds"], 3),
                 "epochs": gr["epochs"],
                 "cpu_seconds": {p: round(r["cpu_seconds"], 2) for p, r in res.items()},
+                "cpu_seconds_per_epoch": {p: round(statistics.mean(r["epoch_cpu_seconds"]), 3)
+                                          for p, r in res.items() if r.get("epoch_cpu_seconds")},
                 "test_auc": gr["test_auc"], "test_ks": gr["test_ks"],
                 "auc_gap_vs_sklearn": gr["test_auc"] - sk_auc,
                 "auc_gap_vs_taylor_reference": gr["test_auc"] - out["centralized"]["taylor_gd_reference"]["test_auc"],

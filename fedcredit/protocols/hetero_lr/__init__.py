@@ -98,7 +98,8 @@ class VerticalLogisticRegression:
         Guest only.
     n_epochs_ : int
     history_ : list of dict
-        Per epoch: ``epoch``, ``learning_rate``, ``val_loss`` (guest), wall ``seconds``.
+        Per epoch: ``epoch``, ``learning_rate``, ``val_loss`` (guest), wall ``seconds``, ``cpu_seconds`` (this
+        process, not its pool workers).
     setup_seconds_ : float
         One-time setup (keys or CKKS contexts generated, exchanged and loaded), not in any epoch's seconds.
     """

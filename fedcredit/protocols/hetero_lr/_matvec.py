@@ -32,7 +32,7 @@ from gmpy2 import mpz, powmod
 from ...crypto import pool as _pool
 from ...crypto._raw import _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
 
-__all__ = ["matvec", "matvec_naive", "column_dot", "w_matvec"]
+__all__ = ["matvec", "matvec_naive", "column_dot", "w_matvec", "warm_pool"]
 
 
 def _best_window(bits: int, n: int) -> int:
@@ -114,6 +114,19 @@ def w_matvec(nsq_bytes: bytes, data: bytes, width: int, K: np.ndarray) -> bytes:
     """Pool worker: ``Kᵀ c`` over a chunk of rows (ciphertexts as fixed-width bytes)."""
     nsq = mpz(int.from_bytes(nsq_bytes, "big"))
     return ints_to_bytes(_matvec_ints(_obj_array(bytes_to_ints(data, width)), K, nsq), width)
+
+
+def _w_warm(i: int) -> int:
+    return i
+
+
+def warm_pool(rows: int, key_bits: int) -> None:
+    """Start the party's pool workers (importing this module there) if batches of ``rows`` will use them.
+
+    Called during setup, so the first epoch does not pay for starting processes.
+    """
+    if _pool.use_parallel(rows, None, key_bits):
+        _pool.parallel_map(_w_warm, [(i,) for i in range(_pool.pool_size())])
 
 
 def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):

@@ -14,7 +14,7 @@ from ...models.logistic import FEATURE_FRAC_BITS
 from . import _ckks, spec
 from ._common import (SCORE_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, loss_from_numerator, masks,
                       to_grad, unmask)
-from ._matvec import column_dot, matvec
+from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
 __all__ = ["run_guest"]
@@ -73,6 +73,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hpk = {hosts[0]: PublicKey.from_wire(msg["public_key"])}
+    warm_pool(max(len(b) for b in plan.batches(0)), pk.bits)
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     reg = np.r_[np.ones(f - 1), 0.0]  # the intercept is not penalized
@@ -80,7 +81,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     bad = 0
     history = []
     for epoch in range(params.max_epochs):
-        t_epoch = time.perf_counter()
+        t_epoch, c_epoch = time.perf_counter(), time.process_time()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -175,12 +176,14 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
                          {"improved": bool(improved), "stop": bool(stop)})
             rec["seconds"] = time.perf_counter() - t_epoch
+            rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
             if stop:
                 break
         else:
             best = (np.nan, w.copy(), epoch + 1)
             rec["seconds"] = time.perf_counter() - t_epoch
+            rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
     _, wb, n_ep = best
     return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history,
@@ -212,7 +215,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
     bad = 0
     history = []
     for epoch in range(params.max_epochs):
-        t_epoch = time.perf_counter()
+        t_epoch, c_epoch = time.perf_counter(), time.process_time()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
@@ -289,12 +292,14 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
             ch.broadcast(hosts + ([arbiter] if params.mode == "coordinated" else []), Stage.DECISION.value,
                          {"improved": bool(improved), "stop": bool(stop)})
             rec["seconds"] = time.perf_counter() - t_epoch
+            rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
             if stop:
                 break
         else:
             best = (np.nan, w.copy(), epoch + 1)
             rec["seconds"] = time.perf_counter() - t_epoch
+            rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
     _, wb, n_ep = best
     return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history,
