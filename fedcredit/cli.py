@@ -453,15 +453,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, psub, epilog=_epilog(), fmt=fmt)
 
-    c = sub.add_parser("demo", help="three local parties on the shipped data: PSI, binning, SecureBoost, LR, report",
-                       description="Start three party processes (bank, chain, gov) on loopback with throwaway "
-                                   "certificates and the credit3 data; run PSI -> binning -> selection -> "
-                                   "SecureBoost and hetero LR -> evaluation with live progress; print each federated "
-                                   "model next to the same model trained centrally on the joined data (AUC, KS, "
-                                   "time) and the bytes each step put on the wire; write each party's run report "
-                                   "(report.html); stop the parties.", epilog=_epilog(), formatter_class=fmt)
+    c = sub.add_parser("demo", help="four local parties on the shipped data: PSI, binning, SecureBoost, LR, "
+                                    "scorecard, secure-aggregation FedAvg, reports",
+                       description="Start four party processes (bank, chain, gov and a data-less supervisor) on "
+                                   "loopback with mutual TLS, throwaway certificates and the shipped data, and run "
+                                   "three jobs with live progress: sbt (credit3: PSI -> binning -> selection -> "
+                                   "SecureBoost over bank, chain, gov), lr (PSI -> binning -> selection -> hetero LR "
+                                   "on WOE features -> scorecard -> evaluation over bank and chain) and homo "
+                                   "(default_credit homo_bank1..3 as three banks, secure-aggregation FedAvg LR, the "
+                                   "supervisor aggregating, evaluated on homo_test). Print each federated model next "
+                                   "to the same model trained centrally on the joined data (AUC, KS, time) and the "
+                                   "bytes each step put on the wire; write each party's run report (report.html); "
+                                   "stop the parties.", epilog=_epilog(), formatter_class=fmt)
     c.add_argument("--data", metavar="DIR",
-                   help="data directory holding credit3/ (default: $FEDCREDIT_DATA or <repo>/../shared/data)")
+                   help="data directory holding credit3/ and default_credit/ (default: $FEDCREDIT_DATA or "
+                        "<repo>/../shared/data)")
     c.add_argument("--json", metavar="PATH", help="write the summary as JSON")
     c.add_argument("--keep", action="store_true",
                    help="leave the parties running (and their configs, state and logs) and print how to use them")
