@@ -685,11 +685,11 @@ class Party:
             self._forward(job, self._final_event(job, state, reason), important=True)
 
     def _load_data(self, job: PartyJob):
-        if job.role not in DATA_ROLES:
-            return None
+        me = job.spec.parties[self.name]
+        if job.role not in DATA_ROLES and me.table is None:
+            return None  # an arbiter or aggregator without a table; with one (e.g. held-out data) it is loaded
         from ..data import load_table
 
-        me = job.spec.parties[self.name]
         t = self.config.tables[me.table]
         return load_table(t.path, party=self.name, id_column=t.id_column, label_column=t.label_column,
                           columns=effective_columns(self.config, job.spec, job.proposer))

@@ -51,17 +51,16 @@ def check_job(config: PartyConfig, job: JobSpec, proposer: str, *, running_jobs:
     if pol.purposes is not None and job.purpose not in pol.purposes:
         return f"purpose {job.purpose!r} is not allowed by {me!r}'s policy (allowed: {', '.join(pol.purposes)})"
     mine = job.parties[me]
-    if mine.role in DATA_ROLES:
-        if mine.table is None:
-            return f"the job gives no table for {me!r} (role {mine.role!r} needs one)"
-        if mine.table not in config.tables:
-            return f"{me!r} has no table {mine.table!r} (tables: {', '.join(config.tables) or 'none'})"
+    if mine.role in DATA_ROLES and mine.table is None:
+        return f"the job gives no table for {me!r} (role {mine.role!r} needs one)"
+    if mine.table is not None and mine.table not in config.tables:  # other roles may hold one (held-out data)
+        return f"{me!r} has no table {mine.table!r} (tables: {', '.join(config.tables) or 'none'})"
     allowed = pol.columns_for(proposer)
     if allowed is not None and mine.columns is not None:
         bad = [c for c in mine.columns if c not in allowed]
         if bad:
             return f"columns {', '.join(map(repr, bad))} of {me!r} are not allowed for jobs from {proposer!r}"
-    if allowed is not None and mine.role in DATA_ROLES and not allowed:
+    if allowed is not None and mine.table is not None and not allowed:
         return f"{me!r}'s policy allows no columns for jobs from {proposer!r}"
     if running_jobs >= pol.max_concurrent_jobs:
         return f"{me!r} is busy: {running_jobs} job(s) running (policy max_concurrent_jobs = {pol.max_concurrent_jobs})"
