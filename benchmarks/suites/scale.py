@@ -309,15 +309,18 @@ def plot_compute(runs: list[dict], path: Path) -> Path:
     fig = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    colors = {1: "#1f5fa8", 2: "#e07b22", 4: "#2c9a56"}
     for w in sorted({r["workers"] for r in runs}):
         rs = sorted((r for r in runs if r["workers"] == w), key=lambda r: r["rows"])
-        xs = [r["rows"] for r in rs]
-        ax.plot(xs, [r["encrypt_seconds"] for r in rs], marker="o", label=f"encrypt, {w} worker(s)")
-        ax.plot(xs, [r["root_histogram_seconds"] + r["depth1_histograms_seconds"] for r in rs], marker="s",
+        xs, c = [r["rows"] for r in rs], colors.get(w)
+        ax.plot(xs, [r["encrypt_seconds"] for r in rs], marker="o", color=c, label=f"encrypt, {w} worker(s)")
+        ax.plot(xs, [r["root_histogram_seconds"] + r["depth1_histograms_seconds"] for r in rs], marker="s", color=c,
                 linestyle="--", label=f"root + depth-1 histograms, {w} worker(s)")
-        ax2.plot(xs, [max(r["worker_peak_rss_mb"]) for r in rs], marker="o", label=f"busiest worker, {w} worker(s)")
-        ax2.plot(xs, [r["party_peak_rss_mb"] for r in rs], marker="s", linestyle="--", label=f"party process, {w} worker(s)")
-    for a, ylabel, title in ((ax, "seconds", "Dask backend: time vs rows (Paillier-2048)"),
+        ax2.plot(xs, [max(r["worker_peak_rss_mb"]) for r in rs], marker="o", color=c,
+                 label=f"busiest worker, {w} worker(s)")
+        ax2.plot(xs, [r["party_peak_rss_mb"] for r in rs], marker="s", linestyle="--", color=c,
+                 label=f"party process, {w} worker(s)")
+    for a, ylabel, title in ((ax, "seconds", "Dask backend: time vs rows (Paillier-2048, shared 2-core machine)"),
                              (ax2, "peak RSS (MB)", "peak memory vs rows")):
         a.set_xscale("log")
         a.set_yscale("log")
