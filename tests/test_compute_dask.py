@@ -227,3 +227,16 @@ def test_encrypt_chunks_on_cluster_never_gathers(backend, keypair):
     np.add.at(ref, codes[:, 0], vals)
     np.add.at(ref, 4 + codes[:, 1], vals)
     assert sk.decrypt_ints(h) == ref.tolist()
+
+
+def test_hetero_lr_bucket_matvec_on_cluster(backend, keypair):
+    from fedcredit.protocols.hetero_lr._matvec import matvec
+
+    pk, sk = keypair
+    rng = np.random.default_rng(7)
+    d = rng.integers(-(2**30), 2**30, 800)
+    K = rng.integers(-3, 30, (800, 3))
+    cv = pk.encrypt_ints(d)
+    with compute.using(backend):
+        got = matvec(cv, K, parallel=True)
+    assert sk.decrypt_signed(got) == (K.T @ d).tolist()
