@@ -49,6 +49,9 @@ A party config::
     retries = 5
     recv_timeout = 600.0   # seconds a step waits for one message
     max_message_mib = 256
+    # peer_messages_per_second = 2000.0   # per sending peer (token bucket); over it a push is deferred
+    # peer_burst = 4000
+    # peer_inflight = 16                  # concurrent pushes per peer (of 32 server threads)
 
     [compute]
     backend = "local"      # or "dask" (pip install 'fedcredit[dask]'; see docs/compute.md)
@@ -234,12 +237,15 @@ class Policy:
 
 @dataclass(frozen=True)
 class TransportConfig:
-    """Network limits (seconds and sizes)."""
+    """Network limits (seconds, sizes, and per-peer rates on the Federation service)."""
 
     deadline: float = 60.0
     retries: int = 5
     recv_timeout: float = 600.0
     max_message_mib: int = 256
+    peer_messages_per_second: float = 2000.0
+    peer_burst: int = 4000
+    peer_inflight: int = 16
 
 
 @dataclass(frozen=True)
@@ -581,7 +587,8 @@ _TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
 _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds"}
-_TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib"}
+_TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
+                   "peer_burst", "peer_inflight"}
 _COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_key", "insecure", "retries",
                  "connect_timeout", "task_timeout", "partition_rows"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -729,6 +736,10 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         recv_timeout=c.get(tr, "[transport]", "recv_timeout", float, 600.0, check=pos),
         max_message_mib=c.get(tr, "[transport]", "max_message_mib", int, 256,
                               check=lambda v: None if 1 <= v <= 4096 else f"must be in 1..4096, got {v}"),
+        peer_messages_per_second=c.get(tr, "[transport]", "peer_messages_per_second", float, 2000.0, check=pos),
+        peer_burst=c.get(tr, "[transport]", "peer_burst", int, 4000, check=pos),
+        peer_inflight=c.get(tr, "[transport]", "peer_inflight", int, 16,
+                            check=lambda v: None if 1 <= v <= 32 else f"must be in 1..32 (server threads: 32), got {v}"),
     )
     compute = _compute_config(c, data.get("compute", {}), check_files)
     c.raise_if_any()

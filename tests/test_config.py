@@ -64,6 +64,7 @@ def test_good_config_loads_into_frozen_dataclasses(files):
     assert cfg.state_dir == files / "state"  # relative to the config file
     assert cfg.tables["credit"].path == files / "bank.csv" and cfg.tables["credit"].id_column == "id"
     assert cfg.transport.deadline == 5.0 and isinstance(cfg.transport.deadline, float)
+    assert (cfg.transport.peer_messages_per_second, cfg.transport.peer_burst, cfg.transport.peer_inflight) == (2000, 4000, 16)
     assert cfg.policy.columns_for("chain") == ("limit_bal",)
     assert cfg.policy.columns_for("gov") is None  # "*" = all
     with pytest.raises(AttributeError):
@@ -79,6 +80,9 @@ def test_good_config_loads_into_frozen_dataclasses(files):
         (("[compute]", "[compute]\nflavour = 1"), "[compute].flavour", "unknown key"),
         (("[party]\nname = \"bank\"\n", "[party]\n"), "[party].name", "missing required key"),
         (("deadline = 5", "deadline = \"soon\""), "[transport].deadline", "must be a number, got string"),
+        (("deadline = 5", "deadline = 5\npeer_inflight = 64"), "[transport].peer_inflight", "must be in 1..32"),
+        (("deadline = 5", "deadline = 5\npeer_messages_per_second = 0"), "[transport].peer_messages_per_second",
+         "must be positive"),
         (("min_intersection = 50", "min_intersection = true"), "[policy].min_intersection", "must be an integer, got boolean"),
         (('path = "bank.csv"', 'path = "nope.csv"'), "[tables.credit].path", "file not found"),
         (('ca = "ca.crt"', 'ca = "missing/ca.crt"'), "[tls].ca", "file not found"),

@@ -128,7 +128,8 @@ class Party:
         self.transport = GrpcTransport(
             party=config.name, listen=config.listen, tls=tls, peers=dict(config.peers), insecure=config.insecure,
             max_message_bytes=tr.max_message_mib * 2**20, deadline=tr.deadline, retries=tr.retries,
-            liveness_grace=min(2.0, tr.deadline),
+            liveness_grace=min(2.0, tr.deadline), peer_rate=tr.peer_messages_per_second, peer_burst=tr.peer_burst,
+            peer_inflight=tr.peer_inflight,
         )
         add_servicers(self.transport.server, self)
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
