@@ -93,3 +93,30 @@ def test_key_holder_refuses_a_private_context():
         _ckks.context_from_wire({"scheme": "ckks", "context": ctx.serialize(save_secret_key=True),
                                  "rotations": ctx.rotation_keys()})
     assert not _ckks.context_from_wire(_ckks.context_to_wire(ctx)).is_private
+
+
+def test_packed_messages_are_checked():
+    """A context without rotation keys, a non-packed vector where a packed product is expected and a wrong number of
+    returned sums are refused before anything is used."""
+    from fedcredit.errors import ProtocolError
+
+    owner = _ckks.new_context()
+    wire = _ckks.context_to_wire(owner)
+    with pytest.raises(ProtocolError, match="rotation keys"):
+        _ckks.context_from_wire({"scheme": "ckks", "context": wire["context"]})
+    with pytest.raises(ProtocolError, match="rotation keys"):
+        _ckks.context_from_wire({**wire, "rotations": b"garbage"})
+    peer = _ckks.context_from_wire(wire)
+    plain = peer.encrypt(np.ones(10)).to_blob()
+    with pytest.raises(ProtocolError, match="not a packed product"):
+        _ckks.packed_sums(owner, plain, "the gradient")
+    blob, rsum = _ckks.packed_products(peer, peer.encrypt(np.ones(10)), np.ones((10, 3)))
+    sums = _ckks.packed_sums(owner, blob, "the gradient")
+    assert len(sums) == 4 and len(rsum) == 3  # F = 2 residue classes x (real, imaginary)
+    np.testing.assert_allclose(_ckks.unmask(sums, rsum), [10.0, 10.0, 10.0], atol=1e-4)
+    with pytest.raises(ProtocolError, match="expected 4 finite"):
+        _ckks.unmask(sums[:3], rsum)
+    with pytest.raises(ProtocolError, match="expected 4 finite"):
+        _ckks.unmask(sums[:3] + [float("nan")], rsum)
+    with pytest.raises(ProtocolError, match="wrong length|expected"):
+        _ckks.recv_vector(owner, blob, owner.slots, "scores")  # a packed product is not a score vector

@@ -70,7 +70,7 @@ _MSGS = [
     Message(Stage.ZH, "host", "guest", {"z": "blob"}),
     Message(Stage.D, "guest", "host", {"d": "blob"}),
     Message(Stage.U, "guest", "host", {"u": "blob"}),
-    Message(Stage.GRAD, "guest|host", "arbiter|guest|host", {"g": ("any", "blob", list)}),
+    Message(Stage.GRAD, "guest|host", "arbiter|guest|host", {"g": "blob"}),
     Message(Stage.GRAD_PLAIN, "arbiter|guest|host", "guest|host", {"g": list}),
     Message(Stage.ZV, "host", "guest", {"z": "blob", "sq": "blob"}),
     Message(Stage.ZX, "guest", "host", {"z": list}),
