@@ -190,10 +190,11 @@ def test_guest_only_first_tree(keypair):
     trees = res["bank"].model_.trees
     assert all(n.party in (None, "bank") for n in trees[0])
     # the host got no ciphertexts and no node membership for tree 0
-    tree0 = [t for s, r, t, p in hub.captured if r == "host" and "/tree-0/" in f"/{t}" and "level" in t]
+    tree0 = [t for s, r, t, p in hub.captured if r == "host" and "/tree-0/" in f"/{t}" and ("level" in t or "part" in t)]
     assert tree0 == []
     start0 = [serde.decode(p) for s, r, t, p in hub.captured if r == "host" and t.endswith("tree-0/start")]
-    assert start0[0]["mode"] == "guest_only" and start0[0]["gh"] is None
+    assert start0[0]["mode"] == "guest_only" and start0[0]["gh_parts"] == 0
+    assert any(t.endswith("tree-1/part-0/gh") for s, r, t, p in hub.captured if r == "host")
 
 
 def test_resume_from_checkpoint(keypair, tmp_path):
@@ -264,8 +265,19 @@ def test_spec_every_message_has_one_sender_and_receiver():
         assert {msg.sender, msg.receiver} == {"guest", "host"}, stage
         assert msg.fields, stage
     assert set(spec.MESSAGES) == set(spec.Stage)
-    tags = [spec.tag(s, 0, 0) for s in spec.Stage]
-    assert len(set(tags)) == len(tags)
+    assert {m.scope for m in spec.MESSAGES.values()} <= {"job", "tree", "part", "level", "free"}
+    # one tag per (message, tree, level/part) of a run: no two messages of any trees, levels or parts collide
+    tags = set()
+    for s in spec.Stage:
+        scope = spec.MESSAGES[s].scope
+        for t, i in itertools.product(range(3), range(12)):
+            if scope == "job" and (t, i) != (0, 0) or scope in ("tree", "free") and i:
+                continue
+            tags.add((s, spec.tag(s, t, i, part=i)))
+    assert len({tg for _, tg in tags}) == len(tags)
+    assert spec.tag(spec.Stage.GH, 3, part=11) == "tree-3/part-11/gh"
+    with pytest.raises(ProtocolError, match="needs a part index"):
+        spec.tag(spec.Stage.GH, 3)
 
 
 @pytest.mark.parametrize("stage,payload,match", [

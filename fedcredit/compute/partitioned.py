@@ -10,6 +10,11 @@ partial sums (Paillier addition), which gives exactly the integers the
 in-process path computes: a histogram bin is the product mod ``n^2`` of the
 same ciphertexts, and that product does not depend on the grouping or order.
 
+The bytes may arrive in parts (the SecureBoost guest streams a tree's
+``(g, h)`` in bounded messages): :meth:`PartitionedCipherVector.from_blobs`
+scatters each partition as soon as its rows have arrived, so no part is
+joined with the others into one large buffer.
+
 What the workers see: ciphertexts under the guest's key and this party's own
 bin codes and row positions -- nothing they could not already see in the
 party process. What stays in the party process: the received bytes (the
@@ -18,6 +23,7 @@ source to scatter a partition again if its worker dies) and the histograms.
 
 from __future__ import annotations
 
+import bisect
 import math
 import secrets
 
@@ -83,6 +89,42 @@ class PartitionedCipherVector:
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[0] != blob.count:
             raise ConfigError(f"codes must have shape ({blob.count}, f), got {codes.shape}")
+        return cls.from_blobs(public_key, [blob], codes, backend=backend, partition_rows=partition_rows,
+                              validate=validate)
+
+    @classmethod
+    def from_blobs(cls, public_key, blobs, codes: np.ndarray, *, backend: ComputeBackend | None = None,
+                   partition_rows: int | None = None, validate: bool = True) -> "PartitionedCipherVector":
+        """Scatter a ciphertext vector that arrives in consecutive parts, as the parts arrive.
+
+        The partitions are the same row ranges :meth:`from_blob` would cut from the whole vector
+        (so the sums are the same); each is scattered as soon as its last row has arrived, taking
+        its bytes from one or two received parts. No part is joined with the others: this process
+        holds the received parts (to scatter a lost partition again) and at most one partition's
+        copy in flight per worker.
+
+        Parameters
+        ----------
+        public_key : PublicKey
+        blobs : iterable of CipherBlob
+            The parts in row order (e.g. a generator that receives and checks each part); every
+            part under ``public_key`` with the same ``frac_bits``. The parts' counts must add up
+            to ``len(codes)``.
+        codes : ndarray of shape (n, f), integer
+            Bin codes of all ``n`` rows.
+        backend, partition_rows, validate
+            As in :meth:`from_blob`.
+
+        Raises
+        ------
+        DecryptionError
+            Opaquely, if a part is not a vector under ``public_key`` or holds an invalid ciphertext.
+        ConfigError
+            If the parts hold more or fewer ciphertexts than ``codes`` has rows, or differ in ``frac_bits``.
+        """
+        codes = np.asarray(codes)
+        if codes.ndim != 2:
+            raise ConfigError(f"codes must have shape (n, f), got {codes.shape}")
         if codes.dtype.kind not in "iu":
             raise ConfigError(f"codes must be integers, got dtype {codes.dtype}")
         backend = backend if backend is not None else current()
@@ -92,9 +134,9 @@ class PartitionedCipherVector:
         self = object.__new__(cls)
         self.backend = backend
         self.public_key = public_key
-        self.frac_bits = int(blob.meta.get("frac_bits", 0))
-        self.count = int(blob.count)
-        self._data = blob.data
+        self.frac_bits = None
+        self.count = int(codes.shape[0])
+        self._parts, self._part_starts = [], []
         self._codes = codes
         self._width = public_key.width
         n_parts = max(1, min(self.count, max(self.backend.n_workers, math.ceil(self.count / partition_rows))))
@@ -102,11 +144,37 @@ class PartitionedCipherVector:
         self.bounds = [(int(edges[i]), int(edges[i + 1])) for i in range(n_parts)]
         self._starts = edges[:-1]
         self._handles: list = []
-        # scatter a few partitions at a time: the slices are copies, so this bounds the extra memory here
+        # scatter a few partitions at a time: their bytes are copies, so this bounds the extra memory here
         step = max(1, self.backend.n_workers)
+        ready, received = 0, 0  # partitions scattered, rows received
+
+        def flush(upto: int) -> None:
+            nonlocal ready
+            while ready < upto:
+                hi = min(upto, ready + step)
+                self._handles += self.backend.scatter([self._source(i) for i in range(ready, hi)])
+                ready = hi
+
         try:
-            for lo in range(0, n_parts, step):
-                self._handles += self.backend.scatter([self._source(i) for i in range(lo, min(n_parts, lo + step))])
+            for blob in blobs:
+                _check_header(public_key, blob)
+                fb = int(blob.meta.get("frac_bits", 0))
+                if self.frac_bits is None:
+                    self.frac_bits = fb
+                elif fb != self.frac_bits:
+                    raise ConfigError("the parts of a ciphertext vector differ in frac_bits")
+                if received + blob.count > self.count:
+                    raise ConfigError(f"the parts hold more than the {self.count} ciphertexts codes has rows for")
+                if blob.count:
+                    self._parts.append(blob.data)
+                    self._part_starts.append(received)
+                    received += int(blob.count)
+                flush(sum(1 for _, hi in self.bounds[ready:] if hi <= received) + ready)
+            if received != self.count:
+                raise ConfigError(f"the parts hold {received} ciphertexts, codes has {self.count} rows")
+            flush(n_parts)  # includes the one empty partition of an empty vector
+            if self.frac_bits is None:
+                self.frac_bits = 0
             if validate:
                 self._run(w_check, public_key.to_wire()["n"], part_args=None)
         except BaseException:
@@ -140,7 +208,7 @@ class PartitionedCipherVector:
         pw = (pk.bits + 7) // 8
         self = object.__new__(cls)
         self.backend, self.public_key, self.frac_bits = backend, pk, 0
-        self._data, self._width = None, pk.width
+        self._parts, self._part_starts, self._width = None, None, pk.width
         self._handles, bounds, f = [], [], None
         count = 0
         key_args = (key._p_bytes, key._q_bytes) if owner else (pk.to_wire()["n"],)
@@ -168,11 +236,20 @@ class PartitionedCipherVector:
         return self
 
     def _source(self, i: int) -> tuple[bytes, np.ndarray]:
-        if self._data is None:
+        """Partition ``i`` as scattered: its ciphertext bytes (from the received parts) and its codes."""
+        if self._parts is None:
             raise ComputeError("a partition computed on the workers was lost and cannot be sent again")
         lo, hi = self.bounds[i]
         w = self._width
-        return bytes(self._data[lo * w: hi * w]), np.ascontiguousarray(self._codes[lo:hi])
+        pieces = []
+        j = bisect.bisect_right(self._part_starts, lo) - 1
+        at = lo
+        while at < hi:
+            ps = self._part_starts[j]
+            end = min(hi, ps + len(self._parts[j]) // w)
+            pieces.append(memoryview(self._parts[j])[(at - ps) * w:(end - ps) * w])
+            at, j = end, j + 1
+        return b"".join(pieces), np.ascontiguousarray(self._codes[lo:hi])
 
     def __len__(self) -> int:
         return self.count

@@ -79,6 +79,11 @@ class VerticalSecureBoost:
         first tree, whose leaves are the ones most correlated with the label.
     key_bits : int, default=2048
         Paillier modulus size (the guest generates the key).
+    gh_part_rows : int or None, default=None
+        Rows per message of the encrypted ``(g, h)`` the guest streams to each host per tree.
+        None: as many as fit in 64 MiB (131,072 rows at 2048 bits), well under the default
+        ``[transport] max_message_mib = 256``; set it lower if a party's limit is lower. It
+        changes neither the trees nor the run id (a resumed run may change it).
     random_state : int, default=0
         Seeds the validation split and per-tree row/feature sampling.
 
@@ -94,13 +99,14 @@ class VerticalSecureBoost:
         **TREE_PARAMETER_CONSTRAINTS,
         "guest_only_first_tree": ["boolean"],
         "key_bits": [Interval(int, 2048, None)],
+        "gh_part_rows": [None, Interval(int, 1, None)],
     }
 
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
                  subsample: float = 1.0, colsample: float = 1.0, early_stopping_rounds: int | None = None,
                  validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
-                 random_state: int = 0):
+                 gh_part_rows: int | None = None, random_state: int = 0):
         self.n_trees = n_trees
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -114,6 +120,7 @@ class VerticalSecureBoost:
         self.validation_fraction = validation_fraction
         self.guest_only_first_tree = guest_only_first_tree
         self.key_bits = key_bits
+        self.gh_part_rows = gh_part_rows
         self.random_state = random_state
 
     def get_params(self) -> dict:

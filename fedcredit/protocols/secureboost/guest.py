@@ -4,7 +4,9 @@ Per tree the guest computes ``g = p - y`` and ``h = p (1 - p)``, rounds them to
 multiples of ``2**-GH_BITS`` and packs each row's pair into one plaintext
 ``g * 2**S + h`` (``g`` signed in the top slot, ``h >= 0`` below it, so no
 offset and no row count is needed to unpack a sum), encrypts them once with
-the key owner's CRT fast path and sends them to every host. It then grows the
+the key owner's CRT fast path and sends them to every host in parts of at
+most ``gh_part_rows`` rows (64 MiB of ciphertexts by default, see
+:func:`.spec.gh_part_rows`). It then grows the
 tree with the same :class:`~fedcredit.models.tree.grower.TreeGrower` as the
 plaintext reference; each host is a :class:`RemoteSource` whose histograms
 are decrypted and unpacked into exactly the integer sums the reference would
@@ -323,6 +325,23 @@ class SecureBoostGuest:
             ["keygen", "encrypt", "histogram_phase", "wait_hosts", "host_histogram", "decrypt", "guest_histogram",
              "split", "partition", "predict", "transfer"], 0.0)
 
+    def _send_gh(self, t: int, remotes: list, sk, codec: GHCodec, ghq_rows: np.ndarray,
+                 parts: list[tuple[int, int]]) -> None:
+        """Encrypt and send tree ``t``'s packed ``(g, h)`` part by part (GH messages after START).
+
+        Only one part's plaintexts, ciphertexts and wire bytes are in this process at a time, and a
+        host starts on part ``k`` while the guest encrypts part ``k + 1``. Encryption is far slower
+        than a host's per-part work, so this also paces the parts into the hosts' receive buffers.
+        """
+        for k, (lo, hi) in enumerate(parts):
+            self.check_cancelled()
+            t0 = time.perf_counter()
+            blob = sk.encrypt_ints(codec.pack(ghq_rows[lo:hi])).to_blob()  # fresh: not re-randomized again
+            self.timings["encrypt"] += time.perf_counter() - t0
+            for r in remotes:
+                self.ch.send(r.name, spec.tag(Stage.GH, t, part=k), {"part": k, "start": lo, "gh": blob})
+            del blob
+
     def _gather_replies(self, stage: Stage, tag: str) -> dict:
         return {h: spec.expect(stage, self.ch.recv(h, tag), sender_role="host") for h in self.hosts}
 
@@ -342,7 +361,10 @@ class SecureBoostGuest:
         pk, sk = self.keypair or paillier.generate_keypair(p["key_bits"])
         self.timings["keygen"] = time.perf_counter() - t0
         codec = GHCodec(len(train), pk.bits)
-        run_id = _run_id({k: v for k, v in p.items() if k not in ("key_bits", "n_trees")}, n, train, self.y, self.hosts)
+        part_rows = spec.gh_part_rows(pk.width, p.get("gh_part_rows"))
+        # parameters that do not change the trees stay out of the run id, so a resumed run may change them
+        run_id = _run_id({k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n, train,
+                         self.y, self.hosts)
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
                            base_score=base_score(ytr), params=p, run_id=run_id)
@@ -355,7 +377,7 @@ class SecureBoostGuest:
             self.ch.send(h, spec.tag(Stage.SETUP), {
                 "run_id": run_id, "public_key": pk.to_wire()["n"], "n_rows": int(n), "train_rows": train,
                 "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
-                "item_bits": codec.item_bits, "resume_trees": model.n_trees,
+                "item_bits": codec.item_bits, "resume_trees": model.n_trees, "gh_part_rows": int(part_rows),
             })
         replies = self._gather_replies(Stage.SETUP_REPLY, spec.tag(Stage.SETUP_REPLY))
         resume = min([model.n_trees] + [r["resume_trees"] for r in replies.values()])
@@ -400,18 +422,14 @@ class SecureBoostGuest:
                 at += r.n_features
             secure = not (t == 0 and p["guest_only_first_tree"]) and any(m.any() for m in host_masks)
             ghq = quantize_gh(logistic_gh(ytr, raw), GH_BITS)
-            gh_blob = None
-            if secure:
-                t0 = time.perf_counter()
-                packed = codec.pack(ghq[rows])
-                gh_blob = sk.encrypt_ints(packed).to_blob()
-                self.timings["encrypt"] += time.perf_counter() - t0
+            parts = spec.gh_parts(len(rows), part_rows) if secure else []
             for r, m in zip(remotes, host_masks):
                 self.ch.send(r.name, spec.tag(Stage.START, t), {
-                    "mode": "secure" if secure else "guest_only", "gh": gh_blob, "rows": rows,
+                    "mode": "secure" if secure else "guest_only", "gh_parts": len(parts), "rows": rows,
                     "features": m if secure else np.zeros(r.n_features, dtype=bool), "keep_trees": int(t),
                 })
                 r.start_tree(t, m)
+            self._send_gh(t, remotes, sk, codec, ghq[rows], parts)
             local = LocalSource(self.ch.party, codes, mapper, ghq)
             srcs = [local] + (remotes if secure else [])
             masks = [fmask[:n_guest]] + (host_masks if secure else [])
@@ -456,7 +474,7 @@ class SecureBoostGuest:
         raw, raw_va = snapshots[keep]
         for h in self.hosts:
             self.ch.send(h, spec.tag(Stage.START, t), {
-                "mode": "stop", "gh": None, "rows": np.zeros(0, dtype=np.int64),
+                "mode": "stop", "gh_parts": 0, "rows": np.zeros(0, dtype=np.int64),
                 "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
             })
         if path is not None:

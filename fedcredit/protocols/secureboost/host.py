@@ -1,7 +1,9 @@
 """SecureBoost, host side: a feature holder without labels.
 
 The host bins its own features, receives one packed Paillier ciphertext of
-``(g, h)`` per row of each tree, and answers the guest's requests:
+``(g, h)`` per row of each tree — streamed in GH parts of at most
+``gh_part_rows`` rows, each checked (part index, first row, count) before it
+is used — and answers the guest's requests:
 
 * ``HIST_REQ``: encrypted histograms (node x feature x bin sums) of the
   requested nodes — only the smaller child of each split is ever requested,
@@ -18,7 +20,7 @@ its thresholds never leave it.
 
 With a distributed compute backend (``[compute] backend = "dask"``, see
 ``docs/compute.md``) the per-row ciphertexts and bin codes of a tree are
-scattered once to the party's workers and each histogram is a set of
+scattered to the party's workers as the parts arrive and each histogram is a set of
 per-partition tasks returning partial sums
 (:class:`~fedcredit.compute.partitioned.PartitionedCipherVector`); the
 messages and the sums are the same as with the local pool.
@@ -34,7 +36,6 @@ import numpy as np
 from ... import compute
 from ...compute.partitioned import PartitionedCipherVector
 from ...crypto import paillier
-from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.histogram import build_histogram
@@ -137,6 +138,9 @@ class SecureBoostHost:
         max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
         if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits < pk.bits):
             raise ProtocolError("secureboost setup: max_depth, max_bins or item_bits out of range")
+        part_rows = setup["gh_part_rows"]
+        if part_rows < 1:
+            raise ProtocolError(f"secureboost setup: gh_part_rows must be at least 1, got {part_rows}")
         X_train = self.X[train]
         mapper = BinMapper(max_bins=max_bins).fit(X_train)
         codes = mapper.transform(X_train)
@@ -169,19 +173,16 @@ class SecureBoostHost:
                 model.truncate(start["keep_trees"])
                 break
             if mode == "secure":
-                if start["gh"] is None or len(start["features"]) != n_feat:
-                    raise ProtocolError("secureboost start: a secure tree needs gh and one feature flag per feature")
-                backend = compute.current()
-                gh = None if backend.distributed else pk.vector_from_blob(start["gh"])
+                if len(start["features"]) != n_feat:
+                    raise ProtocolError("secureboost start: a secure tree needs one feature flag per feature")
                 root = spec.check_rows(Stage.START, start["rows"], len(train))
-                n_gh = len(gh) if gh is not None else start["gh"].count if isinstance(start["gh"], CipherBlob) else -1
-                if n_gh != len(root):
-                    raise ProtocolError("secureboost start: gh and rows differ in length")
+                bounds = spec.gh_parts(len(root), part_rows)
+                if start["gh_parts"] != len(bounds):
+                    raise ProtocolError(f"secureboost start: {start['gh_parts']} gh parts announced for "
+                                        f"{len(root)} rows of {part_rows} per part, expected {len(bounds)}")
                 active = np.flatnonzero(start["features"])
                 codes_root = codes[root][:, active]
-                if gh is None:
-                    # the ciphertexts stay on the party's workers for the whole tree; only partial sums come back
-                    gh = PartitionedCipherVector.from_blob(pk, start["gh"], codes_root, backend=backend)
+                gh = self._receive_gh(t, pk, bounds, codes_root)
                 pos = np.full(len(train), -1, dtype=np.int64)
                 pos[root] = np.arange(len(root))
                 keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
@@ -191,6 +192,8 @@ class SecureBoostHost:
                 finally:
                     if isinstance(gh, PartitionedCipherVector):
                         gh.free()
+            elif start["gh_parts"] != 0:
+                raise ProtocolError(f"secureboost start: a {mode} tree has no gh parts, got {start['gh_parts']}")
             t0 = time.perf_counter()
             _answer_predict(self.ch, self.guest, model, self.X, Stage.PREDICT_REQ, Stage.PREDICT,
                             spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
@@ -211,6 +214,25 @@ class SecureBoostHost:
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }
         return model, result
+
+    def _receive_gh(self, t: int, pk, bounds: list[tuple[int, int]], codes_root: np.ndarray):
+        """Receive and check tree ``t``'s GH parts; the tree's ``(g, h)`` as one in-process vector, or
+        (distributed backend) partitioned on the party's workers, each partition scattered as soon as
+        its rows have arrived."""
+        def parts():
+            for k in range(len(bounds)):
+                msg = self._recv(Stage.GH, spec.tag(Stage.GH, t, part=k))
+                yield spec.check_gh_part(msg, k, bounds)
+
+        backend = compute.current()
+        if backend.distributed:
+            # the ciphertexts stay on the party's workers for the whole tree; only partial sums come back
+            return PartitionedCipherVector.from_blobs(pk, parts(), codes_root, backend=backend)
+        vectors = [pk.vector_from_blob(blob) for blob in parts()]
+        gh = paillier.concat(vectors) if vectors else pk.encrypt_zeros(0)
+        if len(gh) != len(codes_root):  # the parts' row ranges cover the rows exactly; a second look
+            raise ProtocolError("secureboost gh: the parts do not add up to the tree's rows")
+        return gh
 
     def _grow_secure(self, t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits, model, mapper, codes,
                      next_id, n_train) -> int:

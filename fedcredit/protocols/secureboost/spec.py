@@ -7,6 +7,7 @@ One guest (the label holder) and N hosts. Per job::
 then per tree ``t``::
 
     START (g→h)                                 tree-<t>/start
+    GH (g→h), k = 0 .. gh_parts - 1             tree-<t>/part-<k>/gh   (secure trees only)
     for each level d < max_depth, until done:
         HIST_REQ (g→h) → HIST (h→g)             tree-<t>/level-<d>/hist-req, .../hist
         SPLIT_REQ (g→h) → SPLIT (h→g)           tree-<t>/level-<d>/split-req, .../split
@@ -15,8 +16,13 @@ then per tree ``t``::
 and a final START with ``mode="stop"``. Federated scoring of a stored model
 is PREDICT_REQ → PREDICT under the caller's namespace.
 
-``START.gh`` carries one Paillier ciphertext per row of the tree, each packing
-``(g, h)`` fixed-point; ``HIST.hist`` carries the node x feature x bin sums,
+The tree's ``(g, h)`` — one Paillier ciphertext per row of the tree, each
+packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
+of at most ``SETUP.gh_part_rows`` rows each (:func:`gh_parts`), so no
+message grows with the row count beyond the transport's limit: part ``k``
+holds the ciphertexts of ``START.rows[k * gh_part_rows : (k + 1) * gh_part_rows]``
+and says so (``part``, ``start``); the host checks every part
+(:func:`check_gh_part`). ``HIST.hist`` carries the node x feature x bin sums,
 several per ciphertext ("cipher compression"). ``SPLIT_REQ`` goes with the
 rows of the node to the host that won the split (empty to the others);
 ``SPLIT.left`` is the left/right partition of those rows. No other per-row
@@ -38,10 +44,14 @@ import numpy as np
 from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
-__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS"]
+__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "gh_part_rows",
+           "gh_parts", "check_gh_part"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
+#: Default byte budget of one GH message's ciphertexts (well under ``[transport] max_message_mib = 256``):
+#: 131,072 rows a part with a 2048-bit key (512-byte ciphertexts).
+GH_PART_BYTES = 64 * 2**20
 #: Tree modes in START: build with the hosts, build on the guest's features only, or end training.
 MODES = ("secure", "guest_only", "stop")
 
@@ -54,6 +64,7 @@ class Stage(str, enum.Enum):
     RESUME_PREDICT_REQ = "resume-predict-req"
     RESUME_PREDICT = "resume-predict"
     START = "start"
+    GH = "gh"
     HIST_REQ = "hist-req"
     HIST = "hist"
     SPLIT_REQ = "split-req"
@@ -69,7 +80,7 @@ class Message:
     stage: Stage
     sender: str
     receiver: str
-    scope: str  # "job", "tree", "level" or "free" (caller's namespace)
+    scope: str  # "job", "tree", "part" (of a tree), "level" (of a tree) or "free" (caller's namespace)
     fields: dict
 
 
@@ -84,14 +95,15 @@ MESSAGES: dict[Stage, Message] = {
     for m in [
         Message(Stage.SETUP, "guest", "host", "job", {
             "run_id": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
-            "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int,
+            "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
         }),
         Message(Stage.SETUP_REPLY, "host", "guest", "job", {"n_bins_non_missing": _I64, "resume_trees": int}),
         Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
         Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
         Message(Stage.START, "guest", "host", "tree", {
-            "mode": str, "gh": (CipherBlob, type(None)), "rows": _I64, "features": _BOOL, "keep_trees": int,
+            "mode": str, "gh_parts": int, "rows": _I64, "features": _BOOL, "keep_trees": int,
         }),
+        Message(Stage.GH, "guest", "host", "part", {"part": int, "start": int, "gh": CipherBlob}),
         Message(Stage.HIST_REQ, "guest", "host", "level", {"done": bool, "nodes": _I64, "offsets": _I64, "rows": _I64}),
         Message(Stage.HIST, "host", "guest", "level", {"hist": (CipherBlob, type(None)), "count": int, "seconds": float}),
         Message(Stage.SPLIT_REQ, "guest", "host", "level", {
@@ -104,11 +116,12 @@ MESSAGES: dict[Stage, Message] = {
 }
 
 
-def tag(stage: Stage, tree: int | None = None, level: int | None = None) -> str:
+def tag(stage: Stage, tree: int | None = None, level: int | None = None, *, part: int | None = None) -> str:
     """Wire tag of a message (relative to the job step's channel).
 
     PREDICT_REQ/PREDICT are "free": without ``tree`` they use the caller's
     namespace (scoring); with ``tree`` they are that tree's training round.
+    GH needs ``tree`` and ``part`` (``tree-<t>/part-<k>/gh``).
     """
     scope = MESSAGES[stage].scope
     if scope == "job" or (scope == "free" and tree is None):
@@ -119,6 +132,10 @@ def tag(stage: Stage, tree: int | None = None, level: int | None = None) -> str:
         raise ProtocolError(f"secureboost {stage.value!r} needs a tree index")
     if scope == "tree":
         return f"tree-{tree}/{stage.value}"
+    if scope == "part":
+        if part is None or part < 0:
+            raise ProtocolError(f"secureboost {stage.value!r} needs a part index")
+        return f"tree-{tree}/part-{part}/{stage.value}"
     if level is None or level < 0:
         raise ProtocolError(f"secureboost {stage.value!r} needs a level index")
     return f"tree-{tree}/level-{level}/{stage.value}"
@@ -166,6 +183,44 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
                 f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
             )
     return msg
+
+
+def gh_part_rows(width: int, part_rows: int | None = None) -> int:
+    """Rows per GH part: ``part_rows`` if given, else as many ``width``-byte ciphertexts as fit in
+    :data:`GH_PART_BYTES` (at least one)."""
+    if part_rows is not None:
+        return int(part_rows)
+    return max(1, GH_PART_BYTES // int(width))
+
+
+def gh_parts(n_rows: int, part_rows: int) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` within a tree's rows of its GH parts, in order (none for no rows)."""
+    return [(lo, min(lo + part_rows, n_rows)) for lo in range(0, int(n_rows), int(part_rows))]
+
+
+def check_gh_part(msg: dict, k: int, bounds: list[tuple[int, int]]) -> CipherBlob:
+    """Check GH part ``msg`` (already through :func:`expect`) received as part ``k`` of ``bounds``; return its blob.
+
+    Raises
+    ------
+    ProtocolError
+        The part says it is another part, starts at another row, or holds another number of
+        ciphertexts than its row range (or bytes that are not ``count`` ciphertexts).
+    """
+    lo, hi = bounds[k]
+    if msg["part"] != k:
+        raise ProtocolError(f"secureboost gh: part {msg['part']} arrived as part {k} of {len(bounds)} "
+                            "(out of order or repeated)")
+    if msg["start"] != lo:
+        raise ProtocolError(f"secureboost gh: part {k} starts at row {msg['start']}, expected row {lo}")
+    gh = msg["gh"]
+    if gh.count != hi - lo:
+        raise ProtocolError(f"secureboost gh: part {k} holds {gh.count} ciphertexts, expected {hi - lo} "
+                            f"(rows {lo}..{hi - 1})")
+    if gh.width < 1 or len(gh.data) != gh.width * gh.count:
+        raise ProtocolError(f"secureboost gh: part {k} holds {len(gh.data)} bytes, not {gh.count} ciphertexts "
+                            f"of {gh.width} bytes")
+    return gh
 
 
 def check_rows(stage: Stage, rows: np.ndarray, n: int, name: str = "rows") -> np.ndarray:
