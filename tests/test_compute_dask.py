@@ -108,6 +108,45 @@ def test_partitioned_histograms_bit_identical(backend, keypair):
         assert sk.decrypt_ints(h) == sk.decrypt_ints(ref)
 
 
+def test_partitioned_from_parts_same_partitions_and_sums(backend, keypair):
+    """Parts of uneven sizes (cutting across partitions) give the partitions and sums of the whole blob."""
+    from fedcredit.crypto.blob import CipherBlob
+    from fedcredit.errors import ConfigError
+
+    pk, sk = keypair
+    rng = np.random.default_rng(5)
+    n = 1000
+    cv = sk.encrypt_ints(rng.integers(0, 2**30, n))
+    codes = rng.integers(0, 8, (n, 3)).astype(np.uint8)
+    cuts = [0, 1, 150, 199, 200, 201, 640, 999, 1000]
+    parts = [cv[lo:hi].to_blob() for lo, hi in zip(cuts, cuts[1:])]
+    row_sets = [rng.choice(n, 333, replace=False), np.arange(n)]
+    with PartitionedCipherVector.from_blob(pk, cv.to_blob(), codes, backend=backend) as whole:
+        ref = whole.histograms(row_sets, 8)
+        bounds = whole.bounds
+    seen = []
+
+    def stream():
+        for b in parts:
+            seen.append(b.count)
+            yield b
+
+    with PartitionedCipherVector.from_blobs(pk, stream(), codes, backend=backend) as pv:
+        assert pv.bounds == bounds and len(seen) == len(parts)
+        for a, b in zip(pv.histograms(row_sets, 8), ref):
+            assert a.ciphertexts() == b.ciphertexts()
+        assert [pv._source(i)[0] for i in range(len(bounds))] == [
+            cv.to_blob().data[lo * pk.width:hi * pk.width] for lo, hi in bounds]
+    with pytest.raises(ConfigError, match="hold 999 ciphertexts, codes has 1000 rows"):
+        PartitionedCipherVector.from_blobs(pk, parts[:-1], codes, backend=backend)
+    with pytest.raises(ConfigError, match="more than the 999 ciphertexts"):
+        PartitionedCipherVector.from_blobs(pk, parts, codes[:999], backend=backend)
+    odd = CipherBlob(parts[1].scheme, parts[1].key_fingerprint, parts[1].width, parts[1].count, parts[1].data,
+                     {"frac_bits": 3})
+    with pytest.raises(ConfigError, match="differ in frac_bits"):
+        PartitionedCipherVector.from_blobs(pk, [parts[0], odd] + parts[2:], codes, backend=backend)
+
+
 def _vertical(n=500, seed=3):
     rng = np.random.default_rng(seed)
     Xg, Xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
@@ -117,9 +156,9 @@ def _vertical(n=500, seed=3):
     return Xg, Xh, y
 
 
-def _sbt(keypair, host_backend=None):
+def _sbt(keypair, host_backend=None, **params):
     Xg, Xh, y = _vertical()
-    kw = dict(n_trees=2, max_depth=3, max_bins=16)
+    kw = dict(n_trees=2, max_depth=3, max_bins=16, **params)
 
     def host(ch):
         est = VerticalSecureBoost(**kw)
@@ -132,7 +171,8 @@ def _sbt(keypair, host_backend=None):
                      timeout=200)
 
 
-def test_secureboost_dask_host_same_trees_as_local_host(backend, keypair, monkeypatch):
+@pytest.mark.parametrize("gh_part_rows", [None, 37])
+def test_secureboost_dask_host_same_trees_as_local_host(backend, keypair, monkeypatch, gh_part_rows):
     local = _sbt(keypair)
     calls = []
     orig = PartitionedCipherVector.histograms
@@ -142,8 +182,9 @@ def test_secureboost_dask_host_same_trees_as_local_host(backend, keypair, monkey
         return orig(self, row_sets, n_bins)
 
     monkeypatch.setattr(PartitionedCipherVector, "histograms", spy)
-    dask_run = _sbt(keypair, backend)
-    assert calls and all(parts == 3 for parts, _ in calls)  # 400 training rows: one partition per worker
+    # with 37-row parts the (g, h) of a tree arrives in 14 messages; the partitions are the same
+    dask_run = _sbt(keypair, backend, gh_part_rows=gh_part_rows)
+    assert calls and all(parts == 3 for parts, _ in calls)  # 500 training rows: one partition per worker
     a, b = local["bank"].model_, dask_run["bank"].model_
     assert len(a.trees) == len(b.trees) == 2
     for ta, tb in zip(a.trees, b.trees):

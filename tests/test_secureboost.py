@@ -106,6 +106,109 @@ def test_two_party_lossless_vs_reference(keypair, case):
     np.testing.assert_allclose(out["bank"], ref.predict_proba(np.hstack([Xg, Xh])[:300])[:, 1], rtol=0, atol=1e-12)
 
 
+def test_gh_streamed_in_many_small_parts_same_trees(keypair):
+    """A tree's (g, h) in parts of 7 rows: the same trees as the reference, and every GH message is bounded."""
+    Xg, Xh, y = _default_credit(1000)
+    kw = dict(n_trees=2, max_depth=3, subsample=0.9, random_state=3)
+    hub = MemoryHub(["bank", "host"])
+    res = _fit({"bank": Xg, "host": Xh}, y, dict(kw, gh_part_rows=7), keypair, hub=hub)
+    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
+    _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
+    assert any(n.party == "host" for nodes in res["bank"].model_.trees for n in nodes)
+    width = keypair[0].width
+    for t in range(2):
+        start = [serde.decode(p) for _, r, tg, p in hub.captured if r == "host" and tg == f"tree-{t}/start"][0]
+        n = len(start["rows"])
+        assert n == 900 and start["gh_parts"] == -(-n // 7) == 129
+        parts = [(tg, p) for _, r, tg, p in hub.captured if r == "host" and tg.startswith(f"tree-{t}/part-")]
+        assert [tg for tg, _ in parts] == [f"tree-{t}/part-{k}/gh" for k in range(129)]
+        assert max(len(p) for _, p in parts) < 7 * width + 256  # 7 ciphertexts and a small header
+        msgs = [serde.decode(p) for _, p in parts]
+        assert [m["start"] for m in msgs] == list(range(0, n, 7))
+        assert sum(m["gh"].count for m in msgs) == n and msgs[-1]["gh"].count == n - 128 * 7
+
+
+def test_gh_part_rows_default_is_a_64_mib_budget(keypair):
+    assert spec.gh_part_rows(512) == 131_072  # 2048-bit key: 512-byte ciphertexts
+    assert spec.gh_part_rows(768) == 87_381  # 3072-bit key
+    assert spec.gh_part_rows(512, 1000) == 1000
+    assert spec.gh_parts(10, 4) == [(0, 4), (4, 8), (8, 10)] and spec.gh_parts(0, 4) == []
+    # small trees: one part, as before the parts existed
+    Xg, Xh, y = _default_credit(300)
+    hub = MemoryHub(["bank", "host"])
+    _fit({"bank": Xg, "host": Xh}, y, dict(n_trees=1, max_depth=2), keypair, hub=hub)
+    assert [t for _, r, t, _ in hub.captured if r == "host" and "part-" in t] == ["tree-0/part-0/gh"]
+
+
+class _Tamper:
+    """The guest's channel with the GH parts (and START) of tree 0 rewritten by ``fn(tag, msg)`` -> [(tag, msg)]."""
+
+    def __init__(self, ch, fn):
+        self._ch, self._fn = ch, fn
+
+    def __getattr__(self, name):
+        return getattr(self._ch, name)
+
+    def send(self, peer, tag, obj):
+        for tg, msg in self._fn(tag, obj):
+            self._ch.send(peer, tg, msg)
+
+
+def _cut(blob: CipherBlob, count: int, data_len: int | None = None) -> CipherBlob:
+    data = blob.data[: count * blob.width] if data_len is None else blob.data[:data_len]
+    return CipherBlob(blob.scheme, blob.key_fingerprint, blob.width, count, data, dict(blob.meta))
+
+
+@pytest.mark.parametrize("case,match", [
+    ("parts", r"start: 14 gh parts announced for 100 rows of 7 per part, expected 15"),
+    ("count", r"gh: part 1 holds 6 ciphertexts, expected 7 \(rows 7\.\.13\)"),
+    ("length", r"cipher vector of 7 x \d+ bytes carries \d+ bytes"),  # refused when the host decodes it
+    ("order", r"gh: part 1 arrived as part 0 of 15 \(out of order or repeated\)"),
+    ("duplicate", r"gh: part 0 arrived as part 1 of 15 \(out of order or repeated\)"),
+    ("start", r"gh: part 2 starts at row 13, expected row 14"),
+    ("last", r"gh: part 14 holds 7 ciphertexts, expected 2 \(rows 98\.\.99\)"),
+])
+def test_host_refuses_malformed_gh_parts(keypair, case, match):
+    Xg, Xh, y = _default_credit(100)
+    held = {}
+
+    def tamper(tag, msg):
+        if tag == "tree-0/part-0/gh":
+            held["p0"] = msg
+            if case == "order":
+                return []  # sent after part 1, under part 1's tag
+        if case == "parts" and tag == "tree-0/start":
+            return [(tag, dict(msg, gh_parts=msg["gh_parts"] - 1))]
+        if case == "order" and tag == "tree-0/part-1/gh":
+            return [("tree-0/part-0/gh", msg), (tag, held["p0"])]
+        if case == "duplicate" and tag == "tree-0/part-1/gh":
+            return [(tag, held["p0"])]
+        if case == "count" and tag == "tree-0/part-1/gh":
+            return [(tag, dict(msg, gh=_cut(msg["gh"], 6)))]
+        if case == "length" and tag == "tree-0/part-1/gh":
+            return [(tag, dict(msg, gh=_cut(msg["gh"], 7, 7 * msg["gh"].width - 3)))]
+        if case == "start" and tag == "tree-0/part-2/gh":
+            return [(tag, dict(msg, start=13))]
+        if case == "last" and tag == "tree-0/part-14/gh":
+            return [(tag, dict(msg, gh=held["p0"]["gh"]))]
+        return [(tag, msg)]
+
+    kw = dict(n_trees=1, max_depth=2, gh_part_rows=7)
+    fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(_Tamper(ch, tamper), Xg, y, keypair=keypair),
+           "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank")}
+    with pytest.raises(ProtocolError, match=match):
+        run_local(fns, timeout=60)
+
+
+def test_check_gh_part_refuses_bytes_that_are_not_count_ciphertexts(keypair):
+    """The same check without the wire (a blob built in-process, e.g. by another channel implementation)."""
+    blob = keypair[1].encrypt_ints([1, 2, 3]).to_blob()
+    msg = {"part": 0, "start": 0, "gh": _cut(blob, 3, 3 * blob.width - 1)}
+    with pytest.raises(ProtocolError, match=r"part 0 holds \d+ bytes, not 3 ciphertexts"):
+        spec.check_gh_part(msg, 0, [(0, 3)])
+    assert spec.check_gh_part({"part": 0, "start": 0, "gh": blob}, 0, [(0, 3)]) is blob
+
+
 def test_reference_float_vs_fixed_point_leaf_precision():
     """The fixed-point grid (2**-32) moves leaf weights by < 1e-7 from a float GBDT on this data."""
     Xg, Xh, y = _default_credit(2000)
@@ -207,7 +310,8 @@ def test_resume_from_checkpoint(keypair, tmp_path):
     m = GuestModel.load(path)
     m.trees = m.trees[:1]
     m.save(path)
-    again = _fit({"bank": Xg, "host": Xh}, y, kw, keypair, workdirs=wd)
+    # the part size of the streamed (g, h) does not change the trees, so it may change on resume
+    again = _fit({"bank": Xg, "host": Xh}, y, dict(kw, gh_part_rows=50), keypair, workdirs=wd)
     assert again["bank"].result_["resumed_from"] == 1 and again["bank"].result_["trees_built"] == 2
     ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
     _assert_same_trees(again["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
