@@ -133,9 +133,10 @@ def test_matvec_strided_equals_numpy(rot_owner, rot_peer, rng, rows, cols):
     sums = rot_owner.decrypt_strided(back)
     assert sums.shape == (2 * F,)
     msum = np.r_[re.reshape(-1, F).sum(axis=0), im.reshape(-1, F).sum(axis=0)]
-    # stated precision (module docstring): ~3e-5 absolute on sums of 4,000 rows with 2^30 masks
-    np.testing.assert_allclose(sums[:cols] - msum[:cols], X.T @ v, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(sums[cols:], msum[cols:], rtol=0, atol=1e-4)  # unused residue classes: mask only
+    # stated precision (hetero_lr/_ckks.py): with 2^30 masks, ~3e-5 absolute (median) on the sums of 4,000 rows, up to
+    # ~2e-4 when 2,048 slots fall into one residue class (measured max over 8 draws: 1.8e-4)
+    np.testing.assert_allclose(sums[:cols] - msum[:cols], X.T @ v, rtol=0, atol=5e-4)
+    np.testing.assert_allclose(sums[cols:], msum[cols:], rtol=0, atol=5e-4)  # unused residue classes: mask only
 
 
 def test_matvec_strided_is_rerandomized_and_masked(rot_owner, rot_peer, rng):
@@ -162,6 +163,8 @@ def test_matvec_strided_needs_rotation_keys(ctx, pub, rot_owner, rng):
         bare.encrypt([1.0]).matvec_strided([[1.0]], mask=np.zeros(3))
     with pytest.raises(ConfigError, match="shape"):
         bare.encrypt([1.0, 2.0]).matvec_strided([[1.0]], mask=np.zeros(bare.slots))
+    with pytest.raises(ConfigError, match="no level left"):  # a product already used the one multiplication
+        bare.encrypt([1.0, 2.0]).mul_plain([0.5, 0.5]).matvec_strided([[1.0], [1.0]], mask=np.zeros(bare.slots))
     assert CKKSContext.generate(galois_keys=False).rotation_keys() is None
 
 

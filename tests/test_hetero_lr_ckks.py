@@ -12,7 +12,7 @@ from fedcredit.protocols.hetero_lr import _ckks
 from fedcredit.transport.memory import MemoryHub, run_local
 
 #: stated precision of the CKKS backend (docs/hetero_lr.md): coefficients within 2e-7 of the exact reference
-#: (measured 4e-9 to 3.4e-8 here), validation loss within 1e-7 (measured up to 1.3e-8)
+#: (measured 4e-9 to 5.4e-8 over repeated runs), validation loss within 1e-7 (measured up to 1.3e-8)
 COEF_TOL = 2e-7
 LOSS_TOL = 1e-7
 

@@ -522,10 +522,19 @@ class CKKSVector:
         G = F // s
         seal = ctx._seal()
         ev, enc = seal.evaluator, seal.encoder
-        keys = ctx._rotation(1) if F > 1 else None
+        keys = None  # one GaloisKeys object; _rotation checks that it holds each step used
+        if s > 1:
+            keys = ctx._rotation(1)
         if G > 1:
             keys = ctx._rotation(s)
         scale = float(ctx._ctx.global_scale)
+        mask_bits = float(np.log2(np.abs(m).max() + 1.0))
+        for chunk in self._chunks:  # room for the product after its rescale (else SEAL would wrap silently)
+            ct = chunk.data.ciphertext()[0]
+            primes = [q.bit_count() for q in seal.context.get_context_data(ct.parms_id()).parms().coeff_modulus()]
+            out_scale_bits = np.log2(ct.scale) + np.log2(scale) - primes[-1]
+            if len(primes) < 2 or out_scale_bits + max(mask_bits, 20.0) + 12 >= sum(primes[:-1]):
+                raise ConfigError("matvec_strided: the vector has no level left for a product at this scale")
         idx = np.arange(S)
         inner = [None] * G
         for t, chunk in enumerate(self._chunks):
@@ -570,10 +579,7 @@ class CKKSVector:
             enc.encode(m.tolist(), scale, pt)
             seal.encryptor.encrypt(pt, acc)
         else:
-            try:
-                ev.rescale_to_next_inplace(acc)
-            except Exception:
-                raise ConfigError("matvec_strided: the vector has no level left for a product") from None
+            ev.rescale_to_next_inplace(acc)
             enc.encode(m.tolist(), acc.parms_id(), acc.scale, pt)
             fresh = sealapi.Ciphertext()
             seal.encryptor.encrypt(pt, fresh)
