@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import compute
 from ...crypto import paillier
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
@@ -492,7 +493,8 @@ class SecureBoostGuest:
             "seconds_per_tree": (sum(x["seconds"] for x in per_tree) / built) if built else 0.0,
             "timings": {k: round(v, 4) for k, v in self.timings.items()}, "per_tree": per_tree,
             "n_train": int(len(train)), "n_validation": int(len(valid)), "item_bits": codec.item_bits,
-            "sums_per_ciphertext": codec.per_ciphertext,
+            "sums_per_ciphertext": codec.per_ciphertext, "gh_part_rows": int(part_rows),
+            "compute": compute.current().name,
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }
         self.model = model

@@ -119,7 +119,9 @@ class SecureBoostHost:
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
-        self.timings = {"histogram": 0.0, "compress": 0.0, "split": 0.0, "predict": 0.0, "wait": 0.0}
+        self.timings = {"gh": 0.0, "histogram": 0.0, "compress": 0.0, "split": 0.0, "predict": 0.0, "wait": 0.0}
+        self.gh_parts = 0  # GH messages received (all trees)
+        self.partitions = 0  # most partitions of a tree's (g, h) on a distributed backend (0: in-process)
 
     def _recv(self, stage: Stage, tag: str) -> dict:
         t0 = time.perf_counter()
@@ -182,7 +184,12 @@ class SecureBoostHost:
                                         f"{len(root)} rows of {part_rows} per part, expected {len(bounds)}")
                 active = np.flatnonzero(start["features"])
                 codes_root = codes[root][:, active]
+                t0 = time.perf_counter()
                 gh = self._receive_gh(t, pk, bounds, codes_root)
+                self.timings["gh"] += time.perf_counter() - t0  # receiving, checking and (distributed) scattering
+                self.gh_parts += len(bounds)
+                if isinstance(gh, PartitionedCipherVector):
+                    self.partitions = max(self.partitions, len(gh.bounds))
                 pos = np.full(len(train), -1, dtype=np.int64)
                 pos[root] = np.arange(len(root))
                 keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
@@ -209,7 +216,8 @@ class SecureBoostHost:
         self.model = model
         result = {
             "role": "host", "trees": model.trees_done, "trees_built_here": trees_built, "splits": len(model.splits),
-            "resumed_from": int(resume), "seconds": time.perf_counter() - t_start,
+            "resumed_from": int(resume), "seconds": time.perf_counter() - t_start, "compute": compute.current().name,
+            "gh_parts": self.gh_parts, "partitions": self.partitions,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }
