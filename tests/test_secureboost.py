@@ -126,6 +126,11 @@ def test_gh_streamed_in_many_small_parts_same_trees(keypair):
         msgs = [serde.decode(p) for _, p in parts]
         assert [m["start"] for m in msgs] == list(range(0, n, 7))
         assert sum(m["gh"].count for m in msgs) == n and msgs[-1]["gh"].count == n - 128 * 7
+        # flow control: part k leaves the guest only after the host acknowledged part k - GH_WINDOW
+        at = {tg: i for i, (_, _, tg, _) in enumerate(hub.captured)}
+        for k in range(spec.GH_WINDOW, 129):
+            assert at[f"tree-{t}/part-{k - spec.GH_WINDOW}/gh-ack"] < at[f"tree-{t}/part-{k}/gh"], (t, k)
+        assert f"tree-{t}/part-128/gh-ack" in at
 
 
 def test_gh_part_rows_default_is_a_64_mib_budget(keypair):
@@ -198,6 +203,71 @@ def test_host_refuses_malformed_gh_parts(keypair, case, match):
            "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank")}
     with pytest.raises(ProtocolError, match=match):
         run_local(fns, timeout=60)
+
+
+def test_guest_refuses_an_acknowledgement_of_another_part(keypair):
+    Xg, Xh, y = _default_credit(100)
+
+    def tamper(tag, msg):
+        return [(tag, {"part": 0} if tag == "tree-0/part-1/gh-ack" else msg)]
+
+    kw = dict(n_trees=1, max_depth=2, gh_part_rows=7)
+    fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair),
+           "host": lambda ch: VerticalSecureBoost(**kw).fit(_Tamper(ch, tamper), Xh, guest="bank")}
+    with pytest.raises(ProtocolError, match=r"gh-ack from 'host': acknowledges part 0, expected 1"):
+        run_local(fns, timeout=60)
+
+
+def _fit_grpc(Xg, Xh, y, kw, keypair, **transport):
+    """Guest and host over two in-process gRPC transports on loopback (plaintext: this is about sizes)."""
+    import threading
+
+    from fedcredit.transport.grpc import GrpcTransport
+
+    ts = {n: GrpcTransport(party=n, listen="127.0.0.1:0", tls=None, peers={}, insecure=True, **transport)
+          for n in ("bank", "host")}
+    ports = {n: t.start() for n, t in ts.items()}
+    ts["bank"].set_peers({"host": f"127.0.0.1:{ports['host']}"})
+    ts["host"].set_peers({"bank": f"127.0.0.1:{ports['bank']}"})
+    out, errors = {}, {}
+    fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair),
+           "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank")}
+
+    def run(name):
+        ch = ts[name].channel("sbt", default_timeout=60)
+        try:
+            out[name] = fns[name](ch)
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors[name] = exc
+            ch.abort(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in fns]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    finally:
+        for t in ts.values():
+            t.stop(0)
+    if errors:
+        raise errors.get("bank", errors.get("host"))
+    return out
+
+
+def test_gh_parts_stay_under_the_transport_message_limit(keypair):
+    """Scaled down from millions of rows: a tree's (g, h) of 1000 rows x 256 bytes against a 64 KiB message
+    limit (and a receive buffer of 3 parts) is refused as one message and goes through in 200-row parts."""
+    Xg, Xh, y = _default_credit(1000)
+    kw = dict(n_trees=1, max_depth=2)
+    limit = dict(max_message_bytes=64 * 2**10, max_buffer_bytes=192 * 2**10)
+    assert 1000 * keypair[0].width > limit["max_message_bytes"] > 200 * keypair[0].width
+    with pytest.raises(ProtocolError, match=r"tree-0/part-0/gh' of \d+ bytes exceeds max_message_bytes=65536"):
+        _fit_grpc(Xg, Xh, y, kw, keypair, **limit)
+    res = _fit_grpc(Xg, Xh, y, dict(kw, gh_part_rows=200), keypair, **limit)
+    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
+    _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
+    assert res["host"].result_["gh_parts"] == 5
 
 
 def test_check_gh_part_refuses_bytes_that_are_not_count_ciphertexts(keypair):

@@ -323,7 +323,7 @@ class SecureBoostGuest:
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
         self.timings = dict.fromkeys(
-            ["keygen", "encrypt", "histogram_phase", "wait_hosts", "host_histogram", "decrypt", "guest_histogram",
+            ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt", "guest_histogram",
              "split", "partition", "predict", "transfer"], 0.0)
 
     def _send_gh(self, t: int, remotes: list, sk, codec: GHCodec, ghq_rows: np.ndarray,
@@ -331,8 +331,9 @@ class SecureBoostGuest:
         """Encrypt and send tree ``t``'s packed ``(g, h)`` part by part (GH messages after START).
 
         Only one part's plaintexts, ciphertexts and wire bytes are in this process at a time, and a
-        host starts on part ``k`` while the guest encrypts part ``k + 1``. Encryption is far slower
-        than a host's per-part work, so this also paces the parts into the hosts' receive buffers.
+        host starts on part ``k`` while the guest encrypts part ``k + 1``. Part ``k`` goes to a host
+        only after its GH_ACK of part ``k - GH_WINDOW``: a host's receive buffer never holds more
+        than ``GH_WINDOW`` parts, however much faster the guest encrypts than the host takes them.
         """
         for k, (lo, hi) in enumerate(parts):
             self.check_cancelled()
@@ -340,8 +341,20 @@ class SecureBoostGuest:
             blob = sk.encrypt_ints(codec.pack(ghq_rows[lo:hi])).to_blob()  # fresh: not re-randomized again
             self.timings["encrypt"] += time.perf_counter() - t0
             for r in remotes:
+                if k >= spec.GH_WINDOW:
+                    self._gh_ack(r.name, t, k - spec.GH_WINDOW)
                 self.ch.send(r.name, spec.tag(Stage.GH, t, part=k), {"part": k, "start": lo, "gh": blob})
             del blob
+        for k in range(max(0, len(parts) - spec.GH_WINDOW), len(parts)):
+            for r in remotes:
+                self._gh_ack(r.name, t, k)
+
+    def _gh_ack(self, host: str, t: int, k: int) -> None:
+        t0 = time.perf_counter()
+        msg = spec.expect(Stage.GH_ACK, self.ch.recv(host, spec.tag(Stage.GH_ACK, t, part=k)), sender_role="host")
+        self.timings["gh_wait"] += time.perf_counter() - t0
+        if msg["part"] != k:
+            raise ProtocolError(f"secureboost gh-ack from {host!r}: acknowledges part {msg['part']}, expected {k}")
 
     def _gather_replies(self, stage: Stage, tag: str) -> dict:
         return {h: spec.expect(stage, self.ch.recv(h, tag), sender_role="host") for h in self.hosts}

@@ -231,6 +231,8 @@ class SecureBoostHost:
             for k in range(len(bounds)):
                 msg = self._recv(Stage.GH, spec.tag(Stage.GH, t, part=k))
                 yield spec.check_gh_part(msg, k, bounds)
+                # the caller has taken the part in (converted or scattered it): the guest may send part k + GH_WINDOW
+                self.ch.send(self.guest, spec.tag(Stage.GH_ACK, t, part=k), {"part": k})
 
         backend = compute.current()
         if backend.distributed:

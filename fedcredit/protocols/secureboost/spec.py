@@ -8,6 +8,7 @@ then per tree ``t``::
 
     START (g→h)                                 tree-<t>/start
     GH (g→h), k = 0 .. gh_parts - 1             tree-<t>/part-<k>/gh   (secure trees only)
+      GH_ACK (h→g) after the host took part k   tree-<t>/part-<k>/gh-ack
     for each level d < max_depth, until done:
         HIST_REQ (g→h) → HIST (h→g)             tree-<t>/level-<d>/hist-req, .../hist
         SPLIT_REQ (g→h) → SPLIT (h→g)           tree-<t>/level-<d>/split-req, .../split
@@ -22,7 +23,10 @@ of at most ``SETUP.gh_part_rows`` rows each (:func:`gh_parts`), so no
 message grows with the row count beyond the transport's limit: part ``k``
 holds the ciphertexts of ``START.rows[k * gh_part_rows : (k + 1) * gh_part_rows]``
 and says so (``part``, ``start``); the host checks every part
-(:func:`check_gh_part`). ``HIST.hist`` carries the node x feature x bin sums,
+(:func:`check_gh_part`). The host acknowledges each part once it has taken
+it in (GH_ACK); the guest sends part ``k`` to a host only after that host's
+acknowledgement of part ``k - GH_WINDOW``, so at most ``GH_WINDOW`` parts wait
+in a host's receive buffer however fast the guest encrypts. ``HIST.hist`` carries the node x feature x bin sums,
 several per ciphertext ("cipher compression"). ``SPLIT_REQ`` goes with the
 rows of the node to the host that won the split (empty to the others);
 ``SPLIT.left`` is the left/right partition of those rows. No other per-row
@@ -44,7 +48,7 @@ import numpy as np
 from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
-__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "gh_part_rows",
+__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW", "gh_part_rows",
            "gh_parts", "check_gh_part"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
@@ -52,6 +56,8 @@ GH_BITS = 32
 #: Default byte budget of one GH message's ciphertexts (well under ``[transport] max_message_mib = 256``):
 #: 131,072 rows a part with a 2048-bit key (512-byte ciphertexts).
 GH_PART_BYTES = 64 * 2**20
+#: GH parts a guest may have sent to a host that the host has not acknowledged yet.
+GH_WINDOW = 2
 #: Tree modes in START: build with the hosts, build on the guest's features only, or end training.
 MODES = ("secure", "guest_only", "stop")
 
@@ -65,6 +71,7 @@ class Stage(str, enum.Enum):
     RESUME_PREDICT = "resume-predict"
     START = "start"
     GH = "gh"
+    GH_ACK = "gh-ack"
     HIST_REQ = "hist-req"
     HIST = "hist"
     SPLIT_REQ = "split-req"
@@ -104,6 +111,7 @@ MESSAGES: dict[Stage, Message] = {
             "mode": str, "gh_parts": int, "rows": _I64, "features": _BOOL, "keep_trees": int,
         }),
         Message(Stage.GH, "guest", "host", "part", {"part": int, "start": int, "gh": CipherBlob}),
+        Message(Stage.GH_ACK, "host", "guest", "part", {"part": int}),
         Message(Stage.HIST_REQ, "guest", "host", "level", {"done": bool, "nodes": _I64, "offsets": _I64, "rows": _I64}),
         Message(Stage.HIST, "host", "guest", "level", {"hist": (CipherBlob, type(None)), "count": int, "seconds": float}),
         Message(Stage.SPLIT_REQ, "guest", "host", "level", {
@@ -121,7 +129,7 @@ def tag(stage: Stage, tree: int | None = None, level: int | None = None, *, part
 
     PREDICT_REQ/PREDICT are "free": without ``tree`` they use the caller's
     namespace (scoring); with ``tree`` they are that tree's training round.
-    GH needs ``tree`` and ``part`` (``tree-<t>/part-<k>/gh``).
+    GH and GH_ACK need ``tree`` and ``part`` (``tree-<t>/part-<k>/gh``).
     """
     scope = MESSAGES[stage].scope
     if scope == "job" or (scope == "free" and tree is None):
