@@ -323,8 +323,8 @@ class SecureBoostGuest:
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
         self.timings = dict.fromkeys(
-            ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt", "guest_histogram",
-             "split", "partition", "predict", "transfer"], 0.0)
+            ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt",
+             "guest_histogram", "split", "partition", "predict", "transfer"], 0.0)
 
     def _send_gh(self, t: int, remotes: list, sk, codec: GHCodec, ghq_rows: np.ndarray,
                  parts: list[tuple[int, int]]) -> None:

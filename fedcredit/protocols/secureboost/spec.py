@@ -48,8 +48,8 @@ import numpy as np
 from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
-__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW", "gh_part_rows",
-           "gh_parts", "check_gh_part"]
+__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
+           "gh_part_rows", "gh_parts", "check_gh_part"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
