@@ -103,6 +103,20 @@ class Table:
         return table
 
 
+def _check_header(src: str, header: list, id_column: str, label_column, columns) -> list:
+    """The feature columns to read; DataError on duplicate or missing columns (naming the file)."""
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise DataError(f"{src}: duplicate column name(s) {', '.join(map(repr, dup))}")
+    need = [id_column] + ([label_column] if label_column else []) + list(columns or [])
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise DataError(f"{src}: missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(header)}")
+    if columns is None:
+        return [h for h in header if h not in (id_column, label_column)]
+    return list(columns)
+
+
 def load_table(
     path: str | Path,
     *,
@@ -139,15 +153,7 @@ def load_table(
     else:
         header, rows = _read_csv(path)
     src = str(path)
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise DataError(f"{src}: duplicate column name(s) {', '.join(map(repr, dup))}")
-    need = [id_column] + ([label_column] if label_column else []) + list(columns or [])
-    missing = [c for c in need if c not in header]
-    if missing:
-        raise DataError(f"{src}: missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(header)}")
-    if columns is None:
-        columns = [h for h in header if h not in (id_column, label_column)]
+    columns = _check_header(src, header, id_column, label_column, columns)
     col_idx = [header.index(c) for c in columns]
     n = len(rows)
     if n == 0:
@@ -246,16 +252,7 @@ def iter_table(
     src = str(path)
     batches = _parquet_batches(path, chunk_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, chunk_rows)
     header = next(batches)
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise DataError(f"{src}: duplicate column name(s) {', '.join(map(repr, dup))}")
-    need = [id_column] + ([label_column] if label_column else []) + list(columns or [])
-    missing = [c for c in need if c not in header]
-    if missing:
-        raise DataError(f"{src}: missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(header)}")
-    if columns is None:
-        columns = [h for h in header if h not in (id_column, label_column)]
-    columns = tuple(columns)
+    columns = tuple(_check_header(src, header, id_column, label_column, columns))
     col_idx = [header.index(c) for c in columns]
     id_i = header.index(id_column)
     digests = []

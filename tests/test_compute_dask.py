@@ -281,3 +281,21 @@ def test_hetero_lr_bucket_matvec_on_cluster(backend, keypair):
     with compute.using(backend):
         got = matvec(cv, K, parallel=True)
     assert sk.decrypt_signed(got) == (K.T @ d).tolist()
+
+
+def test_psi_blinding_on_cluster_is_byte_identical(backend):
+    """PSI hashing and exponentiation split over the cluster give the in-process bytes; a bad peer point is a
+    ProtocolError there too (not a compute failure)."""
+    from fedcredit.crypto.psi import get_group, normalize_ids
+    from fedcredit.errors import ProtocolError
+
+    g = get_group("curve25519")
+    a, b = g.new_key(), g.new_key()
+    ids = normalize_ids([f"9144{i:014d}" for i in range(500)])
+    one = g.blind(a, ids, b"s" * 16, parallel=False)
+    with compute.using(backend):
+        split = g.blind(a, ids, b"s" * 16, parallel=True)
+        assert split == one
+        assert g.exp(b, split, parallel=True) == g.exp(b, one, parallel=False)
+        with pytest.raises(ProtocolError, match="not a point of Curve25519"):
+            g.exp(b, one + (2).to_bytes(32, "little"), parallel=True)  # u = 2 lies on the twist

@@ -316,6 +316,35 @@ def test_blinding_commutes_and_keys_differ(group):
     assert len(set(g.blind(a, ids, salt)[i : i + 32] for i in range(0, 50 * 32, 32))) == 50
 
 
+@pytest.mark.parametrize("group", GROUPS)
+def test_compute_backend_split_is_byte_identical(group, monkeypatch):
+    """Blinding and exponentiation split over the party's worker pool give exactly the in-process bytes."""
+    from fedcredit.crypto import pool
+
+    monkeypatch.setattr(pool, "pool_size", lambda: 2)  # the machine may have one core; the split is what is tested
+    g = get_group(group)
+    a, b = g.new_key(), g.new_key()
+    ids = normalize_ids([f"id-{i}" for i in range(301)])
+    salt = b"s" * 16
+    one = g.blind(a, ids, salt, parallel=False)
+    split = g.blind(a, ids, salt, parallel=True)
+    assert split == one
+    assert g.exp(b, split, parallel=True) == g.exp(b, one, parallel=False)
+
+
+def test_compute_backend_split_rejects_an_invalid_peer_point(monkeypatch):
+    from fedcredit.crypto import pool
+
+    monkeypatch.setattr(pool, "pool_size", lambda: 2)
+    g = get_group("curve25519")
+    k = g.new_key()
+    good = g.blind(k, normalize_ids([f"id-{i}" for i in range(9)]), b"s" * 16)
+    with pytest.raises(ProtocolError, match="not a point of Curve25519"):
+        g.exp(k, good + _twist_point(), parallel=True)  # the bad point lands in the second worker's slice
+    with pytest.raises(ProtocolError, match="not a whole number of 32-byte points"):
+        g.exp(k, good + b"\x01", parallel=True)  # checked before any work is split
+
+
 def _ladder(k: int, u: int) -> int | None:
     """Montgomery x-only ladder (RFC 7748 without clamping); None for the point at infinity."""
     a24 = 121665

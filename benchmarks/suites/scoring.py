@@ -112,12 +112,13 @@ def run(args) -> dict:
          "chain": load_table(data / "credit3" / "chain.csv", party="chain"),
          "gov": load_table(data / "credit3" / "gov.csv", party="gov")}
     batches = [int(b) for b in str(args.batches).split(",") if b]
+    if args.quick:  # a smoke run: a small model, one batch size, fewer repeats and single requests
+        args.train_rows, args.repeats, args.singles = min(args.train_rows, 1000), min(args.repeats, 3), \
+            min(args.singles, 200)
+        args.trees, batches = min(args.trees, 3), [min(batches[0], 1000)]
     out: dict = {"setup": {"parties": list(PARTIES), "transport": "gRPC, mutual TLS, loopback, separate processes",
                            "trees": args.trees, "depth": args.depth, "cores": os.cpu_count(),
                            "load_average": os.getloadavg()}}
-    if args.quick:  # a smoke run: fewer rows to train on and fewer repeats (trees and depth as given)
-        args.train_rows, args.repeats, args.singles = min(args.train_rows, 1000), min(args.repeats, 3), \
-            min(args.singles, 200)
     with contextlib.ExitStack() as stack:
         if args.workdir:
             root = Path(args.workdir)

@@ -38,6 +38,16 @@ Security notes
   chunk of tens of thousands of ids).
 * The model is semi-honest (honest but curious) parties; malformed points are
   rejected, but a malicious party can always lie about its own set.
+
+Compute backend
+---------------
+Calls of :data:`PARALLEL_MIN_POINTS` points or more (one PSI message chunk)
+are split over the party's compute backend (:mod:`fedcredit.compute`: its
+local process pool, or its own Dask cluster) when it has two workers or more.
+Workers receive the scalar as :class:`~fedcredit.crypto.pool.KeyBytes`
+(redacted ``repr``) inside the party's own trust boundary, exactly like the
+Paillier key owner's primes; the result is byte-identical to the in-process
+computation.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from ..errors import ConfigError, DataError, ProtocolError
 
 __all__ = [
     "POINT_BYTES",
+    "PARALLEL_MIN_POINTS",
     "GROUPS",
     "Group",
     "PSIKey",
@@ -183,11 +194,22 @@ class Group(ABC):
             raise ConfigError(f"PSI key for group {key.group_name!r} used with group {self.name!r} (or destroyed)")
         return key._secret
 
-    def blind(self, key: PSIKey, ids: Sequence[bytes], salt: bytes) -> bytes:
-        """``H(x)^k`` for each id, concatenated (``len(ids) * 32`` bytes)."""
-        return self._exp(self._secret(key), self.hash_points(ids, salt), peer=False)
+    def blind(self, key: PSIKey, ids: Sequence[bytes], salt: bytes, *, parallel: bool | None = None) -> bytes:
+        """``H(x)^k`` for each id, concatenated (``len(ids) * 32`` bytes).
 
-    def exp(self, key: PSIKey, points: bytes) -> bytes:
+        ``parallel``: None splits calls of :data:`PARALLEL_MIN_POINTS` ids or
+        more over the compute backend; True/False force the choice.
+        """
+        secret = self._secret(key)
+        parts = _parts(len(ids), parallel)
+        if len(parts) > 1:
+            from .pool import KeyBytes, parallel_map
+
+            res = parallel_map(w_blind, [(self.name, KeyBytes(secret), list(ids[lo:hi]), salt) for lo, hi in parts])
+            return b"".join(res)
+        return self._exp(secret, self.hash_points(ids, salt), peer=False)
+
+    def exp(self, key: PSIKey, points: bytes, *, parallel: bool | None = None) -> bytes:
         """Raise a peer's concatenated points to ``key``; rejects invalid points.
 
         Raises
@@ -196,7 +218,20 @@ class Group(ABC):
             The data is not whole points, or a point is not a valid element
             of the group (wrong curve, small order, non-canonical).
         """
-        return self._exp(self._secret(key), _chunks(points), peer=True)
+        secret = self._secret(key)
+        if len(points) % POINT_BYTES:
+            _chunks(points)  # raises the ProtocolError
+        parts = _parts(len(points) // POINT_BYTES, parallel)
+        if len(parts) > 1:
+            from .pool import KeyBytes, parallel_map
+
+            res = parallel_map(w_exp, [(self.name, KeyBytes(secret), points[lo * POINT_BYTES : hi * POINT_BYTES])
+                                       for lo, hi in parts])
+            bad = next((err for err, _ in res if err), None)
+            if bad:
+                raise ProtocolError(bad)
+            return b"".join(out for _, out in res)
+        return self._exp(secret, _chunks(points), peer=True)
 
 
 class Curve25519Group(Group):
@@ -301,6 +336,37 @@ class Ristretto255Group(Group):
 
 
 GROUPS: dict[str, type[Group]] = {"curve25519": Curve25519Group, "ristretto255": Ristretto255Group}
+
+#: Calls with at least this many points go to the compute backend (one PSI message chunk).
+PARALLEL_MIN_POINTS = 32768
+
+
+def _parts(count: int, parallel: bool | None) -> list[tuple[int, int]]:
+    """Ranges of one blind/exp call per worker, or one range when it runs in-process."""
+    from . import pool
+
+    if parallel is False or count < 2 or (parallel is None and count < PARALLEL_MIN_POINTS):
+        return [(0, count)]
+    workers = pool.pool_size()
+    return pool.split(count, workers) if workers >= 2 else [(0, count)]
+
+
+def w_blind(group: str, secret: bytes, ids: list, salt: bytes) -> bytes:
+    """Compute-backend task: ``H(x)^k`` for a slice of ids (see :meth:`Group.blind`)."""
+    grp = get_group(group)
+    return grp._exp(bytes(secret), grp.hash_points(ids, salt), peer=False)
+
+
+def w_exp(group: str, secret: bytes, points: bytes) -> tuple[str | None, bytes]:
+    """Compute-backend task: a slice of a peer's points raised to ``k``; ``(error, b"")`` for an invalid point.
+
+    The error comes back as a value rather than an exception so that every
+    backend reports the peer's fault as the same ProtocolError.
+    """
+    try:
+        return None, get_group(group)._exp(bytes(secret), _chunks(points), peer=True)
+    except ProtocolError as exc:
+        return str(exc), b""
 
 
 def get_group(name: str) -> Group:
