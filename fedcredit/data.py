@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -386,19 +387,10 @@ def _binary_label(y: np.ndarray, src: str, column: str) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: the file is empty (no header)")
-            header = [h.strip() for h in header]
-            rows = [row for row in reader if row]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
-    return header, rows
+    """The header and every non-empty row (one batch of :func:`_csv_batches`)."""
+    batches = _csv_batches(path, sys.maxsize)
+    header = next(batches)
+    return header, next(batches, [])
 
 
 def _read_parquet(path: Path) -> tuple[list[str], list[list]]:

@@ -61,11 +61,24 @@ def rows(table, ids) -> np.ndarray:
     return out
 
 
+def columns(t: dict, ids) -> dict:
+    """Every party's feature columns for ``ids`` by namespaced name (the joined data, for central scoring)."""
+    cols = {}
+    for p in PARTIES:
+        X = rows(t[p], ids)
+        cols.update({f: X[:, j] for j, f in enumerate(t[p].feature_names)})
+    return cols
+
+
+def missing_at_gov(t: dict, n: int = 20) -> list[str]:
+    """Customers of the bank and chain that gov does not have (they take gov's missing-value branches)."""
+    return sorted((set(t["bank"].ids) & set(t["chain"].ids)) - set(t["gov"].ids))[:n]
+
+
 def train(root, t: dict) -> dict:
     ids = joined_ids(t)[:N_TRAIN]
     X = {p: rows(t[p], ids) for p in PARTIES}
-    y = t["bank"].take([list(t["bank"].ids).index(i) for i in ids]).y if False else \
-        pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
+    y = pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
     wd = {p: root / "state" / p / "jobs" / JOB for p in PARTIES}
     kp = small_keypair(1024)
     kw = {"n_trees": 4, "max_depth": 3, "learning_rate": 0.3, "key_bits": 2048}

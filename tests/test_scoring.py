@@ -25,7 +25,7 @@ from fedcredit.serving import RateLimiter, predict_merged
 from fedcredit.serving.heads import fetch_held_heads
 from fedcredit.transport import scoring as tscoring
 
-from _scoring_fixture import HOSTS, LR, PARTIES, SBT, Fed, rows, scoring_policy, tables, train
+from _scoring_fixture import HOSTS, LR, PARTIES, SBT, Fed, columns, missing_at_gov, rows, scoring_policy, tables, train
 
 AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
 
@@ -51,20 +51,6 @@ def _score(fed, model, ids, auth=AUTH):
     return fed.parties["bank"].scoring.score("bank", model, ids, auth)[0]
 
 
-def _columns(fed, ids) -> dict:
-    cols = {}
-    for p in PARTIES:
-        X = rows(fed.tables[p], ids)
-        cols.update({f: X[:, j] for j, f in enumerate(fed.tables[p].feature_names)})
-    return cols
-
-
-def _missing_at_gov(fed, n=20):
-    t = fed.tables
-    ids = sorted((set(t["bank"].ids) & set(t["chain"].ids)) - set(t["gov"].ids))
-    return ids[:n]
-
-
 def _approve_all(fed, model):
     for h in HOSTS:
         fed.parties[h].scoring.approve_export(h, model, "bank", "test")
@@ -73,14 +59,14 @@ def _approve_all(fed, model):
 # ------------------------------------------------------------------ equivalence
 @pytest.mark.parametrize("which", ["train", "new", "missing_at_gov"])
 def test_tree_scores_equal_central_merged_model_exactly(fed, which):
-    ids = {"train": fed.info["ids"][:300], "new": fed.info["ids"][-300:] if False else
-           sorted(set(fed.tables["bank"].ids) & set(fed.tables["chain"].ids) & set(fed.tables["gov"].ids))[2000:2300],
-           "missing_at_gov": _missing_at_gov(fed)}[which]
+    ids = {"train": fed.info["ids"][:300],
+           "new": sorted(set(fed.tables["bank"].ids) & set(fed.tables["chain"].ids) & set(fed.tables["gov"].ids))[2000:2300],
+           "missing_at_gov": missing_at_gov(fed.tables)}[which]
     assert ids
     got = _score(fed, SBT, ids)
     _approve_all(fed, SBT)
     merged = json.loads(fed.parties["bank"].scoring.export("bank", SBT))
-    central = predict_merged(merged, _columns(fed, ids))
+    central = predict_merged(merged, columns(fed.tables, ids))
     np.testing.assert_array_equal(got, central)
     assert np.all((got > 0) & (got < 1))
 
@@ -97,7 +83,7 @@ def test_lr_scores_equal_central_within_1e9(fed, n):
 
 
 def test_lr_id_missing_at_a_host_contributes_zero(fed):
-    ids = _missing_at_gov(fed, 5)
+    ids = missing_at_gov(fed.tables, 5)
     got = _score(fed, LR, ids)
     parts = fed.info["parts"]
     z = lr_partial(parts["bank"], rows(fed.tables["bank"], ids)) + lr_partial(parts["chain"], rows(fed.tables["chain"], ids))
@@ -231,7 +217,7 @@ def _central_paths(fed, model, ids):
 
 
 def test_bank_receives_host_decisions_only_on_each_rows_path(fed, capture):
-    ids = fed.info["ids"][:200] + _missing_at_gov(fed, 20)
+    ids = fed.info["ids"][:200] + missing_at_gov(fed.tables, 20)
     fed.parties["bank"].scoring.score("bank", SBT, ids, AUTH)
     received = {}
     for call in capture["view"].answered:
@@ -474,8 +460,7 @@ def test_stranger_with_federation_certificate_is_refused(fed, tmp_path):
 
     certs = fed.root / "certs"
     issue(certs, "mallory")
-    ch = dial(fed.parties["chain"].transport.listen.replace("0.0.0.0", "127.0.0.1") if False else
-              f"127.0.0.1:{fed.parties['chain'].port}", target="chain",
+    ch = dial(f"127.0.0.1:{fed.parties['chain'].port}", target="chain",
               tls=TlsFiles(certs / "ca.crt", certs / "mallory.crt", certs / "mallory.key"))
     try:
         wait = tscoring.ScoringClient(ch, "chain").contribute_async(
@@ -718,7 +703,7 @@ def test_export_needs_every_hosts_recorded_approval(fed):
         assert _last(fed, h, "export.released")["fields"]["requester"] == "bank"
     assert _last(fed, "bank", "export.done")["fields"]["model"] == model
     ids = fed.info["ids"][:50]
-    np.testing.assert_allclose(predict_merged(merged, _columns(fed, ids)), _score(fed, model, ids), atol=1e-9)
+    np.testing.assert_allclose(predict_merged(merged, columns(fed.tables, ids)), _score(fed, model, ids), atol=1e-9)
     assert set(merged["coef"]) == {f for p in PARTIES for f in fed.tables[p].feature_names}
 
 

@@ -23,7 +23,7 @@ from fedcredit.demo import Federation, write_federation
 from fedcredit.protocols.secureboost.model import GuestModel
 from fedcredit.serving import merge_secureboost, predict_merged
 
-from _scoring_fixture import HOSTS, PARTIES, SBT, rows, scoring_policy, tables, train
+from _scoring_fixture import HOSTS, PARTIES, SBT, columns, missing_at_gov, scoring_policy, tables, train
 from conftest import DATA, ROOT
 
 pytestmark = pytest.mark.slow
@@ -63,17 +63,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def _applicants(fed) -> list[str]:
-    t = fed.tables
-    missing_at_gov = sorted((set(t["bank"].ids) & set(t["chain"].ids)) - set(t["gov"].ids))[:20]
-    return fed.info["ids"][:150] + missing_at_gov
-
-
-def _columns(fed, ids) -> dict:
-    cols = {}
-    for p in PARTIES:
-        X = rows(fed.tables[p], ids)
-        cols.update({f: X[:, j] for j, f in enumerate(fed.tables[p].feature_names)})
-    return cols
+    return fed.info["ids"][:150] + missing_at_gov(fed.tables)
 
 
 def _central(fed, ids) -> np.ndarray:
@@ -81,7 +71,7 @@ def _central(fed, ids) -> np.ndarray:
     jobs = {p: fed.root / "state" / p / "jobs" / SBT for p in PARTIES}
     guest = GuestModel.load(jobs["bank"] / "sbt_guest.json")
     hosts = {h: json.loads((jobs[h] / "sbt_host.json").read_text()) for h in HOSTS}
-    return predict_merged(merge_secureboost(guest, hosts), _columns(fed, ids))
+    return predict_merged(merge_secureboost(guest, hosts), columns(fed.tables, ids))
 
 
 def _score_csv(fed, capsys, tmp_path, ids) -> tuple[int, str, dict]:
@@ -158,7 +148,7 @@ def test_export_after_every_partys_approval_scores_like_the_federation(fed, caps
     ids = _applicants(fed)
     code, err, got = _score_csv(fed, capsys, tmp_path, ids)
     assert code == 0, err
-    np.testing.assert_allclose(predict_merged(merged, _columns(fed, ids)), [got[i] for i in ids], rtol=1e-11, atol=0)
+    np.testing.assert_allclose(predict_merged(merged, columns(fed.tables, ids)), [got[i] for i in ids], rtol=1e-11, atol=0)
     # and exactly, against the federation's own float64 scores (not rounded through the CSV)
     from fedcredit.serving.commands import own_channel
     from fedcredit.transport.scoring import ScoringClient
@@ -169,4 +159,4 @@ def test_export_after_every_partys_approval_scores_like_the_federation(fed, caps
                                                                     purpose=PURPOSE)
     finally:
         ch.close()
-    np.testing.assert_array_equal(predict_merged(merged, _columns(fed, ids)), fed_scores)
+    np.testing.assert_array_equal(predict_merged(merged, columns(fed.tables, ids)), fed_scores)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 
 __all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary"]
 
@@ -111,24 +111,22 @@ def _gov(cfg):
     return GovernanceClient(ch, cfg.name, timeout=60.0), ch
 
 
-def cmd_revoke(args) -> int:
-    cfg = _cfg(args.party)
-    g, ch = _gov(cfg)
+def _peer_access(args, action: str) -> int:
+    """``party revoke|admit NAME``: ask this party's Governance service, print its answer."""
+    g, ch = _gov(_cfg(args.party))
     try:
-        print(g.revoke(args.name, args.reason), flush=True)
+        print(getattr(g, action)(args.name, args.reason), flush=True)
     finally:
         ch.close()
     return 0
+
+
+def cmd_revoke(args) -> int:
+    return _peer_access(args, "revoke")
 
 
 def cmd_admit(args) -> int:
-    cfg = _cfg(args.party)
-    g, ch = _gov(cfg)
-    try:
-        print(g.admit(args.name, args.reason), flush=True)
-    finally:
-        ch.close()
-    return 0
+    return _peer_access(args, "admit")
 
 
 def cmd_reload(args) -> int:
