@@ -206,12 +206,17 @@ def test_secagg_steady_state_round_is_two_round_trips(rng):
     vecs = _vectors(rng, 3)
     hub = MemoryHub([AGG, *sorted(vecs)])
     secure_rounds("secagg", vecs, 3, hub=hub)
-    tags = [t for s, _, t, _ in hub.captured if s == "bank1"]
-    # keys once per job; then each round one upload (carrying the next round's shares) and one reveal
-    assert tags == ["setup/advertise", "round-0/shares", "round-0/masked", "round-0/reveal", "round-1/masked",
-                    "round-1/reveal", "round-2/masked", "round-2/reveal"]
-    to_bank1 = [t for _, r, t, _ in hub.captured if r == "bank1"]
-    assert to_bank1 == ["setup/roster"] + [f"round-{r}/{m}" for r in range(3) for m in ("start", "unmask")]
+    sent = [(r, t) for s, r, t, _ in hub.captured if s == "bank1"]
+    # keys once per job (straight to each other client, and to the aggregator); then each round one upload
+    # (carrying the next round's shares) and one reveal
+    assert sorted(sent[:2]) == [("bank0", "setup/direct"), ("bank2", "setup/direct")]
+    assert [t for _, t in sent[2:]] == ["setup/advertise", "round-0/shares", "round-0/masked", "round-0/reveal",
+                                        "round-1/masked", "round-1/reveal", "round-2/masked", "round-2/reveal"]
+    assert all(r == AGG for r, _ in sent[2:])
+    to_bank1 = [(s, t) for s, r, t, _ in hub.captured if r == "bank1"]
+    assert sorted(to_bank1[:2]) == [("bank0", "setup/direct"), ("bank2", "setup/direct")]
+    assert [t for _, t in to_bank1[2:]] == ["setup/roster"] + [f"round-{r}/{m}" for r in range(3)
+                                                               for m in ("start", "unmask")]
 
 
 def test_secagg_masks_are_fresh_every_round(rng):
@@ -289,7 +294,10 @@ def test_ckks_aggregator_gets_no_secret_key(rng):
 
 def test_spec_every_message_has_one_sender_and_one_receiver():
     for stage, msg in spec.MESSAGES.items():
-        assert {msg.sender, msg.receiver} == {"client", "aggregator"}, stage
+        if stage in (Stage.DIRECT, Stage.KEY_DIRECT):  # keys go peer to peer, so the aggregator cannot swap them
+            assert (msg.sender, msg.receiver) == ("client", "client"), stage
+        else:
+            assert {msg.sender, msg.receiver} == {"client", "aggregator"}, stage
         assert msg.fields
     assert set(spec.MESSAGES) == set(Stage)
 
@@ -455,3 +463,146 @@ def test_step_runs_through_the_registry(rng, tmp_path):
     X = banks["bank0"].X
     assert res["bank0"][0]["train_auc"] == pytest.approx(
         metrics.auc(banks["bank0"].y, saved.predict_proba(X)[:, 1]))
+
+
+# -- key authentication (a malicious aggregator substituting public keys) ---------------------------------
+
+class _KeySwappingChannel:
+    """The channel of a malicious aggregator that runs a man-in-the-middle on the clients' key set-up.
+
+    In the key roster it forwards to client ``w`` it replaces the public key of every victim ``v != w`` by a key
+    of its own; ``w`` still sees its own key, so a client that checks only its own entry notices nothing.
+    """
+
+    def __init__(self, ch, victims):
+        self._ch, self.victims = ch, set(victims)
+        self.fakes = {v: sa.KeyPair.generate() for v in self.victims}
+        self.real: dict[str, bytes] = {}  # client -> the public key it advertised
+
+    def send(self, peer, tag, obj):
+        if tag in (spec.tag(Stage.ROSTER, None), spec.tag(Stage.KEY_ROSTER, None)) and obj.get("public_keys"):
+            keys = list(obj["public_keys"])
+            for i, v in enumerate(obj["clients"]):
+                self.real[v] = obj["public_keys"][i]
+                if v in self.victims and v != peer:
+                    keys[i] = self.fakes[v].public
+            obj = {**obj, "public_keys": keys}
+        return self._ch.send(peer, tag, obj)
+
+    def __getattr__(self, name):
+        return getattr(self._ch, name)
+
+
+def _key_setup(mode, *, wrap=None, n=3):
+    """Run the key set-up of ``mode``; ``wrap`` maps a party to a function wrapping its channel.
+
+    Returns (hub, the aggregator's channel, {client: error}).
+    """
+    from fedcredit.errors import FedcreditError
+
+    wrap = wrap or {}
+    names = [f"bank{i}" for i in range(n)]
+    hub = MemoryHub([AGG, *names])
+    params = HomoParams(mode=mode, rounds=1, stage_timeout=1.0, client_timeout=10.0)
+    errors = {}
+
+    def client(name):
+        ch = wrap.get(name, lambda c: c)(hub.channel(name, default_timeout=10))
+        try:
+            _SUB[mode](name, AGG, params, names).setup(ch)
+        except FedcreditError as exc:
+            errors[name] = exc
+            ch.abort(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    agg = wrap.get(AGG, lambda c: c)(hub.channel(AGG, default_timeout=10))
+    try:
+        _AGGR[mode](params, names).setup(agg)
+    except FedcreditError as exc:  # the clients refused to go on
+        agg.abort(f"{type(exc).__name__}: {exc}")
+    for t in threads:
+        t.join(15)
+    return hub, agg, errors
+
+
+def _secrets_opened_by_the_attacker(mode, hub, mitm, names):
+    """What the aggregator can open with its substituted keys: sealed secagg shares or the sealed CKKS secret key."""
+    from fedcredit.protocols.homo._ckks import CkksKeys
+    from fedcredit.protocols.homo.client import _aad
+    from fedcredit.errors import DecryptionError
+
+    opened = []
+    for w, receiver, tag, payload in hub.captured:
+        if receiver != AGG or tag not in (spec.tag(Stage.SHARES, 0), spec.tag(Stage.CONTEXT, None)):
+            continue
+        for v, sealed in serde.decode(payload)["sealed"].items():
+            if v not in mitm.fakes:
+                continue
+            secret = mitm.fakes[v].agree(v, w, mitm.real[w])  # the pairwise secret w believes it shares with v
+            try:
+                if mode == "secagg":
+                    sa.open_sealed(sa.derive_key(secret, "share-enc"), sealed, _aad(0, names)(w, v))
+                else:
+                    CkksKeys.from_secret_bytes(sa.open_sealed(sa.derive_key(secret, "ckks-key"), sealed,
+                                                              _aad(-1)(w, v)))
+            except DecryptionError:
+                continue
+            opened.append((w, v))
+    return opened
+
+
+@pytest.mark.parametrize("mode", ["secagg", "ckks"])
+@pytest.mark.parametrize("victims", [["bank1"], ["bank0", "bank1", "bank2"]], ids=["one-key", "all-keys"])
+def test_aggregator_substituting_public_keys_is_detected(mode, victims):
+    # the attack: with its own key in place of v's, the aggregator shares a secret with every client w that
+    # deals to v, opens w's sealed shares for v (secagg: t of them unmask w's update) or the CKKS secret key
+    names = ["bank0", "bank1", "bank2"]
+    hub, mitm, errors = _key_setup(mode, wrap={AGG: lambda ch: _KeySwappingChannel(ch, victims)})
+    fooled = [w for w in names if set(victims) - {w}]  # clients shown a substituted key
+    for w in fooled:
+        assert isinstance(errors.get(w), ProtocolError), (w, errors.get(w))
+        assert "aggregator 'agg'" in str(errors[w]) and "substitut" in str(errors[w])
+    assert _secrets_opened_by_the_attacker(mode, hub, mitm, names) == []
+    # nothing was sealed under a substituted key: no fooled client sent shares or a sealed CKKS key
+    assert not [t for s, r, t, _ in hub.captured if s in fooled and r == AGG
+                and t in (spec.tag(Stage.SHARES, 0), spec.tag(Stage.CONTEXT, None))]
+
+
+@pytest.mark.parametrize("mode", ["secagg", "ckks"])
+def test_client_without_a_link_to_another_client_fails_at_start(mode):
+    from fedcredit.transport.base import Channel
+
+    hub = MemoryHub([AGG, "bank0", "bank1", "bank2"])
+    ch = Channel(hub.backend("bank0", peers=[AGG, "bank2"]))  # bank1 is not among bank0's peers
+    sub = _SUB[mode]("bank0", AGG, HomoParams(mode=mode), ["bank0", "bank1", "bank2"])
+    with pytest.raises(ConfigError, match=r"client 'bank0' cannot reach client\(s\) 'bank1' directly.*\[peers\]"):
+        sub.setup(ch)
+    assert hub.captured == []  # it fails before sending anything
+
+
+class _NoRouteTo:
+    """A client's channel on which sends to one peer fail, as when the network between two clients is cut."""
+
+    def __init__(self, ch, blocked):
+        self._ch, self.blocked = ch, blocked
+
+    def send(self, peer, tag, obj):
+        if peer == self.blocked:
+            raise PeerError(f"peer {peer!r} is unreachable (connection refused)", peer=peer)
+        return self._ch.send(peer, tag, obj)
+
+    def __getattr__(self, name):
+        return getattr(self._ch, name)
+
+
+@pytest.mark.parametrize("mode", ["secagg", "ckks"])
+def test_clients_that_cannot_reach_each_other_fail_the_key_set_up_clearly(mode):
+    _, _, errors = _key_setup(mode, wrap={"bank1": lambda ch: _NoRouteTo(ch, "bank0")})
+    what = "roster" if mode == "secagg" else "key roster"
+    assert isinstance(errors["bank1"], PeerError)
+    assert str(errors["bank1"]).startswith(
+        f"homo {what}: client 'bank1' could not send its public key to client 'bank0' directly")
+    assert isinstance(errors["bank0"], PeerError)
+    assert str(errors["bank0"]).startswith(f"homo {what}: no public key arrived directly from client 'bank1'")

@@ -11,18 +11,34 @@ vector ``[n * theta, n, val_loss_sum, val_rows]`` through one of
 Each ``submit`` returns True when this client's update was part of the sum
 and False when the aggregator dropped it from the round; either way the
 client then waits for the next round's START.
+
+**Key authentication.** In ``secagg`` and ``ckks`` the clients agree
+pairwise keys from X25519 public keys. The aggregator forwards the key roster,
+so if clients took the keys from it, a malicious aggregator could put its own
+keys in place of theirs and read every pairwise secret, every share and the
+CKKS secret key (a man in the middle; the threshold would then protect
+nothing). So each client also sends its public key *directly* to every other
+client (DIRECT / KEY_DIRECT, over the existing mTLS links: the transport
+takes the sender's name from its certificate, the tag carries the job and
+step) and uses a key from the roster only when it equals the key its owner
+sent directly (:func:`_authenticated_keys`); a mismatch aborts with a
+``ProtocolError`` naming the aggregator, before anything is sealed under the
+key. Clients must therefore be able to reach each other
+(:func:`_require_direct_links` checks it at the start of the step).
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...crypto import secagg as sa
-from ...errors import ProtocolError
+from ...errors import ConfigError, PeerError, ProtocolError
 from ...models import mlp
 from ...transport.base import Channel
 from . import spec
@@ -42,6 +58,80 @@ def _check_names(names, known: set[str], what: str) -> list[str]:
     if unknown:
         raise ProtocolError(f"homo {what}: unknown clients {sorted(unknown)}")
     return list(names)
+
+
+def _require_direct_links(ch: Channel, me: str, clients, mode: str) -> None:
+    """Refuse to start when this client has no link to another client (keys travel peer to peer)."""
+    missing = sorted(c for c in clients if c != me and c not in ch.peers)
+    if missing:
+        raise ConfigError(
+            f"homo {mode}: client {me!r} cannot reach client(s) {', '.join(map(repr, missing))} directly; in "
+            f"{mode} the clients send each other their public keys over mTLS (so the aggregator cannot substitute "
+            f"them): add them to the [peers] of {me!r}"
+        )
+
+
+def _send_direct(ch: Channel, me: str, peers, stage: Stage, public: bytes) -> dict[str, PeerError]:
+    """Send this client's public key straight to each of ``peers``; returns ``{peer: error}`` for those not reached.
+
+    Waits until every send is delivered or failed, so a client that then
+    advertises to the aggregator (and so enters the roster) has handed its key
+    to every reachable client. A peer that cannot be reached is not an error
+    here: it may be a client that is gone (and will not be in the roster).
+    """
+    peers = [v for v in peers if v != me]
+    failed: dict[str, PeerError] = {}
+
+    def one(v: str) -> None:
+        try:
+            ch.send(v, spec.tag(stage, None), {"public_key": public})
+        except PeerError as exc:
+            failed[v] = exc
+
+    if peers:
+        with ThreadPoolExecutor(max_workers=min(8, len(peers)), thread_name_prefix="homo-direct") as pool:
+            list(pool.map(one, peers))
+    return failed
+
+
+def _authenticated_keys(ch: Channel, me: str, agg: str, stage: Stage, members: list[str], forwarded: list,
+                        own: bytes, unreached: dict[str, PeerError], timeout: float, what: str) -> dict[str, bytes]:
+    """The roster's public keys, each checked against the key its owner sent directly; ``{member: key}``.
+
+    ``forwarded`` is what the aggregator sent (one key per member, in order);
+    a member's key is accepted only if it equals the one that member sent
+    this client over its own mTLS link. A difference means the aggregator
+    substituted a key: abort with a ``ProtocolError`` naming it.
+
+    Raises
+    ------
+    ProtocolError
+        A forwarded key differs from its owner's (or this client's own key was altered).
+    PeerError
+        This client could not send its key to a member, or no key arrived
+        directly from one within ``timeout`` (the clients cannot reach each other).
+    """
+    if len(forwarded) != len(members) or not all(isinstance(x, bytes) for x in forwarded):
+        raise ProtocolError(f"homo {what}: one public key (bytes) per client expected")
+    keys = dict(zip(members, forwarded))
+    if not hmac.compare_digest(keys[me], own):
+        raise ProtocolError(f"homo {what}: the aggregator {agg!r} forwarded an altered public key for this client "
+                            f"({me!r}): key substitution, aborting")
+    for v in members:
+        if v == me:
+            continue
+        if v in unreached:
+            raise PeerError(f"homo {what}: client {me!r} could not send its public key to client {v!r} directly "
+                            f"({unreached[v]}); the clients must reach each other over mTLS", peer=v)
+        try:
+            direct = spec.expect(stage, ch.recv(v, spec.tag(stage, None), timeout=timeout), sender_role="client")
+        except PeerError as exc:
+            raise PeerError(f"homo {what}: no public key arrived directly from client {v!r} ({exc}); the clients "
+                            f"must reach each other over mTLS", peer=v) from None
+        if not hmac.compare_digest(direct["public_key"], keys[v]):
+            raise ProtocolError(f"homo {what}: the aggregator {agg!r} forwarded a public key for {v!r} that is not "
+                                f"the one {v!r} sent directly: key substitution, aborting")
+    return keys
 
 
 class PlainSubmitter:
@@ -71,9 +161,11 @@ class _Dealt:
 class SecAggSubmitter:
     """One client's side of pipelined secure aggregation; key pair and pairwise secrets live for the job.
 
-    Set-up (once per job): ADVERTISE the X25519 public key; on ROSTER ``K``
-    derive the pairwise secrets ``s_uv`` with every member (cached for the
-    job) and deal the shares of round 0 (SHARES).
+    Set-up (once per job): send the X25519 public key directly to every other
+    client (DIRECT) and ADVERTISE it to the aggregator; on ROSTER ``K`` check
+    each member's key against the one it sent directly, derive the pairwise
+    secrets ``s_uv`` with every member (cached for the job) and deal the shares
+    of round 0 (SHARES).
 
     Dealing the shares of round ``r`` to the share roster ``S(r)``: draw a
     fresh self-mask seed ``b_u(r)`` (32 bytes, :mod:`secrets`); derive
@@ -110,6 +202,7 @@ class SecAggSubmitter:
         self.threshold = params.threshold_for(len(clients))
         self.clip, self.frac_bits = params.clip, params.frac_bits
         self.timeout = params.client_timeout
+        self.key_timeout = params.stage_timeout  # a member's direct key is sent before it advertises
         self.keys = sa.KeyPair.generate()
         self.roster: list[str] = []  # K: clients with keys for this job
         self._xs: dict[str, int] = {}  # Shamir evaluation point of each member of K
@@ -129,27 +222,28 @@ class SecAggSubmitter:
         stop silently before ADVERTISE, or skip sending SHARES of round 0.
         """
         me, t = self.party, self.threshold
+        _require_direct_links(ch, me, self.clients, "secagg")
         if halt_before is Stage.ADVERTISE:
             return False
+        unreached = _send_direct(ch, me, sorted(self.clients), Stage.DIRECT, self.keys.public)
         ch.send(self.aggregator, spec.tag(Stage.ADVERTISE, None), {"public_key": self.keys.public})
         roster = self._recv(ch, Stage.ROSTER, None)
         if roster["dropped"]:
             return False
         k = _check_names(roster["clients"], self.clients, "roster")
-        keys = roster["public_keys"]
-        if len(keys) != len(k) or not all(isinstance(x, bytes) for x in keys):
-            raise ProtocolError("homo roster: one 32-byte public key per client expected")
-        if me not in k or keys[k.index(me)] != self.keys.public:
-            raise ProtocolError("homo roster: this client's public key is missing or altered")
+        if me not in k:
+            raise ProtocolError("homo roster: this client is missing from the roster")
         if roster["threshold"] != t:
             raise ProtocolError(f"homo roster: threshold {roster['threshold']} differs from the agreed {t}")
         if len(k) < t:
             raise ProtocolError(f"homo roster: {len(k)} clients is below the threshold {t}")
+        keys = _authenticated_keys(ch, me, self.aggregator, Stage.DIRECT, k, roster["public_keys"], self.keys.public,
+                                   unreached, self.key_timeout, "roster")
         self.roster = k
         self._xs = {c: i + 1 for i, c in enumerate(k)}
-        for v, pub in zip(k, keys):
+        for v in k:
             if v != me:
-                self._secrets[v] = self.keys.agree(me, v, pub)
+                self._secrets[v] = self.keys.agree(me, v, keys[v])
                 self._share_keys[v] = sa.derive_key(self._secrets[v], "share-enc")
         sealed = self._deal(0, k)
         if halt_before is not Stage.SHARES:
@@ -268,10 +362,12 @@ def _aad(r: int, holders=None):
 class CkksSubmitter:
     """Encrypt updates under a CKKS key shared by the clients (not the aggregator).
 
-    Set-up (once per job): every client advertises an X25519 public key; the
-    first client of the roster (the *dealer*) generates the CKKS context and
-    sends it, sealed with each pairwise key, to every other client through the
-    aggregator, and only the public context to the aggregator. Clients absent
+    Set-up (once per job): every client sends an X25519 public key directly
+    to every other client and advertises it to the aggregator; the first
+    client of the roster (the *dealer*) generates the CKKS context and sends
+    it, sealed with each pairwise key (from keys checked against the direct
+    ones), to every other client through the aggregator, and only the public
+    context to the aggregator. Clients absent
     at set-up do not take part in this job (they never receive the key).
     Each round every contributing client decrypts the summed ciphertext and
     returns it rounded to ``2**-16`` (the aggregator uses the first answer).
@@ -288,20 +384,22 @@ class CkksSubmitter:
     def setup(self, ch: Channel, *, halt_before: Stage | None = None) -> bool:
         """Join the key set-up; False when this client is not part of the job's CKKS group."""
         me, agg = self.party, self.aggregator
+        _require_direct_links(ch, me, self.clients, "ckks")
         kp = sa.KeyPair.generate()
         if halt_before is Stage.KEY_ADVERTISE:
             return False
+        unreached = _send_direct(ch, me, sorted(self.clients), Stage.KEY_DIRECT, kp.public)
         ch.send(agg, spec.tag(Stage.KEY_ADVERTISE, None), {"public_key": kp.public})
         roster = spec.expect(Stage.KEY_ROSTER, ch.recv(agg, spec.tag(Stage.KEY_ROSTER, None), timeout=self.timeout),
                              sender_role="aggregator")
         members = _check_names(roster["clients"], self.clients, "key roster")
         if me not in members:
             return False
-        if roster["dealer"] not in members or len(roster["public_keys"]) != len(members):
-            raise ProtocolError("homo key roster: dealer or public keys inconsistent")
-        pubs = dict(zip(members, roster["public_keys"]))
-        if pubs[me] != kp.public:
-            raise ProtocolError("homo key roster: this client's public key is missing or altered")
+        if roster["dealer"] not in members:
+            raise ProtocolError("homo key roster: the dealer is not a member")
+        # the CKKS secret key is sealed and opened only under keys authenticated by their owners
+        pubs = _authenticated_keys(ch, me, agg, Stage.KEY_DIRECT, members, roster["public_keys"], kp.public,
+                                   unreached, self.params.stage_timeout, "key roster")
         dealer = roster["dealer"]
         if dealer == me:
             self.keys = CkksKeys.generate(poly_modulus_degree=self.params.ckks_poly_modulus_degree,

@@ -7,16 +7,22 @@ aggregation sub-protocol, chosen by ``mode``:
 
     START → UPDATE
 
-``secagg`` (Bonawitz et al. 2017, pipelined; once per job: ADVERTISE → ROSTER → SHARES of round 0; then per round)::
+``secagg`` (Bonawitz et al. 2017, pipelined; once per job: DIRECT → ADVERTISE → ROSTER → SHARES of round 0; then
+per round)::
 
     START(+FORWARD of round r's shares) → MASKED(+SHARES of round r+1) → UNMASK → REVEAL
 
   A client left out of round r (its shares for r did not arrive) answers
   START with a standalone SHARES for round r+1 and is back one round later.
 
-``ckks`` (once per job: KEY_ADVERTISE → KEY_ROSTER → CONTEXT → KEY; then per round)::
+``ckks`` (once per job: KEY_DIRECT → KEY_ADVERTISE → KEY_ROSTER → CONTEXT → KEY; then per round)::
 
     START → ENCRYPTED → DECRYPT → DECRYPTED
+
+DIRECT and KEY_DIRECT are the only client-to-client messages: each client
+sends its public key straight to every other client over their mTLS link, and
+checks the keys the aggregator forwards in the roster against them (so the
+aggregator cannot substitute keys; see :mod:`.client`).
 
 Tags are ``round-<r>/<message>`` (``setup/<message>`` for the key set-ups).
 FORWARD travels inside START (``aggregation`` field; ``{}`` in the other modes)
@@ -51,6 +57,7 @@ class Stage(str, enum.Enum):
 
     START = "start"
     UPDATE = "update"
+    DIRECT = "direct"
     ADVERTISE = "advertise"
     ROSTER = "roster"
     SHARES = "shares"
@@ -58,6 +65,7 @@ class Stage(str, enum.Enum):
     MASKED = "masked"
     UNMASK = "unmask"
     REVEAL = "reveal"
+    KEY_DIRECT = "key-direct"
     KEY_ADVERTISE = "key-advertise"
     KEY_ROSTER = "key-roster"
     CONTEXT = "context"
@@ -88,6 +96,7 @@ MESSAGES: dict[Stage, Message] = {
         Message(Stage.START, "aggregator", "client",
                 {"round": int, "stop": bool, "params": _F64, "aggregation": dict}),
         Message(Stage.UPDATE, "client", "aggregator", {"vector": _F64}),
+        Message(Stage.DIRECT, "client", "client", {"public_key": bytes}, setup=True),
         Message(Stage.ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
         Message(Stage.ROSTER, "aggregator", "client",
                 {"dropped": bool, "clients": list, "public_keys": list, "threshold": int}, setup=True),
@@ -97,6 +106,7 @@ MESSAGES: dict[Stage, Message] = {
         Message(Stage.MASKED, "client", "aggregator", {"masked": _U64, "next_sealed": dict}),
         Message(Stage.UNMASK, "aggregator", "client", {"dropped": bool, "survivors": list, "lost": list}),
         Message(Stage.REVEAL, "client", "aggregator", {"self_shares": dict, "pair_shares": dict}),
+        Message(Stage.KEY_DIRECT, "client", "client", {"public_key": bytes}, setup=True),
         Message(Stage.KEY_ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
         Message(Stage.KEY_ROSTER, "aggregator", "client", {"clients": list, "public_keys": list, "dealer": str},
                 setup=True),
@@ -111,9 +121,9 @@ MESSAGES: dict[Stage, Message] = {
 #: Messages of each mode in the order a steady-state round sends them (set-up messages first).
 NEXT: dict[str, tuple[Stage, ...]] = {
     "plain": (Stage.START, Stage.UPDATE),
-    "secagg": (Stage.ADVERTISE, Stage.ROSTER, Stage.SHARES, Stage.START, Stage.FORWARD, Stage.MASKED,
+    "secagg": (Stage.DIRECT, Stage.ADVERTISE, Stage.ROSTER, Stage.SHARES, Stage.START, Stage.FORWARD, Stage.MASKED,
                Stage.UNMASK, Stage.REVEAL),
-    "ckks": (Stage.KEY_ADVERTISE, Stage.KEY_ROSTER, Stage.CONTEXT, Stage.KEY, Stage.START, Stage.ENCRYPTED,
+    "ckks": (Stage.KEY_DIRECT, Stage.KEY_ADVERTISE, Stage.KEY_ROSTER, Stage.CONTEXT, Stage.KEY, Stage.START, Stage.ENCRYPTED,
              Stage.DECRYPT, Stage.DECRYPTED),
 }
 
