@@ -606,3 +606,15 @@ def test_clients_that_cannot_reach_each_other_fail_the_key_set_up_clearly(mode):
         f"homo {what}: client 'bank1' could not send its public key to client 'bank0' directly")
     assert isinstance(errors["bank0"], PeerError)
     assert str(errors["bank0"]).startswith(f"homo {what}: no public key arrived directly from client 'bank1'")
+
+
+@pytest.mark.parametrize("clip, rows, where", [(500.0, 600, "has more rows than clip=500"),
+                                               (700.0, 600, "round 0: client 'bank[0-2]' cannot submit")])
+def test_secagg_refuses_updates_beyond_clip_instead_of_a_wrong_model(rng, clip, rows, where):
+    # before: n (600 rows) or n * theta clipped to +-clip in the ring, so sum(n * theta) / sum(n) was silently
+    # wrong (a bank with millions of rows and the default clip 2**24 had the same problem)
+    banks = _synthetic_banks(rng, rows=rows)
+    for b in banks.values():
+        b.X[:] *= 10.0  # large features: |theta| well above 1 after one epoch, so n * theta > clip
+    with pytest.raises(ConfigError, match=rf"homo secagg.*{where}.*raise 'clip'"):
+        _fit_all(banks, mode="secagg", rounds=2, clip=clip, learning_rate=1.0)

@@ -82,16 +82,24 @@ def test_expanded_mask_is_uniform():
 @pytest.mark.parametrize("n", [2, 5])
 def test_quantized_ring_sum_is_exact(rng, frac_bits, n):
     clip = 1000.0
-    xs = [rng.normal(0, 300, 50) for _ in range(n)]
+    xs = [np.clip(rng.normal(0, 300, 50), -clip, clip) for _ in range(n)]
     q = sum(sa.quantize(x, clip=clip, frac_bits=frac_bits) for x in xs)
     expected = sum(np.rint(np.clip(x, -clip, clip) * 2.0**frac_bits) for x in xs) / 2.0**frac_bits
     assert np.array_equal(sa.dequantize(q, frac_bits=frac_bits), expected)
     assert np.max(np.abs(sa.dequantize(q, frac_bits=frac_bits) - sum(np.clip(x, -clip, clip) for x in xs))) <= n * 2.0 ** -(frac_bits + 1)
 
 
-def test_quantize_clips_and_handles_negatives():
-    q = sa.quantize(np.array([-5.0, 5.0, -0.25]), clip=1.0, frac_bits=8)
+def test_quantize_handles_negatives_and_the_bounds():
+    q = sa.quantize(np.array([-1.0, 1.0, -0.25]), clip=1.0, frac_bits=8)
     assert np.array_equal(sa.dequantize(q, frac_bits=8), [-1.0, 1.0, -0.25])
+
+
+@pytest.mark.parametrize("x", [[5.0, 0.0], [0.0, -1.0 - 2.0**-20]])
+def test_quantize_refuses_values_beyond_clip_instead_of_clipping_them(x):
+    # clipped silently, a bank's row count or n * theta beyond the bound would make the sum (and the model) wrong
+    with pytest.raises(ConfigError, match=r"exceeds the clipping bound clip=1 .*raise 'clip'") as exc:
+        sa.quantize(np.array(x), clip=1.0, frac_bits=8)
+    assert "5" not in str(exc.value)  # no value in the message
 
 
 @pytest.mark.parametrize("n, clip, frac_bits", [(4, 2.0**40, 24), (2**20, 2.0**24, 24)])

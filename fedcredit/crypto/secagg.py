@@ -14,8 +14,10 @@ the pieces it is built from, each small enough to test on its own:
 * **Mask expansion** — :func:`expand_mask` runs ChaCha20 over zeros to produce
   ``n`` uniform 64-bit ring elements at memory speed (numpy views the keystream).
 * **Ring arithmetic** — everything is in Z/2^64 (``uint64`` wraps natively).
-  :func:`quantize` clips to ``[-clip, clip]`` and scales by ``2**frac_bits``;
-  :func:`check_headroom` refuses settings where the sum of ``n`` clipped values
+  :func:`quantize` scales values in ``[-clip, clip]`` by ``2**frac_bits`` and
+  refuses values outside that range (clipping them would silently change the
+  sum: a bank with millions of rows would get a wrong model);
+  :func:`check_headroom` refuses settings where the sum of ``n`` such values
   could overflow the signed range, so the de-quantized sum is exact.
 * **Shamir secret sharing** over the prime field ``GF(2**521 - 1)``
   (:func:`shamir_split`, :func:`shamir_combine`), big enough for a 256-bit secret
@@ -184,24 +186,38 @@ def check_headroom(n_clients: int, clip: float, frac_bits: int) -> None:
 
 
 def quantize(x: np.ndarray, *, clip: float, frac_bits: int) -> np.ndarray:
-    """Fixed-point encode into Z/2^64: ``round(clip(x, -clip, clip) * 2**frac_bits) mod 2**64``.
+    """Fixed-point encode into Z/2^64: ``round(x * 2**frac_bits) mod 2**64`` for ``|x| <= clip``.
 
     Parameters
     ----------
     x : array-like of float, shape (d,)
     clip : float
-        Values are clipped to ``[-clip, clip]`` first (NaN is refused).
+        Bound on ``|x|`` that :func:`check_headroom` accounted for.
     frac_bits : int
         Fractional bits of the fixed-point code (resolution ``2**-frac_bits``).
 
     Returns
     -------
     ndarray of uint64, shape (d,)
+
+    Raises
+    ------
+    ConfigError
+        A value is NaN, infinite or beyond ``clip``. Such values are refused,
+        not clipped: a clipped entry of a sum (e.g. a bank's row count ``n`` or
+        its row-weighted parameters ``n * theta`` in FedAvg) gives a wrong
+        result without any sign. The message carries no value.
     """
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ConfigError("cannot quantize NaN or infinite values")
-    q = np.rint(np.clip(x, -clip, clip) * 2.0**frac_bits).astype(np.int64)
+    if np.any(np.abs(x) > clip):
+        raise ConfigError(
+            f"secure aggregation: a value exceeds the clipping bound clip={clip:g} and would be clipped, changing "
+            f"the sum; raise 'clip' (with fewer 'frac_bits' to keep ring headroom: "
+            f"n_clients * clip * 2**frac_bits < 2**63)"
+        )
+    q = np.rint(x * 2.0**frac_bits).astype(np.int64)
     return q.view(np.uint64)
 
 

@@ -316,7 +316,12 @@ class SecAggSubmitter:
             held_pair[u] = dict(zip(u_peers, vals[1:]))
         vector = _materialize(vector)
         d = vector.shape[0]
-        masked = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits) + sa.expand_mask(dealt.self_seed, d)
+        try:
+            q = sa.quantize(vector, clip=self.clip, frac_bits=self.frac_bits)
+        except ConfigError as exc:  # never clip silently: the sum, and so the model, would be wrong
+            raise ConfigError(f"homo secagg round {r}: client {me!r} cannot submit its row-weighted update "
+                              f"[n * theta, n, ...] exactly: {exc}") from None
+        masked = q + sa.expand_mask(dealt.self_seed, d)
         for v in u2:
             if v != me:
                 m = sa.expand_mask(dealt.pair_seeds[v], d)
@@ -469,6 +474,11 @@ class HomoClient:
         n_val = int(round(params.validation_fraction * n)) if params.patience is not None else 0
         order = np.random.default_rng([params.random_state or 0, self._salt]).permutation(n)
         self.val_idx, self.train_idx = order[:n_val], order[n_val:]
+        if params.mode == "secagg" and max(len(self.train_idx), n_val) > params.clip:
+            # the row count is an entry of the secure sum: fail at the start, not with a clipped (wrong) sum
+            raise ConfigError(f"homo secagg: client {party!r} has more rows than clip={params.clip:g}, the bound on "
+                              f"each entry of its update [n * theta, n, ...]; raise 'clip' (with fewer 'frac_bits' "
+                              f"to keep ring headroom: n_clients * clip * 2**frac_bits < 2**63)")
 
     def local_vector(self, theta: np.ndarray, r: int) -> np.ndarray:
         """``[n * theta_local, n, val_loss_sum(theta), n_val]`` for round ``r``."""

@@ -68,8 +68,11 @@ class HomoParams:
     client_timeout : float, default=600
         Seconds a client waits for the aggregator's next message.
     clip : float, default=2**24
-        Clipping bound of each aggregated entry (row-weighted parameters) in
-        ``secagg``; checked with ``frac_bits`` against ring overflow.
+        Bound on each entry of a client's update in ``secagg`` (row-weighted
+        parameters ``n * theta``, the row count ``n``); checked with
+        ``frac_bits`` against ring overflow. An entry beyond it is refused
+        (``ConfigError``), never clipped: a bank with more than ``clip`` rows
+        needs a larger ``clip`` and fewer ``frac_bits`` (e.g. 2**32 and 16).
     frac_bits : int, default=24
         Fixed-point fractional bits in ``secagg`` (resolution 2**-24 ≈ 6e-8
         per client and entry, before dividing by the total row count).
