@@ -514,7 +514,7 @@ def _key_setup(mode, *, wrap=None, n=3):
             errors[name] = exc
             ch.abort(f"{type(exc).__name__}: {exc}")
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in names]
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in names]
     for t in threads:
         t.start()
     agg = wrap.get(AGG, lambda c: c)(hub.channel(AGG, default_timeout=10))
@@ -529,9 +529,9 @@ def _key_setup(mode, *, wrap=None, n=3):
 
 def _secrets_opened_by_the_attacker(mode, hub, mitm, names):
     """What the aggregator can open with its substituted keys: sealed secagg shares or the sealed CKKS secret key."""
+    from fedcredit.errors import DecryptionError
     from fedcredit.protocols.homo._ckks import CkksKeys
     from fedcredit.protocols.homo.client import _aad
-    from fedcredit.errors import DecryptionError
 
     opened = []
     for w, receiver, tag, payload in hub.captured:
@@ -568,6 +568,25 @@ def test_aggregator_substituting_public_keys_is_detected(mode, victims):
     # nothing was sealed under a substituted key: no fooled client sent shares or a sealed CKKS key
     assert not [t for s, r, t, _ in hub.captured if s in fooled and r == AGG
                 and t in (spec.tag(Stage.SHARES, 0), spec.tag(Stage.CONTEXT, None))]
+
+
+@pytest.mark.parametrize("mode", ["secagg", "ckks"])
+def test_key_substitution_opens_the_secrets_of_clients_that_trust_the_roster(mode, monkeypatch):
+    # the attack test has power: clients that take the keys from the aggregator's roster (the previous code)
+    # seal their shares / the CKKS secret key under the aggregator's keys, and it opens them
+    from fedcredit.protocols.homo import client as client_mod
+
+    def trust_the_roster(ch, me, agg, stage, members, forwarded, *rest):
+        return dict(zip(members, forwarded))
+
+    monkeypatch.setattr(client_mod, "_authenticated_keys", trust_the_roster)
+    names = ["bank0", "bank1", "bank2"]
+    hub, mitm, errors = _key_setup(mode, wrap={AGG: lambda ch: _KeySwappingChannel(ch, names)})
+    opened = _secrets_opened_by_the_attacker(mode, hub, mitm, names)
+    if mode == "secagg":  # every client's shares for every other: t of them give each self mask and pair seed
+        assert sorted(opened) == [(w, v) for w in names for v in names if v != w]
+    else:  # the dealer's sealed CKKS secret key, for each other client
+        assert sorted(opened) == [("bank0", "bank1"), ("bank0", "bank2")]
 
 
 @pytest.mark.parametrize("mode", ["secagg", "ckks"])

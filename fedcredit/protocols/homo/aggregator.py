@@ -146,6 +146,10 @@ class SecAggAggregation(_Collector):
     round trips per round (plain FedAvg: one), against four when every round
     re-advertises keys and deals shares in rounds of its own.
 
+    It forwards the clients' public keys in ROSTER but cannot substitute them:
+    each client checks every key against the one its owner sent it directly
+    over mTLS (see :mod:`.client`) and aborts on a mismatch.
+
     What it learns per round: the rosters (who took part at each stage), the
     public keys, the sealed (unreadable) shares, masked vectors that are
     uniform in Z/2^64, the self-mask seeds of the survivors and the per-round
