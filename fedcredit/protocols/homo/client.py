@@ -219,7 +219,7 @@ class SecAggSubmitter:
 
         Returns False when this client is not part of the job (absent at key
         set-up). ``halt_before`` (fault-injection tests only) makes the client
-        stop silently before ADVERTISE, or skip sending SHARES of round 0.
+        stop silently before its key set-up (DIRECT, ADVERTISE), or skip sending SHARES of round 0.
         """
         me, t = self.party, self.threshold
         _require_direct_links(ch, me, self.clients, "secagg")
