@@ -116,6 +116,9 @@ class ReplayCache:
             if now >= self._next_purge or self._count >= self.max_entries:
                 self._count = self._purge(now)
             if self._count >= self.max_entries:
+                if self._db.execute("SELECT 1 FROM seen WHERE requester = ? AND request_id = ?",
+                                    (requester, request_id)).fetchone():
+                    raise ProtocolError(f"request id {request_id!r} was already used (replay)")
                 raise PolicyError(f"too many recent scoring requests ({self._count}) held for replay protection; "
                                   f"retry later")
             try:

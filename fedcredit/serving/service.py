@@ -380,6 +380,7 @@ class ScoringService:
                                   f"{model_id!r}")
             self.limiter.take(caller, n_ids)
             self.replay.add(caller, model_id, request_id)  # committed before answering: survives a restart
+            transcript = spec.request_transcript(model_id, request_id, hosts, digests_blob)
             digests = spec.split_digests(digests_blob)
             X, found = m.rows_for_digests(digests)
             if part.kind == Kind.SECUREBOOST:
@@ -397,9 +398,7 @@ class ScoringService:
                 secrets_ = {h: self._pair_secret_with(h, model_id) for h in others}
                 # the masks are keyed by the request exactly as received (ids in order, host set): they
                 # cancel only against co-hosts that received the same request (issue 23, item 2)
-                u = shost.lr_contribution(part.model, X, me=self.name, pair_secrets=secrets_,
-                                          transcript=spec.request_transcript(model_id, request_id, hosts,
-                                                                             digests_blob))
+                u = shost.lr_contribution(part.model, X, me=self.name, transcript=transcript, pair_secrets=secrets_)
                 reply = Contribution(part.kind.value, n_ids, masked=u)
                 extra = {}
         except FedcreditError as exc:
@@ -408,8 +407,8 @@ class ScoringService:
                           consent_id=str(auth.get("consent_id", ""))[:128], purpose=str(auth.get("purpose", ""))[:64])
             raise
         self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                          decision="answered", request_id=request_id, found=found,
-                          request_sha256=self._request_sha(model_id, request_id, hosts, digests_blob), **extra)
+                          decision="answered", request_id=request_id, found=found, request_sha256=transcript.hex(),
+                          **extra)
         return reply
 
     @staticmethod
