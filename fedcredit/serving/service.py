@@ -196,10 +196,10 @@ class ScoringService:
         one carries the count (``suppressed``). A record is below 4 KiB even
         with escaped characters everywhere (model id <= 257 ASCII characters,
         request id <= 40, reason <= 300, consent id <= 128, purpose <= 64;
-        about 0.7 KiB in practice), whatever the request's size, so one peer's
+        about 0.6 KiB in practice), whatever the request's size, so one peer's
         refusals add at most ``2 x REFUSALS_PER_MINUTE`` records in its first
         minute and ``REFUSALS_PER_MINUTE`` in each one after: under 240 KiB a
-        minute (about 42 KiB in practice).
+        minute (about 36 KiB in practice).
         """
         suppressed = self.refusals.take(requester)
         if suppressed is None:
