@@ -76,6 +76,7 @@ def missing_at_gov(t: dict, n: int = 20) -> list[str]:
 
 
 def train(root, t: dict) -> dict:
+    """Both models: SecureBoost (federated, small test key) and LR (per-party parts)."""
     ids = joined_ids(t)[:N_TRAIN]
     X = {p: rows(t[p], ids) for p in PARTIES}
     y = pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
@@ -90,7 +91,15 @@ def train(root, t: dict) -> dict:
                                                                 feature_names=list(t[h].feature_names),
                                                                 workdir=wd[h] / "sbt")
     run_local(fns, timeout=300)
-    # LR: standardize per party, fit on the joined design, split the coefficients by party
+    return train_lr(root, t)
+
+
+def train_lr(root, t: dict) -> dict:
+    """The LR model only: standardize per party, fit on the joined design, split the coefficients by party."""
+    ids = joined_ids(t)[:N_TRAIN]
+    X = {p: rows(t[p], ids) for p in PARTIES}
+    y = pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
+    wd = {p: root / "state" / p / "jobs" / JOB for p in PARTIES}
     parts, Z = {}, []
     for p in PARTIES:
         st = Standardizer(clip=3.0).fit(X[p])

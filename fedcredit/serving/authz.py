@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ..config import ScoringPolicy
 from ..errors import PolicyError
 
-__all__ = ["RateLimiter", "check_authorization", "CONSENT_RE"]
+__all__ = ["RateLimiter", "RefusalBudget", "check_authorization", "CONSENT_RE", "REFUSALS_PER_MINUTE"]
 
 #: A consent record id: 1-128 characters of letters, digits and ``_.:/-``.
 CONSENT_RE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,128}$")
@@ -51,6 +51,57 @@ class RateLimiter:
                                   f"minute ({n_ids} requested, {int(b[1])} left)")
             b[0] -= 1.0
             b[1] -= n_ids
+
+
+#: Refusals of one peer recorded per minute (audit log and party log); also the burst allowed.
+REFUSALS_PER_MINUTE = 60
+
+
+class RefusalBudget:
+    """How many refusals of each peer are written to the audit and party logs: a token bucket per peer.
+
+    A refused request costs the party a log record even though it does no
+    work for it, so refusals are themselves rate-limited: a peer gets
+    ``per_minute`` recorded refusals per minute (and as a burst); beyond
+    that its refusals are still refused, only counted, and the next recorded
+    refusal carries the count (``suppressed``). With records of bounded size
+    (no id lists, see ``ScoringService._refused``) a flood of refused requests
+    from one peer grows the audit log by at most ``per_minute`` records per
+    minute plus one burst. Only listed peers reach it (strangers and revoked
+    peers are refused before), so it holds one bucket per peer.
+
+    Parameters
+    ----------
+    per_minute : int, default=REFUSALS_PER_MINUTE
+    clock : callable, default=time.monotonic
+    """
+
+    def __init__(self, per_minute: int = REFUSALS_PER_MINUTE, *, clock: Callable[[], float] = time.monotonic):
+        self.per_minute, self.clock = float(per_minute), clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}  # peer -> [tokens, last refill, suppressed since last recorded]
+
+    def take(self, peer: str) -> int | None:
+        """``None``: do not record this refusal (counted); otherwise record it, with this many suppressed before it."""
+        with self._lock:
+            now = self.clock()
+            b = self._buckets.setdefault(peer, [self.per_minute, now, 0])
+            b[0] = min(self.per_minute, b[0] + max(0.0, now - b[1]) * self.per_minute / 60.0)
+            b[1] = now
+            if b[0] < 1.0:
+                b[2] += 1
+                return None
+            b[0] -= 1.0
+            suppressed, b[2] = int(b[2]), 0
+            return suppressed
+
+    def drain(self) -> dict[str, int]:
+        """``{peer: refusals suppressed since its last recorded one}`` (non-zero only), and reset the counts."""
+        with self._lock:
+            out = {p: int(b[2]) for p, b in self._buckets.items() if b[2]}
+            for b in self._buckets.values():
+                b[2] = 0
+            return out
 
 
 def check_authorization(policy: ScoringPolicy, proposers, requester: str, auth: dict, n_ids: int) -> None:

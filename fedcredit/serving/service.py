@@ -20,8 +20,16 @@ to the party's gRPC server). It plays both sides:
   requests are bounded and expire (:class:`~fedcredit.protocols.scoring.host.SessionTable`).
 
 Every request is appended to the audit log on every party (requester, model,
-number of ids, the ids' digests salted with a per-party secret, authorization
-reference, decision). Audit heads are exchanged with every peer every
+number of ids, the ids' digests salted with a per-party secret, a digest of
+the request, authorization reference, decision). A host checks a request
+(peer, guest of the model, authorization, host set, rate limit, replay) before
+it writes anything proportional to it: a refusal's record carries the number
+of ids and the request's digest, never the ids, and refusals are themselves
+rate-limited per peer (:class:`~fedcredit.serving.authz.RefusalBudget`), so a
+flood of refused requests grows the log by a bounded amount. Request ids a
+host answered are kept in its state directory until they expire
+(:class:`~fedcredit.serving.replay.ReplayCache`), so a restart does not reopen
+replays. Audit heads are exchanged with every peer every
 ``[policy.scoring].head_exchange_seconds``; each side stores the head the
 other reported for itself (:class:`~fedcredit.serving.heads.PeerHeads`).
 """
@@ -49,10 +57,11 @@ from ..protocols.scoring import spec
 from ..protocols.scoring.parts import load_lr_part
 from ..protocols.scoring.spec import Kind
 from ..transport.scoring import Contribution, GovernanceClient, ScoringClient
-from .authz import RateLimiter, check_authorization
+from .authz import RateLimiter, RefusalBudget, check_authorization
 from .export import merge_lr, merge_secureboost
 from .heads import PeerHeads
 from .registry import ModelRegistry, job_table_from_store
+from .replay import REPLAY_FILE, ReplayCache
 
 __all__ = ["ScoringService"]
 
@@ -107,7 +116,8 @@ class ScoringService:
         self._salt = derive_key(self._secret, "audit-id-salt")
         self._lock = threading.Lock()
         self._pair_secrets: dict[tuple[str, str], bytes] = {}
-        self._seen: dict[tuple[str, str], float] = {}
+        self.replay = ReplayCache(self.state_dir / REPLAY_FILE)  # request ids answered (host side), persisted
+        self.refusals = RefusalBudget()  # refusals of each peer that get a log record
         self.sessions = shost.SessionTable()  # open SecureBoost requests (host side)
         self._revoked_path = self.state_dir / "revoked.json"
         self._approvals_path = self.state_dir / "export_approvals.json"
@@ -127,6 +137,9 @@ class ScoringService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        for peer, n in sorted(self.refusals.drain().items()):
+            self.audit.append("score.refusals_suppressed", requester=peer, count=n)
+        self.replay.close()
 
     def _head_loop(self) -> None:
         while not self._stop.wait(self.policy.head_exchange_seconds):
@@ -173,23 +186,39 @@ class ScoringService:
                           id_digests=self._salted(digests), consent_id=str(auth.get("consent_id", ""))[:128],
                           purpose=str(auth.get("purpose", ""))[:64], decision=decision[:1000], **extra)
 
-    def _fresh(self, caller: str, request_id: str) -> None:
-        now = time.time()
-        spec.check_request_id(request_id, now)
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: t for k, t in self._seen.items() if now - t <= spec.REQUEST_MAX_AGE}
-            if (caller, request_id) in self._seen:
-                raise ProtocolError(f"request id {request_id!r} was already used (replay)")
-            self._seen[(caller, request_id)] = now
+    def _refused(self, kind: str, exc: Exception, *, requester: str, model_id: str, request_id, **fields) -> None:
+        """Audit (and log) a refusal of a peer's message: bounded in size, and rate-limited per peer.
+
+        The record holds the requester, the model, the request id, the reason
+        and whatever small ``fields`` the caller passes (the number of ids and
+        the request's digest, never the ids). Beyond the peer's
+        :class:`RefusalBudget` the refusal is only counted; the next recorded
+        one carries the count (``suppressed``). A record is below 4 KiB even
+        with escaped characters everywhere (model id <= 257 ASCII characters,
+        request id <= 40, reason <= 300, consent id <= 128, purpose <= 64;
+        about 0.6 KiB in practice), whatever the request's size, so one peer's
+        refusals add at most ``2 x REFUSALS_PER_MINUTE`` records in its first
+        minute and ``REFUSALS_PER_MINUTE`` in each one after: under 240 KiB a
+        minute (about 36 KiB in practice).
+        """
+        suppressed = self.refusals.take(requester)
+        if suppressed is None:
+            return
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self.audit.append(kind, requester=requester, model=model_id, request_id=str(request_id)[:40],
+                          decision=f"refused: {exc}"[:300], **fields)
+        log.warning("%s refused a %s of %s: %s", self.name, kind, requester, str(exc)[:300])
 
     # ================================================================== guest
     def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=()):
         """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``."""
         self._require_self(caller, "start scoring requests")
         spec.check_model_id(model_id)
-        digests = spec.split_digests(spec.id_digests(ids, model_id))
+        blob = spec.id_digests(ids, model_id)
+        digests = spec.split_digests(blob)
         rid = spec.new_request_id()
+        req_sha = ""
         try:
             check_authorization(dataclasses.replace(self.policy, requesters=(self.name,)), (), caller, auth, len(ids))
             m = self.registry.get(model_id)
@@ -198,7 +227,7 @@ class ScoringService:
                 raise PolicyError(f"{self.name!r} is a {part.role} of model {model_id!r}; score from its guest "
                                   f"{part.guest!r}")
             X = self._guest_rows(m, ids, guest_X, list(feature_names))
-            blob = b"".join(digests)
+            req_sha = spec.request_transcript(model_id, rid, part.hosts, blob).hex()
             if part.kind == Kind.SECUREBOOST:
                 scores, rounds = self._score_trees(part, model_id, rid, blob, auth, X)
             else:
@@ -207,10 +236,11 @@ class ScoringService:
                 scores, rounds = self._combine_lr(part, X, replies, len(ids)), 1
         except FedcreditError as exc:
             self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                              decision=f"failed: {exc}", request_id=rid)
+                              decision=f"failed: {exc}", request_id=rid, request_sha256=req_sha)
             raise
         self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                          decision="scored", request_id=rid, hosts=list(part.hosts), rounds=rounds)
+                          decision="scored", request_id=rid, request_sha256=req_sha, hosts=list(part.hosts),
+                          rounds=rounds)
         return scores, rid
 
     def _guest_rows(self, m, ids, guest_X, feature_names) -> np.ndarray:
@@ -332,20 +362,26 @@ class ScoringService:
         """
         self._require_peer(caller)
         spec.check_model_id(model_id)
-        digests = spec.split_digests(digests_blob)
+        if not isinstance(digests_blob, bytes) or len(digests_blob) % spec.DIGEST_BYTES:
+            raise ProtocolError(f"id digests must be a multiple of {spec.DIGEST_BYTES} bytes")
+        n_ids = len(digests_blob) // spec.DIGEST_BYTES
         found = 0
         try:
+            # Everything that can refuse the request comes before anything proportional to it is done or
+            # logged: a refusal's record holds its size and digest (self._refused), never the ids.
             m = self.registry.get(model_id)
             part = m.part
             if part.role != "host" or part.guest != caller:
                 raise PolicyError(f"{caller!r} is not the guest of model {model_id!r} on {self.name!r}")
-            check_authorization(self.policy, self.proposers, caller, auth, len(digests))
+            check_authorization(self.policy, self.proposers, caller, auth, n_ids)
             if self.name not in hosts or (part.kind == Kind.HETERO_LR and set(hosts) != set(part.hosts)):
                 # LR: every host of the model must take part, or the masks would not hide single partial scores
-                raise PolicyError(f"the request names hosts {sorted(hosts)}, which does not match model "
+                raise PolicyError(f"the request names hosts {sorted(hosts)[:8]}, which does not match model "
                                   f"{model_id!r}")
-            self._fresh(caller, request_id)
-            self.limiter.take(caller, len(digests))
+            self.limiter.take(caller, n_ids)
+            self.replay.add(caller, model_id, request_id)  # committed before answering: survives a restart
+            transcript = spec.request_transcript(model_id, request_id, hosts, digests_blob)
+            digests = spec.split_digests(digests_blob)
             X, found = m.rows_for_digests(digests)
             if part.kind == Kind.SECUREBOOST:
                 if isinstance(queries, Exception):  # malformed on the wire (see transport.scoring)
@@ -355,23 +391,31 @@ class ScoringService:
                 bits = session.answer(q)
                 if not final:
                     self.sessions.open((caller, request_id), session)
-                reply = Contribution(part.kind.value, len(digests), decisions=bits, n_decisions=len(q))
+                reply = Contribution(part.kind.value, n_ids, decisions=bits, n_decisions=len(q))
                 extra = {"path_queries": len(q)}
             else:
                 others = [h for h in hosts if h != self.name]
                 secrets_ = {h: self._pair_secret_with(h, model_id) for h in others}
-                u = shost.lr_contribution(part.model, X, me=self.name, model_id=model_id, request_id=request_id,
-                                          pair_secrets=secrets_)
-                reply = Contribution(part.kind.value, len(digests), masked=u)
+                # the masks are keyed by the request exactly as received (ids in order, host set): they
+                # cancel only against co-hosts that received the same request (issue 23, item 2)
+                u = shost.lr_contribution(part.model, X, me=self.name, transcript=transcript, pair_secrets=secrets_)
+                reply = Contribution(part.kind.value, n_ids, masked=u)
                 extra = {}
         except FedcreditError as exc:
-            self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                              decision=f"refused: {exc}", request_id=str(request_id)[:40])
-            log.warning("%s refused a scoring request of %s: %s", self.name, caller, exc)
+            self._refused("score.contribute", exc, requester=caller, model_id=model_id, request_id=request_id,
+                          n_ids=n_ids, request_sha256=self._request_sha(model_id, request_id, hosts, digests_blob),
+                          consent_id=str(auth.get("consent_id", ""))[:128], purpose=str(auth.get("purpose", ""))[:64])
             raise
         self._log_request("score.contribute", requester=caller, model_id=model_id, digests=digests, auth=auth,
-                          decision="answered", request_id=request_id, found=found, **extra)
+                          decision="answered", request_id=request_id, found=found, request_sha256=transcript.hex(),
+                          **extra)
         return reply
+
+    @staticmethod
+    def _request_sha(model_id: str, request_id, hosts, digests_blob: bytes) -> str:
+        """Hex :func:`~fedcredit.protocols.scoring.spec.request_transcript` (the bank records the same value)."""
+        return spec.request_transcript(model_id, str(request_id)[:40], [str(h)[:64] for h in hosts][:64],
+                                       digests_blob).hex()
 
     def _split_table(self, m) -> shost.SplitTable:
         table = m.part.extra.get("split_table")
@@ -403,9 +447,7 @@ class ScoringService:
                 self.sessions.close(key)
                 raise
         except FedcreditError as exc:
-            self.audit.append("score.decide", requester=caller, model=model_id, request_id=str(request_id)[:40],
-                              decision=f"refused: {exc}"[:1000])
-            log.warning("%s refused path queries of %s: %s", self.name, caller, exc)
+            self._refused("score.decide", exc, requester=caller, model_id=model_id, request_id=request_id)
             raise
         if final:
             self.sessions.close(key)
@@ -552,9 +594,11 @@ class ScoringService:
         if part.role != "host" or part.guest != caller:
             raise PolicyError(f"{caller!r} is not the guest of model {model_id!r} on {self.name!r}")
         if not self._approved(model_id, caller):
-            self.audit.append("export.refused", model=model_id, requester=caller, reason="no approval")
-            raise PolicyError(f"{self.name!r} has not approved exporting its part of {model_id!r} to {caller!r} "
+            exc = PolicyError(f"{self.name!r} has not approved exporting its part of {model_id!r} to {caller!r} "
                               f"(its operator runs: fedcredit model approve-export)")
+            if self.refusals.take(caller) is not None:  # refusals of a peer are logged at a bounded rate
+                self.audit.append("export.refused", model=model_id, requester=caller, reason="no approval")
+            raise exc
         text = part.path.read_text(encoding="utf-8")
         self.audit.append("export.released", model=model_id, requester=caller,
                           part_sha256=hashlib.sha256(text.encode()).hexdigest())

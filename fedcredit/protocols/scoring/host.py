@@ -15,6 +15,9 @@ A host never sees a score: it receives id digests and returns
 * hetero LR: its partial score ``X_h w_h`` on the fixed-point grid plus the
   pairwise masks it shares with the other hosts of the request (a row not in
   its table contributes 0 after standardization, or the WOE of the missing bin).
+  The masks are keyed by the request as this host received it
+  (:func:`~.spec.request_transcript`), so they cancel only against hosts that
+  received the same ids in the same order.
 """
 
 from __future__ import annotations
@@ -231,23 +234,33 @@ def lr_partial(part: dict, X: np.ndarray) -> np.ndarray:
     return Z @ np.asarray(part["coef"], dtype=np.float64) + float(part.get("intercept", 0.0))
 
 
-def pair_mask(secret: bytes, model_id: str, request_id: str, n: int) -> np.ndarray:
-    """The mask two hosts share for one request: ChaCha20 keystream under HKDF(secret, model, request)."""
-    return expand_mask(derive_key(secret, "score-mask", model_id, request_id), n)
+def pair_mask(secret: bytes, transcript: bytes, n: int) -> np.ndarray:
+    """The mask two hosts share for one request: ChaCha20 keystream under HKDF(secret, request transcript).
+
+    ``transcript`` is :func:`~.spec.request_transcript` of the request as this
+    host received it. Keying by it (not by model and request id alone) is what
+    stops a guest from sending two hosts different rows under one request id:
+    the masks then no longer cancel, and the guest's sum is noise instead of
+    one host's partial score for rows of its choice (issue 23, item 2).
+    """
+    if len(transcript) != 32:
+        raise ProtocolError("a request transcript is a 32-byte SHA-256")
+    return expand_mask(derive_key(secret, "score-mask-v2", transcript.hex()), n)
 
 
-def lr_contribution(part: dict, X: np.ndarray, *, me: str, model_id: str, request_id: str,
+def lr_contribution(part: dict, X: np.ndarray, *, me: str, transcript: bytes,
                     pair_secrets: dict[str, bytes]) -> np.ndarray:
     """Masked partial scores (uint64): ``encode(partial) + sum_{peer > me} m - sum_{peer < me} m``.
 
     ``pair_secrets`` maps every *other* host of the request to the secret this
-    host shares with it; with no other host the reply is the bare partial score
-    (the guest can compute it anyway as score minus its own part).
+    host shares with it; ``transcript`` is the request's
+    :func:`~.spec.request_transcript`. With no other host the reply is the bare
+    partial score (the guest can compute it anyway as score minus its own part).
     """
     u = spec.encode_partial(lr_partial(part, X))
     for peer, secret in pair_secrets.items():
         if peer == me:
             raise ProtocolError("a host cannot share a mask with itself")
-        m = pair_mask(secret, model_id, request_id, len(u))
+        m = pair_mask(secret, transcript, len(u))
         u = u + m if me < peer else u - m
     return u

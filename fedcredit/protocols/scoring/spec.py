@@ -28,7 +28,11 @@ Hetero LR partial scores are fixed point on the ``2**-SCORE_FRAC_BITS`` grid
 in ``Z/2**64``; a host adds the pairwise masks it shares with every other host
 of the request (``+`` towards a host with a larger name, ``-`` towards a
 smaller one), so the masks cancel in the guest's sum and each single reply is
-uniformly random to the guest (with two or more hosts).
+uniformly random to the guest (with two or more hosts). The masks are keyed
+by the whole request as the host received it (:func:`request_transcript`:
+model, request id, host set, ordered digests), so they cancel only when every
+host received the same request: a guest that sends hosts different ids (or
+orders) under one request id gets noise, not one host's partial score.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ __all__ = [
     "new_request_id",
     "check_request_id",
     "check_model_id",
+    "request_transcript",
     "encode_partial",
     "decode_sum",
     "TreeQueries",
@@ -180,6 +185,24 @@ def split_digests(blob: bytes) -> list[bytes]:
     if not isinstance(blob, bytes) or len(blob) % DIGEST_BYTES:
         raise ProtocolError(f"id digests must be a multiple of {DIGEST_BYTES} bytes")
     return [blob[k:k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
+
+
+def request_transcript(model_id: str, request_id: str, hosts, digests_blob: bytes) -> bytes:
+    """SHA-256 of one request as a host sees it: model, request id, sorted host set, ordered id digests.
+
+    The LR masks are derived from it (:func:`~.host.pair_mask`). Two hosts get
+    cancelling masks only if they computed the same transcript, i.e. received
+    the same rows in the same order for the same model, request and hosts;
+    any difference (another id, order, host set or model) gives each an
+    independent mask, and the guest's sum is uniformly random. Fields are
+    length-prefixed, so no two different requests encode alike.
+    """
+    h = hashlib.sha256(b"fedcredit-score-request-v1")
+    for field in (model_id.encode("utf-8"), request_id.encode("utf-8"),
+                  "\n".join(sorted(set(hosts))).encode("utf-8"), digests_blob):
+        h.update(len(field).to_bytes(8, "big"))
+        h.update(field)
+    return h.digest()
 
 
 def new_request_id(now: float | None = None) -> str:
