@@ -46,7 +46,7 @@ __all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_HOMO_STEPS", "DEMO_JOBS", "DemoJ
            "centralized_baselines", "homo_baselines"]
 
 #: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
-#: SecureBoost holds out a stratified 20 % (``early_stopping_rounds`` set to the number of trees: it never
+#: SecureBoost holds out a random 20 % drawn from a seed only the guest knows (``early_stopping_rounds`` set to the number of trees: it never
 #: stops early, the split only gives the validation AUC/KS and training curve).
 DEMO_STEPS: list[tuple[str, str, dict, dict]] = [
     ("handshake", "handshake", {}, {}),
@@ -484,14 +484,15 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
 
     out: dict[str, list[dict]] = {}
     if sbt_params is not None:
-        from .models.tree.gbdt import GBDTReference, stratified_split
-        from .protocols.secureboost.spec import GH_BITS
+        from .models.tree.gbdt import GBDTReference, validation_split
+        from .protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS
 
         X, y, _ = joined_table(data_dir, sbt_parties)
         p = {k: v for k, v in sbt_params.items() if k not in ("key_bits", "guest_only_first_tree")}
+        p.setdefault("min_node_rows", MIN_NODE_ROWS)  # the federated default
         vf, rs = float(p.get("validation_fraction", 0.2)), int(p.get("random_state", 0))
         if p.get("early_stopping_rounds") is not None:
-            train, valid = stratified_split(y, vf, rs)
+            train, valid = validation_split(len(y), vf, rs)  # the reference's split (the federated one is secret)
         else:
             train, valid = np.arange(len(y)), np.arange(len(y))
         rows = []
