@@ -85,7 +85,8 @@ class NodeTracker:
         lab = self.label[rows]
         x = int(lab[0])
         if np.any(lab != x):
-            raise self._error(what, "rows span several nodes of the tree")
+            raise self._error(what, "rows are not one current node of the tree (they span several: "
+                                    "a node that was split is no longer one)")
         return x
 
     def _new(self, leaf: _Leaf) -> int:
@@ -125,8 +126,8 @@ class NodeTracker:
             self.label[rows] = c
             leaf.size, leaf.depth, leaf.sibling = leaf.size - k, depth, c  # label x now means the sibling
         else:
-            raise self._error(what, f"rows are not a node of level {depth} of the tree "
-                                    "(already built or split, or not a current leaf)")
+            raise self._error(what, f"rows are not a node of level {depth} to build "
+                                    "(built already, split, or not a current leaf)")
 
     def check_split(self, depth: int, rows: np.ndarray) -> int:
         """Admit a split of ``rows`` at level ``depth``; returns the node's label for :meth:`record_split`.
@@ -140,8 +141,8 @@ class NodeTracker:
         x = self._leaf_of(what, rows)
         leaf = self.leaves[x]
         if not (leaf.state == _HIST and leaf.depth == depth):
-            raise self._error(what, f"rows are not a node of level {depth} the guest has a histogram of "
-                                    "(already split, or not a current leaf)")
+            raise self._error(what, f"rows are not a node of level {depth} whose histogram the guest holds "
+                                    "(split already, or not a current leaf)")
         if len(rows) != leaf.size:
             raise self._error(what, f"rows are part of a node of {leaf.size} rows, not a whole node")
         return x
