@@ -207,13 +207,13 @@ class _EvilGuest:
     def __init__(self, ch, keypair):
         self.ch, (self.pk, self.sk) = ch, keypair
 
-    def setup(self, min_node_rows=spec.MIN_NODE_ROWS, max_depth=3):
+    def setup(self, min_node_rows=spec.MIN_NODE_ROWS, max_depth=3, item_bits=None):
         self.max_depth = max_depth
-        codec = GHCodec(N_ROWS, self.pk.bits)
+        item_bits = GHCodec(N_ROWS, self.pk.bits).item_bits if item_bits is None else item_bits
         self.ch.send("host", spec.tag(Stage.SETUP), {
             "run_id": "evil", "public_key": self.pk.to_wire()["n"], "n_rows": N_ROWS,
             "train_rows": np.arange(N_ROWS, dtype=np.int64), "valid_rows": np.zeros(0, dtype=np.int64),
-            "max_depth": max_depth, "max_bins": 32, "item_bits": codec.item_bits, "resume_trees": 0,
+            "max_depth": max_depth, "max_bins": 32, "item_bits": item_bits, "resume_trees": 0,
             "gh_part_rows": N_ROWS, "min_node_rows": min_node_rows,
         })
         self.nb = self.ch.recv("host", spec.tag(Stage.SETUP_REPLY))["n_bins_non_missing"]
@@ -339,6 +339,10 @@ def _attack_floor(g):
     pass  # the SETUP itself is refused
 
 
+def _attack_item_bits(g):
+    pass  # the SETUP itself is refused: a whole plaintext per sum would carry ~key_bits crafted row bits
+
+
 @pytest.mark.parametrize("attack,match", [
     (_attack_all_rows_several_pairs, r"split-req from 'bank': rows are not (one current node|a node of level 0)"),
     (_attack_one_row_root, r"hist-req from 'bank': rows are part of a node of 200 rows"),
@@ -353,6 +357,7 @@ def _attack_floor(g):
     (_attack_split_without_histogram, r"split-req from 'bank': rows are not a node of level 1 whose histogram the guest holds"),
     (_attack_part_of_node_split, r"split-req from 'bank': rows are part of a node of 200 rows"),
     (_attack_floor, r"setup from 'bank': min_node_rows 1 is below the floor 20"),
+    (_attack_item_bits, r"setup from 'bank': item_bits 1023, expected \d+ for 200 training rows"),
 ])
 def test_host_refuses_requests_outside_its_tracked_partition(keypair, attack, match):
     _, Xh, _ = _default_credit(N_ROWS)
@@ -360,7 +365,8 @@ def test_host_refuses_requests_outside_its_tracked_partition(keypair, attack, ma
 
     def guest(ch):
         g = _EvilGuest(ch, keypair)
-        g.setup(min_node_rows=1 if attack is _attack_floor else spec.MIN_NODE_ROWS)
+        g.setup(min_node_rows=1 if attack is _attack_floor else spec.MIN_NODE_ROWS,
+                item_bits=keypair[0].bits - 1 if attack is _attack_item_bits else None)
         g.start(Xh.shape[1])
         attack(g)
         got["answered"] = True  # not reached: the host refuses before answering

@@ -76,8 +76,8 @@ class GHCodec:
         nb = int(max_rows).bit_length()
         self.max_rows = int(max_rows)
         self.h_bits = GH_BITS - 2 + nb + 1
-        self.g_bits = GH_BITS + nb + 2  # signed
-        self.item_bits = self.h_bits + self.g_bits
+        self.item_bits = spec.item_bits(max_rows)  # hosts check it against their own row count
+        self.g_bits = self.item_bits - self.h_bits  # signed: GH_BITS + nb + 2
         self.per_ciphertext = (key_bits - 1) // self.item_bits
         if self.per_ciphertext < 1:
             raise ProtocolError(f"a {key_bits}-bit key cannot hold one packed (g, h) sum of {max_rows} rows")

@@ -146,6 +146,11 @@ class SecureBoostHost:
         max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
         if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits < pk.bits):
             raise ProtocolError("secureboost setup: max_depth, max_bins or item_bits out of range")
+        if item_bits != spec.item_bits(len(train)):
+            # the packing width follows from the row count; a wider one only helps a guest that encrypts
+            # crafted values instead of (g, h) read more of each histogram sum
+            raise ProtocolError(f"secureboost setup from {self.guest!r}: item_bits {item_bits}, expected "
+                                f"{spec.item_bits(len(train))} for {len(train)} training rows")
         part_rows = setup["gh_part_rows"]
         if part_rows < 1:
             raise ProtocolError(f"secureboost setup: gh_part_rows must be at least 1, got {part_rows}")

@@ -60,7 +60,7 @@ from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
 __all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
-           "MIN_NODE_ROWS", "gh_part_rows", "gh_parts", "check_gh_part"]
+           "MIN_NODE_ROWS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
@@ -207,6 +207,17 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
                 f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
             )
     return msg
+
+
+def item_bits(max_rows: int) -> int:
+    """Width of one packed ``(G, H)`` sum over at most ``max_rows`` rows: the ``h`` slot (sums of
+    ``h <= 2**(GH_BITS - 2)``) plus the signed ``g`` slot above it; the shift of cipher compression.
+
+    A host compresses with exactly this width (it refuses another in SETUP): a wider one would let a guest
+    that encrypts crafted values instead of ``(g, h)`` read up to a whole plaintext per histogram sum.
+    """
+    nb = int(max_rows).bit_length()
+    return (GH_BITS - 2 + nb + 1) + (GH_BITS + nb + 2)
 
 
 def gh_part_rows(width: int, part_rows: int | None = None) -> int:
