@@ -68,6 +68,11 @@ def _reference(kw, X, y, seed=None) -> GBDTReference:
     return GBDTReference(**kw, gh_bits=GH_BITS, validation_seed=seed).fit(X, y)
 
 
+def _sibling(nodes, nid):
+    parent = next(p for p in nodes if not p.is_leaf and nid in (p.left, p.right))
+    return parent.right if parent.left == nid else parent.left
+
+
 def _assert_same_trees(fed: GuestModel, ref: GBDTReference, offsets: dict):
     assert len(fed.trees) == len(ref.trees_)
     for t, (a_nodes, b_nodes) in enumerate(zip(fed.trees, ref.trees_)):
@@ -80,7 +85,7 @@ def _assert_same_trees(fed: GuestModel, ref: GBDTReference, offsets: dict):
             assert a.value == b.value, (t, a.id)  # exact: same integer sums on both sides
 
 
-@pytest.mark.parametrize("case", ["plain", "sampling+missing", "early_stopping"])
+@pytest.mark.parametrize("case", ["plain", "sampling+missing", "early_stopping", "min_node_rows"])
 def test_two_party_lossless_vs_reference(keypair, case):
     Xg, Xh, y = _default_credit(2000)
     kw = dict(n_trees=3, max_depth=3)
@@ -93,6 +98,8 @@ def test_two_party_lossless_vs_reference(keypair, case):
         kw.update(subsample=0.8, colsample=0.6, random_state=7)
     if case == "early_stopping":
         kw.update(n_trees=6, early_stopping_rounds=1, learning_rate=1.0, max_depth=4, validation_fraction=0.3)
+    if case == "min_node_rows":  # larger than the floor: the grower stops where the hosts would refuse
+        kw.update(max_depth=5, min_node_rows=150)
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair)
     fed = res["bank"].model_
     ref = _reference(kw, np.hstack([Xg, Xh]), y, fed.validation_seed)
@@ -100,6 +107,12 @@ def test_two_party_lossless_vs_reference(keypair, case):
     assert any(n.party == "host" for nodes in fed.trees for n in nodes), "the host should win some splits"
     if case == "sampling+missing":
         assert any(n.missing_left for nodes in fed.trees for n in nodes if not n.is_leaf)
+    if case == "min_node_rows":
+        for nodes in fed.trees:
+            for n in nodes:
+                if not n.is_leaf:
+                    assert min(nodes[n.left].n_rows, nodes[n.right].n_rows) >= 1
+                    assert n.n_rows >= 150 and (n.id == 0 or nodes[_sibling(nodes, n.id)].n_rows >= 150)
     if case == "early_stopping":
         assert res["bank"].result_["validation"]["auc"] > 0.6
         assert res["bank"].result_["trees"] == ref.n_trees_

@@ -391,10 +391,13 @@ class SecureBoostGuest:
         path = self.workdir / GUEST_FILE if self.workdir is not None else None
         old = GuestModel.load(path) if path is not None and path.exists() else None
         plan = None
-        if old is not None and old.validation_seed is not None and old.run_key:
-            seed, key = int(old.validation_seed), bytes.fromhex(old.run_key)
-            plan = self._plan(seed, key)
-            if plan[2] != old.run_id:
+        if old is not None and isinstance(old.validation_seed, int) and old.run_key:
+            try:
+                seed, key = old.validation_seed, bytes.fromhex(old.run_key)
+            except ValueError:  # not this version's checkpoint: start a new run
+                key = None
+            plan = self._plan(seed, key) if key else None
+            if plan is not None and plan[2] != old.run_id:
                 plan = None
         if plan is None:
             seed, key = secrets.randbits(128), secrets.token_bytes(32)
