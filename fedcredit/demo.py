@@ -46,8 +46,8 @@ __all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_HOMO_STEPS", "DEMO_JOBS", "DemoJ
            "centralized_baselines", "homo_baselines"]
 
 #: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
-#: SecureBoost holds out a random 20 % drawn from a seed only the guest knows (``early_stopping_rounds`` set to the number of trees: it never
-#: stops early, the split only gives the validation AUC/KS and training curve).
+#: SecureBoost holds out a random 20 % drawn from a seed only the guest knows (``early_stopping_rounds`` set to the
+#: number of trees: it never stops early, the split only gives the validation AUC/KS and training curve).
 DEMO_STEPS: list[tuple[str, str, dict, dict]] = [
     ("handshake", "handshake", {}, {}),
     ("psi", "psi", {}, {}),

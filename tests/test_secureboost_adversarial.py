@@ -45,7 +45,8 @@ def _default_credit(n):
 
     g = pd.read_csv(data_path("default_credit", "hetero_guest.csv")).iloc[:n]
     h = pd.read_csv(data_path("default_credit", "hetero_host.csv")).set_index("id").loc[g["id"]].reset_index()
-    return g.drop(columns=["id", "y"]).to_numpy(np.float64), h.drop(columns=["id"]).to_numpy(np.float64), g["y"].to_numpy()
+    return (g.drop(columns=["id", "y"]).to_numpy(np.float64), h.drop(columns=["id"]).to_numpy(np.float64),
+            g["y"].to_numpy())
 
 
 def _fit(Xg, Xh, y, kw, keypair, *, hub=None, workdir=None):
@@ -354,7 +355,7 @@ def _attack_item_bits(g):
     (_attack_build_both_children, r"hist-req from 'bank': rows are not a node of level 1 to build \(built already"),
     (_attack_split_root_twice, r"split-req from 'bank': rows are not one current node"),
     (_attack_split_same_node_twice_in_one_request, r"split-req from 'bank': rows are not one current node"),
-    (_attack_split_without_histogram, r"split-req from 'bank': rows are not a node of level 1 whose histogram the guest holds"),
+    (_attack_split_without_histogram, r"split-req from 'bank': rows are not a node of level 1 whose histogram"),
     (_attack_part_of_node_split, r"split-req from 'bank': rows are part of a node of 200 rows"),
     (_attack_floor, r"setup from 'bank': min_node_rows 1 is below the floor 20"),
     (_attack_item_bits, r"setup from 'bank': item_bits 1023, expected \d+ for 200 training rows"),
