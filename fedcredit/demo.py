@@ -46,8 +46,8 @@ __all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_HOMO_STEPS", "DEMO_JOBS", "DemoJ
            "centralized_baselines", "homo_baselines"]
 
 #: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
-#: SecureBoost holds out a stratified 20 % (``early_stopping_rounds`` set to the number of trees: it never
-#: stops early, the split only gives the validation AUC/KS and training curve).
+#: SecureBoost holds out a random 20 % drawn from a seed only the guest knows (``early_stopping_rounds`` set to the
+#: number of trees: it never stops early, the split only gives the validation AUC/KS and training curve).
 DEMO_STEPS: list[tuple[str, str, dict, dict]] = [
     ("handshake", "handshake", {}, {}),
     ("psi", "psi", {}, {}),
@@ -454,7 +454,8 @@ def _metrics(y, score) -> dict:
 
 def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | None, *,
                           sbt_parties=("bank", "chain", "gov"), lr_parties=("bank", "chain"),
-                          lr_features: list[str] | None = None, binning_params: dict | None = None) -> dict:
+                          lr_features: list[str] | None = None, binning_params: dict | None = None,
+                          sbt_validation_seed: int | None = None) -> dict:
     """Train the demo's models centrally on the joined data, on the validation rows the guest uses.
 
     Parameters
@@ -471,6 +472,9 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
         The features ``select`` kept (default: all).
     binning_params : dict, optional
         The binning step's parameters (WOE features when ``lr_params["features"] == "woe"``).
+    sbt_validation_seed : int, optional
+        The SecureBoost guest's secret validation seed (``GuestModel.validation_seed``, read from the bank's
+        own model part: the demo plays every party); None: a split seeded by ``random_state``.
 
     Returns
     -------
@@ -484,14 +488,17 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
 
     out: dict[str, list[dict]] = {}
     if sbt_params is not None:
-        from .models.tree.gbdt import GBDTReference, stratified_split
-        from .protocols.secureboost.spec import GH_BITS
+        from .models.tree.gbdt import GBDTReference, validation_split
+        from .protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS
 
         X, y, _ = joined_table(data_dir, sbt_parties)
         p = {k: v for k, v in sbt_params.items() if k not in ("key_bits", "guest_only_first_tree")}
+        p.setdefault("min_node_rows", MIN_NODE_ROWS)  # the federated default
         vf, rs = float(p.get("validation_fraction", 0.2)), int(p.get("random_state", 0))
+        seed = rs if sbt_validation_seed is None else int(sbt_validation_seed)
+        p["validation_seed"] = seed
         if p.get("early_stopping_rounds") is not None:
-            train, valid = stratified_split(y, vf, rs)
+            train, valid = validation_split(len(y), vf, seed)  # the reference's split: the guest's, given its seed
         else:
             train, valid = np.arange(len(y)), np.arange(len(y))
         rows = []
@@ -634,6 +641,15 @@ def _step_params(steps: list[tuple[str, str, dict]], kind: str) -> dict | None:
 
 def _step_result(job: dict, kind: str) -> dict | None:
     return next((s for s in job["steps"] if s["kind"] == kind), None)
+
+
+def _sbt_validation_seed(bank_state: Path, job: dict | None) -> int | None:
+    """The bank's secret SecureBoost validation seed, from its own model part (None if absent)."""
+    from .protocols.secureboost.model import GUEST_FILE, GuestModel
+
+    step = _step_result(job, "secureboost") if job else None
+    path = bank_state / "jobs" / str(job["job_id"]) / step["step"] / GUEST_FILE if step else None
+    return GuestModel.load(path).validation_seed if path is not None and path.is_file() else None
 
 
 def _models(jobs: list[dict], baselines: dict) -> list[dict]:
@@ -899,6 +915,7 @@ def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep:
             lr_parties=tuple(lr_job["parties"]) if lr_job else (),
             lr_features=(sel["result"].get("kept") if sel and sel["state"] == "succeeded" else None),
             binning_params=lr_job["params"].get("binning") if lr_job else None,
+            sbt_validation_seed=_sbt_validation_seed(Path(cfg.state_dir), sbt_job),
         )
         homo_job = next((j for j in jobs if _step_result(j, "homo")), None)
         if homo_job is not None:

@@ -62,6 +62,17 @@ def _fit(parties: dict, y, kw, keypair, *, hub=None, workdirs=None, guest="bank"
     return run_local(fns, timeout=300, hub=hub)
 
 
+def _reference(kw, X, y, seed=None) -> GBDTReference:
+    """The plaintext reference of a federated run with parameters ``kw`` (and the guest's secret split seed)."""
+    kw = {"min_node_rows": spec.MIN_NODE_ROWS, **kw}  # the federated default
+    return GBDTReference(**kw, gh_bits=GH_BITS, validation_seed=seed).fit(X, y)
+
+
+def _sibling(nodes, nid):
+    parent = next(p for p in nodes if not p.is_leaf and nid in (p.left, p.right))
+    return parent.right if parent.left == nid else parent.left
+
+
 def _assert_same_trees(fed: GuestModel, ref: GBDTReference, offsets: dict):
     assert len(fed.trees) == len(ref.trees_)
     for t, (a_nodes, b_nodes) in enumerate(zip(fed.trees, ref.trees_)):
@@ -74,7 +85,7 @@ def _assert_same_trees(fed: GuestModel, ref: GBDTReference, offsets: dict):
             assert a.value == b.value, (t, a.id)  # exact: same integer sums on both sides
 
 
-@pytest.mark.parametrize("case", ["plain", "sampling+missing", "early_stopping"])
+@pytest.mark.parametrize("case", ["plain", "sampling+missing", "early_stopping", "min_node_rows"])
 def test_two_party_lossless_vs_reference(keypair, case):
     Xg, Xh, y = _default_credit(2000)
     kw = dict(n_trees=3, max_depth=3)
@@ -87,13 +98,21 @@ def test_two_party_lossless_vs_reference(keypair, case):
         kw.update(subsample=0.8, colsample=0.6, random_state=7)
     if case == "early_stopping":
         kw.update(n_trees=6, early_stopping_rounds=1, learning_rate=1.0, max_depth=4, validation_fraction=0.3)
+    if case == "min_node_rows":  # larger than the floor: the grower stops where the hosts would refuse
+        kw.update(max_depth=5, min_node_rows=150)
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair)
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
     fed = res["bank"].model_
+    ref = _reference(kw, np.hstack([Xg, Xh]), y, fed.validation_seed)
     _assert_same_trees(fed, ref, {"bank": 0, "host": Xg.shape[1]})
     assert any(n.party == "host" for nodes in fed.trees for n in nodes), "the host should win some splits"
     if case == "sampling+missing":
         assert any(n.missing_left for nodes in fed.trees for n in nodes if not n.is_leaf)
+    if case == "min_node_rows":
+        for nodes in fed.trees:
+            for n in nodes:
+                if not n.is_leaf:
+                    assert min(nodes[n.left].n_rows, nodes[n.right].n_rows) >= 1
+                    assert n.n_rows >= 150 and (n.id == 0 or nodes[_sibling(nodes, n.id)].n_rows >= 150)
     if case == "early_stopping":
         assert res["bank"].result_["validation"]["auc"] > 0.6
         assert res["bank"].result_["trees"] == ref.n_trees_
@@ -112,7 +131,7 @@ def test_gh_streamed_in_many_small_parts_same_trees(keypair):
     kw = dict(n_trees=2, max_depth=3, subsample=0.9, random_state=3)
     hub = MemoryHub(["bank", "host"])
     res = _fit({"bank": Xg, "host": Xh}, y, dict(kw, gh_part_rows=7), keypair, hub=hub)
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
+    ref = _reference(kw, np.hstack([Xg, Xh]), y)
     _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
     assert any(n.party == "host" for nodes in res["bank"].model_.trees for n in nodes)
     width = keypair[0].width
@@ -265,7 +284,7 @@ def test_gh_parts_stay_under_the_transport_message_limit(keypair):
     with pytest.raises(ProtocolError, match=r"tree-0/part-0/gh' of \d+ bytes exceeds max_message_bytes=65536"):
         _fit_grpc(Xg, Xh, y, kw, keypair, **limit)
     res = _fit_grpc(Xg, Xh, y, dict(kw, gh_part_rows=200), keypair, **limit)
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
+    ref = _reference(kw, np.hstack([Xg, Xh]), y)
     _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
     assert res["host"].result_["gh_parts"] == 5
 
@@ -341,7 +360,7 @@ def test_three_parties_credit3(keypair):
     Xb, Xc, Xv, y = _credit3(2500)
     kw = dict(n_trees=2, max_depth=3)
     res = _fit({"bank": Xb, "chain": Xc, "gov": Xv}, y, kw, keypair)
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xb, Xc, Xv]), y)
+    ref = _reference(kw, np.hstack([Xb, Xc, Xv]), y)
     _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "chain": Xb.shape[1], "gov": Xb.shape[1] + Xc.shape[1]})
     assert res["bank"].result_["train"]["auc"] > 0.7
 
@@ -351,7 +370,7 @@ def test_host_with_constant_features_completes(keypair):
     Xh = np.ones((len(Xg), 3))
     kw = dict(n_trees=2, max_depth=2)
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair)
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(Xg, y)
+    ref = _reference(kw, Xg, y)
     _assert_same_trees(res["bank"].model_, ref, {"bank": 0})
     assert res["host"].model_.splits == {}
 
@@ -383,7 +402,7 @@ def test_resume_from_checkpoint(keypair, tmp_path):
     # the part size of the streamed (g, h) does not change the trees, so it may change on resume
     again = _fit({"bank": Xg, "host": Xh}, y, dict(kw, gh_part_rows=50), keypair, workdirs=wd)
     assert again["bank"].result_["resumed_from"] == 1 and again["bank"].result_["trees_built"] == 2
-    ref = GBDTReference(**kw, gh_bits=GH_BITS).fit(np.hstack([Xg, Xh]), y)
+    ref = _reference(kw, np.hstack([Xg, Xh]), y)
     _assert_same_trees(again["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
     _assert_same_trees(full["bank"].model_, ref, {"bank": 0, "host": Xg.shape[1]})
 

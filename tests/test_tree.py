@@ -149,3 +149,22 @@ def test_sampling_and_early_stopping_are_deterministic(rng):
 def test_reference_param_validation(param, value):
     with pytest.raises(ConfigError, match=f"'{param}' parameter of GBDTReference"):
         GBDTReference(**{param: value}).fit(np.zeros((4, 1)), np.array([0, 1, 0, 1]))
+
+
+def test_min_node_rows_splits_only_nodes_that_with_their_sibling_are_large_enough(rng):
+    """Every histogram of the tree (a split node's, and its sibling's by subtraction) sums >= min_node_rows rows."""
+    X = rng.normal(size=(1200, 4))
+    y = (X[:, 0] + 0.3 * rng.normal(size=1200) > 1.2).astype(int)
+    small = GBDTReference(n_trees=3, max_depth=6, min_node_rows=1).fit(X, y)
+    big = GBDTReference(n_trees=3, max_depth=6, min_node_rows=60).fit(X, y)
+
+    def split_nodes(trees):
+        for nodes in trees:
+            parent = {c: p for p in nodes if not p.is_leaf for c in (p.left, p.right)}
+            for n in nodes:
+                if not n.is_leaf:
+                    sib = None if n.id == 0 else (lambda p: p.right if p.left == n.id else p.left)(parent[n.id])
+                    yield n, (None if sib is None else nodes[sib])
+
+    assert any(n.n_rows < 60 or (s is not None and s.n_rows < 60) for n, s in split_nodes(small.trees_))
+    assert all(n.n_rows >= 60 and (s is None or s.n_rows >= 60) for n, s in split_nodes(big.trees_))

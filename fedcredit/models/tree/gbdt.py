@@ -8,8 +8,11 @@ bins, same leaf weights); with ``gh_bits=None`` it is an ordinary float GBDT
 comparable to scikit-learn's ``HistGradientBoostingClassifier(max_bins=max_bins - 1)``.
 
 The helpers below (gradients, fixed-point quantization, per-tree sampling,
-stratified validation split, early stopping) are shared with the federated
-label holder so both draw the same rows and features for each tree.
+validation split, early stopping) are shared with the federated label holder
+so both draw the same rows and features for each tree. The federated label
+holder seeds its validation split with a secret it draws itself (hosts see the
+split, so it must say nothing about the labels); pass that seed as
+``validation_seed`` to reproduce its model here.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ __all__ = [
     "tree_rng",
     "sample_rows",
     "sample_features",
-    "stratified_split",
+    "validation_split",
     "logloss",
     "EarlyStopping",
     "TREE_PARAMETER_CONSTRAINTS",
@@ -50,6 +53,7 @@ TREE_PARAMETER_CONSTRAINTS = {
     "min_split_gain": [Interval(float, 0, None)],
     "subsample": [Interval(float, 0, 1, closed="right")],
     "colsample": [Interval(float, 0, 1, closed="right")],
+    "min_node_rows": [Interval(int, 1, None)],
     "early_stopping_rounds": [None, Interval(int, 1, None)],
     "validation_fraction": [Interval(float, 0, 1, closed="neither")],
     "random_state": [Interval(int, 0, None)],
@@ -102,17 +106,22 @@ def sample_features(rng: np.random.Generator, n_features: int, colsample: float)
     return mask
 
 
-def stratified_split(y: np.ndarray, fraction: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train, validation) row positions with ``fraction`` of each class in validation."""
-    y = np.asarray(y)
-    rng = np.random.default_rng(random_state)
-    valid = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        valid.append(rng.permutation(idx)[: int(round(fraction * len(idx)))])
-    valid = np.sort(np.concatenate(valid)) if valid else np.empty(0, dtype=np.int64)
-    train = np.setdiff1d(np.arange(len(y)), valid)
-    return train.astype(np.int64), valid.astype(np.int64)
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) row positions: a uniformly random ``round(fraction * n)`` rows held out.
+
+    Not stratified, on purpose: hosts see which rows are held out, and a split
+    drawn per class would tell them about the labels (with the seed, a host can
+    replay a stratified split against label guesses). The size depends on
+    ``n`` only (at least one row on each side) and the rows on ``seed`` only,
+    so the split is independent of the labels.
+    """
+    n = int(n)
+    rng = np.random.default_rng(int(seed))
+    k = min(max(int(round(fraction * n)), 1), n - 1) if n >= 2 else 0
+    perm = rng.permutation(n)
+    valid = np.sort(perm[:k]).astype(np.int64)
+    train = np.sort(perm[k:]).astype(np.int64)
+    return train, valid
 
 
 def logloss(y: np.ndarray, raw: np.ndarray) -> float:
@@ -159,16 +168,25 @@ class GBDTReference:
         Fraction of training rows drawn (without replacement) for each tree.
     colsample : float, default=1.0
         Fraction of features drawn for each tree.
+    min_node_rows : int, default=1
+        A node is split only when it and its sibling each hold at least this
+        many rows (1: no limit beyond two rows to split). SecureBoost enforces
+        a floor (``spec.MIN_NODE_ROWS``) so hosts never sum fewer rows; pass
+        the federated run's value to reproduce it.
     early_stopping_rounds : int or None, default=None
-        When set, hold out a stratified ``validation_fraction`` of the rows and
-        stop once the validation log-loss has not improved for this many trees
-        (the best prefix of trees is kept).
+        When set, hold out a random ``validation_fraction`` of the rows
+        (:func:`validation_split`) and stop once the validation log-loss has
+        not improved for this many trees (the best prefix of trees is kept).
     validation_fraction : float, default=0.2
+    validation_seed : int or None, default=None
+        Seed of the validation split; None: ``random_state``. The federated
+        label holder draws it secretly and keeps it in its model part
+        (``GuestModel.validation_seed``).
     gh_bits : int or None, default=None
         Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
         protocol does) and sum them as integers; None sums floats.
     random_state : int, default=0
-        Seeds row/feature sampling and the validation split.
+        Seeds row/feature sampling (and the validation split unless ``validation_seed`` is given).
 
     Attributes
     ----------
@@ -179,7 +197,8 @@ class GBDTReference:
     validation_loss_ : list of float
     """
 
-    _parameter_constraints = {**TREE_PARAMETER_CONSTRAINTS, "gh_bits": [None, Interval(int, 8, 52)]}
+    _parameter_constraints = {**TREE_PARAMETER_CONSTRAINTS, "gh_bits": [None, Interval(int, 8, 52)],
+                              "validation_seed": [None, Interval(int, 0, None)]}
 
     def __init__(
         self,
@@ -193,8 +212,10 @@ class GBDTReference:
         min_split_gain: float = 0.0,
         subsample: float = 1.0,
         colsample: float = 1.0,
+        min_node_rows: int = 1,
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.2,
+        validation_seed: int | None = None,
         gh_bits: int | None = None,
         random_state: int = 0,
     ):
@@ -207,8 +228,10 @@ class GBDTReference:
         self.min_split_gain = min_split_gain
         self.subsample = subsample
         self.colsample = colsample
+        self.min_node_rows = min_node_rows
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
+        self.validation_seed = validation_seed
         self.gh_bits = gh_bits
         self.random_state = random_state
 
@@ -225,7 +248,8 @@ class GBDTReference:
         if not np.isin(np.unique(y), (0, 1)).all():
             raise DataError("y must be binary 0/1")
         if self.early_stopping_rounds is not None:
-            train, valid = stratified_split(y, self.validation_fraction, self.random_state)
+            seed = self.random_state if self.validation_seed is None else self.validation_seed
+            train, valid = validation_split(len(y), self.validation_fraction, seed)
         else:
             train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)
         self.bin_mapper_ = BinMapper(max_bins=self.max_bins).fit(X[train])
@@ -247,7 +271,7 @@ class GBDTReference:
             source = LocalSource("local", codes, self.bin_mapper_, gh)
             nodes, _ = TreeGrower(
                 sources=[source], gh=gh, rows=rows, max_depth=self.max_depth, learning_rate=self.learning_rate,
-                split_params=params, scale=scale, feature_masks=[fmask],
+                split_params=params, scale=scale, feature_masks=[fmask], min_node_rows=self.min_node_rows,
             ).grow()
             self.trees_.append(nodes)
             raw += predict_raw([nodes], 0.0, X[train])

@@ -181,6 +181,11 @@ class TreeGrower:
         Fixed-point scale of ``gh`` (1.0 for floats).
     feature_masks : list of (ndarray of bool or None)
         Per source, the features this tree may use (None = all).
+    min_node_rows : int, default=1
+        A node is split only when it and its sibling each hold at least this
+        many rows. Every histogram is then a sum over at least this many rows,
+        whether built or derived as ``parent - sibling`` (SecureBoost hosts
+        refuse to build any other; see ``protocols/secureboost/host.py``).
     """
 
     sources: list
@@ -191,6 +196,7 @@ class TreeGrower:
     split_params: SplitParams
     scale: float = 1.0
     feature_masks: list | None = None
+    min_node_rows: int = 1
     stats: GrowStats = field(default_factory=GrowStats)
 
     def grow(self) -> tuple[list[Node], dict[int, np.ndarray]]:
@@ -228,7 +234,9 @@ class TreeGrower:
         mcw = self.split_params.min_child_weight
         stopped_at = self.max_depth
         for depth in range(self.max_depth):
-            splittable = [n for n in level if n.n_rows >= 2 and n.h >= 2 * mcw]
+            m = self.min_node_rows
+            splittable = [n for n in level if n.n_rows >= max(2, m) and n.h >= 2 * mcw
+                          and (n.id not in siblings or nodes[siblings[n.id]].n_rows >= m)]
             if not splittable:
                 stopped_at = depth
                 break
@@ -314,9 +322,10 @@ class TreeGrower:
         return nodes, leaf_rows
 
 
-def grow_tree(sources, gh, rows, *, max_depth, learning_rate, split_params, scale=1.0, feature_masks=None):
+def grow_tree(sources, gh, rows, *, max_depth, learning_rate, split_params, scale=1.0, feature_masks=None,
+              min_node_rows=1):
     """Convenience wrapper: ``TreeGrower(...).grow()``."""
     return TreeGrower(
         sources=sources, gh=gh, rows=rows, max_depth=max_depth, learning_rate=learning_rate,
-        split_params=split_params, scale=scale, feature_masks=feature_masks,
+        split_params=split_params, scale=scale, feature_masks=feature_masks, min_node_rows=min_node_rows,
     ).grow()

@@ -31,6 +31,7 @@ from ...transport.base import Channel
 from .guest import SecureBoostGuest, predict_guest
 from .host import SecureBoostHost, predict_host
 from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+from .spec import MIN_NODE_ROWS
 
 __all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel"]
 
@@ -67,11 +68,18 @@ class VerticalSecureBoost:
         Fraction of training rows per tree (without replacement).
     colsample : float, default=1.0
         Fraction of all parties' features per tree.
+    min_node_rows : int, default=spec.MIN_NODE_ROWS (20)
+        A node is split only when it and its sibling each hold at least this
+        many rows; hosts refuse to build any histogram over fewer rows (directly
+        or as parent minus sibling) and refuse a value below the floor
+        ``spec.MIN_NODE_ROWS``.
     early_stopping_rounds : int or None, default=None
-        When set, the guest holds out a stratified ``validation_fraction`` of
-        the aligned rows, scores it with the federated predict path after
-        every tree, and stops once the log-loss has not improved for this many
-        trees (keeping the best prefix).
+        When set, the guest holds out a random ``validation_fraction`` of the
+        aligned rows (its size fixed by the row count, its rows drawn from a
+        seed the guest draws from ``secrets`` and keeps: hosts see the split
+        but it says nothing about the labels), scores it with the federated
+        predict path after every tree, and stops once the log-loss has not
+        improved for this many trees (keeping the best prefix).
     validation_fraction : float, default=0.2
     guest_only_first_tree : bool, default=False
         Build the first tree on the guest's features only ("complete secure"
@@ -85,18 +93,24 @@ class VerticalSecureBoost:
         ``[transport] max_message_mib = 256``; set it lower if a party's limit is lower. It
         changes neither the trees nor the run id (a resumed run may change it).
     random_state : int, default=0
-        Seeds the validation split and per-tree row/feature sampling.
+        Seeds per-tree row/feature sampling (public: every party knows it). The
+        validation split has its own secret seed (``validation_seed_``).
 
     Attributes
     ----------
     role_ : {"guest", "host"}
     model_ : GuestModel or HostModel
+    validation_seed_ : int
+        Guest only: the secret seed of the validation split (also in
+        ``model_.validation_seed``); ``GBDTReference(validation_seed=...)``
+        with the same parameters reproduces the trees.
     result_ : dict
         The run report (timings, trees, bytes, metrics on the guest).
     """
 
     _parameter_constraints = {
         **TREE_PARAMETER_CONSTRAINTS,
+        "min_node_rows": [Interval(int, MIN_NODE_ROWS, None)],
         "guest_only_first_tree": ["boolean"],
         "key_bits": [Interval(int, 2048, None)],
         "gh_part_rows": [None, Interval(int, 1, None)],
@@ -104,7 +118,8 @@ class VerticalSecureBoost:
 
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
-                 subsample: float = 1.0, colsample: float = 1.0, early_stopping_rounds: int | None = None,
+                 subsample: float = 1.0, colsample: float = 1.0, min_node_rows: int = MIN_NODE_ROWS,
+                 early_stopping_rounds: int | None = None,
                  validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
                  gh_part_rows: int | None = None, random_state: int = 0):
         self.n_trees = n_trees
@@ -116,6 +131,7 @@ class VerticalSecureBoost:
         self.min_split_gain = min_split_gain
         self.subsample = subsample
         self.colsample = colsample
+        self.min_node_rows = min_node_rows
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.guest_only_first_tree = guest_only_first_tree
@@ -186,6 +202,7 @@ class VerticalSecureBoost:
             g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
                                  keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled)
             self.model_, result = g.run()
+            self.validation_seed_ = g.validation_seed_
             yy = np.asarray(y)
             from ...models.tree.gbdt import sigmoid
 

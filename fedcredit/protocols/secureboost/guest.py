@@ -16,7 +16,9 @@ compute, so the federated tree is the reference tree.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import secrets
 import time
 from pathlib import Path
 
@@ -35,8 +37,8 @@ from ...models.tree.gbdt import (
     sample_features,
     sample_rows,
     sigmoid,
-    stratified_split,
     tree_rng,
+    validation_split,
 )
 from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower
 from ...models.tree.predictor import local_decision, predict_tree
@@ -74,8 +76,8 @@ class GHCodec:
         nb = int(max_rows).bit_length()
         self.max_rows = int(max_rows)
         self.h_bits = GH_BITS - 2 + nb + 1
-        self.g_bits = GH_BITS + nb + 2  # signed
-        self.item_bits = self.h_bits + self.g_bits
+        self.item_bits = spec.item_bits(max_rows)  # hosts check it against their own row count
+        self.g_bits = self.item_bits - self.h_bits  # signed: GH_BITS + nb + 2
         self.per_ciphertext = (key_bits - 1) // self.item_bits
         if self.per_ciphertext < 1:
             raise ProtocolError(f"a {key_bits}-bit key cannot hold one packed (g, h) sum of {max_rows} rows")
@@ -282,8 +284,15 @@ def predict_guest(channel: Channel, guest_model: GuestModel, X_guest, *, hosts: 
     return r if raw else sigmoid(r)
 
 
-def _run_id(params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str]) -> str:
-    h = hashlib.sha256(json.dumps({"params": params, "n": n_rows, "hosts": hosts}, sort_keys=True).encode())
+def _run_id(key: bytes, params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str]) -> str:
+    """The run id sent to hosts: HMAC-SHA256 under the guest's secret ``key`` of parameters, rows and labels.
+
+    It must change with the labels (a checkpoint resumes only the same run) yet
+    tell hosts nothing about them: an unkeyed hash of ``y`` would let a host
+    confirm a guess of the labels by recomputing it.
+    """
+    h = hmac.new(key, json.dumps({"params": params, "n": n_rows, "hosts": hosts}, sort_keys=True).encode(),
+                 hashlib.sha256)
     h.update(np.ascontiguousarray(train, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
     return h.hexdigest()[:32]
@@ -359,14 +368,41 @@ class SecureBoostGuest:
     def _gather_replies(self, stage: Stage, tag: str) -> dict:
         return {h: spec.expect(stage, self.ch.recv(h, tag), sender_role="host") for h in self.hosts}
 
+    def _plan(self, seed: int, key: bytes) -> tuple[np.ndarray, np.ndarray, str]:
+        """Train and validation rows from the secret ``seed``, and the run id under ``key``."""
+        p, n = self.p, len(self.X)
+        if p["early_stopping_rounds"] is not None:
+            train, valid = validation_split(n, p["validation_fraction"], seed)
+        else:
+            train, valid = np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # parameters that do not change the trees stay out of the run id, so a resumed run may change them
+        run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n,
+                         train, self.y, self.hosts)
+        return train, valid, run_id
+
     def run(self) -> tuple[GuestModel, dict]:
         p = self.p
         t_start = time.perf_counter()
         n = len(self.X)
-        if p["early_stopping_rounds"] is not None:
-            train, valid = stratified_split(self.y, p["validation_fraction"], p["random_state"])
-        else:
-            train, valid = np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # Hosts see the train/validation split (they bin on the training rows). It is a uniformly random
+        # subset of a size fixed by n alone, seeded by a secret only this guest holds: nothing about the
+        # labels, and no public seed a host could replay against label guesses. A checkpoint of the same
+        # run keeps its seed and run-id key so the resumed run draws the same split and id.
+        path = self.workdir / GUEST_FILE if self.workdir is not None else None
+        old = GuestModel.load(path) if path is not None and path.exists() else None
+        plan = None
+        if old is not None and isinstance(old.validation_seed, int) and old.run_key:
+            try:
+                seed, key = old.validation_seed, bytes.fromhex(old.run_key)
+            except ValueError:  # not this version's checkpoint: start a new run
+                key = None
+            plan = self._plan(seed, key) if key else None
+            if plan is not None and plan[2] != old.run_id:
+                plan = None
+        if plan is None:
+            seed, key = secrets.randbits(128), secrets.token_bytes(32)
+            plan = self._plan(seed, key)
+        train, valid, run_id = plan
         ytr, yva = self.y[train].astype(np.float64), self.y[valid]
         Xtr, Xva = self.X[train], self.X[valid]
         mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
@@ -376,22 +412,18 @@ class SecureBoostGuest:
         self.timings["keygen"] = time.perf_counter() - t0
         codec = GHCodec(len(train), pk.bits)
         part_rows = spec.gh_part_rows(pk.width, p.get("gh_part_rows"))
-        # parameters that do not change the trees stay out of the run id, so a resumed run may change them
-        run_id = _run_id({k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n, train,
-                         self.y, self.hosts)
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
-                           base_score=base_score(ytr), params=p, run_id=run_id)
-        path = self.workdir / GUEST_FILE if self.workdir is not None else None
-        if path is not None and path.exists():
-            old = GuestModel.load(path)
-            if old.run_id == run_id:
-                model = old
+                           base_score=base_score(ytr), params=p, run_id=run_id, validation_seed=seed,
+                           run_key=key.hex())
+        if old is not None and old.run_id == run_id:
+            model = old
         for h in self.hosts:
             self.ch.send(h, spec.tag(Stage.SETUP), {
                 "run_id": run_id, "public_key": pk.to_wire()["n"], "n_rows": int(n), "train_rows": train,
                 "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
                 "item_bits": codec.item_bits, "resume_trees": model.n_trees, "gh_part_rows": int(part_rows),
+                "min_node_rows": int(p["min_node_rows"]),
             })
         replies = self._gather_replies(Stage.SETUP_REPLY, spec.tag(Stage.SETUP_REPLY))
         resume = min([model.n_trees] + [r["resume_trees"] for r in replies.values()])
@@ -449,7 +481,7 @@ class SecureBoostGuest:
             masks = [fmask[:n_guest]] + (host_masks if secure else [])
             grower = TreeGrower(sources=srcs, gh=ghq, rows=rows, max_depth=p["max_depth"],
                                 learning_rate=p["learning_rate"], split_params=params, scale=scale,
-                                feature_masks=masks)
+                                feature_masks=masks, min_node_rows=p["min_node_rows"])
             nodes, leaf_rows = grower.grow()
             self.timings["histogram_phase"] += grower.stats.histogram
             self.timings["split"] += grower.stats.split
@@ -493,7 +525,7 @@ class SecureBoostGuest:
             })
         if path is not None:
             model.save(path)
-        self.train_rows_, self.valid_rows_ = train, valid
+        self.train_rows_, self.valid_rows_, self.validation_seed_ = train, valid, seed
         seconds = time.perf_counter() - t_start
         self.timings["transfer"] = max(0.0, self.timings["wait_hosts"] - self.timings["host_histogram"])
         # the guest builds its own histograms while the hosts build theirs

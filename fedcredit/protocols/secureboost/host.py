@@ -13,6 +13,11 @@ is used — and answers the guest's requests:
   (given as feature index and bin index only), record the threshold in the
   host's own table under a fresh split id and return the left/right
   partition of the node's rows;
+
+both only for the nodes of the tree's partition as the host tracks it itself
+(:class:`~.partition.NodeTracker`: current leaves with exactly their rows, each
+built and split once, the node and its sibling at least ``min_node_rows``
+rows); any other request is a :class:`~fedcredit.errors.ProtocolError`;
 * ``PREDICT_REQ``: the left/right decisions of some of its splits for some rows.
 
 The host never sees a plaintext gradient, hessian, label or prediction, and
@@ -42,6 +47,7 @@ from ...models.tree.histogram import build_histogram
 from ...transport.base import Channel
 from . import spec
 from .model import HOST_FILE, HostModel, HostSplit
+from .partition import NodeTracker
 from .spec import Stage
 
 __all__ = ["SecureBoostHost", "predict_host", "host_decisions"]
@@ -140,9 +146,19 @@ class SecureBoostHost:
         max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
         if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits < pk.bits):
             raise ProtocolError("secureboost setup: max_depth, max_bins or item_bits out of range")
+        if item_bits != spec.item_bits(len(train)):
+            # the packing width follows from the row count; a wider one only helps a guest that encrypts
+            # crafted values instead of (g, h) read more of each histogram sum
+            raise ProtocolError(f"secureboost setup from {self.guest!r}: item_bits {item_bits}, expected "
+                                f"{spec.item_bits(len(train))} for {len(train)} training rows")
         part_rows = setup["gh_part_rows"]
         if part_rows < 1:
             raise ProtocolError(f"secureboost setup: gh_part_rows must be at least 1, got {part_rows}")
+        min_rows = setup["min_node_rows"]
+        if min_rows < spec.MIN_NODE_ROWS:
+            # the floor protects this host's bins: a guest may ask for more, never for less
+            raise ProtocolError(f"secureboost setup from {self.guest!r}: min_node_rows {min_rows} is below the "
+                                f"floor {spec.MIN_NODE_ROWS}")
         X_train = self.X[train]
         mapper = BinMapper(max_bins=max_bins).fit(X_train)
         codes = mapper.transform(X_train)
@@ -178,6 +194,9 @@ class SecureBoostHost:
                 if len(start["features"]) != n_feat:
                     raise ProtocolError("secureboost start: a secure tree needs one feature flag per feature")
                 root = spec.check_rows(Stage.START, start["rows"], len(train))
+                if len(root) > 1 and np.any(np.diff(root) <= 0):
+                    raise ProtocolError(f"secureboost start from {self.guest!r}: the tree's rows must be strictly "
+                                        "increasing")
                 bounds = spec.gh_parts(len(root), part_rows)
                 if start["gh_parts"] != len(bounds):
                     raise ProtocolError(f"secureboost start: {start['gh_parts']} gh parts announced for "
@@ -194,8 +213,9 @@ class SecureBoostHost:
                 pos[root] = np.arange(len(root))
                 keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
                 try:
+                    nodes = NodeTracker(len(root), min_rows, self.guest)
                     next_id = self._grow_secure(t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits,
-                                                model, mapper, codes, next_id, len(train))
+                                                model, mapper, codes, next_id, len(train), nodes)
                 finally:
                     if isinstance(gh, PartitionedCipherVector):
                         gh.free()
@@ -245,21 +265,26 @@ class SecureBoostHost:
         return gh
 
     def _grow_secure(self, t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits, model, mapper, codes,
-                     next_id, n_train) -> int:
-        """Answer the histogram and split requests of one secure tree; returns the next free split id."""
+                     next_id, n_train, nodes: NodeTracker) -> int:
+        """Answer the histogram and split requests of one secure tree; returns the next free split id.
+
+        ``nodes`` is the tree's partition as this host tracks it; every request is checked against it
+        before any sum is built or any row is partitioned."""
         for d in range(max_depth):
             req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
             if req["done"]:
                 break
             t0 = time.perf_counter()
-            nodes, offsets, rows = req["nodes"], req["offsets"], req["rows"]
-            spec.check_offsets(Stage.HIST_REQ, offsets, len(nodes), len(rows))
+            req_nodes, offsets, rows = req["nodes"], req["offsets"], req["rows"]
+            spec.check_offsets(Stage.HIST_REQ, offsets, len(req_nodes), len(rows))
             local = pos[spec.check_rows(Stage.HIST_REQ, rows, n_train)]
             if np.any(local < 0):
                 raise ProtocolError("secureboost hist-req: rows outside the tree's rows")
+            node_rows = [local[offsets[i]:offsets[i + 1]] for i in range(len(req_nodes))]
+            for r in node_rows:
+                nodes.check_histogram(d, r)
             parts = []
             if len(active):
-                node_rows = [local[offsets[i]:offsets[i + 1]] for i in range(len(nodes))]
                 if isinstance(gh, PartitionedCipherVector):
                     parts = gh.histograms(node_rows, max_bins)  # one task per partition for all nodes
                 else:
@@ -280,29 +305,38 @@ class SecureBoostHost:
                          {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
             sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
             t0 = time.perf_counter()
-            ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, n_train)
+            ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, n_train, d, pos, active, nodes)
             next_id += len(ids)
             self.timings["split"] += time.perf_counter() - t0
             self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
                          {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
         return next_id
 
-    def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train):
-        nodes = sreq["nodes"]
-        k = len(nodes)
+    def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train, depth, pos, active, tracker):
+        k = len(sreq["nodes"])
         feats, bins, ml, offsets = sreq["features"], sreq["bins"], sreq["missing_left"], sreq["offsets"]
         if not (len(feats) == len(bins) == len(ml) == k):
             raise ProtocolError("secureboost split-req: nodes, features, bins and missing_left differ in length")
         rows = spec.check_rows(Stage.SPLIT_REQ, sreq["rows"], n_train)
         spec.check_offsets(Stage.SPLIT_REQ, offsets, k, len(rows))
+        local = pos[rows]
+        if np.any(local < 0):
+            raise ProtocolError(f"secureboost split-req from {self.guest!r}: rows outside the tree's rows")
+        in_tree = np.zeros(codes.shape[1], dtype=bool)
+        in_tree[active] = True
         ids, lefts = [], []
         for i in range(k):
             j, b = int(feats[i]), int(bins[i])
             if not (0 <= j < codes.shape[1]) or not (0 <= b < mapper.n_bins_non_missing_[j]):
                 raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            if not in_tree[j]:
+                raise ProtocolError(f"secureboost split-req from {self.guest!r}: feature {j} is not in this tree")
+            node_local = local[offsets[i]:offsets[i + 1]]
+            x = tracker.check_split(depth, node_local)  # a current node, exactly its rows, not split before
             r = rows[offsets[i]:offsets[i + 1]]
             c = codes[r, j]
             left = np.where(c == mapper.missing_values_bin_idx_, bool(ml[i]), c <= b)
+            tracker.record_split(x, node_local, left)
             sid = next_id + i
             model.splits[sid] = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
                                           missing_left=bool(ml[i]), feature_name=self.feature_names[j])

@@ -56,7 +56,15 @@ class GuestModel:
     params : dict
         Training hyperparameters (for the report and resume checks).
     run_id : str
-        Identifies the training run (resume only continues the same run).
+        Identifies the training run (resume only continues the same run): an
+        HMAC under ``run_key`` of the parameters, rows and labels, so hosts
+        (who receive it) cannot test guesses of the labels against it.
+    validation_seed : int or None
+        The secret seed of the validation split (drawn from ``secrets`` by the
+        guest, never sent); ``GBDTReference(validation_seed=...)`` reproduces
+        the run. Kept so a resumed run draws the same split.
+    run_key : str
+        Hex key of the run id's HMAC (the guest's secret, never sent).
     """
 
     party: str
@@ -66,6 +74,8 @@ class GuestModel:
     trees: list = field(default_factory=list)
     params: dict = field(default_factory=dict)
     run_id: str = ""
+    validation_seed: int | None = None
+    run_key: str = ""
 
     @property
     def n_trees(self) -> int:
@@ -82,7 +92,8 @@ class GuestModel:
         return {
             "version": _VERSION, "role": "guest", "party": self.party, "hosts": list(self.hosts),
             "feature_names": list(self.feature_names), "base_score": self.base_score, "params": self.params,
-            "run_id": self.run_id, "trees": [[n.to_dict() for n in nodes] for nodes in self.trees],
+            "run_id": self.run_id, "validation_seed": self.validation_seed, "run_key": self.run_key,
+            "trees": [[n.to_dict() for n in nodes] for nodes in self.trees],
         }
 
     @classmethod
@@ -90,6 +101,7 @@ class GuestModel:
         return cls(
             party=d["party"], hosts=list(d["hosts"]), feature_names=list(d["feature_names"]),
             base_score=float(d["base_score"]), params=dict(d.get("params", {})), run_id=d.get("run_id", ""),
+            validation_seed=d.get("validation_seed"), run_key=d.get("run_key", ""),
             trees=[[Node.from_dict(n) for n in nodes] for nodes in d["trees"]],
         )
 

@@ -32,6 +32,17 @@ rows of the node to the host that won the split (empty to the others);
 ``SPLIT.left`` is the left/right partition of those rows. No other per-row
 information crosses the wire.
 
+The host tracks each secure tree's node partition itself
+(:class:`~.partition.NodeTracker`) and answers only requests that fit it: the level-0
+HIST_REQ is the tree's root (START.rows), a later one names, per node, a child
+of a node split at the previous level (exactly the child, when this host made
+the split; a subset of the parent, when the guest or another host did —
+which is how the host learns that partition); every node and its sibling hold
+at least ``SETUP.min_node_rows`` rows (never fewer than :data:`MIN_NODE_ROWS`),
+each node is built and split at most once, and a SPLIT_REQ names nodes of the
+current level whose histograms the guest legitimately holds, with exactly
+their rows and one (feature, bin) each. Anything else is a ProtocolError.
+
 Handlers call :func:`expect` on every peer message before acting on it: it
 checks the payload is a dict with exactly the spec's keys and that each value
 has the exact type (``bool`` is not an ``int``; arrays have the stated dtype
@@ -49,7 +60,7 @@ from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
 __all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
-           "gh_part_rows", "gh_parts", "check_gh_part"]
+           "MIN_NODE_ROWS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
@@ -58,6 +69,10 @@ GH_BITS = 32
 GH_PART_BYTES = 64 * 2**20
 #: GH parts a guest may have sent to a host that the host has not acknowledged yet.
 GH_WINDOW = 2
+#: Floor of ``min_node_rows``: a host builds no histogram over fewer rows, directly or as ``parent - sibling``.
+#: A one-row node's histogram is that row's bin in every feature of the host; a node of m rows gives per-bin sums
+#: of m (g, h) values the guest knows, so a larger m makes solving for bin membership harder (see docs).
+MIN_NODE_ROWS = 20
 #: Tree modes in START: build with the hosts, build on the guest's features only, or end training.
 MODES = ("secure", "guest_only", "stop")
 
@@ -103,6 +118,7 @@ MESSAGES: dict[Stage, Message] = {
         Message(Stage.SETUP, "guest", "host", "job", {
             "run_id": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
             "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
+            "min_node_rows": int,
         }),
         Message(Stage.SETUP_REPLY, "host", "guest", "job", {"n_bins_non_missing": _I64, "resume_trees": int}),
         Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
@@ -191,6 +207,17 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
                 f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
             )
     return msg
+
+
+def item_bits(max_rows: int) -> int:
+    """Width of one packed ``(G, H)`` sum over at most ``max_rows`` rows: the ``h`` slot (sums of
+    ``h <= 2**(GH_BITS - 2)``) plus the signed ``g`` slot above it; the shift of cipher compression.
+
+    A host compresses with exactly this width (it refuses another in SETUP): a wider one would let a guest
+    that encrypts crafted values instead of ``(g, h)`` read up to a whole plaintext per histogram sum.
+    """
+    nb = int(max_rows).bit_length()
+    return (GH_BITS - 2 + nb + 1) + (GH_BITS + nb + 2)
 
 
 def gh_part_rows(width: int, part_rows: int | None = None) -> int:
