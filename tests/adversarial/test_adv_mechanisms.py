@@ -402,3 +402,20 @@ def test_private_files_and_directories(tmp_path):
     d = private_dir(tmp_path / "a" / "b")
     assert (d.stat().st_mode & 0o777) == 0o700
     assert sys.platform != "win32"
+
+
+def test_consent_ids_and_audit_heads_use_fullmatch(tmp_path):
+    """Class 1: a trailing newline (accepted by '$' with re.match) no longer passes these peer strings."""
+    from fedcredit.config import ScoringPolicy
+    from fedcredit.errors import PolicyError
+    from fedcredit.serving.authz import check_authorization
+    from fedcredit.serving.heads import PeerHeads
+
+    pol = ScoringPolicy()
+    check_authorization(pol, ("bank",), "bank", {"consent_id": "c-1", "purpose": "credit"}, 1)
+    for auth in ({"consent_id": "c-1\n", "purpose": "credit"}, {"consent_id": "c-1", "purpose": "credit\n"}):
+        with pytest.raises(PolicyError, match="malformed"):
+            check_authorization(pol, ("bank",), "bank", auth, 1)
+    heads = PeerHeads(tmp_path / "peer_heads.json")
+    with pytest.raises(ProtocolError):
+        heads.record("gov", 3, "a" * 64 + "\n")
