@@ -99,16 +99,22 @@ class Authorizer(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         unary_request = not handler.request_streaming
+        des = handler.request_deserializer
         for attr in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             inner = getattr(handler, attr)
             if inner is not None:
-                return handler._replace(**{attr: self._wrap(method, inner, unary_request)})
+                return handler._replace(**{attr: self._wrap(method, inner, unary_request),
+                                           "request_deserializer": _tolerant(des) if des is not None else None})
         return handler
 
     def _wrap(self, method: str, inner: Callable, unary_request: bool) -> Callable:
         def behaviour(request, context):
-            self.check(method, context, request if unary_request else None)
-            return inner(request, context)
+            self.check(method, context, None)  # who first, before looking at what was sent
+            if unary_request:
+                _refuse_malformed(request, context)
+                self.check_job(context, request)
+                return inner(request, context)
+            return inner(_checked_stream(request, context), context)
 
         setattr(behaviour, MARK, method)
         return behaviour
@@ -140,11 +146,52 @@ class Authorizer(grpc.ServerInterceptor):
                     log.exception("refusal_reason hook failed")
             log.warning("%s refused %s from %s: not a current peer", me, method, caller)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, why or f"party {caller!r} is not a peer of {me!r}")
-        job_id = getattr(request, "job_id", "") if request is not None else ""
-        guard = getattr(self.t, "job_guard", None)
-        if job_id and guard is not None:
-            try:
-                guard(caller, job_id)
-            except FedcreditError as exc:
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc)[:2000])
+        if request is not None:
+            self.check_job(context, request, caller)
         return caller
+
+    def check_job(self, context: grpc.ServicerContext, request, caller: str | None = None) -> None:
+        """Abort unless the caller has a role in the job a unary request names (``job_id``), via ``job_guard``."""
+        from .grpc import peer_identity
+
+        job_id = getattr(request, "job_id", "")
+        guard = getattr(self.t, "job_guard", None)
+        if not job_id or guard is None:
+            return
+        caller = caller or peer_identity(context)
+        if caller == self.t.party:
+            return
+        try:
+            guard(caller, job_id)
+        except FedcreditError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc)[:2000])
+
+
+class _Malformed:
+    """Stands for a request that did not parse (gRPC would answer INTERNAL; we answer INVALID_ARGUMENT)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable) -> Callable:
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, bad UTF-8 in a string field, ...
+            return _Malformed(str(exc)[:300])
+
+    return parse
+
+
+def _refuse_malformed(request, context: grpc.ServicerContext) -> None:
+    if isinstance(request, _Malformed):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {request.reason}")
+
+
+def _checked_stream(requests, context: grpc.ServicerContext):
+    for r in requests:
+        _refuse_malformed(r, context)
+        yield r

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 
 from fedcredit._proto import control_pb2 as cpb
 from fedcredit._proto import control_pb2_grpc as cpb_grpc
@@ -209,6 +211,41 @@ def test_operator_job_with_malformed_json_leaves_no_state(fed, what):
         assert len(op.list_jobs()) == before and op.health()["running_jobs"] == running
     finally:
         ch.close()
+
+
+def test_undecodable_requests_are_invalid_argument_not_internal(fed):
+    """Class 2: bytes that do not parse as the request type (bad UTF-8 in a string field, junk) get
+    INVALID_ARGUMENT from every method, and callers without the right are still refused first."""
+    good = cpb.CancelJobRequest(job_id="ab", reason="x").SerializeToString()
+    bad_utf8 = good.replace(b"ab", b"\xed\xa0")  # a lone surrogate encoded in UTF-8: protobuf refuses it
+    junk = b"\xff\xff\xff\xff"
+    raw = raw_channel(fed, "bank", "gov")
+    ident = lambda b: b  # noqa: E731
+    for path, m in _all_methods():
+        if Access.PEER not in RULES[path]:
+            continue
+        for blob in (bad_utf8, junk):
+            try:
+                message_factory.GetMessageClass(m.input_type).FromString(blob)
+                continue  # parses as this type (unknown fields are kept): nothing malformed to refuse
+            except DecodeError:
+                pass
+            try:
+                if m.client_streaming:
+                    raw.stream_unary(path, ident, ident)(iter([blob]), timeout=10)
+                elif m.server_streaming:
+                    list(raw.unary_stream(path, ident, ident)(blob, timeout=10))
+                else:
+                    raw.unary_unary(path, ident, ident)(blob, timeout=10)
+            except grpc.RpcError as exc:
+                assert exc.code() == INVALID, (path, exc.code(), exc.details())
+            else:
+                pytest.fail(f"{path} accepted undecodable bytes")
+    stranger = raw_channel(fed, "mallory", "gov")
+    assert code_of(stranger.unary_unary("/fedcredit.v1.Control/CancelJob", ident, ident), junk, timeout=10) == DENIED
+    raw.close()
+    stranger.close()
+    _alive(fed, "gov")
 
 
 # ============================================================================ class 3: authorization
