@@ -19,11 +19,15 @@ Security
   PERMISSION_DENIED, as is any caller not in the current peer list
   (:meth:`GrpcTransport.set_peers` revokes a peer at its next message).
 * A client checks the server's certificate against the peer's *party name*
-  (target-name override), so a peer's address cannot be hijacked by another
-  member of the federation.
+  (target-name override of ``<name>.party.fedcredit.invalid``, a DNS
+  namespace no ``--host`` may enter: :func:`fedcredit.certs.tls_server_name`),
+  so a peer's address cannot be hijacked by another member of the federation.
+* Every method of every servicer on the server passes one authorization
+  check first (:class:`~fedcredit.transport.authz.Authorizer`).
 * Messages are bounded (``max_message_bytes`` per message, ``MAX_CHUNK_BYTES``
   per chunk, ``max_buffer_bytes`` for everything received but not yet taken),
-  checked against their SHA-256 digest, and delivered at most once per
+  checked against their SHA-256 digest (which covers the job id and tag,
+  :func:`message_sha256`), and delivered at most once per
   ``(job, sender, tag)``: a retried push with the same message id is
   acknowledged as a duplicate; a second message under a taken tag is refused.
 
