@@ -33,7 +33,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError, ProtocolError
+from .errors import ProtocolError
 
 __all__ = [
     "NAME_PATTERN",
@@ -175,8 +175,3 @@ class SafeFormatter(logging.Formatter):
     @staticmethod
     def _block(text: str) -> str:
         return "\n".join("  | " + escape_control(line) for line in text.split("\n"))
-
-
-def check_config_name(value, what: str) -> str:
-    """:func:`check_name` raising ConfigError (local files and CLI arguments)."""
-    return check_name(value, what, error=ConfigError)

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import sys
-from concurrent.futures import ThreadPoolExecutor  # noqa: F401 - kept for readers comparing with grpc examples
 from pathlib import Path
 
 import grpc
@@ -26,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from fedcredit._proto import federation_pb2 as fpb
 from fedcredit._proto import federation_pb2_grpc as fpb_grpc
-from fedcredit.certs import SAN_URI_PREFIX, TlsFiles, check_party_name, init_ca, issue, party_name_from_cert
+from fedcredit.certs import SAN_URI_PREFIX, check_party_name, init_ca, issue, party_name_from_cert
 from fedcredit.config import job_from_dict, load_party_config
 from fedcredit.demo import write_federation
 from fedcredit.errors import ConfigError, PeerError, ProtocolError
