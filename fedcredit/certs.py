@@ -6,8 +6,14 @@ by that CA whose subject common name **and** a SAN URI
 as the party's server certificate and as its client certificate (mutual TLS),
 so every peer learns the caller's name from the verified certificate and never
 from a message field. The certificate also carries a DNS SAN equal to the
-party name: a client connects with a target-name override of the peer's party
-name, so TLS hostname verification checks that the server really is that party.
+party name in a namespace of its own, ``<name>.party.fedcredit.invalid``
+(:func:`tls_server_name`): a client connects with a target-name override of
+that name, so TLS hostname verification checks that the server really is that
+party. The namespace matters: were the DNS SAN the bare party name, a
+certificate issued to ``gov`` with ``--host bank`` would pass a client's check
+for ``bank``. :func:`issue` refuses extra hosts inside the namespace, and
+:func:`party_name_from_cert` refuses a certificate whose namespaced DNS SANs
+name another party.
 
 Keys are EC P-256 (fast to generate and to handshake), written ``0600``, and
 never logged.
@@ -25,7 +31,6 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigError
+from .ids import is_name
 
 __all__ = [
     "TlsFiles",
@@ -47,15 +53,18 @@ __all__ = [
     "party_name_from_cert",
     "check_party_name",
     "SAN_URI_PREFIX",
+    "SAN_DNS_SUFFIX",
+    "tls_server_name",
     "CA_VALIDITY_DAYS",
     "PARTY_VALIDITY_DAYS",
 ]
 
 SAN_URI_PREFIX = "fedcredit://party/"
+#: DNS SAN namespace of party names (``.invalid`` is reserved, RFC 2606: no real host is in it).
+SAN_DNS_SUFFIX = ".party.fedcredit.invalid"
 CA_VALIDITY_DAYS = 5 * 365
 PARTY_VALIDITY_DAYS = 2 * 365
 CA_CERT_NAME, CA_KEY_NAME = "ca.crt", "ca.key"
-_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
 
 
 @dataclass(frozen=True)
@@ -100,11 +109,20 @@ def check_party_name(name: str) -> str:
     A party name is 1-63 characters of ``[a-z0-9_-]`` starting with a letter
     or digit (it is used as a certificate DNS name and in file names).
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_name(name):
         raise ConfigError(
             f"invalid party name {name!r}: use 1-63 characters of [a-z0-9_-], starting with a letter or digit"
         )
     return name
+
+
+def tls_server_name(name: str) -> str:
+    """The DNS SAN a client checks on party ``name``'s server certificate (target-name override)."""
+    return check_party_name(name) + SAN_DNS_SUFFIX
+
+
+def _in_namespace(host: str) -> bool:
+    return host.lower().rstrip(".").endswith(SAN_DNS_SUFFIX) or host.lower().rstrip(".") == SAN_DNS_SUFFIX[1:]
 
 
 def _now() -> _dt.datetime:
@@ -229,9 +247,10 @@ def issue(
     """Issue a key and certificate for party ``name``, signed by the CA in ``directory``.
 
     The certificate's CN is ``name``; its SANs are the URI
-    ``fedcredit://party/<name>``, the DNS name ``<name>`` (checked by peers
-    through a target-name override) and ``hosts`` (DNS names or IP addresses
-    the party is reached at). It is valid for TLS server and client auth.
+    ``fedcredit://party/<name>``, the DNS name ``<name>.party.fedcredit.invalid``
+    (:func:`tls_server_name`, checked by peers through a target-name override)
+    and ``hosts`` (DNS names or IP addresses the party is reached at; none may
+    lie in the party namespace). It is valid for TLS server and client auth.
 
     Parameters
     ----------
@@ -252,6 +271,10 @@ def issue(
     TlsFiles
     """
     check_party_name(name)
+    bad = [h for h in hosts if not isinstance(h, str) or _in_namespace(h)]
+    if bad:
+        raise ConfigError(f"host {bad[0]!r} is in the party namespace *{SAN_DNS_SUFFIX}: only the party's own "
+                          f"name goes there (it is added automatically)")
     d = Path(directory)
     ca_cert_path, ca_key_path = d / CA_CERT_NAME, d / CA_KEY_NAME
     ca_cert = _load_cert(_read(ca_cert_path, "CA certificate"), ca_cert_path, "CA certificate")
@@ -265,7 +288,8 @@ def issue(
         raise ConfigError(f"a certificate for party {name!r} already exists in {d} (pass overwrite=True to replace it)")
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(SAN_URI_PREFIX + name), x509.DNSName(name)]
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(SAN_URI_PREFIX + name),
+                                    x509.DNSName(tls_server_name(name))]
     sans += [s for s in _host_sans(hosts) if s not in sans]
     cert = (
         x509.CertificateBuilder()
@@ -312,11 +336,11 @@ def party_name_from_cert(cert: bytes | str | x509.Certificate) -> str:
     if not isinstance(cert, x509.Certificate):
         cert = _load_cert(bytes(cert), "<bytes>", "certificate")
     try:
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.UniformResourceIdentifier
-        )
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+        dns = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
-        uris = []
+        uris, dns = [], []
     names = [u[len(SAN_URI_PREFIX):] for u in uris if u.startswith(SAN_URI_PREFIX)]
     cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if len(names) != 1:
@@ -326,7 +350,11 @@ def party_name_from_cert(cert: bytes | str | x509.Certificate) -> str:
         )
     if cns != [names[0]]:
         raise ConfigError(f"certificate CN {cns!r} disagrees with its party URI {SAN_URI_PREFIX}{names[0]}")
-    return check_party_name(names[0])
+    name = check_party_name(names[0])
+    foreign = [h for h in dns if _in_namespace(h) and h.lower().rstrip(".") != name + SAN_DNS_SUFFIX]
+    if foreign:
+        raise ConfigError(f"certificate of party {name!r} claims another party's server name {foreign[0]!r}")
+    return name
 
 
 def _verify_signed_by(cert: x509.Certificate, ca: x509.Certificate, cert_path, ca_path) -> None:
@@ -372,6 +400,13 @@ def load_tls(tls: TlsFiles, *, expect_party: str | None = None) -> LoadedTls:
         raise ConfigError(f"{tls.cert}: {exc}") from None
     if expect_party is not None and name != expect_party:
         raise ConfigError(f"certificate {tls.cert} is issued to party {name!r}, not {expect_party!r}")
+    try:
+        dns = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns = []
+    if tls_server_name(name) not in dns:
+        raise ConfigError(f"certificate {tls.cert} lacks the DNS name {tls_server_name(name)!r} peers check (issued "
+                          f"by an older fedcredit?): re-issue it with 'fedcredit certs issue'")
     # grpc wants PEM
     if b"-----BEGIN" not in ca_pem:
         ca_pem = ca.public_bytes(serialization.Encoding.PEM)

@@ -100,6 +100,7 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from . import ids as _ids
 from .errors import ConfigError
 
 __all__ = [
@@ -123,8 +124,8 @@ __all__ = [
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
 COMPUTE_BACKENDS = ("local", "dask")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_STEP_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=\-]{0,63}$")
+# party, table, job and step names follow the one identifier grammar of fedcredit.ids (fullmatch)
+_KIND_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=\-]{0,63}")  # step kinds in [policy].allowed_steps (never paths)
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -509,7 +510,7 @@ def _join(key: str, name: str) -> str:
 
 
 def _check_name(s: str) -> str | None:
-    return None if _NAME_RE.match(s) else "must be a party name: 1-63 characters of [a-z0-9_-], starting with a letter or digit"
+    return None if _ids.is_name(s) else "must be a party name: 1-63 characters of [a-z0-9_-], starting with a letter or digit"
 
 
 def _parse_toml(path: Path) -> dict:
@@ -548,7 +549,7 @@ def parse_address(addr: str, *, allow_port_zero: bool = True) -> tuple[str, int]
             raise ConfigError(f"address {addr!r} must look like [ipv6]:port")
     else:
         host, _, port_s = addr.rpartition(":")
-        if not host or ":" in host or not _HOST_RE.match(host):
+        if not host or ":" in host or not _HOST_RE.fullmatch(host):
             raise ConfigError(f"address {addr!r} must look like host:port (e.g. 127.0.0.1:7301)")
     if not port_s.isdigit():
         raise ConfigError(f"address {addr!r}: port {port_s!r} is not a number")
@@ -662,7 +663,7 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     traw = c.table(data.get("tables", {}), "[tables]", None)
     for tname, tdata in traw.items():
         key = f"[tables.{tname}]"
-        if not _NAME_RE.match(tname):
+        if not _ids.is_name(tname):
             c.add(key, "table name must be 1-63 characters of [a-z0-9_-]")
             continue
         td = c.table(tdata, key, _TABLE_KEYS, {"path"})
@@ -686,7 +687,7 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     # the party logs them at start-up
     allowed = c.str_list(
         pol, "[policy]", "allowed_steps",
-        check_item=lambda s: None if _STEP_NAME_RE.match(s) else f"{s!r} is not a step kind name",
+        check_item=lambda s: None if _KIND_RE.fullmatch(s) else f"{s!r} is not a step kind name",
     )
     columns = None
     if "columns" in pol:
@@ -853,8 +854,7 @@ def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, .
     kinds = known_step_kinds() if known_kinds is None else known_kinds
     top = c.table(data, "", _JOB_TOP, {"job", "parties", "steps"})
     job = c.table(top.get("job", {}), "[job]", _JOB_KEYS, {"name"})
-    name = c.get(job, "[job]", "name", str,
-                 check=lambda s: None if _STEP_NAME_RE.match(s) else "must be 1-64 characters of [A-Za-z0-9_.=-]")
+    name = c.get(job, "[job]", "name", str, check=_ids.name_problem)
     purpose = c.get(job, "[job]", "purpose", str, None)
 
     parties: dict[str, JobParty] = {}
@@ -868,7 +868,7 @@ def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, .
         pd = c.table(pdata, key, _JOB_PARTY_KEYS, {"role"})
         role = c.get(pd, key, "role", str,
                      check=lambda s: None if s in ROLES else f"unknown role {s!r} (roles: {', '.join(ROLES)})")
-        table = c.get(pd, key, "table", str, None)
+        table = c.get(pd, key, "table", str, None, check=_ids.name_problem)
         cols = c.str_list(pd, key, "columns")
         if role is not None:
             parties[pname] = JobParty(pname, role, table, cols)
@@ -891,8 +891,7 @@ def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, .
         sd = c.table(sdata, key, _STEP_KEYS, {"kind"})
         kind = c.get(sd, key, "kind", str,
                      check=lambda s: None if s in kinds else f"unknown step kind {s!r} (known: {', '.join(kinds)})")
-        sname = c.get(sd, key, "name", str, kind,
-                      check=lambda s: None if _STEP_NAME_RE.match(s) else "must be 1-64 characters of [A-Za-z0-9_.=-]")
+        sname = c.get(sd, key, "name", str, kind, check=_ids.name_problem)
         params = c.get(sd, key, "params", dict, {})
         if sname is not None and sname in seen:
             c.add(f"{key}.name", f"duplicate step name {sname!r} (give each step of the same kind its own name)")

@@ -101,8 +101,10 @@ def save_scores(path: str | os.PathLike, y, score, *, validation=None) -> Path:
         mask = v.astype(bool) if v.dtype == bool else np.isin(np.arange(len(y)), v)
         arrays["validation"] = mask
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # labels and scores: owner only
+    os.fchmod(fd, 0o600)
+    with open(fd, "wb") as f:
         np.savez_compressed(f, **arrays)
     return path
 

@@ -20,6 +20,7 @@ from fedcredit.certs import (
     issue,
     load_tls,
     party_name_from_cert,
+    tls_server_name,
 )
 from fedcredit.errors import ConfigError
 
@@ -51,7 +52,7 @@ def test_party_certificate(fed):
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "bank"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [SAN_URI_PREFIX + "bank"]
-    assert set(san.get_values_for_type(x509.DNSName)) == {"bank", "bank.example.org"}
+    assert set(san.get_values_for_type(x509.DNSName)) == {tls_server_name("bank"), "bank.example.org"}
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.7")]
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.SERVER_AUTH in eku and ExtendedKeyUsageOID.CLIENT_AUTH in eku

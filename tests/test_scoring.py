@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from fedcredit.certs import tls_server_name
 from fedcredit.audit import canonical_json, record_hash, verify
 from fedcredit.errors import PeerError, PolicyError, ProtocolError
 from fedcredit.protocols.hetero_lr import combine, partial_score
@@ -670,7 +671,7 @@ def test_expired_certificate_is_refused(fed, tmp_path):
                                       serialization.NoEncryption()),
         certificate_chain=cert.public_bytes(serialization.Encoding.PEM))
     ch = grpc.secure_channel(f"127.0.0.1:{fed.parties['chain'].port}", creds,
-                             options=[("grpc.ssl_target_name_override", "chain")])
+                             options=[("grpc.ssl_target_name_override", tls_server_name("chain"))])
     try:
         wait = tscoring.ScoringClient(ch, "chain", timeout=3.0).contribute_async(
             SBT, spec.new_request_id(), spec.id_digests(["x"], SBT), AUTH, list(HOSTS))

@@ -29,6 +29,7 @@ from fedcredit.transport.grpc import (
     GrpcTransport,
     _encode_chunks,
     grpc_options,
+    message_sha256,
 )
 from fedcredit._proto import federation_pb2 as pb
 from fedcredit._proto import federation_pb2_grpc as pb_grpc
@@ -105,7 +106,7 @@ def _header(sender: str, payload: bytes, *, job="job", tag="t", message_id=None,
         message_id=message_id or secrets.token_hex(16),
         sender=sender,
         total_size=len(payload),
-        sha256=hashlib.sha256(payload).digest(),
+        sha256=message_sha256(job, tag, payload),
         chunk_count=max(1, -(-len(payload) // chunk)),
         kind=pb.MESSAGE_KIND_DATA,
     )

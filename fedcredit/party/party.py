@@ -29,10 +29,10 @@ import hashlib
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 import time
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +40,12 @@ from typing import Any
 
 from .. import __version__
 from .. import compute as _compute
-from ..audit import AuditLog
+from ..audit import AuditLog, _jsonable, canonical_json
 from ..certs import TlsFiles
 from ..config import JobSpec, PartyConfig, job_from_dict, known_step_kinds
-from ..errors import ConfigError, FedcreditError, JobCancelled, PeerError, PolicyError
+from ..errors import ConfigError, FedcreditError, JobCancelled, PeerError, PolicyError, ProtocolError
+from ..ids import SafeFormatter, check_name, private_dir, state_path
+from ..jsonlimits import loads_limited
 from ..protocols.context import StepContext
 from ..protocols.registry import get_step
 from ..transport.base import Channel
@@ -60,6 +62,14 @@ __all__ = ["Party", "PartyJob"]
 log = logging.getLogger("fedcredit.party")
 
 _PUBLIC_RESULT_MAX = 16_384
+#: A job file / proposal as JSON (a job is a few kB; parameters with column lists stay well below).
+_JOB_JSON_MAX = 256 * 1024
+#: Generated job ids are ``<name>-<YYYYmmdd>-<HHMMSS>-<6 hex>`` (23 characters after the name), within 63.
+_NAME_IN_JOB_ID = 40
+_HEAD_RE = re.compile(r"[0-9]{1,19}:[0-9a-f]{64}")
+_EVENT_KINDS = frozenset({"state", "step", "progress"})
+_EVENT_STATES = frozenset({"", "proposed", "pending", "running"}) | TERMINAL
+_MESSAGE_MAX = 2000
 
 
 def _short(exc: BaseException) -> str:
@@ -114,7 +124,7 @@ class Party:
         self.config = config
         self.name = config.name
         self.state_dir = Path(config.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir, tighten=True)  # keys, tokens, model parts: 0700 (issue #23 item 10)
         self._log_handler = self._setup_logging()
         self.store = Store(self.state_dir / "party.sqlite")
         for jid in self.store.mark_interrupted():
@@ -132,6 +142,9 @@ class Party:
             peer_inflight=tr.peer_inflight,
         )
         add_servicers(self.transport.server, self)
+        # the one authorization check (transport/authz.py) asks the party about revocations and job roles
+        self.transport.refusal_reason = self._refusal_reason
+        self.transport.job_guard = self._job_guard
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
@@ -150,7 +163,8 @@ class Party:
     # ------------------------------------------------------------------ lifecycle
     def _setup_logging(self) -> logging.Handler:
         h = logging.FileHandler(self.state_dir / "party.log", encoding="utf-8")
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+        # control characters in any field (a peer's job id, tag, reason) are escaped: no forged lines
+        h.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
         h.setLevel(self.config.log_level)
         root = logging.getLogger("fedcredit")
         root.addHandler(h)
@@ -220,6 +234,23 @@ class Party:
         if caller not in self.transport.peers:
             raise PolicyError(f"party {caller!r} is not a peer of {self.name!r}")
 
+    def _refusal_reason(self, caller: str) -> str | None:
+        """Why ``caller`` is not a peer (revoked: when and why), for the authorization check's refusal."""
+        try:
+            self.scoring._require_peer(caller)
+        except PolicyError as exc:
+            return str(exc)
+        return None
+
+    def _job_guard(self, caller: str, job_id: str) -> None:
+        """PolicyError unless ``caller`` has a role in ``job_id`` (for jobs this party holds; see transport/authz.py)."""
+        if caller == self.name:
+            return
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None and caller not in job.spec.parties:
+            raise PolicyError(f"party {caller!r} has no role in job {job_id!r} on {self.name!r}")
+
     def _running(self) -> int:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.state in ("pending", "running", "proposed"))
@@ -278,10 +309,7 @@ class Party:
         self._require_self(caller, "submit jobs")
         if not self._serving:
             raise FedcreditError(f"party {self.name!r} is shutting down")
-        try:
-            data = json.loads(job_json)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source or 'job'}: not valid JSON: {exc}") from None
+        data = loads_limited(job_json, what=source or "job", max_bytes=_JOB_JSON_MAX, error=ConfigError)
         spec = job_from_dict(data, source=source or "submitted job")
         if self.name not in spec.parties:
             raise ConfigError(f"{spec.source}: [parties]: this party ({self.name!r}) is not one of the job's parties; "
@@ -290,15 +318,15 @@ class Party:
         if strangers:
             raise ConfigError(f"{spec.source}: [parties]: {', '.join(map(repr, strangers))} not in {self.name!r}'s "
                               f"[peers] ({self.config.path})")
-        job_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        # <name>-<YYYYmmdd>-<HHMMSS>-<6 hex>: the name is cut so the id stays within the identifier grammar
+        job_id = f"{spec.name[:_NAME_IN_JOB_ID]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        check_name(job_id, "job id", error=ConfigError)
         job = PartyJob(job_id, spec, initiator=self.name, role=spec.parties[self.name].role, proposer=self.name)
         canonical = spec.to_json()
-        self.store.add_job(job_id, spec.name, self.name, job.role, "proposed", canonical)
-        with self._lock:
-            self._jobs[job_id] = job
-        self.audit.append("job.proposed", job_id=job_id, name=spec.name, initiator=self.name,
-                          parties=spec.roles, steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
-                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest())
+        self._create_job(job, canonical, audit=[("job.proposed", dict(
+            job_id=job_id, name=spec.name, initiator=self.name, parties=spec.roles,
+            steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
+            job_sha256=hashlib.sha256(canonical.encode()).hexdigest()))])
         self._emit(job, "state", state="proposed", message=f"job {job_id} submitted by {self.name}")
         t = threading.Thread(target=self._initiate, args=(job,), name=f"{self.name}-init-{job_id}", daemon=True)
         t.start()
@@ -381,11 +409,21 @@ class Party:
         self._require_peer(caller)
         if not self._serving:
             return False, f"{self.name!r} is shutting down"
-        if not isinstance(job_id, str) or not job_id or len(job_id) > 128 or self.store.has_job(job_id):
-            return False, f"job id {job_id!r} is invalid or already used on {self.name!r}"
+        check_name(job_id, "job id")  # ProtocolError -> INVALID_ARGUMENT, nothing stored or logged raw
+        if initiator_head and not _HEAD_RE.fullmatch(initiator_head):
+            raise ProtocolError(f"malformed audit head from {caller!r}: expected '<seq>:<64 hex>'")
+        if self.store.has_job(job_id):
+            return False, f"job id {job_id!r} is already used on {self.name!r}"
         try:
-            spec = job_from_dict(json.loads(job_json), source=f"job proposed by {caller}")
-        except (json.JSONDecodeError, ConfigError) as exc:
+            data = loads_limited(job_json, what=f"job proposed by {caller!r}", max_bytes=_JOB_JSON_MAX)
+        except ProtocolError as exc:  # not a job at all (size, depth, numbers, UTF-8): INVALID_ARGUMENT
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
+            self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False,
+                              reason=f"malformed job: {exc}"[:2000])
+            raise
+        try:
+            spec = job_from_dict(data, source=f"job proposed by {caller}")
+        except ConfigError as exc:  # a job this party cannot take (unknown step kind, bad names): a refusal
             reason = f"malformed job: {exc}"
             self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason[:2000])
@@ -398,18 +436,41 @@ class Party:
         reason = check_job(self.config, spec, caller, running_jobs=self._running())
         job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
                        state="pending" if reason is None else "refused", reason=reason or "")
-        self.store.add_job(job_id, spec.name, caller, role, job.state, canonical, reason or "")
-        self.store.add_decision(job_id, self.name, reason is None, reason or "")
-        self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=reason is None, reason=reason or "",
-                          columns=list(effective_columns(self.config, spec, caller) or []) if reason is None else [])
-        with self._lock:
-            self._jobs[job_id] = job
+        self._create_job(job, canonical, decision=(reason is None, reason or ""), audit=[("job.decision", dict(
+            job_id=job_id, party=self.name, accepted=reason is None, reason=reason or "",
+            columns=list(effective_columns(self.config, spec, caller) or []) if reason is None else []))])
         log.info("job %s proposed by %s: %s", job_id, caller, "accepted" if reason is None else f"refused ({reason})")
         if reason is not None:
             self._emit(job, "state", state="refused", message=reason)
         return reason is None, reason or ""
 
+    def _create_job(self, job: PartyJob, canonical: str, *, decision: tuple[bool, str] | None = None,
+                    audit: list[tuple[str, dict]] = ()) -> None:
+        """Store row(s), audit records and the in-memory job together, or none of them.
+
+        The audit records are checked to be encodable before anything is
+        written (a lone surrogate used to fail the append after the store row
+        was written, leaving a ``proposed`` job that counted against
+        ``max_concurrent_jobs`` forever); an append that still fails (disk)
+        removes the store rows again.
+        """
+        for _, fields in audit:
+            canonical_json(_jsonable(fields)).encode("utf-8")
+        canonical.encode("utf-8")
+        self.store.add_job(job.job_id, job.spec.name, job.initiator, job.role, job.state, canonical, job.reason)
+        try:
+            if decision is not None:
+                self.store.add_decision(job.job_id, self.name, *decision)
+            for kind, fields in audit:
+                self.audit.append(kind, **fields)
+        except BaseException:
+            self.store.remove_job(job.job_id)
+            raise
+        with self._lock:
+            self._jobs[job.job_id] = job
+
     def start_job(self, caller: str, job_id: str) -> None:
+        check_name(job_id, "job id")
         job = self._job(job_id)
         if caller != job.initiator:
             raise PolicyError(f"only the initiator {job.initiator!r} may start job {job_id!r}")
@@ -419,12 +480,13 @@ class Party:
 
     # -- reports from peers (initiator side) -------------------------------------
     def report_status(self, caller: str, event: dict) -> None:
-        job = self._job(event.get("job_id", ""))
+        job = self._job(check_name(event.get("job_id", ""), "job id"))
         if job.initiator != self.name:
             raise PolicyError(f"{self.name!r} did not initiate job {job.job_id!r}")
         if caller not in job.spec.parties or caller == self.name:
             raise PolicyError(f"{caller!r} is not a participant of job {job.job_id!r}")
         event["party"] = caller  # identity from the certificate, never from the message
+        _check_event(job, event, caller)
         kind = event.get("kind")
         if kind == "step" and event.get("state") in ("succeeded", "failed"):
             job.party_steps[caller][event.get("step", "")] = event.get("detail") or {}
@@ -497,6 +559,7 @@ class Party:
     # -- watch / cancel / list ---------------------------------------------------
     def watch_job(self, caller: str, job_id: str):
         self._require_self(caller, "watch jobs")
+        check_name(job_id, "job id")
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
@@ -519,7 +582,8 @@ class Party:
                 return
 
     def cancel_job(self, caller: str, job_id: str, reason: str) -> str:
-        job = self._job(job_id)
+        job = self._job(check_name(job_id, "job id"))
+        reason = str(reason)[:2000]
         if caller != self.name and caller != job.initiator:
             raise PolicyError(f"only {self.name!r}'s operator or the initiator may cancel job {job_id!r}")
         if job.done:
@@ -579,7 +643,7 @@ class Party:
 
             def tap(sender: str, receiver: str, tag: str, payload: bytes) -> None:
                 key = (tag.split("/", 1)[0], receiver)
-                h = digests.setdefault(key, hashlib.sha256())
+                h = digests.setdefault(key, hashlib.sha256(job.job_id.encode() + b"\0"))  # bound to this job
                 h.update(tag.encode() + b"\0" + hashlib.sha256(payload).digest())
 
             ch.tap(tap)
@@ -592,8 +656,8 @@ class Party:
                 step_name = step.name
                 if job.cancel.is_set():
                     raise JobCancelled(job.cancel_reason)
-                workdir = self.state_dir / "jobs" / job.job_id / step.name
-                workdir.mkdir(parents=True, exist_ok=True)
+                workdir = state_path(self.state_dir, "jobs", job.job_id, step.name)
+                private_dir(workdir)
                 before = (dict(ch.stats.bytes), dict(ch.stats.messages))
                 started = time.time()
                 self.store.set_step(job.job_id, self.name, step.name, step.kind, "running", started=started)
@@ -656,8 +720,10 @@ class Party:
                 reason = f"{where}: {_short(exc)}"
                 if isinstance(exc, PeerError) and exc.peer and exc.peer not in reason:
                     reason += f" (peer {exc.peer!r})"
+                elif not isinstance(exc, PeerError):
+                    reason += _blame(job, exc, reason)
                 state = "failed"
-                log.error("job %s: %s\n%s", job.job_id, reason, traceback.format_exc())
+                log.error("job %s: %s", job.job_id, reason, exc_info=exc)
             if step_name:
                 self.store.set_step(job.job_id, self.name, step_name, _kind_of(spec, step_name), state,
                                     result={"error": reason})
@@ -740,6 +806,47 @@ class Party:
                     self._cancel_local(job, reason, "failed")
         except FedcreditError:
             job.down_since.pop(peer, None)
+
+
+def _check_event(job: PartyJob, event: dict, caller: str) -> None:
+    """ProtocolError unless a reported event is well-formed for ``job`` (kind, state, step; bounded message)."""
+    if event.get("kind") not in _EVENT_KINDS:
+        raise ProtocolError(f"{caller!r} reported an event of unknown kind {str(event.get('kind'))[:40]!r}")
+    if event.get("state") not in _EVENT_STATES:
+        raise ProtocolError(f"{caller!r} reported an unknown state {str(event.get('state'))[:40]!r}")
+    step = event.get("step", "")
+    if step and step not in {s.name for s in job.spec.steps}:
+        raise ProtocolError(f"{caller!r} reported step {str(step)[:70]!r}, which job {job.job_id!r} does not have")
+    if event.get("kind") == "step" and not step:
+        raise ProtocolError(f"{caller!r} reported a step event without a step")
+    event["message"] = str(event.get("message", ""))[:_MESSAGE_MAX]
+    detail = event.get("detail") or {}
+    sec = detail.get("seconds")
+    if sec is not None and (isinstance(sec, bool) or not isinstance(sec, (int, float)) or not 0 <= sec < 1e9):
+        detail["seconds"] = None
+    if not isinstance(detail.get("kind", ""), str):
+        detail["kind"] = ""
+    event["detail"] = detail
+
+
+def _blame(job: PartyJob, exc: BaseException, reason: str) -> str:
+    """`` (… peer 'X')`` for a step that failed on what a peer sent, unless ``reason`` already names a peer.
+
+    A ProtocolError is by definition a peer's message violating the protocol;
+    an unexpected builtin error (ValueError, KeyError, IndexError…) inside a
+    step is most often a malformed payload too. Either way the reason names
+    the peer whose message the step received last (:meth:`Channel.last_sender`),
+    so a job failed by a peer's garbage always says which peer.
+    """
+    if isinstance(exc, FedcreditError) and not isinstance(exc, ProtocolError):
+        return ""  # this party's own data, config or compute
+    ch = job.channel
+    peer = ch.last_sender() if ch is not None else None
+    if peer is None or any(repr(p) in reason for p in job.spec.parties if p != ch.party):
+        return ""
+    if isinstance(exc, ProtocolError):
+        return f" (malformed message from peer {peer!r})"
+    return f" (last message received from peer {peer!r})"
 
 
 def _close_quietly(ch: Channel) -> None:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..ids import private_dir, state_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from .party import Party, PartyJob
 
@@ -75,8 +77,7 @@ def write_report(party: "Party", job: "PartyJob") -> Path:
     if job.initiator == party.name:
         report["parties"] = {p: {"state": job.party_state.get(p, "unknown"), "steps": dict(job.party_steps.get(p, {}))}
                              for p in job.spec.parties}
-    d = party.state_dir / "jobs" / job.job_id
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(state_path(party.state_dir, "jobs", job.job_id))  # checked names only, never outside state_dir
     path = d / REPORT_NAME
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str), encoding="utf-8")

@@ -87,6 +87,18 @@ class Store:
             (job_id, name, initiator, role, state, reason, job_json, now, now),
         )
 
+    def remove_job(self, job_id: str) -> None:
+        """Delete a job and its decisions and steps (undoes a creation whose audit record could not be written)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for table in ("steps", "decisions", "jobs"):
+                    self._db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def has_job(self, job_id: str) -> bool:
         return bool(self._exec("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)))
 

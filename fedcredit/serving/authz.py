@@ -119,10 +119,10 @@ def check_authorization(policy: ScoringPolicy, proposers, requester: str, auth: 
     consent = auth.get("consent_id", "")
     if not consent:
         raise PolicyError("no authorization: the request carries no consent record id")
-    if not CONSENT_RE.match(consent):
+    if not CONSENT_RE.fullmatch(consent):  # fullmatch: "$" would accept a trailing newline
         raise PolicyError(f"malformed consent record id {consent[:140]!r}")
     purpose = auth.get("purpose", "")
-    if not purpose or not _PURPOSE_RE.match(purpose):
+    if not purpose or not _PURPOSE_RE.fullmatch(purpose):
         raise PolicyError(f"no or malformed purpose {purpose[:80]!r} in the authorization")
     if policy.purposes is not None and purpose not in policy.purposes:
         raise PolicyError(f"purpose {purpose!r} is not allowed ([policy.scoring].purposes: "

@@ -38,7 +38,7 @@ class PeerHeads:
 
     def record(self, peer: str, seq: int, hash_: str) -> None:
         """Store a head ``peer`` reported for its own log (ProtocolError if malformed or going backwards)."""
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not _HASH_RE.match(hash_ or ""):
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or not _HASH_RE.fullmatch(hash_ or ""):
             raise ProtocolError(f"malformed audit head from {peer!r}")
         with self._lock:
             lst = self._heads.setdefault(peer, [])

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data import load_table
 from ..errors import DataError
+from ..ids import state_path
 from ..protocols.scoring import spec
 from ..protocols.scoring.parts import ModelPart, load_part
 
@@ -86,7 +87,7 @@ class ModelRegistry:
     def workdir(self, model_id: str) -> Path:
         spec.check_model_id(model_id)
         job_id, step = model_id.split("/")
-        return self.state_dir / "jobs" / job_id / step
+        return state_path(self.state_dir, "jobs", job_id, step)  # checked names, never outside state_dir
 
     def get(self, model_id: str) -> LoadedModel:
         """The loaded model (DataError if this party holds no part of it)."""

@@ -88,6 +88,8 @@ class _Shared:
         self.received: set[tuple[str, str]] = set()
         self.stats = ChannelStats()
         self.taps: list[Callable[[str, str, str, bytes], None]] = []
+        self.last = threading.local()  # per thread: the peer whose message it received last
+        self.last_any: str | None = None
 
 
 class Channel:
@@ -171,7 +173,18 @@ class Channel:
             self._s.received.add((peer, full))
         payload = self._s.backend.recv_bytes(peer, full, self._s.default_timeout if timeout is None else timeout)
         self._s.stats.add("received", peer, tag_kind(full), len(payload))
-        return serde.decode(payload)
+        self._s.last.peer = self._s.last_any = peer
+        try:
+            return serde.decode(payload)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{tag!r} from peer {peer!r}: {exc}") from None
+
+    def last_sender(self) -> str | None:
+        """The peer of the last message received (by this thread if it received any, else by any thread).
+
+        A step that fails on a malformed payload names this peer in its reason.
+        """
+        return getattr(self._s.last, "peer", None) or self._s.last_any
 
     def gather(self, peers: Iterable[str], tag: str, timeout: float | None = None) -> dict[str, object]:
         """Receive ``tag`` from each of ``peers``; returns ``{peer: obj}``."""
@@ -195,5 +208,5 @@ class Channel:
 
     @staticmethod
     def _check_tag(tag: str) -> None:
-        if not isinstance(tag, str) or not _TAG_RE.match(tag) or any(part in (".", "..") for part in tag.split("/")):
+        if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag) or any(part in (".", "..") for part in tag.split("/")):
             raise ProtocolError(f"invalid tag {tag!r}: use '/'-separated parts of [A-Za-z0-9_.:=-]")

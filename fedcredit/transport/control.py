@@ -30,8 +30,9 @@ from .._proto import control_pb2 as pb
 from .._proto import control_pb2_grpc as pb_grpc
 from .._proto import health_pb2 as hpb
 from .._proto import health_pb2_grpc as hpb_grpc
-from ..certs import TlsFiles, load_tls
+from ..certs import TlsFiles, load_tls, tls_server_name
 from ..errors import ConfigError, DataError, FedcreditError, PeerError, PolicyError, ProtocolError
+from ..jsonlimits import loads_limited
 from .grpc import _CLIENT_OPTIONS, _PartyMetadata, grpc_options, peer_identity
 
 __all__ = [
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("fedcredit.control")
+
+#: An event's detail (a step's public result is capped at 16 KiB before it is sent; traffic rows add a little).
+_DETAIL_MAX = 256 * 1024
 
 
 class NotFound(FedcreditError, LookupError):
@@ -93,10 +97,8 @@ def event_to_proto(e: dict) -> pb.JobEvent:
 
 
 def event_from_proto(m: pb.JobEvent) -> dict:
-    try:
-        detail = json.loads(m.detail_json) if m.detail_json else {}
-    except json.JSONDecodeError:
-        raise ProtocolError("event detail is not JSON") from None
+    # limits on size, depth, number length and UTF-8 (fedcredit.jsonlimits): malformed -> INVALID_ARGUMENT
+    detail = loads_limited(m.detail_json, what="event detail", max_bytes=_DETAIL_MAX) if m.detail_json else {}
     if not isinstance(detail, dict):
         raise ProtocolError("event detail must be a JSON object")
     return {
@@ -124,7 +126,7 @@ def _summary_from_proto(m: pb.JobSummary) -> dict:
     return {
         "job_id": m.job_id, "name": m.name, "initiator": m.initiator, "role": m.role, "state": m.state,
         "reason": m.reason, "created": m.created, "updated": m.updated,
-        "detail": json.loads(m.detail_json) if m.detail_json else {},
+        "detail": loads_limited(m.detail_json, what="job summary", max_bytes=64 * 2**20, max_depth=64) if m.detail_json else {},
     }
 
 
@@ -258,7 +260,7 @@ def dial(address: str, *, target: str, tls: TlsFiles | None, me: str | None = No
     creds = grpc.ssl_channel_credentials(
         root_certificates=loaded.ca_pem, private_key=loaded.key_pem, certificate_chain=loaded.cert_pem
     )
-    options += [("grpc.ssl_target_name_override", target), ("grpc.default_authority", target)]
+    options += [("grpc.ssl_target_name_override", tls_server_name(target)), ("grpc.default_authority", target)]
     return grpc.secure_channel(address, creds, options=options)
 
 

@@ -19,11 +19,15 @@ Security
   PERMISSION_DENIED, as is any caller not in the current peer list
   (:meth:`GrpcTransport.set_peers` revokes a peer at its next message).
 * A client checks the server's certificate against the peer's *party name*
-  (target-name override), so a peer's address cannot be hijacked by another
-  member of the federation.
+  (target-name override of ``<name>.party.fedcredit.invalid``, a DNS
+  namespace no ``--host`` may enter: :func:`fedcredit.certs.tls_server_name`),
+  so a peer's address cannot be hijacked by another member of the federation.
+* Every method of every servicer on the server passes one authorization
+  check first (:class:`~fedcredit.transport.authz.Authorizer`).
 * Messages are bounded (``max_message_bytes`` per message, ``MAX_CHUNK_BYTES``
   per chunk, ``max_buffer_bytes`` for everything received but not yet taken),
-  checked against their SHA-256 digest, and delivered at most once per
+  checked against their SHA-256 digest (which covers the job id and tag,
+  :func:`message_sha256`), and delivered at most once per
   ``(job, sender, tag)``: a retried push with the same message id is
   acknowledged as a duplicate; a second message under a taken tag is refused.
 
@@ -56,8 +60,10 @@ import grpc
 
 from .._proto import federation_pb2 as pb
 from .._proto import federation_pb2_grpc as pb_grpc
-from ..certs import LoadedTls, TlsFiles, check_party_name, load_tls, party_name_from_cert
+from ..certs import LoadedTls, TlsFiles, check_party_name, load_tls, party_name_from_cert, tls_server_name
+from ..ids import is_name
 from ..errors import ConfigError, FedcreditError, PeerError, ProtocolError
+from .authz import Authorizer
 from .base import DEFAULT_TIMEOUT, Backend, Channel
 
 __all__ = [
@@ -209,6 +215,26 @@ def _identity(b: bytes) -> bytes:
 
 def _chunk_count(n: int, chunk: int) -> int:
     return max(1, -(-n // chunk))
+
+
+def _message_digest(job_id: str, tag: str):
+    """SHA-256 state over a message's binding: domain, job id and tag (length-prefixed), then the payload.
+
+    The digest in a header covers the job and the tag, so a message, replayed
+    whole or re-sent by its own sender into another job or under another tag,
+    does not verify there: it is refused (DATA_LOSS), not accepted as new.
+    """
+    h = hashlib.sha256(b"fedcredit-message-v1\0")
+    for part in (job_id.encode("utf-8"), tag.encode("utf-8")):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return h
+
+
+def message_sha256(job_id: str, tag: str, payload: bytes) -> bytes:
+    """The ``Header.sha256`` of ``payload`` sent as ``tag`` in job ``job_id`` (see :func:`_message_digest`)."""
+    h = _message_digest(job_id, tag)
+    h.update(payload)
+    return h.digest()
 
 
 # --------------------------------------------------------------------------- mailbox
@@ -425,8 +451,13 @@ class _FederationServicer(pb_grpc.FederationServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"message claims sender {h.sender!r} but the client certificate is {sender!r}",
             )
-        if not _ID_RE.match(h.job_id):
+        if not is_name(h.job_id):  # the one identifier grammar (fedcredit.ids): no '.', '..', '/', controls
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job id {h.job_id[:140]!r}")
+        if self.t.job_guard is not None:  # the sender must have a role in a job this party knows
+            try:
+                self.t.job_guard(sender, h.job_id)
+            except FedcreditError as exc:
+                raise _Refuse(grpc.StatusCode.PERMISSION_DENIED, str(exc)[:2000]) from None
         if h.kind == pb.MESSAGE_KIND_ABORT:
             reason = h.reason[:2000] or "no reason given"
             log.info("%s: peer %s aborted job %s: %s", self.t.party, sender, h.job_id, reason)
@@ -434,9 +465,9 @@ class _FederationServicer(pb_grpc.FederationServicer):
             return pb.PushAck()
         if h.kind != pb.MESSAGE_KIND_DATA:
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"unknown message kind {h.kind}")
-        if len(h.tag) > _MAX_TAG or not _TAG_RE.match(h.tag) or any(x in (".", "..") for x in h.tag.split("/")):
+        if len(h.tag) > _MAX_TAG or not _TAG_RE.fullmatch(h.tag) or any(x in (".", "..") for x in h.tag.split("/")):
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid tag {h.tag[:140]!r}")
-        if not _ID_RE.match(h.message_id):
+        if not _ID_RE.fullmatch(h.message_id):
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "invalid message id")
         if len(h.sha256) != 32:
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, "header sha256 must be 32 bytes")
@@ -452,7 +483,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
         try:
             parts: list[bytes] = []
             got = 0
-            digest = hashlib.sha256()
+            digest = _message_digest(h.job_id, h.tag)
             expected = 0
             chunk = first
             while chunk is not None:
@@ -482,7 +513,8 @@ class _FederationServicer(pb_grpc.FederationServicer):
                     f"incomplete message {h.tag!r}: {got} of {total} bytes in {expected} of {h.chunk_count} chunks",
                 )
             if not secrets.compare_digest(digest.digest(), h.sha256):
-                raise _Refuse(grpc.StatusCode.DATA_LOSS, f"message {h.tag!r} does not match its sha256 digest")
+                raise _Refuse(grpc.StatusCode.DATA_LOSS,
+                              f"message {h.tag!r} does not match its sha256 digest (over job id, tag and payload)")
             payload = parts[0] if len(parts) == 1 else b"".join(parts)
             del parts
         except BaseException:
@@ -661,9 +693,13 @@ class GrpcTransport:
         self._limits = _PeerLimits(peer_rate, peer_burst, peer_inflight)
         self._port: int | None = None
         self._stopped = False
+        #: set by the party: why a caller is not a peer (e.g. revoked, when), and whether it has a role in a job
+        self.refusal_reason: Callable[[str], str | None] | None = None
+        self.job_guard: Callable[[str, str], None] | None = None
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"fedcredit-{party}"),
             options=grpc_options(),
+            interceptors=[Authorizer(self)],  # every method of every servicer passes one check (authz.py)
         )
         pb_grpc.add_FederationServicer_to_server(_FederationServicer(self), self._server)
 
@@ -798,7 +834,7 @@ class GrpcTransport:
                     private_key=self._tls.key_pem,
                     certificate_chain=self._tls.cert_pem,
                 )
-                options += [("grpc.ssl_target_name_override", peer), ("grpc.default_authority", peer)]
+                options += [("grpc.ssl_target_name_override", tls_server_name(peer)), ("grpc.default_authority", peer)]
                 ch = grpc.secure_channel(addr, creds, options=options)
             self._channels[peer] = ch
             return ch
@@ -811,8 +847,8 @@ class GrpcTransport:
         ``Channel.close()`` ends the job here: its buffered messages are
         dropped and later messages for it are refused.
         """
-        if not isinstance(job_id, str) or not _ID_RE.match(job_id):
-            raise ConfigError(f"invalid job id {job_id!r}: 1-128 characters of [A-Za-z0-9_.:=-]")
+        if not is_name(job_id):
+            raise ConfigError(f"invalid job id {job_id!r}: 1-63 characters of [a-z0-9_-], starting with a letter or digit")
         self._mailbox.open_job(job_id)
         return Channel(GrpcBackend(self, job_id), default_timeout=default_timeout)
 
@@ -839,7 +875,7 @@ class GrpcTransport:
             message_id=secrets.token_hex(16),
             sender=self.party,
             total_size=len(payload),
-            sha256=hashlib.sha256(payload).digest(),
+            sha256=message_sha256(job, tag, payload),
             chunk_count=_chunk_count(len(payload), self.chunk_bytes),
             kind=kind,
             reason=reason,

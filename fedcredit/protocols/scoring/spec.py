@@ -47,6 +47,7 @@ from enum import Enum
 import numpy as np
 
 from ...errors import ProtocolError
+from ...ids import is_name
 
 __all__ = [
     "Kind",
@@ -87,7 +88,6 @@ MAX_SESSIONS = 256
 MAX_SESSION_ROWS = 2_000_000
 
 _REQ_RE = re.compile(r"^([0-9a-f]{1,16})-([0-9a-f]{16})$")
-_MODEL_RE = re.compile(r"^[A-Za-z0-9_.:=\-]{1,128}/[A-Za-z0-9_.:=\-]{1,128}$")
 
 
 class Kind(str, Enum):
@@ -166,7 +166,8 @@ def unpack_bits(packed: bytes, count: int, peer: str) -> np.ndarray:
 
 def check_model_id(model_id) -> str:
     """``<job_id>/<step>``; raises ProtocolError otherwise (no path tricks: no ``..``, no extra ``/``)."""
-    if not isinstance(model_id, str) or not _MODEL_RE.match(model_id) or ".." in model_id:
+    parts = model_id.split("/") if isinstance(model_id, str) else ()
+    if len(parts) != 2 or not all(is_name(p) for p in parts):  # the identifier grammar of fedcredit.ids
         raise ProtocolError(f"invalid model id {str(model_id)[:140]!r}: expected '<job_id>/<step>'")
     return model_id
 
@@ -213,7 +214,7 @@ def new_request_id(now: float | None = None) -> str:
 
 def check_request_id(request_id, now: float | None = None, max_age: float = REQUEST_MAX_AGE) -> str:
     """Refuse malformed, stale (older than ``max_age``) or future-dated (> 60 s) request ids."""
-    m = _REQ_RE.match(request_id) if isinstance(request_id, str) else None
+    m = _REQ_RE.fullmatch(request_id) if isinstance(request_id, str) else None
     if m is None:
         raise ProtocolError(f"invalid request id {str(request_id)[:80]!r}")
     now = time.time() if now is None else now
