@@ -19,34 +19,61 @@ Layers
   :func:`compress`/:func:`decompress` (several summed packed values shifted into
   one ciphertext before decryption).
 
-Security argument for the fast obfuscation
-------------------------------------------
+Randomness: two obfuscators, and who may use which
+--------------------------------------------------
 A textbook encryption draws a fresh ``r`` in ``Z_n^*`` and computes ``r^n mod n^2``
-(a 2048-bit exponent over a 4096-bit modulus).  We instead follow Damgård, Jurik
-and Nielsen (*A generalization of Paillier's public-key system with applications
-to electronic voting*, IJIS 2010, §4.1): each engine draws once, with
-:mod:`secrets`, a random ``r0`` in ``Z_n^*`` and sets ``h = r0^n mod n^2`` -- a
-uniformly random element of the subgroup of ``n``-th residues -- and then uses
-``h^a`` with a fresh uniformly random exponent ``a`` of
-``max(256, 2 * security_bits)`` bits per ciphertext (256 bits at 2048 and 3072-bit
-keys, whose security levels are 112 and 128 bits).  Under the DCR assumption plus
-the standard short-exponent assumption (Koshiba and Kurosawa, PKC 2004: a random
-short power is indistinguishable from a random element when the exponent has at
-least twice as many bits as the security level, because the best attack, Pollard's
-lambda, costs ``2^(bits/2)``), the ciphertexts are indistinguishable from textbook
-ones.  ``h^a`` is a product of precomputed powers ``h^(j 2^(w i))`` (a fixed-base
-window table, ``w = 10`` for the key owner), so one obfuscator costs
-``ceil(256 / w) - 1`` modular multiplications instead of ~3,000.  The key owner
-also works modulo ``p^2`` and ``q^2`` separately (CRT) and recombines.  ``h``, the
-tables and ``a`` never leave the process; nothing is reused: every ciphertext gets
-its own ``a``.
+(a 2048-bit exponent over a 4096-bit modulus, ~9 ms at 2048 bits).
 
-Who may skip obfuscation: nobody on the public API.  Results of homomorphic
-operations on someone else's ciphertexts are re-randomized (:meth:`CipherVector.obfuscate`)
-automatically before :meth:`CipherVector.to_blob` unless they already are, because
-the key owner can recover the randomness of any ciphertext and could otherwise
-learn how a sum was formed.  Unobfuscated arithmetic lives in
-:mod:`fedcredit.crypto._raw`.
+*Fixed base (fast path).*  Following Damgård, Jurik and Nielsen (*A generalization of
+Paillier's public-key system with applications to electronic voting*, IJIS 2010) each
+engine draws once, with :mod:`secrets`, ``r0`` in ``Z_n^*`` with Jacobi symbol
+``(r0 / n) = -1`` and sets ``h = r0^n mod n^2``; a ciphertext's obfuscator is ``h^a``
+with a fresh uniform ``a`` of ``l = max(256, 2 * security_bits)`` bits (256 at 2048 and
+3072 bits).  ``h^a`` is a product of precomputed powers ``h^(j 2^(w i))`` (a fixed-base
+window table), ``ceil(l / w) - 1`` multiplications instead of ~3,000, and the key owner
+also works mod ``p^2`` and ``q^2`` (CRT).  ``h``, the tables and ``a`` never leave the
+process; every ciphertext gets its own ``a``.
+
+Assumption, stated precisely.  Against parties who do not know ``p, q``, fixed-base
+ciphertexts are IND-CPA under (i) DCR restricted to the subgroup ``<h>`` (``<h>`` is a
+random subgroup of small index in the ``n``-th residues: telling its elements from other
+``n``-th residues takes characters that need ``p`` and ``q``, and the one public character,
+the Jacobi symbol, is ``(-1)^a``, a fair coin per ciphertext because ``(r0 / n) = -1``), and
+(ii) a short-exponent assumption in a hidden-order group: *given* ``n, h``, ``h^a`` *with*
+``a < 2^l`` *is indistinguishable from* ``h^b`` *with* ``b`` *uniform mod* ``ord(h)``.
+DJN use exponents of ``ceil(k/2)`` bits (``k`` = bits of ``n``; 1024 at 2048), for which
+Håstad, Schrift and Shamir (JCSS 1996) reduce (ii) to factoring; our ``l = 256`` is far
+shorter, and no reduction covers it: the short-exponent results of Koshiba and Kurosawa
+(PKC 2004) are for groups of *known prime* order, while ``<h>`` has hidden composite order.
+(ii) is therefore an extra assumption, supported only by the best known attack being
+generic (Pollard's lambda / baby-step giant-step over the exponent interval:
+``2^(l/2) = 2^128`` steps, at or above the 112/128-bit level of the modulus).
+
+Against the *key owner* the fixed base hides nothing: knowing ``p`` it reads the
+Legendre symbol ``(c / p) = (r / p)`` of any ciphertext's randomness, and since
+``Z_n^*`` is never cyclic some such character is 1 on ``h`` -- so on a re-randomized sum
+it shows the product of the summed rows' characters, and a row the owner encrypted with
+a marked ``r`` reveals whether it was in the sum (found by the issue-23 review;
+``tests/test_paillier_rerandomize.py`` runs the attack).  Hence:
+
+* **Fresh encryptions keep the fixed base** -- the owner's (:meth:`PrivateKey.encrypt_ints`)
+  and the public ones (:meth:`PublicKey.encrypt_ints`): a fresh ciphertext's randomness is
+  a function of the encrypting engine's own coins ``(r0, a)`` only, independent of any data
+  and of every other ciphertext, so the owner learns from it nothing beyond ``m`` (which it
+  decrypts anyway) -- at most that two ciphertexts came from the same process, which the
+  mTLS sender identity tells it already.  Outsiders face (i) and (ii).
+* **Re-randomization by a non-owner** of anything that may reach the key owner
+  (:meth:`CipherVector.obfuscate`, hence :meth:`CipherVector.to_blob` of every derived or
+  received vector, the pool/Dask worker ``w_public_obfuscate``) uses ``r^n`` with ``r``
+  uniform in ``Z_n^*``: the result's randomness is then uniform and independent of how the
+  sum was formed, unconditionally, even for the key owner.  After cipher compression these
+  are few (SecureBoost: one per 21 bin sums), so the cost is small (docs/crypto.md).
+* ``obfuscate(for_key_owner=False)`` keeps the fixed base for results whose recipients are
+  *not* the key owner (hetero LR's coordinated mode: the guest re-randomizes the batch
+  residuals for the hosts under the arbiter's key); :meth:`PrivateKey.obfuscate` (the owner
+  re-randomizing its own ciphertexts for others) keeps it too.  Both rest on (i) and (ii).
+
+Unobfuscated arithmetic lives in :mod:`fedcredit.crypto._raw`.
 
 Key sizes: 2048 bits by default, 3072 (or larger) available;
 :func:`generate_keypair` refuses anything below 2048 -- small keys for fast logic
@@ -96,6 +123,8 @@ DEFAULT_FRAC_BITS = 32
 SCHEME = "paillier"
 
 _MPZ = type(mpz(0))
+# A uniform obfuscator (full exponentiation) costs ~60 fixed-base ones: send to the pool sooner.
+_UNIFORM_WEIGHT = 32
 # Moduli of small keys created in this process by fedcredit.testing: the only
 # keys below MIN_KEY_BITS that PublicKey accepts (never a peer's choice).
 _TEST_MODULI: set[int] = set()
@@ -453,7 +482,11 @@ class PrivateKey:
         return CipherVector._make(self.public_key, cv._c, frac_bits, fresh=True)
 
     def obfuscate(self, cv: "CipherVector", *, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize ``cv`` with the owner's fast engine (same result as ``cv.obfuscate()``)."""
+        """Re-randomize ``cv`` with the owner's fixed-base CRT engine, for parties that are not the owner.
+
+        Parties without ``p, q`` cannot tell these from uniform re-randomizations (assumptions
+        (i) and (ii) of the module docstring); the owner itself can, but it is the owner.
+        """
         self._check_vector(cv)
         pk = self.public_key
         if _pool.use_parallel(len(cv), parallel, pk.bits):
@@ -790,21 +823,37 @@ class CipherVector:
         return concat([self, *others])
 
     # -------------------------------------------------- randomness / wire
-    def obfuscate(self, *, parallel: bool | None = None) -> "CipherVector":
+    def obfuscate(self, *, parallel: bool | None = None, for_key_owner: bool = True) -> "CipherVector":
         """Re-randomize every ciphertext (multiply by a fresh encryption of 0).
 
         Use before sending results computed from someone else's ciphertexts;
-        :meth:`to_blob` does it automatically for such vectors.
+        :meth:`to_blob` does it automatically for such vectors (with ``for_key_owner=True``).
+
+        Parameters
+        ----------
+        parallel : bool or None
+            Use the process pool / compute backend (None: by cost).
+        for_key_owner : bool, default=True
+            ``True``: multiply by ``r^n`` with ``r`` uniform in ``Z_n^*`` (one full
+            exponentiation per ciphertext, ~9 ms at 2048 bits). The key owner knows ``p``
+            and ``q`` and sees each ciphertext's ``r mod n``; anything less than a uniform
+            ``r`` lets it read characters of the summed rows' randomness, i.e. which rows
+            went into a sum (see the module docstring).  ``False``: the fast fixed-base
+            obfuscator, **only** for a result whose recipients (and anyone they forward it
+            to unchanged) are not the key owner -- they cannot compute those characters
+            (the only public one, the Jacobi symbol, is a fair coin per obfuscator).
         """
         pk = self.public_key
-        if _pool.use_parallel(len(self), parallel, pk.bits):
+        fn = _pool.w_public_obfuscate if for_key_owner else _pool.w_public_obfuscate_fixed
+        if _pool.use_parallel(len(self), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
             w = pk.width
             data = ints_to_bytes(self._c, w)
             parts = _pool.split(len(self), _pool.pool_size())
-            res = _pool.parallel_map(_pool.w_public_obfuscate, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
+            res = _pool.parallel_map(fn, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
             cs = bytes_to_ints(b"".join(res), w)
         else:
-            cs = pk._get_engine().obfuscate(list(self._c))
+            eng = pk._get_engine()
+            cs = eng.obfuscate(list(self._c)) if for_key_owner else eng.obfuscate_fixed(list(self._c))
         return CipherVector._make(pk, _obj_array(cs), self.frac_bits, fresh=True)
 
     @property
@@ -816,7 +865,9 @@ class CipherVector:
         """Fixed-width big-endian bytes with the key fingerprint and ``frac_bits``.
 
         Vectors derived from homomorphic operations (or received from a peer)
-        are re-randomized first; the result is cached (the vector is immutable).
+        are re-randomized first, with uniform ``r^n`` (``obfuscate(for_key_owner=True)``:
+        the recipient is unknown here and may be the key owner); the result is cached
+        (the vector is immutable).
         """
         if self._blob is None:
             v = self if self._fresh else self.obfuscate()

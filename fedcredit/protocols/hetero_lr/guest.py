@@ -93,7 +93,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 S = ez[0]
                 for v in ez[1:]:
                     S = S + v
-                ED = S.add_plain(U)  # re-randomized by to_blob before it leaves
+                # for the hosts, never the key owner (the arbiter): the fast fixed-base re-randomization
+                ED = S.add_plain(U).obfuscate(for_key_owner=False)
                 ch.broadcast(hosts, Stage.D.value, {"d": ED})
                 m = masks(f, pk.n)
                 ch.send(arbiter, Stage.GRAD.value, {"g": matvec(S, K[rows]).add_plain(m)})
@@ -136,7 +137,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 acc = pk.encrypt_zeros(1)
                 for i, h in enumerate(hosts):
                     later = hosts[i + 1 :]
-                    ch.send(h, Stage.ZX.value, {"z": [zs[o] for o in later]})
+                    ch.send(h, Stage.ZX.value, {"z": [zs[o].obfuscate(for_key_owner=False) for o in later]})
                     acc = acc + sqs[h] + pk.vector_from_raw([column_dot(zs[h].raw_ints(), kcoef, nsq)])
                 for i, h in enumerate(hosts):
                     cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
