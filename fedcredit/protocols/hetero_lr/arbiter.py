@@ -15,7 +15,10 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
     """Hold the key; decrypt each party's masked gradient sums and the guest's masked validation loss.
 
     What the arbiter learns: values masked uniformly mod n (nothing), and how
-    many rows, batches and epochs there are.
+    many rows, batches and epochs there are. With CKKS: values under real
+    masks (``_ckks`` module docstring), and it returns only what its
+    :class:`~fedcredit.protocols.hetero_lr._ckks.KeyHolder` checked, flooded,
+    rounded and counted.
     """
     if params.backend == "ckks":
         return _run_arbiter_ckks(channel, n_rows, params, guest=guest, hosts=hosts, context=keypair,
