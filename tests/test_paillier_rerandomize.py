@@ -142,3 +142,37 @@ def test_to_blob_of_fresh_vector_is_unchanged_and_derived_is_uniform(keys):
     derived = fresh + fresh
     back = pk.vector_from_blob(derived.to_blob())
     assert back.ciphertexts() != derived.ciphertexts() and sk.decrypt_ints(back) == [2, 4, 6]
+
+
+def test_precomputed_uniform_obfuscators_are_used_once(keys):
+    """Re-randomization takes uniform obfuscators computed ahead of use first, each exactly once."""
+    from fedcredit.crypto._raw import uniform_obfuscators
+
+    pk, sk = keys
+    host_pk = PublicKey(pk.n)
+    derived = host_pk.encrypt_ints([1, 2, 3, 4, 5]) + host_pk.encrypt_ints([0] * 5)
+    ready = uniform_obfuscators(pk.n, 3)
+    host_pk._reserve = list(ready)
+    out = derived.obfuscate()
+    assert host_pk._reserve == []
+    nsq = mpz(pk.nsquare)
+    assert out.ciphertexts()[:3] == [int(c * r % nsq) for c, r in zip(derived.raw_ints()[:3], ready)]
+    assert sk.decrypt_ints(out) == [1, 2, 3, 4, 5]
+
+
+def test_refill_runs_in_the_pool_for_production_keys(monkeypatch):
+    """After a re-randomization, the next batch's uniform obfuscators are computed in the background."""
+    from fedcredit.crypto.paillier import generate_keypair
+
+    pk, sk = generate_keypair(2048)
+    monkeypatch.setattr(cpool, "pool_size", lambda: 2)
+    derived = pk.encrypt_ints([7] * 4, parallel=False) + pk.encrypt_ints([1] * 4, parallel=False)
+    derived.obfuscate(parallel=False)  # parallel=False: no background work either
+    assert pk._pending is None
+    first = derived.obfuscate()
+    assert pk._pending is not None
+    pk._pending.result(timeout=120)
+    second = derived.obfuscate()  # takes the 4 precomputed ones, starts the next refill
+    assert pk._reserve == [] and sk.decrypt_ints(first) == sk.decrypt_ints(second) == [8] * 4
+    assert first.ciphertexts() != second.ciphertexts()
+    pk._pending.result(timeout=120)

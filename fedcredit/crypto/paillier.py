@@ -222,6 +222,9 @@ class PublicKey:
         self._mnsq = mpz(self.nsquare)
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
+        # uniform obfuscators computed ahead of use in the pool (each used once, then discarded)
+        self._reserve: list = []
+        self._pending = None
 
     # -------------------------------------------------- identity / wire
     def __eq__(self, other) -> bool:
@@ -264,6 +267,40 @@ class PublicKey:
             if self._engine is None:
                 self._engine = PublicEngine(self.n)
             return self._engine
+
+    def _take_uniform(self, count: int) -> list:
+        """Up to ``count`` precomputed uniform obfuscators (removed from the reserve: never used twice)."""
+        with self._lock:
+            fut = self._pending
+            if fut is not None and fut.done():
+                self._pending = None
+                try:
+                    self._reserve.extend(bytes_to_ints(fut.result(), self.width))
+                except Exception:  # a failed background task: compute them when needed instead
+                    pass
+            out = self._reserve[:count]
+            del self._reserve[:count]
+        return out
+
+    def _refill_uniform(self, count: int) -> None:
+        """Start computing ``count`` uniform obfuscators in this process's pool for the next re-randomization.
+
+        Protocols re-randomize similar numbers of ciphertexts each round (gradient sums, compressed
+        histograms) and wait for peers in between, so the next round's full exponentiations (~9 ms each at
+        2048 bits) mostly run while this party waits. Only with production-size keys, the local pool and at
+        most 4,096 values at a time.
+        """
+        from ..compute import current
+
+        if count < 1 or count > 4096 or self.bits < 2048 or current().name != "local" or _pool.pool_size() < 2:
+            return
+        with self._lock:
+            if self._pending is not None or len(self._reserve) >= count:
+                return
+            try:
+                self._pending = _pool.submit_local(_pool.w_uniform_obfuscators, self._n_bytes, int(count), self.width)
+            except Exception:  # a broken or shut-down pool: the next call computes them when needed
+                self._pending = None
 
     def _reduce(self, ints) -> list:
         """Plaintext ints → mpz in ``[0, n)``; accepts negatives down to ``-n/2``."""
@@ -836,16 +873,24 @@ class CipherVector:
         """
         pk = self.public_key
         fn = _pool.w_public_obfuscate if for_key_owner else _pool.w_public_obfuscate_fixed
-        if _pool.use_parallel(len(self), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
+        done, todo = [], list(self._c)
+        if for_key_owner:  # precomputed uniform obfuscators first (see PublicKey._refill_uniform)
+            nsq = pk._mnsq
+            ready = pk._take_uniform(len(todo))
+            done = [c * r % nsq for c, r in zip(todo, ready)]
+            todo = todo[len(ready):]
+        if todo and _pool.use_parallel(len(todo), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
             w = pk.width
-            data = ints_to_bytes(self._c, w)
-            parts = _pool.split(len(self), _pool.pool_size())
+            data = ints_to_bytes(todo, w)
+            parts = _pool.split(len(todo), _pool.pool_size())
             res = _pool.parallel_map(fn, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
-            cs = bytes_to_ints(b"".join(res), w)
-        else:
+            done += bytes_to_ints(b"".join(res), w)
+        elif todo:
             eng = pk._get_engine()
-            cs = eng.obfuscate(list(self._c)) if for_key_owner else eng.obfuscate_fixed(list(self._c))
-        return CipherVector._make(pk, _obj_array(cs), self.frac_bits, fresh=True)
+            done += eng.obfuscate(todo) if for_key_owner else eng.obfuscate_fixed(todo)
+        if for_key_owner and parallel is not False:
+            pk._refill_uniform(len(self))
+        return CipherVector._make(pk, _obj_array(done), self.frac_bits, fresh=True)
 
     @property
     def is_fresh(self) -> bool:

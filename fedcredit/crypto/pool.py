@@ -159,6 +159,13 @@ def parallel_map(fn, arg_list: list[tuple]) -> list:
     return current().map(fn, arg_list)
 
 
+def submit_local(fn, *args):
+    """Submit one task to this process's pool and return its future (background work, e.g. obfuscators)."""
+    pool = get_pool()
+    with _lock, _without_main():
+        return pool.submit(fn, *args)
+
+
 def local_map(fn, arg_list: list[tuple]) -> list:
     """Run ``fn(*args)`` for each tuple in this process's pool; results in order."""
     pool = get_pool()
@@ -249,6 +256,13 @@ def w_public_obfuscate_fixed(n_bytes: bytes, data: bytes, width: int) -> bytes:
 
     eng = _public_engine(n_bytes)
     return ints_to_bytes(eng.obfuscate_fixed(bytes_to_ints(data, width)), width)
+
+
+def w_uniform_obfuscators(n_bytes: bytes, count: int, width: int) -> bytes:
+    """``count`` uniform obfuscators ``r^n mod n^2`` (``r`` uniform in ``Z_n^*``), computed ahead of use."""
+    from ._raw import ints_to_bytes, uniform_obfuscators
+
+    return ints_to_bytes(uniform_obfuscators(int.from_bytes(n_bytes, "big"), int(count)), width)
 
 
 def w_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:
