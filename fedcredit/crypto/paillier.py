@@ -66,7 +66,9 @@ a marked ``r`` reveals whether it was in the sum (found by the issue-23 review;
   received vector, the pool/Dask worker ``w_public_obfuscate``) uses ``r^n`` with ``r``
   uniform in ``Z_n^*``: the result's randomness is then uniform and independent of how the
   sum was formed, unconditionally, even for the key owner.  After cipher compression these
-  are few (SecureBoost: one per 21 bin sums), so the cost is small (docs/crypto.md).
+  are few (SecureBoost: one per 21 bin sums); they cost ~60 fixed-base ones, and after each
+  such re-randomization the engine precomputes as many again in the local pool, so in steady
+  state they are computed while the party waits for its peers (docs/crypto.md).
 * ``obfuscate(for_key_owner=False)`` keeps the fixed base for results whose recipients are
   *not* the key owner (hetero LR's coordinated mode: the guest re-randomizes the batch
   residuals for the hosts under the arbiter's key); :meth:`PrivateKey.obfuscate` (the owner
