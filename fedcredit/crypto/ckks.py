@@ -41,6 +41,11 @@ rotation by an arbitrary step and no products at an exact scale (TenSEAL resets
 the scale to ``2^40`` after a rescale although it is ``2^80/q``, a relative error
 of ~1e-7; the strided product keeps SEAL's exact scale).
 
+A key holder must not decrypt whatever a peer sends: :meth:`CKKSContext.expected_level` and
+:meth:`CKKSContext.check_level` let it check that a received ciphertext has two components
+and the chain index and scale the protocol produces at that point (hetero LR's
+``_ckks.KeyHolder`` does, and also bounds, floods, rounds and counts what it releases).
+
 A context made by :meth:`CKKSContext.generate` holds the secret key; its
 :meth:`~CKKSContext.public` copy does not, and :meth:`~CKKSContext.serialize`
 never writes the secret key unless asked (``save_secret_key=True``, for the
