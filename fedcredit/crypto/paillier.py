@@ -227,6 +227,7 @@ class PublicKey:
         # uniform obfuscators computed ahead of use in the pool (each used once, then discarded)
         self._reserve: list = []
         self._pending = None
+        self._recent: list = []  # sizes of the last re-randomizations for the key owner
 
     # -------------------------------------------------- identity / wire
     def __eq__(self, other) -> bool:
@@ -285,22 +286,26 @@ class PublicKey:
         return out
 
     def _refill_uniform(self, count: int) -> None:
-        """Start computing ``count`` uniform obfuscators in this process's pool for the next re-randomization.
+        """After a re-randomization of ``count`` values, start computing uniform obfuscators in this
+        process's pool for the next ones: up to the sum of the last three counts, less what is in reserve.
 
-        Protocols re-randomize similar numbers of ciphertexts each round (gradient sums, compressed
-        histograms) and wait for peers in between, so the next round's full exponentiations (~9 ms each at
-        2048 bits) mostly run while this party waits. Only with production-size keys, the local pool and at
-        most 4,096 values at a time.
+        Protocols re-randomize similar numbers of ciphertexts each round (gradient sums per batch; compressed
+        histograms per tree level, so three levels ~ one tree) and wait for peers in between, so the next
+        rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits. Only with
+        production-size keys and the local pool; at most 4,096 at a time.
         """
         from ..compute import current
 
-        if count < 1 or count > 4096 or self.bits < 2048 or current().name != "local" or _pool.pool_size() < 2:
+        with self._lock:
+            self._recent = (self._recent + [int(count)])[-3:]
+            want = min(4096, sum(self._recent)) - len(self._reserve)
+        if want < 1 or self.bits < 2048 or current().name != "local" or _pool.pool_size() < 2:
             return
         with self._lock:
-            if self._pending is not None or len(self._reserve) >= count:
+            if self._pending is not None:
                 return
             try:
-                self._pending = _pool.submit_local(_pool.w_uniform_obfuscators, self._n_bytes, int(count), self.width)
+                self._pending = _pool.submit_local(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
             except Exception:  # a broken or shut-down pool: the next call computes them when needed
                 self._pending = None
 
