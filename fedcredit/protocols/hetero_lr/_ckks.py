@@ -46,11 +46,12 @@ Every decryption of a peer's ciphertext goes through :class:`KeyHolder`, which
    decoded magnitudes within the masks' range -- anything else is a ``ProtocolError``
    before a value is returned;
 2. floods and rounds what it returns: each residue-class sum (or loss sum) gets
-   uniform noise of one grid cell and is rounded to the grid ``2^-ROUND_BITS``
-   (dithered rounding, unbiased).  The noise is added to the decoded result, not as
-   an encryption of zero with large noise: SEAL's API cannot encrypt with a chosen
-   error distribution, the key holder releases only these few sums anyway, and noise
-   on them maps directly onto the precision the protocol needs;
+   uniform noise of one grid cell and is rounded to the grid ``2^-ROUND_BITS`` (or two
+   float64 ulps of the value, where coarser: dithered rounding, unbiased).  The noise
+   is added to the decoded result, not as an encryption of zero with large noise:
+   SEAL's API cannot encrypt with a chosen error distribution, the key holder releases
+   only these few sums anyway, and noise on them maps directly onto the precision the
+   protocol needs;
 3. counts: each peer may request at most ``epochs x batches`` gradient decryptions
    (plus one loss decryption per epoch), derived from the job's plan; more is refused.
 
@@ -206,8 +207,14 @@ class KeyHolder:
 
     @staticmethod
     def _release(values: np.ndarray) -> list[float]:
-        """Dithered rounding: one grid cell of uniform noise (``secrets``), then round to the grid."""
-        cell = 2.0**-ROUND_BITS
+        """Dithered rounding: one grid cell of uniform noise (``secrets``), then round to the grid.
+
+        The cell is ``2^-ROUND_BITS``, or two float64 ulps of the value where that is coarser (masked sums
+        reach ~2^36, where an ulp is 2^-16): noise below an ulp would vanish in the addition.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        _, e = np.frexp(np.abs(values))
+        cell = np.ldexp(1.0, np.maximum(-ROUND_BITS, e - 52))  # a power of two >= 2 ulps
         u = np.frombuffer(secrets.token_bytes(8 * values.size), dtype=np.uint64) >> np.uint64(11)
         noise = (u.astype(np.float64) * 2.0**-53 - 0.5) * cell
         return [float(x) for x in np.round((values + noise) / cell) * cell]
