@@ -299,3 +299,25 @@ def test_psi_blinding_on_cluster_is_byte_identical(backend):
         assert g.exp(b, split, parallel=True) == g.exp(b, one, parallel=False)
         with pytest.raises(ProtocolError, match="not a point of Curve25519"):
             g.exp(b, one + (2).to_bytes(32, "little"), parallel=True)  # u = 2 lies on the twist
+
+
+# ------------------------------------------------------------------ the local cluster speaks mutual TLS
+def _add(a, b):
+    return a + b
+
+
+def test_local_cluster_is_tls_and_refuses_plain_clients():
+    """Issue 23 item 10: the party's own local cluster receives p, q and PSI scalars; before, it listened
+    on tcp://127.0.0.1 where any local process could connect and submit tasks."""
+    b = DaskBackend(workers=1, timeout=30)
+    try:
+        assert b.map(_add, [(1, 2), (3, 4)]) == [3, 7]
+        addr = b.client.scheduler.address
+        assert addr.startswith("tls://127.0.0.1:") and b.describe()["tls"] is True
+        with pytest.raises((OSError, TimeoutError)):  # a plain tcp client gets no further than the handshake
+            distributed.Client(addr.replace("tls://", "tcp://"), timeout=3, set_as_default=False)
+        with pytest.raises((OSError, TimeoutError, ValueError)):  # TLS without the cluster's certificate
+            distributed.Client(addr, timeout=3, set_as_default=False,
+                               security=distributed.security.Security.temporary())
+    finally:
+        b.close()

@@ -107,11 +107,12 @@ def test_packed_messages_are_checked():
     with pytest.raises(ProtocolError, match="rotation keys"):
         _ckks.context_from_wire({**wire, "rotations": b"garbage"})
     peer = _ckks.context_from_wire(wire)
+    holder = _ckks.KeyHolder(owner, {"p": 10})
     plain = peer.encrypt(np.ones(10)).to_blob()
     with pytest.raises(ProtocolError, match="not a packed product"):
-        _ckks.packed_sums(owner, plain, "the gradient")
+        holder.packed_sums("p", plain, "the gradient")
     blob, rsum = _ckks.packed_products(peer, peer.encrypt(np.ones(10)), np.ones((10, 3)))
-    sums = _ckks.packed_sums(owner, blob, "the gradient")
+    sums = holder.packed_sums("p", blob, "the gradient")
     assert len(sums) == 4 and len(rsum) == 3  # F = 2 residue classes x (real, imaginary)
     # absolute error comes from rounding the 2^30 masks summed over every slot of a residue class: docs/hetero_lr.md
     # states up to ~2e-4 (measured here: median 4e-5, max 1e-4 over 40 runs)

@@ -13,18 +13,16 @@ from fedcredit.crypto import (
     CipherBlob,
     CipherVector,
     FixedPoint,
-    GHPacker,
-    Packer,
-    PackingOverflowError,
     PrivateKey,
     PublicKey,
     compress,
     concat,
-    decompress,
     generate_keypair,
 )
 from fedcredit.crypto._raw import FixedBase, short_exponent_bits
-from fedcredit.errors import ConfigError, DataError, DecryptionError
+from fedcredit.errors import ConfigError, DataError, DecryptionError, ProtocolError
+from fedcredit.protocols.secureboost.guest import GHCodec
+from fedcredit.protocols.secureboost.spec import GH_BITS
 from fedcredit.testing import small_keypair
 from fedcredit.transport import serde
 
@@ -341,106 +339,37 @@ def test_mixing_keys_refused(keys, other_keys):
         a + b
 
 
-# ------------------------------------------------------------------ packing
-def test_packer_slot_width():
-    p = Packer(value_bits=20, n_slots=3, max_terms=30000)
-    assert p.slot_bits == (20 + 15 + 1,) * 3
-    assert p.total_bits == 108
-
-
-def test_packer_sum_of_30000_rows(keys, rng):
-    """Sums of 30,000 packed rows (plaintext path, exact) unpack to the column sums."""
-    p = Packer(value_bits=[34, 31, 1], max_terms=30000)
-    m = np.stack([rng.integers(0, 2**34, size=30000), rng.integers(0, 2**31, size=30000), np.ones(30000, dtype=np.int64)], axis=1)
-    m[0] = [2**34 - 1, 2**31 - 1, 1]  # range extremes
-    m[1] = [0, 0, 1]
-    packed = p.pack(m)
-    total = sum(packed)
-    got = p.unpack([total])
-    assert got.tolist() == [[int(m[:, 0].sum()), int(m[:, 1].sum()), 30000]]
-
-
-def test_packed_ciphertext_sums_match_plaintext(keys, rng):
-    pk, sk = keys
-    p = Packer(value_bits=[24, 24], max_terms=400)
-    m = rng.integers(0, 2**24, size=(400, 2))
-    gid = rng.integers(0, 3, size=400)
-    cv = sk.encrypt_ints(p.pack(m))
-    sums = p.unpack(sk.decrypt_ints(cv.group_sum(gid, 3)))
-    expect = np.stack([m[gid == g].sum(axis=0) for g in range(3)])
-    np.testing.assert_array_equal(sums, expect)
-
-
-def test_packer_detects_overflow(keys):
-    pk, sk = keys
-    p = Packer(value_bits=8, n_slots=2, max_terms=4)
-    cv = sk.encrypt_ints(p.pack([[255, 3]] * 5))  # five terms, capacity is four
-    with pytest.raises(PackingOverflowError, match="slot 0 overflowed"):
-        p.unpack(sk.decrypt_ints(cv.sum()))
-    assert p.unpack(sk.decrypt_ints(cv[:4].sum())).tolist() == [[1020, 12]]
-    with pytest.raises(PackingOverflowError, match="exceeds its slots"):
-        p.unpack([1 << p.total_bits])
-
-
-def test_packer_rejects_values_out_of_range():
-    p = Packer(value_bits=8, n_slots=2)
-    with pytest.raises(DataError, match="slot 1 value outside"):
-        p.pack([[1, 256]])
-    with pytest.raises(DataError, match="slot 0 value outside"):
-        p.pack([[-1, 0]])
-
-
-@pytest.mark.parametrize("h_bound", [0.25, 1.0])
-@pytest.mark.parametrize("count_slot", [True, False])
-def test_gh_packer_secureboost_histogram(keys, rng, h_bound, count_slot):
-    pk, sk = keys
-    rows, n_bins = 300, 6
-    g = rng.uniform(-1, 1, size=rows)
-    h = rng.uniform(0, h_bound, size=rows)
-    g[:3] = [-1.0, 1.0, 0.0]
-    h[:2] = [0.0, h_bound]
-    bins = rng.integers(0, n_bins, size=(rows, 2))
-    ghp = GHPacker(max_rows=30000, h_bound=h_bound, count_slot=count_slot)
-    assert ghp.packer.fits(pk)
-    cv = sk.encrypt_ints(ghp.pack(g, h))
-    hist = cv.histogram(bins, n_bins, parallel=False)
-    counts = np.array([np.sum(bins[:, j] == b) for j in range(2) for b in range(n_bins)])
-    G, H, cnt = ghp.unpack(sk.decrypt_ints(hist), counts=None if count_slot else counts)
-    Ge = np.array([g[bins[:, j] == b].sum() for j in range(2) for b in range(n_bins)])
-    He = np.array([h[bins[:, j] == b].sum() for j in range(2) for b in range(n_bins)])
-    np.testing.assert_allclose(G, Ge, atol=rows * 2.0**-32)
-    np.testing.assert_allclose(H, He, atol=rows * 2.0**-32)
-    np.testing.assert_array_equal(cnt, counts)
-
-
-def test_gh_packer_rejects_out_of_bound():
-    with pytest.raises(DataError, match="gradients must be in"):
-        GHPacker(h_bound=0.25).pack([1.5], [0.1])
-    with pytest.raises(DataError, match="gradients must be in"):
-        GHPacker(h_bound=0.25).pack([0.5], [0.3])
-
-
+# ------------------------------------------------------------------ compression (SecureBoost's packing)
 @pytest.mark.parametrize("count", [1, 5, 13])
-def test_compress_round_trip(keys, rng, count):
+def test_compress_round_trip_with_secureboost_codec(keys, rng, count):
+    """Signed packed (G, H) sums, compressed and decrypted, unpack to the exact integer sums."""
     pk, sk = keys
-    ghp = GHPacker(max_rows=1000, frac_bits=16, h_bound=0.25)
-    g = rng.uniform(-1, 1, size=(count, 50))
-    h = rng.uniform(0, 0.25, size=(count, 50))
-    sums = concat([sk.encrypt_ints(ghp.pack(g[i], h[i])).sum() for i in range(count)])
-    comp = compress(sums, item_bits=ghp.total_bits)
-    per = ghp.packer.per_plaintext(pk)
-    assert len(comp) == -(-count // per)
-    items = decompress(sk.decrypt_ints(comp), item_bits=ghp.total_bits, count=count, public_key=pk)
-    G, H, cnt = ghp.unpack(items)
-    np.testing.assert_allclose(G, g.sum(axis=1), atol=50 * 2.0**-16)
-    np.testing.assert_allclose(H, h.sum(axis=1), atol=50 * 2.0**-16)
-    assert cnt.tolist() == [50] * count
+    codec = GHCodec(max_rows=1000, key_bits=pk.bits)
+    g = rng.integers(-(2**GH_BITS), 2**GH_BITS + 1, size=(count, 50))
+    h = rng.integers(0, 2 ** (GH_BITS - 2) + 1, size=(count, 50))
+    g[0, :3] = [-(2**GH_BITS), 2**GH_BITS, 0]
+    sums = concat([sk.encrypt_ints(codec.pack(np.stack([g[i], h[i]], axis=1))).sum() for i in range(count)])
+    comp = compress(sums, item_bits=codec.item_bits)
+    assert len(comp) == -(-count // codec.per_ciphertext)
+    got = codec.unpack(sk.decrypt_signed(comp), count)
+    np.testing.assert_array_equal(got, np.stack([g.sum(axis=1), h.sum(axis=1)], axis=1))
 
 
-def test_decompress_detects_overflow(keys):
+def test_secureboost_codec_refuses_overflowed_compression(keys):
     pk, sk = keys
-    with pytest.raises(PackingOverflowError, match="exceeds its items"):
-        decompress([1 << 20], item_bits=10, count=2, public_key=pk)
+    codec = GHCodec(max_rows=1000, key_bits=pk.bits)
+    with pytest.raises(ProtocolError, match="extra data"):
+        codec.unpack([1 << (codec.item_bits * 2)], 2)
+    with pytest.raises(ProtocolError, match="wrong number"):
+        codec.unpack([1, 2], 1)
+
+
+def test_compress_refuses_bad_item_bits(keys):
+    pk, _ = keys
+    with pytest.raises(ConfigError, match="item_bits"):
+        compress(pk.encrypt_ints([1]), item_bits=0)
+    with pytest.raises(ConfigError, match="does not fit"):
+        compress(pk.encrypt_ints([1]), item_bits=pk.bits)
 
 
 # ------------------------------------------------------------------ raw helpers

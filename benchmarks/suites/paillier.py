@@ -16,8 +16,15 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from fedcredit.crypto import GHPacker, compress, decompress, generate_keypair
+from fedcredit.crypto import compress, generate_keypair
 from fedcredit.crypto import pool as crypto_pool
+from fedcredit.protocols.secureboost.guest import GHCodec
+from fedcredit.protocols.secureboost.spec import GH_BITS
+
+
+def _quantize(g, h) -> np.ndarray:
+    """SecureBoost's fixed-point (g, h) rows: multiples of 2**-GH_BITS, int64."""
+    return np.rint(np.ldexp(np.stack([g, h], axis=1), GH_BITS)).astype(np.int64)
 
 
 def add_arguments(parser) -> None:
@@ -112,7 +119,14 @@ def _bench_bits(bits: int, args, rows: list, workers: int, phe_pool) -> None:
                      ratio_vs_lambda=round(ours_dec / lam_dec, 2)))
 
     # ---- addition / plain multiplication / sum / histogram
-    other = cv.obfuscate()
+    other = cv.obfuscate(for_key_owner=False)
+    # re-randomization: fixed base (recipient is not the key owner) vs uniform r^n (may reach the owner)
+    n_obf = min(n_ours, 200)
+    d = (cv + other)[:n_obf]
+    fixed_obf = _rate(lambda: d.obfuscate(parallel=False, for_key_owner=False), n_obf, reps)
+    uniform_obf = _rate(lambda: d.obfuscate(parallel=False), n_obf, reps)
+    rows.append(_row("rerandomize_uniform", bits, 1, uniform_obf, phe_enc,
+                     fixed_base_per_s=round(fixed_obf, 1), note="phe baseline: one textbook encryption"))
     phe_a = [paillier.EncryptedNumber(ppk, c, 0) for c in cv.ciphertexts()]
     phe_b = [paillier.EncryptedNumber(ppk, c, 0) for c in other.ciphertexts()]
     phe_add = _rate(lambda: [a + b for a, b in zip(phe_a, phe_b)], n_ours, reps)
@@ -139,22 +153,22 @@ def _bench_bits(bits: int, args, rows: list, workers: int, phe_pool) -> None:
     rows.append(_row("histogram_add", bits, 1, ours_h, phe_h, unit="row-features/s"))
 
     # ---- packed GH encryption: values (g and h) per second; phe encrypts each value
-    ghp = GHPacker(max_rows=30000, h_bound=0.25)
+    codec = GHCodec(max_rows=30000, key_bits=pk.bits)  # SecureBoost's packing: signed g * 2^S + h
     g = rng.uniform(-1, 1, size=n_ours)
     h = rng.uniform(0, 0.25, size=n_ours)
-    ours_gh = _rate(lambda: sk.encrypt_ints(ghp.pack(g, h), parallel=False), 2 * n_ours, reps)
+    ghq = _quantize(g, h)
+    ours_gh = _rate(lambda: sk.encrypt_ints(codec.pack(ghq), parallel=False), 2 * n_ours, reps)
     rows.append(_row("encrypt_packed_gh", bits, 1, ours_gh, phe_enc, unit="values/s",
-                     slot_bits=list(ghp.packer.slot_bits)))
+                     slot_bits=[codec.g_bits, codec.h_bits]))
 
     # ---- decrypt bin sums: compressed (many GH sums per ciphertext) vs phe decrypting g and h sums
-    hist = sk.encrypt_ints(ghp.pack(g, h), parallel=False).histogram(bins, n_bins, parallel=False)
+    hist = sk.encrypt_ints(codec.pack(ghq), parallel=False).histogram(bins, n_bins, parallel=False)
     n_sums = len(hist)
-    per = ghp.packer.per_plaintext(pk)
+    per = codec.per_ciphertext
 
     def ours_bins():
-        comp = compress(hist, item_bits=ghp.total_bits)
-        items = decompress(sk.decrypt_ints(comp, parallel=False), item_bits=ghp.total_bits, count=n_sums, public_key=pk)
-        ghp.unpack(items)
+        comp = compress(hist, item_bits=codec.item_bits)
+        codec.unpack(sk.decrypt_signed(comp, parallel=False), n_sums)
 
     ours_bd = _rate(ours_bins, n_sums, reps)
     rows.append(_row("decrypt_gh_bin_sums", bits, 1, ours_bd, phe_dec / 2, unit="bins/s",
@@ -174,8 +188,8 @@ def _bench_bits(bits: int, args, rows: list, workers: int, phe_pool) -> None:
         phe_p = _phe_pool_rate(phe_pool, _phe_encrypt_chunk, chunks, n_phe_p, reps)
         rows.append(_row("encrypt_owner", bits, workers, ours_p, phe_p))
         rows.append(_row("encrypt_public", bits, workers, pub_p, phe_p))
-        gp, hp = np.tile(g, workers), np.tile(h, workers)
-        ours_ghp = _rate(lambda: sk.encrypt_ints(ghp.pack(gp, hp), parallel=True), 2 * n_par, reps)
+        ghq_p = np.tile(ghq, (workers, 1))
+        ours_ghp = _rate(lambda: sk.encrypt_ints(codec.pack(ghq_p), parallel=True), 2 * n_par, reps)
         rows.append(_row("encrypt_packed_gh", bits, workers, ours_ghp, phe_p, unit="values/s"))
         cvp = cv.concat(*[cv] * (workers - 1))[: n_dec * workers]
         sk.decrypt_ints(cvp[: 2 * workers], parallel=True)

@@ -15,7 +15,11 @@ only between this party process, its scheduler and its workers. The cluster
 must therefore belong to the party and sit inside its trust boundary: use a
 ``tls://`` scheduler with the cluster's own CA (``[compute].tls_*``); a plain
 ``tcp://`` scheduler is refused unless it is on loopback or
-``[compute].insecure = true``. Task keys are random (``fedcredit-<fn>-<uuid>``)
+``[compute].insecure = true``.  The local cluster (no scheduler configured)
+uses ``tls://`` on 127.0.0.1 with Dask's temporary security
+(``distributed.security.Security.temporary()``: a fresh self-signed CA and one
+certificate, in memory, handed to the workers it starts), so other users and
+processes on the machine can neither submit tasks nor read results. Task keys are random (``fedcredit-<fn>-<uuid>``)
 rather than Dask's default hash of the arguments.
 
 Faults. A worker that dies mid-task has its task re-run elsewhere by the
@@ -60,7 +64,9 @@ class DaskBackend(ComputeBackend):
     scheduler : str, optional
         ``tcp://host:port`` or ``tls://host:port`` of the party's own scheduler.
         Without one, a ``LocalCluster`` of ``workers`` processes is started on
-        loopback (a single machine; mostly for tests and trials).
+        loopback (a single machine; mostly for tests and trials), speaking mutual
+        TLS with a temporary in-memory CA (``Security.temporary()``): only this
+        process and the cluster's own workers hold the certificate.
     workers : int, default=2
         Worker processes of that local cluster (one thread each).
     tls_ca, tls_cert, tls_key : path, optional
@@ -116,9 +122,15 @@ class DaskBackend(ComputeBackend):
                         self._client = dd.Client(self.scheduler, security=self._security(), timeout=self.timeout,
                                                  set_as_default=False)
                     else:
+                        # p, q and PSI scalars cross these sockets: mutual TLS even on loopback, with a
+                        # throw-away CA and certificate made in memory for this cluster (another local
+                        # user could otherwise connect to the scheduler and submit tasks or read results)
+                        sec = dd.security.Security.temporary()
                         self._cluster = dd.LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                                        host="127.0.0.1", dashboard_address=None, silence_logs=40)
-                        self._client = dd.Client(self._cluster, set_as_default=False, timeout=self.timeout)
+                                                        host="127.0.0.1", protocol="tls://", security=sec,
+                                                        dashboard_address=None, silence_logs=40)
+                        self._client = dd.Client(self._cluster, security=sec, set_as_default=False,
+                                                 timeout=self.timeout)
                 except ComputeError:
                     raise
                 except Exception as exc:  # OSError, TimeoutError, ssl errors...
@@ -158,7 +170,7 @@ class DaskBackend(ComputeBackend):
 
     def describe(self) -> dict:
         return {"backend": self.name, "scheduler": self.scheduler or "local cluster (loopback)",
-                "tls": self.tls is not None, "retries": self.retries}
+                "tls": self.tls is not None or not self.scheduler, "retries": self.retries}
 
     # ------------------------------------------------------------------ tasks
     @staticmethod

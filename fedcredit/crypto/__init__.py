@@ -10,14 +10,10 @@ from .paillier import (
     DEFAULT_KEY_BITS,
     CipherVector,
     FixedPoint,
-    GHPacker,
-    Packer,
-    PackingOverflowError,
     PrivateKey,
     PublicKey,
     compress,
     concat,
-    decompress,
     generate_keypair,
 )
 
@@ -27,13 +23,9 @@ __all__ = [
     "DEFAULT_KEY_BITS",
     "CipherVector",
     "FixedPoint",
-    "GHPacker",
-    "Packer",
-    "PackingOverflowError",
     "PrivateKey",
     "PublicKey",
     "compress",
     "concat",
-    "decompress",
     "generate_keypair",
 ]

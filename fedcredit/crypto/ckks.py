@@ -41,6 +41,11 @@ rotation by an arbitrary step and no products at an exact scale (TenSEAL resets
 the scale to ``2^40`` after a rescale although it is ``2^80/q``, a relative error
 of ~1e-7; the strided product keeps SEAL's exact scale).
 
+A key holder must not decrypt whatever a peer sends: :meth:`CKKSContext.expected_level` and
+:meth:`CKKSContext.check_level` let it check that a received ciphertext has two components
+and the chain index and scale the protocol produces at that point (hetero LR's
+``_ckks.KeyHolder`` does, and also bounds, floods, rounds and counts what it releases).
+
 A context made by :meth:`CKKSContext.generate` holds the secret key; its
 :meth:`~CKKSContext.public` copy does not, and :meth:`~CKKSContext.serialize`
 never writes the secret key unless asked (``save_secret_key=True``, for the
@@ -309,6 +314,46 @@ class CKKSContext:
                                       save_galois_keys=False, save_relin_keys=False)
             self._fingerprint = hashlib.sha256(pub).digest()
         return self._fingerprint
+
+    # -------------------------------------------------- levels (what a protocol expects a ciphertext to be)
+    def expected_level(self, products: int = 0, *, exact_scale: bool = False) -> tuple[int, float]:
+        """``(chain index, scale)`` of a ciphertext encrypted under this context after ``products`` plaintext
+        products, each followed by one rescale.
+
+        ``exact_scale=True``: SEAL's exact scale (``scale^2 / q`` per product, as :meth:`CKKSVector.matvec_strided`
+        keeps it); ``False``: the global scale, which TenSEAL's vector API resets after each rescale.
+        """
+        cd = self._seal().context.first_context_data()
+        scale = float(self._ctx.global_scale)
+        for _ in range(int(products)):
+            q = float(cd.parms().coeff_modulus()[-1].value())
+            if exact_scale:
+                scale = scale * float(self._ctx.global_scale) / q
+            cd = cd.next_context_data()
+            if cd is None:
+                raise ConfigError(f"this CKKS context has no level left for {products} products")
+        return int(cd.chain_index()), scale
+
+    def check_level(self, v: "CKKSVector", level: tuple[int, float]) -> bool:
+        """True if every ciphertext of ``v`` is a two-component NTT-form ciphertext at ``level`` (a pair from
+        :meth:`expected_level`; scale equal to 1e-9 relative).  A key holder checks this before decrypting
+        anything a peer computed: a crafted ciphertext at another level or scale, or with more components (which
+        decrypt with powers of the secret key), is how decryption results are turned into relations in the key."""
+        chain, scale = level
+        seal = self._seal()
+        try:
+            for c in v._chunks:
+                cts = c.data.ciphertext()
+                if len(cts) != 1:
+                    return False
+                ct = cts[0]
+                cd = seal.context.get_context_data(ct.parms_id())
+                if (cd is None or ct.size() != 2 or not ct.is_ntt_form() or int(cd.chain_index()) != int(chain)
+                        or not abs(float(ct.scale) - scale) <= 1e-9 * scale):
+                    return False
+        except Exception:
+            return False
+        return True
 
     # -------------------------------------------------- encrypt / decrypt
     def encrypt(self, x) -> "CKKSVector":

@@ -13,40 +13,68 @@ Layers
 * **Fixed point** -- :class:`FixedPoint` (``frac_bits`` binary digits), and the
   float conveniences :meth:`PublicKey.encrypt`, :meth:`PrivateKey.encrypt`,
   :meth:`PrivateKey.decrypt`.  A :class:`CipherVector` carries its scale.
-* **Packing** -- :class:`Packer` (several non-negative values per plaintext with
-  headroom for sums of ``max_terms`` terms and overflow detection),
-  :class:`GHPacker` (SecureBoost gradient/hessian/count), and
-  :func:`compress`/:func:`decompress` (several summed packed values shifted into
-  one ciphertext before decryption).
+* **Compression** -- :func:`compress` shifts several summed packed values into one
+  ciphertext before decryption ("cipher compression").  The one packing in use,
+  SecureBoost's signed ``g * 2^S + h`` per row, and its unpacking live with the
+  protocol (:class:`fedcredit.protocols.secureboost.guest.GHCodec`).
 
-Security argument for the fast obfuscation
-------------------------------------------
+Randomness: two obfuscators, and who may use which
+--------------------------------------------------
 A textbook encryption draws a fresh ``r`` in ``Z_n^*`` and computes ``r^n mod n^2``
-(a 2048-bit exponent over a 4096-bit modulus).  We instead follow Damgård, Jurik
-and Nielsen (*A generalization of Paillier's public-key system with applications
-to electronic voting*, IJIS 2010, §4.1): each engine draws once, with
-:mod:`secrets`, a random ``r0`` in ``Z_n^*`` and sets ``h = r0^n mod n^2`` -- a
-uniformly random element of the subgroup of ``n``-th residues -- and then uses
-``h^a`` with a fresh uniformly random exponent ``a`` of
-``max(256, 2 * security_bits)`` bits per ciphertext (256 bits at 2048 and 3072-bit
-keys, whose security levels are 112 and 128 bits).  Under the DCR assumption plus
-the standard short-exponent assumption (Koshiba and Kurosawa, PKC 2004: a random
-short power is indistinguishable from a random element when the exponent has at
-least twice as many bits as the security level, because the best attack, Pollard's
-lambda, costs ``2^(bits/2)``), the ciphertexts are indistinguishable from textbook
-ones.  ``h^a`` is a product of precomputed powers ``h^(j 2^(w i))`` (a fixed-base
-window table, ``w = 10`` for the key owner), so one obfuscator costs
-``ceil(256 / w) - 1`` modular multiplications instead of ~3,000.  The key owner
-also works modulo ``p^2`` and ``q^2`` separately (CRT) and recombines.  ``h``, the
-tables and ``a`` never leave the process; nothing is reused: every ciphertext gets
-its own ``a``.
+(a 2048-bit exponent over a 4096-bit modulus, ~9 ms at 2048 bits).
 
-Who may skip obfuscation: nobody on the public API.  Results of homomorphic
-operations on someone else's ciphertexts are re-randomized (:meth:`CipherVector.obfuscate`)
-automatically before :meth:`CipherVector.to_blob` unless they already are, because
-the key owner can recover the randomness of any ciphertext and could otherwise
-learn how a sum was formed.  Unobfuscated arithmetic lives in
-:mod:`fedcredit.crypto._raw`.
+*Fixed base (fast path).*  Following Damgård, Jurik and Nielsen (*A generalization of
+Paillier's public-key system with applications to electronic voting*, IJIS 2010) each
+engine draws once, with :mod:`secrets`, ``r0`` in ``Z_n^*`` with Jacobi symbol
+``(r0 / n) = -1`` and sets ``h = r0^n mod n^2``; a ciphertext's obfuscator is ``h^a``
+with a fresh uniform ``a`` of ``l = max(256, 2 * security_bits)`` bits (256 at 2048 and
+3072 bits).  ``h^a`` is a product of precomputed powers ``h^(j 2^(w i))`` (a fixed-base
+window table), ``ceil(l / w) - 1`` multiplications instead of ~3,000, and the key owner
+also works mod ``p^2`` and ``q^2`` (CRT).  ``h``, the tables and ``a`` never leave the
+process; every ciphertext gets its own ``a``.
+
+Assumption, stated precisely.  Against parties who do not know ``p, q``, fixed-base
+ciphertexts are IND-CPA under (i) DCR restricted to the subgroup ``<h>`` (``<h>`` is a
+random subgroup of small index in the ``n``-th residues: telling its elements from other
+``n``-th residues takes characters that need ``p`` and ``q``, and the one public character,
+the Jacobi symbol, is ``(-1)^a``, a fair coin per ciphertext because ``(r0 / n) = -1``), and
+(ii) a short-exponent assumption in a hidden-order group: *given* ``n, h``, ``h^a`` *with*
+``a < 2^l`` *is indistinguishable from* ``h^b`` *with* ``b`` *uniform mod* ``ord(h)``.
+DJN use exponents of ``ceil(k/2)`` bits (``k`` = bits of ``n``; 1024 at 2048), for which
+Håstad, Schrift and Shamir (JCSS 1996) reduce (ii) to factoring; our ``l = 256`` is far
+shorter, and no reduction covers it: the short-exponent results of Koshiba and Kurosawa
+(PKC 2004) are for groups of *known prime* order, while ``<h>`` has hidden composite order.
+(ii) is therefore an extra assumption, supported only by the best known attack being
+generic (Pollard's lambda / baby-step giant-step over the exponent interval:
+``2^(l/2) = 2^128`` steps, at or above the 112/128-bit level of the modulus).
+
+Against the *key owner* the fixed base hides nothing: knowing ``p`` it reads the
+Legendre symbol ``(c / p) = (r / p)`` of any ciphertext's randomness, and since
+``Z_n^*`` is never cyclic some such character is 1 on ``h`` -- so on a re-randomized sum
+it shows the product of the summed rows' characters, and a row the owner encrypted with
+a marked ``r`` reveals whether it was in the sum (found by the issue-23 review;
+``tests/test_paillier_rerandomize.py`` runs the attack).  Hence:
+
+* **Fresh encryptions keep the fixed base** -- the owner's (:meth:`PrivateKey.encrypt_ints`)
+  and the public ones (:meth:`PublicKey.encrypt_ints`): a fresh ciphertext's randomness is
+  a function of the encrypting engine's own coins ``(r0, a)`` only, independent of any data
+  and of every other ciphertext, so the owner learns from it nothing beyond ``m`` (which it
+  decrypts anyway) -- at most that two ciphertexts came from the same process, which the
+  mTLS sender identity tells it already.  Outsiders face (i) and (ii).
+* **Re-randomization by a non-owner** of anything that may reach the key owner
+  (:meth:`CipherVector.obfuscate`, hence :meth:`CipherVector.to_blob` of every derived or
+  received vector, the pool/Dask worker ``w_public_obfuscate``) uses ``r^n`` with ``r``
+  uniform in ``Z_n^*``: the result's randomness is then uniform and independent of how the
+  sum was formed, unconditionally, even for the key owner.  After cipher compression these
+  are few (SecureBoost: one per 21 bin sums); they cost ~60 fixed-base ones, and after each
+  such re-randomization the engine precomputes as many again in the local pool, so in steady
+  state they are computed while the party waits for its peers (docs/crypto.md).
+* ``obfuscate(for_key_owner=False)`` keeps the fixed base for results whose recipients are
+  *not* the key owner (hetero LR's coordinated mode: the guest re-randomizes the batch
+  residuals for the hosts under the arbiter's key); :meth:`PrivateKey.obfuscate` (the owner
+  re-randomizing its own ciphertexts for others) keeps it too.  Both rest on (i) and (ii).
+
+Unobfuscated arithmetic lives in :mod:`fedcredit.crypto._raw`.
 
 Key sizes: 2048 bits by default, 3072 (or larger) available;
 :func:`generate_keypair` refuses anything below 2048 -- small keys for fast logic
@@ -65,7 +93,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz, powmod
 
-from ..errors import ConfigError, DataError, DecryptionError, FedcreditError
+from ..errors import ConfigError, DataError, DecryptionError
 from . import pool as _pool
 from ._raw import OwnerEngine, PublicEngine, _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes, mul_pairs
 from .blob import CipherBlob
@@ -78,13 +106,9 @@ __all__ = [
     "PrivateKey",
     "CipherVector",
     "FixedPoint",
-    "Packer",
-    "GHPacker",
-    "PackingOverflowError",
     "generate_keypair",
     "concat",
     "compress",
-    "decompress",
 ]
 
 #: Default modulus size (112-bit security, NIST SP 800-57).
@@ -96,13 +120,11 @@ DEFAULT_FRAC_BITS = 32
 SCHEME = "paillier"
 
 _MPZ = type(mpz(0))
+# A uniform obfuscator (full exponentiation) costs ~60 fixed-base ones: send to the pool sooner.
+_UNIFORM_WEIGHT = 32
 # Moduli of small keys created in this process by fedcredit.testing: the only
 # keys below MIN_KEY_BITS that PublicKey accepts (never a peer's choice).
 _TEST_MODULI: set[int] = set()
-
-
-class PackingOverflowError(FedcreditError, OverflowError):
-    """A packed slot (or a compressed item) exceeded its declared capacity."""
 
 
 # ====================================================================== keys
@@ -202,6 +224,10 @@ class PublicKey:
         self._mnsq = mpz(self.nsquare)
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
+        # uniform obfuscators computed ahead of use in the pool (each used once, then discarded)
+        self._reserve: list = []
+        self._pending = None
+        self._recent: list = []  # sizes of the last re-randomizations for the key owner
 
     # -------------------------------------------------- identity / wire
     def __eq__(self, other) -> bool:
@@ -244,6 +270,44 @@ class PublicKey:
             if self._engine is None:
                 self._engine = PublicEngine(self.n)
             return self._engine
+
+    def _take_uniform(self, count: int) -> list:
+        """Up to ``count`` precomputed uniform obfuscators (removed from the reserve: never used twice)."""
+        with self._lock:
+            fut = self._pending
+            if fut is not None and fut.done():
+                self._pending = None
+                try:
+                    self._reserve.extend(bytes_to_ints(fut.result(), self.width))
+                except Exception:  # a failed background task: compute them when needed instead
+                    pass
+            out = self._reserve[:count]
+            del self._reserve[:count]
+        return out
+
+    def _refill_uniform(self, count: int) -> None:
+        """After a re-randomization of ``count`` values, start computing uniform obfuscators in this
+        process's pool for the next ones: up to the sum of the last three counts, less what is in reserve.
+
+        Protocols re-randomize similar numbers of ciphertexts each round (gradient sums per batch; compressed
+        histograms per tree level, so three levels ~ one tree) and wait for peers in between, so the next
+        rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits. Only with
+        production-size keys and the local pool; at most 4,096 at a time.
+        """
+        from ..compute import current
+
+        with self._lock:
+            self._recent = (self._recent + [int(count)])[-3:]
+            want = min(4096, sum(self._recent)) - len(self._reserve)
+        if want < 1 or self.bits < 2048 or current().name != "local" or _pool.pool_size() < 2:
+            return
+        with self._lock:
+            if self._pending is not None:
+                return
+            try:
+                self._pending = _pool.submit_local(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
+            except Exception:  # a broken or shut-down pool: the next call computes them when needed
+                self._pending = None
 
     def _reduce(self, ints) -> list:
         """Plaintext ints → mpz in ``[0, n)``; accepts negatives down to ``-n/2``."""
@@ -453,7 +517,11 @@ class PrivateKey:
         return CipherVector._make(self.public_key, cv._c, frac_bits, fresh=True)
 
     def obfuscate(self, cv: "CipherVector", *, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize ``cv`` with the owner's fast engine (same result as ``cv.obfuscate()``)."""
+        """Re-randomize ``cv`` with the owner's fixed-base CRT engine, for parties that are not the owner.
+
+        Parties without ``p, q`` cannot tell these from uniform re-randomizations (assumptions
+        (i) and (ii) of the module docstring); the owner itself can, but it is the owner.
+        """
         self._check_vector(cv)
         pk = self.public_key
         if _pool.use_parallel(len(cv), parallel, pk.bits):
@@ -790,22 +858,46 @@ class CipherVector:
         return concat([self, *others])
 
     # -------------------------------------------------- randomness / wire
-    def obfuscate(self, *, parallel: bool | None = None) -> "CipherVector":
+    def obfuscate(self, *, parallel: bool | None = None, for_key_owner: bool = True) -> "CipherVector":
         """Re-randomize every ciphertext (multiply by a fresh encryption of 0).
 
         Use before sending results computed from someone else's ciphertexts;
-        :meth:`to_blob` does it automatically for such vectors.
+        :meth:`to_blob` does it automatically for such vectors (with ``for_key_owner=True``).
+
+        Parameters
+        ----------
+        parallel : bool or None
+            Use the process pool / compute backend (None: by cost).
+        for_key_owner : bool, default=True
+            ``True``: multiply by ``r^n`` with ``r`` uniform in ``Z_n^*`` (one full
+            exponentiation per ciphertext, ~9 ms at 2048 bits). The key owner knows ``p``
+            and ``q`` and sees each ciphertext's ``r mod n``; anything less than a uniform
+            ``r`` lets it read characters of the summed rows' randomness, i.e. which rows
+            went into a sum (see the module docstring).  ``False``: the fast fixed-base
+            obfuscator, **only** for a result whose recipients (and anyone they forward it
+            to unchanged) are not the key owner -- they cannot compute those characters
+            (the only public one, the Jacobi symbol, is a fair coin per obfuscator).
         """
         pk = self.public_key
-        if _pool.use_parallel(len(self), parallel, pk.bits):
+        fn = _pool.w_public_obfuscate if for_key_owner else _pool.w_public_obfuscate_fixed
+        done, todo = [], list(self._c)
+        if for_key_owner:  # precomputed uniform obfuscators first (see PublicKey._refill_uniform)
+            nsq = pk._mnsq
+            ready = pk._take_uniform(len(todo))
+            done = [c * r % nsq for c, r in zip(todo, ready)]
+            todo = todo[len(ready):]
+        if todo and _pool.use_parallel(len(todo), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
             w = pk.width
-            data = ints_to_bytes(self._c, w)
-            parts = _pool.split(len(self), _pool.pool_size())
-            res = _pool.parallel_map(_pool.w_public_obfuscate, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
-            cs = bytes_to_ints(b"".join(res), w)
-        else:
-            cs = pk._get_engine().obfuscate(list(self._c))
-        return CipherVector._make(pk, _obj_array(cs), self.frac_bits, fresh=True)
+            data = ints_to_bytes(todo, w)
+            parts = _pool.split(len(todo), _pool.pool_size())
+            res = _pool.parallel_map(fn, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
+            done += bytes_to_ints(b"".join(res), w)
+        elif todo:
+            eng = pk._get_engine()
+            done += eng.obfuscate(todo) if for_key_owner else eng.obfuscate_fixed(todo)
+        if for_key_owner and parallel is not False:
+            pk._refill_uniform(len(self))
+        return CipherVector._make(pk, _obj_array(done), self.frac_bits, fresh=True)
 
     @property
     def is_fresh(self) -> bool:
@@ -816,7 +908,9 @@ class CipherVector:
         """Fixed-width big-endian bytes with the key fingerprint and ``frac_bits``.
 
         Vectors derived from homomorphic operations (or received from a peer)
-        are re-randomized first; the result is cached (the vector is immutable).
+        are re-randomized first, with uniform ``r^n`` (``obfuscate(for_key_owner=True)``:
+        the recipient is unknown here and may be the key owner); the result is cached
+        (the vector is immutable).
         """
         if self._blob is None:
             v = self if self._fresh else self.obfuscate()
@@ -913,250 +1007,22 @@ class FixedPoint:
         return out
 
 
-# ====================================================================== packing
-class Packer:
-    """Several non-negative integers in one plaintext, with headroom for sums.
-
-    Slot ``j`` occupies bits ``[offset_j, offset_j + slot_bits_j)`` (slot 0 lowest).
-    Each slot holds ``value_bits_j + ceil(log2(max_terms)) + guard_bits`` bits, so a
-    sum of up to ``max_terms`` packed values never carries into the next slot.
-
-    Parameters
-    ----------
-    value_bits : int or sequence of int
-        Bits of one value per slot (one int for all slots).
-    n_slots : int, optional
-        Number of slots (required when ``value_bits`` is an int).
-    max_terms : int, default=1
-        Largest number of packed values that will be summed.
-    guard_bits : int, default=1
-        Extra zero bits per slot.  On :meth:`unpack`, a slot above its capacity
-        (``max_terms * (2^value_bits - 1)``) raises :class:`PackingOverflowError`;
-        with ``g`` guard bits every sum of up to ``2^g * max_terms`` terms is
-        detected rather than corrupting the next slot.
-
-    Attributes
-    ----------
-    slot_bits : tuple of int
-    total_bits : int
-        Bits of one packed value (the shift for :func:`compress`).
-    """
-
-    def __init__(self, *, value_bits, n_slots: int | None = None, max_terms: int = 1, guard_bits: int = 1):
-        if isinstance(value_bits, (int, np.integer)) and not isinstance(value_bits, bool):
-            if n_slots is None:
-                raise ConfigError("The 'n_slots' parameter of Packer is required when 'value_bits' is an int.")
-            vb = [int(value_bits)] * int(n_slots)
-        else:
-            vb = [int(v) for v in value_bits]
-            if n_slots is not None and int(n_slots) != len(vb):
-                raise ConfigError(f"The 'n_slots' parameter of Packer must match len(value_bits)={len(vb)}. Got {n_slots}.")
-        if not vb or any(v < 1 for v in vb):
-            raise ConfigError(f"The 'value_bits' parameter of Packer must be ints >= 1. Got {value_bits!r} instead.")
-        if isinstance(max_terms, bool) or not isinstance(max_terms, (int, np.integer)) or max_terms < 1:
-            raise ConfigError(f"The 'max_terms' parameter of Packer must be an int in [1, inf). Got {max_terms!r} instead.")
-        if isinstance(guard_bits, bool) or not isinstance(guard_bits, (int, np.integer)) or guard_bits < 1:
-            raise ConfigError(f"The 'guard_bits' parameter of Packer must be an int in [1, inf). Got {guard_bits!r} instead.")
-        self.value_bits = tuple(vb)
-        self.n_slots = len(vb)
-        self.max_terms = int(max_terms)
-        self.guard_bits = int(guard_bits)
-        head = (self.max_terms - 1).bit_length()  # ceil(log2(max_terms))
-        self.slot_bits = tuple(v + head + self.guard_bits for v in vb)
-        self.offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.slot_bits)[:-1]]))
-        self.total_bits = int(sum(self.slot_bits))
-        self._vmax = tuple((1 << v) - 1 for v in vb)
-        self._cap = tuple(self.max_terms * m for m in self._vmax)
-
-    def fits(self, public_key: PublicKey) -> bool:
-        """Whether one packed value fits below ``n`` (and never wraps)."""
-        return self.total_bits < public_key.bits - 1
-
-    def per_plaintext(self, public_key: PublicKey) -> int:
-        """How many packed values :func:`compress` puts in one ciphertext."""
-        return max(0, (public_key.bits - 1) // self.total_bits)
-
-    def pack(self, matrix) -> list[int]:
-        """Rows of ``n_slots`` non-negative ints → one int per row.
-
-        Parameters
-        ----------
-        matrix : array_like of int, shape (k, n_slots)
-
-        Raises
-        ------
-        DataError
-            If a value is negative or needs more than ``value_bits`` bits.
-        """
-        m = np.asarray(matrix)
-        if m.ndim != 2 or m.shape[1] != self.n_slots:
-            raise ConfigError(f"pack expects shape (k, {self.n_slots}), got {m.shape}")
-        if m.dtype.kind not in "iuO":
-            raise ConfigError(f"pack expects integers, got dtype {m.dtype}")
-        cols = []
-        for j in range(self.n_slots):
-            col = m[:, j]
-            if col.size and (min(col) < 0 or max(col) > self._vmax[j]):
-                raise DataError(f"slot {j} value outside [0, 2^{self.value_bits[j]})")
-            cols.append([int(v) << self.offsets[j] for v in col.tolist()])
-        if self.n_slots == 1:
-            return cols[0]
-        return [sum(t) for t in zip(*cols)]
-
-    def unpack(self, ints, *, n_terms: int | None = None) -> np.ndarray:
-        """Packed (possibly summed) ints → matrix of slot values.
-
-        Parameters
-        ----------
-        ints : sequence of int
-            Non-negative packed values (e.g. ``decrypt_ints`` of summed ciphertexts).
-        n_terms : int, optional
-            Known number of summed terms, for a tighter range check.
-
-        Returns
-        -------
-        ndarray, shape (k, n_slots)
-            ``int64`` when every slot fits, else ``object`` (Python ints).
-
-        Raises
-        ------
-        PackingOverflowError
-            If any slot exceeds its capacity or bits beyond the last slot are set.
-        """
-        terms = self.max_terms if n_terms is None else int(n_terms)
-        caps = tuple(terms * m for m in self._vmax)
-        fits64 = max(self.slot_bits) <= 62
-        out = np.empty((len(ints), self.n_slots), dtype=np.int64 if fits64 else object)
-        total = self.total_bits
-        masks = [(1 << b) - 1 for b in self.slot_bits]
-        for i, v in enumerate(ints):
-            v = int(v)
-            if v < 0 or v >> total:
-                raise PackingOverflowError("packed value exceeds its slots")
-            for j in range(self.n_slots):
-                s = (v >> self.offsets[j]) & masks[j]
-                if s > caps[j]:
-                    raise PackingOverflowError(f"slot {j} overflowed its capacity of {terms} terms")
-                out[i, j] = s
-        return out
-
-
-class GHPacker:
-    """Pack SecureBoost gradient, hessian (and a row count) into one plaintext.
-
-    ``g`` in ``[-g_bound, g_bound]`` is stored as ``g + g_bound >= 0``, ``h`` in
-    ``[0, h_bound]`` as is, both in fixed point with ``frac_bits``; with
-    ``count_slot=True`` a third slot holds 1 per row so the label holder can remove
-    the offset from a bin sum without being told the bin's size in the clear.
-
-    Parameters
-    ----------
-    max_rows : int, default=30000
-        Largest number of rows that will be summed into one bin.
-    frac_bits : int, default=32
-        Precision: each value is within ``2^-(frac_bits+1)`` (1.2e-10).
-    g_bound : float, default=1.0
-        Gradients must lie in ``[-g_bound, g_bound]`` (1 for logistic loss).
-    h_bound : float, default=1.0
-        Hessians must lie in ``[0, h_bound]`` (0.25 for logistic loss).
-    count_slot : bool, default=True
-        Add the count slot; without it :meth:`unpack` needs ``counts``.
-
-    Attributes
-    ----------
-    packer : Packer
-    total_bits : int
-        Bits per packed (summed) value; the ``item_bits`` for :func:`compress`.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_rows: int = 30000,
-        frac_bits: int = DEFAULT_FRAC_BITS,
-        g_bound: float = 1.0,
-        h_bound: float = 1.0,
-        count_slot: bool = True,
-    ):
-        if not (isinstance(g_bound, (int, float)) and g_bound > 0 and isinstance(h_bound, (int, float)) and h_bound > 0):
-            raise ConfigError(f"g_bound and h_bound must be positive numbers. Got {g_bound!r}, {h_bound!r}.")
-        self.fp = FixedPoint(frac_bits=frac_bits)
-        self.frac_bits = int(frac_bits)
-        self.g_bound = float(g_bound)
-        self.h_bound = float(h_bound)
-        self.count_slot = bool(count_slot)
-        self._g_off = self.fp.encode([self.g_bound])[0]
-        gmax = self.fp.encode([2 * self.g_bound])[0]
-        hmax = self.fp.encode([self.h_bound])[0]
-        vb = [max(1, int(gmax).bit_length()), max(1, int(hmax).bit_length())]
-        if self.count_slot:
-            vb.append(1)
-        self.packer = Packer(value_bits=vb, max_terms=max_rows, guard_bits=1)
-        self.total_bits = self.packer.total_bits
-        self.max_rows = int(max_rows)
-
-    def pack(self, g, h) -> list[int]:
-        """One packed int per row.
-
-        Raises
-        ------
-        DataError
-            If a ``g`` or ``h`` is outside its bound (or not finite).
-        """
-        g = np.asarray(g, dtype=np.float64).ravel()
-        h = np.asarray(h, dtype=np.float64).ravel()
-        if g.shape != h.shape:
-            raise ConfigError(f"g and h lengths differ: {g.shape} vs {h.shape}")
-        if not (np.all(np.isfinite(g)) and np.all(np.isfinite(h))):
-            raise DataError("gradients/hessians must be finite")
-        if g.size and (np.abs(g).max() > self.g_bound or h.min() < 0 or h.max() > self.h_bound):
-            raise DataError(f"gradients must be in [-{self.g_bound}, {self.g_bound}], hessians in [0, {self.h_bound}]")
-        ge = np.asarray(self.fp.encode(g), dtype=object) + self._g_off
-        he = np.asarray(self.fp.encode(h), dtype=object)
-        cols = [ge, he] + ([np.ones(len(g), dtype=object)] if self.count_slot else [])
-        return self.packer.pack(np.stack(cols, axis=1) if len(g) else np.zeros((0, len(cols)), dtype=np.int64))
-
-    def unpack(self, ints, counts=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Summed packed ints → ``(G, H, count)`` float/int arrays.
-
-        Parameters
-        ----------
-        ints : sequence of int
-            Decrypted sums (``decrypt_ints``; or items from :func:`decompress`).
-        counts : array_like of int, optional
-            Rows in each sum; required when ``count_slot=False``.
-
-        Raises
-        ------
-        PackingOverflowError
-            If a slot overflowed (more rows than ``max_rows`` or corrupted data).
-        """
-        m = self.packer.unpack(ints)
-        if self.count_slot:
-            cnt = np.asarray(m[:, 2], dtype=np.int64)
-        else:
-            if counts is None:
-                raise ConfigError("counts are required to unpack without a count slot")
-            cnt = np.asarray(counts, dtype=np.int64)
-        g_int = [int(v) - int(c) * self._g_off for v, c in zip(m[:, 0], cnt)]
-        G = self.fp.decode(g_int)
-        H = self.fp.decode([int(v) for v in m[:, 1]])
-        return G, H, cnt
-
-
+# ====================================================================== compression
 def compress(cv: CipherVector, *, item_bits: int) -> CipherVector:
     """Shift several summed packed ciphertexts into one ("cipher compression").
 
     Item ``i`` of each group of ``k = (n_bits - 1) // item_bits`` lands at bits
     ``[i * item_bits, (i + 1) * item_bits)`` of the plaintext (Horner:
-    ``acc = acc^(2^item_bits) * c_i``).  Every item must be a non-negative value
-    below ``2^item_bits`` (true for :class:`Packer` sums within capacity).
+    ``acc = acc^(2^item_bits) * c_i``), i.e. the plaintext is ``sum_i x_i 2^(i item_bits)``.
+    Items may be signed, ``|x_i| < 2^(item_bits - 1)``: decrypt with ``decrypt_signed`` and
+    peel items off the low end with a borrow (as
+    :meth:`fedcredit.protocols.secureboost.guest.GHCodec.unpack` does); the sum never
+    wraps because ``k * item_bits < n_bits - 1``.
 
     Returns
     -------
     CipherVector
-        ``ceil(len(cv) / k)`` ciphertexts; decrypt with ``decrypt_ints`` and
-        split with :func:`decompress`.
+        ``ceil(len(cv) / k)`` ciphertexts, derived (re-randomized by ``to_blob``).
     """
     pk = cv.public_key
     if isinstance(item_bits, bool) or not isinstance(item_bits, (int, np.integer)) or item_bits < 1:
@@ -1175,27 +1041,3 @@ def compress(cv: CipherVector, *, item_bits: int) -> CipherVector:
             acc = powmod(acc, shift, nsq) * c % nsq
         out.append(acc)
     return cv._derived(_obj_array(out), 0)
-
-
-def decompress(ints, *, item_bits: int, count: int, public_key: PublicKey) -> list[int]:
-    """Split decrypted :func:`compress` plaintexts back into ``count`` items.
-
-    Raises
-    ------
-    PackingOverflowError
-        If a plaintext has bits set beyond its last item (an item overflowed).
-    """
-    k = (public_key.bits - 1) // int(item_bits)
-    mask = (1 << int(item_bits)) - 1
-    out = []
-    for idx, v in enumerate(ints):
-        v = int(v)
-        m = min(k, count - idx * k)
-        if m <= 0 or v >> (m * int(item_bits)):
-            raise PackingOverflowError("compressed plaintext exceeds its items")
-        for _ in range(m):
-            out.append(v & mask)
-            v >>= int(item_bits)
-    if len(out) != count:
-        raise PackingOverflowError("compressed plaintexts hold fewer items than expected")
-    return out

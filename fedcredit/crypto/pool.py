@@ -119,12 +119,14 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def use_parallel(count: int, parallel: bool | None, key_bits: int = 2048) -> bool:
+def use_parallel(count: int, parallel: bool | None, key_bits: int = 2048, *, weight: int = 1) -> bool:
     """Whether a batch of ``count`` items should go to the pool.
 
     ``parallel=True``/``False`` forces the choice; ``None`` uses the pool for
     ``PARALLEL_MIN`` items or more with production-size keys (small test keys
     are cheap enough that starting worker processes would only slow tests down).
+    ``weight`` is the cost of one item relative to a fixed-base obfuscation (a full
+    exponentiation is ~60), so expensive items go to the pool in smaller batches.
     """
     if parallel is False or count < 1:
         return False
@@ -132,7 +134,7 @@ def use_parallel(count: int, parallel: bool | None, key_bits: int = 2048) -> boo
         return False
     if parallel is True:
         return True
-    return count >= PARALLEL_MIN and key_bits >= 2048
+    return count * weight >= PARALLEL_MIN and key_bits >= 2048
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:
@@ -155,6 +157,13 @@ def parallel_map(fn, arg_list: list[tuple]) -> list:
     from ..compute import current
 
     return current().map(fn, arg_list)
+
+
+def submit_local(fn, *args):
+    """Submit one task to this process's pool and return its future (background work, e.g. obfuscators)."""
+    pool = get_pool()
+    with _lock, _without_main():
+        return pool.submit(fn, *args)
 
 
 def local_map(fn, arg_list: list[tuple]) -> list:
@@ -234,10 +243,26 @@ def w_public_encrypt(n_bytes: bytes, ms: list, width: int) -> bytes:
 
 
 def w_public_obfuscate(n_bytes: bytes, data: bytes, width: int) -> bytes:
+    """Re-randomize with uniform ``r^n`` (results that may reach the key owner)."""
     from ._raw import bytes_to_ints, ints_to_bytes
 
     eng = _public_engine(n_bytes)
     return ints_to_bytes(eng.obfuscate(bytes_to_ints(data, width)), width)
+
+
+def w_public_obfuscate_fixed(n_bytes: bytes, data: bytes, width: int) -> bytes:
+    """Re-randomize with this worker's fixed base (results the key owner never receives)."""
+    from ._raw import bytes_to_ints, ints_to_bytes
+
+    eng = _public_engine(n_bytes)
+    return ints_to_bytes(eng.obfuscate_fixed(bytes_to_ints(data, width)), width)
+
+
+def w_uniform_obfuscators(n_bytes: bytes, count: int, width: int) -> bytes:
+    """``count`` uniform obfuscators ``r^n mod n^2`` (``r`` uniform in ``Z_n^*``), computed ahead of use."""
+    from ._raw import ints_to_bytes, uniform_obfuscators
+
+    return ints_to_bytes(uniform_obfuscators(int.from_bytes(n_bytes, "big"), int(count)), width)
 
 
 def w_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:

@@ -15,7 +15,10 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
     """Hold the key; decrypt each party's masked gradient sums and the guest's masked validation loss.
 
     What the arbiter learns: values masked uniformly mod n (nothing), and how
-    many rows, batches and epochs there are.
+    many rows, batches and epochs there are. With CKKS: values under real
+    masks (``_ckks`` module docstring), and it returns only what its
+    :class:`~fedcredit.protocols.hetero_lr._ckks.KeyHolder` checked, flooded,
+    rounded and counted.
     """
     if params.backend == "ckks":
         return _run_arbiter_ckks(channel, n_rows, params, guest=guest, hosts=hosts, context=keypair,
@@ -51,6 +54,8 @@ def _run_arbiter_ckks(channel, n_rows: int, params: LRParams, *, guest, hosts, c
     ctx = context or _ckks.new_context()
     channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
     plan = Plan(n_rows, params)
+    # every decryption checked, flooded, rounded and counted against the job's plan (_ckks.KeyHolder)
+    holder = _ckks.KeyHolder(ctx, _ckks.decryption_budget(plan, params, [guest, *hosts], loss_peers=[guest]))
     epochs = 0
     for epoch in range(params.max_epochs):
         if check_cancelled:
@@ -59,13 +64,13 @@ def _run_arbiter_ckks(channel, n_rows: int, params: LRParams, *, guest, hosts, c
             ch = channel.sub(f"e-{epoch}", f"b-{b}")
             for p, role in [(guest, "guest")] + [(h, "host") for h in hosts]:
                 msg = spec.expect(Stage.GRAD, ch.recv(p, Stage.GRAD.value), sender_role=role)
-                sums = _ckks.packed_sums(ctx, msg["g"], f"the gradient of {p!r}")
+                sums = holder.packed_sums(p, msg["g"], f"the gradient of {p!r}")
                 ch.send(p, Stage.GRAD_PLAIN.value, {"g": sums})
         epochs = epoch + 1
         if plan.valid.size:
             ch = channel.sub(f"e-{epoch}", "val")
             msg = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
-            (v,) = _ckks.slot_sums(ctx, [msg["v"]], plan.valid.size)
+            v = holder.slot_sum(guest, msg["v"], plan.valid.size, "the masked validation loss")
             ch.send(guest, Stage.LOSS_PLAIN.value, {"v": float(v)})
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
             if dec["stop"]:

@@ -93,7 +93,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 S = ez[0]
                 for v in ez[1:]:
                     S = S + v
-                ED = S.add_plain(U)  # re-randomized by to_blob before it leaves
+                # for the hosts, never the key owner (the arbiter): the fast fixed-base re-randomization
+                ED = S.add_plain(U).obfuscate(for_key_owner=False)
                 ch.broadcast(hosts, Stage.D.value, {"d": ED})
                 m = masks(f, pk.n)
                 ch.send(arbiter, Stage.GRAD.value, {"g": matvec(S, K[rows]).add_plain(m)})
@@ -136,7 +137,7 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 acc = pk.encrypt_zeros(1)
                 for i, h in enumerate(hosts):
                     later = hosts[i + 1 :]
-                    ch.send(h, Stage.ZX.value, {"z": [zs[o] for o in later]})
+                    ch.send(h, Stage.ZX.value, {"z": [zs[o].obfuscate(for_key_owner=False) for o in later]})
                     acc = acc + sqs[h] + pk.vector_from_raw([column_dot(zs[h].raw_ints(), kcoef, nsq)])
                 for i, h in enumerate(hosts):
                     cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
@@ -194,6 +195,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
     """CKKS variant of :func:`run_guest` (same messages, floats; see ``_ckks.py``)."""
     K = feature_codes(X)
     Xq = np.c_[K.astype(np.float64) / float(1 << FEATURE_FRAC_BITS), np.ones(X.shape[0])]  # last = intercept
+    Xq = np.clip(Xq, -_ckks.FEATURE_CLIP, _ckks.FEATURE_CLIP)  # what packed_products multiplies (bounded values)
     n, f = Xq.shape
     plan = Plan(n, params)
     Y4 = 2.0 - 4.0 * y.astype(np.float64)
@@ -208,6 +210,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(ctx)})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hctx = {hosts[0]: _ckks.context_from_wire(msg["public_key"])}
+        holder = _ckks.KeyHolder(ctx, _ckks.decryption_budget(plan, params, hosts))
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     reg = np.r_[np.ones(f - 1), 0.0]
@@ -222,7 +225,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
         for b, rows in enumerate(plan.batches(epoch)):
             ch = channel.sub(f"e-{epoch}", f"b-{b}")
             Xb = Xq[rows]
-            U = Xb @ w + Y4[rows]  # z_g + 2 - 4y
+            U = _ckks.clip_scores(Xb @ w) + Y4[rows]  # z_g + 2 - 4y
             if params.mode == "coordinated":
                 S = None
                 for h in hosts:
@@ -242,7 +245,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
                 blob, rsum = _ckks.packed_products(hctx[h], EZ, Xb)
                 ch.send(h, Stage.GRAD.value, {"g": blob})
                 gh = spec.expect(Stage.GRAD, ch.recv(h, Stage.GRAD.value), sender_role="host")
-                sums = _ckks.packed_sums(ctx, gh["g"], "the host's gradient")
+                sums = holder.packed_sums(h, gh["g"], "the host's gradient")
                 ch.send(h, Stage.GRAD_PLAIN.value, {"g": sums})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
             Gz = _ckks.unmask(got["g"], rsum)
@@ -253,7 +256,7 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
         if plan.valid.size:
             va = plan.valid
             ch = channel.sub(f"e-{epoch}", "val")
-            Zg = Xq[va] @ w
+            Zg = _ckks.clip_scores(Xq[va] @ w)
             s = 2.0 * y[va].astype(np.float64) - 1.0
             kcoef = 2.0 * Zg - 4.0 * s
             num = float(Zg @ Zg) - 4.0 * float(s @ Zg)
@@ -270,7 +273,8 @@ def _run_guest_ckks(channel, X, y, params: LRParams, *, hosts, arbiter, context,
                     acc = acc + zs[h].mul_plain(kcoef)
                 for h in hosts:
                     cr = spec.expect(Stage.CROSS, ch.recv(h, Stage.CROSS.value), sender_role="host")
-                    acc = acc + _ckks.recv_vector(ctx, cr["c"], va.size, f"cross terms from {h!r}")
+                    acc = acc + _ckks.recv_vector(ctx, cr["c"], va.size, f"cross terms from {h!r}",
+                                                  products=int(h != hosts[-1]))  # the last host has no later ones
                 ch.send(arbiter, Stage.LOSS.value, {"v": acc.to_blob()})
                 lp = spec.expect(Stage.LOSS_PLAIN, ch.recv(arbiter, Stage.LOSS_PLAIN.value), sender_role="arbiter")
             else:

@@ -140,6 +140,7 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
 def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, check_cancelled) -> dict:
     """CKKS variant of :func:`run_host` (same messages, floats; see ``_ckks.py``)."""
     Xq = feature_codes(X).astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
+    Xq = np.clip(Xq, -_ckks.FEATURE_CLIP, _ckks.FEATURE_CLIP)  # what packed_products multiplies (bounded values)
     n, f = Xq.shape
     plan = Plan(n, params)
     t_setup = time.perf_counter()
@@ -152,6 +153,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
         setup.send(guest, Stage.PUBKEY.value, {"public_key": _ckks.context_to_wire(own)})
         msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
         ctx = _ckks.context_from_wire(msg["public_key"])  # the guest's (residuals travel under it)
+        holder = _ckks.KeyHolder(own, _ckks.decryption_budget(plan, params, [guest], loss_peers=[guest]))
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
     best_w, best_epoch = w.copy(), 0
@@ -164,7 +166,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
         for b, rows in enumerate(plan.batches(epoch)):
             ch = channel.sub(f"e-{epoch}", f"b-{b}")
             Xb = Xq[rows]
-            Z = Xb @ w
+            Z = _ckks.clip_scores(Xb @ w)
             ch.send(guest, Stage.ZH.value, {"z": own.encrypt(Z).to_blob()})
             if params.mode == "coordinated":
                 d = spec.expect(Stage.D, ch.recv(guest, Stage.D.value), sender_role="guest")
@@ -179,7 +181,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
                 blob, rsum = _ckks.packed_products(ctx, EU, Xb)
                 ch.send(guest, Stage.GRAD.value, {"g": blob})
                 gg = spec.expect(Stage.GRAD, ch.recv(guest, Stage.GRAD.value), sender_role="guest")
-                sums = _ckks.packed_sums(own, gg["g"], "the guest's gradient")
+                sums = holder.packed_sums(guest, gg["g"], "the guest's gradient")
                 ch.send(guest, Stage.GRAD_PLAIN.value, {"g": sums})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(guest, Stage.GRAD_PLAIN.value), sender_role="guest")
                 G = _ckks.unmask(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
@@ -188,7 +190,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
         rec = {"epoch": epoch, "learning_rate": lr}
         if plan.valid.size:
             ch = channel.sub(f"e-{epoch}", "val")
-            Zv = Xq[plan.valid] @ w
+            Zv = _ckks.clip_scores(Xq[plan.valid] @ w)
             if params.mode == "coordinated":
                 ch.send(guest, Stage.ZV.value, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()})
                 zx = spec.expect(Stage.ZX, ch.recv(guest, Stage.ZX.value), sender_role="guest")
@@ -201,7 +203,7 @@ def _run_host_ckks(channel, X, params: LRParams, *, guest, arbiter, context, che
             else:
                 ch.send(guest, Stage.ZV.value, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()})
                 lm = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
-                (v,) = _ckks.slot_sums(own, [lm["v"]], Zv.size)
+                v = holder.slot_sum(guest, lm["v"], Zv.size, "the masked validation loss")
                 ch.send(guest, Stage.LOSS_PLAIN.value, {"v": float(v + Zv @ Zv)})
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
             if dec["improved"]:
