@@ -52,6 +52,8 @@ from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
 from .policy import DATA_ROLES, check_job, effective_columns
+from .limits import PeerRate
+from .lock import StateLock
 from .report import write_report
 from .store import TERMINAL, Store
 
@@ -115,6 +117,15 @@ class Party:
         self.name = config.name
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # first, before anything in the state dir is opened: one process per state dir (see party/lock.py)
+        self._state_lock = StateLock(self.state_dir)
+        try:
+            self._init_locked(config)
+        except BaseException:
+            self._state_lock.release()
+            raise
+
+    def _init_locked(self, config: PartyConfig) -> None:
         self._log_handler = self._setup_logging()
         self.store = Store(self.state_dir / "party.sqlite")
         for jid in self.store.mark_interrupted():
@@ -129,8 +140,9 @@ class Party:
             party=config.name, listen=config.listen, tls=tls, peers=dict(config.peers), insecure=config.insecure,
             max_message_bytes=tr.max_message_mib * 2**20, deadline=tr.deadline, retries=tr.retries,
             liveness_grace=min(2.0, tr.deadline), peer_rate=tr.peer_messages_per_second, peer_burst=tr.peer_burst,
-            peer_inflight=tr.peer_inflight,
+            peer_inflight=tr.peer_inflight, orphan_ttl=tr.orphan_seconds,
         )
+        self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
         add_servicers(self.transport.server, self)
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
@@ -199,6 +211,7 @@ class Party:
             log.info("party %s stopped", self.name)
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
+            self._state_lock.release()
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
@@ -379,35 +392,56 @@ class Party:
     # -- peers: propose / start -------------------------------------------------
     def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]:
         self._require_peer(caller)
+        # bounded and rate-limited per peer before anything is parsed, stored or logged: a peer flooding
+        # proposals gets RESOURCE_EXHAUSTED and costs this party no disk (docs/transport.md, "Limits per RPC")
+        self._proposals.take(caller)
         if not self._serving:
             return False, f"{self.name!r} is shutting down"
         if not isinstance(job_id, str) or not job_id or len(job_id) > 128 or self.store.has_job(job_id):
             return False, f"job id {job_id!r} is invalid or already used on {self.name!r}"
+        body = job_json.encode("utf-8", "surrogatepass")
+        size, digest = len(body), hashlib.sha256(body).hexdigest()
+        limit = self.config.transport.max_proposal_kib * 1024
+        if size > limit:
+            reason = f"job proposal of {size} bytes exceeds {self.name!r}'s limit of {limit} bytes"
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
+            self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason)
+            return False, reason
         try:
             spec = job_from_dict(json.loads(job_json), source=f"job proposed by {caller}")
         except (json.JSONDecodeError, ConfigError) as exc:
             reason = f"malformed job: {exc}"
-            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason[:2000])
             return False, reason
         role = spec.parties[self.name].role if self.name in spec.parties else "none"
         canonical = spec.to_json()
+        reason = check_job(self.config, spec, caller, running_jobs=self._running())
+        if reason is not None:
+            reason = reason if len(reason) <= 600 else reason[:600] + "..."  # it may quote the proposer's text
+            # a refused proposal is kept as evidence, not as content: its digest, size and the reason
+            # (the proposer chose every byte of the body; storing it would let it spend our disk)
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=True, bytes=size, sha256=digest,
+                              proposer_head=initiator_head[:200])
+            self.store.add_job(job_id, spec.name, caller, role, "refused",
+                               json.dumps({"refused": True, "bytes": size, "sha256": digest}), reason)
+            self.store.add_decision(job_id, self.name, False, reason)
+            self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason,
+                              columns=[])
+            log.info("job %s proposed by %s: refused (%s)", job_id, caller, reason)
+            return False, reason
         self.audit.append("job.proposal", job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
                           steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
                           job_sha256=hashlib.sha256(canonical.encode()).hexdigest(), proposer_head=initiator_head)
-        reason = check_job(self.config, spec, caller, running_jobs=self._running())
-        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
-                       state="pending" if reason is None else "refused", reason=reason or "")
-        self.store.add_job(job_id, spec.name, caller, role, job.state, canonical, reason or "")
-        self.store.add_decision(job_id, self.name, reason is None, reason or "")
-        self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=reason is None, reason=reason or "",
-                          columns=list(effective_columns(self.config, spec, caller) or []) if reason is None else [])
+        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="pending")
+        self.store.add_job(job_id, spec.name, caller, role, job.state, canonical, "")
+        self.store.add_decision(job_id, self.name, True, "")
+        self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=True, reason="",
+                          columns=list(effective_columns(self.config, spec, caller) or []))
         with self._lock:
             self._jobs[job_id] = job
-        log.info("job %s proposed by %s: %s", job_id, caller, "accepted" if reason is None else f"refused ({reason})")
-        if reason is not None:
-            self._emit(job, "state", state="refused", message=reason)
-        return reason is None, reason or ""
+        log.info("job %s proposed by %s: accepted", job_id, caller)
+        return True, ""
 
     def start_job(self, caller: str, job_id: str) -> None:
         job = self._job(job_id)
