@@ -141,6 +141,9 @@ class Party:
             max_message_bytes=tr.max_message_mib * 2**20, deadline=tr.deadline, retries=tr.retries,
             liveness_grace=min(2.0, tr.deadline), peer_rate=tr.peer_messages_per_second, peer_burst=tr.peer_burst,
             peer_inflight=tr.peer_inflight, orphan_ttl=tr.orphan_seconds,
+            # every listed peer and our own operator may each hold their full share of calls at once, plus the
+            # strangers' 4, and threads remain: a flooding caller delays nobody else (docs/transport.md)
+            peer_calls=tr.peer_inflight + 8, max_workers=max(64, (len(config.peers) + 1) * (tr.peer_inflight + 8) + 16),
         )
         self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
         add_servicers(self.transport.server, self)

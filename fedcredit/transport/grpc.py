@@ -861,7 +861,10 @@ class GrpcTransport:
         one listed peer, or this party's own operator, may have in progress,
         counted before the request is read (see :class:`_CallLimits`);
         defaults to 8 more than a quarter of the server threads or than
-        ``peer_inflight``, whichever is larger.
+        ``peer_inflight``, whichever is larger, and at most half the threads.
+        Size ``max_workers`` so that every caller's share fits at once
+        (``(peers + 1) * peer_calls + stranger_calls``, as the party does):
+        then no caller, however it floods, delays another.
     stranger_calls : int, default=4
         The same, for every other holder of a federation certificate together
         (unlisted or revoked parties; they are refused anyway, this bounds
@@ -925,7 +928,7 @@ class GrpcTransport:
             _check_int("peer_inflight", peer_inflight, 1, max_workers - 2)
         if peer_calls is None:
             peer_calls = max(max_workers // 4, 0 if peer_inflight is None else peer_inflight) + 8
-            peer_calls = max(1, min(peer_calls, max_workers - 2))
+            peer_calls = max(1, min(peer_calls, max_workers // 2))
         _check_int("peer_calls", peer_calls, 1, max_workers - 2)
         _check_int("stranger_calls", stranger_calls, 1, max_workers - 2)
         if peer_inflight is None:

@@ -172,8 +172,10 @@ def _flood(fed, configs, root, *, seconds, stalls, junk_kib, proposals, proposal
             stop.wait(0.05)
 
     # -- the flood
-    stalled = [_Stalls(addr, "bank", tls_of(root, who), method, stalls)
-               for who in ("gov", "mallory") for method in (_HEALTH, _LIST)]
+    # gov's own stalls fill gov's share of bank's threads, so its other calls are refused too: they are released
+    # after a third of the flood, and gov's junk pushes and proposals then reach the mailbox and proposal limits
+    stalled = {(who, method): _Stalls(addr, "bank", tls_of(root, who), method, stalls)
+               for who in ("gov", "mallory") for method in (_HEALTH, _LIST)}
     gov_tr = GrpcTransport(party="gov", listen="127.0.0.1:0", tls=tls_of(root, "gov"), peers={"bank": addr},
                            deadline=5.0, retries=0)
     junk = {"sent": 0, "accepted": 0, "deferred": 0, "refused": 0}
@@ -205,13 +207,19 @@ def _flood(fed, configs, root, *, seconds, stalls, junk_kib, proposals, proposal
                 props["refused_by_policy" if not ok else "other"] += 1
             except FedcreditError as exc:
                 props["throttled" if "RESOURCE_EXHAUSTED" in str(exc) else "other"] += 1
+            stop.wait(seconds / proposals)  # spread over the flood
 
     threads = [threading.Thread(target=f, daemon=True) for f in (probe, push_junk, propose)]
     t_start = time.monotonic()
     for t in threads:
         t.start()
     # -- the honest job, bank + chain, in the middle of the flood
-    time.sleep(min(3.0, seconds / 4))
+    time.sleep(seconds / 3)
+    out["stalled_calls_refused"] = sum(s.refused() for s in stalled.values())
+    out["stalled_calls_opened"] = stalls * len(stalled)
+    for (who, _), s in stalled.items():
+        if who == "gov":
+            s.release()
     two = {k: v for k, v in PARTIES.items() if k != "gov"}
     jobfile = write_job(root / "honest.toml", [("handshake", "hello", {})], name="honest", parties=two)
     from fedcredit.cli import main
@@ -220,19 +228,25 @@ def _flood(fed, configs, root, *, seconds, stalls, junk_kib, proposals, proposal
     code = main(["run", str(jobfile), "--party", str(configs["bank"])])
     out["honest_job"] = {"exit_code": int(code), "seconds": round(time.monotonic() - t0, 2)}
     time.sleep(max(0.0, seconds - (time.monotonic() - t_start)))
-    out["stalled_calls_refused"] = sum(s.refused() for s in stalled)
-    out["stalled_calls_opened"] = stalls * len(stalled)
+    out["stalled_calls_refused_mallory"] = sum(s.refused() for (who, _), s in stalled.items() if who == "mallory")
     stop.set()
     for t in threads:
         t.join(30)
     elapsed = time.monotonic() - t_start
-    for s in stalled:
+    for s in stalled.values():
         s.release()
     gov_tr.stop(0)
     chain_tr.stop(0)
     after = _state_bytes(state)
     jobs_dir = sum(p.stat().st_size for p in (state / "jobs").rglob("*") if p.is_file()) if (state / "jobs").exists() else 0
     grown = {k: after[k] - before[k] for k in after}
+    con = sqlite3.connect(str(state / "party.sqlite"), timeout=10)
+    try:
+        rows = con.execute("SELECT length(job_json) FROM jobs WHERE job_id LIKE 'flood-%'").fetchall()
+    finally:
+        con.close()
+    props["stored_rows"] = len(rows)
+    props["largest_stored_body"] = max((r[0] for r in rows), default=0)
     total = sum(grown.values())
     out.update({
         "elapsed_seconds": round(elapsed, 1),
