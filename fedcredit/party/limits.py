@@ -10,12 +10,15 @@ rate-limited log line.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from ..transport.control import Throttled
 
 __all__ = ["PeerRate"]
+
+log = logging.getLogger("fedcredit.party")
 
 
 class PeerRate:
@@ -36,6 +39,7 @@ class PeerRate:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[float, float]] = {}
+        self._refused: dict[str, tuple[float, int]] = {}  # peer -> (last logged, refusals since)
 
     def take(self, peer: str) -> None:
         """Count one event of ``peer``, or raise :class:`~fedcredit.transport.control.Throttled`."""
@@ -46,6 +50,13 @@ class PeerRate:
             if tokens < 1.0:
                 self._tokens[peer] = (tokens, now)
                 wait = (1.0 - tokens) / self.rate
+                last, n = self._refused.get(peer, (float("-inf"), 0))
+                if now - last >= 60.0:  # one line per peer per minute, however hard it floods
+                    log.warning("refused %d of %s from %r in the last minute (limit %g per minute)", n + 1,
+                                self.what, peer, self.burst)
+                    self._refused[peer] = (now, 0)
+                else:
+                    self._refused[peer] = (last, n + 1)
                 raise Throttled(f"too many {self.what} from {peer!r} (limit {self.burst:g} per minute); "
                                 f"retry in {wait:.0f}s", retry_after=wait)
             if len(self._tokens) > 10_000:  # names come from certificates; bound the table anyway

@@ -102,8 +102,8 @@ _MSG_OVERHEAD = 512
 _MAX_ORPHAN_JOBS = 256
 #: Retry-after hint (seconds) of a push deferred because the sender's receive budget is full.
 _BUFFER_RETRY_AFTER = 1.0
-#: Largest request (bytes) of a unary call on any service but Federation.Push, which is chunked.
-MAX_UNARY_REQUEST_BYTES = 4 * 2**20
+#: Largest request (bytes) of a unary call on any service but Federation.Push (chunked): gRPC's frame limit.
+MAX_UNARY_REQUEST_BYTES = MAX_CHUNK_BYTES + _FRAME_HEADROOM
 #: Requests of the Control and Health services are small (a job spec, an event, a health check).
 MAX_CONTROL_REQUEST_BYTES = 1 * 2**20
 _SMALL_SERVICES = ("/fedcredit.v1.Control/", "/grpc.health.v1.Health/", "/fedcredit.v1.Health/")
@@ -579,7 +579,7 @@ class _CallLimits(grpc.ServerInterceptor):
             if n < limit:
                 self._active[bucket] = n + 1
                 return bucket
-        _log_limited(logging.WARNING, f"calls:{bucket}", "%s refused a call to %s from %r: %d calls of %s in progress",
+        _log_limited(logging.WARNING, f"calls:{self.t.party}:{bucket}", "%s refused a call to %s from %r: %d calls of %s in progress",
                      self.t.party, method, name, n, "unlisted parties" if not listed else "that party")
         context.set_trailing_metadata(((_RETRY_AFTER_MD, "0.100"),))
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -673,11 +673,11 @@ class _FederationServicer(pb_grpc.FederationServicer):
                 self.t._limits.release(sender)
         except _Refuse as r:
             if r.retry_after is not None:
-                _log_limited(logging.INFO, f"defer:{sender}", "%s deferred a message from %s: %s", self.t.party,
+                _log_limited(logging.INFO, f"defer:{self.t.party}:{sender}", "%s deferred a message from %s: %s", self.t.party,
                              sender, r.details)
                 context.set_trailing_metadata(((_RETRY_AFTER_MD, f"{r.retry_after:.3f}"),))
             else:
-                _log_limited(logging.WARNING, f"refuse:{sender}", "%s refused a message from %s: %s", self.t.party,
+                _log_limited(logging.WARNING, f"refuse:{self.t.party}:{sender}", "%s refused a message from %s: %s", self.t.party,
                              sender, r.details)
             context.abort(r.code, r.details)
 
@@ -697,7 +697,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
             raise _Refuse(grpc.StatusCode.INVALID_ARGUMENT, f"invalid job id {h.job_id[:140]!r}")
         if h.kind == pb.MESSAGE_KIND_ABORT:
             reason = h.reason[:2000] or "no reason given"
-            _log_limited(logging.INFO, f"abort:{sender}", "%s: peer %s aborted job %s: %s", self.t.party, sender,
+            _log_limited(logging.INFO, f"abort:{self.t.party}:{sender}", "%s: peer %s aborted job %s: %s", self.t.party, sender,
                          h.job_id, reason)
             self.t._mailbox.fail(h.job_id, sender, f"peer {sender!r} aborted job {h.job_id!r}: {reason}")
             return pb.PushAck()
