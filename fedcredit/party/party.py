@@ -435,7 +435,7 @@ class Party:
             return False, reason
         self.audit.append("job.proposal", job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
                           steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
-                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest(), proposer_head=initiator_head)
+                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest(), proposer_head=initiator_head[:200])
         job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="pending")
         self.store.add_job(job_id, spec.name, caller, role, job.state, canonical, "")
         self.store.add_decision(job_id, self.name, True, "")
