@@ -57,7 +57,6 @@ def test_refused_proposals_are_throttled_and_cost_no_disk(flood):
 
 # --------------------------------------------------------------------------- the mechanisms, in one process
 
-import logging  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -162,7 +161,7 @@ def test_stalled_calls_hold_at_most_a_callers_share(trio, pki):
             ch.close()
 
 
-def test_refusal_logging_is_bounded(caplog):
+def test_refusal_logging_is_bounded():
     throttle = _LogThrottle(per_minute=20)
     assert sum(throttle.allow("gov")[0] for _ in range(10_000)) == 20
 
