@@ -114,6 +114,24 @@ def _peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------------- child
 
+def _prefer_project_package(module_name: str) -> None:
+    """Make ``tests.*`` / ``benchmarks.*`` roles resolve to this checkout's folders.
+
+    ``tests/`` is a namespace package (no ``__init__.py``), and a regular
+    package of the same name wins over a namespace package wherever it stands
+    on ``sys.path``; some wheels install a top-level ``tests`` package into
+    site-packages, which would then hide ours from the child process.
+    """
+    import types
+
+    top = module_name.split(".", 1)[0]
+    folder = ROOT / top
+    if top in ("tests",) and folder.is_dir() and not (folder / "__init__.py").exists():
+        pkg = types.ModuleType(top)
+        pkg.__path__ = [str(folder)]
+        sys.modules[top] = pkg
+
+
 def _child(config_path: str) -> int:
     import importlib
 
@@ -148,6 +166,7 @@ def _child(config_path: str) -> int:
         transport.set_peers(json.loads(line))
         sys.stdout = sys.stderr  # the function's prints go to the log
         module_name, _, fn_name = cfg["role"].partition(":")
+        _prefer_project_package(module_name)
         fn = getattr(importlib.import_module(module_name), fn_name)
         channel = transport.channel(cfg["job_id"], default_timeout=cfg["timeout"])
         t0 = time.perf_counter()

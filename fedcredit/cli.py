@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, DataError, FedcreditError, PeerError, PolicyError
+from .errors import ConfigError, DataError, FedcreditError, PeerError, PolicyError, StateLocked
 
 __all__ = ["main", "ExitCode"]
 
@@ -36,6 +36,7 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 5
     REFUSED = 6
     AUDIT_BROKEN = 7
+    ALREADY_RUNNING = 8
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -49,6 +50,7 @@ EXIT_HELP: dict[ExitCode, str] = {
     ExitCode.UNREACHABLE: "the party or a peer is unreachable or not serving",
     ExitCode.REFUSED: "refused by a party's policy or certificate check (the reason is printed)",
     ExitCode.AUDIT_BROKEN: "the audit log's hash chain is broken (the first bad line is printed)",
+    ExitCode.ALREADY_RUNNING: "another process already runs a party on this state directory (party serve)",
     ExitCode.INTERNAL: "internal error (a bug: rerun with --debug and report the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -58,6 +60,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code an exception maps to."""
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, StateLocked):
+        return ExitCode.ALREADY_RUNNING
     if isinstance(exc, ConfigError):
         return ExitCode.CONFIG
     if isinstance(exc, DataError):

@@ -51,7 +51,10 @@ A party config::
     max_message_mib = 256
     # peer_messages_per_second = 2000.0   # per sending peer (token bucket); over it a push is deferred
     # peer_burst = 4000
-    # peer_inflight = 16                  # concurrent pushes per peer (of 32 server threads)
+    # peer_inflight = 16                  # concurrent pushes per peer (of 64 server threads)
+    # orphan_seconds = 120.0              # buffered messages for a job that never starts here expire
+    # peer_proposals_per_minute = 30      # job proposals one peer may send (beyond: RESOURCE_EXHAUSTED)
+    # max_proposal_kib = 64               # largest job proposal accepted
 
     [compute]
     backend = "local"      # or "dask" (pip install 'fedcredit[dask]'; see docs/compute.md)
@@ -247,6 +250,9 @@ class TransportConfig:
     peer_messages_per_second: float = 2000.0
     peer_burst: int = 4000
     peer_inflight: int = 16
+    orphan_seconds: float = 120.0
+    peer_proposals_per_minute: int = 30
+    max_proposal_kib: int = 64
 
 
 @dataclass(frozen=True)
@@ -589,7 +595,7 @@ _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "pu
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
-                   "peer_burst", "peer_inflight"}
+                   "peer_burst", "peer_inflight", "orphan_seconds", "peer_proposals_per_minute", "max_proposal_kib"}
 _COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_key", "insecure", "retries",
                  "connect_timeout", "task_timeout", "partition_rows"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -740,7 +746,12 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         peer_messages_per_second=c.get(tr, "[transport]", "peer_messages_per_second", float, 2000.0, check=pos),
         peer_burst=c.get(tr, "[transport]", "peer_burst", int, 4000, check=pos),
         peer_inflight=c.get(tr, "[transport]", "peer_inflight", int, 16,
-                            check=lambda v: None if 1 <= v <= 32 else f"must be in 1..32 (server threads: 32), got {v}"),
+                            check=lambda v: None if 1 <= v <= 32 else f"must be in 1..32 (server threads: 64), got {v}"),
+        orphan_seconds=c.get(tr, "[transport]", "orphan_seconds", float, 120.0, check=pos),
+        peer_proposals_per_minute=c.get(tr, "[transport]", "peer_proposals_per_minute", int, 30,
+                                        check=lambda v: None if 1 <= v <= 10_000 else f"must be in 1..10000, got {v}"),
+        max_proposal_kib=c.get(tr, "[transport]", "max_proposal_kib", int, 64,
+                               check=lambda v: None if 1 <= v <= 1024 else f"must be in 1..1024, got {v}"),
     )
     compute = _compute_config(c, data.get("compute", {}), check_files)
     c.raise_if_any()

@@ -18,6 +18,7 @@ __all__ = [
     "NotFittedError",
     "JobCancelled",
     "ComputeError",
+    "StateLocked",
 ]
 
 
@@ -89,3 +90,7 @@ class ComputeError(FedcreditError, RuntimeError):
     failing after the configured retries; the message gives the reason (never key
     material or plaintext). The step fails cleanly and the party keeps serving.
     """
+
+
+class StateLocked(FedcreditError):
+    """Another process already runs a party on this state directory (exit code 8 of ``party serve``)."""

@@ -54,6 +54,8 @@ from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
 from .policy import DATA_ROLES, check_job, effective_columns
+from .limits import PeerRate
+from .lock import StateLock
 from .report import write_report
 from .store import TERMINAL, Store
 
@@ -125,6 +127,15 @@ class Party:
         self.name = config.name
         self.state_dir = Path(config.state_dir)
         private_dir(self.state_dir, tighten=True)  # keys, tokens, model parts: 0700 (issue #23 item 10)
+        # first, before anything in the state dir is opened: one process per state dir (see party/lock.py)
+        self._state_lock = StateLock(self.state_dir)
+        try:
+            self._init_locked(config)
+        except BaseException:
+            self._state_lock.release()
+            raise
+
+    def _init_locked(self, config: PartyConfig) -> None:
         self._log_handler = self._setup_logging()
         self.store = Store(self.state_dir / "party.sqlite")
         for jid in self.store.mark_interrupted():
@@ -139,8 +150,12 @@ class Party:
             party=config.name, listen=config.listen, tls=tls, peers=dict(config.peers), insecure=config.insecure,
             max_message_bytes=tr.max_message_mib * 2**20, deadline=tr.deadline, retries=tr.retries,
             liveness_grace=min(2.0, tr.deadline), peer_rate=tr.peer_messages_per_second, peer_burst=tr.peer_burst,
-            peer_inflight=tr.peer_inflight,
+            peer_inflight=tr.peer_inflight, orphan_ttl=tr.orphan_seconds,
+            # every listed peer and our own operator may each hold their full share of calls at once, plus the
+            # strangers' 4, and threads remain: a flooding caller delays nobody else (docs/transport.md)
+            peer_calls=tr.peer_inflight + 8, max_workers=max(64, (len(config.peers) + 1) * (tr.peer_inflight + 8) + 16),
         )
+        self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
         add_servicers(self.transport.server, self)
         # the one authorization check (transport/authz.py) asks the party about revocations and job roles
         self.transport.refusal_reason = self._refusal_reason
@@ -213,6 +228,7 @@ class Party:
             log.info("party %s stopped", self.name)
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
+            self._state_lock.release()
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
@@ -407,6 +423,9 @@ class Party:
     # -- peers: propose / start -------------------------------------------------
     def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]:
         self._require_peer(caller)
+        # bounded and rate-limited per peer before anything is parsed, stored or logged: a peer flooding
+        # proposals gets RESOURCE_EXHAUSTED and costs this party no disk (docs/transport.md, "Limits per RPC")
+        self._proposals.take(caller)
         if not self._serving:
             return False, f"{self.name!r} is shutting down"
         check_name(job_id, "job id")  # ProtocolError -> INVALID_ARGUMENT, nothing stored or logged raw
@@ -414,10 +433,18 @@ class Party:
             raise ProtocolError(f"malformed audit head from {caller!r}: expected '<seq>:<64 hex>'")
         if self.store.has_job(job_id):
             return False, f"job id {job_id!r} is already used on {self.name!r}"
+        body = job_json.encode("utf-8", "surrogatepass")
+        size, digest = len(body), hashlib.sha256(body).hexdigest()
+        limit = self.config.transport.max_proposal_kib * 1024
+        if size > limit:
+            reason = f"job proposal of {size} bytes exceeds {self.name!r}'s limit of {limit} bytes"
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
+            self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason)
+            return False, reason
         try:
             data = loads_limited(job_json, what=f"job proposed by {caller!r}", max_bytes=_JOB_JSON_MAX)
         except ProtocolError as exc:  # not a job at all (size, depth, numbers, UTF-8): INVALID_ARGUMENT
-            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False,
                               reason=f"malformed job: {exc}"[:2000])
             raise
@@ -425,27 +452,38 @@ class Party:
             spec = job_from_dict(data, source=f"job proposed by {caller}")
         except ConfigError as exc:  # a job this party cannot take (unknown step kind, bad names): a refusal
             reason = f"malformed job: {exc}"
-            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False)
+            self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason[:2000])
             return False, reason
         role = spec.parties[self.name].role if self.name in spec.parties else "none"
         canonical = spec.to_json()
-        self.audit.append("job.proposal", job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
-                          steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
-                          job_sha256=hashlib.sha256(canonical.encode()).hexdigest(), proposer_head=initiator_head)
         reason = check_job(self.config, spec, caller, running_jobs=self._running())
-        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
-                       state="pending" if reason is None else "refused", reason=reason or "")
-        self._create_job(job, canonical, decision=(reason is None, reason or ""), audit=[("job.decision", dict(
-            job_id=job_id, party=self.name, accepted=reason is None, reason=reason or "",
-            columns=list(effective_columns(self.config, spec, caller) or []) if reason is None else []))])
-        log.info("job %s proposed by %s: %s", job_id, caller, "accepted" if reason is None else f"refused ({reason})")
         if reason is not None:
-            self._emit(job, "state", state="refused", message=reason)
-        return reason is None, reason or ""
+            reason = reason if len(reason) <= 600 else reason[:600] + "..."  # it may quote the proposer's text
+            # a refused proposal is kept as evidence, not as content: its digest, size and the reason
+            # (the proposer chose every byte of the body; storing it would let it spend our disk); and not in memory
+            job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="refused", reason=reason)
+            self._create_job(job, json.dumps({"refused": True, "bytes": size, "sha256": digest}),
+                             decision=(False, reason), in_memory=False, audit=[
+                                 ("job.proposal", dict(job_id=job_id, proposer=caller, valid=True, bytes=size,
+                                                       sha256=digest, proposer_head=initiator_head[:200])),
+                                 ("job.decision", dict(job_id=job_id, party=self.name, accepted=False, reason=reason,
+                                                       columns=[]))])
+            log.info("job %s proposed by %s: refused (%s)", job_id, caller, reason)
+            return False, reason
+        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="pending")
+        self._create_job(job, canonical, decision=(True, ""), audit=[
+            ("job.proposal", dict(job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
+                                  steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
+                                  job_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+                                  proposer_head=initiator_head[:200])),
+            ("job.decision", dict(job_id=job_id, party=self.name, accepted=True, reason="",
+                                  columns=list(effective_columns(self.config, spec, caller) or [])))])
+        log.info("job %s proposed by %s: accepted", job_id, caller)
+        return True, ""
 
     def _create_job(self, job: PartyJob, canonical: str, *, decision: tuple[bool, str] | None = None,
-                    audit: list[tuple[str, dict]] = ()) -> None:
+                    audit: list[tuple[str, dict]] = (), in_memory: bool = True) -> None:
         """Store row(s), audit records and the in-memory job together, or none of them.
 
         The audit records are checked to be encodable before anything is
@@ -466,8 +504,9 @@ class Party:
         except BaseException:
             self.store.remove_job(job.job_id)
             raise
-        with self._lock:
-            self._jobs[job.job_id] = job
+        if in_memory:
+            with self._lock:
+                self._jobs[job.job_id] = job
 
     def start_job(self, caller: str, job_id: str) -> None:
         check_name(job_id, "job id")

@@ -43,6 +43,7 @@ __all__ = [
     "error_from_rpc",
     "STATUS_OF",
     "NotFound",
+    "Throttled",
 ]
 
 log = logging.getLogger("fedcredit.control")
@@ -55,8 +56,17 @@ class NotFound(FedcreditError, LookupError):
     """No such job (maps to NOT_FOUND)."""
 
 
+class Throttled(FedcreditError):
+    """A per-peer rate limit refused the call (maps to RESOURCE_EXHAUSTED, with a retry-after hint)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 STATUS_OF: list[tuple[type, grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PolicyError, grpc.StatusCode.PERMISSION_DENIED),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -135,6 +145,8 @@ def _summary_from_proto(m: pb.JobSummary) -> dict:
 def _abort_for(context: grpc.ServicerContext, exc: BaseException) -> None:
     for cls, code in STATUS_OF:
         if isinstance(exc, cls):
+            if getattr(exc, "retry_after", None) is not None:
+                context.set_trailing_metadata((("fedcredit-retry-after", f"{exc.retry_after:.3f}"),))
             context.abort(code, str(exc)[:4000])
     log.exception("internal error in a control call")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"[:4000])

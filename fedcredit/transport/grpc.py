@@ -25,11 +25,16 @@ Security
 * Every method of every servicer on the server passes one authorization
   check first (:class:`~fedcredit.transport.authz.Authorizer`).
 * Messages are bounded (``max_message_bytes`` per message, ``MAX_CHUNK_BYTES``
-  per chunk, ``max_buffer_bytes`` for everything received but not yet taken),
+  per chunk, ``max_buffer_bytes`` per sending peer for everything received but
+  not yet taken, messages for jobs that never start here expire),
   checked against their SHA-256 digest (which covers the job id and tag,
   :func:`message_sha256`), and delivered at most once per
   ``(job, sender, tag)``: a retried push with the same message id is
   acknowledged as a duplicate; a second message under a taken tag is refused.
+* No caller can starve another: every call of every service is admitted
+  against a per-caller concurrency limit before its request is read
+  (:class:`_CallLimits`), pushes are rate-limited per peer, refusals are
+  logged at a bounded rate, and the port is bound without ``SO_REUSEPORT``.
 
 Delivery
 --------
@@ -71,6 +76,9 @@ __all__ = [
     "GrpcBackend",
     "peer_identity",
     "grpc_options",
+    "server_options",
+    "MAX_UNARY_REQUEST_BYTES",
+    "MAX_CONTROL_REQUEST_BYTES",
     "MAX_CHUNK_BYTES",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -94,6 +102,38 @@ _MAX_TAG = 1024
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 #: Trailing metadata key on a refusal the sender may retry later (a rate limit, not a fault).
 _RETRY_AFTER_MD = "fedcredit-retry-after"
+#: Bytes charged per buffered message on top of its payload (bounds the bookkeeping of many tiny messages).
+_MSG_OVERHEAD = 512
+#: Jobs not (yet) opened here that one sender may have messages buffered for.
+_MAX_ORPHAN_JOBS = 256
+#: Retry-after hint (seconds) of a push deferred because the sender's receive budget is full.
+_BUFFER_RETRY_AFTER = 1.0
+#: Largest request (bytes) of a unary call on any service but Federation.Push (chunked): gRPC's frame limit.
+MAX_UNARY_REQUEST_BYTES = MAX_CHUNK_BYTES + _FRAME_HEADROOM
+#: Requests of the Control and Health services are small (a job spec, an event, a health check).
+MAX_CONTROL_REQUEST_BYTES = 1 * 2**20
+_SMALL_SERVICES = ("/fedcredit.v1.Control/", "/grpc.health.v1.Health/", "/fedcredit.v1.Health/")
+#: Bucket of every caller with a federation certificate that is neither this party nor a listed peer.
+_STRANGERS = "(unlisted)"
+
+
+def server_options(max_concurrent_streams: int) -> list[tuple[str, int]]:
+    """Options of a party's gRPC *server* (on top of :func:`grpc_options`).
+
+    * ``grpc.so_reuseport = 0``: a second process cannot bind the port of a
+      running party (the state-directory lock in :class:`fedcredit.party.Party`
+      refuses it earlier; this also covers two parties on one address).
+    * A TLS handshake must finish within 10 s, and a connection with no call
+      for 5 minutes is closed: a peer cannot park half-open connections.
+    * At most ``max_concurrent_streams`` calls per connection; further calls
+      wait on the caller's side, not in this party's threads.
+    """
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.server_handshake_timeout_ms", 10_000),
+        ("grpc.max_connection_idle_ms", 300_000),
+        ("grpc.max_concurrent_streams", int(max_concurrent_streams)),
+    ]
 
 
 def grpc_options() -> list[tuple[str, int]]:
@@ -240,17 +280,74 @@ def message_sha256(job_id: str, tag: str, payload: bytes) -> bytes:
 # --------------------------------------------------------------------------- mailbox
 
 class _Mailbox:
-    """Messages received but not yet taken, keyed by (job, sender, tag)."""
+    """Messages received but not yet taken, keyed by (job, sender, tag).
 
-    def __init__(self, max_bytes: int):
+    Each sender has its own budget of ``max_bytes`` (stored and reserved
+    bytes plus a fixed overhead per message), so one peer's pushes can never
+    fill the buffer another peer's job needs. A sender over its budget is
+    *deferred* (RESOURCE_EXHAUSTED with a retry-after hint the fedcredit
+    sender honours), not failed. Messages (and aborts) for jobs this party has
+    not opened are kept at most ``orphan_ttl`` seconds and for at most
+    :data:`_MAX_ORPHAN_JOBS` jobs per sender: a peer pushing into jobs that
+    never run here only ever occupies its own, bounded, expiring share.
+    """
+
+    def __init__(self, max_bytes: int, *, orphan_ttl: float = 120.0, clock=time.monotonic):
         self.cv = threading.Condition()
-        self.max_bytes = max_bytes
-        self.used = 0  # stored + reserved bytes
+        self.max_bytes = max_bytes  # per sender
+        self.orphan_ttl = float(orphan_ttl)
+        self._clock = clock
+        self.used = 0  # stored + reserved bytes (+ overhead), all senders
+        self.used_by: dict[str, int] = {}
         self.boxes: dict[tuple[str, str, str], bytes] = {}
         self.ids: dict[tuple[str, str, str], str] = {}  # message id stored/delivered under each key
         self.failed: dict[tuple[str, str], str] = {}  # (job, sender) -> reason ; sender "*" = whole job
         self.closed: set[str] = set()
+        self.opened: set[str] = set()
+        self.orphans: dict[str, dict[str, float]] = {}  # sender -> {job not opened here: first seen}
         self.shutdown_reason: str | None = None
+
+    def _charge(self, sender: str, n: int) -> None:
+        self.used += n
+        left = self.used_by.get(sender, 0) + n
+        if left > 0:
+            self.used_by[sender] = left
+        else:
+            self.used_by.pop(sender, None)
+
+    def _orphan(self, job: str, sender: str) -> None:
+        """Note that ``sender`` sent something for ``job``, which is not open here (caller holds the lock)."""
+        if job in self.opened:
+            return
+        jobs = self.orphans.setdefault(sender, {})
+        if job not in jobs:
+            if len(jobs) >= _MAX_ORPHAN_JOBS:
+                self._expire()
+            if len(jobs) >= _MAX_ORPHAN_JOBS:
+                raise _Refuse(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{len(jobs)} jobs from {sender!r} that have not started here are already buffered",
+                              retry_after=_BUFFER_RETRY_AFTER)
+            jobs[job] = self._clock()
+
+    def _expire(self) -> int:
+        """Drop what was buffered for jobs not opened here within ``orphan_ttl`` (caller holds the lock)."""
+        now, dropped = self._clock(), 0
+        for sender, jobs in list(self.orphans.items()):
+            for job, seen in list(jobs.items()):
+                if now - seen < self.orphan_ttl:
+                    continue
+                del jobs[job]
+                for key in [k for k in self.boxes if k[0] == job and k[1] == sender]:
+                    self._charge(sender, -(len(self.boxes.pop(key)) + _MSG_OVERHEAD))
+                    dropped += 1
+                for key in [k for k in self.ids if k[0] == job and k[1] == sender]:
+                    del self.ids[key]
+                self.failed.pop((job, sender), None)
+            if not jobs:
+                del self.orphans[sender]
+        if dropped:
+            log.info("dropped %d buffered message(s) for jobs that did not start within %gs", dropped, self.orphan_ttl)
+        return dropped
 
     # -- server side
     def admit(self, job: str, sender: str, tag: str, message_id: str, size: int) -> str:
@@ -269,50 +366,65 @@ class _Mailbox:
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"a different message was already received under tag {tag!r} in job {job!r} (replay?)",
                 )
-            if self.used + size > self.max_bytes:
+            need = size + _MSG_OVERHEAD
+            if self.used_by.get(sender, 0) + need > self.max_bytes:
+                self._expire()
+            held = self.used_by.get(sender, 0)
+            if held + need > self.max_bytes:
                 raise _Refuse(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"receive buffer full ({self.used} of {self.max_bytes} bytes held); message of {size} bytes refused",
+                    f"receive buffer full for {sender!r} ({held} of {self.max_bytes} bytes held); message of "
+                    f"{size} bytes deferred",
+                    retry_after=_BUFFER_RETRY_AFTER,
                 )
-            self.used += size
+            self._orphan(job, sender)
+            self._charge(sender, need)
             return "new"
 
-    def release(self, size: int) -> None:
+    def release(self, sender: str, size: int) -> None:
         with self.cv:
-            self.used -= size
+            self._charge(sender, -(size + _MSG_OVERHEAD))
 
     def put(self, job: str, sender: str, tag: str, message_id: str, payload: bytes, reserved: int) -> bool:
         """Store a reassembled message; False if a concurrent duplicate won the race."""
         with self.cv:
-            self.used -= reserved
+            self._charge(sender, -(reserved + _MSG_OVERHEAD))
             key = (job, sender, tag)
             if job in self.closed or key in self.ids:
                 return False
             self.ids[key] = message_id
             self.boxes[key] = payload
-            self.used += len(payload)
+            self._charge(sender, len(payload) + _MSG_OVERHEAD)
             self.cv.notify_all()
             return True
 
     def fail(self, job: str, sender: str, reason: str) -> None:
         with self.cv:
+            if sender != "*":
+                self._orphan(job, sender)
             self.failed.setdefault((job, sender), reason)
             self.cv.notify_all()
 
     def close_job(self, job: str) -> None:
         with self.cv:
             self.closed.add(job)
+            self.opened.discard(job)
             for key in [k for k in self.boxes if k[0] == job]:
-                self.used -= len(self.boxes.pop(key))
+                self._charge(key[1], -(len(self.boxes.pop(key)) + _MSG_OVERHEAD))
             for key in [k for k in self.ids if k[0] == job]:
                 del self.ids[key]
             for key in [k for k in self.failed if k[0] == job]:
                 del self.failed[key]
+            for jobs in self.orphans.values():
+                jobs.pop(job, None)
             self.cv.notify_all()
 
     def open_job(self, job: str) -> None:
         with self.cv:
             self.closed.discard(job)
+            self.opened.add(job)
+            for jobs in self.orphans.values():  # what arrived early now belongs to a running job
+                jobs.pop(job, None)
 
     def shutdown(self, reason: str) -> None:
         with self.cv:
@@ -339,7 +451,7 @@ class _Mailbox:
                 while True:
                     payload = self.boxes.pop(key, None)
                     if payload is not None:
-                        self.used -= len(payload)
+                        self._charge(sender, -(len(payload) + _MSG_OVERHEAD))
                         return payload
                     if job in self.closed:
                         raise PeerError(f"job {job!r} was closed on {me!r} while waiting for {tag!r} from {sender!r}", peer=sender)
@@ -416,6 +528,160 @@ class _PeerLimits:
                 self._active.pop(peer, None)
 
 
+class _LogThrottle:
+    """At most ``per_minute`` log lines per key (a peer and what it did); the rest are counted and summarised.
+
+    A flooding peer must not turn this party's log into its disk quota: each
+    refusal is cheap to send and a log line costs ~200 bytes.
+    """
+
+    def __init__(self, per_minute: int = 20, clock=time.monotonic):
+        self.per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._win: dict[str, list] = {}  # key -> [window start, lines logged, suppressed]
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(log this one?, how many were suppressed before it)."""
+        now = self._clock()
+        with self._lock:
+            w = self._win.get(key)
+            if w is None or now - w[0] >= 60.0:
+                if len(self._win) > 4096:
+                    self._win.clear()
+                suppressed = w[2] if w is not None else 0
+                self._win[key] = [now, 1, 0]
+                return True, suppressed
+            if w[1] < self.per_minute:
+                w[1] += 1
+                return True, 0
+            w[2] += 1
+            return False, 0
+
+
+_LOG_THROTTLE = _LogThrottle()
+
+
+def _log_limited(level: int, key: str, msg: str, *args) -> None:
+    ok, suppressed = _LOG_THROTTLE.allow(key)
+    if ok:
+        if suppressed:
+            msg += " (%d similar message(s) suppressed in the last minute)"
+            args = (*args, suppressed)
+        log.log(level, msg, *args)
+
+
+class _CallLimits(grpc.ServerInterceptor):
+    """Per-caller concurrency on *every* RPC of a party's server, checked before the request is read.
+
+    gRPC's synchronous server reads the request of a unary call inside a
+    worker thread, so a caller that opens calls and never sends the request
+    (or a stream that never ends) holds threads until its own deadline. This
+    interceptor re-registers every method as request-streaming, so it runs
+    *before* the request arrives: it identifies the caller from its
+    certificate (:func:`peer_identity`) and admits at most ``per_peer``
+    concurrent calls per listed peer (and this party's own operator), and
+    ``strangers`` for all other certificate holders together (revoked or
+    unlisted parties); a caller over its limit gets RESOURCE_EXHAUSTED with a
+    retry-after hint at once. So no caller can hold more than its share of the
+    server threads, whatever it sends or does not send. The request is then
+    read with a size bound (:data:`MAX_UNARY_REQUEST_BYTES`, and
+    :data:`MAX_CONTROL_REQUEST_BYTES` on the Control and Health services)
+    before it is parsed; ``Federation.Push`` bounds its chunks itself.
+    """
+
+    def __init__(self, transport: "GrpcTransport", per_peer: int, strangers: int):
+        self.t, self.per_peer, self.strangers = transport, int(per_peer), int(strangers)
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+
+    def _enter(self, context, method: str) -> str:
+        name = peer_identity(context)
+        with self.t._lock:
+            listed = name == self.t.party or name in self.t._peers
+        bucket, limit = (name, self.per_peer) if listed else (_STRANGERS, self.strangers)
+        with self._lock:
+            n = self._active.get(bucket, 0)
+            if n < limit:
+                self._active[bucket] = n + 1
+                return bucket
+        _log_limited(logging.WARNING, f"calls:{self.t.party}:{bucket}", "%s refused a call to %s from %r: %d calls of %s in progress",
+                     self.t.party, method, name, n, "unlisted parties" if not listed else "that party")
+        context.set_trailing_metadata(((_RETRY_AFTER_MD, "0.100"),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"too many concurrent calls from {name!r} ({n}, limit {limit}); retry later")
+        raise AssertionError("unreachable")  # pragma: no cover - context.abort raises
+
+    def _leave(self, bucket: str) -> None:
+        with self._lock:
+            n = self._active.get(bucket, 1) - 1
+            if n > 0:
+                self._active[bucket] = n
+            else:
+                self._active.pop(bucket, None)
+
+    def intercept_service(self, continuation, handler_call_details):
+        h = continuation(handler_call_details)
+        if h is None:
+            return None
+        method = handler_call_details.method
+        limits = self
+        if h.request_streaming:
+            inner = h.stream_stream if h.response_streaming else h.stream_unary
+
+            def streaming(request_iterator, context):
+                bucket = limits._enter(context, method)
+                try:
+                    return inner(request_iterator, context)
+                finally:
+                    limits._leave(bucket)
+
+            def streaming_gen(request_iterator, context):
+                bucket = limits._enter(context, method)
+                try:
+                    yield from inner(request_iterator, context)
+                finally:
+                    limits._leave(bucket)
+
+            if h.response_streaming:
+                return grpc.stream_stream_rpc_method_handler(streaming_gen, h.request_deserializer, h.response_serializer)
+            return grpc.stream_unary_rpc_method_handler(streaming, h.request_deserializer, h.response_serializer)
+
+        inner = h.unary_stream if h.response_streaming else h.unary_unary
+        parse = h.request_deserializer or _identity
+        cap = MAX_CONTROL_REQUEST_BYTES if method.startswith(_SMALL_SERVICES) else MAX_UNARY_REQUEST_BYTES
+
+        def one(request_iterator, context):
+            raw = next(request_iterator, None)
+            if raw is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method} requires exactly one request message")
+            if len(raw) > cap:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"request of {len(raw)} bytes exceeds the limit of {cap} bytes for {method}")
+            try:
+                return parse(raw)
+            except Exception:  # noqa: BLE001 - any decoding failure is the caller's fault
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request of {method} is not a valid message")
+
+        def unary(request_iterator, context):
+            bucket = limits._enter(context, method)
+            try:
+                return inner(one(request_iterator, context), context)
+            finally:
+                limits._leave(bucket)
+
+        def unary_gen(request_iterator, context):
+            bucket = limits._enter(context, method)
+            try:
+                yield from inner(one(request_iterator, context), context)
+            finally:
+                limits._leave(bucket)
+
+        if h.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(unary_gen, None, h.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(unary, None, h.response_serializer)
+
+
 # --------------------------------------------------------------------------- server
 
 class _FederationServicer(pb_grpc.FederationServicer):
@@ -433,10 +699,12 @@ class _FederationServicer(pb_grpc.FederationServicer):
                 self.t._limits.release(sender)
         except _Refuse as r:
             if r.retry_after is not None:
-                log.info("%s deferred a message from %s: %s", self.t.party, sender, r.details)
+                _log_limited(logging.INFO, f"defer:{self.t.party}:{sender}", "%s deferred a message from %s: %s", self.t.party,
+                             sender, r.details)
                 context.set_trailing_metadata(((_RETRY_AFTER_MD, f"{r.retry_after:.3f}"),))
             else:
-                log.warning("%s refused a message from %s: %s", self.t.party, sender, r.details)
+                _log_limited(logging.WARNING, f"refuse:{self.t.party}:{sender}", "%s refused a message from %s: %s", self.t.party,
+                             sender, r.details)
             context.abort(r.code, r.details)
 
     def _push(self, sender: str, requests, context) -> pb.PushAck:
@@ -460,7 +728,8 @@ class _FederationServicer(pb_grpc.FederationServicer):
                 raise _Refuse(grpc.StatusCode.PERMISSION_DENIED, str(exc)[:2000]) from None
         if h.kind == pb.MESSAGE_KIND_ABORT:
             reason = h.reason[:2000] or "no reason given"
-            log.info("%s: peer %s aborted job %s: %s", self.t.party, sender, h.job_id, reason)
+            _log_limited(logging.INFO, f"abort:{self.t.party}:{sender}", "%s: peer %s aborted job %s: %s", self.t.party, sender,
+                         h.job_id, reason)
             self.t._mailbox.fail(h.job_id, sender, f"peer {sender!r} aborted job {h.job_id!r}: {reason}")
             return pb.PushAck()
         if h.kind != pb.MESSAGE_KIND_DATA:
@@ -518,7 +787,7 @@ class _FederationServicer(pb_grpc.FederationServicer):
             payload = parts[0] if len(parts) == 1 else b"".join(parts)
             del parts
         except BaseException:
-            self.t._mailbox.release(total)
+            self.t._mailbox.release(sender, total)
             raise
         stored = self.t._mailbox.put(h.job_id, sender, h.tag, h.message_id, payload, total)
         return pb.PushAck(duplicate=not stored, received_bytes=total)
@@ -595,8 +864,10 @@ class GrpcTransport:
         0.2 s doubling to 5 s, with jitter; the same message id, so a push
         that did arrive is not delivered twice).
     max_buffer_bytes : int, optional
-        Bound on bytes received but not yet taken by ``recv`` (all jobs and
-        peers together). Defaults to ``2 * max_message_bytes``.
+        Bound on bytes received from *one* peer but not yet taken by ``recv``
+        (all its jobs together; each peer has its own budget, so memory is
+        bounded by peers times this). A push over it is deferred with a
+        retry-after hint. Defaults to ``2 * max_message_bytes``.
     chunk_bytes : int, default=256 KiB
         Payload bytes per chunk sent (at most ``MAX_CHUNK_BYTES``).
     probe_interval : float, default=1
@@ -604,8 +875,10 @@ class GrpcTransport:
     liveness_grace : float, default=2
         A peer seen alive before that answers UNAVAILABLE for this long is
         declared gone and the waiting ``recv`` fails.
-    max_workers : int, default=32
-        Server threads (each in-flight push or stream holds one).
+    max_workers : int, default=64
+        Server threads (each call in progress holds one). At most
+        ``4 * max_workers`` calls are admitted at once; beyond that gRPC
+        answers RESOURCE_EXHAUSTED without using a thread.
     peer_rate : float, default=2000
         Pushes per second one peer may send (token bucket refilled at this
         rate, bursts up to ``peer_burst``); beyond it the push is deferred:
@@ -613,8 +886,24 @@ class GrpcTransport:
         ``retries``). Legitimate jobs send far fewer.
     peer_burst : int, default=4000
     peer_inflight : int, optional
-        Concurrent pushes one peer may have in progress; defaults to half the
-        server threads, so no single peer can hold them all.
+        Concurrent pushes one peer may have in progress; defaults to
+        ``peer_calls``.
+    peer_calls : int, optional
+        Concurrent calls of any RPC (pushes, pings, control, health, streams)
+        one listed peer, or this party's own operator, may have in progress,
+        counted before the request is read (see :class:`_CallLimits`);
+        defaults to 8 more than a quarter of the server threads or than
+        ``peer_inflight``, whichever is larger, and at most half the threads.
+        Size ``max_workers`` so that every caller's share fits at once
+        (``(peers + 1) * peer_calls + stranger_calls``, as the party does):
+        then no caller, however it floods, delays another.
+    stranger_calls : int, default=4
+        The same, for every other holder of a federation certificate together
+        (unlisted or revoked parties; they are refused anyway, this bounds
+        what their refusals cost).
+    orphan_ttl : float, default=120
+        Seconds messages for a job that has not been opened here are kept
+        before they are dropped (a peer's pushes for jobs that never run).
 
     Examples
     --------
@@ -641,10 +930,13 @@ class GrpcTransport:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         probe_interval: float = 1.0,
         liveness_grace: float = 2.0,
-        max_workers: int = 32,
+        max_workers: int = 64,
         peer_rate: float = 2000.0,
         peer_burst: int = 4000,
         peer_inflight: int | None = None,
+        peer_calls: int | None = None,
+        stranger_calls: int = 4,
+        orphan_ttl: float = 120.0,
     ):
         check_party_name(party)
         if type(insecure) is not bool:
@@ -663,11 +955,18 @@ class GrpcTransport:
         _check_int("chunk_bytes", chunk_bytes, 1, MAX_CHUNK_BYTES)
         _check_int("max_workers", max_workers, 2)
         _check_int("peer_burst", peer_burst, 1)
+        # no single caller may hold every server thread: a push, a ping or a control call of another gets through
+        if peer_inflight is not None:
+            _check_int("peer_inflight", peer_inflight, 1, max_workers - 2)
+        if peer_calls is None:
+            peer_calls = max(max_workers // 4, 0 if peer_inflight is None else peer_inflight) + 8
+            peer_calls = max(1, min(peer_calls, max_workers // 2))
+        _check_int("peer_calls", peer_calls, 1, max_workers - 2)
+        _check_int("stranger_calls", stranger_calls, 1, max_workers - 2)
         if peer_inflight is None:
-            peer_inflight = max(1, max_workers // 2)
-        _check_int("peer_inflight", peer_inflight, 1, max_workers)
+            peer_inflight = peer_calls
         for name, v in (("deadline", deadline), ("probe_interval", probe_interval), ("liveness_grace", liveness_grace),
-                        ("peer_rate", peer_rate)):
+                        ("peer_rate", peer_rate), ("orphan_ttl", orphan_ttl)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"The {name!r} parameter of GrpcTransport must be a number > 0. Got {v!r} instead.")
         if max_buffer_bytes is None:
@@ -689,17 +988,21 @@ class GrpcTransport:
         self._channels: dict[str, grpc.Channel] = {}
         self._seen_alive: set[str] = set()
         self._down_since: dict[str, float] = {}
-        self._mailbox = _Mailbox(max_buffer_bytes)
+        self._mailbox = _Mailbox(max_buffer_bytes, orphan_ttl=orphan_ttl)
         self._limits = _PeerLimits(peer_rate, peer_burst, peer_inflight)
         self._port: int | None = None
         self._stopped = False
         #: set by the party: why a caller is not a peer (e.g. revoked, when), and whether it has a role in a job
         self.refusal_reason: Callable[[str], str | None] | None = None
         self.job_guard: Callable[[str, str], None] | None = None
+        self._calls = _CallLimits(self, peer_calls, stranger_calls)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"fedcredit-{party}"),
-            options=grpc_options(),
-            interceptors=[Authorizer(self)],  # every method of every servicer passes one check (authz.py)
+            options=grpc_options() + server_options(peer_calls),
+            # outermost first: the per-caller concurrency share is taken before the request is read
+            # (_CallLimits), then every method of every servicer passes one authorization check (authz.py)
+            interceptors=(self._calls, Authorizer(self)),
+            maximum_concurrent_rpcs=4 * max_workers,
         )
         pb_grpc.add_FederationServicer_to_server(_FederationServicer(self), self._server)
 
