@@ -440,7 +440,7 @@ class Party:
             reason = f"job proposal of {size} bytes exceeds {self.name!r}'s limit of {limit} bytes"
             self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason)
-            return False, reason
+            raise ProtocolError(reason)  # not a job this party reads at all: INVALID_ARGUMENT, like other limits
         try:
             data = loads_limited(job_json, what=f"job proposed by {caller!r}", max_bytes=_JOB_JSON_MAX)
         except ProtocolError as exc:  # not a job at all (size, depth, numbers, UTF-8): INVALID_ARGUMENT

@@ -52,6 +52,7 @@ This is the only module that sets gRPC message-size limits (:func:`grpc_options`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -590,12 +591,17 @@ class _CallLimits(grpc.ServerInterceptor):
     before it is parsed; ``Federation.Push`` bounds its chunks itself.
     """
 
-    def __init__(self, transport: "GrpcTransport", per_peer: int, strangers: int):
+    def __init__(self, transport: "GrpcTransport", per_peer: int, strangers: int, precheck=None):
         self.t, self.per_peer, self.strangers = transport, int(per_peer), int(strangers)
+        #: ``precheck(method, context)``: who may call at all (the authorizer), run before a slot is taken
+        #: and before the request is read, so a stranger or revoked peer cannot hold a call open
+        self.precheck = precheck
         self._lock = threading.Lock()
         self._active: dict[str, int] = {}
 
     def _enter(self, context, method: str) -> str:
+        if self.precheck is not None:
+            self.precheck(method, context)  # aborts the call
         name = peer_identity(context)
         with self.t._lock:
             listed = name == self.t.party or name in self.t._peers
@@ -629,6 +635,7 @@ class _CallLimits(grpc.ServerInterceptor):
         if h.request_streaming:
             inner = h.stream_stream if h.response_streaming else h.stream_unary
 
+            @functools.wraps(inner)  # keeps the inner handler's marks (e.g. the authorizer's)
             def streaming(request_iterator, context):
                 bucket = limits._enter(context, method)
                 try:
@@ -636,6 +643,7 @@ class _CallLimits(grpc.ServerInterceptor):
                 finally:
                     limits._leave(bucket)
 
+            @functools.wraps(inner)  # keeps the inner handler's marks (e.g. the authorizer's)
             def streaming_gen(request_iterator, context):
                 bucket = limits._enter(context, method)
                 try:
@@ -663,6 +671,7 @@ class _CallLimits(grpc.ServerInterceptor):
             except Exception:  # noqa: BLE001 - any decoding failure is the caller's fault
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request of {method} is not a valid message")
 
+        @functools.wraps(inner)  # keeps the inner handler's marks (e.g. the authorizer's)
         def unary(request_iterator, context):
             bucket = limits._enter(context, method)
             try:
@@ -670,6 +679,7 @@ class _CallLimits(grpc.ServerInterceptor):
             finally:
                 limits._leave(bucket)
 
+        @functools.wraps(inner)  # keeps the inner handler's marks (e.g. the authorizer's)
         def unary_gen(request_iterator, context):
             bucket = limits._enter(context, method)
             try:
@@ -995,13 +1005,14 @@ class GrpcTransport:
         #: set by the party: why a caller is not a peer (e.g. revoked, when), and whether it has a role in a job
         self.refusal_reason: Callable[[str], str | None] | None = None
         self.job_guard: Callable[[str, str], None] | None = None
-        self._calls = _CallLimits(self, peer_calls, stranger_calls)
+        self._authorizer = Authorizer(self)
+        self._calls = _CallLimits(self, peer_calls, stranger_calls, precheck=self._authorizer.check)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"fedcredit-{party}"),
             options=grpc_options() + server_options(peer_calls),
             # outermost first: the per-caller concurrency share is taken before the request is read
             # (_CallLimits), then every method of every servicer passes one authorization check (authz.py)
-            interceptors=(self._calls, Authorizer(self)),
+            interceptors=(self._calls, self._authorizer),
             maximum_concurrent_rpcs=4 * max_workers,
         )
         pb_grpc.add_FederationServicer_to_server(_FederationServicer(self), self._server)

@@ -81,10 +81,11 @@ def _state_bytes(state: Path) -> dict[str, int]:
 
 def raw_channel(address: str, target: str, tls: TlsFiles) -> grpc.Channel:
     """An mTLS channel on its own TCP connection (a flooder's: not shared with other channels of this process)."""
-    from fedcredit.certs import load_tls
+    from fedcredit.certs import load_tls, tls_server_name
     from fedcredit.transport.grpc import grpc_options
 
     t = load_tls(tls)
+    target = tls_server_name(target)  # the server's namespaced DNS name (certs.tls_server_name)
     creds = grpc.ssl_channel_credentials(root_certificates=t.ca_pem, private_key=t.key_pem, certificate_chain=t.cert_pem)
     return grpc.secure_channel(address, creds, options=grpc_options() + [
         ("grpc.ssl_target_name_override", target), ("grpc.default_authority", target),
@@ -107,14 +108,19 @@ class _Stalls:
         self.futures = [call.future(never(), timeout=120) for _ in range(n)]
 
     def refused(self) -> int:
-        """Calls the party already refused (RESOURCE_EXHAUSTED) while the others are held open."""
+        """Calls the party already refused while the others are held open.
+
+        RESOURCE_EXHAUSTED: over the caller's share of concurrent calls;
+        PERMISSION_DENIED: a stranger, refused by the authorization check
+        before it can hold a call open at all.
+        """
         n = 0
         for f in self.futures:
             if f.done():
                 try:
                     f.result(timeout=0)
                 except grpc.RpcError as exc:
-                    n += exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    n += exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.PERMISSION_DENIED)
         return n
 
     def release(self) -> None:
