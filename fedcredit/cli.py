@@ -466,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bytes each step put on the wire; write each party's run report (report.html); "
                                    "stop the parties.", epilog=_epilog(), formatter_class=fmt)
     c.add_argument("--data", metavar="DIR",
-                   help="data directory holding credit3/ and default_credit/ (default: $FEDCREDIT_DATA or "
-                        "<repo>/../shared/data)")
+                   help="data directory holding credit3/ and default_credit/ (default: $FEDCREDIT_DATA, else the "
+                        "data sets shipped with fedcredit)")
     c.add_argument("--json", metavar="PATH", help="write the summary as JSON")
     c.add_argument("--keep", action="store_true",
                    help="leave the parties running (and their configs, state and logs) and print how to use them")

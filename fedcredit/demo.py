@@ -124,17 +124,24 @@ HOMO_TABLES: dict[str, str] = {"bank": "homo_bank1.csv", "chain": "homo_bank2.cs
 #: Held-out set the ``homo`` job's global model is evaluated on.
 HOMO_TEST = "homo_test.csv"
 
-_REPO = Path(__file__).resolve().parents[1]
-
-
 def find_data_dir(data: str | os.PathLike | None = None) -> Path:
-    """The data directory holding ``credit3/`` (``--data``, ``$FEDCREDIT_DATA``, or ``<repo>/../shared/data``)."""
-    d = Path(data or os.environ.get("FEDCREDIT_DATA") or _REPO.parent / "shared" / "data").expanduser()
+    """The data directory holding ``credit3/`` (and ``default_credit/``).
+
+    ``data`` (``--data DIR``), else ``$FEDCREDIT_DATA``, else the data sets shipped inside the package,
+    written out once as plain CSV files (:func:`fedcredit.datasets.data_dir`): nothing outside the
+    installed package is needed.
+    """
+    given = data or os.environ.get("FEDCREDIT_DATA")
+    if not given:
+        from .datasets import data_dir
+
+        return data_dir()
+    d = Path(given).expanduser()
     missing = [f for f in ("bank.csv", "chain.csv", "gov.csv") if not (d / "credit3" / f).is_file()]
     if missing:
         raise ConfigError(
             f"demo data not found: {d / 'credit3'} lacks {', '.join(missing)}; pass --data DIR (the directory "
-            f"containing credit3/) or set FEDCREDIT_DATA"
+            f"containing credit3/), set FEDCREDIT_DATA, or set neither to use the data sets shipped with fedcredit"
         )
     return d.resolve()
 
