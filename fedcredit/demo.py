@@ -42,7 +42,8 @@ from typing import Any
 from .errors import ConfigError, FedcreditError, PeerError
 
 __all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_HOMO_STEPS", "DEMO_JOBS", "DemoJob", "PARTIES", "SUPERVISOR",
-           "HOMO_TABLES", "run_demo", "write_federation", "write_job", "Federation", "find_data_dir", "free_ports",
+           "HOMO_TABLES", "run_demo", "write_federation", "write_job", "Federation", "launch_local", "find_data_dir",
+           "free_ports",
            "centralized_baselines", "homo_baselines"]
 
 #: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
@@ -351,6 +352,40 @@ class Federation:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def launch_local(
+    root: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    parties: dict[str, tuple[str, str | None, str | None]] | None = None,
+    tables: dict[str, dict[str, tuple[str | os.PathLike, str | None]]] | None = None,
+    ports: dict[str, int] | None = None,
+    policy: dict[str, dict[str, Any]] | None = None,
+    transport: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Federation:
+    """Write a throwaway CA, certificates and configs under ``root`` and start one party process each.
+
+    :func:`write_federation` (same parameters) then :meth:`Federation.start`: every party is a
+    ``fedcredit party serve`` process on loopback with mutual TLS, healthy when this returns. Used by
+    the demo and by :func:`fedcredit.local_federation`. Stop them with :meth:`Federation.stop`.
+
+    Returns
+    -------
+    Federation
+        With ``configs`` (``{party: config path}``) and the running processes.
+    """
+    configs = write_federation(root, data_dir if data_dir is not None else root, parties=parties, ports=ports,
+                               policy=policy, transport=transport, tables=tables)
+    fed = Federation(configs, env=env)
+    try:
+        fed.start(timeout=timeout)
+    except BaseException:
+        fed.stop()
+        raise
+    return fed
 
 
 def demo_steps(quick: bool, steps: list[tuple[str, str, dict, dict]] | None = None) -> list[tuple[str, str, dict]]:
@@ -874,11 +909,10 @@ def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep:
                 f"epochs, same 2048-bit keys")
         fed_parties = _FED_PARTIES if homo_dir else dict(PARTIES)
         homo_tables = {p: {"homo": (homo_dir / f, "y")} for p, f in HOMO_TABLES.items()} if homo_dir else None
-        configs = write_federation(root, data, parties=fed_parties, tables=homo_tables,
-                                   transport={"deadline": 10.0, "recv_timeout": 300.0})
-        fed = Federation(configs)
         t0 = time.time()
-        fed.start()
+        fed = launch_local(root, data, parties=fed_parties, tables=homo_tables,
+                           transport={"deadline": 10.0, "recv_timeout": 300.0})
+        configs = fed.configs
         say(f"{len(configs)} party processes up in {time.time() - t0:.1f}s (mutual TLS, throwaway CA): " + ", ".join(
             f"{n} {load_party_config(c).listen} (pid {fed.procs[n].pid})" for n, c in configs.items()))
         cfg = load_party_config(configs["bank"])

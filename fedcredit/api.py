@@ -1,0 +1,514 @@
+"""A federation on this machine, from Python: tables in, jobs built in Python, results as objects.
+
+>>> import fedcredit
+>>> from fedcredit import psi, binning, secureboost
+>>> tables = fedcredit.datasets.load_credit3()                           # doctest: +SKIP
+>>> with fedcredit.local_federation(tables, labels={"bank": "default_next_month"}) as fed:  # doctest: +SKIP
+...     res = fed.run([psi(), binning(max_bins=10), secureboost(n_trees=5)])
+>>> res.metrics["secureboost"]["validation"]["auc"], res.bytes_on_wire   # doctest: +SKIP
+
+:func:`local_federation` starts one ``fedcredit party serve`` **process** per
+party on loopback, with mutual TLS and throwaway certificates (the launcher of
+``fedcredit demo``, :func:`fedcredit.demo.launch_local`): the same code path,
+policy checks, audit logs and reports as a real deployment, only on one
+machine. The tables (pandas DataFrames, numpy structured arrays or file paths)
+are written to the federation's working directory as CSV files, because a
+party process reads its own files; nothing is pickled or shared between the
+processes. Jobs are lists of steps built with :func:`psi`, :func:`binning`,
+:func:`select`, :func:`secureboost`, :func:`hetero_lr`, :func:`scorecard`,
+:func:`evaluate`, :func:`fedavg` (or a job TOML path, or a
+:class:`~fedcredit.config.JobSpec`); they map one to one onto the job file
+format (``[[steps]] kind, name, params``), and the parties validate them as
+they validate any proposed job.
+
+This is a simulation: the working directory holds every party's tables,
+keys and state. Use it for experiments and notebooks, not for data that must
+stay apart (for that, each institution runs its own party:
+``fedcredit init party``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, FedcreditError
+
+__all__ = ["Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "handshake", "psi", "binning",
+           "select", "secureboost", "hetero_lr", "scorecard", "evaluate", "fedavg"]
+
+
+# --------------------------------------------------------------------------- steps
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a job: ``kind`` (the protocol), ``name`` (unique in the job) and its parameters.
+
+    The same fields as a ``[[steps]]`` entry of a job file; the parties check ``params`` when the job
+    is proposed (unknown or out-of-range parameters are refused before any step runs).
+    """
+
+    kind: str
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "params": dict(self.params)}
+
+
+def _step(kind: str, name: str | None, params: dict) -> Step:
+    return Step(kind, name or kind, {k: v for k, v in params.items() if v is not None})
+
+
+def handshake(*, name: str | None = None) -> Step:
+    """Every party reports its row count to the initiator (a connectivity check)."""
+    return _step("handshake", name, {})
+
+
+def psi(*, name: str | None = None, **params) -> Step:
+    """Private set intersection: align the parties' rows on their ids (ECDH PSI; docs/psi.md)."""
+    return _step("psi", name, params)
+
+
+def binning(*, max_bins: int | None = None, name: str | None = None, **params) -> Step:
+    """Bin every feature; WOE and IV from the guest's encrypted labels (docs/secureboost.md, binning)."""
+    return _step("binning", name, {"max_bins": max_bins, **params})
+
+
+def select(*, iv_threshold: float | None = None, name: str | None = None, **params) -> Step:
+    """Keep the features whose IV (from ``binning``) is at least ``iv_threshold``."""
+    return _step("select", name, {"iv_threshold": iv_threshold, **params})
+
+
+def secureboost(*, n_trees: int | None = None, max_depth: int | None = None, learning_rate: float | None = None,
+                name: str | None = None, **params) -> Step:
+    """Vertical SecureBoost (Paillier-encrypted gradients; docs/secureboost.md). Other parameters: ``**params``."""
+    return _step("secureboost", name, {"n_trees": n_trees, "max_depth": max_depth, "learning_rate": learning_rate,
+                                       **params})
+
+
+def hetero_lr(*, mode: str | None = None, features: str | None = None, max_epochs: int | None = None,
+              name: str | None = None, **params) -> Step:
+    """Vertical logistic regression (``mode="two_party"`` or ``"coordinated"`` with an arbiter; docs/hetero_lr.md)."""
+    return _step("hetero_lr", name, {"mode": mode, "features": features, "max_epochs": max_epochs, **params})
+
+
+def scorecard(*, pdo: float | None = None, base_score: float | None = None, base_odds: float | None = None,
+              name: str | None = None, **params) -> Step:
+    """Points per bin from the LR model (each party keeps its own bins' points)."""
+    return _step("scorecard", name, {"pdo": pdo, "base_score": base_score, "base_odds": base_odds, **params})
+
+
+def evaluate(*, name: str | None = None, **params) -> Step:
+    """AUC, KS and score deciles of the latest model on the guest's validation rows."""
+    return _step("evaluate", name, params)
+
+
+def fedavg(*, mode: str | None = None, rounds: int | None = None, name: str | None = None, **params) -> Step:
+    """Horizontal FedAvg (``kind = "homo"``; ``mode`` plain, secagg or ckks; docs/homo.md)."""
+    return _step("homo", name or "fedavg", {"mode": mode, "rounds": rounds, **params})
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step of a finished job, as the initiator's report has it.
+
+    Attributes
+    ----------
+    name, kind, state : str
+    seconds : float
+        The slowest party's time in the step.
+    bytes_on_wire : int
+        Bytes every party sent in this step.
+    messages : int
+    result : dict
+        The initiator's result of the step (e.g. ``validation`` AUC/KS, trees, IVs).
+    """
+
+    name: str
+    kind: str
+    state: str
+    seconds: float
+    bytes_on_wire: int
+    messages: int
+    result: dict
+
+    @property
+    def metrics(self) -> dict:
+        """AUC/KS figures of the step (top-level and under ``train``/``validation``/``test``)."""
+        return _metrics(self.result)
+
+
+def _metrics(result: Mapping) -> dict:
+    out: dict[str, Any] = {}
+    for k, v in result.items():
+        if isinstance(v, Mapping) and k in ("train", "validation", "test"):
+            sub = {m: v[m] for m in ("auc", "ks", "n") if m in v}
+            if sub:
+                out[k] = sub
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and ("auc" in k or k == "ks" or k.endswith("_ks")):
+            out[k] = v
+    return out
+
+
+@dataclass
+class JobResult:
+    """A finished job.
+
+    Attributes
+    ----------
+    job_id, name, state : str
+    reason : str
+        Why it failed (empty on success).
+    seconds : float
+        Submission to the end.
+    steps : dict of str to StepResult
+        In job order.
+    report_path : Path or None
+        The initiator's ``report.html`` (ROC, KS, deciles, IV, traffic), or None.
+    report : dict
+        The initiator's ``report.json``.
+    workdirs : dict of str to Path
+        ``{party: state/<party>/jobs/<job_id>}``: each party's artifacts (model parts, scorecards) by step.
+    """
+
+    job_id: str
+    name: str
+    state: str
+    reason: str
+    seconds: float
+    steps: dict[str, StepResult]
+    report_path: Path | None
+    report: dict
+    workdirs: dict[str, Path]
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "succeeded"
+
+    @property
+    def metrics(self) -> dict:
+        """``{step: metrics}`` for the steps that report AUC/KS."""
+        return {n: m for n, s in self.steps.items() if (m := s.metrics)}
+
+    @property
+    def bytes_on_wire(self) -> int:
+        """Bytes every party sent, over all steps."""
+        return sum(s.bytes_on_wire for s in self.steps.values())
+
+    def raise_for_state(self) -> "JobResult":
+        """Raise :class:`~fedcredit.errors.FedcreditError` unless the job succeeded; returns ``self``."""
+        if not self.ok:
+            raise FedcreditError(f"job {self.name!r} ({self.job_id}) {self.state}: {self.reason}")
+        return self
+
+    def summary(self) -> str:
+        """A plain-text table: one row per step (state, seconds, bytes, AUC/KS)."""
+        rows = [f"job {self.name} ({self.job_id}) {self.state} in {self.seconds:.1f}s"
+                + (f": {self.reason}" if self.reason else "")]
+        rows.append(f"  {'step':<14} {'kind':<12} {'state':<10} {'seconds':>8} {'bytes':>12}  metrics")
+        for s in self.steps.values():
+            m = ", ".join(f"{k} " + (" ".join(f"{a}={b:.4f}" for a, b in v.items() if isinstance(b, float))
+                                     if isinstance(v, dict) else f"{v:.4f}") for k, v in s.metrics.items())
+            rows.append(f"  {s.name:<14} {s.kind:<12} {s.state:<10} {s.seconds:>8.2f} {s.bytes_on_wire:>12,}  {m}")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return (f"JobResult(name={self.name!r}, state={self.state!r}, seconds={self.seconds:.1f}, "
+                f"steps={list(self.steps)}, bytes_on_wire={self.bytes_on_wire:,})")
+
+    def _repr_html_(self) -> str:  # notebooks
+        import html
+
+        return "<pre>" + html.escape(self.summary()) + "</pre>"
+
+
+# --------------------------------------------------------------------------- tables
+
+def _write_table(obj, dest: Path) -> Path:
+    """A DataFrame, a numpy structured array or a file path, as a CSV (or the file itself) a party can read."""
+    if isinstance(obj, (str, os.PathLike)):
+        p = Path(obj)
+        if not p.is_file():
+            raise ConfigError(f"table file not found: {p}")
+        return p.resolve()
+    if hasattr(obj, "to_csv") and hasattr(obj, "columns"):  # pandas DataFrame
+        obj.to_csv(dest, index=False)
+        return dest
+    import numpy as np
+
+    arr = np.asarray(obj)
+    if arr.dtype.names:
+        import csv
+
+        with open(dest, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(arr.dtype.names)
+            for row in arr.tolist():
+                w.writerow(["" if isinstance(v, float) and v != v else v for v in row])
+        return dest
+    raise ConfigError(f"a table must be a pandas DataFrame, a numpy structured array (with an id column) or a file "
+                      f"path; got {type(obj).__name__}")
+
+
+# --------------------------------------------------------------------------- the federation
+
+class LocalFederation:
+    """Party processes on this machine (see :func:`local_federation`); use as a context manager.
+
+    Attributes
+    ----------
+    parties : list of str
+    guest : str
+        The party that submits jobs (the label holder, else the first party).
+    root : Path
+        Working directory: ``certs/``, ``<party>.toml``, ``tables/``, ``state/<party>/``, party logs.
+    configs : dict of str to Path
+    """
+
+    def __init__(self, tables: Mapping[str, Any], *, labels: Mapping[str, str] | None = None, id_column: str = "id",
+                 workdir: str | os.PathLike | None = None, keep: bool = False, timeout: float = 60.0,
+                 policy: Mapping[str, Mapping[str, Any]] | None = None, transport: Mapping[str, Any] | None = None):
+        from .certs import check_party_name
+        from .scaffold import inspect_table
+
+        if len(tables) < 2:
+            raise ConfigError(f"a federation needs at least two parties, got {len(tables)}")
+        for p in tables:
+            check_party_name(p)
+        labels = dict(labels or {})
+        unknown = sorted(set(labels) - set(tables))
+        if unknown:
+            raise ConfigError(f"labels for unknown part(y/ies) {', '.join(unknown)}; parties: {', '.join(tables)}")
+        self.parties = list(tables)
+        self.labels = labels
+        self.guest = next((p for p in self.parties if p in labels), self.parties[0])
+        self._own_root = workdir is None
+        self.root = Path(tempfile.mkdtemp(prefix="fedcredit-local-")) if workdir is None else Path(workdir)
+        self.keep = keep
+        self._fed = None
+        self._client = self._ch = None
+        try:
+            if id_column != "id":
+                raise ConfigError(f"id_column={id_column!r}: local_federation reads the ids from a column named 'id' "
+                                  "(rename the column)")
+            tdir = self.root / "tables"
+            tdir.mkdir(parents=True, exist_ok=True)
+            extra: dict[str, dict[str, tuple[Path, str | None]]] = {}
+            self.table_paths: dict[str, Path] = {}
+            for p, t in tables.items():
+                if t is None:
+                    continue
+                path = _write_table(t, tdir / f"{p}.csv")
+                inspect_table(path, id_column=id_column, label_column=labels.get(p))
+                self.table_paths[p] = path
+                extra[p] = {"credit": (path, labels.get(p))}
+            spec = {p: ("guest" if p == self.guest else "host", None, None) for p in self.parties}
+            pol = {p: {"min_intersection": 10, **dict((policy or {}).get(p, {}))} for p in self.parties}
+            tr = {"deadline": 10.0, "recv_timeout": 300.0, **dict(transport or {})}
+            from .demo import launch_local
+
+            self._fed = launch_local(self.root, parties=spec, tables=extra, policy=pol, transport=tr,
+                                     env=_child_env(), timeout=timeout)
+            self.configs = dict(self._fed.configs)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- jobs
+    def _control(self):
+        if self._client is None:
+            from .certs import TlsFiles
+            from .config import load_party_config
+            from .transport.control import ControlClient, dial
+
+            cfg = load_party_config(self.configs[self.guest])
+            self._ch = dial(cfg.connect_address, target=self.guest, tls=TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key))
+            self._client = ControlClient(self._ch, self.guest)
+            self._state_dir = Path(cfg.state_dir)
+        return self._client
+
+    def job(self, steps, *, parties: Iterable[str] | None = None, roles: Mapping[str, str] | None = None,
+            name: str = "job", purpose: str | None = "credit-risk-model"):
+        """A :class:`~fedcredit.config.JobSpec` from steps (or a job TOML path, or a JobSpec as is).
+
+        Parameters
+        ----------
+        steps : list of Step or (kind, name, params), or path, or JobSpec
+        parties : iterable of str, optional
+            Who takes part (default: every party with a table, plus any party ``roles`` names).
+        roles : dict, optional
+            ``{party: role}`` overriding the default (the label holder ``guest``, others ``host``); e.g.
+            ``{"supervisor": "arbiter"}`` or, for :func:`fedavg`, ``client``/``aggregator``.
+        """
+        from .config import JobSpec, job_from_dict, load_job
+
+        if isinstance(steps, JobSpec):
+            return steps
+        if isinstance(steps, (str, os.PathLike)):
+            return load_job(steps)
+        roles = dict(roles or {})
+        who = list(parties) if parties is not None else [p for p in self.parties if p in self.table_paths or p in roles]
+        bad = [p for p in [*who, *roles] if p not in self.parties]
+        if bad:
+            raise ConfigError(f"unknown part(y/ies) {', '.join(sorted(set(bad)))}; parties: {', '.join(self.parties)}")
+        default = {p: ("guest" if p == self.guest else "host") for p in who}
+        jparties = {}
+        for p in who:
+            d: dict[str, Any] = {"role": roles.get(p, default[p])}
+            if p in self.table_paths:
+                d["table"] = "credit"
+            jparties[p] = d
+        out_steps = []
+        for s in steps:
+            if isinstance(s, Step):
+                out_steps.append(s.to_dict())
+            elif isinstance(s, (tuple, list)) and len(s) in (2, 3):
+                out_steps.append({"kind": s[0], "name": s[1], "params": dict(s[2]) if len(s) == 3 else {}})
+            elif isinstance(s, Mapping):
+                out_steps.append(dict(s))
+            else:
+                raise ConfigError(f"a step must be a Step (fedcredit.psi(), ...), (kind, name, params) or a dict; "
+                                  f"got {type(s).__name__}")
+        job: dict[str, Any] = {"name": name}
+        if purpose:
+            job["purpose"] = purpose
+        return job_from_dict(json.loads(json.dumps({"job": job, "parties": jparties, "steps": out_steps})),
+                             source=f"<job {name!r} built in Python>")
+
+    def submit(self, steps, **kwargs) -> str:
+        """Submit a job (see :meth:`job` for the arguments); returns its id without waiting."""
+        spec = self.job(steps, **kwargs)
+        return self._control().submit(spec.to_json(), source=spec.source)
+
+    def run(self, steps, *, progress: bool | Callable[[dict], None] = True, **kwargs) -> JobResult:
+        """Run a job to its end and return its :class:`JobResult`.
+
+        Parameters
+        ----------
+        steps : list of Step, or a job TOML path, or JobSpec
+            E.g. ``[psi(), binning(max_bins=10), secureboost(n_trees=5)]``.
+        progress : bool or callable, default=True
+            True: print each party's progress lines (live in a notebook's output); a callable gets
+            each event dict; False: silent.
+        **kwargs
+            ``parties``, ``roles``, ``name``, ``purpose`` as in :meth:`job`.
+        """
+        spec = self.job(steps, **kwargs)
+        client = self._control()
+        t0 = time.time()
+        job_id = client.submit(spec.to_json(), source=spec.source)
+        return self.follow(job_id, progress=progress, _t0=t0)
+
+    def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True, _t0: float | None = None
+               ) -> JobResult:
+        """Wait for job ``job_id`` to end (printing progress), then return its result."""
+        from .cli import _Display
+        from .demo import _summarize, _wait_report
+
+        client = self._control()
+        t0 = time.time() if _t0 is None else _t0
+        show = _Display(sys.stdout).event if progress is True else (progress or None)
+        for e in client.watch(job_id):
+            if show:
+                show(e)
+        elapsed = time.time() - t0
+        row = client.list_jobs(job_id=job_id)[0]
+        jdir = self._state_dir / "jobs" / job_id
+        report = _wait_report(jdir / "report.json", row["state"]) or {"steps": [], "parties": {}}
+        report.update(job_id=job_id, state=row["state"], reason=row["reason"])
+        summ = _summarize(report, elapsed)
+        steps = {s["step"]: StepResult(s["step"], s["kind"], s["state"], float(s["seconds"]), int(s["bytes_on_wire"]),
+                                       int(s["messages"]), dict(s["result"] or {})) for s in summ["steps"]}
+        html = jdir / "report.html"
+        for _ in range(100):  # written (with its plots) right after report.json
+            if html.exists():
+                break
+            time.sleep(0.05)
+        workdirs = {p: self.root / "state" / p / "jobs" / job_id for p in self.parties
+                    if (self.root / "state" / p / "jobs" / job_id).is_dir()}
+        return JobResult(job_id, str(report.get("name") or row.get("name") or ""), row["state"], row["reason"] or "",
+                         round(elapsed, 3), steps, html if html.exists() else None, report, workdirs)
+
+    def cancel(self, job_id: str, reason: str = "cancelled from Python") -> str:
+        return self._control().cancel(job_id, reason)
+
+    def jobs(self, limit: int = 20) -> list[dict]:
+        """The initiator's job list (newest first)."""
+        return self._control().list_jobs(limit=limit)
+
+    # -- life cycle
+    def close(self) -> None:
+        """Stop the party processes and (unless ``keep`` or a ``workdir`` was given) remove the working directory."""
+        if self._ch is not None:
+            self._ch.close()
+            self._ch = self._client = None
+        if self._fed is not None:
+            self._fed.stop()
+            self._fed = None
+        if self._own_root and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "LocalFederation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        running = self._fed is not None
+        return f"LocalFederation(parties={self.parties}, guest={self.guest!r}, root={str(self.root)!r}, running={running})"
+
+
+def _child_env() -> dict[str, str]:
+    """Party processes import this very fedcredit (also when it is not installed, e.g. a checkout on sys.path)."""
+    here = str(Path(__file__).resolve().parents[1])
+    pp = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join([here, pp]) if pp else here}
+
+
+def local_federation(tables: Mapping[str, Any], *, labels: Mapping[str, str] | None = None, mode: str = "processes",
+                     workdir: str | os.PathLike | None = None, keep: bool = False, timeout: float = 60.0,
+                     policy: Mapping[str, Mapping[str, Any]] | None = None,
+                     transport: Mapping[str, Any] | None = None) -> LocalFederation:
+    """Start a federation on this machine: one party process per entry of ``tables``.
+
+    Parameters
+    ----------
+    tables : dict
+        ``{party: table}``; a table is a pandas DataFrame, a numpy structured array or a CSV / CSV.gz /
+        Parquet path, with an ``id`` column. ``None`` makes a party without data (an arbiter or an
+        aggregator). E.g. ``fedcredit.datasets.load_credit3()``.
+    labels : dict, optional
+        ``{party: label column}``: the label holder (guest), who submits the jobs.
+    mode : {"processes"}, default="processes"
+        Party processes over mutual TLS on loopback (``"inprocess"`` is not available yet).
+    workdir : path, optional
+        Keep certificates, configs, tables, state and logs here (default: a temporary directory,
+        removed by :meth:`LocalFederation.close` unless ``keep``).
+    timeout : float, default=60
+        Seconds to wait for every party to be healthy.
+    policy : dict, optional
+        Per party, ``[policy]`` keys overriding the defaults (every step kind allowed; the guest proposes).
+    transport : dict, optional
+        ``[transport]`` keys for every party.
+
+    Returns
+    -------
+    LocalFederation
+        Running; call :meth:`~LocalFederation.run` and finally :meth:`~LocalFederation.close` (or use ``with``).
+    """
+    if mode != "processes":
+        raise ConfigError(f"mode {mode!r} is not available; use mode='processes'")
+    return LocalFederation(tables, labels=labels, workdir=workdir, keep=keep, timeout=timeout, policy=policy,
+                           transport=transport)
