@@ -42,7 +42,10 @@ from typing import Any
 
 from .errors import ConfigError, FedcreditError
 
-__all__ = ["Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "handshake", "psi", "binning",
+#: ``local_federation(mode=...)``: party processes over mTLS, or every role in this process over memory.
+MODES = ("processes", "inprocess")
+
+__all__ = ["MODES", "Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "handshake", "psi", "binning",
            "select", "secureboost", "hetero_lr", "scorecard", "evaluate", "fedavg"]
 
 
@@ -277,8 +280,9 @@ class LocalFederation:
     """
 
     def __init__(self, tables: Mapping[str, Any], *, labels: Mapping[str, str] | None = None, id_column: str = "id",
-                 workdir: str | os.PathLike | None = None, keep: bool = False, timeout: float = 60.0,
-                 policy: Mapping[str, Mapping[str, Any]] | None = None, transport: Mapping[str, Any] | None = None):
+                 mode: str = "processes", workdir: str | os.PathLike | None = None, keep: bool = False,
+                 timeout: float = 60.0, policy: Mapping[str, Mapping[str, Any]] | None = None,
+                 transport: Mapping[str, Any] | None = None):
         from .certs import check_party_name
         from .scaffold import inspect_table
 
@@ -290,6 +294,9 @@ class LocalFederation:
         unknown = sorted(set(labels) - set(tables))
         if unknown:
             raise ConfigError(f"labels for unknown part(y/ies) {', '.join(unknown)}; parties: {', '.join(tables)}")
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r} is not one of {', '.join(map(repr, MODES))}")
+        self.mode = mode
         self.parties = list(tables)
         self.labels = labels
         self.guest = next((p for p in self.parties if p in labels), self.parties[0])
@@ -298,6 +305,7 @@ class LocalFederation:
         self.keep = keep
         self._fed = None
         self._client = self._ch = None
+        self._history: list[dict] = []
         try:
             if id_column != "id":
                 raise ConfigError(f"id_column={id_column!r}: local_federation reads the ids from a column named 'id' "
@@ -316,6 +324,11 @@ class LocalFederation:
             spec = {p: ("guest" if p == self.guest else "host", None, None) for p in self.parties}
             pol = {p: {"min_intersection": 10, **dict((policy or {}).get(p, {}))} for p in self.parties}
             tr = {"deadline": 10.0, "recv_timeout": 300.0, **dict(transport or {})}
+            self._min_intersection = {p: int(v["min_intersection"]) for p, v in pol.items()}
+            self._recv_timeout = float(tr["recv_timeout"])
+            if mode == "inprocess":
+                self.configs = {}
+                return
             from .demo import launch_local
 
             self._fed = launch_local(self.root, parties=spec, tables=extra, policy=pol, transport=tr,
@@ -327,6 +340,9 @@ class LocalFederation:
 
     # -- jobs
     def _control(self):
+        if self.mode == "inprocess":
+            raise ConfigError("mode='inprocess' runs each job to its end in run(); submit/follow/cancel need "
+                              "mode='processes'")
         if self._client is None:
             from .certs import TlsFiles
             from .config import load_party_config
@@ -405,10 +421,116 @@ class LocalFederation:
             ``parties``, ``roles``, ``name``, ``purpose`` as in :meth:`job`.
         """
         spec = self.job(steps, **kwargs)
+        if self.mode == "inprocess":
+            return self._run_inprocess(spec, progress)
         client = self._control()
         t0 = time.time()
         job_id = client.submit(spec.to_json(), source=spec.source)
         return self.follow(job_id, progress=progress, _t0=t0)
+
+    def _run_inprocess(self, spec, progress) -> JobResult:
+        """Every party's side of every step in its own thread, over the in-memory channel (same step functions)."""
+        import secrets
+        import threading
+
+        from .cli import _Display
+        from .config import Policy, _thaw
+        from .data import load_table
+        from .protocols.context import StepContext
+        from .protocols.registry import get_step
+        from .transport.memory import MemoryHub
+
+        job_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        roles = spec.roles
+        hub = MemoryHub(list(roles))
+        lock = threading.Lock()
+        display = _Display(sys.stdout).event if progress is True else (progress or None)
+
+        def emit(party: str, kind: str, state: str, step: str = "", message: str = "", fraction=None, detail=None):
+            if display is not None:
+                with lock:
+                    display({"job_id": job_id, "party": party, "kind": kind, "state": state, "step": step,
+                             "message": message, "fraction": fraction, "detail": detail or {}, "time": time.time()})
+
+        per: dict[str, dict[str, dict]] = {p: {} for p in roles}
+        errors: dict[str, tuple[str, BaseException]] = {}
+
+        def work(party: str) -> None:
+            ch = hub.channel(party, default_timeout=self._recv_timeout).sub(job_id)
+            state: dict[str, Any] = {}
+            step_name = ""
+            try:
+                me = spec.parties[party]
+                data = None
+                if me.table is not None:
+                    if party not in self.table_paths:
+                        raise ConfigError(f"party {party!r} has no table")
+                    data = load_table(self.table_paths[party], party=party, label_column=self.labels.get(party),
+                                      columns=me.columns)
+                policy = Policy(min_intersection=self._min_intersection.get(party, 1))
+                emit(party, "state", "running", message=f"{party} runs as {me.role}")
+                for idx, st in enumerate(spec.steps):
+                    step_name = st.name
+                    workdir = self.root / "state" / party / "jobs" / job_id / st.name
+                    workdir.mkdir(parents=True, exist_ok=True)
+                    before = (dict(ch.stats.bytes), dict(ch.stats.messages))
+                    emit(party, "step", "running", st.name, f"{st.name} ({st.kind}) started", detail={"kind": st.kind})
+                    ctx = StepContext(
+                        job_id=job_id, step=st.name, kind=st.kind, party=party, roles=roles, params=_thaw(st.params),
+                        channel=ch.sub(st.name), data=state.get("table", data), state=state, workdir=workdir,
+                        progress=lambda m, f=None, _s=st.name: emit(party, "progress", "running", _s, str(m)[:500], f),
+                        policy=policy)
+                    t0 = time.perf_counter()
+                    result = get_step(st.kind)(ctx) or {}
+                    seconds = time.perf_counter() - t0
+                    sent = {k: v - before[0].get(k, 0) for k, v in ch.stats.bytes.items() if k[0] == "sent"}
+                    msgs = {k: v - before[1].get(k, 0) for k, v in ch.stats.messages.items() if k[0] == "sent"}
+                    per[party][st.name] = {"seconds": seconds, "bytes_sent": sum(sent.values()),
+                                           "messages_sent": sum(msgs.values()),
+                                           "result": json.loads(json.dumps(result, default=_json_default))}
+                    emit(party, "step", "succeeded", st.name, f"{st.name} done in {seconds:.2f}s",
+                         detail={"kind": st.kind, "seconds": seconds, "bytes_sent": per[party][st.name]["bytes_sent"]})
+                emit(party, "state", "succeeded")
+            except BaseException as exc:  # noqa: BLE001 - reported in the result, peers told at once
+                errors[party] = (step_name, exc)
+                ch.abort(f"{type(exc).__name__}: {exc}")
+                emit(party, "state", "failed", step_name, f"{type(exc).__name__}: {exc}")
+
+        t0 = time.time()
+        threads = [threading.Thread(target=work, args=(p,), name=f"{job_id}-{p}", daemon=True) for p in roles]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - t0
+        reason = ""
+        if errors:
+            from .errors import PeerError
+
+            root = [(p, e) for p, e in errors.items() if not isinstance(e[1], PeerError)] or list(errors.items())
+            root.sort(key=lambda item: item[0] != self.guest)  # the initiator's own error first, as a party reports
+            party, (sname, exc) = root[0]
+            where = f"step {sname!r} failed on {party}" if sname else f"job failed on {party}"
+            reason = f"{where}: {exc}"
+        steps = {}
+        for st in spec.steps:
+            rows = [per[p][st.name] for p in roles if st.name in per[p]]
+            done = len(rows) == len(roles)
+            failed = any(sname == st.name for sname, _ in errors.values())
+            if not rows and not failed:
+                continue
+            init = per[self.guest if self.guest in roles else next(iter(roles))].get(st.name, {})
+            steps[st.name] = StepResult(
+                st.name, st.kind, "succeeded" if done and not failed else "failed",
+                round(max([r["seconds"] for r in rows] or [0.0]), 3), sum(r["bytes_sent"] for r in rows),
+                sum(r["messages_sent"] for r in rows), dict(init.get("result") or {}))
+        state = "failed" if errors else "succeeded"
+        report = {"job_id": job_id, "name": spec.name, "state": state, "reason": reason, "mode": "inprocess",
+                  "job": spec.to_dict(), "parties": {p: {"steps": per[p]} for p in roles}}
+        self._history.insert(0, {"job_id": job_id, "name": spec.name, "state": state, "reason": reason})
+        workdirs = {p: self.root / "state" / p / "jobs" / job_id for p in roles
+                    if (self.root / "state" / p / "jobs" / job_id).is_dir()}
+        return JobResult(job_id, spec.name, state, reason, round(elapsed, 3), steps, None, report, workdirs)
 
     def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True, _t0: float | None = None
                ) -> JobResult:
@@ -445,6 +567,8 @@ class LocalFederation:
 
     def jobs(self, limit: int = 20) -> list[dict]:
         """The initiator's job list (newest first)."""
+        if self.mode == "inprocess":
+            return [dict(j) for j in self._history[:limit]]
         return self._control().list_jobs(limit=limit)
 
     # -- life cycle
@@ -470,6 +594,15 @@ class LocalFederation:
         return f"LocalFederation(parties={self.parties}, guest={self.guest!r}, root={str(self.root)!r}, running={running})"
 
 
+def _json_default(o):
+    # as the party runtime does for its step results (numpy values become plain JSON)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
 def _child_env() -> dict[str, str]:
     """Party processes import this very fedcredit (also when it is not installed, e.g. a checkout on sys.path)."""
     here = str(Path(__file__).resolve().parents[1])
@@ -491,8 +624,12 @@ def local_federation(tables: Mapping[str, Any], *, labels: Mapping[str, str] | N
         aggregator). E.g. ``fedcredit.datasets.load_credit3()``.
     labels : dict, optional
         ``{party: label column}``: the label holder (guest), who submits the jobs.
-    mode : {"processes"}, default="processes"
-        Party processes over mutual TLS on loopback (``"inprocess"`` is not available yet).
+    mode : {"processes", "inprocess"}, default="processes"
+        ``"processes"``: one ``fedcredit party serve`` process per party over mutual TLS on loopback
+        (policy checks, audit logs, HTML reports: a real deployment on one machine). ``"inprocess"``: every
+        party's side of each step in a thread of this process over the in-memory channel: the same
+        step functions, real key sizes and the same messages (serialized, counted in
+        ``bytes_on_wire``), without processes, TLS, policy checks or reports; for fast experiments.
     workdir : path, optional
         Keep certificates, configs, tables, state and logs here (default: a temporary directory,
         removed by :meth:`LocalFederation.close` unless ``keep``).
@@ -508,7 +645,5 @@ def local_federation(tables: Mapping[str, Any], *, labels: Mapping[str, str] | N
     LocalFederation
         Running; call :meth:`~LocalFederation.run` and finally :meth:`~LocalFederation.close` (or use ``with``).
     """
-    if mode != "processes":
-        raise ConfigError(f"mode {mode!r} is not available; use mode='processes'")
-    return LocalFederation(tables, labels=labels, workdir=workdir, keep=keep, timeout=timeout, policy=policy,
-                           transport=transport)
+    return LocalFederation(tables, labels=labels, mode=mode, workdir=workdir, keep=keep, timeout=timeout,
+                           policy=policy, transport=transport)

@@ -61,15 +61,22 @@ def test_bad_inputs_are_config_errors(tmp_path, small_credit3):
         fedcredit.local_federation({"bank": [[1, 2]], "chain": small_credit3["chain"]}, workdir=tmp_path / "b")
     with pytest.raises(DataError, match=r"bank\.csv: no column 'y' \(the label column\)"):
         fedcredit.local_federation(small_credit3, labels={"bank": "y"}, workdir=tmp_path / "c")
-    with pytest.raises(ConfigError, match="mode 'inprocess' is not available"):
-        fedcredit.local_federation(small_credit3, mode="inprocess")
+    with pytest.raises(ConfigError, match="mode 'threads' is not one of"):
+        fedcredit.local_federation(small_credit3, mode="threads")
+
+
+SBT_JOB = [psi(), binning(max_bins=8), select(iv_threshold=0.02),
+           secureboost(n_trees=2, max_depth=3, max_bins=16, early_stopping_rounds=2, validation_fraction=0.2)]
+
+
+@pytest.fixture(scope="module")
+def sbt_result(fed):
+    return fed.run(SBT_JOB, progress=False, name="sbt")
 
 
 @pytest.mark.slow
-def test_secureboost_from_python_matches_the_centralized_reference(fed, small_credit3):
-    res = fed.run([psi(), binning(max_bins=8), select(iv_threshold=0.02),
-                   secureboost(n_trees=2, max_depth=3, max_bins=16, early_stopping_rounds=2, validation_fraction=0.2)],
-                  progress=False, name="sbt")
+def test_secureboost_from_python_matches_the_centralized_reference(fed, sbt_result, small_credit3):
+    res = sbt_result
     assert res.ok, res.reason
     assert list(res.steps) == ["psi", "binning", "select", "secureboost"]
     m = res.metrics["secureboost"]
@@ -117,3 +124,22 @@ def test_structured_arrays_and_paths_as_tables(tmp_path):
     assert _write_table(str(p), tmp_path / "other.csv") == p.resolve()
     with pytest.raises(ConfigError, match="table file not found"):
         _write_table(tmp_path / "missing.csv", tmp_path / "x.csv")
+
+
+@pytest.mark.slow
+def test_inprocess_mode_gives_the_same_model_and_the_same_bytes(sbt_result, small_credit3, capsys):
+    with fedcredit.local_federation(small_credit3, labels={"bank": LABEL}, mode="inprocess") as fed:
+        assert fed.configs == {}  # no party processes, no certificates
+        res = fed.run(SBT_JOB, name="sbt")
+        assert res.ok, res.reason
+        assert res.metrics == sbt_result.metrics  # same protocols, same keys' sizes, same (deterministic) model
+        assert {n: s.bytes_on_wire for n, s in res.steps.items()} == \
+            {n: s.bytes_on_wire for n, s in sbt_result.steps.items()}
+        assert res.steps["psi"].result["intersection"] == sbt_result.steps["psi"].result["intersection"]
+        assert "[chain] step secureboost done" in capsys.readouterr().out
+        bad = fed.run([psi(), secureboost(n_trees=0)], progress=False)
+        assert bad.state == "failed" and "step 'secureboost' failed on bank" in bad.reason and "n_trees" in bad.reason
+        assert bad.steps["psi"].state == "succeeded" and bad.steps["secureboost"].state == "failed"
+        assert [j["state"] for j in fed.jobs()] == ["failed", "succeeded"]
+        with pytest.raises(ConfigError, match="need mode='processes'"):
+            fed.submit(SBT_JOB)
