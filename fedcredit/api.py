@@ -45,8 +45,9 @@ from .errors import ConfigError, FedcreditError
 #: ``local_federation(mode=...)``: party processes over mTLS, or every role in this process over memory.
 MODES = ("processes", "inprocess")
 
-__all__ = ["MODES", "Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "handshake", "psi", "binning",
-           "select", "secureboost", "hetero_lr", "scorecard", "evaluate", "fedavg"]
+__all__ = ["MODES", "Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "PartyClient", "connect",
+           "build_job", "handshake", "psi", "binning", "select", "secureboost", "hetero_lr", "scorecard", "evaluate",
+           "fedavg"]
 
 
 # --------------------------------------------------------------------------- steps
@@ -266,6 +267,174 @@ def _write_table(obj, dest: Path) -> Path:
 
 # --------------------------------------------------------------------------- the federation
 
+def _steps_to_dicts(steps) -> list[dict]:
+    out = []
+    for s in steps:
+        if isinstance(s, Step):
+            out.append(s.to_dict())
+        elif isinstance(s, (tuple, list)) and len(s) in (2, 3):
+            out.append({"kind": s[0], "name": s[1], "params": dict(s[2]) if len(s) == 3 else {}})
+        elif isinstance(s, Mapping):
+            out.append(dict(s))
+        else:
+            raise ConfigError(f"a step must be a Step (fedcredit.psi(), ...), (kind, name, params) or a dict; "
+                              f"got {type(s).__name__}")
+    return out
+
+
+#: Roles that read a table by default (``table = "credit"``) when a job is built in Python.
+_DATA_ROLES = ("guest", "host", "client")
+
+
+def build_job(steps, *, roles: Mapping[str, str], tables: Mapping[str, str | None] | None = None,
+              name: str = "job", purpose: str | None = "credit-risk-model"):
+    """A checked :class:`~fedcredit.config.JobSpec` from steps built in Python.
+
+    Parameters
+    ----------
+    steps : list of Step, (kind, name, params) or dict
+    roles : dict
+        ``{party: role}`` of every participant.
+    tables : dict, optional
+        ``{party: table name in that party's config}``; default ``"credit"`` for guest, host and
+        client, none for arbiter and aggregator.
+    name, purpose : str
+    """
+    from .config import job_from_dict
+
+    tables = dict(tables or {})
+    parties = {}
+    for p, role in roles.items():
+        d: dict[str, Any] = {"role": role}
+        t = tables.get(p, "credit" if role in _DATA_ROLES else None)
+        if t is not None:
+            d["table"] = t
+        parties[p] = d
+    job: dict[str, Any] = {"name": name}
+    if purpose:
+        job["purpose"] = purpose
+    data = json.loads(json.dumps({"job": job, "parties": parties, "steps": _steps_to_dicts(steps)}))
+    return job_from_dict(data, source=f"<job {name!r} built in Python>")
+
+
+class PartyClient:
+    """Jobs through one running party (its own operator's view): submit, follow, run, list, cancel.
+
+    Connects to the party of ``config`` with that party's own certificate, as the ``fedcredit``
+    CLI does (see :func:`connect`).
+    """
+
+    def __init__(self, config: str | os.PathLike):
+        from .config import load_party_config
+
+        self.config_path = Path(config)
+        self.config = load_party_config(self.config_path)
+        self.name = self.config.name
+        self._state_dir = Path(self.config.state_dir)
+        self._client = self._ch = None
+
+    def _control(self):
+        if self._client is None:
+            from .certs import TlsFiles
+            from .transport.control import ControlClient, dial
+
+            cfg = self.config
+            tls = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
+            self._ch = dial(cfg.connect_address, target=self.name, tls=tls, me=self.name)
+            self._client = ControlClient(self._ch, self.name)
+        return self._client
+
+    def job(self, steps, *, roles: Mapping[str, str] | None = None, tables: Mapping[str, str | None] | None = None,
+            name: str = "job", purpose: str | None = "credit-risk-model", **_ignored):
+        """A JobSpec: ``steps`` as a list (with ``roles``), a job TOML path, or a JobSpec as is."""
+        from .config import JobSpec, load_job
+
+        if isinstance(steps, JobSpec):
+            return steps
+        if isinstance(steps, (str, os.PathLike)):
+            return load_job(steps)
+        if not roles:
+            raise ConfigError("a job built in Python needs roles={party: role} (this party is usually the guest)")
+        return build_job(steps, roles=roles, tables=tables, name=name, purpose=purpose)
+
+    def submit(self, steps, **kwargs) -> str:
+        """Submit a job (see :meth:`job` for the arguments); returns its id without waiting."""
+        spec = self.job(steps, **kwargs)
+        return self._control().submit(spec.to_json(), source=spec.source)
+
+    def run(self, steps, *, progress: bool | Callable[[dict], None] = True, **kwargs) -> JobResult:
+        """Submit a job, follow it to its end, return its :class:`JobResult` (``progress`` as in :meth:`follow`)."""
+        spec = self.job(steps, **kwargs)
+        t0 = time.time()
+        job_id = self._control().submit(spec.to_json(), source=spec.source)
+        return self.follow(job_id, progress=progress, _t0=t0)
+
+    def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True, _t0: float | None = None
+               ) -> JobResult:
+        """Wait for job ``job_id`` to end (printing progress), then return its result."""
+        from .cli import _Display
+        from .demo import _summarize, _wait_report
+
+        client = self._control()
+        t0 = time.time() if _t0 is None else _t0
+        show = _Display(sys.stdout).event if progress is True else (progress or None)
+        for e in client.watch(job_id):
+            if show:
+                show(e)
+        elapsed = time.time() - t0
+        row = client.list_jobs(job_id=job_id)[0]
+        jdir = self._state_dir / "jobs" / job_id
+        report = _wait_report(jdir / "report.json", row["state"]) or {"steps": [], "parties": {}}
+        report.update(job_id=job_id, state=row["state"], reason=row["reason"])
+        summ = _summarize(report, elapsed)
+        steps = {s["step"]: StepResult(s["step"], s["kind"], s["state"], float(s["seconds"]), int(s["bytes_on_wire"]),
+                                       int(s["messages"]), dict(s["result"] or {})) for s in summ["steps"]}
+        html = jdir / "report.html"
+        for _ in range(100):  # written (with its plots) right after report.json
+            if html.exists():
+                break
+            time.sleep(0.05)
+        return JobResult(job_id, str(report.get("name") or row.get("name") or ""), row["state"], row["reason"] or "",
+                         round(elapsed, 3), steps, html if html.exists() else None, report,
+                         {self.name: jdir} if jdir.is_dir() else {})
+
+    def cancel(self, job_id: str, reason: str = "cancelled from Python") -> str:
+        return self._control().cancel(job_id, reason)
+
+    def jobs(self, limit: int = 20) -> list[dict]:
+        """The initiator's job list (newest first)."""
+        return self._control().list_jobs(limit=limit)
+
+    def close(self) -> None:
+        if self._ch is not None:
+            self._ch.close()
+            self._ch = self._client = None
+
+    def __enter__(self) -> "PartyClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PartyClient(party={self.name!r}, address={self.config.connect_address!r})"
+
+
+def connect(config: str | os.PathLike) -> PartyClient:
+    """The job API against your own running party: ``connect("parties/bank.toml").run([...], roles=...)``.
+
+    Parameters
+    ----------
+    config : path
+        Your party's config (its certificate and key authenticate you, as for ``fedcredit run``).
+
+    Returns
+    -------
+    PartyClient
+    """
+    return PartyClient(config)
+
+
 class LocalFederation:
     """Party processes on this machine (see :func:`local_federation`); use as a context manager.
 
@@ -304,7 +473,7 @@ class LocalFederation:
         self.root = Path(tempfile.mkdtemp(prefix="fedcredit-local-")) if workdir is None else Path(workdir)
         self.keep = keep
         self._fed = None
-        self._client = self._ch = None
+        self._client: PartyClient | None = None
         self._history: list[dict] = []
         try:
             if id_column != "id":
@@ -339,19 +508,12 @@ class LocalFederation:
             raise
 
     # -- jobs
-    def _control(self):
+    def _party(self) -> PartyClient:
         if self.mode == "inprocess":
             raise ConfigError("mode='inprocess' runs each job to its end in run(); submit/follow/cancel need "
                               "mode='processes'")
         if self._client is None:
-            from .certs import TlsFiles
-            from .config import load_party_config
-            from .transport.control import ControlClient, dial
-
-            cfg = load_party_config(self.configs[self.guest])
-            self._ch = dial(cfg.connect_address, target=self.guest, tls=TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key))
-            self._client = ControlClient(self._ch, self.guest)
-            self._state_dir = Path(cfg.state_dir)
+            self._client = PartyClient(self.configs[self.guest])
         return self._client
 
     def job(self, steps, *, parties: Iterable[str] | None = None, roles: Mapping[str, str] | None = None,
@@ -367,7 +529,7 @@ class LocalFederation:
             ``{party: role}`` overriding the default (the label holder ``guest``, others ``host``); e.g.
             ``{"supervisor": "arbiter"}`` or, for :func:`fedavg`, ``client``/``aggregator``.
         """
-        from .config import JobSpec, job_from_dict, load_job
+        from .config import JobSpec, load_job
 
         if isinstance(steps, JobSpec):
             return steps
@@ -378,34 +540,31 @@ class LocalFederation:
         bad = [p for p in [*who, *roles] if p not in self.parties]
         if bad:
             raise ConfigError(f"unknown part(y/ies) {', '.join(sorted(set(bad)))}; parties: {', '.join(self.parties)}")
-        default = {p: ("guest" if p == self.guest else "host") for p in who}
-        jparties = {}
-        for p in who:
-            d: dict[str, Any] = {"role": roles.get(p, default[p])}
-            if p in self.table_paths:
-                d["table"] = "credit"
-            jparties[p] = d
-        out_steps = []
-        for s in steps:
-            if isinstance(s, Step):
-                out_steps.append(s.to_dict())
-            elif isinstance(s, (tuple, list)) and len(s) in (2, 3):
-                out_steps.append({"kind": s[0], "name": s[1], "params": dict(s[2]) if len(s) == 3 else {}})
-            elif isinstance(s, Mapping):
-                out_steps.append(dict(s))
-            else:
-                raise ConfigError(f"a step must be a Step (fedcredit.psi(), ...), (kind, name, params) or a dict; "
-                                  f"got {type(s).__name__}")
-        job: dict[str, Any] = {"name": name}
-        if purpose:
-            job["purpose"] = purpose
-        return job_from_dict(json.loads(json.dumps({"job": job, "parties": jparties, "steps": out_steps})),
-                             source=f"<job {name!r} built in Python>")
+        full = {p: roles.get(p, "guest" if p == self.guest else "host") for p in who}
+        return build_job(steps, roles=full, tables={p: ("credit" if p in self.table_paths else None) for p in who},
+                         name=name, purpose=purpose)
 
     def submit(self, steps, **kwargs) -> str:
         """Submit a job (see :meth:`job` for the arguments); returns its id without waiting."""
-        spec = self.job(steps, **kwargs)
-        return self._control().submit(spec.to_json(), source=spec.source)
+        return self._party().submit(self.job(steps, **kwargs))
+
+    def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True) -> JobResult:
+        """Wait for job ``job_id`` to end (see :meth:`PartyClient.follow`)."""
+        return self._with_workdirs(self._party().follow(job_id, progress=progress))
+
+    def _with_workdirs(self, res: JobResult) -> JobResult:
+        # every party's state directory is under this federation's root: show them all
+        res.workdirs = {p: d for p in self.parties if (d := self.root / "state" / p / "jobs" / res.job_id).is_dir()}
+        return res
+
+    def cancel(self, job_id: str, reason: str = "cancelled from Python") -> str:
+        return self._party().cancel(job_id, reason)
+
+    def jobs(self, limit: int = 20) -> list[dict]:
+        """The initiator's jobs (newest first)."""
+        if self.mode == "inprocess":
+            return [dict(j) for j in self._history[:limit]]
+        return self._party().jobs(limit)
 
     def run(self, steps, *, progress: bool | Callable[[dict], None] = True, **kwargs) -> JobResult:
         """Run a job to its end and return its :class:`JobResult`.
@@ -423,10 +582,7 @@ class LocalFederation:
         spec = self.job(steps, **kwargs)
         if self.mode == "inprocess":
             return self._run_inprocess(spec, progress)
-        client = self._control()
-        t0 = time.time()
-        job_id = client.submit(spec.to_json(), source=spec.source)
-        return self.follow(job_id, progress=progress, _t0=t0)
+        return self._with_workdirs(self._party().run(spec, progress=progress))
 
     def _run_inprocess(self, spec, progress) -> JobResult:
         """Every party's side of every step in its own thread, over the in-memory channel (same step functions)."""
@@ -532,51 +688,12 @@ class LocalFederation:
                     if (self.root / "state" / p / "jobs" / job_id).is_dir()}
         return JobResult(job_id, spec.name, state, reason, round(elapsed, 3), steps, None, report, workdirs)
 
-    def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True, _t0: float | None = None
-               ) -> JobResult:
-        """Wait for job ``job_id`` to end (printing progress), then return its result."""
-        from .cli import _Display
-        from .demo import _summarize, _wait_report
-
-        client = self._control()
-        t0 = time.time() if _t0 is None else _t0
-        show = _Display(sys.stdout).event if progress is True else (progress or None)
-        for e in client.watch(job_id):
-            if show:
-                show(e)
-        elapsed = time.time() - t0
-        row = client.list_jobs(job_id=job_id)[0]
-        jdir = self._state_dir / "jobs" / job_id
-        report = _wait_report(jdir / "report.json", row["state"]) or {"steps": [], "parties": {}}
-        report.update(job_id=job_id, state=row["state"], reason=row["reason"])
-        summ = _summarize(report, elapsed)
-        steps = {s["step"]: StepResult(s["step"], s["kind"], s["state"], float(s["seconds"]), int(s["bytes_on_wire"]),
-                                       int(s["messages"]), dict(s["result"] or {})) for s in summ["steps"]}
-        html = jdir / "report.html"
-        for _ in range(100):  # written (with its plots) right after report.json
-            if html.exists():
-                break
-            time.sleep(0.05)
-        workdirs = {p: self.root / "state" / p / "jobs" / job_id for p in self.parties
-                    if (self.root / "state" / p / "jobs" / job_id).is_dir()}
-        return JobResult(job_id, str(report.get("name") or row.get("name") or ""), row["state"], row["reason"] or "",
-                         round(elapsed, 3), steps, html if html.exists() else None, report, workdirs)
-
-    def cancel(self, job_id: str, reason: str = "cancelled from Python") -> str:
-        return self._control().cancel(job_id, reason)
-
-    def jobs(self, limit: int = 20) -> list[dict]:
-        """The initiator's job list (newest first)."""
-        if self.mode == "inprocess":
-            return [dict(j) for j in self._history[:limit]]
-        return self._control().list_jobs(limit=limit)
-
     # -- life cycle
     def close(self) -> None:
         """Stop the party processes and (unless ``keep`` or a ``workdir`` was given) remove the working directory."""
-        if self._ch is not None:
-            self._ch.close()
-            self._ch = self._client = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._fed is not None:
             self._fed.stop()
             self._fed = None

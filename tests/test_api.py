@@ -143,3 +143,19 @@ def test_inprocess_mode_gives_the_same_model_and_the_same_bytes(sbt_result, smal
         assert [j["state"] for j in fed.jobs()] == ["failed", "succeeded"]
         with pytest.raises(ConfigError, match="need mode='processes'"):
             fed.submit(SBT_JOB)
+
+
+@pytest.mark.slow
+def test_connect_runs_lists_and_cancels_jobs_on_a_running_party(fed):
+    with fedcredit.connect(fed.configs["bank"]) as bank:
+        assert bank.name == "bank"
+        with pytest.raises(ConfigError, match="needs roles"):
+            bank.job([psi()])
+        res = bank.run([psi()], roles={"bank": "guest", "chain": "host"}, name="align", progress=False)
+        assert res.ok and res.steps["psi"].result["intersection"] > 1000 and set(res.workdirs) == {"bank"}
+        assert bank.jobs(limit=1)[0]["job_id"] == res.job_id
+        job_id = bank.submit([psi(), secureboost(n_trees=200, max_depth=3)], roles={"bank": "guest", "chain": "host"},
+                             name="long")
+        bank.cancel(job_id, "changed my mind")
+        res = bank.follow(job_id, progress=False)
+        assert res.state == "cancelled" and "changed my mind" in res.reason
