@@ -20,6 +20,7 @@ From Python (docs/python.md)::
 __version__ = "0.1.0"
 
 from .api import (  # noqa: E402 - after __version__, which the CLI and the party read
+    FederatedModel,
     JobResult,
     LocalFederation,
     PartyClient,
@@ -46,6 +47,7 @@ __all__ = [
     "connect",
     "PartyClient",
     "JobResult",
+    "FederatedModel",
     "StepResult",
     "Step",
     "handshake",

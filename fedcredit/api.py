@@ -38,14 +38,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import ConfigError, FedcreditError
 
 #: ``local_federation(mode=...)``: party processes over mTLS, or every role in this process over memory.
 MODES = ("processes", "inprocess")
 
-__all__ = ["MODES", "Step", "StepResult", "JobResult", "LocalFederation", "local_federation", "PartyClient", "connect",
+__all__ = ["MODES", "Step", "StepResult", "JobResult", "FederatedModel", "LocalFederation", "local_federation", "PartyClient", "connect",
            "build_job", "handshake", "psi", "binning", "select", "secureboost", "hetero_lr", "scorecard", "evaluate",
            "fedavg"]
 
@@ -99,10 +102,15 @@ def secureboost(*, n_trees: int | None = None, max_depth: int | None = None, lea
                                        **params})
 
 
-def hetero_lr(*, mode: str | None = None, features: str | None = None, max_epochs: int | None = None,
-              name: str | None = None, **params) -> Step:
-    """Vertical logistic regression (``mode="two_party"`` or ``"coordinated"`` with an arbiter; docs/hetero_lr.md)."""
-    return _step("hetero_lr", name, {"mode": mode, "features": features, "max_epochs": max_epochs, **params})
+def hetero_lr(*, mode: str | None = None, backend: str | None = None, features: str | None = None,
+              max_epochs: int | None = None, name: str | None = None, **params) -> Step:
+    """Vertical logistic regression (docs/hetero_lr.md).
+
+    ``mode`` ``"two_party"`` or ``"coordinated"`` (with an arbiter), ``backend`` ``"paillier"`` or ``"ckks"``,
+    ``features`` ``"standardized"`` or ``"woe"`` (after a binning step).
+    """
+    return _step("hetero_lr", name, {"mode": mode, "backend": backend, "features": features,
+                                     "max_epochs": max_epochs, **params})
 
 
 def scorecard(*, pdo: float | None = None, base_score: float | None = None, base_odds: float | None = None,
@@ -195,6 +203,7 @@ class JobResult:
     report_path: Path | None
     report: dict
     workdirs: dict[str, Path]
+    client: "PartyClient | None" = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -209,6 +218,21 @@ class JobResult:
     def bytes_on_wire(self) -> int:
         """Bytes every party sent, over all steps."""
         return sum(s.bytes_on_wire for s in self.steps.values())
+
+    def model(self, step: str | None = None) -> "FederatedModel":
+        """The model trained by ``step`` (default: the last secureboost or hetero_lr step), for scoring.
+
+        Scoring goes through the federation's scoring service (each party keeps its model part), so it
+        needs a running party: a job run with ``mode="processes"`` or through :func:`connect`.
+        """
+        models = [n for n, s in self.steps.items() if s.kind in ("secureboost", "hetero_lr") and s.state == "succeeded"]
+        name = step if step is not None else (models[-1] if models else None)
+        if name is None or name not in models:
+            raise ConfigError(f"job {self.name!r} has no trained model step {step!r}" if step else
+                              f"job {self.name!r} trained no secureboost or hetero_lr model")
+        if self.client is None:
+            raise ConfigError("scoring needs a running party: run the job with mode='processes' or through connect()")
+        return FederatedModel(f"{self.job_id}/{name}", self.client)
 
     def raise_for_state(self) -> "JobResult":
         """Raise :class:`~fedcredit.errors.FedcreditError` unless the job succeeded; returns ``self``."""
@@ -235,6 +259,69 @@ class JobResult:
         import html
 
         return "<pre>" + html.escape(self.summary()) + "</pre>"
+
+
+class FederatedModel:
+    """A model part held by each party, scored through the federation (the scoring service, docs/scoring.md).
+
+    Every request carries the authorization fields the parties' scoring policies require: a
+    ``purpose`` and a ``consent`` id (the applicant's consent record), and is audited by every party.
+
+    Attributes
+    ----------
+    model_id : str
+        ``<job_id>/<step>``, as ``fedcredit score --model`` takes it.
+    """
+
+    def __init__(self, model_id: str, client: "PartyClient"):
+        self.model_id = model_id
+        self.client = client
+
+    def predict_proba(self, applicants, *, purpose: str, consent: str, id_column: str = "id",
+                      batch: int = 10_000) -> "np.ndarray":
+        """Probabilities of default, shape (n, 2) (columns: repaid, default), sklearn-style.
+
+        Parameters
+        ----------
+        applicants : list of ids, DataFrame, structured array or CSV path
+            Ids, optionally with the label holder's own feature columns for new applicants (without
+            them it looks the ids up in its table; hosts always use their own tables).
+        purpose, consent : str
+            The authorization every party checks and records (e.g. ``"loan-application"``, ``"CR-2024-0001"``).
+        """
+        import numpy as np
+
+        p = self.client.score(self.model_id, applicants, purpose=purpose, consent=consent, id_column=id_column,
+                              batch=batch)
+        return np.column_stack([1.0 - p, p])
+
+    def __repr__(self) -> str:
+        return f"FederatedModel({self.model_id!r}, via party {self.client.name!r})"
+
+
+def _applicants(obj, id_column: str):
+    """(ids, X or None, feature names) from ids, a DataFrame, a structured array or a file."""
+    import numpy as np
+
+    if isinstance(obj, (str, os.PathLike)):
+        from .data import load_table
+
+        t = load_table(obj, party="applicants", id_column=id_column)
+        return [str(i) for i in t.ids], (t.X if t.columns else None), list(t.columns)
+    if hasattr(obj, "to_csv") and hasattr(obj, "columns"):  # DataFrame
+        if id_column not in obj.columns:
+            raise ConfigError(f"applicants have no {id_column!r} column")
+        feats = [c for c in obj.columns if c != id_column]
+        X = obj[feats].to_numpy(dtype=np.float64) if feats else None
+        return [str(i) for i in obj[id_column]], X, feats
+    arr = np.asarray(obj)
+    if arr.dtype.names:
+        if id_column not in arr.dtype.names:
+            raise ConfigError(f"applicants have no {id_column!r} column")
+        feats = [c for c in arr.dtype.names if c != id_column]
+        X = np.column_stack([arr[c].astype(np.float64) for c in feats]) if feats else None
+        return [str(i) for i in arr[id_column]], X, feats
+    return [str(i) for i in arr.ravel()], None, []
 
 
 # --------------------------------------------------------------------------- tables
@@ -396,10 +483,36 @@ class PartyClient:
             time.sleep(0.05)
         return JobResult(job_id, str(report.get("name") or row.get("name") or ""), row["state"], row["reason"] or "",
                          round(elapsed, 3), steps, html if html.exists() else None, report,
-                         {self.name: jdir} if jdir.is_dir() else {})
+                         {self.name: jdir} if jdir.is_dir() else {}, client=self)
 
     def cancel(self, job_id: str, reason: str = "cancelled from Python") -> str:
         return self._control().cancel(job_id, reason)
+
+    def score(self, model_id: str, applicants, *, purpose: str, consent: str, id_column: str = "id",
+              batch: int = 10_000, timeout: float = 120.0) -> "np.ndarray":
+        """Scores (probabilities) of ``applicants`` with model ``<job_id>/<step>``, as ``fedcredit score`` does.
+
+        See :meth:`FederatedModel.predict_proba` for ``applicants``, ``purpose`` and ``consent``.
+        """
+        import numpy as np
+
+        from .serving.commands import own_channel
+        from .transport.scoring import ScoringClient
+
+        if not purpose or not consent:
+            raise ConfigError("scoring needs purpose= and consent= (the authorization every party checks)")
+        ids, X, feats = _applicants(applicants, id_column)
+        ch = own_channel(self.config)
+        out = []
+        try:
+            client = ScoringClient(ch, self.name, timeout=timeout)
+            for k in range(0, len(ids), batch):
+                sc, _ = client.score(model_id, ids[k:k + batch], consent_id=consent, purpose=purpose,
+                                     guest_X=None if X is None else X[k:k + batch], feature_names=feats)
+                out.append(sc)
+        finally:
+            ch.close()
+        return np.concatenate(out) if out else np.empty(0)
 
     def jobs(self, limit: int = 20) -> list[dict]:
         """The initiator's job list (newest first)."""

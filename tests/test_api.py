@@ -143,6 +143,8 @@ def test_inprocess_mode_gives_the_same_model_and_the_same_bytes(sbt_result, smal
         assert [j["state"] for j in fed.jobs()] == ["failed", "succeeded"]
         with pytest.raises(ConfigError, match="need mode='processes'"):
             fed.submit(SBT_JOB)
+        with pytest.raises(ConfigError, match="scoring needs a running party"):
+            res.model()
 
 
 @pytest.mark.slow
@@ -159,3 +161,19 @@ def test_connect_runs_lists_and_cancels_jobs_on_a_running_party(fed):
         bank.cancel(job_id, "changed my mind")
         res = bank.follow(job_id, progress=False)
         assert res.state == "cancelled" and "changed my mind" in res.reason
+
+
+@pytest.mark.slow
+def test_a_trained_model_scores_applicants_through_the_federation(sbt_result, small_credit3):
+    model = sbt_result.model()
+    assert model.model_id == f"{sbt_result.job_id}/secureboost"
+    ids = small_credit3["bank"]["id"][:20].tolist()
+    p = model.predict_proba(ids, purpose="loan-application", consent="CR-2026-0001")
+    assert p.shape == (20, 2) and np.allclose(p.sum(axis=1), 1) and ((p > 0) & (p < 1)).all()
+    # new applicants bring the bank's own features: the same rows give the same scores
+    apps = small_credit3["bank"].drop(columns=[LABEL]).head(20)
+    assert np.allclose(model.predict_proba(apps, purpose="loan-application", consent="CR-2026-0002"), p)
+    with pytest.raises(ConfigError, match="purpose= and consent="):
+        model.predict_proba(ids, purpose="", consent="CR-1")
+    with pytest.raises(ConfigError, match="has no trained model step 'psi'"):
+        sbt_result.model("psi")
