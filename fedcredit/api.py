@@ -29,6 +29,7 @@ stay apart (for that, each institution runs its own party:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -515,7 +516,7 @@ class PartyClient:
         return np.concatenate(out) if out else np.empty(0)
 
     def jobs(self, limit: int = 20) -> list[dict]:
-        """The initiator's job list (newest first)."""
+        """This party's jobs (newest first), as ``fedcredit jobs list`` shows them."""
         return self._control().list_jobs(limit=limit)
 
     def close(self) -> None:
@@ -613,6 +614,7 @@ class LocalFederation:
                 return
             from .demo import launch_local
 
+            atexit.register(self.close)  # a forgotten close() (or a notebook kernel shutting down) leaves no process
             self._fed = launch_local(self.root, parties=spec, tables=extra, policy=pol, transport=tr,
                                      env=_child_env(), timeout=timeout)
             self.configs = dict(self._fed.configs)
@@ -804,6 +806,7 @@ class LocalFederation:
     # -- life cycle
     def close(self) -> None:
         """Stop the party processes and (unless ``keep`` or a ``workdir`` was given) remove the working directory."""
+        atexit.unregister(self.close)
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -177,3 +177,29 @@ def test_a_trained_model_scores_applicants_through_the_federation(sbt_result, sm
         model.predict_proba(ids, purpose="", consent="CR-1")
     with pytest.raises(ConfigError, match="has no trained model step 'psi'"):
         sbt_result.model("psi")
+
+
+@pytest.mark.slow
+def test_party_processes_stop_when_python_exits_without_close(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    a = tmp_path / "a.csv"
+    b = tmp_path / "b.csv"
+    a.write_text("id,y,x\n" + "".join(f"{i},{i % 2},{i}\n" for i in range(20)))
+    b.write_text("id,z\n" + "".join(f"{i},{i * 2}\n" for i in range(20)))
+    code = ("import fedcredit\n"
+            f"fed = fedcredit.local_federation({{'a': {str(a)!r}, 'b': {str(b)!r}}}, labels={{'a': 'y'}})\n"
+            "print(' '.join(str(p.pid) for p in fed._fed.procs.values()), flush=True)\n")  # and no close()
+    pp = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": pp})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    for pid in pids:  # reaped by the exiting interpreter: no such process any more
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
