@@ -49,9 +49,9 @@ from .errors import ConfigError, FedcreditError
 #: ``local_federation(mode=...)``: party processes over mTLS, or every role in this process over memory.
 MODES = ("processes", "inprocess")
 
-__all__ = ["MODES", "Step", "StepResult", "JobResult", "FederatedModel", "LocalFederation", "local_federation", "PartyClient", "connect",
-           "build_job", "handshake", "psi", "binning", "select", "secureboost", "hetero_lr", "scorecard", "evaluate",
-           "fedavg"]
+__all__ = ["MODES", "Step", "StepResult", "JobResult", "FederatedModel", "LocalFederation", "local_federation",
+           "PartyClient", "connect", "build_job", "handshake", "psi", "binning", "select", "secureboost", "hetero_lr",
+           "scorecard", "evaluate", "fedavg"]
 
 
 # --------------------------------------------------------------------------- steps
@@ -824,7 +824,8 @@ class LocalFederation:
 
     def __repr__(self) -> str:
         running = self._fed is not None
-        return f"LocalFederation(parties={self.parties}, guest={self.guest!r}, root={str(self.root)!r}, running={running})"
+        return (f"LocalFederation(parties={self.parties}, guest={self.guest!r}, mode={self.mode!r}, "
+                f"root={str(self.root)!r}, running={running})")
 
 
 def _json_default(o):

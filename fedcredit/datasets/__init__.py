@@ -192,7 +192,8 @@ def load(name: str, *, parties=None, as_frame: bool | None = None) -> dict:
     wanted = list(ds.files) if parties is None else list(parties)
     unknown = [p for p in wanted if p not in ds.files]
     if unknown:
-        raise ConfigError(f"data set {name!r} has no party {', '.join(map(repr, unknown))}; it has {', '.join(ds.files)}")
+        raise ConfigError(f"data set {name!r} has no party {', '.join(map(repr, unknown))}; "
+                          f"it has {', '.join(ds.files)}")
     return {p: _frame(_text(ds.name, ds.files[p][0]), as_frame) for p in wanted}
 
 
@@ -267,7 +268,7 @@ def write_csv(directory: str | os.PathLike, datasets=None) -> dict[str, dict[str
         out[name] = {}
         for party, (stem, _) in ds.files.items():
             dest = d / f"{stem}.csv"
-            if ds.name in ("credit3_categorical",):
+            if ds.name == "credit3_categorical":  # generated, not shipped
                 dest.write_text(_text(ds.name, stem), encoding="utf-8", newline="")
             else:
                 with gzip.open(packaged_file(ds.name, stem), "rb") as src, open(dest, "wb") as f:
