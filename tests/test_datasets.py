@@ -122,3 +122,21 @@ def test_a_missing_data_set_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception):
         conftest.data_path("credit3", "bank.csv")
+
+
+def test_the_wheel_ships_the_data():
+    """``pip install fedcredit`` from a wheel must run the demo: package-data lists every packaged file."""
+    import fnmatch
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - 3.10
+        import tomli as tomllib
+    from conftest import ROOT
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fedcredit"]
+    pkg = ROOT / "fedcredit"
+    shipped = [p.relative_to(pkg).as_posix() for p in (pkg / "datasets").rglob("*") if p.is_file()
+               and p.suffix != ".py" and "__pycache__" not in p.parts]
+    assert "datasets/README.md" in shipped and len(shipped) == 10
+    assert all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in shipped)
