@@ -12,9 +12,11 @@ a learned default direction). Infinite values are refused.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import math
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,7 +133,7 @@ def load_table(
     Parameters
     ----------
     path : str or Path
-        ``.csv`` or ``.parquet`` file.
+        ``.csv`` (or gzip-compressed ``.csv.gz``) or ``.parquet`` file.
     party : str
         The owner; namespaces feature names.
     id_column : str, default="id"
@@ -296,7 +298,7 @@ def iter_table(
 def _csv_batches(path: Path, chunk_rows: int):
     """Yields the header, then lists of at most ``chunk_rows`` rows."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with _open_text(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -316,6 +318,15 @@ def _csv_batches(path: Path, chunk_rows: int):
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV ({exc})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: unreadable gzip file ({exc})") from None
+
+
+def _open_text(path: Path):
+    """A CSV file as text; ``.gz`` files (e.g. ``bank.csv.gz``) are decompressed on the fly."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return path.open(newline="", encoding="utf-8-sig")
 
 
 def _parquet_batches(path: Path, chunk_rows: int):

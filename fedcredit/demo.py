@@ -42,7 +42,8 @@ from typing import Any
 from .errors import ConfigError, FedcreditError, PeerError
 
 __all__ = ["DEMO_STEPS", "DEMO_LR_STEPS", "DEMO_HOMO_STEPS", "DEMO_JOBS", "DemoJob", "PARTIES", "SUPERVISOR",
-           "HOMO_TABLES", "run_demo", "write_federation", "write_job", "Federation", "find_data_dir", "free_ports",
+           "HOMO_TABLES", "run_demo", "write_federation", "write_job", "Federation", "launch_local", "find_data_dir",
+           "free_ports",
            "centralized_baselines", "homo_baselines"]
 
 #: Job ``sbt``, in order: (kind, name, params, params with --quick). Edit this list to extend the demo.
@@ -124,17 +125,24 @@ HOMO_TABLES: dict[str, str] = {"bank": "homo_bank1.csv", "chain": "homo_bank2.cs
 #: Held-out set the ``homo`` job's global model is evaluated on.
 HOMO_TEST = "homo_test.csv"
 
-_REPO = Path(__file__).resolve().parents[1]
-
-
 def find_data_dir(data: str | os.PathLike | None = None) -> Path:
-    """The data directory holding ``credit3/`` (``--data``, ``$FEDCREDIT_DATA``, or ``<repo>/../shared/data``)."""
-    d = Path(data or os.environ.get("FEDCREDIT_DATA") or _REPO.parent / "shared" / "data").expanduser()
+    """The data directory holding ``credit3/`` (and ``default_credit/``).
+
+    ``data`` (``--data DIR``), else ``$FEDCREDIT_DATA``, else the data sets shipped inside the package,
+    written out once as plain CSV files (:func:`fedcredit.datasets.data_dir`): nothing outside the
+    installed package is needed.
+    """
+    given = data or os.environ.get("FEDCREDIT_DATA")
+    if not given:
+        from .datasets import data_dir
+
+        return data_dir()
+    d = Path(given).expanduser()
     missing = [f for f in ("bank.csv", "chain.csv", "gov.csv") if not (d / "credit3" / f).is_file()]
     if missing:
         raise ConfigError(
             f"demo data not found: {d / 'credit3'} lacks {', '.join(missing)}; pass --data DIR (the directory "
-            f"containing credit3/) or set FEDCREDIT_DATA"
+            f"containing credit3/), set FEDCREDIT_DATA, or set neither to use the data sets shipped with fedcredit"
         )
     return d.resolve()
 
@@ -344,6 +352,40 @@ class Federation:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def launch_local(
+    root: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    parties: dict[str, tuple[str, str | None, str | None]] | None = None,
+    tables: dict[str, dict[str, tuple[str | os.PathLike, str | None]]] | None = None,
+    ports: dict[str, int] | None = None,
+    policy: dict[str, dict[str, Any]] | None = None,
+    transport: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Federation:
+    """Write a throwaway CA, certificates and configs under ``root`` and start one party process each.
+
+    :func:`write_federation` (same parameters) then :meth:`Federation.start`: every party is a
+    ``fedcredit party serve`` process on loopback with mutual TLS, healthy when this returns. Used by
+    the demo and by :func:`fedcredit.local_federation`. Stop them with :meth:`Federation.stop`.
+
+    Returns
+    -------
+    Federation
+        With ``configs`` (``{party: config path}``) and the running processes.
+    """
+    configs = write_federation(root, data_dir if data_dir is not None else root, parties=parties, ports=ports,
+                               policy=policy, transport=transport, tables=tables)
+    fed = Federation(configs, env=env)
+    try:
+        fed.start(timeout=timeout)
+    except BaseException:
+        fed.stop()
+        raise
+    return fed
 
 
 def demo_steps(quick: bool, steps: list[tuple[str, str, dict, dict]] | None = None) -> list[tuple[str, str, dict]]:
@@ -883,11 +925,10 @@ def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep:
                 f"epochs, same 2048-bit keys")
         fed_parties = _FED_PARTIES if homo_dir else dict(PARTIES)
         homo_tables = {p: {"homo": (homo_dir / f, "y")} for p, f in HOMO_TABLES.items()} if homo_dir else None
-        configs = write_federation(root, data, parties=fed_parties, tables=homo_tables,
-                                   transport={"deadline": 10.0, "recv_timeout": 300.0})
-        fed = Federation(configs)
         t0 = time.time()
-        fed.start()
+        fed = launch_local(root, data, parties=fed_parties, tables=homo_tables,
+                           transport={"deadline": 10.0, "recv_timeout": 300.0})
+        configs = fed.configs
         say(f"{len(configs)} party processes up in {time.time() - t0:.1f}s (mutual TLS, throwaway CA): " + ", ".join(
             f"{n} {load_party_config(c).listen} (pid {fed.procs[n].pid})" for n, c in configs.items()))
         cfg = load_party_config(configs["bank"])

@@ -11,7 +11,7 @@ import pytest
 from fedcredit.cli import EXIT_HELP, ExitCode, exit_code_for, main
 from fedcredit.errors import ConfigError, DataError, FedcreditError, PeerError, PolicyError
 
-from conftest import DATA
+from conftest import DATA, data_path
 
 COMMANDS = [
     [], ["certs"], ["certs", "init"], ["certs", "issue"], ["party"], ["party", "serve"], ["party", "health"],
@@ -87,8 +87,7 @@ def test_certs_and_audit_commands(tmp_path, capsys):
 def test_party_health_unreachable(tmp_path, capsys):
     from fedcredit.demo import write_federation, free_ports
 
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")
     configs = write_federation(tmp_path, DATA)
     assert main(["party", "health", str(configs["bank"]), "--timeout", "0.5"]) == ExitCode.UNREACHABLE
     assert main(["party", "health", str(configs["bank"]), "--peer", "nobody"]) == ExitCode.CONFIG

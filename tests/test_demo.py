@@ -11,14 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DATA
+from conftest import DATA, data_path
 from fedcredit.demo import DEMO_JOBS, PARTIES, joined_table, subset_credit3
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")
     d = tmp_path_factory.mktemp("demo")
     out = d / "demo.json"
     proc = subprocess.run(
@@ -104,8 +103,7 @@ def test_quick_demo_writes_html_reports_with_images(quick_run):
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
 def test_subset_keeps_the_same_customers_on_every_party(tmp_path, fraction):
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")
     sub = subset_credit3(DATA, tmp_path, fraction)
     X, y, names = joined_table(sub, ("bank", "chain", "gov"))
     Xf, _, _ = joined_table(DATA, ("bank", "chain", "gov"))

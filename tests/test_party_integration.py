@@ -22,7 +22,7 @@ from fedcredit.config import load_party_config
 from fedcredit.demo import Federation, PARTIES, write_federation, write_job
 from fedcredit.party import PLUGIN_ENV, register_plugin_steps
 
-from conftest import DATA
+from conftest import DATA, data_path
 from _party_steps import PLUGINS
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,7 @@ DEADLINE = 3.0
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")
     old = os.environ.get(PLUGIN_ENV)
     os.environ[PLUGIN_ENV] = PLUGINS
     sys.path.insert(0, str(TESTS))

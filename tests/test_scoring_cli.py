@@ -24,7 +24,7 @@ from fedcredit.protocols.secureboost.model import GuestModel
 from fedcredit.serving import merge_secureboost, predict_merged
 
 from _scoring_fixture import HOSTS, PARTIES, SBT, columns, missing_at_gov, scoring_policy, tables, train
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, data_path
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,7 @@ PURPOSE = "loan-application"
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")
     root = tmp_path_factory.mktemp("scoring-cli")
     configs = write_federation(root, DATA, transport={"deadline": 10.0})
     pol = {"bank": scoring_policy(purposes=[PURPOSE], head_exchange_seconds=0.0),

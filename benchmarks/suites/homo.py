@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "default_credit"
 BANKS = ["bank1", "bank2", "bank3"]
 
 
@@ -33,7 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="runs per mode, medians reported (default 1)")
     parser.add_argument("--model", default="logistic", choices=["logistic", "mlp"])
     parser.add_argument("--kill-check", action="store_true", help="also kill one bank mid-round")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="directory of homo_bank*.csv, homo_test.csv (default: default_credit/ of the shipped data)")
 
 
 def _vm_hwm_mb() -> float:
@@ -150,6 +150,10 @@ def _run_mode(args, mode: str, *, kill: bool = False) -> dict:
 
 
 def run(args) -> dict:
+    if args.data is None:
+        from benchmarks.data import data_root
+
+        args.data = data_root() / "default_credit"
     quick = getattr(args, "quick", False)
     if args.rounds is None:
         args.rounds = 3 if quick else 10

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.data import data_root
+
 __all__ = ["add_arguments", "run"]
 
 JOB = "bench-20240101-000000-000000"
@@ -38,7 +40,8 @@ HOSTS = ("chain", "gov")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    parser.add_argument("--data", default=None, help="directory holding credit3/ (default: $FEDCREDIT_DATA, else the "
+                                                      "data sets shipped with fedcredit)")
     parser.add_argument("--train-rows", type=int, default=3000, help="rows of the intersection to train on")
     parser.add_argument("--trees", type=int, default=30)
     parser.add_argument("--depth", type=int, default=3)
@@ -107,7 +110,7 @@ def run(args) -> dict:
     from fedcredit.serving.commands import own_channel
     from fedcredit.transport.scoring import ScoringClient
 
-    data = Path(args.data)
+    data = Path(args.data) if args.data else data_root()
     t = {"bank": load_table(data / "credit3" / "bank.csv", party="bank", label_column="default_next_month"),
          "chain": load_table(data / "credit3" / "chain.csv", party="chain"),
          "gov": load_table(data / "credit3" / "gov.csv", party="gov")}

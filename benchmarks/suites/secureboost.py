@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
 __all__ = ["add_arguments", "run", "guest", "host"]
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from benchmarks.data import data_root
 
 CONFIGS = {
     "dc5": {"files": {"bank": ("default_credit/hetero_guest.csv", "y"), "host": ("default_credit/hetero_host.csv", None)},
@@ -48,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(path: str, party: str, label):
     from fedcredit.data import load_table
 
-    return load_table(DATA / path, party=party, label_column=label)
+    return load_table(data_root() / path, party=party, label_column=label)
 
 
 def _rows(table, ids: list[str]) -> np.ndarray:
