@@ -20,6 +20,8 @@ costs the applicant ``factor * c`` points (``factor = pdo / ln 2``).
   carries beyond the feature's best bin, i.e. the points lost against the best
   bin divided by ``factor``. Standardized LR features use the training mean as
   reference (contribution ``w_j * z_j``, negative when better than average).
+  Feature values are on the model's fixed-point grid (``quantize``), as in
+  the score itself, so the contributions and references add up to it.
 
 :func:`top_reasons` picks the K largest positive contributions per row.
 """
@@ -157,9 +159,16 @@ def saabas_merged(model: dict, columns: dict) -> tuple[list[str], np.ndarray, fl
 
 
 def lr_reference(part: dict) -> np.ndarray:
-    """Per feature of an LR part, the reference its contribution is measured from (WOE: the best bin)."""
+    """Per feature of an LR part, the reference its contribution is measured from (WOE: the best bin).
+
+    WOE values enter the model on the fixed-point grid the LR was trained on
+    (:func:`~fedcredit.models.logistic.quantize`), so the best bin is taken
+    on that grid too and contributes exactly 0.
+    """
+    from .logistic import quantize
+
     if part["preprocess"] == "woe":
-        return np.array([float(np.min(float(w) * np.asarray(part["bins"][f].woe)))
+        return np.array([float(np.min(float(w) * quantize(np.asarray(part["bins"][f].woe))))
                          for f, w in zip(part["features"], part["coef"])], dtype=np.float64)
     return np.zeros(len(part["features"]))
 
