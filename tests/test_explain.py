@@ -12,48 +12,21 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import data_path
 
 from fedcredit.cli import main
 from fedcredit.errors import ConfigError
 from fedcredit.models import explain
-from fedcredit.models.logistic import LogisticRegressionGD, quantize
-from fedcredit.models.woe import fit_woe
-from fedcredit.protocols.scoring.parts import LR_FILE, save_lr_part
+from fedcredit.models.logistic import quantize
 from fedcredit.protocols.secureboost.model import HostModel
 from fedcredit.serving import predict_merged
 from fedcredit.transport import scoring as tscoring
 
-from _scoring_fixture import (HOSTS, JOB, N_TRAIN, PARTIES, SBT, Fed, columns, joined_ids, missing_at_gov, rows,
-                              scoring_policy, tables, train)
+from _scoring_fixture import (HOSTS, JOB, PARTIES, SBT, WOE, Fed, columns, missing_at_gov, scoring_policy, tables,
+                              train, train_woe)
 
 AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
-WOE = f"{JOB}/woe"
-
-
-def train_woe(root, t: dict) -> dict:
-    """A WOE scorecard LR: each party bins its own features, one LR on the joined WOE design, split by party."""
-    ids = joined_ids(t)[:N_TRAIN]
-    X = {p: rows(t[p], ids) for p in PARTIES}
-    y = pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
-    parts, Z = {}, []
-    for p in PARTIES:
-        names = list(t[p].feature_names)
-        bins = {f: fit_woe(X[p][:, j], y, name=f, max_bins=5, min_bin_count=50) for j, f in enumerate(names)}
-        parts[p] = {"features": names, "preprocess": "woe", "bins": bins}
-        Z.append(quantize(np.column_stack([bins[f].transform(X[p][:, j]) for j, f in enumerate(names)])))
-    lr = LogisticRegressionGD(max_epochs=20, random_state=0).fit(np.hstack(Z), y)
-    k = 0
-    for p in PARTIES:
-        n = len(parts[p]["features"])
-        parts[p]["coef"] = lr.coef_[k:k + n].tolist()
-        parts[p]["intercept"] = float(lr.intercept_) if p == "bank" else 0.0
-        k += n
-        save_lr_part(root / "state" / p / "jobs" / JOB / "woe" / LR_FILE, parts[p], party=p,
-                     role="guest" if p == "bank" else "host", guest="bank", hosts=list(HOSTS))
-    return parts
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..models import explain
 
-__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary"]
+__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary", "convert_export"]
 
 
 def own_channel(cfg):
@@ -195,15 +195,34 @@ def cmd_approve_export(args) -> int:
     return 0
 
 
+def convert_export(text: str, fmt: str, *, model_id: str = "", kind: str = "auto", scale: dict | None = None) -> bytes:
+    """The merged model JSON ``text`` (what the guest's party releases) in ``fmt``: json, pmml or onnx."""
+    import json
+
+    from ..models.export import to_onnx, to_pmml
+
+    if fmt == "json":
+        return text.encode("utf-8")
+    model = json.loads(text)
+    if fmt == "pmml":
+        return to_pmml(model, kind=kind, scale={**(model.get("scale") or {}), **(scale or {})}, model_id=model_id)
+    if fmt == "onnx":
+        return to_onnx(model, model_id=model_id)
+    raise ConfigError(f"unknown export format {fmt!r} (json, pmml or onnx)")
+
+
 def cmd_export(args) -> int:
     cfg = _cfg(args.party)
     g, ch = _gov(cfg)
     try:
-        text = g.export(args.model, args.note)
+        text = g.export(args.model, args.note)  # the party releases it only after every party's approval
     finally:
         ch.close()
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"merged model {args.model} written to {args.out}", flush=True)
+    scale = {k: v for k, v in (("pdo", args.pdo), ("base_score", args.base_score), ("base_odds", args.base_odds))
+             if v is not None}
+    data = convert_export(text, args.format, model_id=args.model, kind=args.pmml_kind, scale=scale)
+    Path(args.out).write_bytes(data)
+    print(f"merged model {args.model} written to {args.out} ({args.format})", flush=True)
     return 0
 
 
@@ -282,7 +301,16 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
                         epilog=epilog, formatter_class=fmt)
     c.add_argument("--party", required=True, metavar="CONFIG")
     c.add_argument("--model", required=True, metavar="ID")
-    c.add_argument("--out", required=True, metavar="JSON")
+    c.add_argument("--out", required=True, metavar="FILE")
+    c.add_argument("--format", choices=("json", "pmml", "onnx"), default="json",
+                   help="json (fedcredit's merged format, default), pmml (PMML 4.4: MiningModel for SecureBoost, "
+                        "Scorecard with reason codes for a WOE LR, RegressionModel for other LR) or onnx "
+                        "(TreeEnsembleClassifier / LinearClassifier); pmml and onnx need fedcredit[export]")
+    c.add_argument("--pmml-kind", choices=("auto", "scorecard", "regression", "trees"), default="auto",
+                   help="PMML model element (auto: as above; 'regression' writes a WOE LR as RegressionModel)")
+    c.add_argument("--pdo", type=float, help="scorecard scale (default: the model's scorecard step, else 20)")
+    c.add_argument("--base-score", type=float, help="scorecard scale (default: scorecard step, else 600)")
+    c.add_argument("--base-odds", type=float, help="scorecard scale (default: scorecard step, else 50)")
     c.add_argument("--note", default="", help="recorded in the audit log")
     c.set_defaults(func=cmd_export)
 

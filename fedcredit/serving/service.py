@@ -739,6 +739,9 @@ class ScoringService:
         else:
             merged = merge_lr(load_lr_part(part.path), parts)
         merged["model_id"] = model_id
+        scale = self._scale(model_id)
+        if scale:  # the job's scorecard step: the scale a PMML Scorecard export uses
+            merged["scale"] = scale
         out = json.dumps(merged, sort_keys=True)
         self.audit.append("export.done", model=model_id, hosts=list(part.hosts),
                           model_sha256=hashlib.sha256(out.encode()).hexdigest())
