@@ -328,3 +328,30 @@ def test_top_reasons_keeps_positive_contributions_in_order():
     idx, val = explain.top_reasons(c, 3)
     assert idx.tolist() == [[2, 3, 0], [-1, -1, -1]]
     assert val[0].tolist() == [0.3, 0.3, 0.1]
+
+
+# ------------------------------------------------------------------ malformed peer input
+@pytest.mark.parametrize("fields,match", [
+    ({"reason_features": ["0", "1"], "reason_texts": ["a"]}, "ragged"),
+    ({"reason_features": ["x"], "reason_texts": ["a"], "contributions": b"\0" * 8 * 3}, "ragged"),
+    ({"masked_reference": b"\0" * 5}, "ragged"),
+    ({"reason_features": ["x"], "reason_texts": [""], "contributions": np.array([np.nan, 1.0]).tobytes()},
+     "non-finite"),
+])
+def test_malformed_reason_fields_from_a_host_are_a_protocol_error(fields, match):
+    from fedcredit._proto import scoring_pb2 as pb
+    from fedcredit.errors import ProtocolError
+
+    with pytest.raises(ProtocolError, match=match):
+        tscoring.Contribution.from_proto(pb.ContributeReply(kind="hetero_lr", n=2, **fields), "chain")
+
+
+def test_malformed_tree_reason_text_keys_are_refused():
+    from fedcredit.errors import ProtocolError
+    from fedcredit.serving.service import ScoringService
+
+    c = tscoring.Contribution("secureboost", 1, reason_features=["3", "1"], reason_texts=["tax arrears", ""])
+    assert ScoringService._tree_texts("gov", c) == {3: "tax arrears"}
+    with pytest.raises(ProtocolError, match="malformed reason text key"):
+        ScoringService._tree_texts("gov", tscoring.Contribution("secureboost", 1, reason_features=["../x"],
+                                                                 reason_texts=["t"]))
