@@ -355,3 +355,8 @@ def test_malformed_tree_reason_text_keys_are_refused():
     with pytest.raises(ProtocolError, match="malformed reason text key"):
         ScoringService._tree_texts("gov", tscoring.Contribution("secureboost", 1, reason_features=["../x"],
                                                                  reason_texts=["t"]))
+
+
+def test_reasons_beyond_the_limit_are_refused(fed):
+    with pytest.raises(ConfigError, match="reasons must be an int in 0..32"):
+        _score(fed, SBT, fed.info["ids"][:2], 33)

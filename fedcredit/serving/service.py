@@ -388,7 +388,8 @@ class ScoringService:
         ex = part.extra.get("explainer")
         if ex is None:
             ex = part.extra["explainer"] = explain.TreeExplainer(part.model)
-        return z, trips, ex.contributions(walk.pos), ex.names(part.model.feature_names, host_texts)
+        own = [self._published_text(f) or f for f in part.model.feature_names]  # the bank's own texts, if any
+        return z, trips, ex.contributions(walk.pos), ex.names(own, host_texts)
 
     @staticmethod
     def _tree_texts(host: str, r: Contribution) -> dict:
@@ -431,7 +432,7 @@ class ScoringService:
         d = part.model
         Z = quantize(shost.lr_design(d, X))
         cols = [explain.lr_contributions(d, Z)]
-        names = [self.reason_texts.get(f.split(".", 1)[-1]) or self.reason_texts.get(f) or f for f in d["features"]]
+        names = [self._published_text(f) or f for f in d["features"]]
         agg = hosts_sum - (spec.decode_sum(refs) if refs else 0.0)
         quiet = []
         for h in part.hosts:
