@@ -190,6 +190,10 @@ class ScoringPolicy:
         Largest number of applicants in one request.
     head_exchange_seconds : float
         How often this party exchanges audit heads with its peers (0 = never).
+    reveal_reasons : bool
+        Send the guest this party's per-applicant, per-feature reason
+        contributions (hetero LR; default False: the guest learns only the
+        hosts' summed contribution, see docs/scoring.md).
     """
 
     requesters: tuple[str, ...] | None = None
@@ -198,6 +202,7 @@ class ScoringPolicy:
     max_ids_per_minute: int = 1_000_000
     max_batch: int = 100_000
     head_exchange_seconds: float = 60.0
+    reveal_reasons: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,10 @@ class Policy:
         If set, a job must declare one of these purposes.
     max_concurrent_jobs : int
         Proposals beyond this many running jobs are refused (a simple rate limit).
+    reasons : mapping of str to str
+        ``[policy] reasons = { column = "text" }``: the reason text this party
+        publishes for its columns in applicants' reason codes (others appear
+        as ``party:feature#k``, or in the hosts' aggregate reason).
     """
 
     proposers: tuple[str, ...] = ()
@@ -230,6 +239,7 @@ class Policy:
     purposes: tuple[str, ...] | None = None
     max_concurrent_jobs: int = 2
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
+    reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -591,9 +601,10 @@ _PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute
 _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
-_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring"}
+_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
+                "reasons"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
-                 "head_exchange_seconds"}
+                 "head_exchange_seconds", "reveal_reasons"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
                    "peer_burst", "peer_inflight", "orphan_seconds", "peer_proposals_per_minute", "max_proposal_kib"}
 _COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_key", "insecure", "retries",
@@ -728,10 +739,17 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
                         check=lambda v: None if 1 <= v <= 10_000_000 else f"must be in 1..10000000, got {v}"),
         head_exchange_seconds=c.get(sc, "[policy.scoring]", "head_exchange_seconds", float, 60.0,
                                     check=lambda v: None if v >= 0 else f"must be >= 0, got {v}"),
+        reveal_reasons=c.get(sc, "[policy.scoring]", "reveal_reasons", bool, False),
     )
+    reasons = {}
+    for col, text in c.table(pol.get("reasons", {}), "[policy.reasons]", None).items():
+        if not isinstance(text, str) or not 0 < len(text) <= 120 or not text.isprintable():
+            c.add(f"[policy.reasons].{col}", "must be a printable text of 1..120 characters")
+        else:
+            reasons[str(col)] = text
     policy = Policy(
         proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
-        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring,
+        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, reasons=MappingProxyType(reasons),
     )
 
     tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)

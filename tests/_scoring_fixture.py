@@ -15,7 +15,8 @@ import pandas as pd
 from fedcredit.config import load_party_config
 from fedcredit.data import load_table
 from fedcredit.demo import write_federation
-from fedcredit.models.logistic import LogisticRegressionGD, Standardizer
+from fedcredit.models.logistic import LogisticRegressionGD, Standardizer, quantize
+from fedcredit.models.woe import fit_woe
 from fedcredit.party import Party
 from fedcredit.protocols.scoring.parts import LR_FILE, save_lr_part
 from fedcredit.protocols.secureboost import VerticalSecureBoost
@@ -25,6 +26,7 @@ from fedcredit.transport.memory import run_local
 JOB = "train-20240101-000000-abcdef"
 SBT = f"{JOB}/sbt"
 LR = f"{JOB}/lr"
+WOE = f"{JOB}/woe"
 HOSTS = ("chain", "gov")
 PARTIES = ("bank", "chain", "gov")
 N_TRAIN = 1500
@@ -115,6 +117,29 @@ def train_lr(root, t: dict) -> dict:
         save_lr_part(wd[p] / "lr" / LR_FILE, parts[p], party=p, role="guest" if p == "bank" else "host",
                      guest="bank", hosts=list(HOSTS))
     return {"ids": ids, "parts": parts}
+
+
+def train_woe(root, t: dict) -> dict:
+    """A WOE scorecard LR: each party bins its own features, one LR on the joined WOE design, split by party."""
+    ids = joined_ids(t)[:N_TRAIN]
+    X = {p: rows(t[p], ids) for p in PARTIES}
+    y = pd.Series(t["bank"].y, index=t["bank"].ids).loc[ids].to_numpy()
+    parts, Z = {}, []
+    for p in PARTIES:
+        names = list(t[p].feature_names)
+        bins = {f: fit_woe(X[p][:, j], y, name=f, max_bins=5, min_bin_count=50) for j, f in enumerate(names)}
+        parts[p] = {"features": names, "preprocess": "woe", "bins": bins}
+        Z.append(quantize(np.column_stack([bins[f].transform(X[p][:, j]) for j, f in enumerate(names)])))
+    lr = LogisticRegressionGD(max_epochs=20, random_state=0).fit(np.hstack(Z), y)
+    k = 0
+    for p in PARTIES:
+        n = len(parts[p]["features"])
+        parts[p]["coef"] = lr.coef_[k:k + n].tolist()
+        parts[p]["intercept"] = float(lr.intercept_) if p == "bank" else 0.0
+        k += n
+        save_lr_part(root / "state" / p / "jobs" / JOB / "woe" / LR_FILE, parts[p], party=p,
+                     role="guest" if p == "bank" else "host", guest="bank", hosts=list(HOSTS))
+    return parts
 
 
 class Fed:

@@ -15,31 +15,55 @@ class Authorization(_message.Message):
     def __init__(self, consent_id: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names")
+    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names", "reasons")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     GUEST_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     auth: Authorization
     guest_features: bytes
     feature_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    reasons: int
+    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ..., reasons: _Optional[int] = ...) -> None: ...
 
 class ScoreReply(_message.Message):
-    __slots__ = ("scores", "request_id", "n")
+    __slots__ = ("scores", "request_id", "n", "log_odds", "reason_names", "reason_index", "reason_values", "k", "scale")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
+    LOG_ODDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_NAMES_FIELD_NUMBER: _ClassVar[int]
+    REASON_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_VALUES_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
     scores: bytes
     request_id: str
     n: int
-    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
+    log_odds: bytes
+    reason_names: _containers.RepeatedScalarFieldContainer[str]
+    reason_index: bytes
+    reason_values: bytes
+    k: int
+    scale: ScoreScale
+    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ..., log_odds: _Optional[bytes] = ..., reason_names: _Optional[_Iterable[str]] = ..., reason_index: _Optional[bytes] = ..., reason_values: _Optional[bytes] = ..., k: _Optional[int] = ..., scale: _Optional[_Union[ScoreScale, _Mapping]] = ...) -> None: ...
+
+class ScoreScale(_message.Message):
+    __slots__ = ("pdo", "base_score", "base_odds")
+    PDO_FIELD_NUMBER: _ClassVar[int]
+    BASE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    BASE_ODDS_FIELD_NUMBER: _ClassVar[int]
+    pdo: float
+    base_score: float
+    base_odds: float
+    def __init__(self, pdo: _Optional[float] = ..., base_score: _Optional[float] = ..., base_odds: _Optional[float] = ...) -> None: ...
 
 class ContributeRequest(_message.Message):
-    __slots__ = ("model_id", "request_id", "id_digests", "auth", "hosts", "queries", "final")
+    __slots__ = ("model_id", "request_id", "id_digests", "auth", "hosts", "queries", "final", "reasons")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ID_DIGESTS_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +71,7 @@ class ContributeRequest(_message.Message):
     HOSTS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     request_id: str
     id_digests: bytes
@@ -54,7 +79,8 @@ class ContributeRequest(_message.Message):
     hosts: _containers.RepeatedScalarFieldContainer[str]
     queries: TreeQueries
     final: bool
-    def __init__(self, model_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_digests: _Optional[bytes] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[TreeQueries, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
+    reasons: bool
+    def __init__(self, model_id: _Optional[str] = ..., request_id: _Optional[str] = ..., id_digests: _Optional[bytes] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., hosts: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[TreeQueries, _Mapping]] = ..., final: _Optional[bool] = ..., reasons: _Optional[bool] = ...) -> None: ...
 
 class TreeQueries(_message.Message):
     __slots__ = ("split_ids", "counts", "rows")
@@ -67,18 +93,26 @@ class TreeQueries(_message.Message):
     def __init__(self, split_ids: _Optional[bytes] = ..., counts: _Optional[bytes] = ..., rows: _Optional[bytes] = ...) -> None: ...
 
 class ContributeReply(_message.Message):
-    __slots__ = ("kind", "masked", "decisions", "n", "n_decisions")
+    __slots__ = ("kind", "masked", "decisions", "n", "n_decisions", "masked_reference", "contributions", "reason_features", "reason_texts")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MASKED_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     N_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    MASKED_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    REASON_TEXTS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     masked: bytes
     decisions: bytes
     n: int
     n_decisions: int
-    def __init__(self, kind: _Optional[str] = ..., masked: _Optional[bytes] = ..., decisions: _Optional[bytes] = ..., n: _Optional[int] = ..., n_decisions: _Optional[int] = ...) -> None: ...
+    masked_reference: bytes
+    contributions: bytes
+    reason_features: _containers.RepeatedScalarFieldContainer[str]
+    reason_texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., masked: _Optional[bytes] = ..., decisions: _Optional[bytes] = ..., n: _Optional[int] = ..., n_decisions: _Optional[int] = ..., masked_reference: _Optional[bytes] = ..., contributions: _Optional[bytes] = ..., reason_features: _Optional[_Iterable[str]] = ..., reason_texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
     __slots__ = ("model_id", "request_id", "queries", "final")

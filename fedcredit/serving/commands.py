@@ -9,13 +9,15 @@ fedcredit errors; ``fedcredit.cli`` maps them to exit codes.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..models import explain
 
-__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary"]
+__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary", "convert_export"]
 
 
 def own_channel(cfg):
@@ -28,10 +30,17 @@ def own_channel(cfg):
 
 
 def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpose: str, id_column: str = "id",
-               batch: int = 10_000, timeout: float = 120.0) -> int:
+               batch: int = 10_000, timeout: float = 120.0, units: bool = False, reasons: int = 0,
+               grades=None, scale: dict | None = None) -> int:
     """Score every row of ``input_path`` (an id column, optionally the bank's own feature columns); returns the count.
 
-    Writes ``id,score`` rows to ``out_path`` in input order.
+    Writes ``id,score`` rows to ``out_path`` in input order (``score`` = the
+    probability of default). With ``units`` also ``points`` (scorecard points
+    on ``scale``, else the model's scorecard step's, else
+    :data:`~fedcredit.models.explain.DEFAULT_SCALE`) and ``grade`` (``grades``,
+    else :data:`~fedcredit.models.explain.DEFAULT_GRADES`); with ``reasons`` = K
+    also ``reason_1 .. reason_K`` and ``reason_k_points``, the points each
+    reason costs the applicant (log-odds beyond its reference x pdo / ln 2).
     """
     from ..data import load_table
     from ..transport.scoring import ScoringClient
@@ -41,20 +50,40 @@ def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpos
     feats = list(table.columns)
     X = table.X if feats else None
     ch = own_channel(cfg)
-    scores = []
+    results = []
     try:
         client = ScoringClient(ch, cfg.name, timeout=timeout)
         for k in range(0, len(ids), batch):
-            s, _ = client.score(model_id, ids[k:k + batch], consent_id=consent, purpose=purpose,
-                                guest_X=None if X is None else X[k:k + batch], feature_names=feats)
-            scores.append(s)
+            kw = dict(consent_id=consent, purpose=purpose, guest_X=None if X is None else X[k:k + batch],
+                      feature_names=feats)
+            if units or reasons:
+                results.append(client.score_full(model_id, ids[k:k + batch], reasons=reasons, **kw))
+            else:
+                results.append(client.score(model_id, ids[k:k + batch], **kw)[0])
     finally:
         ch.close()
-    values = np.concatenate(scores) if scores else np.empty(0)
     with Path(out_path).open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow([id_column, "score"])
-        w.writerows((i, f"{v:.12g}") for i, v in zip(ids, values))
+        if not (units or reasons):
+            values = np.concatenate(results) if results else np.empty(0)
+            w.writerow([id_column, "score"])
+            w.writerows((i, f"{v:.12g}") for i, v in zip(ids, values))
+            return len(ids)
+        w.writerow([id_column, "score", "points", "grade"]
+                   + [c for j in range(1, reasons + 1) for c in (f"reason_{j}", f"reason_{j}_points")])
+        at = 0
+        for res in results:
+            sc = {**explain.DEFAULT_SCALE, **(res.scale or {}), **(scale or {})}
+            factor = sc["pdo"] / math.log(2.0)
+            pts = explain.points(res.log_odds, **sc)
+            grd = explain.grade(res.scores, grades or explain.DEFAULT_GRADES)
+            for r in range(len(res.scores)):
+                row = [ids[at + r], f"{res.scores[r]:.12g}", f"{pts[r]:.2f}", grd[r]]
+                for j in range(reasons):
+                    q = int(res.reason_index[r, j])
+                    row += ["", ""] if q < 0 else [res.reason_names[q], f"{factor * res.reason_values[r, j]:.2f}"]
+                w.writerow(row)
+            at += len(res.scores)
     return len(ids)
 
 
@@ -85,21 +114,38 @@ def cmd_score(args) -> int:
     cfg = _cfg(args.party)
     if bool(args.input) == bool(args.id):
         raise ConfigError("give exactly one of --input CSV or --id ID")
+    grades = explain.parse_grades(args.grades) if args.grades else None
+    scale = {k: v for k, v in (("pdo", args.pdo), ("base_score", args.base_score), ("base_odds", args.base_odds))
+             if v is not None}
+    if not 0 <= args.reasons <= 32:
+        raise ConfigError("--reasons must be in 0..32")
     if args.id:
         from ..transport.scoring import ScoringClient
 
         ch = own_channel(cfg)
         try:
-            s, rid = ScoringClient(ch, cfg.name, timeout=args.timeout).score(
-                args.model, [args.id], consent_id=args.consent, purpose=args.purpose)
+            res = ScoringClient(ch, cfg.name, timeout=args.timeout).score_full(
+                args.model, [args.id], consent_id=args.consent, purpose=args.purpose, reasons=args.reasons)
         finally:
             ch.close()
-        print(f"{args.id},{s[0]:.12g}", flush=True)
+        if not args.reasons:  # one line 'id,score', as before; with --reasons also points, grade and reasons
+            print(f"{args.id},{res.scores[0]:.12g}", flush=True)
+            return 0
+        sc = {**explain.DEFAULT_SCALE, **(res.scale or {}), **scale}
+        factor = sc["pdo"] / math.log(2.0)
+        line = [args.id, f"{res.scores[0]:.12g}", f"{explain.points(res.log_odds, **sc)[0]:.2f}",
+                str(explain.grade(res.scores, grades or explain.DEFAULT_GRADES)[0])]
+        for j in range(args.reasons):
+            q = int(res.reason_index[0, j])
+            if q >= 0:
+                line += [res.reason_names[q], f"{factor * res.reason_values[0, j]:.2f}"]
+        print(",".join(line), flush=True)
         return 0
     if not args.out:
         raise ConfigError("--out is required with --input")
     n = score_file(cfg, args.model, args.input, args.out, consent=args.consent, purpose=args.purpose,
-                   id_column=args.id_column, batch=args.batch, timeout=args.timeout)
+                   id_column=args.id_column, batch=args.batch, timeout=args.timeout, units=args.units,
+                   reasons=args.reasons, grades=grades, scale=scale or None)
     print(f"scored {n} applicant(s) with {args.model}: {args.out}", flush=True)
     return 0
 
@@ -149,15 +195,34 @@ def cmd_approve_export(args) -> int:
     return 0
 
 
+def convert_export(text: str, fmt: str, *, model_id: str = "", kind: str = "auto", scale: dict | None = None) -> bytes:
+    """The merged model JSON ``text`` (what the guest's party releases) in ``fmt``: json, pmml or onnx."""
+    import json
+
+    from ..models.export import to_onnx, to_pmml
+
+    if fmt == "json":
+        return text.encode("utf-8")
+    model = json.loads(text)
+    if fmt == "pmml":
+        return to_pmml(model, kind=kind, scale={**(model.get("scale") or {}), **(scale or {})}, model_id=model_id)
+    if fmt == "onnx":
+        return to_onnx(model, model_id=model_id)
+    raise ConfigError(f"unknown export format {fmt!r} (json, pmml or onnx)")
+
+
 def cmd_export(args) -> int:
     cfg = _cfg(args.party)
     g, ch = _gov(cfg)
     try:
-        text = g.export(args.model, args.note)
+        text = g.export(args.model, args.note)  # the party releases it only after every party's approval
     finally:
         ch.close()
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"merged model {args.model} written to {args.out}", flush=True)
+    scale = {k: v for k, v in (("pdo", args.pdo), ("base_score", args.base_score), ("base_odds", args.base_odds))
+             if v is not None}
+    data = convert_export(text, args.format, model_id=args.model, kind=args.pmml_kind, scale=scale)
+    Path(args.out).write_bytes(data)
+    print(f"merged model {args.model} written to {args.out} ({args.format})", flush=True)
     return 0
 
 
@@ -173,13 +238,25 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
     c.add_argument("--model", required=True, metavar="ID", help="<job_id>/<step> of the training job")
     c.add_argument("--input", metavar="CSV", help="applicants")
-    c.add_argument("--id", metavar="ID", help="score one applicant and print 'id,score'")
-    c.add_argument("--out", metavar="CSV", help="where to write id,score")
+    c.add_argument("--id", metavar="ID", help="score one applicant and print 'id,score' (with --reasons: "
+                                              "'id,score,points,grade,reason,points,...')")
+    c.add_argument("--out", metavar="CSV", help="where to write id,score,points,grade[,reason_k,reason_k_points]")
     c.add_argument("--consent", required=True, metavar="REF", help="the enterprise's consent record id")
     c.add_argument("--purpose", required=True, help="purpose of the inquiry (checked against each party's policy)")
     c.add_argument("--id-column", default="id", help="id column of --input (default: id)")
     c.add_argument("--batch", type=int, default=10_000, help="applicants per request (default 10000)")
     c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
+    c.add_argument("--reasons", type=int, default=0, metavar="K",
+                   help="also the K features that pushed each score most towards default, with the points each "
+                        "costs (hosts' features as their policies publish them; see docs/scoring.md)")
+    c.add_argument("--no-units", dest="units", action="store_false",
+                   help="write only id,score (the probability of default); by default also points and grade")
+    c.add_argument("--grades", metavar="SPEC",
+                   help="risk grades by PD upper bound, e.g. 'A=0.02,B=0.05,C=0.1,D=0.2,E=0.4,F' (the default)")
+    c.add_argument("--pdo", type=float, help="points to double the odds (default: the model's scorecard step, "
+                                             "else 20)")
+    c.add_argument("--base-score", type=float, help="points at --base-odds (default: scorecard step, else 600)")
+    c.add_argument("--base-odds", type=float, help="good:bad odds at --base-score (default: scorecard step, else 50)")
     c.set_defaults(func=cmd_score)
 
     c = party_sub.add_parser("revoke", help="refuse a peer from its next message on (no restart)",
@@ -224,7 +301,16 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
                         epilog=epilog, formatter_class=fmt)
     c.add_argument("--party", required=True, metavar="CONFIG")
     c.add_argument("--model", required=True, metavar="ID")
-    c.add_argument("--out", required=True, metavar="JSON")
+    c.add_argument("--out", required=True, metavar="FILE")
+    c.add_argument("--format", choices=("json", "pmml", "onnx"), default="json",
+                   help="json (fedcredit's merged format, default), pmml (PMML 4.4: MiningModel for SecureBoost, "
+                        "Scorecard with reason codes for a WOE LR, RegressionModel for other LR) or onnx "
+                        "(TreeEnsembleClassifier / LinearClassifier); pmml and onnx need fedcredit[export]")
+    c.add_argument("--pmml-kind", choices=("auto", "scorecard", "regression", "trees"), default="auto",
+                   help="PMML model element (auto: as above; 'regression' writes a WOE LR as RegressionModel)")
+    c.add_argument("--pdo", type=float, help="scorecard scale (default: the model's scorecard step, else 20)")
+    c.add_argument("--base-score", type=float, help="scorecard scale (default: scorecard step, else 600)")
+    c.add_argument("--base-odds", type=float, help="scorecard scale (default: scorecard step, else 50)")
     c.add_argument("--note", default="", help="recorded in the audit log")
     c.set_defaults(func=cmd_export)
 

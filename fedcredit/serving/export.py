@@ -32,7 +32,9 @@ def merge_secureboost(guest_model, host_parts: dict) -> dict:
     for nodes in guest_model.trees:
         out = []
         for n in nodes:
-            d = {"id": n.id, "is_leaf": n.is_leaf, "value": n.value, "left": n.left, "right": n.right}
+            # cover = the node's training hessian sum (TreeSHAP weights, PMML recordCount = n_rows)
+            d = {"id": n.id, "is_leaf": n.is_leaf, "value": n.value, "left": n.left, "right": n.right,
+                 "cover": float(n.h), "n_rows": int(n.n_rows)}
             if not n.is_leaf:
                 if n.threshold is not None:
                     d.update(feature=guest_model.feature_names[n.feature], threshold=n.threshold,

@@ -51,12 +51,14 @@ import numpy as np
 from ..config import load_party_config
 from ..crypto.secagg import derive_key
 from ..errors import ConfigError, DataError, FedcreditError, PolicyError, ProtocolError
+from ..models import explain
+from ..models.logistic import quantize, sigmoid
 from ..protocols.scoring import guest as sguest
 from ..protocols.scoring import host as shost
 from ..protocols.scoring import spec
 from ..protocols.scoring.parts import load_lr_part
 from ..protocols.scoring.spec import Kind
-from ..transport.scoring import Contribution, GovernanceClient, ScoringClient
+from ..transport.scoring import Contribution, GovernanceClient, Scored, ScoringClient
 from .authz import RateLimiter, RefusalBudget, check_authorization
 from .export import merge_lr, merge_secureboost
 from .heads import PeerHeads
@@ -68,6 +70,8 @@ __all__ = ["ScoringService"]
 log = logging.getLogger("fedcredit.serving")
 
 _SECRET_FILE = "scoring.secret"
+#: Most reasons per applicant a request may ask for.
+MAX_REASONS = 32
 
 
 def _private_secret(path: Path) -> bytes:
@@ -108,6 +112,8 @@ class ScoringService:
         self.state_dir = Path(config.state_dir)
         self.policy = config.policy.scoring
         self.proposers = tuple(config.policy.proposers)
+        self.reason_texts = dict(config.policy.reasons)
+        self.store = store
         self.registry = ModelRegistry(self.name, self.state_dir, config.tables,
                                       job_table_from_store(store, self.name) if store is not None else None)
         self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
@@ -213,8 +219,16 @@ class ScoringService:
     # ================================================================== guest
     def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=()):
         """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``."""
+        res = self.score_full(caller, model_id, ids, auth, guest_X, feature_names)
+        return res.scores, res.request_id
+
+    def score_full(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=(),
+                   reasons: int = 0) -> Scored:
+        """Score ``ids``; with ``reasons`` = K > 0 also each applicant's K strongest reasons (see models.explain)."""
         self._require_self(caller, "start scoring requests")
         spec.check_model_id(model_id)
+        if isinstance(reasons, bool) or not isinstance(reasons, int) or not 0 <= reasons <= MAX_REASONS:
+            raise ConfigError(f"reasons must be an int in 0..{MAX_REASONS}; got {reasons!r}")
         blob = spec.id_digests(ids, model_id)
         digests = spec.split_digests(blob)
         rid = spec.new_request_id()
@@ -229,19 +243,39 @@ class ScoringService:
             X = self._guest_rows(m, ids, guest_X, list(feature_names))
             req_sha = spec.request_transcript(model_id, rid, part.hosts, blob).hex()
             if part.kind == Kind.SECUREBOOST:
-                scores, rounds = self._score_trees(part, model_id, rid, blob, auth, X)
+                z, rounds, contrib, names = self._score_trees(part, model_id, rid, blob, auth, X, bool(reasons))
             else:
-                replies = self._wait_all({h: self._client(h).contribute_async(model_id, rid, blob, auth, part.hosts)
+                replies = self._wait_all({h: self._client(h).contribute_async(model_id, rid, blob, auth, part.hosts,
+                                                                              reasons=bool(reasons))
                                           for h in part.hosts})
-                scores, rounds = self._combine_lr(part, X, replies, len(ids)), 1
+                z, contrib, names = self._combine_lr(part, X, replies, len(ids), bool(reasons))
+                rounds = 1
         except FedcreditError as exc:
             self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
                               decision=f"failed: {exc}", request_id=rid, request_sha256=req_sha)
             raise
         self._log_request("score.request", requester=caller, model_id=model_id, digests=digests, auth=auth,
                           decision="scored", request_id=rid, request_sha256=req_sha, hosts=list(part.hosts),
-                          rounds=rounds)
-        return scores, rid
+                          rounds=rounds, **({"reasons": reasons} if reasons else {}))
+        res = Scored(sigmoid(z), z, rid, scale=self._scale(model_id))
+        if reasons:
+            res.k, res.reason_names = reasons, names
+            res.reason_index, res.reason_values = explain.top_reasons(contrib, reasons)
+        return res
+
+    def _scale(self, model_id: str) -> dict | None:
+        """``pdo``/``base_score``/``base_odds`` of the first scorecard step of the model's job, if any."""
+        if self.store is None:
+            return None
+        try:
+            row = self.store.job(model_id.split("/")[0])
+            for st in (row or {}).get("detail", {}).get("job", {}).get("steps", []) or []:
+                if isinstance(st, dict) and st.get("kind") == "scorecard":
+                    p = {**explain.DEFAULT_SCALE, **(st.get("params") or {})}
+                    return {k: float(p[k]) for k in ("pdo", "base_score", "base_odds")}
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return None
+        return None
 
     def _guest_rows(self, m, ids, guest_X, feature_names) -> np.ndarray:
         if guest_X is None:
@@ -284,8 +318,14 @@ class ScoringService:
             raise ProtocolError(f"{host!r} answered a {r.kind!r} contribution for {r.n} rows; expected "
                                 f"{part.kind.value!r} for {n}")
 
-    def _score_trees(self, part, model_id: str, rid: str, blob: bytes, auth: dict, X) -> tuple[np.ndarray, int]:
-        """Path-only SecureBoost scoring: round trips (<= max depth) of path queries; returns (scores, round trips).
+    def _score_trees(self, part, model_id: str, rid: str, blob: bytes, auth: dict, X, reasons: bool = False):
+        """Path-only SecureBoost scoring: round trips (<= max depth) of path queries.
+
+        Returns ``(log-odds, round trips, contributions, reason names)`` (the
+        last two None without ``reasons``). Reasons are Saabas contributions
+        from the leaf each (tree, row) reached, which the walk knows anyway
+        (:class:`~fedcredit.models.explain.TreeExplainer`); host features are
+        named by the texts the hosts publish, sent in their Contribute replies.
 
         Round 1 is the Contribute every host receives (authorization, audit,
         the id digests) with the queries at the first host split of each
@@ -304,7 +344,8 @@ class ScoringService:
         trips = 1
         try:
             replies, errors = self._gather({h: clients[h].contribute_async(model_id, rid, blob, auth, part.hosts,
-                                                                           qs.get(h), final[h]) for h in part.hosts})
+                                                                           qs.get(h), final[h], reasons=reasons)
+                                            for h in part.hosts})
             opened |= {h for h in replies if not final[h]}
             if errors:
                 raise next(iter(errors.values()))
@@ -315,6 +356,7 @@ class ScoringService:
                     raise ProtocolError(f"{h!r} answered {r.n_decisions} path queries; it was asked {asked}")
                 if h in qs:
                     walk.apply(h, r.decisions)
+            host_texts = {h: self._tree_texts(h, r) for h, r in replies.items()} if reasons else {}
             walk.advance()
             while True:
                 qs = walk.queries()
@@ -340,20 +382,76 @@ class ScoringService:
                     clients[h].close_async(model_id, rid)
                 except Exception:  # noqa: BLE001 - best effort; the host's TTL covers it
                     log.debug("closing request %s on %s failed", rid, h, exc_info=True)
-        return walk.scores(), trips
+        z = walk.scores(raw=True)
+        if not reasons:
+            return z, trips, None, None
+        ex = part.extra.get("explainer")
+        if ex is None:
+            ex = part.extra["explainer"] = explain.TreeExplainer(part.model)
+        own = [self._published_text(f) or f for f in part.model.feature_names]  # the bank's own texts, if any
+        return z, trips, ex.contributions(walk.pos), ex.names(own, host_texts)
 
-    def _combine_lr(self, part, X, replies: dict[str, Contribution], n: int) -> np.ndarray:
-        masked = []
+    @staticmethod
+    def _tree_texts(host: str, r: Contribution) -> dict:
+        """``{feature index: text}`` a host published for its SecureBoost features."""
+        out = {}
+        for f, t in zip(r.reason_features, r.reason_texts):
+            if not f.isdigit() or len(f) > 6:
+                raise ProtocolError(f"{host!r} sent a malformed reason text key")
+            if t:
+                out[int(f)] = t
+        return out
+
+    def _combine_lr(self, part, X, replies: dict[str, Contribution], n: int, reasons: bool = False):
+        """Log-odds (own partial plus the unmasked sum of the hosts'), and with ``reasons`` the contributions.
+
+        Reason columns: the guest's own features; the features of every host
+        whose policy reveals them (``reveal_reasons``); and one aggregate of
+        the other hosts, ``platform data (<hosts>)``, whose value the guest
+        can compute only as a sum: the hosts' summed partial score minus their
+        summed references (both unmasked only in the sum) minus what the
+        revealing hosts sent. With two or more hosts in it, no single host's
+        partial is learnt; a single host in it is learnt, as it is from the
+        score itself.
+        """
+        masked, refs = [], []
         for h, r in replies.items():
             self._check_reply(part, h, r, n)
             if r.masked is None or len(r.masked) != n:
                 raise ProtocolError(f"{h!r} sent no or a wrong-sized masked partial score")
             masked.append(r.masked)
-        return sguest.lr_scores(part.model, X, masked)
+            if reasons:
+                if r.masked_reference is None:
+                    raise ProtocolError(f"{h!r} sent no reference for the reasons")
+                refs.append(r.masked_reference)
+        own = shost.lr_partial(part.model, X)
+        hosts_sum = spec.decode_sum(masked) if masked else np.zeros(n)
+        z = own + hosts_sum
+        if not reasons:
+            return z, None, None
+        d = part.model
+        Z = quantize(shost.lr_design(d, X))
+        cols = [explain.lr_contributions(d, Z)]
+        names = [self._published_text(f) or f for f in d["features"]]
+        agg = hosts_sum - (spec.decode_sum(refs) if refs else 0.0)
+        quiet = []
+        for h in part.hosts:
+            r = replies[h]
+            if r.contributions is None:
+                quiet.append(h)
+                continue
+            cols.append(r.contributions)
+            names += [t or f for f, t in zip(r.reason_features, r.reason_texts)]
+            agg = agg - r.contributions.sum(axis=1)
+        if quiet:
+            who = "all hosts" if len(quiet) == len(part.hosts) and len(quiet) > 1 else ", ".join(quiet)
+            cols.append(np.asarray(agg, dtype=np.float64)[:, None])
+            names.append(f"platform data ({who})")
+        return z, np.hstack(cols), names
 
     # ================================================================== host
     def contribute(self, caller: str, model_id: str, request_id: str, digests_blob: bytes, auth: dict, hosts,
-                   queries=None, final: bool = True):
+                   queries=None, final: bool = True, reasons: bool = False):
         """Answer the guest's request: authorization, rate limit, audit, masked part or first path queries.
 
         ``queries`` (``(split_ids, counts, rows)`` arrays) and ``final`` are
@@ -392,6 +490,10 @@ class ScoringService:
                 if not final:
                     self.sessions.open((caller, request_id), session)
                 reply = Contribution(part.kind.value, n_ids, decisions=bits, n_decisions=len(q))
+                if reasons:  # texts of this host's features by index (the guest knows the index of each split)
+                    pub = [(str(k), t) for k, f in enumerate(part.model.feature_names)
+                           if (t := self._published_text(f))]
+                    reply.reason_features, reply.reason_texts = [k for k, _ in pub], [t for _, t in pub]
                 extra = {"path_queries": len(q)}
             else:
                 others = [h for h in hosts if h != self.name]
@@ -401,6 +503,15 @@ class ScoringService:
                 u = shost.lr_contribution(part.model, X, me=self.name, transcript=transcript, pair_secrets=secrets_)
                 reply = Contribution(part.kind.value, n_ids, masked=u)
                 extra = {}
+                if reasons:
+                    # the reference is masked like the partial scores: the guest learns only the hosts' sum
+                    reply.masked_reference = shost.lr_masked_reference(part.model, n_ids, me=self.name,
+                                                                       transcript=transcript, pair_secrets=secrets_)
+                    if self.policy.reveal_reasons:  # this host's policy opts in: per-applicant, per-feature
+                        reply.contributions = explain.lr_contributions(part.model, quantize(shost.lr_design(part.model, X)))
+                        reply.reason_features = list(part.model["features"])
+                        reply.reason_texts = [self._published_text(f) for f in part.model["features"]]
+                        extra = {"revealed_reasons": True}
         except FedcreditError as exc:
             self._refused("score.contribute", exc, requester=caller, model_id=model_id, request_id=request_id,
                           n_ids=n_ids, request_sha256=self._request_sha(model_id, request_id, hosts, digests_blob),
@@ -410,6 +521,10 @@ class ScoringService:
                           decision="answered", request_id=request_id, found=found, request_sha256=transcript.hex(),
                           **extra)
         return reply
+
+    def _published_text(self, feature: str) -> str:
+        """The reason text this party's ``[policy] reasons`` gives a feature (``col`` or ``party.col``), or ""."""
+        return self.reason_texts.get(feature) or self.reason_texts.get(feature.split(".", 1)[-1]) or ""
 
     @staticmethod
     def _request_sha(model_id: str, request_id, hosts, digests_blob: bytes) -> str:
@@ -554,6 +669,7 @@ class ScoringService:
         self.transport.set_peers({p: a for p, a in cfg.peers.items() if p not in revoked})
         self.policy = cfg.policy.scoring
         self.proposers = tuple(cfg.policy.proposers)
+        self.reason_texts = dict(cfg.policy.reasons)
         self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
         after = set(self.transport.peers)
         self.audit.append("config.reloaded", path=str(self.config.path), added=sorted(after - before),
@@ -624,6 +740,9 @@ class ScoringService:
         else:
             merged = merge_lr(load_lr_part(part.path), parts)
         merged["model_id"] = model_id
+        scale = self._scale(model_id)
+        if scale:  # the job's scorecard step: the scale a PMML Scorecard export uses
+            merged["scale"] = scale
         out = json.dumps(merged, sort_keys=True)
         self.audit.append("export.done", model=model_id, hosts=list(part.hosts),
                           model_sha256=hashlib.sha256(out.encode()).hexdigest())

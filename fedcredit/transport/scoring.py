@@ -15,6 +15,7 @@ split ids, uint32 counts and uint32 row positions; answers as packed bits).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -26,7 +27,7 @@ from ..errors import ProtocolError
 from .control import STATUS_OF, error_from_rpc
 from .grpc import peer_identity
 
-__all__ = ["ScoringHandler", "add_scoring_servicers", "ScoringClient", "GovernanceClient", "Contribution",
+__all__ = ["Scored", "ScoringHandler", "add_scoring_servicers", "ScoringClient", "GovernanceClient", "Contribution",
            "queries_to_proto", "queries_from_proto"]
 
 log = logging.getLogger("fedcredit.scoring")
@@ -40,10 +41,10 @@ class ScoringHandler(Protocol):
 
     name: str
 
-    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X, feature_names: list[str]
-              ) -> tuple[np.ndarray, str]: ...
+    def score_full(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X, feature_names: list[str],
+                   reasons: int = 0) -> "Scored": ...
     def contribute(self, caller: str, model_id: str, request_id: str, digests: bytes, auth: dict,
-                   hosts: list[str], queries: tuple, final: bool) -> "Contribution": ...
+                   hosts: list[str], queries: tuple, final: bool, reasons: bool = False) -> "Contribution": ...
     def decide(self, caller: str, model_id: str, request_id: str, queries: tuple, final: bool) -> bytes: ...
     # ``queries``: ``(split_ids, counts, rows)`` arrays, or the ProtocolError that parsing them raised
     # (the handler raises it in its own error handling, so the refusal is audited)
@@ -58,27 +59,75 @@ class ScoringHandler(Protocol):
     def export_part(self, caller: str, model_id: str) -> str: ...
 
 
+@dataclass
+class Scored:
+    """The guest's answer to its operator.
+
+    Attributes
+    ----------
+    scores, log_odds : ndarray of float64, shape (n,)
+        Probability of default and its log-odds.
+    request_id : str
+    k : int
+        Reasons per applicant (0: none asked).
+    reason_names : list of str
+    reason_index : ndarray of int64, shape (n, k)
+        Index into ``reason_names`` of each applicant's reasons, largest first (-1: no further reason).
+    reason_values : ndarray of float64, shape (n, k)
+        Log-odds of default each reason adds beyond its reference.
+    scale : dict or None
+        ``pdo``, ``base_score``, ``base_odds`` of the model's scorecard step, if its job has one.
+    """
+
+    scores: np.ndarray
+    log_odds: np.ndarray | None
+    request_id: str
+    k: int = 0
+    reason_names: list = field(default_factory=list)
+    reason_index: np.ndarray | None = None
+    reason_values: np.ndarray | None = None
+    scale: dict | None = None
+
+
 class Contribution:
     """A host's reply: ``kind``; hetero_lr: ``masked`` (uint64); secureboost: packed ``decisions`` (``n_decisions`` bits)."""
 
-    __slots__ = ("kind", "masked", "decisions", "n_decisions", "n")
+    __slots__ = ("kind", "masked", "decisions", "n_decisions", "n", "masked_reference", "contributions",
+                 "reason_features", "reason_texts")
 
-    def __init__(self, kind: str, n: int, masked=None, decisions: bytes = b"", n_decisions: int = 0):
+    def __init__(self, kind: str, n: int, masked=None, decisions: bytes = b"", n_decisions: int = 0, *,
+                 masked_reference=None, contributions=None, reason_features=(), reason_texts=()):
         self.kind, self.n, self.masked, self.decisions, self.n_decisions = kind, n, masked, decisions, n_decisions
+        self.masked_reference = masked_reference  # hetero_lr with reasons: uint64 array of length 1
+        self.contributions = contributions  # hetero_lr with reveal_reasons: float64 (n, len(reason_features))
+        self.reason_features, self.reason_texts = list(reason_features), list(reason_texts)
 
     def to_proto(self) -> pb.ContributeReply:
         return pb.ContributeReply(
             kind=self.kind, n=self.n,
             masked=b"" if self.masked is None else np.asarray(self.masked, dtype="<u8").tobytes(),
             decisions=self.decisions, n_decisions=self.n_decisions,
+            masked_reference=b"" if self.masked_reference is None
+            else np.asarray(self.masked_reference, dtype="<u8").tobytes(),
+            contributions=b"" if self.contributions is None
+            else np.ascontiguousarray(self.contributions, dtype="<f8").tobytes(),
+            reason_features=self.reason_features, reason_texts=self.reason_texts,
         )
 
     @classmethod
     def from_proto(cls, m: pb.ContributeReply, peer: str) -> "Contribution":
-        if len(m.masked) % 8:
+        nf = len(m.reason_features)
+        if (len(m.masked) % 8 or len(m.masked_reference) not in (0, 8) or len(m.reason_texts) != nf
+                or (m.contributions and len(m.contributions) != 8 * nf * m.n)):
             raise ProtocolError(f"{peer!r} sent a malformed contribution (ragged arrays)")
+        contrib = np.frombuffer(m.contributions, dtype="<f8").reshape(m.n, nf) if m.contributions else None
+        if contrib is not None and not np.all(np.isfinite(contrib)):
+            raise ProtocolError(f"{peer!r} sent non-finite reason contributions")
         return cls(m.kind, m.n, masked=np.frombuffer(m.masked, dtype="<u8") if m.masked else None,
-                   decisions=m.decisions, n_decisions=m.n_decisions)
+                   decisions=m.decisions, n_decisions=m.n_decisions,
+                   masked_reference=np.frombuffer(m.masked_reference, dtype="<u8") if m.masked_reference else None,
+                   contributions=contrib, reason_features=[str(f)[:200] for f in m.reason_features],
+                   reason_texts=[str(t)[:200] for t in m.reason_texts])
 
 
 def queries_to_proto(q) -> pb.TreeQueries:
@@ -153,13 +202,22 @@ class _ScoringServicer(pb_grpc.ScoringServicer):
             if k == 0 or len(r.guest_features) != 8 * k * len(r.ids):
                 raise ProtocolError("guest_features must hold len(ids) x len(feature_names) float64 values")
             X = np.frombuffer(r.guest_features, dtype="<f8").reshape(len(r.ids), k)
-        scores, rid = self.h.score(caller, r.model_id, list(r.ids), _auth(r.auth), X, list(r.feature_names))
-        return pb.ScoreReply(scores=np.asarray(scores, dtype="<f8").tobytes(), request_id=rid, n=len(scores))
+        res = self.h.score_full(caller, r.model_id, list(r.ids), _auth(r.auth), X, list(r.feature_names),
+                                reasons=int(r.reasons))
+        reply = pb.ScoreReply(scores=np.asarray(res.scores, dtype="<f8").tobytes(), request_id=res.request_id,
+                              n=len(res.scores), log_odds=np.asarray(res.log_odds, dtype="<f8").tobytes(),
+                              k=res.k, reason_names=res.reason_names)
+        if res.k:
+            reply.reason_index = np.asarray(res.reason_index, dtype="<i4").tobytes()
+            reply.reason_values = np.asarray(res.reason_values, dtype="<f8").tobytes()
+        if res.scale:
+            reply.scale.CopyFrom(pb.ScoreScale(**res.scale))
+        return reply
 
     @_guard
     def Contribute(self, caller, r):
         return self.h.contribute(caller, r.model_id, r.request_id, r.id_digests, _auth(r.auth), list(r.hosts),
-                                 _parse_queries(r.queries, caller), bool(r.final)).to_proto()
+                                 _parse_queries(r.queries, caller), bool(r.final), reasons=bool(r.reasons)).to_proto()
 
     @_guard
     def Decide(self, caller, r):
@@ -233,21 +291,40 @@ class ScoringClient:
     def score(self, model_id: str, ids, *, consent_id: str, purpose: str, guest_X=None, feature_names=(),
               timeout: float | None = None) -> tuple[np.ndarray, str]:
         """Scores of ``ids`` (this party's own service: its operator asks, it is the model's guest)."""
+        res = self.score_full(model_id, ids, consent_id=consent_id, purpose=purpose, guest_X=guest_X,
+                              feature_names=feature_names, timeout=timeout)
+        return res.scores, res.request_id
+
+    def score_full(self, model_id: str, ids, *, consent_id: str, purpose: str, guest_X=None, feature_names=(),
+                   reasons: int = 0, timeout: float | None = None):
+        """:class:`Scored`: probabilities, log-odds, reasons, the model's scale."""
         req = pb.ScoreRequest(model_id=model_id, ids=[str(i) for i in ids],
                               auth=pb.Authorization(consent_id=consent_id, purpose=purpose),
-                              feature_names=list(feature_names))
+                              feature_names=list(feature_names), reasons=int(reasons))
         if guest_X is not None:
             req.guest_features = np.ascontiguousarray(guest_X, dtype="<f8").tobytes()
         try:
             r = self._s.Score(req, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.peer, "the scoring request") from None
-        if len(r.scores) != 8 * len(req.ids):
-            raise ProtocolError(f"{self.peer!r} returned {len(r.scores) // 8} scores for {len(req.ids)} ids")
-        return np.frombuffer(r.scores, dtype="<f8").copy(), r.request_id
+        n = len(req.ids)
+        if len(r.scores) != 8 * n or len(r.log_odds) not in (0, 8 * n):
+            raise ProtocolError(f"{self.peer!r} returned {len(r.scores) // 8} scores for {n} ids")
+        k = int(r.k)
+        if len(r.reason_index) != 4 * n * k or len(r.reason_values) != 8 * n * k:
+            raise ProtocolError(f"{self.peer!r} returned malformed reasons")
+        idx = np.frombuffer(r.reason_index, dtype="<i4").reshape(n, k).astype(np.int64)
+        if np.any((idx < -1) | (idx >= len(r.reason_names))):
+            raise ProtocolError(f"{self.peer!r} returned reasons outside its reason names")
+        scale = ({"pdo": r.scale.pdo, "base_score": r.scale.base_score, "base_odds": r.scale.base_odds}
+                 if r.HasField("scale") else None)
+        scores = np.frombuffer(r.scores, dtype="<f8").copy()
+        return Scored(scores, np.frombuffer(r.log_odds, dtype="<f8").copy() if r.log_odds else None,
+                      r.request_id, k, list(r.reason_names), idx,
+                      np.frombuffer(r.reason_values, dtype="<f8").reshape(n, k).copy(), scale)
 
     def contribute_async(self, model_id: str, request_id: str, digests: bytes, auth: dict, hosts,
-                         queries=None, final: bool = True, timeout: float | None = None):
+                         queries=None, final: bool = True, timeout: float | None = None, reasons: bool = False):
         """Start a Contribute call; returns a callable that waits for and returns the :class:`Contribution`.
 
         ``queries``/``final``: SecureBoost's first round of path queries, and
@@ -256,7 +333,7 @@ class ScoringClient:
         """
         req = pb.ContributeRequest(model_id=model_id, request_id=request_id, id_digests=digests,
                                    auth=pb.Authorization(**auth), hosts=list(hosts),
-                                   queries=queries_to_proto(queries), final=final)
+                                   queries=queries_to_proto(queries), final=final, reasons=reasons)
         fut = self._s.Contribute.future(req, timeout=timeout or self.timeout)
 
         def result() -> Contribution:

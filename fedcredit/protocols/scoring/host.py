@@ -33,7 +33,8 @@ from ...errors import ProtocolError
 from ...models.logistic import Standardizer, quantize
 from . import spec
 
-__all__ = ["SplitTable", "TreeSession", "SessionTable", "lr_partial", "lr_contribution", "pair_mask"]
+__all__ = ["SplitTable", "TreeSession", "SessionTable", "lr_partial", "lr_contribution", "lr_masked_reference",
+           "pair_mask"]
 
 
 #: Largest (rows x trees) bitmap used to check "one query per (row, tree) per round"; beyond it, a sort.
@@ -246,6 +247,24 @@ def pair_mask(secret: bytes, transcript: bytes, n: int) -> np.ndarray:
     if len(transcript) != 32:
         raise ProtocolError("a request transcript is a 32-byte SHA-256")
     return expand_mask(derive_key(secret, "score-mask-v2", transcript.hex()), n)
+
+
+def lr_masked_reference(part: dict, n: int, *, me: str, transcript: bytes, pair_secrets: dict[str, bytes]) -> np.ndarray:
+    """This host's reason reference (sum of its features' best-bin log-odds), masked: one uint64.
+
+    The mask is element ``n`` of the same pairwise keystream whose first ``n``
+    elements mask the partial scores (an element no partial uses), so the
+    references cancel only in the guest's sum over all hosts, like the partials.
+    """
+    from ...models.explain import lr_reference
+
+    u = spec.encode_partial(np.array([float(lr_reference(part).sum())]))
+    for peer, secret in pair_secrets.items():
+        if peer == me:
+            raise ProtocolError("a host cannot share a mask with itself")
+        m = pair_mask(secret, transcript, n + 1)[n:]
+        u = u + m if me < peer else u - m
+    return u
 
 
 def lr_contribution(part: dict, X: np.ndarray, *, me: str, transcript: bytes,

@@ -20,6 +20,13 @@ most ``max_depth`` round trips (fewer when a level has no host split on any
 path). The guest learns the host decisions on each row's path and nothing off
 it; a host learns which of its own split nodes each queried row reaches.
 
+Reason codes (``ScoreRequest.reasons`` = K) add no message: the guest's
+Contribute says ``reasons``, and each host's reply adds the reason texts its
+``[policy.reasons]`` publishes (SecureBoost: keyed by its feature index) and,
+for hetero LR, its reference masked like its partial scores (element ``n``
+of the same keystream) and, only if its policy sets ``reveal_reasons``, its
+per-feature contributions (``fedcredit.models.explain``, docs/scoring.md).
+
 Ids travel as BLAKE2b-128 digests keyed by the model id (:func:`id_digests`):
 a host maps the digests of its own customers back to rows; a digest of a
 non-customer tells it nothing it could not get by guessing the id.
