@@ -208,7 +208,7 @@ def test_public_key_checks():
         ou.PublicKey(pk.n + 2, pk.g, pk.h)
     with pytest.raises(TypeError):
         pickle.dumps(sk)
-    assert "p" not in repr(sk).replace("PrivateKey", "").replace("fingerprint", "")
+    assert str(sk._p) not in repr(sk) and str(sk._p) not in repr(pk)
 
 
 def test_default_key_size():
@@ -270,6 +270,23 @@ def test_rerandomization_changes_ciphertexts_not_plaintexts(keys):
         assert r.is_fresh
         assert all(a != b for a, b in zip(r.ciphertexts(), cv.ciphertexts()))
         assert sk.decrypt_signed(r) == [6, -5, 1]
+
+
+def test_precomputed_obfuscators_are_used_once(keys):
+    pk, sk = keys
+    pk.precompute_obfuscators(3)
+    pool = list(pk._obf_pool)
+    cv = sk.encrypt_ints([1, 2])
+    r1 = cv.obfuscate()
+    assert len(pk._obf_pool) == 1
+    assert r1.ciphertexts() == [c * r % pk.n for c, r in zip(cv.ciphertexts(), pool[:2])]
+    r2 = cv.obfuscate()  # one from the pool, one computed on the spot
+    assert len(pk._obf_pool) == 0
+    assert r2.ciphertexts()[0] == cv.ciphertexts()[0] * pool[2] % pk.n
+    assert r2.ciphertexts()[1] != r1.ciphertexts()[1]
+    assert sk.decrypt_ints(r1) == sk.decrypt_ints(r2) == [1, 2]
+    with pytest.raises(ConfigError):
+        pk.precompute_obfuscators(-1)
 
 
 def test_rerandomization_hides_a_marker_from_a_malicious_key_owner():

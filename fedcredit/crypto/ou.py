@@ -75,6 +75,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 import gmpy2
@@ -218,9 +219,9 @@ class PublicKey:
         self._bytes = tuple(v.to_bytes(self.width, "big") for v in (n, g, h))
         self.fingerprint = hashlib.sha256(SCHEME.encode() + b"".join(self._bytes)).digest()
         self._mn = mpz(n)
-        self._mg = mpz(g)
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
+        self._obf_pool: deque = deque()
 
     def __eq__(self, other) -> bool:
         return isinstance(other, PublicKey) and (other.n, other.g, other.h) == (self.n, self.g, self.h)
@@ -248,6 +249,27 @@ class PublicKey:
             if self._engine is None:
                 self._engine = PublicEngine(self.n, self.g, self.h, self.plaintext_bits, self.r_bits)
             return self._engine
+
+    def precompute_obfuscators(self, count: int) -> None:
+        """Compute ``count`` re-randomizers ``rho^n`` now, for later :meth:`CipherVector.obfuscate` calls.
+
+        They do not depend on any data, so a party can make them while it waits for a peer
+        (e.g. in a thread while its main thread is blocked receiving: ``gmpy2`` holds the
+        GIL, so this overlaps only idle time).  Each value is used once and then dropped.
+        """
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ConfigError(f"The 'count' parameter of precompute_obfuscators must be an int >= 0. Got {count!r} instead.")
+        self._obf_pool.extend(random_units_nth_power(self._mn, int(count)))
+
+    def _take_obfuscators(self, count: int) -> list:
+        out = []
+        pool = self._obf_pool
+        try:
+            while len(out) < count:
+                out.append(pool.popleft())  # atomic: a value never goes to two callers
+        except IndexError:
+            pass
+        return out + random_units_nth_power(self._mn, count - len(out))
 
     def _check_ints(self, ints) -> list:
         """Plaintext ints -> list of Python/mpz ints of magnitude below ``2^plaintext_bits``."""
@@ -589,8 +611,8 @@ class CipherVector:
         """Add plaintexts (ints at this vector's scale, floats encoded at its ``frac_bits``)."""
         ms = self._plain(values, self.frac_bits)
         pk = self.public_key
-        n, g = pk._mn, pk._mg
-        gm = _obj_array([gmpy2.powmod(g, m, n) if m >= 0 else gmpy2.invert(gmpy2.powmod(g, -m, n), n) for m in ms])
+        n, tg = pk._mn, pk._get_engine().tg
+        gm = _obj_array([tg.pow(m) if m >= 0 else gmpy2.invert(tg.pow(-m), n) for m in ms])
         x, y = self._broadcast(self._c, gm)
         return self._derived(x * y % n)
 
@@ -670,10 +692,13 @@ class CipherVector:
 
     # -------------------------------------------------- randomness / wire
     def obfuscate(self, *, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize with ``rho^n``, ``rho`` fresh and uniform in ``Z_n^*`` (see the module docstring)."""
+        """Re-randomize with ``rho^n``, ``rho`` fresh and uniform in ``Z_n^*`` (see the module docstring).
+
+        Uses values from :meth:`PublicKey.precompute_obfuscators` first (each exactly once).
+        """
         pk = self.public_key
         n = pk._mn
-        rs = random_units_nth_power(n, len(self))
+        rs = pk._take_obfuscators(len(self))
         return CipherVector._make(pk, _obj_array([c * r % n for c, r in zip(self._c, rs)]), self.frac_bits, fresh=True)
 
     @property
