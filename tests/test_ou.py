@@ -266,7 +266,7 @@ def test_guard_refuses_values_between_bound_and_p(keys):
 def test_rerandomization_changes_ciphertexts_not_plaintexts(keys):
     pk, sk = keys
     cv = pk.encrypt_ints([5, -6, 0]) + sk.encrypt_ints([1, 1, 1])
-    for r in (cv.obfuscate(), sk.obfuscate(cv)):
+    for r in (cv.obfuscate(), cv.obfuscate(full=False), sk.obfuscate(cv)):
         assert r.is_fresh
         assert all(a != b for a, b in zip(r.ciphertexts(), cv.ciphertexts()))
         assert sk.decrypt_signed(r) == [6, -5, 1]
@@ -287,6 +287,29 @@ def test_precomputed_obfuscators_are_used_once(keys):
     assert sk.decrypt_ints(r1) == sk.decrypt_ints(r2) == [1, 2]
     with pytest.raises(ConfigError):
         pk.precompute_obfuscators(-1)
+
+
+def test_subgroup_rerandomization_hides_the_sum_of_an_honest_owners_randomness():
+    """A key owner that follows the protocol knows each row's r_i; with chi(h) = -1 for the
+    Legendre symbol mod q, an unrandomized bin sum shows the parity of sum(r_i) over the rows
+    in the bin (a linear equation on membership).  h^r with r uniform (obfuscate(full=False))
+    and rho^n both make it a fair coin."""
+    while True:
+        pk, sk = _small_ou_keypair(768)
+        q = sk._q
+        if gmpy2.legendre(pk.h % q, q) == -1:
+            break
+    n, rs = pk.n, [2, 4, 6]  # the owner's own even randomness: the raw sum's character is fixed
+    rows = pk.vector_from_raw([gmpy2.powmod(pk.g, m, n) * gmpy2.powmod(pk.h, r, n) % n for m, r in zip([3, 4, 5], rs)])
+    bin_sum = rows.sum()
+
+    def legendre(cv):
+        return int(gmpy2.legendre(cv.ciphertexts()[0] % q, q))
+
+    raw = legendre(bin_sum)
+    assert all(legendre(rows.sum()) == raw for _ in range(5))  # the sum alone is deterministic
+    assert {legendre(bin_sum.obfuscate(full=False)) for _ in range(40)} == {-1, 1}
+    assert {legendre(bin_sum.obfuscate()) for _ in range(40)} == {-1, 1}
 
 
 def test_rerandomization_hides_a_marker_from_a_malicious_key_owner():
@@ -316,10 +339,10 @@ def test_rerandomization_hides_a_marker_from_a_malicious_key_owner():
     def legendre(cv):
         return int(gmpy2.legendre(cv.ciphertexts()[0] % q, q))
 
-    # h^r re-randomization: the marker survives every time (the attack works)
-    for _ in range(20):
-        weak = bin_sum + pk.encrypt_ints([0])
-        assert legendre(weak) == -1
+    # h^r re-randomization (an encryption of 0, or obfuscate(full=False)): the marker survives every time
+    for _ in range(10):
+        assert legendre(bin_sum + pk.encrypt_ints([0])) == -1
+        assert legendre(bin_sum.obfuscate(full=False)) == -1
     # rho^n re-randomization: the character is uniform, the marker is gone
     seen = {legendre(pk.vector_from_blob(bin_sum.to_blob()))}
     seen |= {legendre(bin_sum.obfuscate()) for _ in range(40)}

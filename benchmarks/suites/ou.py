@@ -120,6 +120,8 @@ def run(args) -> dict:
     p = _rate(lambda: pcv[:ko].obfuscate(parallel=False), ko, reps)
     rows.append(_row("obfuscate_outgoing", bits, o, p,
                      note="OU: rho^n, rho uniform in Z_n^*; Paillier: this tree's engine (see docs/crypto.md)"))
+    o = _rate(lambda: ocv[:ko].obfuscate(full=False), ko, reps)
+    rows.append(_row("obfuscate_outgoing_subgroup", bits, o, p, note="OU: h^r, r uniform below 2^r_bits (fixed-base table)"))
 
     flint_vals = [secrets.randbelow(opk.n) for _ in range(k)]
     return {

@@ -66,8 +66,12 @@ owner is then ``g^M`` times a uniform element of that subgroup -- a function of 
 plaintext sum alone, even if the owner crafted ``g``, ``h`` or the summed ciphertexts
 to carry a marker in a character outside ``<h>`` (the issue 23 item 5 attack on a
 fixed secret base).  It costs one 2048-bit exponentiation per ciphertext, paid after
-compression.  The key owner's own :meth:`PrivateKey.obfuscate` multiplies by ``h^r``
-(CRT), like a fresh encryption.
+compression.  ``obfuscate(full=False)`` multiplies by ``h^r`` instead (fixed-base table,
+~8x cheaper): uniform over ``<h>``, which contains the randomness of every honestly formed
+ciphertext, so it hides everything from a key owner that follows the protocol, but not a
+marker a deviating owner planted -- for protocols where such an owner could mark rows
+through the plaintexts anyway.  The key owner's own :meth:`PrivateKey.obfuscate`
+multiplies by ``h^r`` (CRT), like a fresh encryption.
 """
 
 from __future__ import annotations
@@ -691,14 +695,32 @@ class CipherVector:
         return concat([self, *others])
 
     # -------------------------------------------------- randomness / wire
-    def obfuscate(self, *, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize with ``rho^n``, ``rho`` fresh and uniform in ``Z_n^*`` (see the module docstring).
+    def obfuscate(self, *, full: bool = True, parallel: bool | None = None) -> "CipherVector":
+        """Re-randomize every ciphertext.
 
-        Uses values from :meth:`PublicKey.precompute_obfuscators` first (each exactly once).
+        Parameters
+        ----------
+        full : bool, default=True
+            ``True``: multiply by ``rho^n`` with ``rho`` fresh and uniform in ``Z_n^*`` -- the
+            result depends only on the plaintext even if the key owner crafted the inputs or
+            the key (what :meth:`to_blob` uses).  Takes values from
+            :meth:`PublicKey.precompute_obfuscators` first, each exactly once.
+            ``False``: multiply by ``h^r`` with a fresh ``r`` uniform below ``2^r_bits``
+            (fixed-base table of the public ``h``, ~8x cheaper) -- uniform over ``<h>``, which
+            hides everything from a key owner that follows the protocol (all honest
+            ciphertexts lie in ``g^m <h>``), but keeps a character marker that a deviating
+            owner planted in its own ciphertexts.  Choose it only where such an owner could
+            mark rows through the plaintexts anyway (docs/crypto.md, "OU").
+        parallel : bool or None
+            Accepted for interface parity; OU runs in-process for now.
         """
         pk = self.public_key
         n = pk._mn
-        rs = pk._take_obfuscators(len(self))
+        if full:
+            rs = pk._take_obfuscators(len(self))
+        else:
+            th, rb, randbits = pk._get_engine().th, pk.r_bits, secrets.randbits
+            rs = [th.pow(mpz(randbits(rb))) for _ in range(len(self))]
         return CipherVector._make(pk, _obj_array([c * r % n for c, r in zip(self._c, rs)]), self.frac_bits, fresh=True)
 
     @property
