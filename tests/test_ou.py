@@ -157,6 +157,16 @@ def test_blob_round_trip_fixed_width(keys):
     assert ou.PublicKey.from_wire(pk.to_wire()) == pk
 
 
+def test_blob_and_key_cross_the_wire_serde(keys):
+    from fedcredit.transport import serde
+
+    pk, sk = keys
+    blob = (sk.encrypt_ints([4, -9]) + pk.encrypt_ints([1, 1])).to_blob()
+    wire = serde.decode(serde.encode({"key": pk.to_wire(), "hist": blob}))
+    assert ou.PublicKey.from_wire(wire["key"]) == pk
+    assert sk.decrypt_signed(pk.vector_from_blob(wire["hist"])) == [5, -8]
+
+
 def _tamper(pk, sk, blob, how):
     w = pk.width
     if how == "width":
