@@ -276,7 +276,7 @@ def test_guard_refuses_values_between_bound_and_p(keys):
 def test_rerandomization_changes_ciphertexts_not_plaintexts(keys):
     pk, sk = keys
     cv = pk.encrypt_ints([5, -6, 0]) + sk.encrypt_ints([1, 1, 1])
-    for r in (cv.obfuscate(), cv.obfuscate(full=False), sk.obfuscate(cv)):
+    for r in (cv.obfuscate(), cv.obfuscate(parallel=True), cv.obfuscate(full=False), sk.obfuscate(cv)):
         assert r.is_fresh
         assert all(a != b for a, b in zip(r.ciphertexts(), cv.ciphertexts()))
         assert sk.decrypt_signed(r) == [6, -5, 1]

@@ -116,12 +116,15 @@ def run(args) -> dict:
     rows.append(_row("decrypt", bits, o, p))
 
     ko = max(20, k // 20)
-    o = _rate(lambda: ocv[:ko].obfuscate(), ko, reps)
+    o = _rate(lambda: ocv[:ko].obfuscate(parallel=False), ko, reps)
     p = _rate(lambda: pcv[:ko].obfuscate(parallel=False), ko, reps)
     rows.append(_row("obfuscate_outgoing", bits, o, p,
                      note="OU: rho^n, rho uniform in Z_n^*; Paillier: this tree's engine (see docs/crypto.md)"))
     o = _rate(lambda: ocv[:ko].obfuscate(full=False), ko, reps)
     rows.append(_row("obfuscate_outgoing_subgroup", bits, o, p, note="OU: h^r, r uniform below 2^r_bits (fixed-base table)"))
+    o = _rate(lambda: ocv[:ko].obfuscate(parallel=True), ko, reps)
+    rows.append(_row("obfuscate_outgoing_threads", bits, o, p, cores=os.cpu_count(),
+                     note="OU rho^n over one GIL-free thread per core; Paillier column is still 1 core"))
 
     flint_vals = [secrets.randbelow(opk.n) for _ in range(k)]
     return {

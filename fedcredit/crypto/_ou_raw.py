@@ -19,7 +19,9 @@ uses its own key and ciphertext format.
 
 from __future__ import annotations
 
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import gmpy2
 import numpy as np
@@ -102,22 +104,34 @@ def bucket_sums(cs: list, bins: np.ndarray, n_bins: int, modulus) -> list:
     return out
 
 
-def random_units_nth_power(n, count: int) -> list:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def random_units_nth_power(n, count: int, parallel: bool | None = None) -> list:
     """``rho^n mod n`` for fresh ``rho`` uniform in ``Z_n^*`` (``secrets``), one per output.
 
-    A uniform element of the whole subgroup of ``n``-th powers, whatever the key
-    owner chose for ``g`` and ``h``: the re-randomizer for ciphertexts that go to the
-    key owner.
+    A uniform element of the whole subgroup of ``n``-th powers, whatever the key owner
+    chose for ``g`` and ``h``: the re-randomizer for ciphertexts that go to the key owner.
+    The exponentiations run in ``gmpy2.powmod_base_list``, which releases the GIL, split
+    over one thread per core (``parallel=None``: when ``count >= 16``).
     """
     n = mpz(n)
-    out = []
-    for _ in range(count):
-        while True:
-            rho = mpz(secrets.randbelow(int(n) - 2) + 2)
-            if gmpy2.gcd(rho, n) == 1:
-                break
-        out.append(powmod(rho, n, n))
-    return out
+    rhos = []
+    while len(rhos) < count:
+        rho = mpz(secrets.randbelow(int(n) - 2) + 2)
+        if gmpy2.gcd(rho, n) == 1:
+            rhos.append(rho)
+    workers = min(_cores(), count) if (parallel or (parallel is None and count >= 16)) else 1
+    if workers <= 1:
+        return list(gmpy2.powmod_base_list(rhos, n, n)) if rhos else []
+    step = -(-count // workers)
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        parts = list(ex.map(lambda lo: gmpy2.powmod_base_list(rhos[lo : lo + step], n, n), range(0, count, step)))
+    return [v for part in parts for v in part]
 
 
 class PublicEngine:
@@ -200,4 +214,5 @@ class OwnerEngine:
     def decrypt(self, cs) -> list:
         """Plaintexts in ``[0, p)`` -- unchecked: :mod:`fedcredit.crypto.ou` applies the guard."""
         p, p2, pm1, gp_inv = self.p, self.p2, self.pm1, self.gp_inv
-        return [(powmod(c % p2, pm1, p2) - 1) // p * gp_inv % p for c in cs]
+        xs = gmpy2.powmod_base_list([c % p2 for c in cs], pm1, p2) if len(cs) else []
+        return [(x - 1) // p * gp_inv % p for x in xs]

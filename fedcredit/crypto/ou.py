@@ -66,7 +66,8 @@ owner is then ``g^M`` times a uniform element of that subgroup -- a function of 
 plaintext sum alone, even if the owner crafted ``g``, ``h`` or the summed ciphertexts
 to carry a marker in a character outside ``<h>`` (the issue 23 item 5 attack on a
 fixed secret base).  It costs one 2048-bit exponentiation per ciphertext, paid after
-compression.  ``obfuscate(full=False)`` multiplies by ``h^r`` instead (fixed-base table,
+compression, in ``gmpy2.powmod_base_list`` (GIL-free: one thread per core, and
+:meth:`PublicKey.precompute_obfuscators` can run ahead in a thread).  ``obfuscate(full=False)`` multiplies by ``h^r`` instead (fixed-base table,
 ~8x cheaper): uniform over ``<h>``, which contains the randomness of every honestly formed
 ciphertext, so it hides everything from a key owner that follows the protocol, but not a
 marker a deviating owner planted -- for protocols where such an owner could mark rows
@@ -257,15 +258,15 @@ class PublicKey:
     def precompute_obfuscators(self, count: int) -> None:
         """Compute ``count`` re-randomizers ``rho^n`` now, for later :meth:`CipherVector.obfuscate` calls.
 
-        They do not depend on any data, so a party can make them while it waits for a peer
-        (e.g. in a thread while its main thread is blocked receiving: ``gmpy2`` holds the
-        GIL, so this overlaps only idle time).  Each value is used once and then dropped.
+        They do not depend on any data, so a party can make them ahead of time, e.g. in a
+        thread while it waits for a peer (the exponentiations release the GIL).  Each value
+        is used once and then dropped.
         """
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
             raise ConfigError(f"The 'count' parameter of precompute_obfuscators must be an int >= 0. Got {count!r} instead.")
         self._obf_pool.extend(random_units_nth_power(self._mn, int(count)))
 
-    def _take_obfuscators(self, count: int) -> list:
+    def _take_obfuscators(self, count: int, parallel: bool | None = None) -> list:
         out = []
         pool = self._obf_pool
         try:
@@ -273,7 +274,7 @@ class PublicKey:
                 out.append(pool.popleft())  # atomic: a value never goes to two callers
         except IndexError:
             pass
-        return out + random_units_nth_power(self._mn, count - len(out))
+        return out + random_units_nth_power(self._mn, count - len(out), parallel)
 
     def _check_ints(self, ints) -> list:
         """Plaintext ints -> list of Python/mpz ints of magnitude below ``2^plaintext_bits``."""
@@ -712,12 +713,13 @@ class CipherVector:
             owner planted in its own ciphertexts.  Choose it only where such an owner could
             mark rows through the plaintexts anyway (docs/crypto.md, "OU").
         parallel : bool or None
-            Accepted for interface parity; OU runs in-process for now.
+            ``full`` only: split the exponentiations over one thread per core (they release
+            the GIL); None: for 16 or more ciphertexts.
         """
         pk = self.public_key
         n = pk._mn
         if full:
-            rs = pk._take_obfuscators(len(self))
+            rs = pk._take_obfuscators(len(self), parallel)
         else:
             th, rb, randbits = pk._get_engine().th, pk.r_bits, secrets.randbits
             rs = [th.pow(mpz(randbits(rb))) for _ in range(len(self))]
