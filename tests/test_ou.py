@@ -360,13 +360,14 @@ def test_rerandomization_hides_a_marker_from_a_malicious_key_owner():
 
 
 # ---------------------------------------------------------------- compression
-def test_compress_round_trip_stays_below_guard(keys):
+@pytest.mark.parametrize("groups, parallel", [(3, False), (3, True), (18, None)])
+def test_compress_round_trip_stays_below_guard(keys, groups, parallel):
     pk, sk = keys
     item_bits = 40
     k = pk.plaintext_bits // item_bits
-    items = [secrets.randbits(item_bits) for _ in range(2 * k + 3)]
-    comp = ou.compress(sk.encrypt_ints(items), item_bits=item_bits)
-    assert len(comp) == 3
+    items = [secrets.randbits(item_bits) for _ in range((groups - 1) * k + 3)]  # a short last group
+    comp = ou.compress(sk.encrypt_ints(items), item_bits=item_bits, parallel=parallel)
+    assert len(comp) == groups and not comp.is_fresh
     dec = sk.decrypt_ints(comp)
     assert all(v < (1 << pk.plaintext_bits) for v in dec)
     assert ou.decompress(dec, item_bits=item_bits, count=len(items), public_key=pk) == items

@@ -27,7 +27,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz, powmod
 
-__all__ = ["FixedBase", "OwnerEngine", "PublicEngine", "bucket_sums", "product", "random_units_nth_power"]
+__all__ = ["FixedBase", "OwnerEngine", "PublicEngine", "bucket_sums", "horner_pack", "powmod_many", "product", "random_units_nth_power"]
 
 
 class FixedBase:
@@ -111,13 +111,25 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def powmod_many(bases: list, exp, modulus, parallel: bool | None = None) -> list:
+    """``[b^exp mod modulus for b in bases]`` in ``gmpy2.powmod_base_list`` (GIL-free), split over
+    one thread per core when ``parallel`` (None: for 16 or more bases)."""
+    count = len(bases)
+    workers = min(_cores(), count) if (parallel or (parallel is None and count >= 16)) else 1
+    if workers <= 1:
+        return list(gmpy2.powmod_base_list(bases, exp, modulus)) if count else []
+    step = -(-count // workers)
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        parts = list(ex.map(lambda lo: gmpy2.powmod_base_list(bases[lo : lo + step], exp, modulus), range(0, count, step)))
+    return [v for part in parts for v in part]
+
+
 def random_units_nth_power(n, count: int, parallel: bool | None = None) -> list:
     """``rho^n mod n`` for fresh ``rho`` uniform in ``Z_n^*`` (``secrets``), one per output.
 
     A uniform element of the whole subgroup of ``n``-th powers, whatever the key owner
     chose for ``g`` and ``h``: the re-randomizer for ciphertexts that go to the key owner.
-    The exponentiations run in ``gmpy2.powmod_base_list``, which releases the GIL, split
-    over one thread per core (``parallel=None``: when ``count >= 16``).
+    Runs in :func:`powmod_many` (GIL-free, one thread per core).
     """
     n = mpz(n)
     rhos = []
@@ -125,13 +137,26 @@ def random_units_nth_power(n, count: int, parallel: bool | None = None) -> list:
         rho = mpz(secrets.randbelow(int(n) - 2) + 2)
         if gmpy2.gcd(rho, n) == 1:
             rhos.append(rho)
-    workers = min(_cores(), count) if (parallel or (parallel is None and count >= 16)) else 1
-    if workers <= 1:
-        return list(gmpy2.powmod_base_list(rhos, n, n)) if rhos else []
-    step = -(-count // workers)
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        parts = list(ex.map(lambda lo: gmpy2.powmod_base_list(rhos[lo : lo + step], n, n), range(0, count, step)))
-    return [v for part in parts for v in part]
+    return powmod_many(rhos, n, n, parallel)
+
+
+def horner_pack(cs: list, k: int, item_bits: int, modulus, parallel: bool | None = None) -> list:
+    """Cipher compression: ``prod_i c_{jk+i}^(2^(i item_bits))`` for each group ``j`` of ``k``.
+
+    Horner over all groups at once: one batched (GIL-free) ``acc^(2^item_bits)`` per
+    position, then one product per group.  A short last group is padded at the top with
+    ``1`` (an encryption of 0), which leaves its plaintext unchanged.
+    """
+    if not cs:
+        return []
+    groups = -(-len(cs) // k)
+    padded = list(cs) + [mpz(1)] * (groups * k - len(cs))
+    shift = mpz(1) << int(item_bits)
+    acc = padded[k - 1 :: k]
+    for i in range(k - 2, -1, -1):
+        acc = powmod_many(acc, shift, modulus, parallel)
+        acc = [a * c % modulus for a, c in zip(acc, padded[i::k])]
+    return acc
 
 
 class PublicEngine:
