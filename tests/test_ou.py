@@ -127,6 +127,61 @@ def test_histogram_equals_plaintext_reference(keys, dtype):
     assert sk.decrypt_signed(sk.encrypt_ints(g).group_sum(bins[:, 0], n_bins)) == [int(v) for v in ref[0]]
 
 
+def test_heu_accelerator_matches_gmpy2_kernel(keys):
+    pytest.importorskip("heu")
+    pk, sk = keys
+    rng = np.random.default_rng(3)
+    rows, feats, n_bins = 200, 5, 8
+    g = rng.integers(-(2**30), 2**30, size=rows)
+    bins = rng.integers(0, n_bins, size=(rows, feats)).astype(np.uint8)
+    bins[:, 4] = 7
+    cv = pk.encrypt_ints(g)
+    fast = cv.histogram(bins, n_bins, kernel="heu")
+    assert fast.ciphertexts() == cv.histogram(bins, n_bins, kernel="gmpy2").ciphertexts()
+    ref = np.zeros((feats, n_bins), dtype=object)
+    for j in range(feats):
+        np.add.at(ref[j], bins[:, j].astype(np.int64), g.astype(object))
+    assert sk.decrypt_signed(fast) == [int(v) for v in ref.ravel()]
+
+
+def test_heu_bridge_unused_when_its_self_check_fails(monkeypatch):
+    pytest.importorskip("heu")
+    from fedcredit.crypto import _ou_heu
+
+    pk, _ = _small_ou_keypair(768)  # a key no bridge was built for yet
+    monkeypatch.setattr(_ou_heu._Bridge, "self_check", lambda self: False)
+    assert _ou_heu.bridge_for(pk.n, pk.g, pk.h, pk.plaintext_bits) is None
+    with pytest.raises(ConfigError):
+        pk.encrypt_ints([1]).histogram(np.zeros((1, 1), dtype=np.uint8), 2, kernel="heu")
+
+
+def test_histogram_falls_back_when_the_accelerator_is_unusable(keys, monkeypatch):
+    from fedcredit.crypto import _ou_heu
+
+    pk, sk = keys
+    cv = sk.encrypt_ints([1, 2, 3])
+    bins = np.array([[0], [1], [0]], dtype=np.uint8)
+    ref = cv.histogram(bins, 2, kernel="gmpy2").ciphertexts()
+
+    class Broken:
+        def bucket_sums(self, *args):
+            raise RuntimeError("format changed")
+
+    monkeypatch.setattr(_ou_heu, "available", lambda: True)
+    monkeypatch.setattr(ou, "_HEU_MIN_WORK", 1)
+    for bridge in (Broken(), None):
+        monkeypatch.setattr(_ou_heu, "bridge_for", lambda *args, b=bridge: b)
+        assert cv.histogram(bins, 2).ciphertexts() == ref
+        with pytest.raises(ConfigError):
+            cv.histogram(bins, 2, kernel="heu")
+
+
+def test_unknown_kernel_refused(keys):
+    pk, sk = keys
+    with pytest.raises(ConfigError):
+        sk.encrypt_ints([1]).histogram(np.zeros((1, 1), dtype=np.uint8), 2, kernel="cuda")
+
+
 @pytest.mark.parametrize(
     "bins, n_bins",
     [(np.zeros((3, 2), dtype=np.float64), 4), (np.full((3, 2), 4, dtype=np.uint8), 4), (np.zeros(3, dtype=np.uint8), 4), (np.zeros((2, 2), dtype=np.uint8), 4)],
