@@ -110,6 +110,16 @@ def run(args) -> dict:
     p = _rate(lambda: pcv.histogram(bins, n_bins, parallel=False), k * feats, reps)
     rows.append(_row("histogram_add", bits, o, p, unit="row-features/s"))
 
+    from fedcredit.crypto import _ou_heu
+
+    if _ou_heu.bridge_for(opk.n, opk.g, opk.h, opk.plaintext_bits) is not None:
+        for f in (feats, 48):
+            bf = rng.integers(0, n_bins, size=(k, f)).astype(np.uint8)
+            o = _rate(lambda: ocv.histogram(bf, n_bins, kernel="heu"), k * f, reps)
+            g = _rate(lambda: ocv.histogram(bf, n_bins, kernel="gmpy2"), k * f, reps)
+            rows.append(_row("histogram_add_heu_bridge", bits, o, p, features=f, gmpy2_same_shape=round(g, 1),
+                             unit="row-features/s", note="our ciphertexts through sf-heu, conversions included"))
+
     item_bits = 99  # SecureBoost's (g, h) item at 80k-100k rows
     o = _rate(lambda: ou.compress(ocv, item_bits=item_bits, parallel=False), k, reps)
     p = _rate(lambda: paillier.compress(pcv, item_bits=item_bits), k, reps)

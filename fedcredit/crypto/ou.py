@@ -114,8 +114,6 @@ MIN_KEY_BITS = 2048
 #: Bits between the largest plaintext the key owner releases and ``p``.
 GUARD_BITS = 64
 SCHEME = "ou"
-#: Smallest histogram (rows x features additions) for which kernel="auto" uses HEU (its conversion costs).
-_HEU_MIN_WORK = 20_000
 
 _MPZ = type(mpz(0))
 # Moduli of small keys made in this process by _small_keypair (tests only; never a peer's choice).
@@ -664,7 +662,7 @@ class CipherVector:
             raise ConfigError(f"group ids must be 1-D, got shape {gid.shape}")
         return self.histogram(gid.reshape(-1, 1), n_groups)
 
-    def histogram(self, bins, n_bins: int, *, kernel: str = "auto", parallel: bool | None = None) -> "CipherVector":
+    def histogram(self, bins, n_bins: int, *, kernel: str = "gmpy2", parallel: bool | None = None) -> "CipherVector":
         """Per-feature bin sums over this vector's rows (the host's encrypted histogram).
 
         Parameters
@@ -672,12 +670,12 @@ class CipherVector:
         bins : ndarray of int (e.g. uint8), shape (len(self), n_features)
             Bin code of each row for each feature, in ``[0, n_bins)``.
         n_bins : int
-        kernel : {"auto", "gmpy2", "heu"}, default="auto"
+        kernel : {"gmpy2", "heu"}, default="gmpy2"
             ``"gmpy2"``: the pure kernel (always available).  ``"heu"``: SecretFlow HEU's
             bucket sum through :mod:`fedcredit.crypto._ou_heu` (``pip install
-            fedcredit[heu]``; ConfigError if it is not importable or fails its self-check).
-            ``"auto"``: HEU when usable and the work is at least 20,000 additions, else gmpy2.
-            All give identical ciphertexts.
+            fedcredit[heu]``; ConfigError if it is not importable, fails its self-check or
+            fails).  Both give identical ciphertexts; HEU was 1.7x faster on a quiet core
+            and no faster under heavy load (benchmarks/README.md, "OU backend").
         parallel : bool or None
             Accepted for interface parity; OU runs in-process for now.
 
@@ -697,22 +695,19 @@ class CipherVector:
             raise ConfigError(f"The 'n_bins' parameter of histogram must be an int >= 1. Got {n_bins!r} instead.")
         if b.size and (b.min() < 0 or b.max() >= n_bins):
             raise ConfigError(f"bin ids must be in [0, {n_bins})")
-        if kernel not in ("auto", "gmpy2", "heu"):
-            raise ConfigError(f"The 'kernel' parameter of histogram must be 'auto', 'gmpy2' or 'heu'. Got {kernel!r} instead.")
+        if kernel not in ("gmpy2", "heu"):
+            raise ConfigError(f"The 'kernel' parameter of histogram must be 'gmpy2' or 'heu'. Got {kernel!r} instead.")
         cs = self._c.tolist()
-        out = None
-        if kernel == "heu" or (kernel == "auto" and b.size >= _HEU_MIN_WORK and _ou_heu.available()):
+        if kernel == "heu" and len(cs):
             pk = self.public_key
             bridge = _ou_heu.bridge_for(pk.n, pk.g, pk.h, pk.plaintext_bits)
-            if bridge is None and kernel == "heu":
+            if bridge is None:
                 raise ConfigError("kernel='heu' needs sf-heu (pip install fedcredit[heu]) and a passing self-check")
-            if bridge is not None and len(cs):
-                try:
-                    out = bridge.bucket_sums(cs, b, int(n_bins))
-                except Exception:
-                    if kernel == "heu":
-                        raise ConfigError("the HEU bucket sum failed") from None
-        if out is None:
+            try:
+                out = bridge.bucket_sums(cs, b, int(n_bins))
+            except Exception:
+                raise ConfigError("the HEU bucket sum failed; use kernel='gmpy2'") from None
+        else:
             out = bucket_sums(cs, b, int(n_bins), self.public_key._mn)
         return self._derived(_obj_array(out))
 
