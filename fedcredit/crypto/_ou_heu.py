@@ -1,8 +1,8 @@
 """Optional accelerator: SecretFlow HEU's OU bucket sum on our OU ciphertexts (hazmat).
 
 HEU (``pip install fedcredit[heu]``: ``sf-heu``, CPython 3.10-3.11 wheels) ships a C++
-``feature_wise_bucket_sum`` that is about 1.7x our gmpy2 kernel on one core
-(benchmarks/README.md, "OU backend").  It has no public API for foreign keys or
+``feature_wise_bucket_sum`` that was 1.7x our gmpy2 kernel on a quiet core and no faster
+under heavy load (benchmarks/README.md, "OU backend").  It has no public API for foreign keys or
 ciphertexts, so this bridge speaks its serialized forms, as found in sf-heu 0.5.2b0:
 
 * a public key is the msgpack list ``[n, G, H, max_plaintext_bits]`` followed by eight
@@ -16,8 +16,9 @@ An addition is a product modulo ``n`` in either representation (Montgomery produ
 of ``aR`` and ``bR`` give ``abR``), so the bucket sums come back exactly.  Because the
 formats are undocumented, each key's bridge first runs a self-check (a small bucket sum
 compared with :func:`fedcredit.crypto._ou_raw.bucket_sums`) and is never used if that
-fails or raises; callers then use the gmpy2 kernel.  Only public material (``n``, ``g``,
-``h`` and ciphertexts) goes to HEU.
+fails or raises (``CipherVector.histogram(kernel="heu")`` then raises ConfigError; the
+default kernel is gmpy2).  Only public material (``n``, ``g``, ``h`` and ciphertexts)
+goes to HEU.
 """
 
 from __future__ import annotations
