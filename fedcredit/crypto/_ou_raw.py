@@ -13,8 +13,8 @@ Kernel choice (measured on the 2-core development machine, benchmarks/README.md,
 as the Python step around it, so the histogram kernel is a single pass per feature
 that multiplies each row's ciphertext into its bin's accumulator; sorting rows by
 bin first, pairwise halving, lazy reduction and python-flint's ``fmpz_mod`` were no
-faster (flint adds a conversion per ciphertext), and SecretFlow HEU's OU bucket sum
-uses its own key and ciphertext format.
+faster (flint adds a conversion per ciphertext).  SecretFlow HEU's C++ bucket sum is an
+opt-in accelerator through :mod:`fedcredit.crypto._ou_heu`.
 """
 
 from __future__ import annotations
