@@ -792,6 +792,8 @@ def compress(cv: CipherVector, *, item_bits: int, parallel: bool | None = None) 
     below ``2^plaintext_bits`` and passes the decryption guard.  The shifts run batched
     over all groups (GIL-free, one thread per core; ``parallel=None``: from 16 groups).
     """
+    if not isinstance(cv, CipherVector):
+        raise ConfigError(f"ou.compress expects an OU CipherVector, got {type(cv).__name__}")
     pk = cv.public_key
     if isinstance(item_bits, bool) or not isinstance(item_bits, (int, np.integer)) or item_bits < 1:
         raise ConfigError(f"The 'item_bits' parameter of compress must be an int >= 1. Got {item_bits!r} instead.")
