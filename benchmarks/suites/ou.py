@@ -10,6 +10,7 @@ The load average is recorded because the development machine is shared.
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import statistics
@@ -34,7 +35,7 @@ def _rate(fn, count: int, repeats: int) -> float:
 
 
 def _row(op, bits, ou_rate, pa_rate, **extra) -> dict:
-    row = {"op": op, "bits": bits, "ou_per_s": round(ou_rate, 1), "paillier_per_s": round(pa_rate, 1),
+    row = {"op": op, "bits": bits, "ou_per_s": round(ou_rate, 1), "paillier_per_s": round(pa_rate, 1) if pa_rate else None,
            "ratio": round(ou_rate / pa_rate, 2) if pa_rate else None}
     row.update(extra)
     return row
@@ -132,15 +133,17 @@ def run(args) -> dict:
     rows.append(_row("decrypt", bits, o, p))
 
     ko = max(20, k // 20)
+    owner_flag = "for_key_owner" in inspect.signature(paillier.CipherVector.obfuscate).parameters
     o = _rate(lambda: ocv[:ko].obfuscate(parallel=False), ko, reps)
     p = _rate(lambda: pcv[:ko].obfuscate(parallel=False), ko, reps)
-    rows.append(_row("obfuscate_outgoing", bits, o, p,
-                     note="OU: rho^n, rho uniform in Z_n^*; Paillier: this tree's engine (see docs/crypto.md)"))
-    o = _rate(lambda: ocv[:ko].obfuscate(full=False), ko, reps)
-    rows.append(_row("obfuscate_outgoing_subgroup", bits, o, p, note="OU: h^r, r uniform below 2^r_bits (fixed-base table)"))
+    rows.append(_row("obfuscate_for_key_owner", bits, o, p,
+                     note="OU: rho^n, rho uniform in Z_n^*; Paillier: its obfuscate() default in this tree"))
+    o = _rate(lambda: ocv[:ko].obfuscate(parallel=False, for_key_owner=False), ko, reps)
+    p = _rate(lambda: pcv[:ko].obfuscate(parallel=False, **({"for_key_owner": False} if owner_flag else {})), ko, reps)
+    rows.append(_row("obfuscate_fast", bits, o, p, note="OU: h^r (fixed-base table); Paillier: fixed-base obfuscator"))
     o = _rate(lambda: ocv[:ko].obfuscate(parallel=True), ko, reps)
-    rows.append(_row("obfuscate_outgoing_threads", bits, o, p, cores=os.cpu_count(),
-                     note="OU rho^n over one GIL-free thread per core; Paillier column is still 1 core"))
+    rows.append(_row("obfuscate_for_key_owner_threads", bits, o, None, cores=os.cpu_count(),
+                     note="OU rho^n over one GIL-free thread per core"))
 
     flint_vals = [secrets.randbelow(opk.n) for _ in range(k)]
     return {

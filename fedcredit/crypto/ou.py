@@ -67,12 +67,12 @@ plaintext sum alone, even if the owner crafted ``g``, ``h`` or the summed cipher
 to carry a marker in a character outside ``<h>`` (the issue 23 item 5 attack on a
 fixed secret base).  It costs one 2048-bit exponentiation per ciphertext, paid after
 compression, in ``gmpy2.powmod_base_list`` (GIL-free: one thread per core, and
-:meth:`PublicKey.precompute_obfuscators` can run ahead in a thread).  ``obfuscate(full=False)`` multiplies by ``h^r`` instead (fixed-base table,
-~8x cheaper): uniform over ``<h>``, which contains the randomness of every honestly formed
-ciphertext, so it hides everything from a key owner that follows the protocol, but not a
-marker a deviating owner planted -- for protocols where such an owner could mark rows
-through the plaintexts anyway.  The key owner's own :meth:`PrivateKey.obfuscate`
-multiplies by ``h^r`` (CRT), like a fresh encryption.
+:meth:`PublicKey.precompute_obfuscators` can run ahead in a thread).
+``obfuscate(for_key_owner=False)`` multiplies by ``h^r`` instead (fixed-base table, ~7x
+cheaper): uniform over ``<h>``, which contains the randomness of every honestly formed
+ciphertext, so it hides everything from recipients other than the key owner and from a
+key owner that follows the protocol, but not a marker a deviating owner planted.  The
+key owner's own :meth:`PrivateKey.obfuscate` multiplies by ``h^r`` (CRT), like a fresh encryption.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ from ..errors import ConfigError, DataError, DecryptionError
 from . import _ou_heu
 from ._ou_raw import OwnerEngine, PublicEngine, bucket_sums, horner_pack, product, random_units_nth_power
 from .blob import CipherBlob
-from .paillier import DEFAULT_FRAC_BITS, FixedPoint, PackingOverflowError
+from .paillier import DEFAULT_FRAC_BITS, FixedPoint
 
 __all__ = [
     "DEFAULT_KEY_BITS",
@@ -104,7 +104,6 @@ __all__ = [
     "generate_keypair",
     "concat",
     "compress",
-    "decompress",
 ]
 
 #: Default modulus size of ``n = p^2 q`` (112-bit security; see the module docstring).
@@ -716,29 +715,29 @@ class CipherVector:
         return concat([self, *others])
 
     # -------------------------------------------------- randomness / wire
-    def obfuscate(self, *, full: bool = True, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize every ciphertext.
+    def obfuscate(self, *, parallel: bool | None = None, for_key_owner: bool = True) -> "CipherVector":
+        """Re-randomize every ciphertext (the Paillier twin's signature).
 
         Parameters
         ----------
-        full : bool, default=True
+        parallel : bool or None
+            ``for_key_owner`` only: split the exponentiations over one thread per core (they
+            release the GIL); None: for 16 or more ciphertexts.
+        for_key_owner : bool, default=True
             ``True``: multiply by ``rho^n`` with ``rho`` fresh and uniform in ``Z_n^*`` -- the
             result depends only on the plaintext even if the key owner crafted the inputs or
             the key (what :meth:`to_blob` uses).  Takes values from
             :meth:`PublicKey.precompute_obfuscators` first, each exactly once.
             ``False``: multiply by ``h^r`` with a fresh ``r`` uniform below ``2^r_bits``
-            (fixed-base table of the public ``h``, ~8x cheaper) -- uniform over ``<h>``, which
-            hides everything from a key owner that follows the protocol (all honest
-            ciphertexts lie in ``g^m <h>``), but keeps a character marker that a deviating
-            owner planted in its own ciphertexts.  Choose it only where such an owner could
-            mark rows through the plaintexts anyway (docs/crypto.md, "OU").
-        parallel : bool or None
-            ``full`` only: split the exponentiations over one thread per core (they release
-            the GIL); None: for 16 or more ciphertexts.
+            (fixed-base table of the public ``h``, ~7x cheaper) -- uniform over ``<h>``: enough
+            for any recipient that is not the key owner, and even for a key owner that
+            follows the protocol (all honest ciphertexts lie in ``g^m <h>``), but it keeps a
+            character marker that a deviating owner planted in its own ciphertexts
+            (docs/crypto.md, "OU").
         """
         pk = self.public_key
         n = pk._mn
-        if full:
+        if for_key_owner:
             rs = pk._take_obfuscators(len(self), parallel)
         else:
             th, rb, randbits = pk._get_engine().th, pk.r_bits, secrets.randbits
@@ -801,28 +800,3 @@ def compress(cv: CipherVector, *, item_bits: int, parallel: bool | None = None) 
     if k < 1:
         raise ConfigError(f"item_bits={item_bits} does not fit in OU's {pk.plaintext_bits}-bit plaintext space")
     return cv._derived(_obj_array(horner_pack(cv._c.tolist(), k, int(item_bits), pk._mn, parallel)), 0)
-
-
-def decompress(ints, *, item_bits: int, count: int, public_key: PublicKey) -> list[int]:
-    """Split decrypted :func:`compress` plaintexts back into ``count`` items.
-
-    Raises
-    ------
-    PackingOverflowError
-        If a plaintext has bits set beyond its last item.
-    """
-    ib = int(item_bits)
-    k = public_key.plaintext_bits // ib
-    mask = (1 << ib) - 1
-    out = []
-    for idx, v in enumerate(ints):
-        v = int(v)
-        m = min(k, count - idx * k)
-        if m <= 0 or v < 0 or v >> (m * ib):
-            raise PackingOverflowError("compressed plaintext exceeds its items")
-        for _ in range(m):
-            out.append(v & mask)
-            v >>= ib
-    if len(out) != count:
-        raise PackingOverflowError("compressed plaintexts hold fewer items than expected")
-    return out
