@@ -352,6 +352,22 @@ def test_precomputed_obfuscators_are_used_once(keys):
         pk.precompute_obfuscators(-1)
 
 
+def test_background_refill_prepares_fresh_obfuscators(keys, monkeypatch):
+    pk, sk = keys
+    monkeypatch.setattr(ou, "_REFILL_MIN_BITS", 0)
+    pk._obf_pool.clear()
+    pk._recent = []
+    cv = sk.encrypt_ints([1, 2, 3])
+    r = cv.obfuscate()  # computes 3 itself, then starts a refill of 3
+    pk._refill_thread.join(timeout=30)
+    assert len(pk._obf_pool) == 3
+    ready = list(pk._obf_pool)
+    r2 = cv.obfuscate(parallel=False)  # uses the reserve and does not refill
+    assert len(pk._obf_pool) == 0
+    assert r2.ciphertexts() == [c * v % pk.n for c, v in zip(cv.ciphertexts(), ready)]
+    assert len(set(ready)) == 3 and sk.decrypt_ints(r) == sk.decrypt_ints(r2) == [1, 2, 3]
+
+
 def test_subgroup_rerandomization_hides_the_sum_of_an_honest_owners_randomness():
     """A key owner that follows the protocol knows each row's r_i; with chi(h) = -1 for the
     Legendre symbol mod q, an unrandomized bin sum shows the parity of sum(r_i) over the rows

@@ -113,6 +113,9 @@ MIN_KEY_BITS = 2048
 #: Bits between the largest plaintext the key owner releases and ``p``.
 GUARD_BITS = 64
 SCHEME = "ou"
+# Background refill of rho^n re-randomizers (PublicKey._refill_obfuscators): key sizes and reserve bound.
+_REFILL_MIN_BITS = 2048
+_REFILL_MAX = 4096
 
 _MPZ = type(mpz(0))
 # Moduli of small keys made in this process by _small_keypair (tests only; never a peer's choice).
@@ -227,6 +230,8 @@ class PublicKey:
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
         self._obf_pool: deque = deque()
+        self._recent: list[int] = []
+        self._refill_thread: threading.Thread | None = None
 
     def __eq__(self, other) -> bool:
         return isinstance(other, PublicKey) and (other.n, other.g, other.h) == (self.n, self.g, self.h)
@@ -265,6 +270,33 @@ class PublicKey:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
             raise ConfigError(f"The 'count' parameter of precompute_obfuscators must be an int >= 0. Got {count!r} instead.")
         self._obf_pool.extend(random_units_nth_power(self._mn, int(count)))
+
+    def _refill_obfuscators(self, count: int) -> None:
+        """After a re-randomization of ``count`` values, compute the next ones in a background thread.
+
+        Up to the sum of the last three counts (at most 4,096), less what is in reserve -- the
+        Paillier twin's policy: protocols re-randomize similar numbers each round and then wait
+        or compute histograms, and ``powmod_base_list`` releases the GIL, so the thread runs on
+        another core meanwhile.  Production-size keys only; values appear in chunks of 64.
+        """
+        with self._lock:
+            self._recent = (self._recent + [int(count)])[-3:]
+            want = min(_REFILL_MAX, sum(self._recent)) - len(self._obf_pool)
+            busy = self._refill_thread is not None and self._refill_thread.is_alive()
+            if want < 1 or busy or self.bits < _REFILL_MIN_BITS:
+                return
+            t = threading.Thread(target=self._refill_worker, args=(want,), name="ou-obfuscators", daemon=True)
+            self._refill_thread = t
+        t.start()
+
+    def _refill_worker(self, want: int) -> None:
+        try:
+            while want > 0:
+                chunk = min(64, want)
+                self._obf_pool.extend(random_units_nth_power(self._mn, chunk, parallel=False))
+                want -= chunk
+        except Exception:  # the next obfuscate computes what it needs itself
+            pass
 
     def _take_obfuscators(self, count: int, parallel: bool | None = None) -> list:
         out = []
@@ -722,7 +754,8 @@ class CipherVector:
         ----------
         parallel : bool or None
             ``for_key_owner`` only: split the exponentiations over one thread per core (they
-            release the GIL); None: for 16 or more ciphertexts.
+            release the GIL); None: for 16 or more ciphertexts.  Unless ``False``, a background
+            thread then prepares the next re-randomizers (``PublicKey._refill_obfuscators``).
         for_key_owner : bool, default=True
             ``True``: multiply by ``rho^n`` with ``rho`` fresh and uniform in ``Z_n^*`` -- the
             result depends only on the plaintext even if the key owner crafted the inputs or
@@ -739,6 +772,8 @@ class CipherVector:
         n = pk._mn
         if for_key_owner:
             rs = pk._take_obfuscators(len(self), parallel)
+            if parallel is not False and len(self):
+                pk._refill_obfuscators(len(self))
         else:
             th, rb, randbits = pk._get_engine().th, pk.r_bits, secrets.randbits
             rs = [th.pow(mpz(randbits(rb))) for _ in range(len(self))]
