@@ -31,7 +31,7 @@ Key size
   et al., ASIACRYPT 2009) do not apply: only ``n``, ``g`` and ``h = g^n`` are public.
 * SecretFlow HEU's OU uses the same 2048-bit default (``key_generator.cc``, citing
   Coron, Naccache and Paillier, *Accelerating Okamoto-Uchiyama*, PKC 1999, and
-  keylength.com); FATE ships OU at its key sizes too.
+  keylength.com); FATE's OU (``federatedml/secureprotol``) takes the same constants.
 
 Plaintext space and the key-recovery guard
 ------------------------------------------
@@ -66,13 +66,15 @@ owner is then ``g^M`` times a uniform element of that subgroup -- a function of 
 plaintext sum alone, even if the owner crafted ``g``, ``h`` or the summed ciphertexts
 to carry a marker in a character outside ``<h>`` (the issue 23 item 5 attack on a
 fixed secret base).  It costs one 2048-bit exponentiation per ciphertext, paid after
-compression, in ``gmpy2.powmod_base_list`` (GIL-free: one thread per core, and
-:meth:`PublicKey.precompute_obfuscators` can run ahead in a thread).
+compression, in ``gmpy2.powmod_base_list`` (GIL-free: one thread per core; each
+``obfuscate()`` refills a reserve for the next call in a background thread, and
+:meth:`PublicKey.precompute_obfuscators` fills it on demand).
 ``obfuscate(for_key_owner=False)`` multiplies by ``h^r`` instead (fixed-base table, ~7x
 cheaper): uniform over ``<h>``, which contains the randomness of every honestly formed
 ciphertext, so it hides everything from recipients other than the key owner and from a
 key owner that follows the protocol, but not a marker a deviating owner planted.  The
-key owner's own :meth:`PrivateKey.obfuscate` multiplies by ``h^r`` (CRT), like a fresh encryption.
+key owner's own :meth:`PrivateKey.obfuscate` multiplies by ``h^r`` (CRT), like a fresh
+encryption.
 """
 
 from __future__ import annotations
