@@ -352,6 +352,17 @@ def test_precomputed_obfuscators_are_used_once(keys):
         pk.precompute_obfuscators(-1)
 
 
+def test_reserved_obfuscators_are_not_reused_after_fork(keys):
+    pk, sk = keys
+    pk.precompute_obfuscators(2)
+    parent_reserve = list(pk._obf_pool)
+    pk._obf_pid = -1  # as seen from a forked child: the reserve belongs to another process
+    cv = sk.encrypt_ints([5, 6])
+    r = cv.obfuscate(parallel=False)
+    assert not set(r.ciphertexts()) & {c * v % pk.n for c, v in zip(cv.ciphertexts(), parent_reserve)}
+    assert len(pk._obf_pool) == 0 and sk.decrypt_ints(r) == [5, 6]
+
+
 def test_background_refill_prepares_fresh_obfuscators(keys, monkeypatch):
     pk, sk = keys
     monkeypatch.setattr(ou, "_REFILL_MIN_BITS", 0)

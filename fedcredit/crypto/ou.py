@@ -80,6 +80,7 @@ encryption.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import threading
 from collections import deque
@@ -232,6 +233,7 @@ class PublicKey:
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
         self._obf_pool: deque = deque()
+        self._obf_pid = os.getpid()
         self._recent: list[int] = []
         self._refill_thread: threading.Thread | None = None
 
@@ -271,6 +273,7 @@ class PublicKey:
         """
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
             raise ConfigError(f"The 'count' parameter of precompute_obfuscators must be an int >= 0. Got {count!r} instead.")
+        self._check_fork()
         self._obf_pool.extend(random_units_nth_power(self._mn, int(count)))
 
     def _refill_obfuscators(self, count: int) -> None:
@@ -281,6 +284,7 @@ class PublicKey:
         or compute histograms, and ``powmod_base_list`` releases the GIL, so the thread runs on
         another core meanwhile.  Production-size keys only; values appear in chunks of 64.
         """
+        self._check_fork()
         with self._lock:
             self._recent = (self._recent + [int(count)])[-3:]
             want = min(_REFILL_MAX, sum(self._recent)) - len(self._obf_pool)
@@ -292,15 +296,26 @@ class PublicKey:
         t.start()
 
     def _refill_worker(self, want: int) -> None:
+        pool = self._obf_pool  # a fork replaces the reserve; this thread then fills an orphan
         try:
             while want > 0:
                 chunk = min(64, want)
-                self._obf_pool.extend(random_units_nth_power(self._mn, chunk, parallel=False))
+                pool.extend(random_units_nth_power(self._mn, chunk, parallel=False))
                 want -= chunk
         except Exception:  # the next obfuscate computes what it needs itself
             pass
 
+    def _check_fork(self) -> None:
+        """A forked child must never reuse its parent's reserved re-randomizers: drop them."""
+        if self._obf_pid != os.getpid():
+            with self._lock:
+                if self._obf_pid != os.getpid():
+                    self._obf_pool = deque()
+                    self._recent, self._refill_thread = [], None
+                    self._obf_pid = os.getpid()
+
     def _take_obfuscators(self, count: int, parallel: bool | None = None) -> list:
+        self._check_fork()
         out = []
         pool = self._obf_pool
         try:
