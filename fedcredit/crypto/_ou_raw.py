@@ -1,0 +1,253 @@
+"""Raw Okamoto-Uchiyama arithmetic and batch kernels on ``gmpy2.mpz`` (hazmat).
+
+No checks and no policy: :mod:`fedcredit.crypto.ou` owns key sizes, the plaintext
+guard, re-randomization before export and blob validation.  Nothing here logs or
+formats a key or a plaintext.
+
+Conventions: ``n = p^2 q``, ``h = g^n mod n``, a ciphertext is
+``c = g^m h^r mod n``.  Decryption: ``m = L(c^(p-1) mod p^2) / L(g^(p-1) mod p^2) mod p``
+with ``L(x) = (x - 1) / p``.
+
+Kernel choice (measured on the 2-core development machine, benchmarks/README.md,
+"OU backend"): one modular multiplication of two 2048-bit ``mpz`` costs about as much
+as the Python step around it, so the histogram kernel is a single pass per feature
+that multiplies each row's ciphertext into its bin's accumulator; sorting rows by
+bin first, pairwise halving, lazy reduction and python-flint's ``fmpz_mod`` were no
+faster (flint adds a conversion per ciphertext).  SecretFlow HEU's C++ bucket sum is an
+opt-in accelerator through :mod:`fedcredit.crypto._ou_heu`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import gmpy2
+import numpy as np
+from gmpy2 import mpz, powmod
+
+__all__ = ["FixedBase", "OwnerEngine", "PublicEngine", "bucket_sums", "horner_pack", "powmod_many", "product", "random_units_nth_power"]
+
+
+class FixedBase:
+    """``base^e mod m`` for ``0 <= e < 2^exp_bits`` from a table of ``base^(j 2^(w i))``.
+
+    A power costs one multiplication per non-final ``w``-bit window of ``e`` (no
+    squarings); short exponents stop early.  ``base`` is public or the owner's own
+    key material -- never a per-process secret whose character could mark rows.
+    """
+
+    def __init__(self, base, modulus, exp_bits: int, window: int = 8):
+        self.modulus = m = mpz(modulus)
+        self.window = w = int(window)
+        self.mask = (1 << w) - 1
+        self.exp_bits = int(exp_bits)
+        rows = []
+        b = mpz(base) % m
+        for _ in range(-(-self.exp_bits // w)):
+            row = [mpz(1)] * (1 << w)
+            row[1] = b
+            for j in range(2, 1 << w):
+                row[j] = row[j - 1] * b % m
+            rows.append(row)
+            b = row[-1] * b % m
+        self.table = rows
+
+    def pow(self, e):
+        """``base^e mod m``; ``e`` must be in ``[0, 2^exp_bits)``."""
+        tab, mask, w, m = self.table, self.mask, self.window, self.modulus
+        acc = tab[0][e & mask]
+        e >>= w
+        i = 1
+        while e:
+            acc = acc * tab[i][e & mask] % m
+            e >>= w
+            i += 1
+        return acc
+
+
+def product(cs, modulus):
+    """Product of ``cs`` mod ``modulus`` (``1`` when empty)."""
+    it = iter(cs)
+    acc = next(it, None)
+    if acc is None:
+        return mpz(1)
+    for c in it:
+        acc = acc * c % modulus
+    return acc
+
+
+def bucket_sums(cs: list, bins: np.ndarray, n_bins: int, modulus) -> list:
+    """Homomorphic bucket sums: ``out[j * n_bins + b] = prod(cs[i] for rows i with bins[i, j] == b)``.
+
+    Parameters
+    ----------
+    cs : list of mpz, length rows
+    bins : ndarray of int, shape (rows, features), values in ``[0, n_bins)`` (checked by the caller)
+    n_bins : int
+    modulus : mpz
+
+    Returns
+    -------
+    list of mpz
+        ``features * n_bins`` values, feature-major; an empty bucket holds ``1``.
+    """
+    out: list = []
+    one = mpz(1)
+    for j in range(bins.shape[1]):
+        acc: list = [None] * n_bins
+        for c, b in zip(cs, bins[:, j].tolist()):
+            a = acc[b]
+            acc[b] = c if a is None else a * c % modulus
+        out.extend(one if a is None else a for a in acc)
+    return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def powmod_many(bases: list, exp, modulus, parallel: bool | None = None) -> list:
+    """``[b^exp mod modulus for b in bases]`` in ``gmpy2.powmod_base_list`` (GIL-free), split over
+    one thread per core when ``parallel`` (None: for 16 or more bases)."""
+    count = len(bases)
+    workers = min(_cores(), count) if (parallel or (parallel is None and count >= 16)) else 1
+    if workers <= 1:
+        return list(gmpy2.powmod_base_list(bases, exp, modulus)) if count else []
+    step = -(-count // workers)
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        parts = list(ex.map(lambda lo: gmpy2.powmod_base_list(bases[lo : lo + step], exp, modulus), range(0, count, step)))
+    return [v for part in parts for v in part]
+
+
+def random_units_nth_power(n, count: int, parallel: bool | None = None) -> list:
+    """``rho^n mod n`` for fresh ``rho`` uniform in ``Z_n^*`` (``secrets``), one per output.
+
+    A uniform element of the whole subgroup of ``n``-th powers, whatever the key owner
+    chose for ``g`` and ``h``: the re-randomizer for ciphertexts that go to the key owner.
+    Runs in :func:`powmod_many` (GIL-free, one thread per core).
+    """
+    n = mpz(n)
+    rhos = []
+    while len(rhos) < count:
+        rho = mpz(secrets.randbelow(int(n) - 2) + 2)
+        if gmpy2.gcd(rho, n) == 1:
+            rhos.append(rho)
+    return powmod_many(rhos, n, n, parallel)
+
+
+def horner_pack(cs: list, k: int, item_bits: int, modulus, parallel: bool | None = None) -> list:
+    """Cipher compression: ``prod_i c_{jk+i}^(2^(i item_bits))`` for each group ``j`` of ``k``.
+
+    Horner over all groups at once: one batched (GIL-free) ``acc^(2^item_bits)`` per
+    position, then one product per group.  A short last group is padded at the top with
+    ``1`` (an encryption of 0), which leaves its plaintext unchanged.
+    """
+    if not cs:
+        return []
+    groups = -(-len(cs) // k)
+    padded = list(cs) + [mpz(1)] * (groups * k - len(cs))
+    shift = mpz(1) << int(item_bits)
+    acc = padded[k - 1 :: k]
+    for i in range(k - 2, -1, -1):
+        acc = powmod_many(acc, shift, modulus, parallel)
+        acc = [a * c % modulus for a, c in zip(acc, padded[i::k])]
+    return acc
+
+
+class PublicEngine:
+    """Encryption with the public key only: ``c = g^m h^r mod n``, ``r`` uniform below ``2^r_bits``.
+
+    ``g`` and ``h`` are public; both powers use fixed-base tables.
+    """
+
+    def __init__(self, n, g, h, m_bits: int, r_bits: int):
+        self.n = n = mpz(n)
+        self.r_bits = int(r_bits)
+        self.tg = FixedBase(g, n, m_bits)
+        self.th = FixedBase(h, n, r_bits)
+
+    def encrypt(self, ms) -> list:
+        """Encrypt signed integers (``|m| < 2^m_bits``, checked by the caller)."""
+        n, tg, th = self.n, self.tg, self.th
+        randbits, rb, inv = secrets.randbits, self.r_bits, gmpy2.invert
+        out = []
+        for m in ms:
+            gm = tg.pow(m) if m >= 0 else inv(tg.pow(-m), n)
+            out.append(gm * th.pow(randbits(rb)) % n)
+        return out
+
+
+class OwnerEngine:
+    """Encryption and decryption for the key owner, with CRT over ``p^2`` and ``q``.
+
+    Encryption draws ``r`` exactly as :class:`PublicEngine` does and evaluates ``g^m h^r``
+    modulo ``p^2`` and ``q`` separately, then recombines: the same ciphertext distribution,
+    several times faster.  Modulo ``p^2``, ``h`` has order dividing ``p - 1``, so the
+    exponent of ``h`` shrinks to ``r mod (p - 1)``; modulo ``q``, ``h = g^n`` gives
+    ``g^m h^r = g^((m + n r) mod (q - 1))``, one exponentiation.  Both fixed-base walks
+    share one loop (half the interpreter overhead).
+    """
+
+    def __init__(self, p, q, g, h, m_bits: int, r_bits: int, window: int = 10):
+        self.p, self.q = p, q = mpz(p), mpz(q)
+        self.p2 = p2 = p * p
+        self.n = p2 * q
+        self.r_bits = int(r_bits)
+        self.pm1, self.qm1 = p - 1, q - 1
+        self.p2_inv_q = gmpy2.invert(p2, q)
+        g, h = mpz(g), mpz(h)
+        self.gp_inv = gmpy2.invert((powmod(g % p2, p - 1, p2) - 1) // p, p)
+        self.tg_p = FixedBase(g, p2, m_bits, window)
+        e_bits = max(p.bit_length(), q.bit_length())  # same row count for the fused walk
+        self.th_p = FixedBase(h, p2, e_bits, window)
+        self.tg_q = FixedBase(g, q, e_bits, window)
+
+    def _crt(self, cp, cq):
+        return cp + self.p2 * ((cq - cp) * self.p2_inv_q % self.q)
+
+    def _walk(self, ms) -> list:
+        """``(h^r mod p^2, g^m h^r mod q)`` for each ``m``, one fresh ``r`` each."""
+        randbits, rb, pm1, qm1, n = secrets.randbits, self.r_bits, self.pm1, self.qm1, self.n
+        p2, q = self.p2, self.q
+        tp, tq = self.th_p.table, self.tg_q.table
+        tp0, tq0, rows = tp[0], tq[0], list(zip(tp[1:], tq[1:]))
+        mask, w = self.th_p.mask, self.th_p.window
+        out = []
+        for m in ms:
+            r = mpz(randbits(rb))
+            ep, eq = r % pm1, (m + n * r) % qm1
+            ap, aq = tp0[ep & mask], tq0[eq & mask]
+            ep >>= w
+            eq >>= w
+            for rp, rq in rows:
+                ap = ap * rp[ep & mask] % p2
+                aq = aq * rq[eq & mask] % q
+                ep >>= w
+                eq >>= w
+            out.append((ap, aq))
+        return out
+
+    def encrypt(self, ms) -> list:
+        """Encrypt signed integers (``|m| < 2^m_bits``, checked by the caller)."""
+        p2, inv, tgp, crt = self.p2, gmpy2.invert, self.tg_p, self._crt
+        out = []
+        for m, (ap, cq) in zip(ms, self._walk(ms)):
+            gp = tgp.pow(m) if m >= 0 else inv(tgp.pow(-m), p2)
+            out.append(crt(gp * ap % p2, cq))
+        return out
+
+    def obfuscate(self, cs) -> list:
+        """Multiply each ciphertext by a fresh ``h^r`` (an encryption of 0)."""
+        p2, q, crt = self.p2, self.q, self._crt
+        return [crt(c * rp % p2, c * rq % q) for c, (rp, rq) in zip(cs, self._walk([0] * len(cs)))]
+
+    def decrypt(self, cs) -> list:
+        """Plaintexts in ``[0, p)`` -- unchecked: :mod:`fedcredit.crypto.ou` applies the guard."""
+        p, p2, pm1, gp_inv = self.p, self.p2, self.pm1, self.gp_inv
+        xs = gmpy2.powmod_base_list([c % p2 for c in cs], pm1, p2) if len(cs) else []
+        return [(x - 1) // p * gp_inv % p for x in xs]
