@@ -478,9 +478,8 @@ class PartyClient:
         steps = {s["step"]: StepResult(s["step"], s["kind"], s["state"], float(s["seconds"]), int(s["bytes_on_wire"]),
                                        int(s["messages"]), dict(s["result"] or {})) for s in summ["steps"]}
         html = jdir / "report.html"
-        for _ in range(100):  # written (with its plots) right after report.json
-            if html.exists():
-                break
+        deadline = time.monotonic() + 60.0  # written (with its plots) right after report.json; slow on a busy machine
+        while not html.exists() and (jdir / "report.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         return JobResult(job_id, str(report.get("name") or row.get("name") or ""), row["state"], row["reason"] or "",
                          round(elapsed, 3), steps, html if html.exists() else None, report,
