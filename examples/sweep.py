@@ -52,7 +52,9 @@ def sweep(tables: dict, *, trees=(2, 5), depths=(2, 3), backends=("paillier", "c
                               "early_stopping_rounds": n, "validation_fraction": 0.2}
                     res = fed.run([psi(), secureboost(**params)], progress=False, name=f"sbt-{n}x{d}")
                     res.raise_for_state()
-                    central = centralized_baselines(data, params, None)["secureboost"][0]
+                    # the plaintext reference on the same rows: the guest's secret validation split, from its part
+                    central = centralized_baselines(data, params, None,
+                                                    sbt_validation_seed=res.validation_seed())["secureboost"][0]
                     rows.append(_row("SecureBoost", f"{n} trees, depth {d}", res, "secureboost", central))
                     print(_fmt(rows[-1]), file=out, flush=True)
             for b in backends:

@@ -235,6 +235,23 @@ class JobResult:
             raise ConfigError("scoring needs a running party: run the job with mode='processes' or through connect()")
         return FederatedModel(f"{self.job_id}/{name}", self.client)
 
+    def validation_seed(self, step: str = "secureboost") -> int | None:
+        """The guest's secret validation-split seed of a SecureBoost ``step``, from its own model part.
+
+        The guest draws the seed itself and never sends it (hosts must not be
+        able to replay the split, issue #23); to rerun the plaintext reference
+        on the same rows, pass it on, e.g. to
+        :func:`fedcredit.demo.centralized_baselines` as ``sbt_validation_seed``.
+        None when no guest part of ``step`` is under :attr:`workdirs`.
+        """
+        from .protocols.secureboost.model import GUEST_FILE, GuestModel
+
+        for d in self.workdirs.values():
+            path = Path(d) / step / GUEST_FILE
+            if path.is_file():
+                return GuestModel.load(path).validation_seed
+        return None
+
     def raise_for_state(self) -> "JobResult":
         """Raise :class:`~fedcredit.errors.FedcreditError` unless the job succeeded; returns ``self``."""
         if not self.ok:
