@@ -61,7 +61,8 @@ if str(ROOT) not in sys.path:
 
 from fedcredit.errors import FedcreditError  # noqa: E402
 
-__all__ = ["run_processes", "PartyFailed", "RESERVED_KEYS", "set_default_link", "LINK_RUNS"]
+__all__ = ["run_processes", "PartyFailed", "RESERVED_KEYS", "set_default_link", "LINK_RUNS", "shape_federation",
+           "record_link"]
 
 RESERVED_KEYS = ("seconds", "peak_rss_mb", "bytes_sent", "bytes_received")
 _PORT_LINE = "FEDCREDIT_HARNESS_PORT"
@@ -355,6 +356,53 @@ def run_processes(
             f.close()
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
+
+
+def shape_federation(configs: dict, link=None):
+    """Route the peers of ``fedcredit party serve`` configs (:func:`fedcredit.demo.write_federation`) through proxies.
+
+    For suites whose parties are real party processes rather than
+    :func:`run_processes` children: rewrites each config's ``[peers]`` line for
+    every other party to a proxy port of the directed pair, before the parties
+    start. Returns the running :class:`~benchmarks.linkshaper.LinkShaper` (close
+    it after the parties stop, then :func:`record_link`), or None for ``lan``.
+    """
+    import tomllib
+
+    from benchmarks.linkshaper import LinkProfile, LinkShaper
+
+    profile = LinkProfile.parse(link) if link is not None else _default_link
+    if profile is None:
+        return None
+    parsed = {p: tomllib.loads(Path(c).read_text(encoding="utf-8")) for p, c in configs.items()}
+    listen = {p: int(cfg["party"]["listen"].rpartition(":")[2]) for p, cfg in parsed.items()}
+    shaper = LinkShaper(max_connections=16)
+    shaper.profile = profile
+    try:
+        for party, path in configs.items():
+            text = Path(path).read_text(encoding="utf-8")
+            for peer, addr in parsed[party].get("peers", {}).items():
+                host, _, port = addr.rpartition(":")
+                if peer not in listen or host != "127.0.0.1" or int(port) != listen[peer]:
+                    continue  # not a party of this federation on loopback: left as is
+                line = f'{peer} = "{addr}"'
+                if text.count(line) != 1:
+                    raise ValueError(f"cannot find the [peers] line for {peer!r} in {path}")
+                proxy = shaper.add_proxy(listen[peer], profile, src=party, dst=peer)
+                text = text.replace(line, f'{peer} = "127.0.0.1:{proxy.port}"')
+            Path(path).write_text(text, encoding="utf-8")
+    except BaseException:
+        shaper.close()
+        raise
+    return shaper
+
+
+def record_link(job_id: str, shaper) -> None:
+    """Close ``shaper`` (from :func:`shape_federation`) and append what it carried to :data:`LINK_RUNS`."""
+    if shaper is None:
+        return
+    shaper.close()
+    LINK_RUNS.append(_link_record(job_id, shaper.profile, shaper))
 
 
 def _link_record(job_id: str, profile, shaper) -> dict:
