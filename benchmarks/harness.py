@@ -134,6 +134,25 @@ def _peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------------- child
 
+#: Benchmark-only experiment (``run.py --connect-timeout-ms``): gRPC C-core uses
+#: ``grpc.min_reconnect_backoff_ms`` as the *minimum connect timeout* (TCP connect +
+#: TLS handshake must finish within max(it, current backoff)); fedcredit sets it to
+#: 200 ms, which a link with a 100 ms round trip cannot meet (TCP + TLS take 2-3
+#: round trips), so first connections fail and retry. This variable overrides it
+#: in the party processes to measure what a larger value gives; the product's
+#: setting is fedcredit/transport/grpc.py's ``_CLIENT_OPTIONS``.
+_CONNECT_TIMEOUT_ENV = "FEDCREDIT_BENCH_MIN_CONNECT_TIMEOUT_MS"
+
+
+def _connect_timeout_override(value: str | None) -> None:
+    if not value:
+        return
+    from fedcredit.transport import grpc as fgrpc
+
+    opts = [o for o in fgrpc._CLIENT_OPTIONS if o[0] != "grpc.min_reconnect_backoff_ms"]
+    fgrpc._CLIENT_OPTIONS[:] = opts + [("grpc.min_reconnect_backoff_ms", int(value))]
+
+
 def _child(config_path: str) -> int:
     import importlib
 
@@ -143,6 +162,7 @@ def _child(config_path: str) -> int:
 
     cfg = json.loads(Path(config_path).read_text())
     party = cfg["party"]
+    _connect_timeout_override(os.environ.get(_CONNECT_TIMEOUT_ENV))
     result_path = Path(cfg["result_path"])
 
     def write(obj: dict) -> None:

@@ -58,6 +58,7 @@ import argparse
 import asyncio
 import collections
 import json
+import os
 import re
 import socket
 import statistics
@@ -70,6 +71,7 @@ from dataclasses import dataclass, field
 __all__ = ["LinkProfile", "LinkShaper", "Proxy", "TokenBucket", "measure_overhead", "PROFILES"]
 
 LOOPBACK = "127.0.0.1"
+_DEBUG = bool(os.environ.get("LINKSHAPER_DEBUG"))
 #: Named profiles accepted by ``--link`` besides ``RATE:DELAY``.
 PROFILES = {
     "lan": "no proxy: parties talk over loopback directly",
@@ -258,14 +260,17 @@ class Proxy:
     async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         if self._faults.refuse or len(self._conns) >= self.max_connections:
             self.refused += 1
+            _debug(f"{self.src}->{self.dst}: refused ({'fault' if self._faults.refuse else 'connection limit'})")
             cw.transport.abort()
             return
         try:
             sr, sw = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.target_port, limit=2**20), 10.0)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as exc:
             self.refused += 1
+            _debug(f"{self.src}->{self.dst}: target {self.target_port} unreachable: {exc!r}")
             cw.transport.abort()
             return
+        _debug(f"{self.src}->{self.dst}: connection {self.connections + 1} open")
         for w in (cw, sw):
             sock = w.get_extra_info("socket")
             if sock is not None:
@@ -362,7 +367,9 @@ class Proxy:
         rt = asyncio.ensure_future(read_side())
         try:
             await write_side()
-        except (ConnectionError, OSError):
+            _debug(f"{self.src}->{self.dst} {d}: ended (eof={eof}, closed={conn.closed})")
+        except (ConnectionError, OSError) as exc:
+            _debug(f"{self.src}->{self.dst} {d}: {exc!r}; aborting the connection")
             conn.abort(rst=True)
         finally:
             rt.cancel()
@@ -415,6 +422,11 @@ class Proxy:
         return {"src": self.src, "dst": self.dst, "port": self.port, "target_port": self.target_port,
                 "bytes_up": self.bytes["up"], "bytes_down": self.bytes["down"],
                 "connections": self.connections, "refused": self.refused}
+
+
+def _debug(msg: str) -> None:
+    if _DEBUG:
+        print(f"linkshaper {time.monotonic():.3f} {msg}", file=sys.stderr, flush=True)
 
 
 def _dirs(direction: str) -> set[str]:

@@ -77,6 +77,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--link", type=_link_arg, default="lan",
                    help="'lan' (direct loopback), 'proxy' (unshaped proxy) or RATE:DELAY per direction, "
                         "e.g. 100mbit:50ms, 10mbit:50ms")
+    p.add_argument("--connect-timeout-ms", type=int, default=None,
+                   help="experiment: override the parties' gRPC minimum connect timeout (fedcredit sets "
+                        "min_reconnect_backoff_ms=200, which gRPC uses as the connect+TLS deadline); "
+                        "harness suites only")
 
 
 def link_info(spec: str, runs: list[dict]) -> dict:
@@ -101,14 +105,20 @@ def run_one(name: str, argv: list[str]) -> dict:
     args = p.parse_args(argv)
     harness.set_default_link(args.link)
     first = len(harness.LINK_RUNS)
+    env_key = harness._CONNECT_TIMEOUT_ENV
+    if args.connect_timeout_ms:
+        os.environ[env_key] = str(args.connect_timeout_ms)  # inherited by the party processes
     t0 = time.perf_counter()
     try:
         result = mod.run(args)
     finally:
         harness.set_default_link(None)
+        os.environ.pop(env_key, None)
     out = {"suite": name, "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "seconds": round(time.perf_counter() - t0, 2), "quick": bool(args.quick),
            "link": link_info(args.link, harness.LINK_RUNS[first:]), "result": result}
+    if args.connect_timeout_ms:
+        out["link"]["min_connect_timeout_ms_override"] = args.connect_timeout_ms
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, default=float))
@@ -243,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 extra = (["--quick"] + QUICK_ARGS.get(s, [])) if a.quick else []
                 extra += ["--link", a.link]
+                if a.connect_timeout_ms:
+                    extra += ["--connect-timeout-ms", str(a.connect_timeout_ms)]
                 results[s] = run_one(s, ["--out", str(a.out / f"{s}.json")] + extra)
             except SystemExit as exc:
                 results[s] = {"skipped": str(exc)}
