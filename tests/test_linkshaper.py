@@ -70,6 +70,13 @@ def echo():
     e.close()
 
 
+def _wait_ended(echo: Echo, seconds: float = 5.0) -> None:
+    """Until the echo server's first connection has ended (its handler runs on another thread)."""
+    deadline = time.monotonic() + seconds
+    while (not echo.ended or echo.ended[0] == "") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _connect(port: int, timeout: float = 10.0) -> socket.socket:
     c = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -211,9 +218,7 @@ def test_reset_closes_the_connection(echo):
             c.recv(10)
             raise ConnectionResetError("closed")  # pragma: no cover - recv returned b'' twice: closed anyway
         c.close()
-        deadline = time.monotonic() + 5
-        while echo.ended[0] == "" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_ended(echo)
     assert echo.ended[0] == "reset"  # the far side saw an abort too, not a clean close
 
 
@@ -234,9 +239,7 @@ def test_truncate_after_n_bytes(echo):
         except (ConnectionResetError, ConnectionAbortedError):
             pass
         c.close()
-        deadline = time.monotonic() + 5
-        while echo.ended[0] == "" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_ended(echo)
     assert echo.received[0] == 100 and len(got) <= 100
 
 
