@@ -396,8 +396,7 @@ def shape_federation(configs: dict, link=None):
         return None
     parsed = {p: tomllib.loads(Path(c).read_text(encoding="utf-8")) for p, c in configs.items()}
     listen = {p: int(cfg["party"]["listen"].rpartition(":")[2]) for p, cfg in parsed.items()}
-    shaper = LinkShaper(max_connections=16)
-    shaper.profile = profile
+    shaper = LinkShaper(max_connections=16, profile=profile)
     try:
         for party, path in configs.items():
             text = Path(path).read_text(encoding="utf-8")

@@ -444,8 +444,9 @@ class LinkShaper:
     every proxy and connection carrying bytes that way.
     """
 
-    def __init__(self, max_connections: int = 64):
+    def __init__(self, max_connections: int = 64, profile: LinkProfile | None = None):
         self.max_connections = max_connections
+        self.profile = profile  # informational: the profile its owner shapes with (see harness.shape_federation)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="linkshaper", daemon=True)
         self._buckets: dict[tuple[str, str], TokenBucket | None] = {}
