@@ -284,12 +284,14 @@ def test_harness_parties_talk_through_the_link():
     kw = {"runs": 1, "count": 200, "width": 512}  # one 102,400-byte blob after a warm-up one, each acknowledged
     out = harness.run_processes({"sender": "benchmarks.transport_throughput:sender",
                                  "receiver": "benchmarks.transport_throughput:receiver"},
-                                {"sender": kw, "receiver": kw}, timeout=60, link="100mbit:50ms")
+                                {"sender": kw, "receiver": kw}, timeout=60, link="100mbit:20ms")
+    # 20 ms, not 50: gRPC's connect deadline in fedcredit is 200 ms (see benchmarks/README.md, "Wide-area
+    # link profiles"), which a 100 ms round trip misses on first connections; this test is about the proxy
     assert out["receiver"]["intact"]
-    # the push is acknowledged (a round trip of 2 x 50 ms) and the answer takes another 50 ms at least
-    assert 0.1 <= out["sender"]["run_seconds"][0] < 5
+    # the push is acknowledged (a round trip of 2 x 20 ms) and the answer takes another 20 ms at least
+    assert 0.06 <= out["sender"]["run_seconds"][0] < 5
     rec = harness.LINK_RUNS[before]
-    assert rec["profile"] == "100mbit:50ms" and rec["one_way_delay_ms"] == 50
+    assert rec["profile"] == "100mbit:20ms" and rec["one_way_delay_ms"] == 20
     # every byte went through the proxies, both ways (TLS and HTTP/2 framing included)
     assert rec["wire_bytes"]["sender->receiver"] > 2 * 102400 and rec["wire_bytes"]["receiver->sender"] > 0
 
