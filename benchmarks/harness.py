@@ -30,6 +30,14 @@ receives end at once), writes its error, and exits 1; the parent raises
 :class:`PartyFailed` naming the party, preferring a root cause over the
 ``PeerError`` it caused elsewhere. A child killed by a signal is reported as
 such.
+
+Wide-area links: with ``link="100mbit:50ms"`` (or :func:`set_default_link`,
+which ``benchmarks/run.py --link`` calls) the parent starts one shaping proxy
+(:mod:`benchmarks.linkshaper`) per directed party pair ``a -> b`` and gives
+``a`` the proxy's port for ``b`` in its peer map, so every byte between two
+parties crosses the emulated link (both ways: the requests ``a`` sends and the
+acknowledgements ``b`` returns). The proxies run on a thread of the parent and
+are closed with the run; what they carried is appended to :data:`LINK_RUNS`.
 """
 
 from __future__ import annotations
@@ -53,11 +61,23 @@ if str(ROOT) not in sys.path:
 
 from fedcredit.errors import FedcreditError  # noqa: E402
 
-__all__ = ["run_processes", "PartyFailed", "RESERVED_KEYS"]
+__all__ = ["run_processes", "PartyFailed", "RESERVED_KEYS", "set_default_link", "LINK_RUNS", "shape_federation",
+           "record_link"]
 
 RESERVED_KEYS = ("seconds", "peak_rss_mb", "bytes_sent", "bytes_received")
 _PORT_LINE = "FEDCREDIT_HARNESS_PORT"
 _STARTUP_TIMEOUT = 60.0
+_default_link = None
+#: One record per :func:`run_processes` call through a link: job id, profile and bytes per directed pair.
+LINK_RUNS: list[dict] = []
+
+
+def set_default_link(link) -> None:
+    """The link profile of every later :func:`run_processes` call that does not pass ``link`` (None/'lan': direct)."""
+    global _default_link
+    from benchmarks.linkshaper import LinkProfile
+
+    _default_link = LinkProfile.parse(link)
 
 
 class PartyFailed(FedcreditError):
@@ -131,6 +151,24 @@ def _prefer_project_package(module_name: str) -> None:
         pkg.__path__ = [str(folder)]
         sys.modules[top] = pkg
 
+#: Benchmark-only experiment (``run.py --connect-timeout-ms``): gRPC C-core uses
+#: ``grpc.min_reconnect_backoff_ms`` as the *minimum connect timeout* (TCP connect +
+#: TLS handshake must finish within max(it, current backoff)); fedcredit set it to
+#: 200 ms until the WAN runs showed that a link with a 100 ms round trip cannot meet
+#: it (TCP + TLS take 2-3 round trips); it now leaves gRPC's default (20 s). This
+#: variable overrides it in the party processes to measure other values; the
+#: product's setting is fedcredit/transport/grpc.py's ``_CLIENT_OPTIONS``.
+_CONNECT_TIMEOUT_ENV = "FEDCREDIT_BENCH_MIN_CONNECT_TIMEOUT_MS"
+
+
+def _connect_timeout_override(value: str | None) -> None:
+    if not value:
+        return
+    from fedcredit.transport import grpc as fgrpc
+
+    opts = [o for o in fgrpc._CLIENT_OPTIONS if o[0] != "grpc.min_reconnect_backoff_ms"]
+    fgrpc._CLIENT_OPTIONS[:] = opts + [("grpc.min_reconnect_backoff_ms", int(value))]
+
 
 def _child(config_path: str) -> int:
     import importlib
@@ -141,6 +179,7 @@ def _child(config_path: str) -> int:
 
     cfg = json.loads(Path(config_path).read_text())
     party = cfg["party"]
+    _connect_timeout_override(os.environ.get(_CONNECT_TIMEOUT_ENV))
     result_path = Path(cfg["result_path"])
 
     def write(obj: dict) -> None:
@@ -230,6 +269,7 @@ def run_processes(
     transport: dict | None = None,
     env: dict[str, str] | None = None,
     keep_dir: str | os.PathLike | None = None,
+    link=None,
 ) -> dict[str, dict]:
     """Run one function per party, each in its own process, over mTLS gRPC on 127.0.0.1.
 
@@ -251,6 +291,9 @@ def run_processes(
     keep_dir : path, optional
         Use this directory for certificates, configs and logs (``<party>.log``)
         and keep it; by default a temp dir is removed afterwards.
+    link : str or LinkProfile, optional
+        ``"lan"`` (direct), ``"proxy"`` (through an unshaped proxy) or ``"RATE:DELAY"``
+        such as ``"100mbit:50ms"``; default: :func:`set_default_link`'s, else direct.
 
     Returns
     -------
@@ -280,6 +323,10 @@ def run_processes(
     d.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
     logs = {}
+    from benchmarks.linkshaper import LinkProfile, LinkShaper
+
+    profile = LinkProfile.parse(link) if link is not None else _default_link
+    shaper = None
     try:
         init_ca(d, overwrite=True)
         child_env = dict(os.environ)
@@ -310,8 +357,14 @@ def run_processes(
             )
         ports = _collect_ports(procs, d, min(_STARTUP_TIMEOUT, timeout))
         addrs = {p: f"127.0.0.1:{port}" for p, port in ports.items()}
+        if profile is not None:
+            shaper = LinkShaper(max_connections=16)
+            for party in procs:  # one proxy per directed pair: party reaches p through party->p
+                for p in procs:
+                    if p != party:
+                        addrs[(party, p)] = f"127.0.0.1:{shaper.add_proxy(ports[p], profile, src=party, dst=p).port}"
         for party, proc in procs.items():
-            peers = {p: a for p, a in addrs.items() if p != party}
+            peers = {p: addrs.get((party, p), addrs[p]) for p in procs if p != party}
             proc.stdin.write((json.dumps(peers) + "\n").encode())
             proc.stdin.flush()
             proc.stdin.close()
@@ -327,6 +380,9 @@ def run_processes(
             procs[party].wait(10)
         return _results(procs, d, timed_out, timeout)
     finally:
+        if shaper is not None:
+            shaper.close()
+            LINK_RUNS.append(_link_record(job_id, profile, shaper))
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
@@ -338,6 +394,62 @@ def run_processes(
             f.close()
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
+
+
+def shape_federation(configs: dict, link=None):
+    """Route the peers of ``fedcredit party serve`` configs (:func:`fedcredit.demo.write_federation`) through proxies.
+
+    For suites whose parties are real party processes rather than
+    :func:`run_processes` children: rewrites each config's ``[peers]`` line for
+    every other party to a proxy port of the directed pair, before the parties
+    start. Returns the running :class:`~benchmarks.linkshaper.LinkShaper` (close
+    it after the parties stop, then :func:`record_link`), or None for ``lan``.
+    """
+    import tomllib
+
+    from benchmarks.linkshaper import LinkProfile, LinkShaper
+
+    profile = LinkProfile.parse(link) if link is not None else _default_link
+    if profile is None:
+        return None
+    parsed = {p: tomllib.loads(Path(c).read_text(encoding="utf-8")) for p, c in configs.items()}
+    listen = {p: int(cfg["party"]["listen"].rpartition(":")[2]) for p, cfg in parsed.items()}
+    shaper = LinkShaper(max_connections=16, profile=profile)
+    try:
+        for party, path in configs.items():
+            text = Path(path).read_text(encoding="utf-8")
+            for peer, addr in parsed[party].get("peers", {}).items():
+                host, _, port = addr.rpartition(":")
+                if peer not in listen or host != "127.0.0.1" or int(port) != listen[peer]:
+                    continue  # not a party of this federation on loopback: left as is
+                line = f'{peer} = "{addr}"'
+                if text.count(line) != 1:
+                    raise ValueError(f"cannot find the [peers] line for {peer!r} in {path}")
+                proxy = shaper.add_proxy(listen[peer], profile, src=party, dst=peer)
+                text = text.replace(line, f'{peer} = "127.0.0.1:{proxy.port}"')
+            Path(path).write_text(text, encoding="utf-8")
+    except BaseException:
+        shaper.close()
+        raise
+    return shaper
+
+
+def record_link(job_id: str, shaper) -> None:
+    """Close ``shaper`` (from :func:`shape_federation`) and append what it carried to :data:`LINK_RUNS`."""
+    if shaper is None:
+        return
+    shaper.close()
+    LINK_RUNS.append(_link_record(job_id, shaper.profile, shaper))
+
+
+def _link_record(job_id: str, profile, shaper) -> dict:
+    """Bytes on the wire (TLS records, HTTP/2 frames) per directed party pair, as the proxies counted them."""
+    wire: dict[str, int] = {}
+    for st in shaper.stats():
+        for a, b, n in ((st["src"], st["dst"], st["bytes_up"]), (st["dst"], st["src"], st["bytes_down"])):
+            wire[f"{a}->{b}"] = wire.get(f"{a}->{b}", 0) + n
+    return {"job_id": job_id, **profile.as_dict(), "wire_bytes": wire, "wire_bytes_total": sum(wire.values()),
+            "connections": sum(st["connections"] for st in shaper.stats())}
 
 
 def _collect_ports(procs: dict[str, subprocess.Popen], d: Path, timeout: float) -> dict[str, int]:

@@ -168,6 +168,11 @@ def run(args) -> dict:
             out["setup"].update(_train(root, t, args.train_rows, args.trees, args.depth))
             trained.write_text(json.dumps({"settings": want, "setup": {
                 k: out["setup"][k] for k in ("train_rows", "sbt_train_seconds")}}))
+        from benchmarks.harness import record_link, shape_federation
+
+        shaper = shape_federation(configs)  # run.py --link: bank <-> platforms through the emulated link
+        if shaper is not None:
+            stack.callback(record_link, "scoring", shaper)
         fed = Federation(configs)
         fed.start(timeout=60)
         try:

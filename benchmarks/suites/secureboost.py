@@ -55,6 +55,19 @@ def _rows(table, ids: list[str]) -> np.ndarray:
     return np.array([pos[i] for i in ids], dtype=np.int64)
 
 
+def _count_messages(channel) -> dict:
+    """Messages and payload bytes this party sends, per protocol stage (the tag's last part): round trips per tree."""
+    counts: dict = {}
+
+    def tap(sender, receiver, tag, payload):
+        c = counts.setdefault(tag.rsplit("/", 1)[-1], [0, 0])
+        c[0] += 1
+        c[1] += len(payload)
+
+    channel.tap(tap)
+    return counts
+
+
 def guest(channel, *, path, label, ids, test_ids, hosts, params):
     """The bank: fit on the training rows, then score the test rows with the federated predict path."""
     from fedcredit.models.metrics import auc, ks
@@ -62,9 +75,12 @@ def guest(channel, *, path, label, ids, test_ids, hosts, params):
 
     t = _load(path, channel.party, label)
     tr, te = _rows(t, ids), _rows(t, test_ids)
+    fit_ch = channel.sub("fit")
+    sent = _count_messages(fit_ch)
     t0 = time.perf_counter()
-    est = VerticalSecureBoost(**params).fit(channel.sub("fit"), t.X[tr], t.y[tr], hosts=hosts)
+    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], t.y[tr], hosts=hosts)
     fit_s = time.perf_counter() - t0
+    fit_sent = {k: list(v) for k, v in sent.items()}
     t0 = time.perf_counter()
     p = predict_guest(channel.sub("score"), est.model_, t.X[te])
     res = dict(est.result_)
@@ -72,7 +88,7 @@ def guest(channel, *, path, label, ids, test_ids, hosts, params):
     per_tree = [x["seconds"] for x in est.result_["per_tree"]]
     return {"fit_seconds": fit_s, "score_seconds": time.perf_counter() - t0, "test_auc": float(auc(t.y[te], p)),
             "test_ks": float(ks(t.y[te], p)), "seconds_per_tree_median": statistics.median(per_tree),
-            "seconds_per_tree_all": per_tree, "report": res}
+            "seconds_per_tree_all": per_tree, "report": res, "fit_messages_sent": fit_sent}
 
 
 def host(channel, *, path, ids, test_ids, guest_name, params):
@@ -80,9 +96,12 @@ def host(channel, *, path, ids, test_ids, guest_name, params):
 
     t = _load(path, channel.party, None)
     tr, te = _rows(t, ids), _rows(t, test_ids)
-    est = VerticalSecureBoost(**params).fit(channel.sub("fit"), t.X[tr], guest=guest_name)
+    fit_ch = channel.sub("fit")
+    sent = _count_messages(fit_ch)
+    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], guest=guest_name)
+    fit_sent = {k: list(v) for k, v in sent.items()}
     predict_host(channel.sub("score"), est.model_, t.X[te], guest=guest_name)
-    return {"report": est.result_}
+    return {"report": est.result_, "fit_messages_sent": fit_sent}
 
 
 def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr):
@@ -151,6 +170,8 @@ def _one(name: str, args) -> dict:
         "timings_hosts": {p: out[p]["report"]["timings"] for p in parties[1:]},
         "peak_rss_mb": {p: out[p]["peak_rss_mb"] for p in parties},
         "bytes": {p: {"sent": out[p]["bytes_sent"], "received": out[p]["bytes_received"]} for p in parties},
+        "fit_messages_sent": {p: {stage: {"count": c, "bytes": b} for stage, (c, b) in out[p]["fit_messages_sent"].items()}
+                              for p in parties},
         "sums_per_ciphertext": gr["report"]["sums_per_ciphertext"],
         "test_auc": round(gr["test_auc"], 5), "test_ks": round(gr["test_ks"], 5),
         "centralized_hgb": base["hgb"], "centralized_reference": base["reference"],

@@ -157,8 +157,9 @@ def grpc_options() -> list[tuple[str, int]]:
 
 
 _CLIENT_OPTIONS = [
+    # no grpc.min_reconnect_backoff_ms: gRPC uses it as the connect + TLS handshake deadline, and a 200 ms value
+    # failed every first connection over a 50 ms/direction link (benchmarks/README.md, "Wide-area link profiles")
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.enable_retries", 0),  # we retry ourselves, keeping the message id
 ]
