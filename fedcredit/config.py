@@ -30,7 +30,7 @@ A party config::
     gov = "127.0.0.1:7303"
 
     [tables.credit]
-    path = "../../shared/data/credit3/bank.csv"
+    path = "../fedcredit/datasets/credit3/bank.csv.gz"
     id_column = "id"
     label_column = "default_next_month"
     # columns = ["limit_bal", "pay_0"]     # default: every other column
