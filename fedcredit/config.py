@@ -159,6 +159,9 @@ class TableConfig:
         Only the label holder has one.
     columns : tuple of str or None
         Feature columns to load (None: every column but id and label).
+    monotone : mapping of str to int, or None
+        ``monotone = { pay_0 = 1 }``: this party's monotone constraints on its
+        columns (+1 increasing, -1 decreasing), used by SecureBoost.
     """
 
     name: str
@@ -166,6 +169,7 @@ class TableConfig:
     id_column: str = "id"
     label_column: str | None = None
     columns: tuple[str, ...] | None = None
+    monotone: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,10 @@ class Policy:
         If set, a job must declare one of these purposes.
     max_concurrent_jobs : int
         Proposals beyond this many running jobs are refused (a simple rate limit).
+    share_feature_names : bool or tuple of str
+        Publish the names of all (True) or the listed columns to the label
+        holder of a SecureBoost job (its importance report); unpublished
+        features appear there as ``<party>:feature#k``.
     """
 
     proposers: tuple[str, ...] = ()
@@ -227,6 +235,7 @@ class Policy:
     purposes: tuple[str, ...] | None = None
     max_concurrent_jobs: int = 2
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
+    share_feature_names: bool | tuple[str, ...] = False
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -584,8 +593,9 @@ def known_step_kinds() -> tuple[str, ...]:
 _PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute"}
 _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
-_TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
-_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring"}
+_TABLE_KEYS = {"path", "id_column", "label_column", "columns", "monotone"}
+_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
+                "share_feature_names"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
@@ -675,8 +685,18 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         cols = c.str_list(td, key, "columns")
         if cols is not None and len(cols) == 0:
             c.add(f"{key}.columns", "must list at least one column (leave it out to use every column)")
+        mono = None
+        if "monotone" in td:
+            mraw = c.table(td["monotone"], f"{key}.monotone", None)
+            mono = {}
+            for col, sign in mraw.items():
+                if type(sign) is not int or sign not in (-1, 1):
+                    c.add(f"{key}.monotone.{col}", f"must be 1 (increasing) or -1 (decreasing), got {sign!r}")
+                else:
+                    mono[col] = sign
+            mono = MappingProxyType(mono)
         if tpath is not None:
-            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None)
+            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None, mono)
 
     pol = c.table(data.get("policy", {}), "[policy]", _POLICY_KEYS)
     proposers = c.str_list(pol, "[policy]", "proposers", check_item=_check_name) or ()
@@ -723,9 +743,15 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         head_exchange_seconds=c.get(sc, "[policy.scoring]", "head_exchange_seconds", float, 60.0,
                                     check=lambda v: None if v >= 0 else f"must be >= 0, got {v}"),
     )
+    share = pol.get("share_feature_names", False)
+    if isinstance(share, list):
+        share = c.str_list(pol, "[policy]", "share_feature_names") or ()
+    elif not isinstance(share, bool):
+        c.add("[policy].share_feature_names", f"must be true, false or a list of columns, got {_tname(share)}")
+        share = False
     policy = Policy(
         proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
-        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring,
+        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, share_feature_names=share,
     )
 
     tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)

@@ -63,6 +63,8 @@ class StepContext:
         Raises ``JobCancelled`` once the job is cancelled; call it between rounds.
     policy : object or None
         This party's policy (``fedcredit.config.Policy``), e.g. ``min_intersection``.
+    table : object or None
+        The config of the table this party uses (``fedcredit.config.TableConfig``), e.g. ``monotone``.
     """
 
     job_id: str
@@ -78,6 +80,7 @@ class StepContext:
     progress: Callable[[str, float | None], None] = _no_progress
     check_cancelled: Callable[[], None] = _never_cancelled
     policy: Any = None
+    table: Any = None
 
     @property
     def role(self) -> str:

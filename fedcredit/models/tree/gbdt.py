@@ -360,6 +360,14 @@ class GBDTReference:
         self.n_trees_ = len(self.trees_)
         return self
 
+    def feature_importance(self, feature_names=None) -> list[dict]:
+        """Split count and total gain per feature (:func:`~.importance.feature_importance`)."""
+        if not hasattr(self, "trees_"):
+            raise NotFittedError("This GBDTReference is not fitted yet; call 'fit' first.")
+        from .importance import feature_importance
+
+        return feature_importance(self.trees_, {"local": list(feature_names or [])})
+
     def decision_function(self, X) -> np.ndarray:
         """Raw log-odds."""
         if not hasattr(self, "trees_"):
