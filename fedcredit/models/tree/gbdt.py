@@ -328,7 +328,7 @@ class GBDTReference:
         ytr = y[train].astype(np.float64)
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         w = row_weights(y[train], None if sw is None else sw[train], self.class_weight)
-        w_valid = None if w is None else row_weights(y[valid], None if sw is None else sw[valid], self.class_weight)
+        w_valid = None if w is None or not len(valid) else row_weights(y[valid], None if sw is None else sw[valid], self.class_weight)
         self.base_score_ = base_score(ytr, w)
         raw = np.full(len(train), self.base_score_)
         raw_valid = np.full(len(valid), self.base_score_)

@@ -16,6 +16,8 @@ _CONSTRAINTS = {
     "smoothing": [Interval(float, 0, None)],
     "categorical": [list],
     "key_bits": [Interval(int, 2048, None)],
+    "weight_column": [None, str],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
 }
 
 
@@ -37,6 +39,12 @@ class BinningParams:
         Feature names (``"party.col"`` or this party's raw column names) binned by category.
     key_bits : int, default=2048
         Paillier key size for the encrypted labels.
+    weight_column : str or None
+        A column of the guest's table holding row weights (not binned as a feature).
+    class_weight : None, "balanced" or dict
+        Weight per class, multiplied into the row weights. With weights, events
+        and non-events per bin are weighted sums: the guest encrypts ``w * y``
+        and ``w`` (``w`` on a grid of ``2**-WEIGHT_BITS``) instead of ``y``.
     """
 
     method: str = "quantile"
@@ -45,6 +53,12 @@ class BinningParams:
     smoothing: float = 0.5
     categorical: list = field(default_factory=list)
     key_bits: int = 2048
+    weight_column: str | None = None
+    class_weight: object = None
+
+    @property
+    def weighted(self) -> bool:
+        return self.weight_column is not None or self.class_weight is not None
 
     @classmethod
     def from_dict(cls, params: dict, owner: str = "step 'binning'") -> "BinningParams":
