@@ -185,3 +185,54 @@ def test_binning_weighted_sends_only_ciphertexts():
     assert isinstance(labels["labels"], CipherBlob) and isinstance(labels["weights"], CipherBlob)
     raw = b"".join(p for s, r, t, p in hub.captured if r == "gov")
     assert sw.tobytes() not in raw and np.rint(sw * 2**16).astype(np.int64).tobytes() not in raw
+
+
+def _lr_data(n=300, seed=0):
+    r = np.random.default_rng(seed)
+    Xg, Xh1, Xh2 = r.normal(size=(n, 2)), r.normal(size=(n, 2)), r.normal(size=(n, 1))
+    z = Xg @ [1, -0.5] + Xh1 @ [0.7, 0.2] + Xh2 @ [0.4] - 1.0
+    y = (r.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return Xg, {"h1": Xh1, "h2": Xh2}, y
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 4.0}])
+def test_hetero_lr_weighted_equals_centralized(class_weight):
+    from fedcredit.models.logistic import LogisticRegressionGD
+    from fedcredit.protocols.hetero_lr import LRParams, run_arbiter, run_guest, run_host
+
+    Xg, Xh, y = _lr_data()
+    sw = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    kw = dict(batch_size=100, max_epochs=4, learning_rate=0.5, validation_fraction=0.2, alpha=0.01)
+    p = LRParams(mode="coordinated", weight_column="w", class_weight=class_weight, **kw)
+    hosts = ["h1", "h2"]
+    roles = {"g": lambda ch: run_guest(ch, Xg, y, p, hosts=hosts, arbiter="a", sample_weight=sw),
+             "a": lambda ch: run_arbiter(ch, len(y), p, guest="g", hosts=hosts, keypair=small_keypair(512))}
+    for h in hosts:
+        roles[h] = (lambda h: lambda ch: run_host(ch, Xh[h], p, guest="g", arbiter="a"))(h)
+    out = run_local(roles, timeout=120)
+    q = np.rint(row_weights(y, sw, class_weight) * 2**16) / 2**16  # the weights as the guest applies them
+    ref = LogisticRegressionGD(**kw).fit(np.hstack([Xg, Xh["h1"], Xh["h2"]]), y, sample_weight=q)
+    fed = np.r_[out["g"]["coef"], out["h1"]["coef"], out["h2"]["coef"]]
+    np.testing.assert_allclose(fed, ref.coef_, rtol=0, atol=1e-9)
+    assert out["g"]["intercept"] == pytest.approx(ref.intercept_, abs=1e-9)
+    plain = LogisticRegressionGD(**kw).fit(np.hstack([Xg, Xh["h1"], Xh["h2"]]), y)
+    assert abs(plain.intercept_ - ref.intercept_) > 0.05  # the weights matter
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"mode": "two_party", "class_weight": "balanced"}, "mode='coordinated'"),
+    ({"backend": "ckks", "weight_column": "w"}, "backend='paillier'"),
+])
+def test_hetero_lr_refuses_weights_where_they_do_not_fit(params, match):
+    from fedcredit.protocols.hetero_lr import LRParams
+
+    with pytest.raises(ConfigError, match=match):
+        LRParams.from_dict(params, "step 'lr' (hetero_lr)")
+
+
+def test_hetero_lr_sample_weight_needs_every_party_told():
+    from fedcredit.protocols.hetero_lr import LRParams, run_guest
+
+    Xg, _, y = _lr_data()
+    with pytest.raises(DataError, match="weight_column or class_weight"):
+        run_guest(None, Xg, y, LRParams(), hosts=["h1"], arbiter="a", sample_weight=np.ones(len(y)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..._validation import Interval, StrOptions, validate_params
-from ...errors import ProtocolError
+from ...errors import ConfigError, ProtocolError
 from ...models.logistic import _COMMON_CONSTRAINTS, FEATURE_FRAC_BITS, batch_plan, learning_rate_at, validation_split
 from .spec import BACKENDS, MODES
 
@@ -17,6 +17,8 @@ __all__ = ["LRParams", "SCORE_FRAC_BITS", "encode_scores", "feature_codes", "Pla
 
 #: Scores z are sent as round(z * 2**SCORE_FRAC_BITS).
 SCORE_FRAC_BITS = 32
+#: Row weights multiply the residual as integers round(w * 2**WEIGHT_FRAC_BITS).
+WEIGHT_FRAC_BITS = 16
 
 _CONSTRAINTS = {
     "mode": [StrOptions(set(MODES))],
@@ -25,6 +27,8 @@ _CONSTRAINTS = {
     **_COMMON_CONSTRAINTS,
     "key_bits": [Interval(int, 2048, None)],
     "clip": [None, Interval(float, 0, None, closed="neither")],
+    "weight_column": [None, str],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
 }
 
 
@@ -47,11 +51,29 @@ class LRParams:
     random_state: int = 0
     key_bits: int = 2048
     clip: float | None = 3.0
+    weight_column: str | None = None
+    class_weight: object = None
+
+    @property
+    def weighted(self) -> bool:
+        """Rows are weighted (every party must know: the residual's fixed-point scale changes)."""
+        return self.weight_column is not None or self.class_weight is not None
 
     @classmethod
     def from_dict(cls, params: dict, owner: str = "VerticalLogisticRegression") -> "LRParams":
         validate_params(params, _CONSTRAINTS, owner)
-        return cls(**params)
+        p = cls(**params)
+        if p.weighted and p.backend == "ckks":
+            # the guest would multiply the encrypted residual by the weights: a second multiplicative level,
+            # which the key holder's level check (it decrypts only exactly one packed product) refuses
+            raise ConfigError(f"{owner}: weight_column/class_weight need backend='paillier' (weighting the "
+                              "encrypted residual under CKKS takes a second multiplicative level)")
+        if p.weighted and p.mode == "two_party":
+            # the host adds its own scores to the guest's encrypted residual in the clear, so it would need the
+            # weights (or an encrypted weight vector per batch, twice the guest's encryptions)
+            raise ConfigError(f"{owner}: weight_column/class_weight need mode='coordinated' (in two_party mode "
+                              "the host would have to multiply its own scores by the guest's weights)")
+        return p
 
     @staticmethod
     def constraints() -> dict:
@@ -99,9 +121,9 @@ def unmask(values, ms, n: int, expected: int) -> list[int]:
     return out
 
 
-def to_grad(G_ints, n_rows: int) -> np.ndarray:
-    """Integer ``Xqᵀ (4 d 2^F)`` sums → the mean gradient (float)."""
-    scale = float(1 << FEATURE_FRAC_BITS) * float(1 << (SCORE_FRAC_BITS + 2)) * n_rows
+def to_grad(G_ints, n_rows: int, extra_bits: int = 0) -> np.ndarray:
+    """Integer ``Xqᵀ (4 d 2^F)`` sums (times ``2**extra_bits``: weighted rows) → the mean gradient (float)."""
+    scale = float(1 << FEATURE_FRAC_BITS) * float(1 << (SCORE_FRAC_BITS + 2 + extra_bits)) * n_rows
     return np.array([float(g) / scale for g in G_ints], dtype=np.float64)
 
 

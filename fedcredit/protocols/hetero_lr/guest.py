@@ -12,8 +12,8 @@ from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import DataError, ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
 from . import _ckks, spec
-from ._common import (SCORE_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, loss_from_numerator, masks,
-                      to_grad, unmask)
+from ._common import (SCORE_FRAC_BITS, WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes,
+                      loss_from_numerator, masks, to_grad, unmask)
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
@@ -21,7 +21,7 @@ __all__ = ["run_guest"]
 
 
 def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str | None = None, keypair=None,
-              check_cancelled=None) -> dict:
+              check_cancelled=None, sample_weight=None) -> dict:
     """Train the guest's coefficients and intercept.
 
     Parameters
@@ -38,6 +38,11 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     keypair : optional
         Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``), or with
         ``backend="ckks"`` its private :class:`~fedcredit.crypto.ckks.CKKSContext`.
+    sample_weight : ndarray of shape (n,), optional
+        Row weights (times ``params.class_weight``; coordinated Paillier mode
+        only). The guest multiplies the encrypted residual ``[[4d]]`` by
+        ``q = round(w 2^16)`` before the hosts see it, so every party's
+        gradient is ``Xᵀ (w ⊙ d) / b``; no weight leaves the guest in the clear.
 
     Returns
     -------
@@ -53,6 +58,17 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         raise DataError(f"mode='two_party' needs exactly one host (got {len(hosts)}); use mode='coordinated'")
     if params.mode == "coordinated" and arbiter is None:
         raise DataError("mode='coordinated' needs an arbiter party")
+    q = None
+    if params.weighted or sample_weight is not None:
+        if not params.weighted:
+            raise DataError("sample_weight needs weight_column or class_weight set on every party (the hosts must "
+                            "know the residual is weighted)")
+        from ...models.tree.gbdt import row_weights
+
+        rw = row_weights(y, sample_weight, params.class_weight)
+        if params.backend == "ckks" or params.mode != "coordinated":
+            raise DataError("weights need mode='coordinated' and backend='paillier'")
+        q = np.rint(rw * float(1 << WEIGHT_FRAC_BITS)).astype(np.int64).astype(object)
     if params.backend == "ckks":
         return _run_guest_ckks(channel, X, y, params, hosts=hosts, arbiter=arbiter, context=keypair,
                                check_cancelled=check_cancelled)
@@ -93,6 +109,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 S = ez[0]
                 for v in ez[1:]:
                     S = S + v
+                if q is not None:  # weighted: [[q ⊙ 4d]] = q ⊙ [[S]] + q ⊙ U; the guest's own part alike
+                    S = S.mul_plain(q[rows].tolist())
+                    U = [int(a) * int(b) for a, b in zip(U.tolist(), q[rows].tolist())]
                 # for the hosts, never the key owner (the arbiter): the fast fixed-base re-randomization
                 ED = S.add_plain(U).obfuscate(for_key_owner=False)
                 ch.broadcast(hosts, Stage.D.value, {"d": ED})
@@ -113,9 +132,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 ch.send(h, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
                 Gz = unmask(got["g"], m, hpk[h].n, f)
-            Gu = K[rows].T.astype(object) @ U.astype(object)
+            Gu = K[rows].T.astype(object) @ np.asarray(U, dtype=object)
             G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
-            grad = to_grad(G, rows.size) + params.alpha * reg * w
+            grad = to_grad(G, rows.size, 0 if q is None else WEIGHT_FRAC_BITS) + params.alpha * reg * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         if plan.valid.size:

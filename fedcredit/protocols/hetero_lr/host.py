@@ -11,7 +11,7 @@ from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
 from . import _ckks, spec
-from ._common import LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
+from ._common import WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
@@ -97,7 +97,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
                 # own part X_hᵀ z_h in the clear: 4d 2^F = U + Z_h
                 Gz = K[rows].T.astype(object) @ Z.astype(object)
                 G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
-            grad = to_grad(G, rows.size) + params.alpha * w
+            # weighted rows: the guest multiplied the residual by q = round(w 2^16) before sending it
+            grad = to_grad(G, rows.size, WEIGHT_FRAC_BITS if params.weighted else 0) + params.alpha * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         if plan.valid.size:
