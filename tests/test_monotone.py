@@ -9,6 +9,7 @@ from conftest import data_path
 from fedcredit.errors import ConfigError, DataError, ProtocolError
 from fedcredit.models.tree import GBDTReference
 from fedcredit.protocols.secureboost import VerticalSecureBoost, monotone_array, predict_guest, predict_host, spec
+from fedcredit.protocols.secureboost.model import GuestModel
 from fedcredit.testing import small_keypair
 from fedcredit.transport.memory import MemoryHub, run_local
 
@@ -169,3 +170,45 @@ def test_constraint_validation():
     assert monotone_array({"pay_0": 1}, ["bank.pay_0", "bank.x"]).tolist() == [1, 0]
     with pytest.raises(DataError, match="monotone constraints"):
         GBDTReference(monotonic_cst=[1, 0, 3]).fit(np.zeros((10, 3)), np.r_[np.zeros(5), np.ones(5)])
+
+
+def test_job_step_takes_constraints_from_table_config_and_job(keypair, tmp_path, monkeypatch):
+    """The step: the host's table config and the job's per-party section declare constraints; the guest's
+    weight_column is taken out of its features; the result reports how many constraints each party holds."""
+    from fedcredit.config import TableConfig
+    from fedcredit.data import Table
+    from fedcredit.protocols.context import StepContext
+    from fedcredit.protocols.registry import get_step
+    import fedcredit.crypto.paillier as paillier
+
+    Xg, Xh, y, gnames, hnames = _credit3(1200)
+    ids = [str(i) for i in range(len(y))]
+    w = np.linspace(0.5, 1.5, len(y))
+    tables = {"bank": Table.from_arrays("bank", ids, np.c_[Xg, w], gnames + ["w"], y=y),
+              "chain": Table.from_arrays("chain", ids, Xh, hnames)}
+    cfgs = {"bank": TableConfig("credit", tmp_path / "b.csv"),
+            "chain": TableConfig("credit", tmp_path / "c.csv", monotone={"bill_amt1": -1})}
+    monkeypatch.setattr(paillier, "generate_keypair", lambda bits=2048: keypair)
+    params = {"n_trees": 2, "max_depth": 2, "weight_column": "w",
+              "monotone": {"bank": {"pay_0": 1}, "chain": {"pay_amt1": -1}}}
+    roles = {"bank": "guest", "chain": "host"}
+
+    def party(name):
+        return lambda ch: get_step("secureboost")(StepContext(
+            job_id="j", step="sbt", kind="secureboost", party=name, roles=roles, params=dict(params),
+            channel=ch.sub("j", "sbt"), data=tables[name], workdir=tmp_path / name, table=cfgs[name]))
+
+    out = run_local({p: party(p) for p in roles}, timeout=120)
+    assert out["bank"]["monotone"] == {"guest": 1, "chain": 2} and out["bank"]["weighted"] is True
+    model = GuestModel.load(tmp_path / "bank" / "sbt_guest.json")
+    assert model.feature_names == [f"bank.{c}" for c in gnames]  # the weight column is not a feature
+    ref = GBDTReference(n_trees=2, max_depth=2, min_node_rows=spec.MIN_NODE_ROWS, gh_bits=spec.GH_BITS,
+                        monotonic_cst=np.r_[monotone_array({"pay_0": 1}, gnames),
+                                            monotone_array({"bill_amt1": -1, "pay_amt1": -1}, hnames)]
+                        ).fit(np.hstack([Xg, Xh]), y, sample_weight=w)
+    assert [[n.value for n in t] for t in model.trees] == [[n.value for n in t] for t in ref.trees_]
+    # a job that contradicts the owner's table config is refused
+    params["monotone"] = {"chain": {"bill_amt1": 1}}
+    with pytest.raises(Exception, match="contradicts"):
+        run_local({p: party(p) for p in roles}, timeout=60)
+
