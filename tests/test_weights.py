@@ -195,33 +195,43 @@ def _lr_data(n=300, seed=0):
     return Xg, {"h1": Xh1, "h2": Xh2}, y
 
 
-@pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 4.0}])
-def test_hetero_lr_weighted_equals_centralized(class_weight):
+@pytest.mark.parametrize("mode, class_weight", [("coordinated", "balanced"), ("coordinated", {0: 1.0, 1: 4.0}),
+                                               ("two_party", "balanced"), ("two_party", {0: 1.0, 1: 4.0})])
+def test_hetero_lr_weighted_equals_centralized(mode, class_weight):
     from fedcredit.models.logistic import LogisticRegressionGD
     from fedcredit.protocols.hetero_lr import LRParams, run_arbiter, run_guest, run_host
 
     Xg, Xh, y = _lr_data()
     sw = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
     kw = dict(batch_size=100, max_epochs=4, learning_rate=0.5, validation_fraction=0.2, alpha=0.01)
-    p = LRParams(mode="coordinated", weight_column="w", class_weight=class_weight, **kw)
-    hosts = ["h1", "h2"]
-    roles = {"g": lambda ch: run_guest(ch, Xg, y, p, hosts=hosts, arbiter="a", sample_weight=sw),
-             "a": lambda ch: run_arbiter(ch, len(y), p, guest="g", hosts=hosts, keypair=small_keypair(512))}
+    p = LRParams(mode=mode, weight_column="w", class_weight=class_weight, **kw)
+    hosts = ["h1", "h2"] if mode == "coordinated" else ["h1"]
+    arb = "a" if mode == "coordinated" else None
+    roles = {"g": lambda ch: run_guest(ch, Xg, y, p, hosts=hosts, arbiter=arb, sample_weight=sw,
+                                       keypair=small_keypair(512, index=0))}
+    if arb:
+        roles["a"] = lambda ch: run_arbiter(ch, len(y), p, guest="g", hosts=hosts, keypair=small_keypair(512))
     for h in hosts:
-        roles[h] = (lambda h: lambda ch: run_host(ch, Xh[h], p, guest="g", arbiter="a"))(h)
-    out = run_local(roles, timeout=120)
+        roles[h] = (lambda h: lambda ch: run_host(ch, Xh[h], p, guest="g", arbiter=arb,
+                                                 keypair=small_keypair(512, index=1)))(h)
+    hub = MemoryHub(list(roles))
+    out = run_local(roles, hub=hub, timeout=120)
     q = np.rint(row_weights(y, sw, class_weight) * 2**16) / 2**16  # the weights as the guest applies them
-    ref = LogisticRegressionGD(**kw).fit(np.hstack([Xg, Xh["h1"], Xh["h2"]]), y, sample_weight=q)
-    fed = np.r_[out["g"]["coef"], out["h1"]["coef"], out["h2"]["coef"]]
+    X = np.hstack([Xg] + [Xh[h] for h in hosts])
+    ref = LogisticRegressionGD(**kw).fit(X, y, sample_weight=q)
+    fed = np.r_[out["g"]["coef"], *[out[h]["coef"] for h in hosts]]
     np.testing.assert_allclose(fed, ref.coef_, rtol=0, atol=1e-9)
     assert out["g"]["intercept"] == pytest.approx(ref.intercept_, abs=1e-9)
-    plain = LogisticRegressionGD(**kw).fit(np.hstack([Xg, Xh["h1"], Xh["h2"]]), y)
+    plain = LogisticRegressionGD(**kw).fit(X, y)
     assert abs(plain.intercept_ - ref.intercept_) > 0.05  # the weights matter
+    # no weight crosses in the clear: hosts receive only ciphertexts, public keys, masked sums and decisions
+    raw = b"".join(pl for s, r, t, pl in hub.captured if r in hosts)
+    assert np.rint(q * 2**16).astype(np.int64).tobytes() not in raw and sw.tobytes() not in raw
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"mode": "two_party", "class_weight": "balanced"}, "mode='coordinated'"),
     ({"backend": "ckks", "weight_column": "w"}, "backend='paillier'"),
+    ({"backend": "ckks", "mode": "two_party", "class_weight": "balanced"}, "backend='paillier'"),
 ])
 def test_hetero_lr_refuses_weights_where_they_do_not_fit(params, match):
     from fedcredit.protocols.hetero_lr import LRParams

@@ -68,11 +68,6 @@ class LRParams:
             # which the key holder's level check (it decrypts only exactly one packed product) refuses
             raise ConfigError(f"{owner}: weight_column/class_weight need backend='paillier' (weighting the "
                               "encrypted residual under CKKS takes a second multiplicative level)")
-        if p.weighted and p.mode == "two_party":
-            # the host adds its own scores to the guest's encrypted residual in the clear, so it would need the
-            # weights (or an encrypted weight vector per batch, twice the guest's encryptions)
-            raise ConfigError(f"{owner}: weight_column/class_weight need mode='coordinated' (in two_party mode "
-                              "the host would have to multiply its own scores by the guest's weights)")
         return p
 
     @staticmethod

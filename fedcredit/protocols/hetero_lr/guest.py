@@ -39,10 +39,12 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``), or with
         ``backend="ckks"`` its private :class:`~fedcredit.crypto.ckks.CKKSContext`.
     sample_weight : ndarray of shape (n,), optional
-        Row weights (times ``params.class_weight``; coordinated Paillier mode
-        only). The guest multiplies the encrypted residual ``[[4d]]`` by
-        ``q = round(w 2^16)`` before the hosts see it, so every party's
-        gradient is ``Xᵀ (w ⊙ d) / b``; no weight leaves the guest in the clear.
+        Row weights (times ``params.class_weight``; Paillier only). Every
+        party's gradient becomes ``Xᵀ (w ⊙ d) / b`` with ``q = round(w 2^16)``:
+        coordinated, the guest multiplies the encrypted residual ``[[4d]]`` by
+        ``q`` before the hosts see it; two-party, it sends ``E_g(q ⊙ U)`` and,
+        once, ``E_g(q)``, with which the host weights its own scores under
+        encryption. No weight leaves the guest in the clear.
 
     Returns
     -------
@@ -66,8 +68,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         from ...models.tree.gbdt import row_weights
 
         rw = row_weights(y, sample_weight, params.class_weight)
-        if params.backend == "ckks" or params.mode != "coordinated":
-            raise DataError("weights need mode='coordinated' and backend='paillier'")
+        if params.backend == "ckks":
+            raise DataError("weights need backend='paillier'")
         q = np.rint(rw * float(1 << WEIGHT_FRAC_BITS)).astype(np.int64).astype(object)
     if params.backend == "ckks":
         return _run_guest_ckks(channel, X, y, params, hosts=hosts, arbiter=arbiter, context=keypair,
@@ -89,6 +91,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hpk = {hosts[0]: PublicKey.from_wire(msg["public_key"])}
+        if q is not None:  # the host weights its own scores under encryption: E_g(q) ⊙ z_h
+            setup.send(hosts[0], Stage.WEIGHTS.value, {"q": sk.encrypt_ints(q.tolist())})
     warm_pool(max(len(b) for b in plan.batches(0)), pk.bits)
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
@@ -121,9 +125,13 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 Gz = unmask(got["g"], m, pk.n, f)
             else:
                 h = hosts[0]
+                if q is not None:  # weighted: the host gets E(q ⊙ U) and adds E(q) ⊙ z_h itself
+                    U = [int(a) * int(b) for a, b in zip(U.tolist(), q[rows].tolist())]
                 # U needs nothing from the host: send it first so both encryptions run at the same time
                 ch.send(h, Stage.U.value, {"u": sk.encrypt_ints(U)})
                 (EZ,) = _recv_scores(ch, hosts, hpk[h], rows.size)
+                if q is not None:
+                    EZ = EZ.mul_plain(q[rows].tolist())
                 m = masks(f, hpk[h].n)
                 ch.send(h, Stage.GRAD.value, {"g": matvec(EZ, K[rows]).add_plain(m)})
                 # decrypt the host's masked gradient part X_hᵀ u + m_h (uniform: reveals nothing)
