@@ -90,7 +90,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -220,12 +220,12 @@ class Policy:
         Smallest PSI intersection this party accepts (enforced by the PSI step).
     purposes : tuple of str or None
         If set, a job must declare one of these purposes.
-    max_concurrent_jobs : int
-        Proposals beyond this many running jobs are refused (a simple rate limit).
     share_feature_names : bool or tuple of str
         Publish the names of all (True) or the listed columns to the label
         holder of a SecureBoost job (its importance report); unpublished
         features appear there as ``<party>:feature#k``.
+    max_concurrent_jobs : int
+        Proposals beyond this many running jobs are refused (a simple rate limit).
     """
 
     proposers: tuple[str, ...] = ()
@@ -233,9 +233,9 @@ class Policy:
     columns: Mapping[str, tuple[str, ...]] | None = None
     min_intersection: int = 1
     purposes: tuple[str, ...] | None = None
+    share_feature_names: bool | tuple[str, ...] = False
     max_concurrent_jobs: int = 2
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
-    share_feature_names: bool | tuple[str, ...] = False
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -593,9 +593,8 @@ def known_step_kinds() -> tuple[str, ...]:
 _PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute"}
 _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
-_TABLE_KEYS = {"path", "id_column", "label_column", "columns", "monotone"}
-_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
-                "share_feature_names"}
+_TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
+_POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
@@ -604,6 +603,9 @@ _COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_k
                  "connect_timeout", "task_timeout", "partition_rows"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# SecureBoost: an owner's monotone constraints, and the feature names it publishes to the label holder
+_TABLE_KEYS = _TABLE_KEYS | {"monotone"}
+_POLICY_KEYS = _POLICY_KEYS | {"share_feature_names"}
 
 
 def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> PartyConfig:
@@ -743,17 +745,18 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         head_exchange_seconds=c.get(sc, "[policy.scoring]", "head_exchange_seconds", float, 60.0,
                                     check=lambda v: None if v >= 0 else f"must be >= 0, got {v}"),
     )
+    policy = Policy(
+        proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
+        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring,
+    )
+
     share = pol.get("share_feature_names", False)
     if isinstance(share, list):
         share = c.str_list(pol, "[policy]", "share_feature_names") or ()
     elif not isinstance(share, bool):
         c.add("[policy].share_feature_names", f"must be true, false or a list of columns, got {_tname(share)}")
         share = False
-    policy = Policy(
-        proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
-        purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, share_feature_names=share,
-    )
-
+    policy = replace(policy, share_feature_names=share)
     tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)
     pos = lambda v: None if v > 0 else f"must be positive, got {v}"  # noqa: E731
     transport = TransportConfig(
