@@ -34,6 +34,8 @@ __all__ = [
     "logistic_gh",
     "quantize_gh",
     "base_score",
+    "row_weights",
+    "normalize_weights",
     "tree_rng",
     "sample_rows",
     "sample_features",
@@ -41,8 +43,6 @@ __all__ = [
     "logloss",
     "EarlyStopping",
     "TREE_PARAMETER_CONSTRAINTS",
-    "row_weights",
-    "normalize_weights",
 ]
 
 TREE_PARAMETER_CONSTRAINTS = {
@@ -56,10 +56,10 @@ TREE_PARAMETER_CONSTRAINTS = {
     "subsample": [Interval(float, 0, 1, closed="right")],
     "colsample": [Interval(float, 0, 1, closed="right")],
     "min_node_rows": [Interval(int, 1, None)],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
     "early_stopping_rounds": [None, Interval(int, 1, None)],
     "validation_fraction": [Interval(float, 0, 1, closed="neither")],
     "random_state": [Interval(int, 0, None)],
-    "class_weight": [None, StrOptions({"balanced"}), dict],
 }
 
 
@@ -240,16 +240,16 @@ class GBDTReference:
         Seed of the validation split; None: ``random_state``. The federated
         label holder draws it secretly and keeps it in its model part
         (``GuestModel.validation_seed``).
-    gh_bits : int or None, default=None
-        Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
-        protocol does) and sum them as integers; None sums floats.
-    random_state : int, default=0
-        Seeds row/feature sampling (and the validation split unless ``validation_seed`` is given).
     monotonic_cst : array-like of int of shape (n_features,) or None, default=None
         Per feature ``+1`` (score non-decreasing in the feature), ``-1``
         (non-increasing) or 0, enforced as scikit-learn's ``monotonic_cst``.
     class_weight : None, "balanced" or dict, default=None
         Weight of each class, multiplied into ``sample_weight`` (see :func:`row_weights`).
+    gh_bits : int or None, default=None
+        Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
+        protocol does) and sum them as integers; None sums floats.
+    random_state : int, default=0
+        Seeds row/feature sampling (and the validation split unless ``validation_seed`` is given).
 
     Attributes
     ----------
@@ -280,10 +280,10 @@ class GBDTReference:
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.2,
         validation_seed: int | None = None,
-        gh_bits: int | None = None,
-        random_state: int = 0,
         monotonic_cst=None,
         class_weight=None,
+        gh_bits: int | None = None,
+        random_state: int = 0,
     ):
         self.n_trees = n_trees
         self.max_depth = max_depth
@@ -298,10 +298,10 @@ class GBDTReference:
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.validation_seed = validation_seed
-        self.gh_bits = gh_bits
-        self.random_state = random_state
         self.monotonic_cst = monotonic_cst
         self.class_weight = class_weight
+        self.gh_bits = gh_bits
+        self.random_state = random_state
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
@@ -315,9 +315,6 @@ class GBDTReference:
             raise DataError(f"X must be (n, f) and y (n,); got {X.shape} and {y.shape}")
         if not np.isin(np.unique(y), (0, 1)).all():
             raise DataError("y must be binary 0/1")
-        cst = None if self.monotonic_cst is None else check_monotone(self.monotonic_cst, X.shape[1])
-        if sample_weight is not None and np.shape(sample_weight) != y.shape:
-            raise DataError(f"sample_weight must have shape {y.shape}")
         if self.early_stopping_rounds is not None:
             seed = self.random_state if self.validation_seed is None else self.validation_seed
             train, valid = validation_split(len(y), self.validation_fraction, seed)
@@ -325,6 +322,9 @@ class GBDTReference:
             train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)
         self.bin_mapper_ = BinMapper(max_bins=self.max_bins).fit(X[train])
         codes = self.bin_mapper_.transform(X[train])
+        cst = None if self.monotonic_cst is None else check_monotone(self.monotonic_cst, X.shape[1])
+        if sample_weight is not None and np.shape(sample_weight) != y.shape:
+            raise DataError(f"sample_weight must have shape {y.shape}")
         ytr = y[train].astype(np.float64)
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         w = row_weights(y[train], None if sw is None else sw[train], self.class_weight)

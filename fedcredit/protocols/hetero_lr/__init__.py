@@ -82,6 +82,14 @@ class VerticalLogisticRegression:
         ciphertext per batch, much faster; see ``docs/hetero_lr.md``).
     features : {"standardized", "woe"}, default="standardized"
         Informational here (the caller passes the design matrix); used by the step.
+    weight_column : str or None, default=None
+        The guest's column of row weights (the step takes it out of the guest's
+        features; with the estimator, pass the weights as ``sample_weight``).
+        Every party must be given it: the residual's fixed-point scale changes.
+    class_weight : None, "balanced" or dict, default=None
+        Weight per class, multiplied into the row weights. Weighted training
+        needs ``backend="paillier"`` (refused otherwise when the parameters are
+        checked, see ``docs/hetero_lr.md``).
     learning_rate, schedule, decay, alpha, batch_size, max_epochs, validation_fraction,
     n_iter_no_change, tol, random_state
         As :class:`fedcredit.models.logistic.LogisticRegressionGD` (must be equal on every party).
@@ -89,14 +97,6 @@ class VerticalLogisticRegression:
         Paillier key size (≥ 2048; unused with CKKS, which uses ``poly_modulus_degree=8192``).
     clip : float or None, default=3.0
         Standardized features are clipped to ``[-clip, clip]`` (the step's preprocessing).
-    weight_column : str or None, default=None
-        The guest's column of row weights (the step takes it out of the guest's
-        features; with the estimator, pass the weights as ``sample_weight``).
-        Every party must be given it: the residual's fixed-point scale changes.
-    class_weight : None, "balanced" or dict, default=None
-        Weight per class, multiplied into the row weights. Weighted training
-        needs ``mode="coordinated"`` and ``backend="paillier"`` (refused
-        otherwise when the parameters are checked, see ``docs/hetero_lr.md``).
 
     Attributes
     ----------
@@ -115,12 +115,14 @@ class VerticalLogisticRegression:
     _parameter_constraints = LRParams.constraints()
 
     def __init__(self, *, mode="coordinated", backend="paillier", features="standardized", learning_rate=1.0,
+                 weight_column=None, class_weight=None,
                  schedule="sqrt", decay=1.0, alpha=0.001, batch_size=2000, max_epochs=10, validation_fraction=0.1,
-                 n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0, weight_column=None,
-                 class_weight=None):
+                 n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0):
         self.mode = mode
         self.backend = backend
         self.features = features
+        self.weight_column = weight_column
+        self.class_weight = class_weight
         self.learning_rate = learning_rate
         self.schedule = schedule
         self.decay = decay
@@ -133,8 +135,6 @@ class VerticalLogisticRegression:
         self.random_state = random_state
         self.key_bits = key_bits
         self.clip = clip
-        self.weight_column = weight_column
-        self.class_weight = class_weight
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}

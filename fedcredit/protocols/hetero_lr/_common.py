@@ -24,11 +24,11 @@ _CONSTRAINTS = {
     "mode": [StrOptions(set(MODES))],
     "backend": [StrOptions(set(BACKENDS))],
     "features": [StrOptions({"standardized", "woe"})],
+    "weight_column": [None, str],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
     **_COMMON_CONSTRAINTS,
     "key_bits": [Interval(int, 2048, None)],
     "clip": [None, Interval(float, 0, None, closed="neither")],
-    "weight_column": [None, str],
-    "class_weight": [None, StrOptions({"balanced"}), dict],
 }
 
 
@@ -39,6 +39,8 @@ class LRParams:
     mode: str = "coordinated"
     backend: str = "paillier"
     features: str = "standardized"
+    weight_column: str | None = None
+    class_weight: object = None
     learning_rate: float = 1.0
     schedule: str = "sqrt"
     decay: float = 1.0
@@ -51,28 +53,27 @@ class LRParams:
     random_state: int = 0
     key_bits: int = 2048
     clip: float | None = 3.0
-    weight_column: str | None = None
-    class_weight: object = None
+
+    @classmethod
+    def from_dict(cls, params: dict, owner: str = "VerticalLogisticRegression") -> "LRParams":
+        validate_params(params, _CONSTRAINTS, owner)
+        return cls(**params)
+
+    @staticmethod
+    def constraints() -> dict:
+        return dict(_CONSTRAINTS)
 
     @property
     def weighted(self) -> bool:
         """Rows are weighted (every party must know: the residual's fixed-point scale changes)."""
         return self.weight_column is not None or self.class_weight is not None
 
-    @classmethod
-    def from_dict(cls, params: dict, owner: str = "VerticalLogisticRegression") -> "LRParams":
-        validate_params(params, _CONSTRAINTS, owner)
-        p = cls(**params)
-        if p.weighted and p.backend == "ckks":
+    def __post_init__(self) -> None:
+        if self.weighted and self.backend == "ckks":
             # the guest would multiply the encrypted residual by the weights: a second multiplicative level,
             # which the key holder's level check (it decrypts only exactly one packed product) refuses
-            raise ConfigError(f"{owner}: weight_column/class_weight need backend='paillier' (weighting the "
+            raise ConfigError("hetero_lr: weight_column/class_weight need backend='paillier' (weighting the "
                               "encrypted residual under CKKS takes a second multiplicative level)")
-        return p
-
-    @staticmethod
-    def constraints() -> dict:
-        return dict(_CONSTRAINTS)
 
 
 def encode_scores(z) -> np.ndarray:

@@ -110,6 +110,10 @@ class VerticalSecureBoost:
         predict path after every tree, and stops once the log-loss has not
         improved for this many trees (keeping the best prefix).
     validation_fraction : float, default=0.2
+    class_weight : None, "balanced" or dict, default=None
+        Guest only: weight per class (``{0: a, 1: b}``, or ``"balanced"``:
+        ``n / (2 n_c)``), multiplied into ``sample_weight``; weights multiply
+        every row's ``g`` and ``h`` (see ``docs/secureboost.md``).
     guest_only_first_tree : bool, default=False
         Build the first tree on the guest's features only ("complete secure"
         mode of SecureBoost): hosts then never see the node membership of the
@@ -124,10 +128,6 @@ class VerticalSecureBoost:
     random_state : int, default=0
         Seeds per-tree row/feature sampling (public: every party knows it). The
         validation split has its own secret seed (``validation_seed_``).
-    class_weight : None, "balanced" or dict, default=None
-        Guest only: weight per class (``{0: a, 1: b}``, or ``"balanced"``:
-        ``n / (2 n_c)``), multiplied into ``sample_weight``; weights multiply
-        every row's ``g`` and ``h`` (see ``docs/secureboost.md``).
 
     Attributes
     ----------
@@ -152,9 +152,9 @@ class VerticalSecureBoost:
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
                  subsample: float = 1.0, colsample: float = 1.0, min_node_rows: int = MIN_NODE_ROWS,
-                 early_stopping_rounds: int | None = None,
+                 early_stopping_rounds: int | None = None, class_weight=None,
                  validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
-                 gh_part_rows: int | None = None, random_state: int = 0, class_weight=None):
+                 gh_part_rows: int | None = None, random_state: int = 0):
         self.n_trees = n_trees
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -166,12 +166,12 @@ class VerticalSecureBoost:
         self.colsample = colsample
         self.min_node_rows = min_node_rows
         self.early_stopping_rounds = early_stopping_rounds
+        self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.guest_only_first_tree = guest_only_first_tree
         self.key_bits = key_bits
         self.gh_part_rows = gh_part_rows
         self.random_state = random_state
-        self.class_weight = class_weight
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
