@@ -421,11 +421,11 @@ class SecureBoostGuest:
             plan = self._plan(seed, key)
         train, valid, run_id = plan
         ytr, yva = self.y[train].astype(np.float64), self.y[valid]
+        Xtr, Xva = self.X[train], self.X[valid]
         sw = self.sample_weight
         w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
         w_va = None if w is None or not len(valid) else row_weights(yva, None if sw is None else sw[valid],
                                                                      p.get("class_weight"))
-        Xtr, Xva = self.X[train], self.X[valid]
         mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
         codes = mapper.transform(Xtr)
         t0 = time.perf_counter()
