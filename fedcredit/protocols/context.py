@@ -53,6 +53,8 @@ class StepContext:
         Namespaced to this job and step.
     data : fedcredit.data.Table or None
         This party's own table (None for an arbiter or aggregator without data).
+    table : object or None
+        The config of the table this party uses (``fedcredit.config.TableConfig``), e.g. ``monotone``.
     state : dict
         Per-job, per-party outputs of earlier steps (e.g. ``state["psi"]``).
     workdir : Path
@@ -63,8 +65,6 @@ class StepContext:
         Raises ``JobCancelled`` once the job is cancelled; call it between rounds.
     policy : object or None
         This party's policy (``fedcredit.config.Policy``), e.g. ``min_intersection``.
-    table : object or None
-        The config of the table this party uses (``fedcredit.config.TableConfig``), e.g. ``monotone``.
     """
 
     job_id: str
@@ -75,12 +75,12 @@ class StepContext:
     params: dict[str, Any]
     channel: Channel
     data: Any = None
+    table: Any = None
     state: dict[str, Any] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path("."))
     progress: Callable[[str, float | None], None] = _no_progress
     check_cancelled: Callable[[], None] = _never_cancelled
     policy: Any = None
-    table: Any = None
 
     @property
     def role(self) -> str:

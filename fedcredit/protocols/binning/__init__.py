@@ -27,26 +27,15 @@ def run(ctx: StepContext) -> dict:
     host state: ``{"bins": {feature: Bins}, "iv": {own feature: IV}}``.
     """
     params = BinningParams.from_dict(dict(ctx.params), f"step {ctx.step!r} (binning)")
-    table = ctx.data
-    if params.weight_column is not None and params.weight_column in table.columns:
-        # the weight column is a column of the guest's table; it is never binned (a host has no such column)
-        weights = table.X[:, table.columns.index(params.weight_column)] if ctx.role == "guest" else None
-        table = table.select([c for c in table.columns if c != params.weight_column])
-    else:
-        if params.weight_column is not None and ctx.role == "guest":
-            from ...errors import DataError
-
-            raise DataError(f"binning: weight_column {params.weight_column!r} is not a column of the guest's table")
-        weights = None
     if ctx.role == "guest":
         ctx.progress("binning: encrypting labels", 0.0)
-        res = run_guest(ctx.channel, ctx.hosts, table, params, sample_weight=weights)
+        res = run_guest(ctx.channel, ctx.hosts, ctx.data, params)
         iv = {f: b.total_iv for f, b in res["bins"].items()}
         iv.update(res["host_iv"])
         ctx.state["binning"] = {"bins": res["bins"], "iv": iv}
         return {"iv": iv, "n_bins": {f: b.n_bins for f, b in res["bins"].items()}}
     if ctx.role == "host":
-        bins = run_host(ctx.channel, ctx.guest, table, params)
+        bins = run_host(ctx.channel, ctx.guest, ctx.data, params)
         iv = {f: b.total_iv for f, b in bins.items()}
         ctx.state["binning"] = {"bins": bins, "iv": iv}
         return {"iv": iv}

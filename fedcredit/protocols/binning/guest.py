@@ -41,7 +41,8 @@ def finish_feature(events, totals, params, categorical: bool):
 def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_weight=None) -> dict:
     """Run the guest side.
 
-    With ``sample_weight`` or ``params.class_weight``, WOE and IV use weighted
+    With ``sample_weight`` (default: the table's ``params.weight_column``, which
+    is then not binned) or ``params.class_weight``, WOE and IV use weighted
     event and non-event counts: the guest encrypts ``q_i y_i`` and ``q_i`` with
     ``q_i = round(w_i * 2**WEIGHT_BITS)``; hosts sum both per bin.
 
@@ -52,6 +53,12 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
         "host_iv": {feature: IV} for every host feature,
         "host_bins": {feature: {"totals", "events", "woe", "iv"}}}`` (what the guest learnt).
     """
+    if params.weight_column is not None and sample_weight is None:
+        # the weights are a column of the guest's table, never binned as a feature (no host has the column)
+        if params.weight_column not in table.columns:
+            raise DataError(f"binning: weight_column {params.weight_column!r} is not a column of the guest's table")
+        sample_weight = table.X[:, table.columns.index(params.weight_column)]
+        table = table.select([c for c in table.columns if c != params.weight_column])
     y = table.y
     if y is None:
         raise DataError(f"{table.source}: the guest needs a label column for WOE binning")
