@@ -687,19 +687,20 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         cols = c.str_list(td, key, "columns")
         if cols is not None and len(cols) == 0:
             c.add(f"{key}.columns", "must list at least one column (leave it out to use every column)")
-        mono = None
-        if "monotone" in td:
-            mraw = c.table(td["monotone"], f"{key}.monotone", None)
-            mono = {}
-            for col, sign in mraw.items():
-                if type(sign) is not int or sign not in (-1, 1):
-                    c.add(f"{key}.monotone.{col}", f"must be 1 (increasing) or -1 (decreasing), got {sign!r}")
-                else:
-                    mono[col] = sign
-            mono = MappingProxyType(mono)
         if tpath is not None:
-            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None, mono)
+            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None)
 
+    for tname, tdata in traw.items():  # SecureBoost: the owner's monotone constraints on its columns
+        if tname not in tables or not isinstance(tdata, dict) or "monotone" not in tdata:
+            continue
+        key = f"[tables.{tname}].monotone"
+        mono = {}
+        for col, sign in c.table(tdata["monotone"], key, None).items():
+            if type(sign) is not int or sign not in (-1, 1):
+                c.add(f"{key}.{col}", f"must be 1 (increasing) or -1 (decreasing), got {sign!r}")
+            else:
+                mono[col] = sign
+        tables[tname] = replace(tables[tname], monotone=MappingProxyType(mono))
     pol = c.table(data.get("policy", {}), "[policy]", _POLICY_KEYS)
     proposers = c.str_list(pol, "[policy]", "proposers", check_item=_check_name) or ()
     for i, p in enumerate(proposers):
