@@ -155,3 +155,22 @@ def test_config_share_names_and_monotone(tmp_path):
         load_party_config(_party_toml(tmp_path, "monotone = { a = 2 }"))
     with pytest.raises(ConfigError, match="share_feature_names"):
         load_party_config(_party_toml(tmp_path, "", 'share_feature_names = "yes"'))
+
+
+def test_guest_refuses_a_host_publishing_unprintable_names_in_a_run(keypair):
+    """Names from a peer reach reports and logs: a host sending a control character fails the run at SETUP_REPLY."""
+    Xg, Xh, y, gnames, hnames = _credit3(400)
+    bad = ["ok"] * (len(hnames) - 1) + ["<script>\x1b[2J"]
+
+    def host(ch):
+        h = VerticalSecureBoost(n_trees=1, max_depth=2)
+        import fedcredit.protocols.secureboost.host as host_mod
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(host_mod, "published_names", lambda names, share: bad)
+            return h.fit(ch, Xh, guest="bank", feature_names=hnames)
+
+    with pytest.raises(Exception) as exc:
+        run_local({"bank": lambda ch: VerticalSecureBoost(n_trees=1, max_depth=2).fit(ch, Xg, y, keypair=keypair),
+                   "chain": host}, timeout=60)
+    assert "feature_names must be one printable string" in str(exc.value)
