@@ -93,7 +93,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -162,6 +162,9 @@ class TableConfig:
         Only the label holder has one.
     columns : tuple of str or None
         Feature columns to load (None: every column but id and label).
+    monotone : mapping of str to int, or None
+        ``monotone = { pay_0 = 1 }``: this party's monotone constraints on its
+        columns (+1 increasing, -1 decreasing), used by SecureBoost.
     """
 
     name: str
@@ -169,6 +172,7 @@ class TableConfig:
     id_column: str = "id"
     label_column: str | None = None
     columns: tuple[str, ...] | None = None
+    monotone: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,10 @@ class Policy:
         Smallest PSI intersection this party accepts (enforced by the PSI step).
     purposes : tuple of str or None
         If set, a job must declare one of these purposes.
+    share_feature_names : bool or tuple of str
+        Publish the names of all (True) or the listed columns to the label
+        holder of a SecureBoost job (its importance report); unpublished
+        features appear there as ``<party>:feature#k``.
     max_concurrent_jobs : int
         Proposals beyond this many running jobs are refused (a simple rate limit).
     reasons : mapping of str to str
@@ -237,6 +245,7 @@ class Policy:
     columns: Mapping[str, tuple[str, ...]] | None = None
     min_intersection: int = 1
     purposes: tuple[str, ...] | None = None
+    share_feature_names: bool | tuple[str, ...] = False
     max_concurrent_jobs: int = 2
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
     reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -611,6 +620,9 @@ _COMPUTE_KEYS = {"backend", "workers", "scheduler", "tls_ca", "tls_cert", "tls_k
                  "connect_timeout", "task_timeout", "partition_rows"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# SecureBoost: an owner's monotone constraints, and the feature names it publishes to the label holder
+_TABLE_KEYS = _TABLE_KEYS | {"monotone"}
+_POLICY_KEYS = _POLICY_KEYS | {"share_feature_names"}
 
 
 def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> PartyConfig:
@@ -695,6 +707,17 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         if tpath is not None:
             tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None)
 
+    for tname, tdata in traw.items():  # SecureBoost: the owner's monotone constraints on its columns
+        if tname not in tables or not isinstance(tdata, dict) or "monotone" not in tdata:
+            continue
+        key = f"[tables.{tname}].monotone"
+        mono = {}
+        for col, sign in c.table(tdata["monotone"], key, None).items():
+            if type(sign) is not int or sign not in (-1, 1):
+                c.add(f"{key}.{col}", f"must be 1 (increasing) or -1 (decreasing), got {sign!r}")
+            else:
+                mono[col] = sign
+        tables[tname] = replace(tables[tname], monotone=MappingProxyType(mono))
     pol = c.table(data.get("policy", {}), "[policy]", _POLICY_KEYS)
     proposers = c.str_list(pol, "[policy]", "proposers", check_item=_check_name) or ()
     for i, p in enumerate(proposers):
@@ -752,6 +775,13 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, reasons=MappingProxyType(reasons),
     )
 
+    share = pol.get("share_feature_names", False)
+    if isinstance(share, list):
+        share = c.str_list(pol, "[policy]", "share_feature_names") or ()
+    elif not isinstance(share, bool):
+        c.add("[policy].share_feature_names", f"must be true, false or a list of columns, got {_tname(share)}")
+        share = False
+    policy = replace(policy, share_feature_names=share)
     tr = c.table(data.get("transport", {}), "[transport]", _TRANSPORT_KEYS)
     pos = lambda v: None if v > 0 else f"must be positive, got {v}"  # noqa: E731
     transport = TransportConfig(

@@ -157,6 +157,7 @@ def render_html(report: dict, *, job_dir: str | os.PathLike | None = None) -> st
     w(_cards(report, steps))
     w(_models_section(report, steps, job_dir, role))
     w(_features_section(party, role, steps))
+    w(_importance_section(party, role, steps))
     w(_curves_section(steps))
     w(_timing_section(report, steps))
     w(_traffic_section(steps))
@@ -281,6 +282,43 @@ def _features_section(party: str, role: str, steps: list[dict]) -> str:
                      f"<td>{_iv_strength(v)}</td>"
                      + (f"<td>{'yes' if f in kept else 'no'}</td>" if kept is not None else "") + "</tr>")
     parts.append("</table>")
+    return "".join(parts)
+
+
+def _importance_section(party: str, role: str, steps: list[dict]) -> str:
+    """SecureBoost feature importance: total gain per feature (guest, every party's), split counts (host, own)."""
+    parts = []
+    for s in steps:
+        r = s.get("result") or {}
+        imp = r.get("importance")
+        if s.get("kind") != "secureboost" or not isinstance(imp, list) or not imp:
+            continue
+        rows = [d for d in imp if isinstance(d, dict)]
+        if role == "guest":
+            items = [(str(d.get("name", "?")), float(d.get("gain", 0.0)), int(d.get("splits", 0)),
+                      str(d.get("party", "?"))) for d in rows]
+            note = ("Total split gain and split count per feature over all trees. Host features show the name the "
+                    "host published, else <host>:feature#k (the guest knows a host feature only by its index); "
+                    "this party's own features are solid, the hosts' hatched.")
+            xlabel = "total gain"
+        else:
+            items = [(str(d.get("feature", "?")), float(d.get("splits", 0)), int(d.get("splits", 0)), party)
+                     for d in rows]
+            note = ("Splits of the model on this party's own features (a host knows which of its thresholds the "
+                    "model uses, not their gains or the tree structure).")
+            xlabel = "splits"
+        items = [x for x in items if x[2] > 0]
+        if not items:
+            continue
+        parts += [f"<h2>Feature importance ({_e(s.get('step', 'secureboost'))})</h2>", f"<p class='note'>{_e(note)}</p>",
+                  "<div class='plots'>", _figure(_plot_importance(items, party, xlabel),
+                                                 f"{xlabel} per feature", wide=True), "</div>",
+                  "<table><tr><th>feature</th><th>owner</th><th>splits</th>"
+                  + ("<th>total gain</th>" if role == "guest" else "") + "</tr>"]
+        for name, v, n, owner in sorted(items, key=lambda x: -x[1]):
+            parts.append(f"<tr><td>{_e(name)}</td><td>{_e(owner)}</td><td class='n'>{n}</td>"
+                         + (f"<td class='n'>{v:.4g}</td>" if role == "guest" else "") + "</tr>")
+        parts.append("</table>")
     return "".join(parts)
 
 
@@ -457,6 +495,22 @@ def _plot_iv(iv: dict[str, float], own: set[str], kept: set[str] | None) -> byte
         if items and items[-1][1] > x * 0.8:
             ax.axvline(x, color="#8a96a3", linestyle=":", linewidth=1)
     ax.set_xlabel("information value")
+    ax.tick_params(axis="y", labelsize=8)
+    _style(ax)
+    return _png(fig)
+
+
+def _plot_importance(items: list[tuple], party: str, xlabel: str) -> bytes:
+    items = sorted(items, key=lambda x: x[1])[-30:]  # the 30 most important
+    fig = _fig(6.4, max(2.4, 0.28 * len(items) + 1.0))
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.barh([x[0] for x in items], [x[1] for x in items],
+                   color=[_PALETTE[0] if x[3] == party else _PALETTE[1] for x in items])
+    for b, x in zip(bars, items):
+        if x[3] != party:
+            b.set_hatch("///")
+            b.set_edgecolor("white")
+    ax.set_xlabel(xlabel)
     ax.tick_params(axis="y", labelsize=8)
     _style(ax)
     return _png(fig)

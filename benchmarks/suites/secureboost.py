@@ -1,7 +1,11 @@
 """Vertical SecureBoost: parties as separate processes over mTLS gRPC on loopback, 2048-bit Paillier.
 
 Configurations (``--configs``): ``dc5`` (default_credit, bank + host, 5 trees),
-``dc30`` (30 trees) and ``credit3`` (bank + chain + gov, 5 trees). All: depth
+``dc30`` (30 trees), ``credit3`` (bank + chain + gov, 5 trees) and ``dc5mono``
+(``dc5`` with every repayment-status feature ``pay_0``, ``pay_2`` .. ``pay_6``
+constrained +1: the bank's ``x0`` and the host's ``x5`` .. ``x9``; it reports
+the federated AUC next to the unconstrained reference's and next to
+scikit-learn's with the same ``monotonic_cst``). All: depth
 3, 32 bins (incl. missing), learning rate 0.3, 80/20 stratified split with
 seed 0 on the aligned rows. Per configuration: ``key_bits``, ``trees``,
 ``seconds_total`` (guest's fit, incl. key generation), ``seconds_per_tree``
@@ -31,13 +35,17 @@ CONFIGS = {
             "n_trees": 5},
     "dc30": {"files": {"bank": ("default_credit/hetero_guest.csv", "y"), "host": ("default_credit/hetero_host.csv", None)},
              "n_trees": 30},
+    # default_credit's repayment status: bank x0 = pay_6, host x5..x9 = pay_0, pay_2..pay_5 (all +1)
+    "dc5mono": {"files": {"bank": ("default_credit/hetero_guest.csv", "y"),
+                          "host": ("default_credit/hetero_host.csv", None)},
+                "n_trees": 5, "monotone": {"bank": [1] + [0] * 12, "host": [0] * 5 + [1] * 5}},
     "credit3": {"files": {"bank": ("credit3/bank.csv", "default_next_month"), "chain": ("credit3/chain.csv", None),
                           "gov": ("credit3/gov.csv", None)}, "n_trees": 5},
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configs", default="dc5,dc30,credit3", help="comma-separated: " + ",".join(CONFIGS))
+    parser.add_argument("--configs", default="dc5,dc30,credit3,dc5mono", help="comma-separated: " + ",".join(CONFIGS))
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--max-depth", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=0.3)
@@ -68,7 +76,7 @@ def _count_messages(channel) -> dict:
     return counts
 
 
-def guest(channel, *, path, label, ids, test_ids, hosts, params):
+def guest(channel, *, path, label, ids, test_ids, hosts, params, monotone=None):
     """The bank: fit on the training rows, then score the test rows with the federated predict path."""
     from fedcredit.models.metrics import auc, ks
     from fedcredit.protocols.secureboost import VerticalSecureBoost, predict_guest
@@ -78,7 +86,7 @@ def guest(channel, *, path, label, ids, test_ids, hosts, params):
     fit_ch = channel.sub("fit")
     sent = _count_messages(fit_ch)
     t0 = time.perf_counter()
-    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], t.y[tr], hosts=hosts)
+    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], t.y[tr], hosts=hosts, monotonic_cst=monotone)
     fit_s = time.perf_counter() - t0
     fit_sent = {k: list(v) for k, v in sent.items()}
     t0 = time.perf_counter()
@@ -91,20 +99,20 @@ def guest(channel, *, path, label, ids, test_ids, hosts, params):
             "seconds_per_tree_all": per_tree, "report": res, "fit_messages_sent": fit_sent}
 
 
-def host(channel, *, path, ids, test_ids, guest_name, params):
+def host(channel, *, path, ids, test_ids, guest_name, params, monotone=None):
     from fedcredit.protocols.secureboost import VerticalSecureBoost, predict_host
 
     t = _load(path, channel.party, None)
     tr, te = _rows(t, ids), _rows(t, test_ids)
     fit_ch = channel.sub("fit")
     sent = _count_messages(fit_ch)
-    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], guest=guest_name)
+    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], guest=guest_name, monotonic_cst=monotone)
     fit_sent = {k: list(v) for k, v in sent.items()}
     predict_host(channel.sub("score"), est.model_, t.X[te], guest=guest_name)
     return {"report": est.result_, "fit_messages_sent": fit_sent}
 
 
-def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr):
+def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr, monotone=None):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
@@ -125,10 +133,21 @@ def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr):
     ref = GBDTReference(n_trees=n_trees, max_depth=depth, learning_rate=lr).fit(Xtr, ytr)
     ref_s = time.perf_counter() - t0
     pr = ref.predict_proba(Xte)[:, 1]
-    return {
+    out = {
         "hgb": {"test_auc": float(roc_auc_score(yte, ph)), "test_ks": float(ks(yte, ph)), "seconds": hgb_s},
         "reference": {"test_auc": float(roc_auc_score(yte, pr)), "test_ks": float(ks(yte, pr)), "seconds": ref_s},
     }
+    if monotone is not None:  # the same constraints centrally: scikit-learn and our reference
+        cst = np.concatenate([monotone[p] for p in tables])
+        hgb = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=depth, learning_rate=lr, max_bins=31,
+                                             min_samples_leaf=1, l2_regularization=1.0, early_stopping=False,
+                                             max_leaf_nodes=None, monotonic_cst=cst).fit(Xtr, ytr)
+        ph = hgb.predict_proba(Xte)[:, 1]
+        ref = GBDTReference(n_trees=n_trees, max_depth=depth, learning_rate=lr, monotonic_cst=cst).fit(Xtr, ytr)
+        pr = ref.predict_proba(Xte)[:, 1]
+        out["hgb_monotone"] = {"test_auc": float(roc_auc_score(yte, ph)), "test_ks": float(ks(yte, ph))}
+        out["reference_monotone"] = {"test_auc": float(roc_auc_score(yte, pr)), "test_ks": float(ks(yte, pr))}
+    return out
 
 
 def _one(name: str, args) -> dict:
@@ -152,13 +171,15 @@ def _one(name: str, args) -> dict:
     params = {"n_trees": n_trees, "max_depth": args.max_depth, "learning_rate": args.learning_rate, "max_bins": 32,
               "key_bits": args.key_bits}
     roles = {g: "benchmarks.suites.secureboost:guest"}
+    mono = cfg.get("monotone")
     kwargs = {g: {"path": cfg["files"][g][0], "label": cfg["files"][g][1], "ids": tr_ids, "test_ids": te_ids,
-                  "hosts": parties[1:], "params": params}}
+                  "hosts": parties[1:], "params": params, "monotone": mono and mono[g]}}
     for p in parties[1:]:
         roles[p] = "benchmarks.suites.secureboost:host"
-        kwargs[p] = {"path": cfg["files"][p][0], "ids": tr_ids, "test_ids": te_ids, "guest_name": g, "params": params}
+        kwargs[p] = {"path": cfg["files"][p][0], "ids": tr_ids, "test_ids": te_ids, "guest_name": g, "params": params,
+                     "monotone": mono and mono[p]}
     out = run_processes(roles, kwargs, timeout=args.timeout, job_id=f"sbt-{name}")
-    base = _centralized(tables, g, tr_ids, te_ids, n_trees, args.max_depth, args.learning_rate)
+    base = _centralized(tables, g, tr_ids, te_ids, n_trees, args.max_depth, args.learning_rate, mono)
     gr = out[g]
     return {
         "config": name, "parties": parties, "rows_aligned": len(ids), "rows_train": len(tr_ids), "key_bits": args.key_bits,
@@ -176,6 +197,11 @@ def _one(name: str, args) -> dict:
         "test_auc": round(gr["test_auc"], 5), "test_ks": round(gr["test_ks"], 5),
         "centralized_hgb": base["hgb"], "centralized_reference": base["reference"],
         "auc_gap_vs_hgb": round(gr["test_auc"] - base["hgb"]["test_auc"], 5),
+        **({"monotone": {"constrained": {p: int(np.count_nonzero(c)) for p, c in mono.items()},
+                         "test_auc_unconstrained_reference": base["reference"]["test_auc"],
+                         "hgb_monotone": base["hgb_monotone"], "reference_monotone": base["reference_monotone"],
+                         "auc_gap_vs_hgb_monotone": round(gr["test_auc"] - base["hgb_monotone"]["test_auc"], 5)}}
+           if mono else {}),
     }
 
 

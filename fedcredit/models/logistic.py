@@ -240,8 +240,12 @@ class LogisticRegressionGD:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
 
-    def fit(self, X, y) -> "LogisticRegressionGD":
-        """Fit on features ``X`` (n, f) and binary labels ``y`` (n,)."""
+    def fit(self, X, y, sample_weight=None) -> "LogisticRegressionGD":
+        """Fit on features ``X`` (n, f) and binary labels ``y`` (n,).
+
+        ``sample_weight`` multiplies each row's residual: the batch gradient is
+        ``Xᵀ (w ⊙ d) / b`` (the validation loss stays unweighted).
+        """
         validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
         Xq = quantize(X, self.frac_bits)
         y = np.asarray(y)
@@ -262,6 +266,8 @@ class LogisticRegressionGD:
                 rows = tr[batch]
                 z = Xq[rows] @ w + b
                 d = taylor_residual(z, y[rows]) if self.gradient == "taylor" else sigmoid(z) - y[rows]
+                if sample_weight is not None:
+                    d = d * np.asarray(sample_weight, dtype=np.float64)[rows]
                 gw = Xq[rows].T @ d / rows.size + self.alpha * w
                 gb = d.sum() / rows.size
                 w = w - lr * gw

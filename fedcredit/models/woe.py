@@ -439,6 +439,7 @@ def fit_woe(
     categorical: bool = False,
     min_bin_count: int = 1,
     smoothing: float = 0.5,
+    sample_weight=None,
 ) -> Bins:
     """Centralized WOE binning of one feature (the reference the federated protocol must equal).
 
@@ -451,6 +452,9 @@ def fit_woe(
     method : {"quantile", "monotonic"}, default="quantile"
         ``"monotonic"`` merges adjacent quantile bins until the event rate is
         monotonic (categorical features are never merged this way).
+    sample_weight : array-like of shape (n,), optional
+        Row weights: events and non-events per bin become weighted sums (bins
+        and ``min_bin_count`` still count rows).
     Other parameters are as in :func:`fit_bins` and :func:`woe_iv`.
 
     Returns
@@ -462,9 +466,17 @@ def fit_woe(
     if not np.all(np.isin(np.unique(y), (0, 1))):
         raise DataError(f"the label must be binary 0/1; got values {np.unique(y)[:5].tolist()}")
     bins = fit_bins(x, name=name, max_bins=max_bins, categorical=categorical, min_bin_count=min_bin_count)
-    ev = bin_event_counts(bins.assign(x), y, bins.n_bins)
+
+    def counts(b):
+        a = b.assign(x)
+        if sample_weight is None:
+            return bin_event_counts(a, y, b.n_bins), b.counts
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        return (np.bincount(a, weights=sw * y, minlength=b.n_bins), np.bincount(a, weights=sw, minlength=b.n_bins))
+
+    ev, tot = counts(bins)
     if method == "monotonic" and not categorical and bins.n_value_bins > 1:
-        bins = bins.merge(monotonic_groups(ev, bins.counts, smoothing=smoothing))
-        ev = bin_event_counts(bins.assign(x), y, bins.n_bins)
-    woe, iv = woe_iv(ev, bins.counts, smoothing=smoothing)
+        bins = bins.merge(monotonic_groups(ev, tot, smoothing=smoothing))
+        ev, tot = counts(bins)
+    woe, iv = woe_iv(ev, tot, smoothing=smoothing)
     return bins.with_woe(woe, iv)

@@ -718,6 +718,7 @@ class Party:
                     params=_thaw(step.params), channel=ch.sub(step.name), data=state.get("table", data), state=state,
                     workdir=workdir, progress=progress, check_cancelled=check_cancelled, policy=self.config.policy,
                 )
+                ctx.table = self.config.tables.get(spec.parties[self.name].table or "")  # e.g. its monotone
                 t0 = time.perf_counter()
                 result = get_step(step.kind)(ctx)
                 seconds = time.perf_counter() - t0

@@ -53,6 +53,8 @@ class StepContext:
         Namespaced to this job and step.
     data : fedcredit.data.Table or None
         This party's own table (None for an arbiter or aggregator without data).
+    table : object or None
+        The config of the table this party uses (``fedcredit.config.TableConfig``), e.g. ``monotone``.
     state : dict
         Per-job, per-party outputs of earlier steps (e.g. ``state["psi"]``).
     workdir : Path
@@ -73,6 +75,7 @@ class StepContext:
     params: dict[str, Any]
     channel: Channel
     data: Any = None
+    table: Any = None
     state: dict[str, Any] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path("."))
     progress: Callable[[str, float | None], None] = _no_progress

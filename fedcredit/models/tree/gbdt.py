@@ -21,10 +21,10 @@ import math
 
 import numpy as np
 
-from ..._validation import Interval, validate_params
+from ..._validation import Interval, StrOptions, validate_params
 from ...errors import DataError, NotFittedError
 from .binning import BinMapper
-from .grower import LocalSource, Node, TreeGrower
+from .grower import LocalSource, Node, TreeGrower, check_monotone
 from .predictor import predict_raw
 from .split import SplitParams
 
@@ -34,6 +34,8 @@ __all__ = [
     "logistic_gh",
     "quantize_gh",
     "base_score",
+    "row_weights",
+    "normalize_weights",
     "tree_rng",
     "sample_rows",
     "sample_features",
@@ -54,6 +56,7 @@ TREE_PARAMETER_CONSTRAINTS = {
     "subsample": [Interval(float, 0, 1, closed="right")],
     "colsample": [Interval(float, 0, 1, closed="right")],
     "min_node_rows": [Interval(int, 1, None)],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
     "early_stopping_rounds": [None, Interval(int, 1, None)],
     "validation_fraction": [Interval(float, 0, 1, closed="neither")],
     "random_state": [Interval(int, 0, None)],
@@ -75,9 +78,9 @@ def quantize_gh(gh: np.ndarray, bits: int) -> np.ndarray:
     return np.rint(np.asarray(gh, dtype=np.float64) * float(2**bits)).astype(np.int64)
 
 
-def base_score(y: np.ndarray) -> float:
-    """Initial log-odds ``log(p / (1 - p))`` of the training labels."""
-    p = float(np.clip(np.mean(y), 1e-12, 1 - 1e-12))
+def base_score(y: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Initial log-odds ``log(p / (1 - p))`` of the training labels (``p`` weighted by ``w`` if given)."""
+    p = float(np.clip(np.average(y, weights=w), 1e-12, 1 - 1e-12))
     return math.log(p / (1.0 - p))
 
 
@@ -124,10 +127,65 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return train, valid
 
 
-def logloss(y: np.ndarray, raw: np.ndarray) -> float:
-    """Mean binary cross-entropy of log-odds ``raw``."""
+def logloss(y: np.ndarray, raw: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Mean (``w``-weighted, if given) binary cross-entropy of log-odds ``raw``."""
     raw = np.asarray(raw, dtype=np.float64)
-    return float(np.mean(np.logaddexp(0.0, raw) - np.asarray(y) * raw))
+    return float(np.average(np.logaddexp(0.0, raw) - np.asarray(y) * raw, weights=w))
+
+
+def row_weights(y: np.ndarray, sample_weight=None, class_weight=None) -> np.ndarray | None:
+    """Per-row weights: ``sample_weight`` times the weight of each row's class (None: unweighted).
+
+    ``class_weight`` is None, ``"balanced"`` (``n / (2 * n_c)`` per class ``c``,
+    ``n_c`` the rows of class ``c``, as scikit-learn's) or ``{0: a, 1: b}``.
+    The weights multiply each row's ``g`` and ``h``.
+
+    Raises
+    ------
+    DataError
+        Weights that are not finite and non-negative, of the wrong length, or summing to zero.
+    """
+    y = np.asarray(y)
+    if sample_weight is None and class_weight is None:
+        return None
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != y.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise DataError(f"sample weights must be {len(y)} finite non-negative numbers")
+    if class_weight == "balanced":
+        counts = np.array([np.sum(y == 0), np.sum(y == 1)], dtype=np.float64)
+        cw = len(y) / (2.0 * np.maximum(counts, 1.0))
+    elif isinstance(class_weight, dict):
+        keys = {int(k) if isinstance(k, (int, str)) and str(k) in ("0", "1") else k for k in class_weight}
+        vals = list(class_weight.values())
+        if keys != {0, 1} or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     and v >= 0 for v in vals):
+            raise DataError("class_weight must be 'balanced' or {0: a, 1: b} with finite non-negative a and b")
+        cw = np.array([float(class_weight.get(0, class_weight.get("0"))),
+                       float(class_weight.get(1, class_weight.get("1")))])
+    elif class_weight is None:
+        cw = np.ones(2)
+    else:
+        raise DataError("class_weight must be 'balanced' or {0: a, 1: b}")
+    w = w * cw[y.astype(np.int64)]
+    if not w.sum() > 0:
+        raise DataError("the sample weights sum to zero")
+    return w
+
+
+def normalize_weights(w: np.ndarray | None, params: SplitParams) -> tuple[np.ndarray | None, SplitParams]:
+    """Weights divided by their maximum ``c``, and the split parameters that give the same trees.
+
+    The fixed-point packing of the federated ``(g, h)`` holds ``|g| <= 1`` and
+    ``h <= 1/4`` per row; scaling every weight by ``1 / c`` keeps weighted
+    values in range. With ``G = c G'`` and ``H = c H'``, the leaf value
+    ``-G / (H + lambda) = -G' / (H' + lambda / c)``, the gain scales by ``c``
+    and ``H >= m  <=>  H' >= m / c``, so dividing ``reg_lambda``,
+    ``min_child_weight`` and ``min_split_gain`` by ``c`` grows the same trees.
+    """
+    if w is None:
+        return None, params
+    c = float(np.max(w))
+    return w / c, SplitParams(params.reg_lambda / c, params.min_child_weight / c, params.min_split_gain / c)
 
 
 class EarlyStopping:
@@ -182,6 +240,11 @@ class GBDTReference:
         Seed of the validation split; None: ``random_state``. The federated
         label holder draws it secretly and keeps it in its model part
         (``GuestModel.validation_seed``).
+    monotonic_cst : array-like of int of shape (n_features,) or None, default=None
+        Per feature ``+1`` (score non-decreasing in the feature), ``-1``
+        (non-increasing) or 0, enforced as scikit-learn's ``monotonic_cst``.
+    class_weight : None, "balanced" or dict, default=None
+        Weight of each class, multiplied into ``sample_weight`` (see :func:`row_weights`).
     gh_bits : int or None, default=None
         Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
         protocol does) and sum them as integers; None sums floats.
@@ -198,7 +261,8 @@ class GBDTReference:
     """
 
     _parameter_constraints = {**TREE_PARAMETER_CONSTRAINTS, "gh_bits": [None, Interval(int, 8, 52)],
-                              "validation_seed": [None, Interval(int, 0, None)]}
+                              "validation_seed": [None, Interval(int, 0, None)],
+                              "monotonic_cst": [None, list, np.ndarray, tuple]}
 
     def __init__(
         self,
@@ -216,6 +280,8 @@ class GBDTReference:
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.2,
         validation_seed: int | None = None,
+        monotonic_cst=None,
+        class_weight=None,
         gh_bits: int | None = None,
         random_state: int = 0,
     ):
@@ -232,14 +298,16 @@ class GBDTReference:
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.validation_seed = validation_seed
+        self.monotonic_cst = monotonic_cst
+        self.class_weight = class_weight
         self.gh_bits = gh_bits
         self.random_state = random_state
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
 
-    def fit(self, X, y) -> "GBDTReference":
-        """Fit on ``X`` (n, f) with NaN for missing values and binary ``y`` (n,)."""
+    def fit(self, X, y, sample_weight=None) -> "GBDTReference":
+        """Fit on ``X`` (n, f) with NaN for missing values and binary ``y`` (n,), optionally weighted."""
         validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
@@ -254,12 +322,18 @@ class GBDTReference:
             train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)
         self.bin_mapper_ = BinMapper(max_bins=self.max_bins).fit(X[train])
         codes = self.bin_mapper_.transform(X[train])
+        cst = None if self.monotonic_cst is None else check_monotone(self.monotonic_cst, X.shape[1])
+        if sample_weight is not None and np.shape(sample_weight) != y.shape:
+            raise DataError(f"sample_weight must have shape {y.shape}")
         ytr = y[train].astype(np.float64)
-        self.base_score_ = base_score(ytr)
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        w = row_weights(y[train], None if sw is None else sw[train], self.class_weight)
+        w_valid = None if w is None or not len(valid) else row_weights(y[valid], None if sw is None else sw[valid], self.class_weight)
+        self.base_score_ = base_score(ytr, w)
         raw = np.full(len(train), self.base_score_)
         raw_valid = np.full(len(valid), self.base_score_)
         scale = float(2**self.gh_bits) if self.gh_bits is not None else 1.0
-        params = SplitParams(self.reg_lambda, self.min_child_weight, self.min_split_gain)
+        wn, params = normalize_weights(w, SplitParams(self.reg_lambda, self.min_child_weight, self.min_split_gain))
         stopper = EarlyStopping(self.early_stopping_rounds)
         self.trees_ = []
         for t in range(self.n_trees):
@@ -267,8 +341,9 @@ class GBDTReference:
             rows = sample_rows(rng, np.arange(len(train)), self.subsample)
             fmask = sample_features(rng, X.shape[1], self.colsample)
             gh = logistic_gh(ytr, raw)
+            gh = gh if wn is None else gh * wn[:, None]
             gh = quantize_gh(gh, self.gh_bits) if self.gh_bits is not None else gh
-            source = LocalSource("local", codes, self.bin_mapper_, gh)
+            source = LocalSource("local", codes, self.bin_mapper_, gh, monotone=cst)
             nodes, _ = TreeGrower(
                 sources=[source], gh=gh, rows=rows, max_depth=self.max_depth, learning_rate=self.learning_rate,
                 split_params=params, scale=scale, feature_masks=[fmask], min_node_rows=self.min_node_rows,
@@ -277,13 +352,21 @@ class GBDTReference:
             raw += predict_raw([nodes], 0.0, X[train])
             if len(valid):
                 raw_valid += predict_raw([nodes], 0.0, X[valid])
-                if stopper.update(t + 1, logloss(y[valid], raw_valid)):
+                if stopper.update(t + 1, logloss(y[valid], raw_valid, w_valid)):
                     break
         if len(valid):
             self.trees_ = self.trees_[: stopper.best_trees]
         self.validation_loss_ = stopper.history
         self.n_trees_ = len(self.trees_)
         return self
+
+    def feature_importance(self, feature_names=None) -> list[dict]:
+        """Split count and total gain per feature (:func:`~.importance.feature_importance`)."""
+        if not hasattr(self, "trees_"):
+            raise NotFittedError("This GBDTReference is not fitted yet; call 'fit' first.")
+        from .importance import feature_importance
+
+        return feature_importance(self.trees_, {"local": list(feature_names or [])})
 
     def decision_function(self, X) -> np.ndarray:
         """Raw log-odds."""

@@ -14,6 +14,19 @@ split, building only the smaller child of each split and deriving its sibling
 by subtraction from the parent (:func:`~fedcredit.models.tree.histogram.subtract`),
 then picks the best split over all sources (ties go to the earlier source),
 and asks the winning source to partition the node's rows.
+
+Monotone constraints (scikit-learn's ``monotonic_cst``, ``grower.py``): a
+source may carry ``monotone``, one of ``+1``/``-1``/``0`` per feature. When
+any source has a constraint, every node carries bounds for its children's
+values, ``(-inf, inf)`` at the root. A node's value is its Newton step clipped
+to its parent's bounds; a split on an unconstrained feature passes the
+parent's bounds to both children, a split on a constrained one splits them at
+the mid-point ``m`` of the two children's values (``+1``: left ``[lo, m]``,
+right ``[m, hi]``; ``-1`` the other way round), so every leaf below the left
+child stays on its side of every leaf below the right child, and each tree is
+monotone in the feature. Values are shrunk by the learning rate only after
+clipping, as in scikit-learn. The label holder needs only the sign per host
+feature, never its name or values: the check runs on the (decrypted) sums.
 """
 
 from __future__ import annotations
@@ -23,12 +36,27 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ...errors import ProtocolError
+from ...errors import DataError, ProtocolError
 from .binning import BinMapper
 from .histogram import as_grid, build_histogram, subtract
 from .split import SplitInfo, SplitParams, find_best_split, leaf_value
 
-__all__ = ["Node", "FeatureSource", "LocalSource", "TreeGrower", "grow_tree"]
+__all__ = ["Node", "FeatureSource", "LocalSource", "TreeGrower", "grow_tree", "check_monotone"]
+
+
+def check_monotone(monotone, n_features: int, owner: str = "") -> np.ndarray:
+    """``monotone`` as an int8 array of ``n_features`` values in {-1, 0, 1}.
+
+    Raises
+    ------
+    DataError
+        Wrong length or a value other than -1, 0 and 1.
+    """
+    arr = np.asarray(monotone)
+    if arr.shape != (n_features,) or arr.dtype.kind not in "iub" or not np.isin(arr, (-1, 0, 1)).all():
+        who = f" of {owner!r}" if owner else ""
+        raise DataError(f"monotone constraints{who} must be {n_features} values in -1, 0, 1")
+    return arr.astype(np.int8)
 
 
 @dataclass
@@ -76,11 +104,14 @@ class FeatureSource:
         The party (``party`` of the nodes it splits).
     n_features : int
     n_bins_non_missing : ndarray of shape (n_features,)
+    monotone : ndarray of int8 of shape (n_features,) or None
+        Monotone constraint per feature (``+1``, ``-1`` or 0); None: none.
     """
 
     name: str
     n_features: int
     n_bins_non_missing: np.ndarray
+    monotone: np.ndarray | None = None
 
     def request_histograms(self, depth: int, builds: list[tuple[int, np.ndarray]], feature_mask) -> None:
         """Start building the histograms of ``builds`` = [(node id, rows)]."""
@@ -112,10 +143,13 @@ class LocalSource(FeatureSource):
     bin_mapper : BinMapper (fitted)
     values : ndarray of shape (n, 2)
         ``(g, h)`` per row (int64 fixed-point or float64).
+    monotone : array-like of int of shape (f,), optional
+        Monotone constraint per feature (``+1``, ``-1`` or 0).
     """
 
-    def __init__(self, name: str, codes: np.ndarray, bin_mapper: BinMapper, values: np.ndarray):
+    def __init__(self, name: str, codes: np.ndarray, bin_mapper: BinMapper, values: np.ndarray, monotone=None):
         self.name = name
+        self.monotone = None if monotone is None else check_monotone(monotone, codes.shape[1], name)
         self.codes = codes
         self.mapper = bin_mapper
         self.values = values
@@ -214,17 +248,25 @@ class TreeGrower:
         rows_of: dict[int, np.ndarray] = {}
         hists: dict[int, list] = {}
         sums: dict[int, tuple] = {}
+        csts = [getattr(src, "monotone", None) for src in self.sources]
+        constrained = any(c is not None and np.any(c != 0) for c in csts)
+        if constrained:
+            csts = [np.zeros(src.n_features, dtype=np.int8) if c is None else np.asarray(c, dtype=np.int8)
+                    for src, c in zip(self.sources, csts)]
+        step: dict[int, float] = {}  # node value before shrinkage (clipped to its bounds)
+        bounds: dict[int, tuple[float, float]] = {}  # bounds of each node's children's values
 
-        def new_node(rows: np.ndarray, depth: int) -> Node:
+        def new_node(rows: np.ndarray, depth: int, clip: tuple[float, float] = (-np.inf, np.inf)) -> Node:
             s = self.gh[rows].sum(axis=0)
             g, h = float(s[0]) / self.scale, float(s[1]) / self.scale
-            node = Node(
-                id=len(nodes), depth=depth, n_rows=int(len(rows)), g=g, h=h,
-                value=self.learning_rate * leaf_value(g, h, self.split_params.reg_lambda),
-            )
+            v = leaf_value(g, h, self.split_params.reg_lambda)
+            if constrained:
+                v = min(max(v, clip[0]), clip[1])
+            node = Node(id=len(nodes), depth=depth, n_rows=int(len(rows)), g=g, h=h, value=self.learning_rate * v)
             nodes.append(node)
             rows_of[node.id] = rows
             sums[node.id] = (s[0], s[1])
+            step[node.id], bounds[node.id] = v, clip
             return node
 
         root = new_node(np.asarray(self.rows, dtype=np.int64), 0)
@@ -274,9 +316,10 @@ class TreeGrower:
             for n in splittable:
                 best: tuple[int, SplitInfo] | None = None
                 for si, (src, m) in enumerate(zip(self.sources, masks)):
+                    cons = dict(monotone=csts[si], bounds=bounds[n.id], node_value=step[n.id]) if constrained else {}
                     info = find_best_split(
                         hists[n.id][si], src.n_bins_non_missing, sums[n.id], self.split_params,
-                        scale=self.scale, feature_mask=m,
+                        scale=self.scale, feature_mask=m, **cons,
                     )
                     if info is not None and (best is None or info.gain > best[1].gain):
                         best = (si, info)
@@ -302,10 +345,17 @@ class TreeGrower:
                     lefts[n.id] = left
             # children are numbered in node order, whoever owns the split
             next_level: list[Node] = []
-            for n, _, _ in sorted(chosen, key=lambda c: c[0].id):
+            for n, si, _ in sorted(chosen, key=lambda c: c[0].id):
                 rows, left = rows_of[n.id], lefts[n.id]
-                lc = new_node(rows[left], depth + 1)
-                rc = new_node(rows[~left], depth + 1)
+                lc = new_node(rows[left], depth + 1, bounds[n.id])
+                rc = new_node(rows[~left], depth + 1, bounds[n.id])
+                if constrained and csts[si][n.feature] != 0:  # sklearn's mid-point rule
+                    lo, hi = bounds[n.id]
+                    mid = (step[lc.id] + step[rc.id]) / 2
+                    if csts[si][n.feature] > 0:
+                        bounds[lc.id], bounds[rc.id] = (lo, mid), (mid, hi)
+                    else:
+                        bounds[lc.id], bounds[rc.id] = (mid, hi), (lo, mid)
                 n.left, n.right = lc.id, rc.id
                 siblings[lc.id], siblings[rc.id] = rc.id, lc.id
                 parent_of[lc.id] = parent_of[rc.id] = n.id

@@ -11,6 +11,17 @@ A candidate is valid when both children have a hessian sum of at least
 bin both "missing right" and "missing left" are scored; when the node has
 missing values, the split "all non-missing left, missing right" is scored too.
 
+Monotone constraints follow scikit-learn's ``monotonic_cst``
+(``_hist_gradient_boosting/splitting.pyx``): when a tree has any, every
+node carries bounds ``[lower, upper]`` for its children's values (inherited
+from its ancestors, see ``grower.py``); a child's value is the Newton step
+clipped to those bounds, and the gain is formed from the clipped values::
+
+    gain = G * v - G_L * v_L - G_R * v_R        (v = the node's own clipped value)
+
+which is the formula above when nothing is clipped. A split on a feature
+constrained ``+1`` is a candidate only when ``v_L <= v_R`` (``-1``: ``v_L >= v_R``).
+
 Histograms may be integers (fixed-point sums, scaled by ``scale``) or floats.
 All sums are formed in the histogram's own type and only converted to float
 at the end, so two parties holding the same integer histogram choose the same
@@ -72,6 +83,17 @@ def split_gain(gl, hl, gr, hr, g, h, reg_lambda: float):
     )
 
 
+def _bounded_gain(gl, hl, gr, hr, g_tot, node_value, reg_lambda, bounds, monotone):
+    """Gain from children values clipped to ``bounds``, and where the split respects ``monotone``
+    (sklearn's ``_split_gain``: a split violating its feature's constraint is no candidate)."""
+    lo, hi = bounds
+    vl = np.clip(-gl / np.maximum(hl + reg_lambda, _EPS), lo, hi)
+    vr = np.clip(-gr / np.maximum(hr + reg_lambda, _EPS), lo, hi)
+    cst = np.asarray(monotone, dtype=np.int8)[:, None]
+    respects = ~(((cst == 1) & (vl > vr)) | ((cst == -1) & (vl < vr)))
+    return g_tot * node_value - gl * vl - gr * vr, respects
+
+
 def find_best_split(
     grid: np.ndarray,
     n_bins_non_missing: np.ndarray,
@@ -80,6 +102,9 @@ def find_best_split(
     *,
     scale: float = 1.0,
     feature_mask: np.ndarray | None = None,
+    monotone: np.ndarray | None = None,
+    bounds: tuple[float, float] | None = None,
+    node_value: float | None = None,
 ) -> SplitInfo | None:
     """Best split of a node over the features of ``grid``.
 
@@ -97,6 +122,14 @@ def find_best_split(
         Divide integer sums by this to get real values (the fixed-point scale).
     feature_mask : ndarray of bool, optional
         Features that may be used (feature subsampling).
+    monotone : ndarray of int8, optional
+        Per feature ``+1`` (increasing), ``-1`` (decreasing) or 0. Given
+        together with ``bounds`` and ``node_value`` when the tree has
+        constraints (on any party's features); None keeps the unconstrained gain.
+    bounds : (float, float), optional
+        Lower and upper bound of the children's values (before shrinkage).
+    node_value : float, optional
+        The node's own value (clipped to its bounds, before shrinkage).
 
     Returns
     -------
@@ -131,7 +164,11 @@ def find_best_split(
         right = np.stack([G - left[..., 0], H - left[..., 1]], axis=-1)
         gl, hl = left[..., 0].astype(np.float64) / scale, left[..., 1].astype(np.float64) / scale
         gr, hr = right[..., 0].astype(np.float64) / scale, right[..., 1].astype(np.float64) / scale
-        gain = split_gain(gl, hl, gr, hr, g_tot, h_tot, lam)
+        if monotone is None:
+            gain = split_gain(gl, hl, gr, hr, g_tot, h_tot, lam)
+        else:
+            gain, respects = _bounded_gain(gl, hl, gr, hr, g_tot, node_value, lam, bounds, monotone)
+            valid = valid & respects
         ok = valid & (hl >= params.min_child_weight) & (hr >= params.min_child_weight)
         ok &= gain > params.min_split_gain
         gains.append(np.where(ok, gain, -np.inf))

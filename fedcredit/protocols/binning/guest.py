@@ -6,18 +6,28 @@ import numpy as np
 
 from ...crypto.paillier import generate_keypair
 from ...errors import DataError, ProtocolError
+from ...models.tree.gbdt import row_weights
 from ...models.woe import bin_event_counts, monotonic_groups, woe_iv
 from . import spec
 from .host import local_bins
 from .spec import Stage
 
-__all__ = ["run_guest", "finish_feature"]
+__all__ = ["run_guest", "finish_feature", "weight_codes"]
+
+
+def weight_codes(w) -> np.ndarray:
+    """Row weights as the integers the guest encrypts: ``round(w * 2**WEIGHT_BITS)``."""
+    return np.rint(np.asarray(w, dtype=np.float64) * float(1 << spec.WEIGHT_BITS)).astype(np.int64)
 
 
 def finish_feature(events, totals, params, categorical: bool):
-    """Monotonic groups (or None), then WOE/IV from per-bin counts (missing bin last)."""
-    events = np.asarray(events, dtype=np.int64)
-    totals = np.asarray(totals, dtype=np.int64)
+    """Monotonic groups (or None), then WOE/IV from per-bin counts (missing bin last).
+
+    Counts are integers, or (weighted) floats: weighted events and weighted rows per bin.
+    """
+    dt = np.float64 if getattr(params, "weighted", False) else np.int64
+    events = np.asarray(events, dtype=dt)
+    totals = np.asarray(totals, dtype=dt)
     groups = None
     if params.method == "monotonic" and not categorical and totals.size > 2:
         groups = monotonic_groups(events, totals, smoothing=params.smoothing)
@@ -28,8 +38,13 @@ def finish_feature(events, totals, params, categorical: bool):
     return groups, woe, iv
 
 
-def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict:
+def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_weight=None) -> dict:
     """Run the guest side.
+
+    With ``sample_weight`` (default: the table's ``params.weight_column``, which
+    is then not binned) or ``params.class_weight``, WOE and IV use weighted
+    event and non-event counts: the guest encrypts ``q_i y_i`` and ``q_i`` with
+    ``q_i = round(w_i * 2**WEIGHT_BITS)``; hosts sum both per bin.
 
     Returns
     -------
@@ -38,22 +53,38 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict
         "host_iv": {feature: IV} for every host feature,
         "host_bins": {feature: {"totals", "events", "woe", "iv"}}}`` (what the guest learnt).
     """
+    if params.weight_column is not None and sample_weight is None:
+        # the weights are a column of the guest's table, never binned as a feature (no host has the column)
+        if params.weight_column not in table.columns:
+            raise DataError(f"binning: weight_column {params.weight_column!r} is not a column of the guest's table")
+        sample_weight = table.X[:, table.columns.index(params.weight_column)]
+        table = table.select([c for c in table.columns if c != params.weight_column])
     y = table.y
     if y is None:
         raise DataError(f"{table.source}: the guest needs a label column for WOE binning")
     uy = np.unique(y)
     if not np.all(np.isin(uy, (0, 1))) or uy.size < 2:
         raise DataError(f"{table.source}: the label must be binary 0/1 with both classes; got {uy[:5].tolist()}")
+    w = row_weights(y, sample_weight, params.class_weight) if params.weighted else None
+    q = None if w is None else weight_codes(w)
     pk, sk = keypair or generate_keypair(params.key_bits)
     channel.broadcast(hosts, spec.tag(Stage.KEY), {"public_key": pk.to_wire(), "n_rows": len(table)})
-    enc = sk.encrypt_ints(np.asarray(y, dtype=np.int64))
-    channel.broadcast(hosts, spec.tag(Stage.LABELS), {"labels": enc})
+    y64 = np.asarray(y, dtype=np.int64)
+    enc = sk.encrypt_ints(y64 if q is None else q * y64)
+    channel.broadcast(hosts, spec.tag(Stage.LABELS), {"labels": enc,
+                                                      "weights": None if q is None else sk.encrypt_ints(q)})
+    unit = float(1 << spec.WEIGHT_BITS)
 
     # own features, locally (same code path as the hosts' bins)
     own = {}
     for j, b in enumerate(local_bins(table.X, list(table.feature_names), list(table.columns), params)):
-        ev = bin_event_counts(b.assign(table.X[:, j]), y, b.n_bins)
-        groups, woe, iv = finish_feature(ev, b.counts, params, b.categorical)
+        a = b.assign(table.X[:, j])
+        if q is None:
+            ev, tot = bin_event_counts(a, y, b.n_bins), b.counts
+        else:
+            ev = np.bincount(a, weights=q * y64, minlength=b.n_bins) / unit
+            tot = np.bincount(a, weights=q, minlength=b.n_bins) / unit
+        groups, woe, iv = finish_feature(ev, tot, params, b.categorical)
         if groups is not None:
             b = b.merge(groups)
         own[b.name] = b.with_woe(woe, iv)
@@ -72,18 +103,29 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict
         if small.any():
             raise ProtocolError(f"binning: {h!r} revealed a bin below min_bin_count={params.min_bin_count}")
         events = np.asarray(sk.decrypt_ints(pk.vector_from_blob(msg["events"])), dtype=np.int64)
-        if events.size != msg["totals"].size or np.any(events > msg["totals"]):
+        totals = msg["totals"]
+        if (msg["weights"] is None) != (q is None):
+            raise ProtocolError(f"binning: {h!r} sent {'no ' if q is not None else ''}weighted bin totals")
+        if q is not None:
+            totals = np.asarray(sk.decrypt_ints(pk.vector_from_blob(msg["weights"])), dtype=np.int64)
+            if totals.size != msg["totals"].size or np.any(totals < 0):
+                raise ProtocolError(f"binning: weighted bin totals from {h!r} are malformed")
+        if events.size != totals.size or np.any(events < 0) or np.any(events > totals):
             raise ProtocolError(f"binning: event counts from {h!r} do not fit the bin totals")
+        if q is not None:
+            events, totals = events / unit, totals / unit
         groups_l, woe_l, iv_l = [], [], []
         off = 0
         for f, k, cat in zip(feats, nb.tolist(), msg["categorical"]):
-            ev, tot = events[off : off + k], msg["totals"][off : off + k]
+            ev, tot = events[off : off + k], totals[off : off + k]
             off += k
             groups, woe, iv = finish_feature(ev, tot, params, bool(cat))
             groups_l.append(groups)
             woe_l.append(woe)
             iv_l.append(iv)
             host_iv[f] = float(iv.sum())
-            host_bins[f] = {"totals": tot, "events": ev, "woe": woe, "iv": iv}
+            host_bins[f] = {"totals": msg["totals"][off - k : off], "events": ev, "woe": woe, "iv": iv}
+            if q is not None:
+                host_bins[f]["weighted_totals"] = tot
         channel.send(h, spec.tag(Stage.RESULT), {"groups": groups_l, "woe": woe_l, "iv": iv_l})
     return {"bins": own, "host_iv": host_iv, "host_bins": host_bins}

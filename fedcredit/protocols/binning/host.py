@@ -43,12 +43,20 @@ def run_host(channel, guest: str, table, params) -> dict:
     # Every bin's total is >= min_bin_count or 0 (merged before any sum is formed).
     parts = [enc_y.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
     events = parts[0].concat(*parts[1:]) if parts else pk.encrypt_ints([])
+    weights = None
+    if msg["weights"] is not None:  # weighted WOE: also the weighted row count per bin (encrypted)
+        enc_w = pk.vector_from_blob(msg["weights"])
+        if len(enc_w) != len(table):
+            raise ProtocolError(f"binning: {len(enc_w)} encrypted weights for {len(table)} rows")
+        wparts = [enc_w.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
+        weights = wparts[0].concat(*wparts[1:]) if wparts else pk.encrypt_ints([])
     channel.send(guest, spec.tag(Stage.COUNTS), {
         "features": names,
         "n_bins": np.array([b.n_bins for b in bins], dtype=np.int64),
         "totals": np.concatenate([b.counts for b in bins]).astype(np.int64) if bins else np.empty(0, np.int64),
         "categorical": [bool(b.categorical) for b in bins],
         "events": events,
+        "weights": weights,
     })
     res = spec.expect(Stage.RESULT, channel.recv(guest, spec.tag(Stage.RESULT)), sender_role="guest")
     if not (len(res["groups"]) == len(res["woe"]) == len(res["iv"]) == len(bins)):

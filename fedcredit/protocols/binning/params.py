@@ -12,6 +12,8 @@ __all__ = ["BinningParams"]
 _CONSTRAINTS = {
     "method": [StrOptions({"quantile", "monotonic"})],
     "max_bins": [Interval(int, 2, MAX_BINS)],
+    "weight_column": [None, str],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
     "min_bin_count": [Interval(int, 1, None)],
     "smoothing": [Interval(float, 0, None)],
     "categorical": [list],
@@ -29,6 +31,12 @@ class BinningParams:
         Quantile bins, or quantile bins merged to a monotonic event rate.
     max_bins : int, default=10
         Value bins per feature before merging (≤ 32); missing values get their own bin.
+    weight_column : str or None
+        A column of the guest's table holding row weights (not binned as a feature).
+    class_weight : None, "balanced" or dict
+        Weight per class, multiplied into the row weights. With weights, events
+        and non-events per bin are weighted sums: the guest encrypts ``w * y``
+        and ``w`` (``w`` on a grid of ``2**-WEIGHT_BITS``) instead of ``y``.
     min_bin_count : int, default=50
         No bin with fewer rows is ever counted or revealed (it is merged first).
     smoothing : float, default=0.5
@@ -41,6 +49,8 @@ class BinningParams:
 
     method: str = "quantile"
     max_bins: int = 10
+    weight_column: str | None = None
+    class_weight: object = None
     min_bin_count: int = 50
     smoothing: float = 0.5
     categorical: list = field(default_factory=list)
@@ -50,3 +60,8 @@ class BinningParams:
     def from_dict(cls, params: dict, owner: str = "step 'binning'") -> "BinningParams":
         validate_params(params, _CONSTRAINTS, owner)
         return cls(**params)
+
+    @property
+    def weighted(self) -> bool:
+        """Events and rows per bin are weighted sums (``weight_column`` or ``class_weight`` set)."""
+        return self.weight_column is not None or self.class_weight is not None

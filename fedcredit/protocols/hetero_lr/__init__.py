@@ -82,6 +82,14 @@ class VerticalLogisticRegression:
         ciphertext per batch, much faster; see ``docs/hetero_lr.md``).
     features : {"standardized", "woe"}, default="standardized"
         Informational here (the caller passes the design matrix); used by the step.
+    weight_column : str or None, default=None
+        The guest's column of row weights (the step takes it out of the guest's
+        features; with the estimator, pass the weights as ``sample_weight``).
+        Every party must be given it: the residual's fixed-point scale changes.
+    class_weight : None, "balanced" or dict, default=None
+        Weight per class, multiplied into the row weights. Weighted training
+        needs ``backend="paillier"`` (refused otherwise when the parameters are
+        checked, see ``docs/hetero_lr.md``).
     learning_rate, schedule, decay, alpha, batch_size, max_epochs, validation_fraction,
     n_iter_no_change, tol, random_state
         As :class:`fedcredit.models.logistic.LogisticRegressionGD` (must be equal on every party).
@@ -107,11 +115,14 @@ class VerticalLogisticRegression:
     _parameter_constraints = LRParams.constraints()
 
     def __init__(self, *, mode="coordinated", backend="paillier", features="standardized", learning_rate=1.0,
+                 weight_column=None, class_weight=None,
                  schedule="sqrt", decay=1.0, alpha=0.001, batch_size=2000, max_epochs=10, validation_fraction=0.1,
                  n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0):
         self.mode = mode
         self.backend = backend
         self.features = features
+        self.weight_column = weight_column
+        self.class_weight = class_weight
         self.learning_rate = learning_rate
         self.schedule = schedule
         self.decay = decay
@@ -129,7 +140,8 @@ class VerticalLogisticRegression:
         return {k: getattr(self, k) for k in self._parameter_constraints}
 
     def fit(self, channel, X=None, y=None, *, role: str, guest: str, hosts: list[str], arbiter: str | None = None,
-            n_rows: int | None = None, keypair=None, check_cancelled=None) -> "VerticalLogisticRegression":
+            n_rows: int | None = None, keypair=None, check_cancelled=None,
+            sample_weight=None) -> "VerticalLogisticRegression":
         """Train this party's side; every party calls ``fit`` with the same hyperparameters.
 
         Parameters
@@ -149,7 +161,7 @@ class VerticalLogisticRegression:
             if y is None:
                 raise DataError("the guest needs labels")
             res = run_guest(channel, X, y, p, hosts=hosts, arbiter=arbiter, keypair=keypair,
-                            check_cancelled=check_cancelled)
+                            check_cancelled=check_cancelled, sample_weight=sample_weight)
             self.intercept_ = res["intercept"]
         elif role == "host":
             res = run_host(channel, X, p, guest=guest, arbiter=arbiter, keypair=keypair,
@@ -216,11 +228,17 @@ def run(ctx: StepContext) -> dict:
                 check_cancelled=ctx.check_cancelled)
         ctx.state["hetero_lr"] = {"role": "arbiter"}
         return {"epochs": est.n_epochs_}
-    X, part = _features(ctx, p, ctx.data)
+    table, weights = ctx.data, None
+    if p.weight_column is not None and ctx.role == "guest":
+        if p.weight_column not in table.columns:
+            raise DataError(f"hetero_lr: weight_column {p.weight_column!r} is not a column of the guest's table")
+        weights = table.X[:, table.columns.index(p.weight_column)]
+        table = table.select([c for c in table.columns if c != p.weight_column])  # weights are no feature
+    X, part = _features(ctx, p, table)
     if ctx.role == "guest" and p.mode == "coordinated":
         ctx.channel.sub("meta").send(arbiter, "rows", len(ctx.data))
     est.fit(ctx.channel, X, ctx.data.y if ctx.role == "guest" else None, role=ctx.role, guest=ctx.guest,
-            hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled)
+            hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled, sample_weight=weights)
     part.update({"coef": est.coef_.tolist(), "intercept": est.intercept_, "mode": p.mode,
                  "split": {"validation_fraction": p.validation_fraction, "random_state": p.random_state}})
     ctx.state["hetero_lr"] = part

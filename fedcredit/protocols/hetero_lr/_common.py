@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..._validation import Interval, StrOptions, validate_params
-from ...errors import ProtocolError
+from ...errors import ConfigError, ProtocolError
 from ...models.logistic import _COMMON_CONSTRAINTS, FEATURE_FRAC_BITS, batch_plan, learning_rate_at, validation_split
 from .spec import BACKENDS, MODES
 
@@ -17,11 +17,15 @@ __all__ = ["LRParams", "SCORE_FRAC_BITS", "encode_scores", "feature_codes", "Pla
 
 #: Scores z are sent as round(z * 2**SCORE_FRAC_BITS).
 SCORE_FRAC_BITS = 32
+#: Row weights multiply the residual as integers round(w * 2**WEIGHT_FRAC_BITS).
+WEIGHT_FRAC_BITS = 16
 
 _CONSTRAINTS = {
     "mode": [StrOptions(set(MODES))],
     "backend": [StrOptions(set(BACKENDS))],
     "features": [StrOptions({"standardized", "woe"})],
+    "weight_column": [None, str],
+    "class_weight": [None, StrOptions({"balanced"}), dict],
     **_COMMON_CONSTRAINTS,
     "key_bits": [Interval(int, 2048, None)],
     "clip": [None, Interval(float, 0, None, closed="neither")],
@@ -35,6 +39,8 @@ class LRParams:
     mode: str = "coordinated"
     backend: str = "paillier"
     features: str = "standardized"
+    weight_column: str | None = None
+    class_weight: object = None
     learning_rate: float = 1.0
     schedule: str = "sqrt"
     decay: float = 1.0
@@ -56,6 +62,18 @@ class LRParams:
     @staticmethod
     def constraints() -> dict:
         return dict(_CONSTRAINTS)
+
+    @property
+    def weighted(self) -> bool:
+        """Rows are weighted (every party must know: the residual's fixed-point scale changes)."""
+        return self.weight_column is not None or self.class_weight is not None
+
+    def __post_init__(self) -> None:
+        if self.weighted and self.backend == "ckks":
+            # the guest would multiply the encrypted residual by the weights: a second multiplicative level,
+            # which the key holder's level check (it decrypts only exactly one packed product) refuses
+            raise ConfigError("hetero_lr: weight_column/class_weight need backend='paillier' (weighting the "
+                              "encrypted residual under CKKS takes a second multiplicative level)")
 
 
 def encode_scores(z) -> np.ndarray:
@@ -99,9 +117,9 @@ def unmask(values, ms, n: int, expected: int) -> list[int]:
     return out
 
 
-def to_grad(G_ints, n_rows: int) -> np.ndarray:
-    """Integer ``Xqᵀ (4 d 2^F)`` sums → the mean gradient (float)."""
-    scale = float(1 << FEATURE_FRAC_BITS) * float(1 << (SCORE_FRAC_BITS + 2)) * n_rows
+def to_grad(G_ints, n_rows: int, extra_bits: int = 0) -> np.ndarray:
+    """Integer ``Xqᵀ (4 d 2^F)`` sums (times ``2**extra_bits``: weighted rows) → the mean gradient (float)."""
+    scale = float(1 << FEATURE_FRAC_BITS) * float(1 << (SCORE_FRAC_BITS + 2 + extra_bits)) * n_rows
     return np.array([float(g) / scale for g in G_ints], dtype=np.float64)
 
 

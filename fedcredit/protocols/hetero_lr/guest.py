@@ -12,8 +12,8 @@ from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import DataError, ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
 from . import _ckks, spec
-from ._common import (SCORE_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, loss_from_numerator, masks,
-                      to_grad, unmask)
+from ._common import (SCORE_FRAC_BITS, WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes,
+                      loss_from_numerator, masks, to_grad, unmask)
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
@@ -21,7 +21,7 @@ __all__ = ["run_guest"]
 
 
 def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str | None = None, keypair=None,
-              check_cancelled=None) -> dict:
+              check_cancelled=None, sample_weight=None) -> dict:
     """Train the guest's coefficients and intercept.
 
     Parameters
@@ -38,6 +38,13 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     keypair : optional
         Two-party mode: the guest's Paillier key pair (default: fresh ``key_bits``), or with
         ``backend="ckks"`` its private :class:`~fedcredit.crypto.ckks.CKKSContext`.
+    sample_weight : ndarray of shape (n,), optional
+        Row weights (times ``params.class_weight``; Paillier only). Every
+        party's gradient becomes ``Xᵀ (w ⊙ d) / b`` with ``q = round(w 2^16)``:
+        coordinated, the guest multiplies the encrypted residual ``[[4d]]`` by
+        ``q`` before the hosts see it; two-party, it sends ``E_g(q ⊙ U)`` and,
+        once, ``E_g(q)``, with which the host weights its own scores under
+        encryption. No weight leaves the guest in the clear.
 
     Returns
     -------
@@ -53,6 +60,17 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         raise DataError(f"mode='two_party' needs exactly one host (got {len(hosts)}); use mode='coordinated'")
     if params.mode == "coordinated" and arbiter is None:
         raise DataError("mode='coordinated' needs an arbiter party")
+    q = None
+    if params.weighted or sample_weight is not None:
+        if not params.weighted:
+            raise DataError("sample_weight needs weight_column or class_weight set on every party (the hosts must "
+                            "know the residual is weighted)")
+        from ...models.tree.gbdt import row_weights
+
+        rw = row_weights(y, sample_weight, params.class_weight)
+        if params.backend == "ckks":
+            raise DataError("weights need backend='paillier'")
+        q = np.rint(rw * float(1 << WEIGHT_FRAC_BITS)).astype(np.int64).astype(object)
     if params.backend == "ckks":
         return _run_guest_ckks(channel, X, y, params, hosts=hosts, arbiter=arbiter, context=keypair,
                                check_cancelled=check_cancelled)
@@ -73,6 +91,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         setup.send(hosts[0], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
         msg = spec.expect(Stage.PUBKEY, setup.recv(hosts[0], Stage.PUBKEY.value), sender_role="host")
         hpk = {hosts[0]: PublicKey.from_wire(msg["public_key"])}
+        if q is not None:  # the host weights its own scores under encryption: E_g(q) ⊙ z_h
+            setup.send(hosts[0], Stage.WEIGHTS.value, {"q": sk.encrypt_ints(q.tolist())})
     warm_pool(max(len(b) for b in plan.batches(0)), pk.bits)
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(f)
@@ -93,6 +113,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 S = ez[0]
                 for v in ez[1:]:
                     S = S + v
+                if q is not None:  # weighted: [[q ⊙ 4d]] = q ⊙ [[S]] + q ⊙ U; the guest's own part alike
+                    S = S.mul_plain(q[rows].tolist())
+                    U = [int(a) * int(b) for a, b in zip(U.tolist(), q[rows].tolist())]
                 # for the hosts, never the key owner (the arbiter): the fast fixed-base re-randomization
                 ED = S.add_plain(U).obfuscate(for_key_owner=False)
                 ch.broadcast(hosts, Stage.D.value, {"d": ED})
@@ -102,9 +125,13 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 Gz = unmask(got["g"], m, pk.n, f)
             else:
                 h = hosts[0]
+                if q is not None:  # weighted: the host gets E(q ⊙ U) and adds E(q) ⊙ z_h itself
+                    U = [int(a) * int(b) for a, b in zip(U.tolist(), q[rows].tolist())]
                 # U needs nothing from the host: send it first so both encryptions run at the same time
                 ch.send(h, Stage.U.value, {"u": sk.encrypt_ints(U)})
                 (EZ,) = _recv_scores(ch, hosts, hpk[h], rows.size)
+                if q is not None:
+                    EZ = EZ.mul_plain(q[rows].tolist())
                 m = masks(f, hpk[h].n)
                 ch.send(h, Stage.GRAD.value, {"g": matvec(EZ, K[rows]).add_plain(m)})
                 # decrypt the host's masked gradient part X_hᵀ u + m_h (uniform: reveals nothing)
@@ -113,9 +140,9 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
                 ch.send(h, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(h, Stage.GRAD_PLAIN.value), sender_role="host")
                 Gz = unmask(got["g"], m, hpk[h].n, f)
-            Gu = K[rows].T.astype(object) @ U.astype(object)
+            Gu = K[rows].T.astype(object) @ np.asarray(U, dtype=object)
             G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
-            grad = to_grad(G, rows.size) + params.alpha * reg * w
+            grad = to_grad(G, rows.size, 0 if q is None else WEIGHT_FRAC_BITS) + params.alpha * reg * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         if plan.valid.size:

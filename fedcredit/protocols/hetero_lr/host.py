@@ -11,7 +11,7 @@ from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
 from . import _ckks, spec
-from ._common import LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
+from ._common import WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
@@ -57,6 +57,13 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
         setup.send(guest, Stage.PUBKEY.value, {"public_key": own_pk.to_wire()})
         msg = spec.expect(Stage.PUBKEY, setup.recv(guest, Stage.PUBKEY.value), sender_role="guest")
         pk = PublicKey.from_wire(msg["public_key"])
+    EQ = None
+    if params.weighted and params.mode == "two_party":
+        # E_g(q) of every row (semantically secure under the guest's key): weights this host's own scores
+        wmsg = spec.expect(Stage.WEIGHTS, setup.recv(guest, Stage.WEIGHTS.value), sender_role="guest")
+        EQ = pk.vector_from_blob(wmsg["q"])
+        if len(EQ) != n:
+            raise ProtocolError(f"hetero_lr: {len(EQ)} encrypted weights for {n} rows")
     warm_pool(max(len(b) for b in plan.batches(0)), pk.bits)
     N = pk.n
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
@@ -87,6 +94,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
                 EU = pk.vector_from_blob(u["u"])
                 if len(EU) != rows.size:
                     raise ProtocolError("hetero_lr: residual vector has the wrong length")
+                if EQ is not None:  # E(q ⊙ 4d) = E(q ⊙ u) ⊕ E(q) ⊙ z_h: the whole weighted residual, encrypted
+                    EU = EU + EQ[rows].mul_plain(Z.tolist())
                 ch.send(guest, Stage.GRAD.value, {"g": matvec(EU, K[rows]).add_plain(m)})
                 # decrypt the guest's masked gradient part X_gᵀ z_h + m_g (uniform: reveals nothing)
                 gg = spec.expect(Stage.GRAD, ch.recv(guest, Stage.GRAD.value), sender_role="guest")
@@ -94,10 +103,13 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
                 ch.send(guest, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
                 got = spec.expect(Stage.GRAD_PLAIN, ch.recv(guest, Stage.GRAD_PLAIN.value), sender_role="guest")
                 Gu = unmask(got["g"], m, N, f)
-                # own part X_hᵀ z_h in the clear: 4d 2^F = U + Z_h
-                Gz = K[rows].T.astype(object) @ Z.astype(object)
-                G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
-            grad = to_grad(G, rows.size) + params.alpha * w
+                if EQ is not None:  # the weighted own part was summed under encryption
+                    G = Gu
+                else:  # own part X_hᵀ z_h in the clear: 4d 2^F = U + Z_h
+                    Gz = K[rows].T.astype(object) @ Z.astype(object)
+                    G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
+            # weighted rows: the guest multiplied the residual by q = round(w 2^16) before sending it
+            grad = to_grad(G, rows.size, WEIGHT_FRAC_BITS if params.weighted else 0) + params.alpha * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         if plan.valid.size:

@@ -31,6 +31,7 @@ sum of later z_h']]`` per slot, LOSS is per-slot masked and LOSS_PLAIN a float.
 ``two_party`` (no third party; guest and host each hold a key)::
 
     setup   guest → host   PUBKEY  guest key        host → guest  PUBKEY  host key
+            guest → host   WEIGHTS E_g(q) for every row (weighted runs only: q = round(w 2^16))
     batch   host  → guest  ZH      E_h(z_h)         guest → host  U       E_g(z_g + 2 - 4y)
             host  → guest  GRAD    E_g(X_hᵀ u + m_h) guest → host  GRAD    E_h(X_gᵀ z_h + m_g)
             guest → host   GRAD_PLAIN               host → guest  GRAD_PLAIN
@@ -63,6 +64,7 @@ class Stage(str, enum.Enum):
     LOSS = "loss"
     LOSS_PLAIN = "loss-plain"
     DECISION = "decision"
+    WEIGHTS = "weights"
 
 
 _MSGS = [
@@ -78,6 +80,7 @@ _MSGS = [
     Message(Stage.LOSS, "guest", "arbiter|host", {"v": "blob"}),
     Message(Stage.LOSS_PLAIN, "arbiter|host", "guest", {"v": ("any", int, float)}),
     Message(Stage.DECISION, "guest", "host|arbiter", {"improved": bool, "stop": bool}),
+    Message(Stage.WEIGHTS, "guest", "host", {"q": "blob"}),
 ]
 MESSAGES: dict[Stage, Message] = {m.stage: m for m in _MSGS}
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..._validation import Interval, validate_params
 from ...errors import ConfigError, DataError, NotFittedError
 from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
+from ...models.tree.grower import check_monotone
 from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
 from .guest import SecureBoostGuest, predict_guest
@@ -33,7 +34,35 @@ from .host import SecureBoostHost, predict_host
 from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
 from .spec import MIN_NODE_ROWS
 
-__all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel"]
+__all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel",
+           "monotone_array"]
+
+
+def monotone_array(monotonic_cst, feature_names: list[str]) -> np.ndarray | None:
+    """A party's constraints as one sign per feature (None: no constraint).
+
+    ``monotonic_cst`` is None, a sequence of -1/0/1 per feature, or a dict
+    ``{name: sign}`` whose names are raw column names or ``<party>.<column>``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown feature name or a sign other than -1, 0 and 1.
+    """
+    if monotonic_cst is None:
+        return None
+    if not isinstance(monotonic_cst, dict):
+        return check_monotone(np.asarray(monotonic_cst), len(feature_names))
+    out = np.zeros(len(feature_names), dtype=np.int8)
+    index = {f: j for j, f in enumerate(feature_names)}
+    index.update({f.split(".", 1)[-1]: j for j, f in enumerate(feature_names) if "." in f})
+    for name, sign in monotonic_cst.items():
+        if name not in index:
+            raise ConfigError(f"monotone: no feature {name!r} in this party's table")
+        if type(sign) is not int or sign not in (-1, 0, 1):
+            raise ConfigError(f"monotone: the constraint of {name!r} must be 1, -1 or 0, got {sign!r}")
+        out[index[name]] = sign
+    return out if np.any(out != 0) else None
 
 
 def _metrics(y, score) -> dict:
@@ -81,6 +110,10 @@ class VerticalSecureBoost:
         predict path after every tree, and stops once the log-loss has not
         improved for this many trees (keeping the best prefix).
     validation_fraction : float, default=0.2
+    class_weight : None, "balanced" or dict, default=None
+        Guest only: weight per class (``{0: a, 1: b}``, or ``"balanced"``:
+        ``n / (2 n_c)``), multiplied into ``sample_weight``; weights multiply
+        every row's ``g`` and ``h`` (see ``docs/secureboost.md``).
     guest_only_first_tree : bool, default=False
         Build the first tree on the guest's features only ("complete secure"
         mode of SecureBoost): hosts then never see the node membership of the
@@ -119,7 +152,7 @@ class VerticalSecureBoost:
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
                  subsample: float = 1.0, colsample: float = 1.0, min_node_rows: int = MIN_NODE_ROWS,
-                 early_stopping_rounds: int | None = None,
+                 early_stopping_rounds: int | None = None, class_weight=None,
                  validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
                  gh_part_rows: int | None = None, random_state: int = 0):
         self.n_trees = n_trees
@@ -133,6 +166,7 @@ class VerticalSecureBoost:
         self.colsample = colsample
         self.min_node_rows = min_node_rows
         self.early_stopping_rounds = early_stopping_rounds
+        self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.guest_only_first_tree = guest_only_first_tree
         self.key_bits = key_bits
@@ -151,7 +185,7 @@ class VerticalSecureBoost:
 
     def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
             hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
-            keypair=None) -> "VerticalSecureBoost":
+            keypair=None, sample_weight=None, monotonic_cst=None, share_feature_names=False) -> "VerticalSecureBoost":
         """Train this party's side.
 
         Parameters
@@ -178,6 +212,15 @@ class VerticalSecureBoost:
         keypair : (PublicKey, PrivateKey), optional
             Guest only: use this key pair instead of generating one (tests use
             ``fedcredit.testing.small_keypair``).
+        sample_weight : ndarray of shape (n_rows,), optional
+            Guest only: row weights (see ``class_weight``).
+        monotonic_cst : array-like of int of shape (n_features,) or dict, optional
+            This party's monotone constraints on its own features: ``+1``
+            (the score may only rise with the feature), ``-1`` or 0, as an
+            array or as ``{feature name: sign}``. A host sends only the signs.
+        share_feature_names : bool or list of str, default=False
+            Host only: publish all (True) or the listed feature names to the
+            guest for its importance report (else ``<host>:feature#k``).
 
         Returns
         -------
@@ -190,6 +233,8 @@ class VerticalSecureBoost:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise DataError(f"X must be 2-d (n_rows, n_features); got shape {X.shape}")
+        names = list(feature_names or [f"x{j}" for j in range(X.shape[1])])
+        monotone = monotone_array(monotonic_cst, names)
         if role == "guest":
             if y is None:
                 raise DataError("the guest needs labels y")
@@ -200,7 +245,8 @@ class VerticalSecureBoost:
                 raise DataError("y must be binary 0/1 with both classes present")
             hosts = sorted(hosts if hosts is not None else channel.peers)
             g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
-                                 keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled)
+                                 keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled,
+                                 sample_weight=sample_weight, monotone=monotone)
             self.model_, result = g.run()
             self.validation_seed_ = g.validation_seed_
             yy = np.asarray(y)
@@ -212,14 +258,15 @@ class VerticalSecureBoost:
             self.scores_ = {"rows": rows, "score": sigmoid(np.concatenate([g.raw_train, g.raw_valid])),
                             "validation": np.arange(len(rows)) >= len(g.train_rows_)}
         else:
-            if y is not None:
-                raise DataError("a host has no labels; pass y only on the guest")
+            if y is not None or sample_weight is not None:
+                raise DataError("a host has no labels or weights; pass y and sample_weight only on the guest")
             if guest is None:
                 if len(channel.peers) != 1:
                     raise ConfigError("a host with several peers must be told which one is the guest (guest=...)")
                 guest = channel.peers[0]
             h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
-                                progress=progress, check_cancelled=check_cancelled)
+                                progress=progress, check_cancelled=check_cancelled, monotone=monotone,
+                                share_feature_names=share_feature_names)
             self.model_, result = h.run()
         self.role_ = role
         self.result_ = result
@@ -247,26 +294,53 @@ class VerticalSecureBoost:
 def run(ctx) -> dict:
     """Job step ``kind = "secureboost"``: train on ``ctx.data`` and save the model part in ``ctx.workdir``.
 
-    ``ctx.params`` are :class:`VerticalSecureBoost` parameters. Returns the run
-    report: trees, seconds, per-step timings, bytes, and on the guest the
-    training and validation AUC and KS.
+    ``ctx.params`` are :class:`VerticalSecureBoost` parameters, plus
+    ``weight_column`` (a column of the guest's table: the row weights, not a
+    feature) and ``monotone = { <party> = { <column> = 1 or -1 } }`` (each
+    party takes its own entry and adds it to ``monotone`` of its table
+    config). A host publishes feature names per its ``[policy]
+    share_feature_names``. Returns the run report: trees, seconds, per-step
+    timings, bytes, importance, and on the guest the training and validation AUC and KS.
     """
     params = dict(ctx.params or {})
+    weight_column = params.pop("weight_column", None)
+    monotone_param = params.pop("monotone", None)
     validate_params(params, VerticalSecureBoost._parameter_constraints, f"step {ctx.step!r} (secureboost)")
+    if weight_column is not None and not isinstance(weight_column, str):
+        raise ConfigError(f"step {ctx.step!r} (secureboost): weight_column must be a column name")
+    if monotone_param is not None and not (isinstance(monotone_param, dict)
+                                           and all(isinstance(v, dict) for v in monotone_param.values())):
+        raise ConfigError(f"step {ctx.step!r} (secureboost): monotone must be {{ <party> = {{ <column> = 1 }} }}")
     est = VerticalSecureBoost(**params)
     table = ctx.data
     if table is None:
         raise DataError(f"secureboost: party {ctx.party!r} has no data")
+    table_cfg = getattr(ctx, "table", None)
+    monotone = dict(getattr(table_cfg, "monotone", None) or {})
+    for name, sign in ((monotone_param or {}).get(ctx.party) or {}).items():
+        if monotone.get(name, sign) != sign:
+            raise ConfigError(f"secureboost: the job's monotone constraint of {name!r} contradicts {ctx.party!r}'s "
+                              "table config")
+        monotone[name] = sign
+    share = getattr(ctx.policy, "share_feature_names", False) if ctx.policy is not None else False
     workdir = Path(ctx.workdir)
     if ctx.role == "guest":
+        weights = None
+        if weight_column is not None:
+            if weight_column not in table.columns:
+                raise DataError(f"secureboost: weight_column {weight_column!r} is not a column of the guest's table")
+            weights = table.X[:, table.columns.index(weight_column)]
+            table = table.select([c for c in table.columns if c != weight_column])
         est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                sample_weight=weights, monotonic_cst=monotone or None)
         ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
         sc = est.scores_  # for the ROC, KS and score-distribution plots of this party's report.html
         save_scores(workdir / SCORES_FILE, np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
     elif ctx.role == "host":
         est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                monotonic_cst=monotone or None, share_feature_names=share)
         ctx.state["secureboost"] = {"model": str(workdir / HOST_FILE)}
     else:
         raise ConfigError(f"secureboost has no role {ctx.role!r}")

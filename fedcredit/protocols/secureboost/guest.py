@@ -26,21 +26,24 @@ import numpy as np
 
 from ... import compute
 from ...crypto import paillier
-from ...errors import ProtocolError
+from ...errors import DataError, ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.gbdt import (
     EarlyStopping,
     base_score,
     logistic_gh,
     logloss,
+    normalize_weights,
     quantize_gh,
+    row_weights,
     sample_features,
     sample_rows,
     sigmoid,
     tree_rng,
     validation_split,
 )
-from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower
+from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower, check_monotone
+from ...models.tree.importance import feature_importance, host_feature_label
 from ...models.tree.predictor import local_decision, predict_tree
 from ...models.tree.split import SplitParams
 from ...transport.base import Channel
@@ -284,7 +287,8 @@ def predict_guest(channel: Channel, guest_model: GuestModel, X_guest, *, hosts: 
     return r if raw else sigmoid(r)
 
 
-def _run_id(key: bytes, params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str]) -> str:
+def _run_id(key: bytes, params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str],
+            extra: bytes = b"") -> str:
     """The run id sent to hosts: HMAC-SHA256 under the guest's secret ``key`` of parameters, rows and labels.
 
     It must change with the labels (a checkpoint resumes only the same run) yet
@@ -295,6 +299,7 @@ def _run_id(key: bytes, params: dict, n_rows: int, train: np.ndarray, y: np.ndar
                  hashlib.sha256)
     h.update(np.ascontiguousarray(train, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.int8).tobytes())
+    h.update(extra)  # sample weights and the guest's monotone constraints (they change the trees)
     return h.hexdigest()[:32]
 
 
@@ -317,10 +322,16 @@ class SecureBoostGuest:
     workdir : path or None
         Where ``sbt_guest.json`` is checkpointed after every tree.
     progress, check_cancelled : callables
+    sample_weight : ndarray of shape (n_rows,), optional
+        Row weights (multiplied by ``params["class_weight"]``); they multiply
+        each row's ``g`` and ``h`` before encryption, so hosts sum weighted
+        values without seeing a weight.
+    monotone : array-like of int of shape (n_features,), optional
+        The guest's own monotone constraints (hosts send theirs at SETUP_REPLY).
     """
 
     def __init__(self, channel: Channel, X, y, *, params: dict, hosts: list[str], feature_names=None, keypair=None,
-                 workdir=None, progress=None, check_cancelled=None):
+                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y).astype(np.int8)
@@ -331,6 +342,10 @@ class SecureBoostGuest:
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if self.sample_weight is not None and self.sample_weight.shape != self.y.shape:
+            raise DataError(f"sample_weight has shape {self.sample_weight.shape}, expected {self.y.shape}")
+        self.monotone = None if monotone is None else check_monotone(monotone, self.X.shape[1], "the guest")
         self.timings = dict.fromkeys(
             ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt",
              "guest_histogram", "split", "partition", "predict", "transfer"], 0.0)
@@ -376,8 +391,10 @@ class SecureBoostGuest:
         else:
             train, valid = np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
         # parameters that do not change the trees stay out of the run id, so a resumed run may change them
+        extra = b"" if self.sample_weight is None else np.ascontiguousarray(self.sample_weight).tobytes()
+        extra += b"" if self.monotone is None else b"monotone" + self.monotone.tobytes()
         run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n,
-                         train, self.y, self.hosts)
+                         train, self.y, self.hosts, extra)
         return train, valid, run_id
 
     def run(self) -> tuple[GuestModel, dict]:
@@ -405,6 +422,10 @@ class SecureBoostGuest:
         train, valid, run_id = plan
         ytr, yva = self.y[train].astype(np.float64), self.y[valid]
         Xtr, Xva = self.X[train], self.X[valid]
+        sw = self.sample_weight
+        w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
+        w_va = None if w is None or not len(valid) else row_weights(yva, None if sw is None else sw[valid],
+                                                                     p.get("class_weight"))
         mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
         codes = mapper.transform(Xtr)
         t0 = time.perf_counter()
@@ -414,7 +435,7 @@ class SecureBoostGuest:
         part_rows = spec.gh_part_rows(pk.width, p.get("gh_part_rows"))
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
-                           base_score=base_score(ytr), params=p, run_id=run_id, validation_seed=seed,
+                           base_score=base_score(ytr, w), params=p, run_id=run_id, validation_seed=seed,
                            run_key=key.hex())
         if old is not None and old.run_id == run_id:
             model = old
@@ -430,11 +451,15 @@ class SecureBoostGuest:
         model.trees = model.trees[:resume]
         sources: list[FeatureSource] = []
         remotes: list[RemoteSource] = []
+        names = {self.ch.party: list(self.feature_names)}
         for h in self.hosts:
             nb = replies[h]["n_bins_non_missing"]
-            if np.any(nb < 1) or np.any(nb > p["max_bins"] - 1):
-                raise ProtocolError(f"secureboost setup-reply from {h!r}: bin counts out of range")
-            remotes.append(RemoteSource(h, self.ch, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings))
+            cst, published = spec.check_setup_reply(replies[h], h, p["max_bins"])
+            remote = RemoteSource(h, self.ch, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings)
+            remote.monotone = cst.astype(np.int8) if np.any(cst != 0) else None
+            remotes.append(remote)
+            names[h] = [x or host_feature_label(h, k) for k, x in enumerate(published)]
+        model.host_feature_names = {h: names[h] for h in self.hosts}
         n_guest = self.X.shape[1]
         n_total = n_guest + sum(r.n_features for r in remotes)
 
@@ -448,7 +473,8 @@ class SecureBoostGuest:
             r_all = _raw_scores(model.trees, model.base_score, self.X[all_rows], dec)
             raw, raw_va = r_all[: len(train)], r_all[len(train):]
 
-        params = SplitParams(p["reg_lambda"], p["min_child_weight"], p["min_split_gain"])
+        # weights multiply (g, h); scaled to at most 1 so the packed values stay in range (same trees)
+        wn, params = normalize_weights(w, SplitParams(p["reg_lambda"], p["min_child_weight"], p["min_split_gain"]))
         stopper = EarlyStopping(p["early_stopping_rounds"])
         # the stopping rule restarts from the resumed model (per-tree losses are not checkpointed)
         snapshots = {resume: (raw.copy(), raw_va.copy())}
@@ -467,7 +493,8 @@ class SecureBoostGuest:
                 host_masks.append(fmask[at:at + r.n_features])
                 at += r.n_features
             secure = not (t == 0 and p["guest_only_first_tree"]) and any(m.any() for m in host_masks)
-            ghq = quantize_gh(logistic_gh(ytr, raw), GH_BITS)
+            gh = logistic_gh(ytr, raw)
+            ghq = quantize_gh(gh if wn is None else gh * wn[:, None], GH_BITS)
             parts = spec.gh_parts(len(rows), part_rows) if secure else []
             for r, m in zip(remotes, host_masks):
                 self.ch.send(r.name, spec.tag(Stage.START, t), {
@@ -476,7 +503,7 @@ class SecureBoostGuest:
                 })
                 r.start_tree(t, m)
             self._send_gh(t, remotes, sk, codec, ghq[rows], parts)
-            local = LocalSource(self.ch.party, codes, mapper, ghq)
+            local = LocalSource(self.ch.party, codes, mapper, ghq, monotone=self.monotone)
             srcs = [local] + (remotes if secure else [])
             masks = [fmask[:n_guest]] + (host_masks if secure else [])
             grower = TreeGrower(sources=srcs, gh=ghq, rows=rows, max_depth=p["max_depth"],
@@ -504,10 +531,10 @@ class SecureBoostGuest:
                 model.save(path)
             sec = time.perf_counter() - t_tree
             info = {"tree": t, "seconds": round(sec, 4), "secure": secure,
-                    "train_loss": logloss(ytr, raw)}
+                    "train_loss": logloss(ytr, raw, w)}
             t += 1
             if len(valid):
-                info["validation_loss"] = logloss(yva, raw_va)
+                info["validation_loss"] = logloss(yva, raw_va, w_va)
                 stopped = stopper.update(t, info["validation_loss"])
             per_tree.append(info)
             self.progress(f"secureboost: tree {t}/{p['n_trees']} in {sec:.1f}s", t / p["n_trees"])
@@ -523,6 +550,7 @@ class SecureBoostGuest:
                 "mode": "stop", "gh_parts": 0, "rows": np.zeros(0, dtype=np.int64),
                 "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
             })
+        model.importance = feature_importance(model.trees, names)
         if path is not None:
             model.save(path)
         self.train_rows_, self.valid_rows_, self.validation_seed_ = train, valid, seed
@@ -539,7 +567,11 @@ class SecureBoostGuest:
             "timings": {k: round(v, 4) for k, v in self.timings.items()}, "per_tree": per_tree,
             "n_train": int(len(train)), "n_validation": int(len(valid)), "item_bits": codec.item_bits,
             "sums_per_ciphertext": codec.per_ciphertext, "gh_part_rows": int(part_rows),
-            "compute": compute.current().name,
+            "compute": compute.current().name, "importance": model.importance,
+            "monotone": {"guest": int(np.count_nonzero(self.monotone)) if self.monotone is not None else 0,
+                         **{r.name: int(np.count_nonzero(r.monotone)) if r.monotone is not None else 0
+                            for r in remotes}},
+            "weighted": w is not None,
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }
         self.model = model

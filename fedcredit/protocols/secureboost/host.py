@@ -43,6 +43,7 @@ from ...compute.partitioned import PartitionedCipherVector
 from ...crypto import paillier
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
+from ...models.tree.grower import check_monotone
 from ...models.tree.histogram import build_histogram
 from ...transport.base import Channel
 from . import spec
@@ -50,7 +51,22 @@ from .model import HOST_FILE, HostModel, HostSplit
 from .partition import NodeTracker
 from .spec import Stage
 
-__all__ = ["SecureBoostHost", "predict_host", "host_decisions"]
+__all__ = ["SecureBoostHost", "predict_host", "host_decisions", "published_names"]
+
+
+def published_names(feature_names: list[str], share) -> list[str]:
+    """Per feature, the name a host publishes to the guest (``""``: not published).
+
+    ``share`` is the policy's ``share_feature_names``: True (all), False (none)
+    or a list of column names (raw, or ``<party>.<column>`` as in ``feature_names``).
+    """
+    if share is True:
+        return [str(f)[:spec.MAX_NAME_CHARS] for f in feature_names]
+    if not share:
+        return [""] * len(feature_names)
+    listed = set(share)
+    return [str(f)[:spec.MAX_NAME_CHARS] if f in listed or f.split(".", 1)[-1] in listed else ""
+            for f in feature_names]
 
 
 def host_decisions(model: HostModel, X: np.ndarray, split_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -114,14 +130,23 @@ class SecureBoostHost:
     workdir : path or None
         Where ``sbt_host.json`` is checkpointed after every tree.
     progress, check_cancelled : callables
+    monotone : array-like of int of shape (n_features,), optional
+        The monotone constraint (``+1``/``-1``/0) this host declares for each of
+        its features; sent to the guest at SETUP_REPLY (signs only).
+    share_feature_names : bool or list of str, default=False
+        Publish the names of all (True) or the listed features to the guest
+        (for its importance report); the others appear as ``<host>:feature#k``.
     """
 
     def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
-                 progress=None, check_cancelled=None):
+                 progress=None, check_cancelled=None, monotone=None, share_feature_names=False):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.guest = guest
         self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
+        n = self.X.shape[1]
+        self.monotone = np.zeros(n, dtype=np.int8) if monotone is None else check_monotone(monotone, n, "this host")
+        self.published = published_names(self.feature_names, share_feature_names)
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
@@ -173,7 +198,8 @@ class SecureBoostHost:
         resume = min(model.trees_done, setup["resume_trees"])
         model.truncate(resume)
         self.ch.send(self.guest, spec.tag(Stage.SETUP_REPLY),
-                     {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume)})
+                     {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
+                      "monotone": self.monotone, "feature_names": list(self.published)})
         if resume > 0:
             _answer_predict(self.ch, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT,
                             spec.tag(Stage.RESUME_PREDICT_REQ), spec.tag(Stage.RESUME_PREDICT))
@@ -237,7 +263,7 @@ class SecureBoostHost:
         result = {
             "role": "host", "trees": model.trees_done, "trees_built_here": trees_built, "splits": len(model.splits),
             "resumed_from": int(resume), "seconds": time.perf_counter() - t_start, "compute": compute.current().name,
-            "gh_parts": self.gh_parts, "partitions": self.partitions,
+            "gh_parts": self.gh_parts, "partitions": self.partitions, "importance": model.importance(),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "bytes_sent": self.ch.stats.total("sent"), "bytes_received": self.ch.stats.total("received"),
         }

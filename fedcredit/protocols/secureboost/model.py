@@ -65,6 +65,12 @@ class GuestModel:
         the run. Kept so a resumed run draws the same split.
     run_key : str
         Hex key of the run id's HMAC (the guest's secret, never sent).
+    host_feature_names : dict of str to list of str
+        Per host, the name of each of its features as the guest may show it:
+        the name the host published, else ``<host>:feature#k``.
+    importance : list of dict
+        Split count and total gain per feature of every party
+        (:func:`~fedcredit.models.tree.importance.feature_importance`).
     """
 
     party: str
@@ -76,6 +82,8 @@ class GuestModel:
     run_id: str = ""
     validation_seed: int | None = None
     run_key: str = ""
+    host_feature_names: dict = field(default_factory=dict)
+    importance: list = field(default_factory=list)
 
     @property
     def n_trees(self) -> int:
@@ -94,6 +102,8 @@ class GuestModel:
             "feature_names": list(self.feature_names), "base_score": self.base_score, "params": self.params,
             "run_id": self.run_id, "validation_seed": self.validation_seed, "run_key": self.run_key,
             "trees": [[n.to_dict() for n in nodes] for nodes in self.trees],
+            "host_feature_names": {h: list(v) for h, v in self.host_feature_names.items()},
+            "importance": list(self.importance),
         }
 
     @classmethod
@@ -103,6 +113,8 @@ class GuestModel:
             base_score=float(d["base_score"]), params=dict(d.get("params", {})), run_id=d.get("run_id", ""),
             validation_seed=d.get("validation_seed"), run_key=d.get("run_key", ""),
             trees=[[Node.from_dict(n) for n in nodes] for nodes in d["trees"]],
+            host_feature_names={h: list(v) for h, v in d.get("host_feature_names", {}).items()},
+            importance=list(d.get("importance", [])),
         )
 
     def save(self, path) -> Path:
@@ -151,6 +163,14 @@ class HostModel:
     trees_done: int = 0
     run_id: str = ""
 
+    def importance(self) -> list[dict]:
+        """This host's own importance: per feature, the splits of the model on it (the host knows no gains)."""
+        counts = [0] * len(self.feature_names)
+        for s in self.splits.values():
+            if 0 <= s.feature < len(counts):
+                counts[s.feature] += 1
+        return [{"feature": name, "splits": c} for name, c in zip(self.feature_names, counts)]
+
     def truncate(self, n_trees: int) -> None:
         """Forget the splits of trees ``>= n_trees``."""
         self.splits = {k: s for k, s in self.splits.items() if s.tree < n_trees}
@@ -161,6 +181,7 @@ class HostModel:
             "version": _VERSION, "role": "host", "party": self.party, "guest": self.guest,
             "feature_names": list(self.feature_names), "trees_done": self.trees_done, "run_id": self.run_id,
             "splits": {str(k): s.__dict__ for k, s in sorted(self.splits.items())},
+            "importance": self.importance(),  # derived (not read back): for the party's own report
         }
 
     @classmethod

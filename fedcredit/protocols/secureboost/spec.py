@@ -43,6 +43,11 @@ each node is built and split at most once, and a SPLIT_REQ names nodes of the
 current level whose histograms the guest legitimately holds, with exactly
 their rows and one (feature, bin) each. Anything else is a ProtocolError.
 
+SETUP_REPLY also carries, per host feature, the monotone constraint its owner
+declared (``+1``/``-1``/0; the guest enforces it on the decrypted sums) and
+the feature's name where the host's policy publishes it (``""`` otherwise:
+the guest then calls it ``<host>:feature#<k>``); see :func:`check_setup_reply`.
+
 Handlers call :func:`expect` on every peer message before acting on it: it
 checks the payload is a dict with exactly the spec's keys and that each value
 has the exact type (``bool`` is not an ``int``; arrays have the stated dtype
@@ -60,7 +65,8 @@ from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
 
 __all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
-           "MIN_NODE_ROWS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part"]
+           "MIN_NODE_ROWS", "MAX_NAME_CHARS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part",
+           "check_setup_reply"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
@@ -110,7 +116,7 @@ def _arr(dtype):
     return ("ndarray", np.dtype(dtype))
 
 
-_I64, _BOOL, _U8 = _arr(np.int64), _arr(np.bool_), _arr(np.uint8)
+_I64, _BOOL, _U8, _I8 = _arr(np.int64), _arr(np.bool_), _arr(np.uint8), _arr(np.int8)
 
 MESSAGES: dict[Stage, Message] = {
     m.stage: m
@@ -120,7 +126,9 @@ MESSAGES: dict[Stage, Message] = {
             "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
             "min_node_rows": int,
         }),
-        Message(Stage.SETUP_REPLY, "host", "guest", "job", {"n_bins_non_missing": _I64, "resume_trees": int}),
+        Message(Stage.SETUP_REPLY, "host", "guest", "job", {
+            "n_bins_non_missing": _I64, "resume_trees": int, "monotone": _I8, "feature_names": list,
+        }),
         Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
         Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
         Message(Stage.START, "guest", "host", "tree", {
@@ -207,6 +215,33 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
                 f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
             )
     return msg
+
+
+#: Longest feature name a host may publish in SETUP_REPLY.
+MAX_NAME_CHARS = 128
+
+
+def check_setup_reply(msg: dict, host: str, max_bins: int) -> tuple[np.ndarray, list[str]]:
+    """Check a SETUP_REPLY (already through :func:`expect`); return its monotone signs and published names.
+
+    Raises
+    ------
+    ProtocolError
+        Bin counts out of range, one constraint or name per feature missing, a
+        constraint other than -1/0/1, or a name that is not printable text of
+        at most :data:`MAX_NAME_CHARS` characters (names reach reports and logs).
+    """
+    nb, cst, names = msg["n_bins_non_missing"], msg["monotone"], msg["feature_names"]
+    if np.any(nb < 1) or np.any(nb > max_bins - 1):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: bin counts out of range")
+    if len(cst) != len(nb) or not np.isin(cst, (-1, 0, 1)).all():
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: monotone must hold -1, 0 or 1 per feature")
+    if len(names) != len(nb) or not all(
+        type(x) is str and len(x) <= MAX_NAME_CHARS and x.isprintable() for x in names
+    ):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: feature_names must be one printable string "
+                            f"of at most {MAX_NAME_CHARS} characters per feature")
+    return cst, list(names)
 
 
 def item_bits(max_rows: int) -> int:
