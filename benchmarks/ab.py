@@ -5,7 +5,8 @@ Usage::
     python benchmarks/ab.py --base 1b4bc26 --suites secureboost,hetero_lr,homo,scoring \\
         --repeats 2 --out benchmarks/results/ab.json -- --quick
 
-The base revision is checked out into a temporary git worktree; each repeat
+Both revisions (the base and this checkout's HEAD commit) are checked out into
+temporary git worktrees next to this one; each repeat
 runs ``benchmarks/run.py SUITE`` once on the base tree and once on this tree
 (alternating which goes first), each in its own interpreter with
 ``PYTHONPATH`` pointing at that tree, so both see the same machine load. The
@@ -83,14 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fedcredit-ab-") as tmp:
         # a sibling of this checkout, so data found next to the repository (../shared) is found for both trees
         base_tree = ROOT.parent / f"{ROOT.name}-ab-base-{base_rev[:10]}"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base_tree), base_rev],
-                       check=True)
+        head_tree = ROOT.parent / f"{ROOT.name}-ab-head-{head_rev[:10]}"  # HEAD as committed, not the live tree
+        for tree, rev in ((base_tree, base_rev), (head_tree, head_rev)):
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
         try:
             for suite in [s for s in args.suites.split(",") if s]:
                 runs: dict[str, list[dict]] = {"base": [], "head": []}
                 loads: list[float] = []
                 for k in range(args.repeats):
-                    order = [("base", base_tree), ("head", ROOT)]
+                    order = [("base", base_tree), ("head", head_tree)]
                     if k % 2:
                         order.reverse()
                     for name, tree in order:
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "cost_ratio": None if cost is None else round(cost, 3)}
                 report["suites"][suite] = {"figures": figures, "load_average_before_runs": loads}
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+            for tree in (base_tree, head_tree):
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     for suite, r in report["suites"].items():
