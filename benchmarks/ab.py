@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         base_tree = ROOT.parent / f"{ROOT.name}-ab-base-{base_rev[:10]}"
         head_tree = ROOT.parent / f"{ROOT.name}-ab-head-{head_rev[:10]}"  # HEAD as committed, not the live tree
         for tree, rev in ((base_tree, base_rev), (head_tree, head_rev)):
+            if tree.exists():  # left by an interrupted run
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
         try:
             for suite in [s for s in args.suites.split(",") if s]:
