@@ -759,7 +759,8 @@ class Party:
 
         t = self.config.tables[me.table]
         return load_table(t.path, party=self.name, id_column=t.id_column, label_column=t.label_column,
-                          columns=effective_columns(self.config, job.spec, job.proposer))
+                          columns=effective_columns(self.config, job.spec, job.proposer),
+                          categorical=t.categorical, pos_label=t.pos_label)
 
     def _write_report(self, job: PartyJob) -> None:
         try:

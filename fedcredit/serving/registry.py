@@ -129,7 +129,8 @@ class ModelRegistry:
             return LoadedModel(part, np.zeros((0, 0)))
         tc = self._table_config(model_id.split("/")[0])
         cols = [f.split(".", 1)[1] if f.startswith(f"{self.party}.") else f for f in part.features]
-        table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols)
+        table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols,
+                           categorical=getattr(tc, "categorical", ()))
         X = np.ascontiguousarray(table.X, dtype=np.float64)
         ids = [str(i) for i in table.ids]
         digests = spec.split_digests(spec.id_digests(ids, model_id))

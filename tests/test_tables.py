@@ -1,0 +1,109 @@
+"""Issue #14: typed tables (categorical columns), string labels with pos_label, errors safe to send."""
+
+import numpy as np
+import pytest
+
+from fedcredit.config import load_party_config
+from fedcredit.data import TableError, load_table
+from fedcredit.errors import ConfigError, DataError
+
+
+def _write(tmp_path, text, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_text_column_is_categorical_with_codes_and_names(tmp_path):
+    p = _write(tmp_path, "id,edu,region,x\n1,university,3,1.5\n2,graduate school,10,\n3,NA,2,2\n4,university,null,3\n")
+    t = load_table(p, party="p", categorical=["region"])
+    assert t.categories == {"edu": ("graduate school", "university"), "region": ("2", "3", "10")}
+    assert t.X.dtype == np.float64  # columnar: codes in the float matrix, names once per column
+    assert t.X[:, 0].tolist()[:2] == [1.0, 0.0] and np.isnan(t.X[2, 0])
+    assert t.X[:, 1].tolist()[:3] == [1.0, 2.0, 0.0] and np.isnan(t.X[3, 1])  # numeric order: 2 < 3 < 10
+    assert np.isnan(t.X[1, 2]) and not t.is_categorical("x")
+    assert t.is_categorical("p.edu") and t.category_names("p.region") == ("2", "3", "10")
+    assert t.categorical_features == ("p.edu", "p.region")
+    s = t.take([3, 0]).select(["p.edu", "x"])
+    assert s.categories == {"edu": ("graduate school", "university")} and s.X[:, 0].tolist() == [1.0, 1.0]
+
+
+def test_numeric_column_stays_numeric_unless_forced(tmp_path):
+    p = _write(tmp_path, "id,a\n1,1\n2,2.0\n3,1.0\n")
+    assert load_table(p, party="p").categories == {}
+    t = load_table(p, party="p", categorical=["a"])
+    assert t.categories == {"a": ("1", "2")} and t.X[:, 0].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_categorical_name_not_in_table_names_file_and_column(tmp_path):
+    p = _write(tmp_path, "id,a\n1,1\n")
+    with pytest.raises(TableError, match=r"t\.csv: categorical column\(s\) 'regoin' not in the table") as ei:
+        load_table(p, party="p", categorical=["regoin"])
+    assert ei.value.column == "regoin" and str(tmp_path) not in ei.value.public
+
+
+@pytest.mark.parametrize("pos, y", [("bad", [1, 0, 1]), ("good", [0, 1, 0])])
+def test_string_label_with_pos_label(tmp_path, pos, y):
+    p = _write(tmp_path, "id,a,y\n1,1,bad\n2,2, good\n3,3,bad\n")
+    assert load_table(p, party="p", label_column="y", pos_label=pos).y.tolist() == y
+
+
+def test_numeric_label_with_pos_label(tmp_path):
+    p = _write(tmp_path, "id,a,y\n1,1,2\n2,2,1\n3,3,2.0\n")
+    assert load_table(p, party="p", label_column="y", pos_label=2).y.tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "text, pos, match, public",
+    [
+        ("id,a,y\n1,1,bad\n2,2,good\n", None, r"found values bad, good; set pos_label", "no pos_label is set"),
+        ("id,a,y\n1,1,bad\n2,2,good\n", "default", r"pos_label 'default' is not a value of the label \(found bad, good\)",
+         "pos_label is not one of"),
+        ("id,a,y\n1,1,bad\n2,2,bad\n", "bad", r"single class \(bad\)", "single class"),
+        ("id,a,y\n1,1,a\n2,2,b\n3,3,c\n", "a", r"must have two values, found 3: a, b, c", "found 3"),
+        ("id,a,y\n1,1,a\n2,2,\n", "a", r"1 missing label", "1 missing label"),
+    ],
+)
+def test_bad_labels_list_values_locally_but_not_publicly(tmp_path, text, pos, match, public):
+    p = _write(tmp_path, text)
+    with pytest.raises(TableError, match=match) as ei:
+        load_table(p, party="p", label_column="y", pos_label=pos)
+    assert public in ei.value.public
+    for raw in ("bad", "good", "'a'", "csv", str(tmp_path)):
+        assert raw not in ei.value.public.replace("label column 'y'", "")
+
+
+def test_zero_one_label_still_works_without_pos_label(tmp_path):
+    p = _write(tmp_path, "id,a,y\n1,1,0\n2,2,1\n")
+    assert load_table(p, party="p", label_column="y").y.tolist() == [0, 1]
+
+
+def test_parquet_categorical(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "c": ["x", None, "y"], "r": [3, 1, None],
+                             "y": ["bad", "good", "good"]}), p)
+    t = load_table(p, party="p", label_column="y", categorical=["r"], pos_label="bad")
+    assert t.categories == {"c": ("x", "y"), "r": ("1", "3")} and t.y.tolist() == [1, 0, 0]
+    assert t.X[0].tolist() == [0.0, 1.0] and np.isnan(t.X[1, 0]) and np.isnan(t.X[2, 1])
+
+
+def _party_toml(tmp_path, table_lines):
+    (tmp_path / "t.csv").write_text("id,y\n1,0\n")
+    p = tmp_path / "bank.toml"
+    p.write_text("\n".join(['[party]', 'name = "bank"', 'listen = "127.0.0.1:0"', 'state_dir = "st"',
+                            'insecure = true', '[tables.credit]', 'path = "t.csv"', *table_lines]) + "\n")
+    return p
+
+
+def test_config_table_keys(tmp_path):
+    cfg = load_party_config(_party_toml(tmp_path, ['label_column = "y"', 'pos_label = "bad"',
+                                                   'categorical = ["region"]', 'aligned_by = "apps-2024"']))
+    t = cfg.tables["credit"]
+    assert (t.pos_label, t.categorical, t.aligned_by) == ("bad", ("region",), "apps-2024")
+    with pytest.raises(ConfigError, match=r"pos_label: is only used with a label_column"):
+        load_party_config(_party_toml(tmp_path, ['pos_label = 1']))
+    with pytest.raises(ConfigError, match=r"pos_label: must be a string or a number"):
+        load_party_config(_party_toml(tmp_path, ['label_column = "y"', 'pos_label = true']))
