@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Table", "TableChunk", "TableError", "load_table", "iter_table", "MISSING_TOKENS"]
+__all__ = ["Table", "TableChunk", "TableError", "load_table", "read_header", "iter_table", "MISSING_TOKENS"]
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
 
@@ -195,7 +195,7 @@ def load_table(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise TableError(f"{path}: file not found", "the table's file was not found")
     if path.suffix.lower() == ".parquet":
         header, rows = _read_parquet(path)
     else:
@@ -300,7 +300,7 @@ def iter_table(
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"The 'chunk_rows' parameter of iter_table must be an int >= 1. Got {chunk_rows!r} instead.")
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise TableError(f"{path}: file not found", "the table's file was not found")
     src = str(path)
     batches = _parquet_batches(path, chunk_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, chunk_rows)
     header = next(batches)
@@ -595,3 +595,15 @@ def _label(rows, ci: int, src: str, column: str, pos_label) -> np.ndarray:
         raise TableError(f"{src}, column {column!r}: the label has a single class ({values[0]})",
                          f"label column {column!r}: the label has a single class", column)
     return y.astype(np.int8)
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The column names of a CSV or Parquet file (without reading its rows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"{path}: file not found", "the table's file was not found")
+    batches = _parquet_batches(path, 1) if path.suffix.lower() == ".parquet" else _csv_batches(path, 1)
+    try:
+        return list(next(batches))
+    finally:
+        batches.close()
