@@ -12,12 +12,27 @@ What each role learns: see ``docs/hetero_lr.md``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..context import StepContext
 from .guest import run_guest
 from .host import run_host
 from .params import BinningParams
 
 __all__ = ["run", "run_guest", "run_host", "BinningParams"]
+
+
+def with_table_categories(params: BinningParams, table) -> BinningParams:
+    """``params`` with the table's categorical columns added to ``categorical`` (issue #14).
+
+    A categorical column (text, or declared in ``[tables.<t>] categorical``)
+    gets one bin per category; categories with fewer than ``min_bin_count``
+    rows (and those beyond ``max_bins``) are pooled into one "other" bin
+    before any count is formed, exactly as for ``categorical`` named in the
+    step's parameters (:func:`fedcredit.models.woe.fit_bins`).
+    """
+    extra = [f for f in getattr(table, "categorical_features", ()) if f not in params.categorical]
+    return replace(params, categorical=list(params.categorical) + extra) if extra else params
 
 
 def run(ctx: StepContext) -> dict:
@@ -27,6 +42,7 @@ def run(ctx: StepContext) -> dict:
     host state: ``{"bins": {feature: Bins}, "iv": {own feature: IV}}``.
     """
     params = BinningParams.from_dict(dict(ctx.params), f"step {ctx.step!r} (binning)")
+    params = with_table_categories(params, ctx.data)
     if ctx.role == "guest":
         ctx.progress("binning: encrypting labels", 0.0)
         res = run_guest(ctx.channel, ctx.hosts, ctx.data, params)

@@ -24,8 +24,29 @@ _CONSTRAINTS = {
 }
 
 
-def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0) -> dict:
-    """Points for a party's LR part (``features="woe"``); returns base, points and table rows."""
+def category_labels(bins, names) -> list[str]:
+    """Bin labels of a categorical feature with its category **names** (``names[code]``), not codes.
+
+    ``names`` None (a numeric feature, or a categorical one named in the binning
+    parameters on integer codes) keeps :meth:`Bins.labels`.
+    """
+    labels = bins.labels()
+    if not names or not bins.categorical:
+        return labels
+    out = []
+    for cats in bins.categories:
+        shown = [names[int(c)] if 0 <= int(c) < len(names) else f"{c:g}" for c in cats]
+        out.append("{" + ", ".join(shown) + "}")
+    return out + labels[len(out):]
+
+
+def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0,
+          category_names: dict | None = None) -> dict:
+    """Points for a party's LR part (``features="woe"``); returns base, points and table rows.
+
+    ``category_names`` maps a categorical feature to its category names (from
+    the party's own table): its rows then show names, e.g. ``{married}``.
+    """
     if part.get("preprocess") != "woe":
         raise DataError("a scorecard needs hetero_lr trained with features='woe'")
     scale = {"pdo": float(pdo), "base_score": float(base_score), "base_odds": float(base_odds)}
@@ -34,7 +55,7 @@ def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=5
         b = part["bins"][f]
         pts = sc.feature_points(w, b.woe, **scale)
         points[f] = pts
-        for label, cnt, woe, pt in zip(b.labels(), b.counts, b.woe, pts):
+        for label, cnt, woe, pt in zip(category_labels(b, (category_names or {}).get(f)), b.counts, b.woe, pts):
             rows.append({"feature": f, "bin": label, "count": int(cnt), "woe": float(woe), "points": float(pt)})
     base = sc.base_points(part.get("intercept", 0.0), **scale) if is_guest else 0.0
     if is_guest:
@@ -50,7 +71,9 @@ def run(ctx: StepContext) -> dict:
     part = ctx.state.get("hetero_lr")
     if part is None:
         raise DataError("scorecard needs a hetero_lr step first")
-    res = build(part, is_guest=ctx.role == "guest", **params)
+    names = {f: ctx.data.category_names(f) for f in part.get("features", ())
+             if ctx.data is not None and hasattr(ctx.data, "category_names") and ctx.data.category_names(f)}
+    res = build(part, is_guest=ctx.role == "guest", category_names=names, **params)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     files = sc.write_table(res["rows"], ctx.workdir / "scorecard.csv", ctx.workdir / "scorecard.md")
     ctx.state["scorecard"] = {"base": res["base"], "points": res["points"]}
