@@ -115,6 +115,10 @@ def fed(tmp_path_factory):
                 "gov": {"misaligned": (d / "gov_misaligned.csv", None), "dup": (d / "gov_dup.csv", None),
                         "badcat": (d / "gov.csv", None)}},
     )
+    configs_text = configs["bank"].read_text()
+    configs["bank"].write_text(configs_text.replace("[policy]", "\n".join(
+        ["[tables.badlabel]", f'path = "{d / "bank.csv"}"', 'label_column = "default_next_month"',
+         'pos_label = "bad"', "", "[policy]"]), 1))
     _add_keys(configs["bank"], "credit", ['pos_label = "default"'])
     _add_keys(configs["bank"], "aligned", ['pos_label = "default"', 'aligned_by = "apps"'])
     _add_keys(configs["chain"], "aligned", ['aligned_by = "apps"'])
@@ -216,3 +220,119 @@ def test_categorical_pipeline_from_raw_csvs_equals_centralized(fed, capsys):
 
     ref_auc = metrics.auc(y, ref.predict_proba(X)[:, 1])
     assert sbt["train"]["auc"] == pytest.approx(ref_auc, abs=1e-9), (sbt, ref_auc)
+
+
+def _no_step_anywhere(fed, job_id):
+    assert _steps_run(fed, job_id) == []
+    for p in fed.configs:  # no message of any step (PSI included) was sent or received
+        audit = (_state(fed, p) / "audit.log").read_text()
+        assert not any(json.loads(ln).get("kind") in ("step.messages", "step.finished", "job.started")
+                       and job_id in ln for ln in audit.splitlines()), p
+
+
+def test_job_without_psi_on_shuffled_tables_is_refused_before_any_step(fed, capsys):
+    code, out, job_id = _run(fed, "nopsi", [("binning", "binning", BINNING), ("secureboost", "sbt", SBT)],
+                             capsys=capsys)
+    assert code == ExitCode.REFUSED, out
+    assert "no psi step comes before it" in out and "aligned_by" in out
+    for p in ("bank", "chain", "gov"):
+        assert f"table 'credit' of '{p}' declares no aligned_by" in out
+    _no_step_anywhere(fed, job_id)
+
+
+def test_aligned_by_on_aligned_tables_runs_and_equals_psi(fed, capsys):
+    parties = {p: VERTICAL[p] for p in ("bank", "chain")}
+    code, out, job_id = _run(fed, "aligned", [("binning", "binning", BINNING)], parties=parties,
+                             roles={"bank": ("guest", "aligned"), "chain": ("host", "aligned")}, capsys=capsys)
+    assert code == ExitCode.OK, out
+    iv = next(s for s in _report(fed, "bank", job_id)["steps"] if s["kind"] == "binning")["result"]["iv"]
+    d = fed.data / "credit3"
+    b = load_table(d / "bank_aligned.csv", party="bank", label_column="default_next_month", pos_label="default")
+    c = load_table(d / "chain_aligned.csv", party="chain")
+    from fedcredit.models.woe import fit_woe
+
+    for t in (b, c):
+        for j, f in enumerate(t.feature_names):
+            ref = fit_woe(t.X[:, j], b.y, name=f, max_bins=10, min_bin_count=50)
+            assert iv[f] == pytest.approx(ref.total_iv, abs=1e-9), f
+
+
+def test_aligned_by_on_misaligned_tables_fails_before_the_first_step(fed, capsys):
+    code, out, job_id = _run(fed, "misaligned", [("binning", "binning", BINNING)],
+                             roles={"bank": ("guest", "aligned"), "chain": ("host", "aligned"),
+                                    "gov": ("host", "misaligned")}, capsys=capsys)
+    assert code != ExitCode.OK, out
+    assert "declared aligned (aligned_by) are not" in out and "'gov'" in out, out
+    assert "'chain'" not in out.split("are not")[1].split(";")[0]
+    assert _steps_run(fed, job_id) == []
+
+
+def test_every_mistake_comes_back_at_once_before_the_first_step(fed, capsys):
+    from fedcredit.errors import ConfigError
+
+    # the initiator's own checks, at submission: parameters and step order, all problems together
+    code, out, _ = _run(fed, "badsteps", [("psi", "psi", {"mode": "everything"}), ("select", "select", {}),
+                                          ("binning", "binning", {"max_bins": 1000}), ("evaluate", "evaluate", {})],
+                        capsys=capsys)
+    assert code == ExitCode.CONFIG, out
+    for text in ("'mode' parameter", "'max_bins' parameter", "step 'evaluate' (evaluate) needs a hetero_lr step",
+                 "step 'select' (select) needs a binning step"):
+        assert text in out, (text, out)
+    # each party's own data, at proposal: bank's pos_label, gov's categorical name; both reported, no step runs
+    code, out, job_id = _run(fed, "baddata", [("psi", "psi", {}), ("binning", "binning", BINNING)],
+                             roles={"bank": ("guest", "badlabel"), "gov": ("host", "badcat")}, capsys=capsys)
+    assert code == ExitCode.REFUSED, out
+    assert "pos_label 'bad' is not a value of the label (found default, repaid)" in out  # bank's own operator
+    assert "refused by gov" in out and "categorical column(s) 'regoin' not in the table" in out
+    _no_step_anywhere(fed, job_id)
+    assert ConfigError  # (imported for the reader: submission problems are ConfigErrors, exit code 3)
+
+
+def _all_bytes(fed, party) -> bytes:
+    out = b""
+    for f in sorted(_state(fed, party).rglob("*")):
+        if f.is_file():
+            out += f.read_bytes()
+    return out
+
+
+def test_host_data_error_reaches_the_initiator_without_value_or_path(fed, capsys):
+    code, out, job_id = _run(fed, "dup", [("psi", "psi", {}), ("binning", "binning", BINNING)],
+                             roles={"gov": ("host", "dup")}, capsys=capsys)
+    assert code == ExitCode.REFUSED, out
+    assert "refused by gov" in out and "id column 'id': 1 duplicate id(s) (TableError)" in out, out
+    gov_file = str(fed.data / "credit3" / "gov_dup.csv")
+    gov_state = str(_state(fed, "gov"))
+    for party in ("bank", "chain"):  # everything the initiator (and the other host) received and stored
+        blob = _all_bytes(fed, party) + out.encode()
+        for secret in (SECRET_ID, gov_file, "gov_dup.csv", gov_state):
+            assert secret.encode() not in blob, (party, secret)
+    # the full text stays in gov's own log
+    assert SECRET_ID in (_state(fed, "gov") / "party.log").read_text()
+    # a failure inside a step crosses as party, step, column and class
+    code, out, job_id = _run(fed, "lrcat", [("psi", "psi", {}), ("hetero_lr", "lr", {"mode": "two_party",
+                             "max_epochs": 1})], parties={p: VERTICAL[p] for p in ("bank", "gov")}, capsys=capsys)
+    assert code == ExitCode.JOB_FAILED, out
+    assert "step 'lr' failed on gov" in out and "column 'sex'" in out and "(TableError)" in out, out
+    blob = _all_bytes(fed, "bank") + out.encode()
+    assert b"gov.csv" not in blob and gov_state.encode() not in blob
+
+
+LR = {"mode": "coordinated", "features": "woe", "learning_rate": 1.0, "batch_size": 4000, "max_epochs": 2,
+      "validation_fraction": 0.2, "n_iter_no_change": 2}
+
+
+def test_three_data_parties_and_arbiter_lr_job(fed, capsys):
+    code, out, job_id = _run(fed, "lr3", [("psi", "psi", {}), ("binning", "binning", BINNING),
+                                          ("select", "select", {"iv_threshold": 0.0}),
+                                          ("hetero_lr", "lr", LR), ("scorecard", "scorecard", {}),
+                                          ("evaluate", "evaluate", {})],
+                             parties=PARTIES, roles={"supervisor": ("arbiter", None)}, capsys=capsys)
+    assert code == ExitCode.OK, out
+    rep = _report(fed, "bank", job_id)
+    psi = next(s for s in rep["steps"] if s["kind"] == "psi")
+    assert psi["result"]["intersection"] == int(0.9 * N)
+    ev = next(s for s in rep["steps"] if s["kind"] == "evaluate")["result"]
+    assert ev["validation"]["auc"] > 0.7
+    card = (_state(fed, "gov") / "jobs" / job_id / "scorecard" / "scorecard.csv").read_text()
+    assert "married" in card and "university" in card  # the host's own rows in category names

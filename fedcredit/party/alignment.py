@@ -77,8 +77,8 @@ def alignment_problem(spec: JobSpec, party: str, table_name: str | None, aligned
     steps = unaligned_steps(spec)
     if not steps or aligned_by:
         return None
-    return (f"step {steps[0]!r} combines rows by position but no psi step comes before it, and {party!r}'s "
-            f"table {table_name!r} declares no aligned_by: add a psi step first, or set "
+    return (f"step {steps[0]!r} combines rows by position but no psi step comes before it, and table "
+            f"{table_name!r} of {party!r} declares no aligned_by: add a psi step first, or set "
             f"[tables.{table_name}] aligned_by on every party whose rows are already aligned")
 
 
