@@ -159,6 +159,12 @@ def cmd_party_health(args) -> int:
         targets = [cfg.name, *cfg.peers]
     tls = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
     worst = ExitCode.OK
+    if not args.peer:  # the data files this config names: header, ids, label and pos_label, categorical names
+        from .party.checks import check_table_files
+
+        for problem in check_table_files(cfg):
+            _out(f"{cfg.name}: {problem}")
+            worst = ExitCode.DATA
     for t in targets:
         if t == cfg.name:
             addr = cfg.connect_address

@@ -107,3 +107,86 @@ def test_config_table_keys(tmp_path):
         load_party_config(_party_toml(tmp_path, ['pos_label = 1']))
     with pytest.raises(ConfigError, match=r"pos_label: must be a string or a number"):
         load_party_config(_party_toml(tmp_path, ['label_column = "y"', 'pos_label = true']))
+
+
+def test_party_health_checks_the_data_files(tmp_path, capsys):
+    from fedcredit.cli import ExitCode, main
+
+    (tmp_path / "t.csv").write_text("id,y,a\n1,good,x\n2,bad,y\n")
+    cfg = _party_toml(tmp_path, ['label_column = "y"', 'categorical = ["regoin"]'])
+    (tmp_path / "t.csv").write_text("id,y,a\n1,good,x\n2,bad,y\n")  # _party_toml wrote a 0/1 table
+    code = main(["party", "health", str(cfg), "--timeout", "0.3"])
+    out = capsys.readouterr().out
+    assert code != ExitCode.OK
+    assert "table 'credit': " in out and "categorical column(s) 'regoin' not in the table" in out
+    cfg = _party_toml(tmp_path, ['label_column = "y"'])
+    (tmp_path / "t.csv").write_text("id,y,a\n1,good,x\n2,bad,y\n")
+    main(["party", "health", str(cfg), "--timeout", "0.3"])
+    assert "set pos_label" in capsys.readouterr().out
+
+
+def test_check_steps_lists_every_problem():
+    from fedcredit.config import job_from_dict
+    from fedcredit.party.checks import check_steps
+
+    job = job_from_dict({"job": {"name": "j"}, "parties": {"a": {"role": "guest"}, "b": {"role": "host"}},
+                         "steps": [{"kind": "scorecard"}, {"kind": "hetero_lr", "params": {"features": "woe"}},
+                                   {"kind": "secureboost", "params": {"n_trees": 0}},
+                                   {"kind": "psi"}]})
+    problems = check_steps(job)
+    assert any("'scorecard' (scorecard) needs a hetero_lr step" in p for p in problems)
+    assert any("uses WOE features" in p for p in problems)
+    assert any("'n_trees'" in p for p in problems)
+    assert any("step 'psi' (psi) comes after a step that already used the rows" in p for p in problems)
+
+
+def test_crossing_text_drops_values_and_paths():
+    from fedcredit.party.party import _crossing_text
+
+    exc = TableError("/srv/bank/data/t.csv, line 7, column 'a': value 'SECRET' ...", "column 'a': bad (x)", "a")
+    assert _crossing_text(exc, "bank", []) == "column 'a': bad (x) (TableError)"
+    assert _crossing_text(ValueError("could not convert 'SECRET'"), "bank", []) == \
+        "ValueError (details in bank's log)"
+    t = _crossing_text(DataError("/srv/bank/data/t.csv: the guest needs a label column"), "bank", ["/srv/bank"])
+    assert "/srv" not in t and "needs a label column" in t
+
+
+def _align_run(ids_a, ids_b, name_a="apps", name_b="apps"):
+    import threading
+
+    from fedcredit.config import job_from_dict
+    from fedcredit.data import Table
+    from fedcredit.party.alignment import verify_aligned
+    from fedcredit.transport.memory import MemoryHub
+
+    spec = job_from_dict({"job": {"name": "j"}, "parties": {"a": {"role": "guest", "table": "t"},
+                                                            "b": {"role": "host", "table": "t"}},
+                          "steps": [{"kind": "binning"}]})
+    hub = MemoryHub(["a", "b"])
+    chans = {p: hub.channel(p, default_timeout=10) for p in ("a", "b")}
+    errors = {}
+
+    def run(p, ids, name):
+        try:
+            verify_aligned(chans[p].sub("_align"), spec, p, Table.from_arrays(p, ids, [[0]] * len(ids), ["x"]), name)
+        except Exception as exc:  # noqa: BLE001
+            errors[p] = exc
+
+    ts = [threading.Thread(target=run, args=("a", ids_a, name_a)), threading.Thread(target=run, args=("b", ids_b, name_b))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return errors, b"".join(c[3] for c in hub.captured)
+
+
+def test_alignment_digest_detects_order_ids_and_name_and_sends_no_id():
+    ids = [f"cust-{i:04d}" for i in range(50)]
+    errors, wire = _align_run(ids, list(ids))
+    assert errors == {}
+    for i in ids:  # only a key, a keyed digest and a verdict cross
+        assert i.encode() not in wire
+    for other, name in ((ids[::-1], "apps"), (ids[:-1] + ["cust-9999"], "apps"), (ids, "other")):
+        errors, _ = _align_run(ids, other, name_b=name)
+        assert set(errors) == {"a", "b"}
+        assert all("declared aligned (aligned_by) are not" in str(e) and "'b'" in str(e) for e in errors.values())

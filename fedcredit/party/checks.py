@@ -25,7 +25,7 @@ from ..config import JobSpec, PartyConfig
 from ..errors import ConfigError, DataError
 from .alignment import alignment_problem
 
-__all__ = ["check_steps", "check_party_data", "public_text"]
+__all__ = ["check_steps", "check_party_data", "check_table_files", "public_text"]
 
 log = logging.getLogger("fedcredit.party")
 
@@ -159,4 +159,27 @@ def check_party_data(config: PartyConfig, spec: JobSpec, columns) -> list[tuple[
     msg = alignment_problem(spec, config.name, me.table, t.aligned_by)
     if msg:
         out.append((msg, msg))
+    return out
+
+
+def check_table_files(config: PartyConfig) -> list[str]:
+    """Problems with the data files the config names (``fedcredit party health``): one text per table at fault.
+
+    Reads each table's header (every named column, label and categorical
+    column present) and its ids and label (two values, a usable
+    ``pos_label``); feature values are checked when a job loads them.
+    """
+    from ..data import load_table, read_header
+
+    out = []
+    for name, t in config.tables.items():
+        try:
+            header = read_header(t.path)
+            missing = [c for c in (t.columns or ()) if c not in header]
+            if missing:
+                out.append(f"table {name!r}: column(s) {', '.join(map(repr, missing))} not in {t.path}")
+            load_table(t.path, party=config.name, id_column=t.id_column, label_column=t.label_column, columns=[],
+                       categorical=t.categorical, pos_label=t.pos_label)
+        except DataError as exc:
+            out.append(f"table {name!r}: {exc}")
     return out
