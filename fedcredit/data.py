@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Table", "TableChunk", "TableError", "load_table", "read_header", "iter_table", "MISSING_TOKENS"]
+__all__ = ["Table", "TableChunk", "TableError", "load_table", "read_header", "recode_categories", "iter_table", "MISSING_TOKENS"]
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
 
@@ -607,3 +607,32 @@ def read_header(path: str | Path) -> list[str]:
         return list(next(batches))
     finally:
         batches.close()
+
+
+def recode_categories(table: Table, trained: dict) -> Table:
+    """``table`` with its categorical codes re-expressed in the category lists a model was trained on.
+
+    Codes are positions in a column's sorted category list, so a file that
+    gained a category since training would shift every code after it; a
+    model part therefore keeps the lists it saw (``trained``: column ->
+    category names) and scoring maps each row's category **name** back to
+    the training code. A category the model never saw becomes missing (the
+    missing bin of WOE, the learned missing direction of a tree): the
+    documented rule for unseen categories.
+    """
+    if not trained or not table.categories:
+        return table
+    X = table.X.copy()
+    cats = dict(table.categories)
+    for j, col in enumerate(table.columns):
+        names = table.categories.get(col)
+        old = trained.get(col)
+        if names is None or old is None or tuple(old) == tuple(names):
+            continue
+        pos = {n: i for i, n in enumerate(old)}
+        lut = np.array([pos.get(n, np.nan) for n in names], dtype=np.float64)
+        x = X[:, j]
+        ok = ~np.isnan(x)
+        x[ok] = lut[x[ok].astype(np.int64)]
+        cats[col] = tuple(old)
+    return replace(table, X=X, categories=cats)

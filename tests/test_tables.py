@@ -190,3 +190,24 @@ def test_alignment_digest_detects_order_ids_and_name_and_sends_no_id():
         errors, _ = _align_run(ids, other, name_b=name)
         assert set(errors) == {"a", "b"}
         assert all("declared aligned (aligned_by) are not" in str(e) and "'b'" in str(e) for e in errors.values())
+
+
+def test_scoring_recodes_categories_to_the_training_lists(tmp_path):
+    from fedcredit.data import recode_categories
+
+    p = _write(tmp_path, "id,edu\n1,university\n2,arts\n3,graduate school\n4,\n")
+    t = load_table(p, party="p")  # the file gained "arts" since training: every code would shift
+    assert t.categories["edu"] == ("arts", "graduate school", "university")
+    r = recode_categories(t, {"edu": ("graduate school", "university")})
+    assert r.categories["edu"] == ("graduate school", "university")
+    assert r.X[0, 0] == 1.0 and np.isnan(r.X[1, 0]) and r.X[2, 0] == 0.0 and np.isnan(r.X[3, 0])  # unseen -> missing
+    assert recode_categories(t, {}) is t
+
+
+def test_step_notes_say_secureboost_ignores_select():
+    from fedcredit.config import job_from_dict
+    from fedcredit.party.checks import step_notes
+
+    job = job_from_dict({"job": {"name": "j"}, "parties": {"a": {"role": "guest"}, "b": {"role": "host"}},
+                         "steps": [{"kind": "psi"}, {"kind": "binning"}, {"kind": "select"}, {"kind": "secureboost"}]})
+    assert any("ignores the features 'select' kept" in n for n in step_notes(job))

@@ -25,7 +25,7 @@ from ..config import JobSpec, PartyConfig
 from ..errors import ConfigError, DataError
 from .alignment import alignment_problem
 
-__all__ = ["check_steps", "check_party_data", "check_table_files", "public_text"]
+__all__ = ["check_steps", "step_notes", "check_party_data", "check_table_files", "public_text"]
 
 log = logging.getLogger("fedcredit.party")
 
@@ -104,6 +104,17 @@ def check_steps(spec: JobSpec) -> list[str]:
             problems.append(f"{owner} comes after a step that already used the rows: put psi first")
         seen.append(s.kind)
     return problems
+
+
+def step_notes(spec: JobSpec) -> list[str]:
+    """What the job does that its author may not expect (shown at submission; not errors)."""
+    notes = []
+    kinds = [s.kind for s in spec.steps]
+    for i, s in enumerate(spec.steps):
+        if s.kind == "secureboost" and "select" in kinds[:i]:
+            notes.append(f"step {s.name!r} (secureboost) ignores the features 'select' kept: it trains on every "
+                         f"column of the job's tables (list columns per party in the job to restrict it)")
+    return notes
 
 
 def public_text(exc: BaseException) -> str:

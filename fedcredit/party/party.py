@@ -54,7 +54,7 @@ from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
 from .alignment import unaligned_steps, verify_aligned
-from .checks import check_party_data, check_steps, public_text
+from .checks import check_party_data, check_steps, public_text, step_notes
 from .policy import DATA_ROLES, check_job, effective_columns
 from .report import write_report
 from .store import TERMINAL, Store
@@ -333,6 +333,8 @@ class Party:
             steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
             job_sha256=hashlib.sha256(canonical.encode()).hexdigest()))])
         self._emit(job, "state", state="proposed", message=f"job {job_id} submitted by {self.name}")
+        for note in step_notes(spec):
+            self._emit(job, "state", state="proposed", message=f"note: {note}")
         t = threading.Thread(target=self._initiate, args=(job,), name=f"{self.name}-init-{job_id}", daemon=True)
         t.start()
         return job_id
@@ -678,6 +680,8 @@ class Party:
             if job.cancel.is_set():
                 raise JobCancelled(job.cancel_reason)
             data = self._load_data(job)
+            if data is not None and data.categories:  # the category lists scoring maps codes back to
+                _save_categories(state_path(self.state_dir, "jobs", job.job_id), data.categories)
             if data is not None and unaligned_steps(spec) and job.role in ("guest", "host"):
                 # no PSI before a step that combines rows: the parties prove their rows are aligned (alignment.py)
                 me = spec.parties[self.name]
@@ -914,6 +918,15 @@ def _crossing_text(exc: BaseException, party: str, paths: list[str]) -> str:
     for p in sorted(paths, key=len, reverse=True):
         text = text.replace(p, "<path>")
     return _PATH_RE.sub("<path>", text)
+
+
+#: Per job: this party's categorical columns and their category names at training time.
+CATEGORIES_FILE = "categories.json"
+
+
+def _save_categories(job_dir: Path, categories: dict) -> None:
+    private_dir(job_dir)
+    (job_dir / CATEGORIES_FILE).write_text(json.dumps({c: list(v) for c, v in categories.items()}), encoding="utf-8")
 
 
 def _close_quietly(ch: Channel) -> None:

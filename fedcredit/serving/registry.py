@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_table
+from ..data import load_table, recode_categories
 from ..errors import DataError
 from ..ids import state_path
 from ..protocols.scoring import spec
@@ -131,10 +131,22 @@ class ModelRegistry:
         cols = [f.split(".", 1)[1] if f.startswith(f"{self.party}.") else f for f in part.features]
         table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols,
                            categorical=getattr(tc, "categorical", ()))
+        table = recode_categories(table, _trained_categories(wd.parent))
         X = np.ascontiguousarray(table.X, dtype=np.float64)
         ids = [str(i) for i in table.ids]
         digests = spec.split_digests(spec.id_digests(ids, model_id))
         return LoadedModel(part, X, by_digest=dict(zip(digests, range(len(ids)))), by_id=dict(zip(ids, range(len(ids)))))
+
+
+def _trained_categories(job_dir: Path) -> dict:
+    """The category lists this party's table had when the job ran (``categories.json``; {} if none)."""
+    import json
+
+    f = job_dir / "categories.json"
+    if not f.is_file():
+        return {}
+    data = json.loads(f.read_text(encoding="utf-8"))
+    return {str(c): tuple(str(n) for n in v) for c, v in data.items()} if isinstance(data, dict) else {}
 
 
 def job_table_from_store(store, party: str):
