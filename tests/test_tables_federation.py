@@ -124,8 +124,12 @@ def fed(tmp_path_factory):
     _add_keys(configs["chain"], "aligned", ['aligned_by = "apps"'])
     _add_keys(configs["gov"], "misaligned", ['aligned_by = "apps"'])
     _add_keys(configs["gov"], "badcat", ['categorical = ["regoin"]'])
+    # bank starts without the supervisor among its peers; the LR test adds it back with 'party reload'
+    text = configs["bank"].read_text()
+    sup = next(ln for ln in text.splitlines() if ln.startswith("supervisor = "))
+    configs["bank"].write_text(text.replace(sup + "\n", "", 1))
     f = Federation(configs)
-    f.root, f.data = root, data
+    f.root, f.data, f.supervisor_line = root, data, sup
     try:
         f.start(timeout=60)
         yield f
@@ -193,6 +197,7 @@ def test_categorical_pipeline_from_raw_csvs_equals_centralized(fed, capsys):
     code, out, job_id = _run(fed, "cat", [("psi", "psi", {}), ("binning", "binning", BINNING),
                                           ("secureboost", "sbt", SBT)], capsys=capsys)
     assert code == ExitCode.OK, out
+    assert "sbt: train AUC 0." in out and f"jobs/{job_id}/report.json" in out, out  # headline metrics, report path
     X, y, names, cats = _joined(fed)
     assert set(cats) == {"gov.sex", "gov.education", "gov.marriage"}
     assert cats["gov.education"] == ("graduate school", "high school", "others", "university", "unknown")
@@ -312,7 +317,7 @@ def test_host_data_error_reaches_the_initiator_without_value_or_path(fed, capsys
     # a failure inside a step crosses as party, step, column and class
     code, out, job_id = _run(fed, "lrcat", [("psi", "psi", {}), ("hetero_lr", "lr", {"mode": "two_party",
                              "max_epochs": 1})], parties={p: VERTICAL[p] for p in ("bank", "gov")}, capsys=capsys)
-    assert code == ExitCode.JOB_FAILED, out
+    assert code == ExitCode.DATA, out  # a job that failed on a party's data
     assert "step 'lr' failed on gov" in out and "column 'sex'" in out and "(TableError)" in out, out
     blob = _all_bytes(fed, "bank") + out.encode()
     assert b"gov.csv" not in blob and gov_state.encode() not in blob
@@ -323,11 +328,16 @@ LR = {"mode": "coordinated", "features": "woe", "learning_rate": 1.0, "batch_siz
 
 
 def test_three_data_parties_and_arbiter_lr_job(fed, capsys):
-    code, out, job_id = _run(fed, "lr3", [("psi", "psi", {}), ("binning", "binning", BINNING),
-                                          ("select", "select", {"iv_threshold": 0.0}),
-                                          ("hetero_lr", "lr", LR), ("scorecard", "scorecard", {}),
-                                          ("evaluate", "evaluate", {})],
-                             parties=PARTIES, roles={"supervisor": ("arbiter", None)}, capsys=capsys)
+    steps = [("psi", "psi", {}), ("binning", "binning", BINNING), ("select", "select", {"iv_threshold": 0.0}),
+             ("hetero_lr", "lr", LR), ("scorecard", "scorecard", {}), ("evaluate", "evaluate", {})]
+    code, out, _ = _run(fed, "lr3", steps, parties=PARTIES, roles={"supervisor": ("arbiter", None)}, capsys=capsys)
+    assert code == ExitCode.CONFIG and "'supervisor' not in 'bank''s [peers]" in out, out
+    # the operator adds the peer and reloads (CONFIG given as for 'party health'): jobs may use it at once
+    cfg = fed.configs["bank"]
+    cfg.write_text(cfg.read_text().replace("[peers]\n", f"[peers]\n{fed.supervisor_line}\n", 1))
+    assert main(["party", "reload", str(cfg)]) == ExitCode.OK
+    code, out, job_id = _run(fed, "lr3", steps, parties=PARTIES, roles={"supervisor": ("arbiter", None)},
+                             capsys=capsys)
     assert code == ExitCode.OK, out
     rep = _report(fed, "bank", job_id)
     psi = next(s for s in rep["steps"] if s["kind"] == "psi")

@@ -150,6 +150,7 @@ class Party:
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
+        self.scoring.on_reload = self._config_reloaded  # 'party reload': new peers can take part in jobs too
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
         self.compute = _compute.from_config(config.compute)
@@ -215,6 +216,13 @@ class Party:
             log.info("party %s stopped", self.name)
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
+
+    def _config_reloaded(self, cfg: PartyConfig) -> None:
+        """Apply a reloaded config's ``[peers]`` and ``[policy]`` to job submission and proposals."""
+        from dataclasses import replace as _replace
+
+        with self._lock:
+            self.config = _replace(self.config, peers=cfg.peers, policy=cfg.policy)
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:

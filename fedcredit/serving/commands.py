@@ -130,7 +130,9 @@ def cmd_admit(args) -> int:
 
 
 def cmd_reload(args) -> int:
-    cfg = _cfg(args.party)
+    if bool(args.config) == bool(args.party) and not (args.config and args.config == args.party):
+        raise ConfigError("give your party's config once: 'fedcredit party reload CONFIG' (or --party CONFIG)")
+    cfg = _cfg(args.config or args.party)
     g, ch = _gov(cfg)
     try:
         print(g.reload(), flush=True)
@@ -205,7 +207,8 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
                              description="Your running party re-reads its config: a peer removed from [peers] is "
                                          "refused from its next message on; [policy.scoring] changes apply at once.",
                              epilog=epilog, formatter_class=fmt)
-    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("config", nargs="?", metavar="CONFIG", help="your party's config TOML (as for 'party health')")
+    c.add_argument("--party", metavar="CONFIG", help="the same, as an option")
     c.set_defaults(func=cmd_reload)
 
     model = sub.add_parser("model", help="approve and export merged plaintext models",

@@ -102,6 +102,8 @@ class ScoringService:
 
     def __init__(self, config, transport, audit, store=None):
         self.config = config
+        #: called with the reloaded config (the party applies its peers and policy to job submission too)
+        self.on_reload = None
         self.name = config.name
         self.transport = transport
         self.audit = audit
@@ -556,6 +558,8 @@ class ScoringService:
         self.proposers = tuple(cfg.policy.proposers)
         self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
         after = set(self.transport.peers)
+        if self.on_reload is not None:
+            self.on_reload(cfg)
         self.audit.append("config.reloaded", path=str(self.config.path), added=sorted(after - before),
                           removed=sorted(before - after))
         return (f"reloaded {self.config.path}: peers {', '.join(sorted(after)) or 'none'}"
