@@ -211,3 +211,36 @@ def test_step_notes_say_secureboost_ignores_select():
     job = job_from_dict({"job": {"name": "j"}, "parties": {"a": {"role": "guest"}, "b": {"role": "host"}},
                          "steps": [{"kind": "psi"}, {"kind": "binning"}, {"kind": "select"}, {"kind": "secureboost"}]})
     assert any("ignores the features 'select' kept" in n for n in step_notes(job))
+
+
+def test_category_codes_as_ordered_bins_within_0005_auc_of_hgb_categorical():
+    """SecureBoost splits categories as ordered bins (no native subset splits yet): measured against sklearn's
+    native categorical splits on credit3 with gov's SEX/EDUCATION/MARRIAGE as text (coded like load_table)."""
+    from conftest import data_path
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fedcredit.demo import joined_table
+    from fedcredit.models import metrics
+    from fedcredit.models.tree.gbdt import GBDTReference, validation_split
+    from fedcredit.protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS
+
+    X, y, names = joined_table(data_path("credit3", "bank.csv").parents[1], ["bank", "chain", "gov"])
+    text = {"gov.sex": {1: "male", 2: "female"},
+            "gov.education": {1: "graduate school", 2: "university", 3: "high school", 4: "others", 5: "unknown",
+                              6: "unknown"},
+            "gov.marriage": {1: "married", 2: "single", 3: "others"}}
+    cat = np.zeros(X.shape[1], dtype=bool)
+    for f, m in text.items():
+        j = names.index(f)
+        cats = sorted(set(m.values()))
+        X[:, j] = [cats.index(m[int(v)]) if int(v) in m else np.nan for v in X[:, j]]
+        cat[j] = True
+    train, valid = validation_split(len(y), 0.2, 0)
+    ref = GBDTReference(n_trees=5, max_depth=3, learning_rate=0.3, max_bins=32, min_node_rows=MIN_NODE_ROWS,
+                        gh_bits=GH_BITS).fit(X[train], y[train])
+    hgb = HistGradientBoostingClassifier(max_iter=5, max_depth=3, learning_rate=0.3, max_bins=31, l2_regularization=1.0,
+                                         early_stopping=False, categorical_features=cat, random_state=0)
+    hgb.fit(X[train], y[train])
+    ours = metrics.auc(y[valid], ref.predict_proba(X[valid])[:, 1])
+    theirs = metrics.auc(y[valid], hgb.predict_proba(X[valid])[:, 1])
+    assert abs(ours - theirs) < 0.005, (ours, theirs)
