@@ -21,7 +21,10 @@ with a fresh job key, the digest says nothing outside the job, and inside
 it only whether the lists are equal. What each role learns: the guest, for
 each host, whether the host's ordered id list (and ``aligned_by`` name)
 equals its own; a host, the same verdict for every data party. No id, count
-or order is sent.
+or order is sent. The guest holds the key, so it could test a guess of a
+host's *whole ordered* id list against that host's digest: the check
+confirms exactly what the declaration claims (the lists are equal) and the
+key is fresh per job, so a digest is worth nothing in any other job.
 """
 
 from __future__ import annotations
@@ -137,9 +140,10 @@ def verify_aligned(channel, spec: JobSpec, party: str, table, name: str) -> None
             raise ProtocolError("alignment: the job key must be 32 bytes")
         channel.send(guest, Stage.DIGEST.value, {"digest": align_digest(msg["key"], name, table.ids)})
         verdict = check("alignment", MESSAGES[Stage.VERDICT], channel.recv(guest, Stage.VERDICT.value))
-        bad = [str(p)[:63] for p in verdict["mismatched"]]
         if verdict["ok"]:
             return
+        # only names of this job's hosts reach the error text (it crosses to the initiator)
+        bad = [p for p in verdict["mismatched"] if isinstance(p, str) and p in hosts] or ["(unnamed)"]
     if bad:
         who = ", ".join(map(repr, bad))
         text = (f"tables declared aligned (aligned_by) are not: the ordered ids of {who} differ from the guest "

@@ -162,9 +162,11 @@ def check_party_data(config: PartyConfig, spec: JobSpec, columns) -> list[tuple[
                 out.append((f"{what} ({t.path}): {kind}(s) {cols} not in the file; it has {', '.join(header)}",
                             f"{what}: {kind}(s) {cols} not in the table (TableError)"))
         if not out:
+            # ids and label only (the proposal answers within one RPC deadline; feature values are checked when
+            # the job loads the table, still before its first step)
             try:
                 load_table(t.path, party=config.name, id_column=t.id_column, label_column=t.label_column,
-                           columns=columns, categorical=t.categorical, pos_label=t.pos_label)
+                           columns=[], categorical=t.categorical, pos_label=t.pos_label)
             except DataError as exc:
                 out.append((f"{what}: {exc}", f"{what}: {public_text(exc)}"))
     msg = alignment_problem(spec, config.name, me.table, t.aligned_by)
