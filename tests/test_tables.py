@@ -244,3 +244,17 @@ def test_category_codes_as_ordered_bins_within_0005_auc_of_hgb_categorical():
     ours = metrics.auc(y[valid], ref.predict_proba(X[valid])[:, 1])
     theirs = metrics.auc(y[valid], hgb.predict_proba(X[valid])[:, 1])
     assert abs(ours - theirs) < 0.005, (ours, theirs)
+
+
+def test_check_steps_says_how_to_run_lr_with_several_hosts():
+    from fedcredit.config import job_from_dict
+    from fedcredit.party.checks import check_steps
+
+    parties = {"a": {"role": "guest"}, "b": {"role": "host"}, "c": {"role": "host"}}
+    job = job_from_dict({"job": {"name": "j"}, "parties": parties,
+                         "steps": [{"kind": "psi"}, {"kind": "hetero_lr", "params": {"mode": "two_party"}}]})
+    assert any('for 2 hosts use mode = "coordinated" and add a party with role = "arbiter"' in p
+               for p in check_steps(job))
+    job = job_from_dict({"job": {"name": "j"}, "parties": parties,
+                         "steps": [{"kind": "psi"}, {"kind": "hetero_lr", "params": {"mode": "coordinated"}}]})
+    assert any('needs exactly one party with role = "arbiter"' in p for p in check_steps(job))

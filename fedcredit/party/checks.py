@@ -96,6 +96,17 @@ def check_steps(spec: JobSpec) -> list[str]:
             problems.append(f"{owner} needs a {' or '.join(need)} step before it")
         if s.kind == "hetero_lr" and params.get("features") == "woe" and "binning" not in seen:
             problems.append(f"{owner} uses WOE features (features = \"woe\"): it needs a binning step before it")
+        if s.kind == "hetero_lr":
+            mode = params.get("mode", "coordinated")
+            n_hosts = sum(1 for jp in spec.parties.values() if jp.role == "host")
+            n_arb = sum(1 for jp in spec.parties.values() if jp.role == "arbiter")
+            if mode == "two_party" and n_hosts != 1:
+                problems.append(f"{owner}: mode = \"two_party\" runs one guest with exactly one host (the job has "
+                                f"{n_hosts}); for {n_hosts} hosts use mode = \"coordinated\" and add a party with "
+                                f"role = \"arbiter\" (a key holder without data)")
+            if mode == "coordinated" and n_arb != 1:
+                problems.append(f"{owner}: mode = \"coordinated\" needs exactly one party with role = \"arbiter\" "
+                                f"(the key holder; it needs no table), the job has {n_arb}")
         if s.kind == "scorecard":
             lr = next((x for x in reversed(spec.steps[:spec.steps.index(s)]) if x.kind == "hetero_lr"), None)
             if lr is not None and _thaw(lr.params).get("features") != "woe":
