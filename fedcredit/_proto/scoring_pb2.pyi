@@ -15,28 +15,32 @@ class Authorization(_message.Message):
     def __init__(self, consent_id: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names")
+    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names", "unknown")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     GUEST_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     auth: Authorization
     guest_features: bytes
     feature_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    unknown: str
+    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ..., unknown: _Optional[str] = ...) -> None: ...
 
 class ScoreReply(_message.Message):
-    __slots__ = ("scores", "request_id", "n")
+    __slots__ = ("scores", "request_id", "n", "guest_held")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
+    GUEST_HELD_FIELD_NUMBER: _ClassVar[int]
     scores: bytes
     request_id: str
     n: int
-    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
+    guest_held: bytes
+    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ..., guest_held: _Optional[bytes] = ...) -> None: ...
 
 class ContributeRequest(_message.Message):
     __slots__ = ("model_id", "request_id", "id_digests", "auth", "hosts", "queries", "final")

@@ -27,12 +27,22 @@ def own_channel(cfg):
     return dial(cfg.connect_address, target=cfg.name, tls=tls, me=cfg.name)
 
 
+UNKNOWN_RULES = ("flag", "refuse", "score-as-missing")
+
+
 def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpose: str, id_column: str = "id",
-               batch: int = 10_000, timeout: float = 120.0) -> int:
+               batch: int = 10_000, timeout: float = 120.0, unknown: str = "flag") -> int:
     """Score every row of ``input_path`` (an id column, optionally the bank's own feature columns); returns the count.
 
-    Writes ``id,score`` rows to ``out_path`` in input order.
+    Writes ``id,score,held_by,status`` rows to ``out_path`` in input order:
+    ``held_by`` names this party when it holds the applicant (hosts do not
+    say whether they hold one: that would tell the bank who a platform's
+    customers are), ``status`` is ``scored``, ``flagged`` (scored, but not a
+    customer of this party: its own features were all missing) or
+    ``refused`` (``unknown="refuse"``: not sent to any host, no score).
     """
+    if unknown not in UNKNOWN_RULES:
+        raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_RULES)}, got {unknown!r}")
     from ..data import load_table
     from ..transport.scoring import ScoringClient
 
@@ -41,21 +51,32 @@ def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpos
     feats = list(table.columns)
     X = table.X if feats else None
     ch = own_channel(cfg)
-    scores = []
+    scores, helds = [], []
     try:
         client = ScoringClient(ch, cfg.name, timeout=timeout)
         for k in range(0, len(ids), batch):
-            s, _ = client.score(model_id, ids[k:k + batch], consent_id=consent, purpose=purpose,
-                                guest_X=None if X is None else X[k:k + batch], feature_names=feats)
+            s, _, held = client.score(model_id, ids[k:k + batch], consent_id=consent, purpose=purpose,
+                                      guest_X=None if X is None else X[k:k + batch], feature_names=feats,
+                                      unknown=unknown)
             scores.append(s)
+            helds.append(held)
     finally:
         ch.close()
     values = np.concatenate(scores) if scores else np.empty(0)
+    held = np.concatenate(helds) if helds else np.empty(0, dtype=bool)
     with Path(out_path).open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow([id_column, "score"])
-        w.writerows((i, f"{v:.12g}") for i, v in zip(ids, values))
+        w.writerow([id_column, "score", "held_by", "status"])
+        w.writerows(_score_row(i, v, h, cfg.name, unknown) for i, v, h in zip(ids, values, held.tolist()))
     return len(ids)
+
+
+def _score_row(i: str, v: float, held: bool, me: str, unknown: str) -> tuple:
+    if held:
+        return i, f"{v:.12g}", me, "scored"
+    if unknown == "refuse":
+        return i, "", "", "refused"
+    return i, f"{v:.12g}", "", "flagged" if unknown == "flag" else "scored"
 
 
 def held_heads_summary(cfg) -> tuple[list[tuple[int, str]], list[str]]:
@@ -90,16 +111,16 @@ def cmd_score(args) -> int:
 
         ch = own_channel(cfg)
         try:
-            s, rid = ScoringClient(ch, cfg.name, timeout=args.timeout).score(
-                args.model, [args.id], consent_id=args.consent, purpose=args.purpose)
+            s, rid, held = ScoringClient(ch, cfg.name, timeout=args.timeout).score(
+                args.model, [args.id], consent_id=args.consent, purpose=args.purpose, unknown=args.unknown)
         finally:
             ch.close()
-        print(f"{args.id},{s[0]:.12g}", flush=True)
+        print(",".join(_score_row(args.id, s[0], bool(held[0]), cfg.name, args.unknown)), flush=True)
         return 0
     if not args.out:
         raise ConfigError("--out is required with --input")
     n = score_file(cfg, args.model, args.input, args.out, consent=args.consent, purpose=args.purpose,
-                   id_column=args.id_column, batch=args.batch, timeout=args.timeout)
+                   id_column=args.id_column, batch=args.batch, timeout=args.timeout, unknown=args.unknown)
     print(f"scored {n} applicant(s) with {args.model}: {args.out}", flush=True)
     return 0
 
@@ -181,6 +202,9 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--purpose", required=True, help="purpose of the inquiry (checked against each party's policy)")
     c.add_argument("--id-column", default="id", help="id column of --input (default: id)")
     c.add_argument("--batch", type=int, default=10_000, help="applicants per request (default 10000)")
+    c.add_argument("--unknown", choices=UNKNOWN_RULES, default="flag",
+                   help="an applicant this party does not hold: flag it (default: scored, status 'flagged'), "
+                        "refuse it (never sent to a host, no score) or score it as missing (status 'scored')")
     c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     c.set_defaults(func=cmd_score)
 

@@ -61,6 +61,10 @@ class LoadedModel:
     def rows_for_ids(self, ids: list[str]) -> tuple[np.ndarray, int]:
         return self._rows([str(i).strip() for i in ids], self.by_id)
 
+    def holds(self, ids: list[str]) -> np.ndarray:
+        """Whether each id is a row of this party's table (bool per id)."""
+        return np.fromiter((str(i).strip() in self.by_id for i in ids), dtype=bool, count=len(ids))
+
 
 class ModelRegistry:
     """Loads and caches this party's model parts.
@@ -125,8 +129,9 @@ class ModelRegistry:
         part = load_part(wd, model_id)
         if part.party != self.party:
             raise DataError(f"model part in {wd} belongs to {part.party!r}, not {self.party!r}")
-        if not part.features:
+        if not part.features and part.role != "guest":
             return LoadedModel(part, np.zeros((0, 0)))
+        # the guest loads its ids even without features of its own: scoring reports which applicants it holds
         tc = self._table_config(model_id.split("/")[0])
         cols = [f.split(".", 1)[1] if f.startswith(f"{self.party}.") else f for f in part.features]
         table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols,

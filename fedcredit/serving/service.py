@@ -213,8 +213,31 @@ class ScoringService:
         log.warning("%s refused a %s of %s: %s", self.name, kind, requester, str(exc)[:300])
 
     # ================================================================== guest
-    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=()):
-        """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``."""
+    def held_ids(self, caller: str, model_id: str, ids: list[str]) -> np.ndarray:
+        """Which of ``ids`` this party (the model's guest) holds in the model's table (bool per id)."""
+        self._require_self(caller, "ask which applicants it holds")
+        spec.check_model_id(model_id)
+        return self.registry.get(model_id).holds(ids)
+
+    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=(),
+              unknown: str = "score-as-missing"):
+        """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``.
+
+        ``unknown="refuse"``: ids this party does not hold are not sent to any
+        host and get NaN (an applicant the bank does not know is never
+        silently scored); ``"flag"`` and ``"score-as-missing"`` score every id
+        (the caller reports the flag from :meth:`held_ids`).
+        """
+        if unknown == "refuse":
+            held = self.held_ids(caller, model_id, ids)
+            out = np.full(len(ids), np.nan)
+            keep = [i for i, h in zip(ids, held.tolist()) if h]
+            if not keep:
+                return out, spec.new_request_id()
+            sub_X = None if guest_X is None else np.asarray(guest_X)[held]
+            s, rid = self.score(caller, model_id, keep, auth, sub_X, feature_names)
+            out[held] = s
+            return out, rid
         self._require_self(caller, "start scoring requests")
         spec.check_model_id(model_id)
         blob = spec.id_digests(ids, model_id)

@@ -42,6 +42,7 @@ class ScoringHandler(Protocol):
 
     def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X, feature_names: list[str]
               ) -> tuple[np.ndarray, str]: ...
+    def held_ids(self, caller: str, model_id: str, ids: list[str]) -> np.ndarray: ...
     def contribute(self, caller: str, model_id: str, request_id: str, digests: bytes, auth: dict,
                    hosts: list[str], queries: tuple, final: bool) -> "Contribution": ...
     def decide(self, caller: str, model_id: str, request_id: str, queries: tuple, final: bool) -> bytes: ...
@@ -153,8 +154,16 @@ class _ScoringServicer(pb_grpc.ScoringServicer):
             if k == 0 or len(r.guest_features) != 8 * k * len(r.ids):
                 raise ProtocolError("guest_features must hold len(ids) x len(feature_names) float64 values")
             X = np.frombuffer(r.guest_features, dtype="<f8").reshape(len(r.ids), k)
-        scores, rid = self.h.score(caller, r.model_id, list(r.ids), _auth(r.auth), X, list(r.feature_names))
-        return pb.ScoreReply(scores=np.asarray(scores, dtype="<f8").tobytes(), request_id=rid, n=len(scores))
+        unknown = r.unknown or "score-as-missing"
+        if unknown not in ("score-as-missing", "flag", "refuse"):
+            raise ProtocolError(f"unknown must be 'score-as-missing', 'flag' or 'refuse', got {unknown[:20]!r}")
+        kw = {} if unknown == "score-as-missing" else {"unknown": unknown}
+        scores, rid = self.h.score(caller, r.model_id, list(r.ids), _auth(r.auth), X, list(r.feature_names), **kw)
+        held = b""
+        if r.unknown:  # asked for: the guest's own knowledge of which applicants it holds
+            held = np.packbits(np.asarray(self.h.held_ids(caller, r.model_id, list(r.ids)), dtype=bool)).tobytes()
+        return pb.ScoreReply(scores=np.asarray(scores, dtype="<f8").tobytes(), request_id=rid, n=len(scores),
+                             guest_held=held)
 
     @_guard
     def Contribute(self, caller, r):
@@ -231,11 +240,16 @@ class ScoringClient:
         self._s = pb_grpc.ScoringStub(channel)
 
     def score(self, model_id: str, ids, *, consent_id: str, purpose: str, guest_X=None, feature_names=(),
-              timeout: float | None = None) -> tuple[np.ndarray, str]:
-        """Scores of ``ids`` (this party's own service: its operator asks, it is the model's guest)."""
+              timeout: float | None = None, unknown: str | None = None):
+        """Scores of ``ids`` (this party's own service: its operator asks, it is the model's guest).
+
+        Returns ``(scores, request id)``; with ``unknown`` (``"flag"``, ``"refuse"`` or
+        ``"score-as-missing"``) ``(scores, request id, held)``, ``held`` a bool per id: the
+        guest holds it (``"refuse"``: the others are not sent to any host and score NaN).
+        """
         req = pb.ScoreRequest(model_id=model_id, ids=[str(i) for i in ids],
                               auth=pb.Authorization(consent_id=consent_id, purpose=purpose),
-                              feature_names=list(feature_names))
+                              feature_names=list(feature_names), unknown=unknown or "")
         if guest_X is not None:
             req.guest_features = np.ascontiguousarray(guest_X, dtype="<f8").tobytes()
         try:
@@ -244,7 +258,13 @@ class ScoringClient:
             raise error_from_rpc(exc, self.peer, "the scoring request") from None
         if len(r.scores) != 8 * len(req.ids):
             raise ProtocolError(f"{self.peer!r} returned {len(r.scores) // 8} scores for {len(req.ids)} ids")
-        return np.frombuffer(r.scores, dtype="<f8").copy(), r.request_id
+        scores = np.frombuffer(r.scores, dtype="<f8").copy()
+        if unknown is None:
+            return scores, r.request_id
+        held = np.unpackbits(np.frombuffer(r.guest_held, dtype=np.uint8))[:len(req.ids)].astype(bool)
+        if held.size != len(req.ids):
+            raise ProtocolError(f"{self.peer!r} returned coverage for {held.size} of {len(req.ids)} ids")
+        return scores, r.request_id, held
 
     def contribute_async(self, model_id: str, request_id: str, digests: bytes, auth: dict, hosts,
                          queries=None, final: bool = True, timeout: float | None = None):
