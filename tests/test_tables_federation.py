@@ -212,6 +212,11 @@ def test_categorical_pipeline_from_raw_csvs_equals_centralized(fed, capsys):
         ref = fit_woe(X[:, j], y, name=f, max_bins=BINNING["max_bins"], categorical=f in cats,
                       min_bin_count=BINNING["min_bin_count"])
         assert iv[f] == pytest.approx(ref.total_iv, abs=1e-9), f
+    # each party's own report shows WOE per category by name (the host's stays with the host)
+    gov_bins = next(s for s in _report(fed, "gov", job_id)["steps"] if s["kind"] == "binning")["result"]["woe"]
+    labels = [row[0] for row in gov_bins["gov.education"]]
+    assert "{university}" in labels and "{graduate school}" in labels and labels[-1].startswith("missing"), labels
+    assert "gov.education" not in steps["binning"]["result"]["woe"]  # the guest's own features only
     # SecureBoost on the category codes: the plaintext reference on the joined table, same trees
     from fedcredit.models.tree.gbdt import GBDTReference
     from fedcredit.protocols.secureboost.model import GUEST_FILE, GuestModel

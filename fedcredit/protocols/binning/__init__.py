@@ -35,6 +35,31 @@ def with_table_categories(params: BinningParams, table) -> BinningParams:
     return replace(params, categorical=list(params.categorical) + extra) if extra else params
 
 
+def category_labels(bins, names) -> list[str]:
+    """Bin labels of a categorical feature with its category **names** (``names[code]``), not codes.
+
+    ``names`` None (a numeric feature, or a categorical one named in the binning
+    parameters on integer codes) keeps :meth:`Bins.labels`.
+    """
+    labels = bins.labels()
+    if not names or not bins.categorical:
+        return labels
+    out = []
+    for cats in bins.categories:
+        shown = [names[int(c)] if 0 <= int(c) < len(names) else f"{c:g}" for c in cats]
+        out.append("{" + ", ".join(shown) + "}")
+    return out + labels[len(out):]
+
+
+def woe_table(bins: dict, table) -> dict:
+    """This party's own bins for its report: ``{feature: [[label, rows, WOE], ...]}`` (category names, not codes)."""
+    out = {}
+    for f, b in bins.items():
+        names = table.category_names(f) if hasattr(table, "category_names") else None
+        out[f] = [[lab, int(n), round(float(w), 6)] for lab, n, w in zip(category_labels(b, names), b.counts, b.woe)]
+    return out
+
+
 def run(ctx: StepContext) -> dict:
     """Step entry point; leaves ``ctx.state["binning"]``.
 
@@ -49,10 +74,12 @@ def run(ctx: StepContext) -> dict:
         iv = {f: b.total_iv for f, b in res["bins"].items()}
         iv.update(res["host_iv"])
         ctx.state["binning"] = {"bins": res["bins"], "iv": iv}
-        return {"iv": iv, "n_bins": {f: b.n_bins for f, b in res["bins"].items()}}
+        return {"iv": iv, "n_bins": {f: b.n_bins for f, b in res["bins"].items()},
+                "woe": woe_table(res["bins"], ctx.data)}
     if ctx.role == "host":
         bins = run_host(ctx.channel, ctx.guest, ctx.data, params)
         iv = {f: b.total_iv for f, b in bins.items()}
         ctx.state["binning"] = {"bins": bins, "iv": iv}
-        return {"iv": iv}
+        # the host's own WOE per bin stays in its own report (a host result without "public" is not forwarded)
+        return {"iv": iv, "woe": woe_table(bins, ctx.data)}
     return {}

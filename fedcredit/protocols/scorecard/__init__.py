@@ -11,6 +11,7 @@ keeps ``ctx.state["scorecard"] = {"base": float (guest), "points": {feature: nda
 from __future__ import annotations
 
 from ..._validation import Interval, validate_params
+from ..binning import category_labels
 from ...errors import DataError
 from ...models import scorecard as sc
 from ..context import StepContext
@@ -22,22 +23,6 @@ _CONSTRAINTS = {
     "base_score": [float],
     "base_odds": [Interval(float, 0, None, closed="neither")],
 }
-
-
-def category_labels(bins, names) -> list[str]:
-    """Bin labels of a categorical feature with its category **names** (``names[code]``), not codes.
-
-    ``names`` None (a numeric feature, or a categorical one named in the binning
-    parameters on integer codes) keeps :meth:`Bins.labels`.
-    """
-    labels = bins.labels()
-    if not names or not bins.categorical:
-        return labels
-    out = []
-    for cats in bins.categories:
-        shown = [names[int(c)] if 0 <= int(c) < len(names) else f"{c:g}" for c in cats]
-        out.append("{" + ", ".join(shown) + "}")
-    return out + labels[len(out):]
 
 
 def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0,
