@@ -263,9 +263,8 @@ def cmd_run(args) -> int:
         state, reason = row["state"], row["reason"]
         _print_steps(row, disp)
         _print_headlines(row, disp)
+        disp.line(f"report: {cfg.state_dir / 'jobs' / job_id / 'report.json'}")
         disp.line(f"job {job_id} {state} after {time.time() - t0:.1f}s" + (f": {reason}" if reason else ""))
-        report = cfg.state_dir / "jobs" / job_id / "report.json"
-        disp.line(f"report: {report}")
         if args.json:
             Path(args.json).write_text(json.dumps(row, indent=2, default=str), encoding="utf-8")
         if state == "succeeded":
