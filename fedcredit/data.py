@@ -560,6 +560,13 @@ def _label(rows, ci: int, src: str, column: str, pos_label) -> np.ndarray:
     The full messages list the values found (they stay with the label
     holder); the public texts give only their number.
     """
+    if pos_label is None:  # fast path: a clean 0/1 label parses as numbers in one go
+        try:
+            y = np.array([row[ci] for row in rows], dtype=np.float64)
+        except (ValueError, TypeError):
+            y = None
+        if y is not None and not np.isnan(y).any() and np.isin(y, (0.0, 1.0)).all() and np.unique(y).size == 2:
+            return y.astype(np.int8)
     text = _cells_as_text([row[ci] for row in rows])
     miss = text == ""
     if miss.any():
