@@ -933,8 +933,11 @@ CATEGORIES_FILE = "categories.json"
 
 
 def _save_categories(job_dir: Path, categories: dict) -> None:
+    """The category names are this party's data: owner-only (0600), like its model parts."""
+    from .._io import write_json_atomic
+
     private_dir(job_dir)
-    (job_dir / CATEGORIES_FILE).write_text(json.dumps({c: list(v) for c, v in categories.items()}), encoding="utf-8")
+    write_json_atomic(job_dir / CATEGORIES_FILE, {c: list(v) for c, v in categories.items()})
 
 
 def _close_quietly(ch: Channel) -> None:
