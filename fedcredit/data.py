@@ -40,6 +40,9 @@ from .errors import DataError
 __all__ = ["Table", "TableChunk", "TableError", "load_table", "read_header", "recode_categories", "iter_table", "MISSING_TOKENS"]
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
+#: A non-numeric column with more distinct values than this is not taken as categorical automatically (an id-like
+#: column, or numbers in another format such as ``1,000``): an error asks to fix it or to declare it categorical.
+MAX_AUTO_CATEGORIES = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -545,6 +548,13 @@ def _typed_column(rows, ci: int, src: str, column: str, forced: bool) -> tuple[n
     present = text != ""
     values = text[present].astype(str)
     uniq, inverse = np.unique(values, return_inverse=True)
+    if not forced and uniq.size > MAX_AUTO_CATEGORIES:
+        bad = next(i for i, t in enumerate(text) if t and _as_number(t) is None)
+        raise TableError(
+            f"{src}, line {bad + 2}, column {column!r}: not numeric ({str(text[bad])[:40]!r}) and {uniq.size} distinct "
+            f"values, too many for a category (more than {MAX_AUTO_CATEGORIES}); fix its number format, leave it out "
+            f"with columns = [...], or declare it in categorical = [...]",
+            f"column {column!r} is not numeric and has {uniq.size} distinct values: not declared categorical", column)
     nums = [_as_number(u) for u in uniq]
     if all(v is not None for v in nums):  # number-like categories: "1" and "1.0" are one, sorted by value
         nums_u, inv2 = np.unique(np.array(nums, dtype=np.float64), return_inverse=True)

@@ -258,3 +258,15 @@ def test_check_steps_says_how_to_run_lr_with_several_hosts():
     job = job_from_dict({"job": {"name": "j"}, "parties": parties,
                          "steps": [{"kind": "psi"}, {"kind": "hetero_lr", "params": {"mode": "coordinated"}}]})
     assert any('needs exactly one party with role = "arbiter"' in p for p in check_steps(job))
+
+
+def test_high_cardinality_text_column_is_an_error_unless_declared(tmp_path):
+    from fedcredit.data import MAX_AUTO_CATEGORIES
+
+    n = MAX_AUTO_CATEGORIES + 5
+    rows = "".join(f"{i},\"{i},000\"\n" for i in range(n))  # numbers with a thousands separator
+    p = _write(tmp_path, "id,amount\n" + rows)
+    with pytest.raises(TableError, match=r"line 2, column 'amount': not numeric \('0,000'\) and 261 distinct") as ei:
+        load_table(p, party="p")
+    assert ei.value.public == "column 'amount' is not numeric and has 261 distinct values: not declared categorical"
+    assert len(load_table(p, party="p", categorical=["amount"]).categories["amount"]) == n
