@@ -46,7 +46,7 @@ EXIT_HELP: dict[ExitCode, str] = {
     ExitCode.JOB_FAILED: "the job failed or was cancelled (the reason is printed)",
     ExitCode.USAGE: "bad command line (see --help)",
     ExitCode.CONFIG: "a config or job file is invalid (every problem is listed with file and key)",
-    ExitCode.DATA: "a data file is unusable (the file and column are named)",
+    ExitCode.DATA: "a data file is unusable (the file and column are named), or a job failed on a party's data",
     ExitCode.UNREACHABLE: "the party or a peer is unreachable or not serving",
     ExitCode.REFUSED: "refused by a party's policy or certificate check (the reason is printed)",
     ExitCode.AUDIT_BROKEN: "the audit log's hash chain is broken (the first bad line is printed)",
@@ -157,12 +157,20 @@ def cmd_party_health(args) -> int:
     from .certs import TlsFiles
     from .transport.control import ControlClient, dial
 
-    cfg = _load_party(args.config)
+    if bool(args.config) == bool(args.party) and not (args.config and args.config == args.party):
+        raise ConfigError("give your party's config once: 'fedcredit party health CONFIG' (or --party CONFIG)")
+    cfg = _load_party(args.config or args.party)
     targets = [args.peer] if args.peer else [cfg.name]
     if args.all:
         targets = [cfg.name, *cfg.peers]
     tls = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
     worst = ExitCode.OK
+    if not args.peer:  # the data files this config names: header, ids, label and pos_label, categorical names
+        from .party.checks import check_table_files
+
+        for problem in check_table_files(cfg):
+            _out(f"{cfg.name}: {problem}")
+            worst = ExitCode.DATA
     for t in targets:
         if t == cfg.name:
             addr = cfg.connect_address
@@ -258,14 +266,33 @@ def cmd_run(args) -> int:
         row = rows[0]
         state, reason = row["state"], row["reason"]
         _print_steps(row, disp)
+        _print_headlines(row, disp)
+        disp.line(f"report: {cfg.state_dir / 'jobs' / job_id / 'report.json'}")
         disp.line(f"job {job_id} {state} after {time.time() - t0:.1f}s" + (f": {reason}" if reason else ""))
         if args.json:
             Path(args.json).write_text(json.dumps(row, indent=2, default=str), encoding="utf-8")
         if state == "succeeded":
             return ExitCode.OK
+        if state == "failed" and ("(TableError)" in reason or "DataError" in reason):
+            return ExitCode.DATA  # a party's data failed inside the job (its own log has the details)
         return ExitCode.REFUSED if state == "refused" else ExitCode.JOB_FAILED
     finally:
         ch.close()
+
+
+def _print_headlines(row: dict, disp: _Display) -> None:
+    """One line per model step of the initiator: AUC and KS on the validation rows (else the training rows)."""
+    for s in row["detail"].get("steps", []):
+        if s.get("state") != "succeeded" or s.get("party") != row.get("initiator", s.get("party")):
+            continue
+        res = (s.get("result") or {}).get("result") or {}
+        for key in ("validation", "train"):
+            m = res.get(key)
+            if isinstance(m, dict) and isinstance(m.get("auc"), (int, float)):
+                ks = m.get("ks")
+                disp.line(f"{s['step']}: {key} AUC {m['auc']:.4f}" +
+                          (f", KS {ks:.4f}" if isinstance(ks, (int, float)) else ""))
+                break
 
 
 def _print_steps(row: dict, disp: _Display) -> None:
@@ -478,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = psub.add_parser("health", help="check that the party (or a peer) is serving",
                         description="Ask the party of CONFIG (or --peer NAME, or --all) whether it is serving, over "
                                     "mTLS with the party's own certificate.", epilog=_epilog(), formatter_class=fmt)
-    c.add_argument("config", metavar="CONFIG", help="party config TOML")
+    c.add_argument("config", nargs="?", metavar="CONFIG", help="party config TOML")
+    c.add_argument("--party", metavar="CONFIG", help="the same, as an option (as for 'party reload')")
     c.add_argument("--peer", metavar="NAME", help="check this peer instead of the party itself")
     c.add_argument("--all", action="store_true", help="check the party and every peer")
     c.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="per-check timeout (default 5)")

@@ -34,6 +34,9 @@ A party config::
     id_column = "id"
     label_column = "default_next_month"
     # columns = ["limit_bal", "pay_0"]     # default: every other column
+    # categorical = ["region"]             # integer-coded categories (text columns are categorical anyway)
+    # pos_label = "bad"                    # the label's event value (default: the label is 0/1)
+    # aligned_by = "applications-2024"     # rows already aligned with the peers' tables (checked; no PSI needed)
 
     [policy]
     proposers = ["bank"]                   # who may propose jobs to this party
@@ -162,6 +165,14 @@ class TableConfig:
         Only the label holder has one.
     columns : tuple of str or None
         Feature columns to load (None: every column but id and label).
+    categorical : tuple of str
+        Integer-coded columns to treat as categorical (text columns are anyway).
+    pos_label : str, int, float or None
+        The label value meaning the event (default); None: the label is 0/1.
+    aligned_by : str or None
+        Declares the table's rows already aligned with the other parties'
+        tables (the name of that alignment); the parties verify it before a
+        job without PSI runs (see docs/party.md).
     monotone : mapping of str to int, or None
         ``monotone = { pay_0 = 1 }``: this party's monotone constraints on its
         columns (+1 increasing, -1 decreasing), used by SecureBoost.
@@ -172,6 +183,9 @@ class TableConfig:
     id_column: str = "id"
     label_column: str | None = None
     columns: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] = ()
+    pos_label: str | int | float | None = None
+    aligned_by: str | None = None
     monotone: Mapping[str, int] | None = None
 
 
@@ -334,7 +348,11 @@ class PartyConfig:
             "listen": self.listen,
             "peers": dict(self.peers),
             "tables": {n: {"path": str(t.path), "id_column": t.id_column, "label_column": t.label_column,
-                           "columns": list(t.columns) if t.columns else None} for n, t in self.tables.items()},
+                           "columns": list(t.columns) if t.columns else None,
+                           **({"categorical": list(t.categorical)} if t.categorical else {}),
+                           **({"pos_label": t.pos_label} if t.pos_label is not None else {}),
+                           **({"aligned_by": t.aligned_by} if t.aligned_by else {})}
+                       for n, t in self.tables.items()},
             "policy": {
                 "proposers": list(self.policy.proposers),
                 "allowed_steps": None if self.policy.allowed_steps is None else list(self.policy.allowed_steps),
@@ -609,7 +627,7 @@ def known_step_kinds() -> tuple[str, ...]:
 _PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute"}
 _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
-_TABLE_KEYS = {"path", "id_column", "label_column", "columns"}
+_TABLE_KEYS = {"path", "id_column", "label_column", "columns", "categorical", "pos_label", "aligned_by"}
 _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
                 "reasons"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
@@ -704,8 +722,16 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         cols = c.str_list(td, key, "columns")
         if cols is not None and len(cols) == 0:
             c.add(f"{key}.columns", "must list at least one column (leave it out to use every column)")
+        cats = c.str_list(td, key, "categorical") or ()
+        pos = td.get("pos_label") if isinstance(td, dict) else None
+        if pos is not None and (isinstance(pos, bool) or not isinstance(pos, (str, int, float))):
+            c.add(f"{key}.pos_label", f"must be a string or a number, got {_tname(pos)}")
+            pos = None
+        if pos is not None and not label:
+            c.add(f"{key}.pos_label", "is only used with a label_column")
+        aligned = c.get(td, key, "aligned_by", str, None, check=_ids.name_problem)
         if tpath is not None:
-            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None)
+            tables[tname] = TableConfig(tname, tpath, id_col or "id", label, cols or None, tuple(cats), pos, aligned)
 
     for tname, tdata in traw.items():  # SecureBoost: the owner's monotone constraints on its columns
         if tname not in tables or not isinstance(tdata, dict) or "monotone" not in tdata:

@@ -42,7 +42,7 @@ def test_missing_values_become_nan(tmp_path):
         ("id,a\n1,2\n", {"id_column": "key"}, r"t\.csv: missing column\(s\) 'key'"),
         ("id,a\n1,2\n", {"label_column": "y"}, r"t\.csv: missing column\(s\) 'y'"),
         ("id,a\n1,2\n1,3\n", {}, r"t\.csv, column 'id': 1 duplicate id\(s\), e\.g\. '1'"),
-        ("id,a\n1,2\n2,abc\n", {}, r"t\.csv, line 3, column 'a': non-numeric value 'abc'"),
+        ("id,a\n1,2\n2,abc\n", {"categorical": ["b"]}, r"t\.csv: categorical column\(s\) .b. not in the table"),
         ("id,a\n1,inf\n", {}, r"t\.csv, line 2, column 'a': infinite value"),
         ("id,a\n", {}, r"t\.csv: the table is empty"),
         ("", {}, r"t\.csv: the file is empty"),

@@ -17,9 +17,11 @@ class _FakeClient:
     def __init__(self, channel, name, timeout):
         pass
 
-    def score(self, model_id, ids, *, consent_id, purpose, guest_X, feature_names):
-        _FakeClient.calls.append((model_id, list(ids), consent_id, purpose, feature_names, guest_X))
-        return np.arange(len(ids), dtype=float) / 10 + len(_FakeClient.calls), None
+    def score(self, model_id, ids, *, consent_id, purpose, guest_X, feature_names, unknown):
+        _FakeClient.calls.append((model_id, list(ids), consent_id, purpose, feature_names, guest_X, unknown))
+        held = np.array([i != "b" for i in ids])  # the bank does not hold "b"
+        scores = np.arange(len(ids), dtype=float) / 10 + len(_FakeClient.calls)
+        return np.where(held | (unknown != "refuse"), scores, np.nan), None, held
 
 
 class _Ch:
@@ -44,7 +46,20 @@ def test_scores_written_in_input_order_in_batches(tmp_path, fake):
     assert n == 3
     assert [c[1] for c in _FakeClient.calls] == [["c", "b"], ["a"]]
     assert _FakeClient.calls[0][4] == ["limit_bal"] and np.isnan(_FakeClient.calls[0][5][1, 0])
-    assert out.read_text().splitlines() == ["id,score", "c,1", "b,1.1", "a,2"]
+    assert _FakeClient.calls[0][6] == "flag"  # the default rule for applicants the bank does not hold
+    assert out.read_text().splitlines() == ["id,score,held_by,status", "c,1,bank,scored", "b,1.1,,flagged",
+                                            "a,2,bank,scored"]
+
+
+@pytest.mark.parametrize("rule, row", [("refuse", "b,,,refused"), ("score-as-missing", "b,1.1,,scored")])
+def test_unknown_applicants_refused_or_scored_as_missing(tmp_path, fake, rule, row):
+    inp = tmp_path / "applicants.csv"
+    inp.write_text("id\nc\nb\n")
+    out = tmp_path / "scores.csv"
+    commands.score_file(_Cfg(), "job/sbt", inp, out, consent="C-1", purpose="p", unknown=rule)
+    assert out.read_text().splitlines()[2] == row
+    with pytest.raises(Exception, match="--unknown must be one of"):
+        commands.score_file(_Cfg(), "job/sbt", inp, out, consent="C-1", purpose="p", unknown="ignore")
 
 
 def test_bad_input_names_the_file(tmp_path, fake):

@@ -97,7 +97,25 @@ def test_score_csv_equals_central_scores(fed, capsys, tmp_path):
     code, out, err = _cli(capsys, "score", "--party", fed.configs["bank"], "--model", SBT, "--id", ids[0],
                           "--consent", "CR-2024-000124", "--purpose", PURPOSE)
     assert code == 0, err
-    assert out.strip() == f"{ids[0]},{central[0]:.12g}"
+    assert out.strip() == f"{ids[0]},{central[0]:.12g},bank,scored"
+
+
+def test_applicant_the_bank_does_not_hold_is_flagged_or_refused(fed, capsys, tmp_path):
+    ids = fed.info["ids"][:3] + ["not-a-customer-1"]
+    inp, out = tmp_path / "applicants.csv", tmp_path / "scores.csv"
+    inp.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+    base = ["score", "--party", fed.configs["bank"], "--model", SBT, "--input", inp, "--out", out,
+            "--consent", "CR-2024-000125", "--purpose", PURPOSE]
+    for rule, expect in (("flag", "flagged"), ("refuse", "refused"), ("score-as-missing", "scored")):
+        code, stdout, err = _cli(capsys, *base, *(["--unknown", rule] if rule != "flag" else []))
+        assert code == 0, err
+        with out.open(newline="") as fh:
+            rows = {r["id"]: r for r in csv.DictReader(fh)}
+        assert set(rows) == set(ids), (rule, stdout, err, out.read_text())
+        assert all(rows[i]["held_by"] == "bank" and rows[i]["status"] == "scored" for i in ids[:3])
+        last = rows["not-a-customer-1"]
+        assert (last["held_by"], last["status"]) == ("", expect), rule
+        assert (last["score"] == "") == (rule == "refuse")
 
 
 def test_revoked_bank_is_refused_with_the_reason_then_admitted_again(fed, capsys, tmp_path):

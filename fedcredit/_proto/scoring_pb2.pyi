@@ -15,23 +15,25 @@ class Authorization(_message.Message):
     def __init__(self, consent_id: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names", "reasons")
+    __slots__ = ("model_id", "ids", "auth", "guest_features", "feature_names", "reasons", "unknown")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     GUEST_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     auth: Authorization
     guest_features: bytes
     feature_names: _containers.RepeatedScalarFieldContainer[str]
     reasons: int
-    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ..., reasons: _Optional[int] = ...) -> None: ...
+    unknown: str
+    def __init__(self, model_id: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., auth: _Optional[_Union[Authorization, _Mapping]] = ..., guest_features: _Optional[bytes] = ..., feature_names: _Optional[_Iterable[str]] = ..., reasons: _Optional[int] = ..., unknown: _Optional[str] = ...) -> None: ...
 
 class ScoreReply(_message.Message):
-    __slots__ = ("scores", "request_id", "n", "log_odds", "reason_names", "reason_index", "reason_values", "k", "scale")
+    __slots__ = ("scores", "request_id", "n", "log_odds", "reason_names", "reason_index", "reason_values", "k", "scale", "guest_held")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +43,7 @@ class ScoreReply(_message.Message):
     REASON_VALUES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
+    GUEST_HELD_FIELD_NUMBER: _ClassVar[int]
     scores: bytes
     request_id: str
     n: int
@@ -50,7 +53,8 @@ class ScoreReply(_message.Message):
     reason_values: bytes
     k: int
     scale: ScoreScale
-    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ..., log_odds: _Optional[bytes] = ..., reason_names: _Optional[_Iterable[str]] = ..., reason_index: _Optional[bytes] = ..., reason_values: _Optional[bytes] = ..., k: _Optional[int] = ..., scale: _Optional[_Union[ScoreScale, _Mapping]] = ...) -> None: ...
+    guest_held: bytes
+    def __init__(self, scores: _Optional[bytes] = ..., request_id: _Optional[str] = ..., n: _Optional[int] = ..., log_odds: _Optional[bytes] = ..., reason_names: _Optional[_Iterable[str]] = ..., reason_index: _Optional[bytes] = ..., reason_values: _Optional[bytes] = ..., k: _Optional[int] = ..., scale: _Optional[_Union[ScoreScale, _Mapping]] = ..., guest_held: _Optional[bytes] = ...) -> None: ...
 
 class ScoreScale(_message.Message):
     __slots__ = ("pdo", "base_score", "base_odds")

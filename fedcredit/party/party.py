@@ -53,6 +53,8 @@ from ..transport.control import ControlClient, NotFound, add_servicers
 from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
+from .alignment import unaligned_steps, verify_aligned
+from .checks import check_party_data, check_steps, public_text, step_notes
 from .policy import DATA_ROLES, check_job, effective_columns
 from .limits import PeerRate
 from .lock import StateLock
@@ -163,6 +165,7 @@ class Party:
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
+        self.scoring.on_reload = self._config_reloaded  # 'party reload': new peers can take part in jobs too
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
         self.compute = _compute.from_config(config.compute)
@@ -229,6 +232,13 @@ class Party:
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
             self._state_lock.release()
+
+    def _config_reloaded(self, cfg: PartyConfig) -> None:
+        """Apply a reloaded config's ``[peers]`` and ``[policy]`` to job submission and proposals."""
+        from dataclasses import replace as _replace
+
+        with self._lock:
+            self.config = _replace(self.config, peers=cfg.peers, policy=cfg.policy)
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
@@ -327,6 +337,9 @@ class Party:
             raise FedcreditError(f"party {self.name!r} is shutting down")
         data = loads_limited(job_json, what=source or "job", max_bytes=_JOB_JSON_MAX, error=ConfigError)
         spec = job_from_dict(data, source=source or "submitted job")
+        problems = check_steps(spec)  # every step's parameters and the step order, before anything is sent
+        if problems:
+            raise ConfigError(f"{spec.source}: " + "; ".join(problems), [f"{spec.source}: {p}" for p in problems])
         if self.name not in spec.parties:
             raise ConfigError(f"{spec.source}: [parties]: this party ({self.name!r}) is not one of the job's parties; "
                               f"submit the job to a party that takes part")
@@ -344,6 +357,8 @@ class Party:
             steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
             job_sha256=hashlib.sha256(canonical.encode()).hexdigest()))])
         self._emit(job, "state", state="proposed", message=f"job {job_id} submitted by {self.name}")
+        for note in step_notes(spec):
+            self._emit(job, "state", state="proposed", message=f"note: {note}")
         t = threading.Thread(target=self._initiate, args=(job,), name=f"{self.name}-init-{job_id}", daemon=True)
         t.start()
         return job_id
@@ -362,6 +377,8 @@ class Party:
         if reason:
             self._set_state(job, "refused", f"refused by {self.name}: {reason}")
             return
+        # this party's own data problems: reported together with every other party's, before any step
+        own_problems = self._data_problems(spec, self.name)
         others = [p for p in spec.parties if p != self.name]
         head = "%d:%s" % self.audit.head()
         results: dict[str, tuple[bool, str]] = {}
@@ -382,6 +399,10 @@ class Party:
         for t in threads:
             t.join()
         refusals = []
+        if own_problems:
+            why = "; ".join(full for full, _ in own_problems)
+            self._decide(job, self.name, False, "; ".join(pub for _, pub in own_problems))
+            refusals.append(f"refused by {self.name}: {why}")
         for p in others:
             ok, why = results.get(p, (False, "no answer"))
             self._decide(job, p, ok, why)
@@ -392,7 +413,9 @@ class Party:
             if unreachable:
                 reason = "; ".join(f"could not propose the job to {p}: {e}" for p, e in unreachable.items())
             self._set_state(job, "failed" if unreachable else "refused", reason)
-            self._cancel_peers(job, reason, [p for p in others if results.get(p, (False,))[0]])
+            public = reason if not own_problems else "; ".join(
+                [f"refused by {self.name}: " + "; ".join(pub for _, pub in own_problems)] + refusals[1:])
+            self._cancel_peers(job, public, [p for p in others if results.get(p, (False,))[0]])
             return
         if job.cancel.is_set():
             self._fail_everywhere(job, job.cancel_reason, state="cancelled")
@@ -414,6 +437,17 @@ class Party:
             self._fail_everywhere(job, "; ".join(f"could not start the job on {p}: {e}" for p, e in errors.items()))
             return
         self._launch(job)
+
+    def _data_problems(self, spec: JobSpec, proposer: str) -> list[tuple[str, str]]:
+        """This party's own data problems with ``spec`` as ``(full, public)`` pairs; the full texts are logged here."""
+        try:
+            problems = check_party_data(self.config, spec, effective_columns(self.config, spec, proposer))
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is a refusal, never a crash
+            log.exception("checking the data of a proposed job failed")
+            problems = [(f"checking this party's data failed: {_short(exc)}", public_text(exc))]
+        for full, _ in problems:
+            log.warning("job refused on this party's data: %s", full)
+        return problems
 
     def _decide(self, job: PartyJob, party: str, accepted: bool, reason: str) -> None:
         self.store.add_decision(job.job_id, party, accepted, reason)
@@ -458,8 +492,12 @@ class Party:
         role = spec.parties[self.name].role if self.name in spec.parties else "none"
         canonical = spec.to_json()
         reason = check_job(self.config, spec, caller, running_jobs=self._running())
+        if reason is None:  # the job's steps, then this party's own data: every problem at once, no raw value
+            problems = [(p, p) for p in check_steps(spec)] + self._data_problems(spec, caller)
+            if problems:
+                reason = "; ".join(pub for _, pub in problems)
         if reason is not None:
-            reason = reason if len(reason) <= 600 else reason[:600] + "..."  # it may quote the proposer's text
+            reason = reason if len(reason) <= 2000 else reason[:2000] + "..."  # it may quote the proposer's text
             # a refused proposal is kept as evidence, not as content: its digest, size and the reason
             # (the proposer chose every byte of the body; storing it would let it spend our disk); and not in memory
             job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="refused", reason=reason)
@@ -689,6 +727,12 @@ class Party:
             if job.cancel.is_set():
                 raise JobCancelled(job.cancel_reason)
             data = self._load_data(job)
+            if data is not None and data.categories:  # the category lists scoring maps codes back to
+                _save_categories(state_path(self.state_dir, "jobs", job.job_id), data.categories)
+            if data is not None and unaligned_steps(spec) and job.role in ("guest", "host"):
+                # no PSI before a step that combines rows: the parties prove their rows are aligned (alignment.py)
+                me = spec.parties[self.name]
+                verify_aligned(ch.sub("_align"), spec, self.name, data, self.config.tables[me.table].aligned_by or "")
             state: dict[str, Any] = {}
             results: list[dict] = []
             for idx, step in enumerate(spec.steps):
@@ -758,12 +802,19 @@ class Party:
             else:
                 where = f"step {step_name!r} failed on {self.name}" if step_name else f"job failed on {self.name}"
                 reason = f"{where}: {_short(exc)}"
+                # what crosses to the other parties (and is stored): no raw value, no path (issue #14 item 7);
+                # the full text stays in this party's log
+                public = f"{where}: {_crossing_text(exc, self.name, self._known_paths())}"
                 if isinstance(exc, PeerError) and exc.peer and exc.peer not in reason:
                     reason += f" (peer {exc.peer!r})"
+                    public += f" (peer {exc.peer!r})"
                 elif not isinstance(exc, PeerError):
-                    reason += _blame(job, exc, reason)
+                    blame = _blame(job, exc, reason)
+                    reason += blame
+                    public += blame
                 state = "failed"
                 log.error("job %s: %s", job.job_id, reason, exc_info=exc)
+                reason = public
             if step_name:
                 self.store.set_step(job.job_id, self.name, step_name, _kind_of(spec, step_name), state,
                                     result={"error": reason})
@@ -791,6 +842,12 @@ class Party:
             self._set_state(job, state, reason)
             self._forward(job, self._final_event(job, state, reason), important=True)
 
+    def _known_paths(self) -> list[str]:
+        """This party's file paths that must never appear in a text sent to a peer."""
+        paths = [str(t.path) for t in self.config.tables.values()] + [str(self.state_dir)]
+        paths += [str(getattr(self.config, "path", "") or "")]
+        return [p for p in paths if p]
+
     def _load_data(self, job: PartyJob):
         me = job.spec.parties[self.name]
         if job.role not in DATA_ROLES and me.table is None:
@@ -799,7 +856,8 @@ class Party:
 
         t = self.config.tables[me.table]
         return load_table(t.path, party=self.name, id_column=t.id_column, label_column=t.label_column,
-                          columns=effective_columns(self.config, job.spec, job.proposer))
+                          columns=effective_columns(self.config, job.spec, job.proposer),
+                          categorical=t.categorical, pos_label=t.pos_label)
 
     def _write_report(self, job: PartyJob) -> None:
         try:
@@ -887,6 +945,39 @@ def _blame(job: PartyJob, exc: BaseException, reason: str) -> str:
     if isinstance(exc, ProtocolError):
         return f" (malformed message from peer {peer!r})"
     return f" (last message received from peer {peer!r})"
+
+
+_PATH_RE = re.compile(r"""(?:[A-Za-z]:)?(?:[/\\][^\s'",;:()<>]+){2,}""")
+
+
+def _crossing_text(exc: BaseException, party: str, paths: list[str]) -> str:
+    """``exc`` as another party may read it: no raw cell value and no path of this party.
+
+    A :class:`~fedcredit.data.TableError` gives its ``public`` text (column,
+    problem, class); another fedcredit error its message with this party's
+    paths (and anything path-like) replaced by ``<path>``; a builtin error
+    (whose text may quote a value) only its class.
+    """
+    if getattr(exc, "public", None) is not None:
+        return public_text(exc)
+    if not isinstance(exc, FedcreditError):
+        return f"{type(exc).__name__} (details in {party}'s log)"
+    text = _short(exc)
+    for p in sorted(paths, key=len, reverse=True):
+        text = text.replace(p, "<path>")
+    return _PATH_RE.sub("<path>", text)
+
+
+#: Per job: this party's categorical columns and their category names at training time.
+CATEGORIES_FILE = "categories.json"
+
+
+def _save_categories(job_dir: Path, categories: dict) -> None:
+    """The category names are this party's data: owner-only (0600), like its model parts."""
+    from .._io import write_json_atomic
+
+    private_dir(job_dir)
+    write_json_atomic(job_dir / CATEGORIES_FILE, {c: list(v) for c, v in categories.items()})
 
 
 def _close_quietly(ch: Channel) -> None:

@@ -29,19 +29,30 @@ def own_channel(cfg):
     return dial(cfg.connect_address, target=cfg.name, tls=tls, me=cfg.name)
 
 
+UNKNOWN_RULES = ("flag", "refuse", "score-as-missing")
+
+
 def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpose: str, id_column: str = "id",
-               batch: int = 10_000, timeout: float = 120.0, units: bool = False, reasons: int = 0,
-               grades=None, scale: dict | None = None) -> int:
+               batch: int = 10_000, timeout: float = 120.0, unknown: str = "flag", units: bool = False,
+               reasons: int = 0, grades=None, scale: dict | None = None) -> int:
     """Score every row of ``input_path`` (an id column, optionally the bank's own feature columns); returns the count.
 
-    Writes ``id,score`` rows to ``out_path`` in input order (``score`` = the
-    probability of default). With ``units`` also ``points`` (scorecard points
-    on ``scale``, else the model's scorecard step's, else
+    Writes rows to ``out_path`` in input order: ``id,score`` (``score`` = the
+    probability of default), with ``units`` or ``reasons`` then ``points``
+    (scorecard points on ``scale``, else the model's scorecard step's, else
     :data:`~fedcredit.models.explain.DEFAULT_SCALE`) and ``grade`` (``grades``,
-    else :data:`~fedcredit.models.explain.DEFAULT_GRADES`); with ``reasons`` = K
-    also ``reason_1 .. reason_K`` and ``reason_k_points``, the points each
-    reason costs the applicant (log-odds beyond its reference x pdo / ln 2).
+    else :data:`~fedcredit.models.explain.DEFAULT_GRADES`), then
+    ``held_by,status``, and with ``reasons`` = K ``reason_1 .. reason_K`` with
+    ``reason_k_points``, the points each reason costs the applicant (log-odds
+    beyond its reference x pdo / ln 2). ``held_by`` names this party when it
+    holds the applicant (hosts do not say whether they hold one: that would
+    tell the bank who a platform's customers are); ``status`` is ``scored``,
+    ``flagged`` (scored, but not a customer of this party: its own features
+    were all missing) or ``refused`` (``unknown="refuse"``: not sent to any
+    host, no score).
     """
+    if unknown not in UNKNOWN_RULES:
+        raise ConfigError(f"--unknown must be one of {', '.join(UNKNOWN_RULES)}, got {unknown!r}")
     from ..data import load_table
     from ..transport.scoring import ScoringClient
 
@@ -50,41 +61,62 @@ def score_file(cfg, model_id: str, input_path, out_path, *, consent: str, purpos
     feats = list(table.columns)
     X = table.X if feats else None
     ch = own_channel(cfg)
-    results = []
+    results, helds = [], []
+    full = bool(units or reasons)
     try:
         client = ScoringClient(ch, cfg.name, timeout=timeout)
         for k in range(0, len(ids), batch):
             kw = dict(consent_id=consent, purpose=purpose, guest_X=None if X is None else X[k:k + batch],
-                      feature_names=feats)
-            if units or reasons:
-                results.append(client.score_full(model_id, ids[k:k + batch], reasons=reasons, **kw))
+                      feature_names=feats, unknown=unknown)
+            if full:
+                res = client.score_full(model_id, ids[k:k + batch], reasons=reasons, **kw)
+                results.append(res)
+                helds.append(res.held)
             else:
-                results.append(client.score(model_id, ids[k:k + batch], **kw)[0])
+                s, _, held = client.score(model_id, ids[k:k + batch], **kw)
+                results.append(s)
+                helds.append(held)
     finally:
         ch.close()
+    held = np.concatenate(helds) if helds else np.empty(0, dtype=bool)
     with Path(out_path).open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        if not (units or reasons):
+        if not full:
             values = np.concatenate(results) if results else np.empty(0)
-            w.writerow([id_column, "score"])
-            w.writerows((i, f"{v:.12g}") for i, v in zip(ids, values))
+            w.writerow([id_column, "score", "held_by", "status"])
+            w.writerows(_score_row(i, v, h, cfg.name, unknown) for i, v, h in zip(ids, values, held.tolist()))
             return len(ids)
-        w.writerow([id_column, "score", "points", "grade"]
+        w.writerow([id_column, "score", "points", "grade", "held_by", "status"]
                    + [c for j in range(1, reasons + 1) for c in (f"reason_{j}", f"reason_{j}_points")])
         at = 0
         for res in results:
-            sc = {**explain.DEFAULT_SCALE, **(res.scale or {}), **(scale or {})}
-            factor = sc["pdo"] / math.log(2.0)
-            pts = explain.points(res.log_odds, **sc)
-            grd = explain.grade(res.scores, grades or explain.DEFAULT_GRADES)
             for r in range(len(res.scores)):
-                row = [ids[at + r], f"{res.scores[r]:.12g}", f"{pts[r]:.2f}", grd[r]]
-                for j in range(reasons):
-                    q = int(res.reason_index[r, j])
-                    row += ["", ""] if q < 0 else [res.reason_names[q], f"{factor * res.reason_values[r, j]:.2f}"]
-                w.writerow(row)
+                w.writerow(_full_row(ids[at + r], res, r, bool(held[at + r]), cfg.name, unknown, reasons, grades, scale))
             at += len(res.scores)
     return len(ids)
+
+
+def _full_row(i: str, res, r: int, held: bool, me: str, unknown: str, reasons: int, grades, scale) -> list:
+    """One applicant's ``id,score,points,grade,held_by,status,reason_k,reason_k_points...`` (a refused one: blanks)."""
+    _, score, held_by, status = _score_row(i, res.scores[r], held, me, unknown)
+    if status == "refused":
+        return [i, "", "", "", held_by, status] + ["", ""] * reasons
+    sc = {**explain.DEFAULT_SCALE, **(res.scale or {}), **(scale or {})}
+    factor = sc["pdo"] / math.log(2.0)
+    row = [i, score, f"{explain.points(res.log_odds[r:r + 1], **sc)[0]:.2f}",
+           str(explain.grade(res.scores[r:r + 1], grades or explain.DEFAULT_GRADES)[0]), held_by, status]
+    for j in range(reasons):
+        q = int(res.reason_index[r, j])
+        row += ["", ""] if q < 0 else [res.reason_names[q], f"{factor * res.reason_values[r, j]:.2f}"]
+    return row
+
+
+def _score_row(i: str, v: float, held: bool, me: str, unknown: str) -> tuple:
+    if held:
+        return i, f"{v:.12g}", me, "scored"
+    if unknown == "refuse":
+        return i, "", "", "refused"
+    return i, f"{v:.12g}", "", "flagged" if unknown == "flag" else "scored"
 
 
 def held_heads_summary(cfg) -> tuple[list[tuple[int, str]], list[str]]:
@@ -125,27 +157,21 @@ def cmd_score(args) -> int:
         ch = own_channel(cfg)
         try:
             res = ScoringClient(ch, cfg.name, timeout=args.timeout).score_full(
-                args.model, [args.id], consent_id=args.consent, purpose=args.purpose, reasons=args.reasons)
+                args.model, [args.id], consent_id=args.consent, purpose=args.purpose, reasons=args.reasons,
+                unknown=args.unknown)
         finally:
             ch.close()
-        if not args.reasons:  # one line 'id,score', as before; with --reasons also points, grade and reasons
-            print(f"{args.id},{res.scores[0]:.12g}", flush=True)
+        if not args.reasons:  # one line 'id,score,held_by,status'; with --reasons also points, grade and reasons
+            print(",".join(_score_row(args.id, res.scores[0], bool(res.held[0]), cfg.name, args.unknown)), flush=True)
             return 0
-        sc = {**explain.DEFAULT_SCALE, **(res.scale or {}), **scale}
-        factor = sc["pdo"] / math.log(2.0)
-        line = [args.id, f"{res.scores[0]:.12g}", f"{explain.points(res.log_odds, **sc)[0]:.2f}",
-                str(explain.grade(res.scores, grades or explain.DEFAULT_GRADES)[0])]
-        for j in range(args.reasons):
-            q = int(res.reason_index[0, j])
-            if q >= 0:
-                line += [res.reason_names[q], f"{factor * res.reason_values[0, j]:.2f}"]
-        print(",".join(line), flush=True)
+        row = _full_row(args.id, res, 0, bool(res.held[0]), cfg.name, args.unknown, args.reasons, grades, scale)
+        print(",".join(c for c in row), flush=True)
         return 0
     if not args.out:
         raise ConfigError("--out is required with --input")
     n = score_file(cfg, args.model, args.input, args.out, consent=args.consent, purpose=args.purpose,
-                   id_column=args.id_column, batch=args.batch, timeout=args.timeout, units=args.units,
-                   reasons=args.reasons, grades=grades, scale=scale or None)
+                   id_column=args.id_column, batch=args.batch, timeout=args.timeout, unknown=args.unknown,
+                   units=args.units, reasons=args.reasons, grades=grades, scale=scale or None)
     print(f"scored {n} applicant(s) with {args.model}: {args.out}", flush=True)
     return 0
 
@@ -176,7 +202,9 @@ def cmd_admit(args) -> int:
 
 
 def cmd_reload(args) -> int:
-    cfg = _cfg(args.party)
+    if bool(args.config) == bool(args.party) and not (args.config and args.config == args.party):
+        raise ConfigError("give your party's config once: 'fedcredit party reload CONFIG' (or --party CONFIG)")
+    cfg = _cfg(args.config or args.party)
     g, ch = _gov(cfg)
     try:
         print(g.reload(), flush=True)
@@ -245,6 +273,9 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--purpose", required=True, help="purpose of the inquiry (checked against each party's policy)")
     c.add_argument("--id-column", default="id", help="id column of --input (default: id)")
     c.add_argument("--batch", type=int, default=10_000, help="applicants per request (default 10000)")
+    c.add_argument("--unknown", choices=UNKNOWN_RULES, default="flag",
+                   help="an applicant this party does not hold: flag it (default: scored, status 'flagged'), "
+                        "refuse it (never sent to a host, no score) or score it as missing (status 'scored')")
     c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     c.add_argument("--reasons", type=int, default=0, metavar="K",
                    help="also the K features that pushed each score most towards default, with the points each "
@@ -282,7 +313,8 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
                              description="Your running party re-reads its config: a peer removed from [peers] is "
                                          "refused from its next message on; [policy.scoring] changes apply at once.",
                              epilog=epilog, formatter_class=fmt)
-    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("config", nargs="?", metavar="CONFIG", help="your party's config TOML (as for 'party health')")
+    c.add_argument("--party", metavar="CONFIG", help="the same, as an option")
     c.set_defaults(func=cmd_reload)
 
     model = sub.add_parser("model", help="approve and export merged plaintext models",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_table
+from ..data import load_table, recode_categories
 from ..errors import DataError
 from ..ids import state_path
 from ..protocols.scoring import spec
@@ -60,6 +60,10 @@ class LoadedModel:
 
     def rows_for_ids(self, ids: list[str]) -> tuple[np.ndarray, int]:
         return self._rows([str(i).strip() for i in ids], self.by_id)
+
+    def holds(self, ids: list[str]) -> np.ndarray:
+        """Whether each id is a row of this party's table (bool per id)."""
+        return np.fromiter((str(i).strip() in self.by_id for i in ids), dtype=bool, count=len(ids))
 
 
 class ModelRegistry:
@@ -125,15 +129,29 @@ class ModelRegistry:
         part = load_part(wd, model_id)
         if part.party != self.party:
             raise DataError(f"model part in {wd} belongs to {part.party!r}, not {self.party!r}")
-        if not part.features:
+        if not part.features and part.role != "guest":
             return LoadedModel(part, np.zeros((0, 0)))
+        # the guest loads its ids even without features of its own: scoring reports which applicants it holds
         tc = self._table_config(model_id.split("/")[0])
         cols = [f.split(".", 1)[1] if f.startswith(f"{self.party}.") else f for f in part.features]
-        table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols)
+        table = load_table(tc.path, party=self.party, id_column=tc.id_column, columns=cols,
+                           categorical=getattr(tc, "categorical", ()))
+        table = recode_categories(table, _trained_categories(wd.parent))
         X = np.ascontiguousarray(table.X, dtype=np.float64)
         ids = [str(i) for i in table.ids]
         digests = spec.split_digests(spec.id_digests(ids, model_id))
         return LoadedModel(part, X, by_digest=dict(zip(digests, range(len(ids)))), by_id=dict(zip(ids, range(len(ids)))))
+
+
+def _trained_categories(job_dir: Path) -> dict:
+    """The category lists this party's table had when the job ran (``categories.json``; {} if none)."""
+    import json
+
+    f = job_dir / "categories.json"
+    if not f.is_file():
+        return {}
+    data = json.loads(f.read_text(encoding="utf-8"))
+    return {str(c): tuple(str(n) for n in v) for c, v in data.items()} if isinstance(data, dict) else {}
 
 
 def job_table_from_store(store, party: str):

@@ -106,6 +106,8 @@ class ScoringService:
 
     def __init__(self, config, transport, audit, store=None):
         self.config = config
+        #: called with the reloaded config (the party applies its peers and policy to job submission too)
+        self.on_reload = None
         self.name = config.name
         self.transport = transport
         self.audit = audit
@@ -217,14 +219,46 @@ class ScoringService:
         log.warning("%s refused a %s of %s: %s", self.name, kind, requester, str(exc)[:300])
 
     # ================================================================== guest
-    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=()):
-        """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``."""
-        res = self.score_full(caller, model_id, ids, auth, guest_X, feature_names)
+    def held_ids(self, caller: str, model_id: str, ids: list[str]) -> np.ndarray:
+        """Which of ``ids`` this party (the model's guest) holds in the model's table (bool per id)."""
+        self._require_self(caller, "ask which applicants it holds")
+        spec.check_model_id(model_id)
+        return self.registry.get(model_id).holds(ids)
+
+    def score(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=(),
+              unknown: str = "score-as-missing"):
+        """Score ``ids`` with ``model_id`` (this party = the model's guest). Returns ``(probabilities, request id)``.
+
+        ``unknown`` as in :meth:`score_full`.
+        """
+        res = self.score_full(caller, model_id, ids, auth, guest_X, feature_names, unknown=unknown)
         return res.scores, res.request_id
 
     def score_full(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X=None, feature_names=(),
-                   reasons: int = 0) -> Scored:
-        """Score ``ids``; with ``reasons`` = K > 0 also each applicant's K strongest reasons (see models.explain)."""
+                   reasons: int = 0, unknown: str = "score-as-missing") -> Scored:
+        """Score ``ids``; with ``reasons`` = K > 0 also each applicant's K strongest reasons (see models.explain).
+
+        ``unknown="refuse"``: ids this party does not hold are not sent to any
+        host and get NaN (an applicant the bank does not know is never
+        silently scored; ``held`` says which); ``"flag"`` and
+        ``"score-as-missing"`` score every id (the caller reports the flag from
+        :meth:`held_ids`).
+        """
+        if unknown == "refuse":
+            held = self.held_ids(caller, model_id, ids)
+            keep = [i for i, h in zip(ids, held.tolist()) if h]
+            n, k = len(ids), int(reasons) if not isinstance(reasons, bool) else 0
+            out = Scored(np.full(n, np.nan), np.full(n, np.nan), spec.new_request_id(), held=held)
+            if keep:
+                sub_X = None if guest_X is None else np.asarray(guest_X)[held]
+                got = self.score_full(caller, model_id, keep, auth, sub_X, feature_names, reasons=reasons)
+                out.scores[held], out.log_odds[held] = got.scores, got.log_odds
+                out.request_id, out.scale, out.k, out.reason_names = got.request_id, got.scale, got.k, got.reason_names
+                if got.k:
+                    out.reason_index = np.full((n, got.k), -1, dtype=np.int64)
+                    out.reason_values = np.zeros((n, got.k))
+                    out.reason_index[held], out.reason_values[held] = got.reason_index, got.reason_values
+            return out
         self._require_self(caller, "start scoring requests")
         spec.check_model_id(model_id)
         if isinstance(reasons, bool) or not isinstance(reasons, int) or not 0 <= reasons <= MAX_REASONS:
@@ -672,6 +706,8 @@ class ScoringService:
         self.reason_texts = dict(cfg.policy.reasons)
         self.limiter = RateLimiter(self.policy.max_requests_per_minute, self.policy.max_ids_per_minute)
         after = set(self.transport.peers)
+        if self.on_reload is not None:
+            self.on_reload(cfg)
         self.audit.append("config.reloaded", path=str(self.config.path), added=sorted(after - before),
                           removed=sorted(before - after))
         return (f"reloaded {self.config.path}: peers {', '.join(sorted(after)) or 'none'}"

@@ -42,7 +42,8 @@ class ScoringHandler(Protocol):
     name: str
 
     def score_full(self, caller: str, model_id: str, ids: list[str], auth: dict, guest_X, feature_names: list[str],
-                   reasons: int = 0) -> "Scored": ...
+                   reasons: int = 0, unknown: str = "score-as-missing") -> "Scored": ...
+    def held_ids(self, caller: str, model_id: str, ids: list[str]) -> np.ndarray: ...
     def contribute(self, caller: str, model_id: str, request_id: str, digests: bytes, auth: dict,
                    hosts: list[str], queries: tuple, final: bool, reasons: bool = False) -> "Contribution": ...
     def decide(self, caller: str, model_id: str, request_id: str, queries: tuple, final: bool) -> bytes: ...
@@ -77,6 +78,8 @@ class Scored:
         Log-odds of default each reason adds beyond its reference.
     scale : dict or None
         ``pdo``, ``base_score``, ``base_odds`` of the model's scorecard step, if its job has one.
+    held : ndarray of bool, shape (n,), or None
+        Which applicants the guest holds in the model's table (when asked for, or when ``unknown="refuse"``).
     """
 
     scores: np.ndarray
@@ -87,6 +90,7 @@ class Scored:
     reason_index: np.ndarray | None = None
     reason_values: np.ndarray | None = None
     scale: dict | None = None
+    held: np.ndarray | None = None
 
 
 class Contribution:
@@ -202,8 +206,11 @@ class _ScoringServicer(pb_grpc.ScoringServicer):
             if k == 0 or len(r.guest_features) != 8 * k * len(r.ids):
                 raise ProtocolError("guest_features must hold len(ids) x len(feature_names) float64 values")
             X = np.frombuffer(r.guest_features, dtype="<f8").reshape(len(r.ids), k)
+        unknown = r.unknown or "score-as-missing"
+        if unknown not in ("score-as-missing", "flag", "refuse"):
+            raise ProtocolError(f"unknown must be 'score-as-missing', 'flag' or 'refuse', got {unknown[:20]!r}")
         res = self.h.score_full(caller, r.model_id, list(r.ids), _auth(r.auth), X, list(r.feature_names),
-                                reasons=int(r.reasons))
+                                reasons=int(r.reasons), unknown=unknown)
         reply = pb.ScoreReply(scores=np.asarray(res.scores, dtype="<f8").tobytes(), request_id=res.request_id,
                               n=len(res.scores), log_odds=np.asarray(res.log_odds, dtype="<f8").tobytes(),
                               k=res.k, reason_names=res.reason_names)
@@ -212,6 +219,9 @@ class _ScoringServicer(pb_grpc.ScoringServicer):
             reply.reason_values = np.asarray(res.reason_values, dtype="<f8").tobytes()
         if res.scale:
             reply.scale.CopyFrom(pb.ScoreScale(**res.scale))
+        if r.unknown:  # asked for: the guest's own knowledge of which applicants it holds
+            held = res.held if res.held is not None else self.h.held_ids(caller, r.model_id, list(r.ids))
+            reply.guest_held = np.packbits(np.asarray(held, dtype=bool)).tobytes()
         return reply
 
     @_guard
@@ -289,18 +299,23 @@ class ScoringClient:
         self._s = pb_grpc.ScoringStub(channel)
 
     def score(self, model_id: str, ids, *, consent_id: str, purpose: str, guest_X=None, feature_names=(),
-              timeout: float | None = None) -> tuple[np.ndarray, str]:
-        """Scores of ``ids`` (this party's own service: its operator asks, it is the model's guest)."""
+              timeout: float | None = None, unknown: str | None = None):
+        """Scores of ``ids`` (this party's own service: its operator asks, it is the model's guest).
+
+        Returns ``(scores, request id)``; with ``unknown`` (``"flag"``, ``"refuse"`` or
+        ``"score-as-missing"``) ``(scores, request id, held)``, ``held`` a bool per id: the
+        guest holds it (``"refuse"``: the others are not sent to any host and score NaN).
+        """
         res = self.score_full(model_id, ids, consent_id=consent_id, purpose=purpose, guest_X=guest_X,
-                              feature_names=feature_names, timeout=timeout)
-        return res.scores, res.request_id
+                              feature_names=feature_names, timeout=timeout, unknown=unknown)
+        return (res.scores, res.request_id) if unknown is None else (res.scores, res.request_id, res.held)
 
     def score_full(self, model_id: str, ids, *, consent_id: str, purpose: str, guest_X=None, feature_names=(),
-                   reasons: int = 0, timeout: float | None = None):
-        """:class:`Scored`: probabilities, log-odds, reasons, the model's scale."""
+                   reasons: int = 0, timeout: float | None = None, unknown: str | None = None):
+        """:class:`Scored`: probabilities, log-odds, reasons, the model's scale (and ``held``, with ``unknown``)."""
         req = pb.ScoreRequest(model_id=model_id, ids=[str(i) for i in ids],
                               auth=pb.Authorization(consent_id=consent_id, purpose=purpose),
-                              feature_names=list(feature_names), reasons=int(reasons))
+                              feature_names=list(feature_names), reasons=int(reasons), unknown=unknown or "")
         if guest_X is not None:
             req.guest_features = np.ascontiguousarray(guest_X, dtype="<f8").tobytes()
         try:
@@ -318,10 +333,15 @@ class ScoringClient:
             raise ProtocolError(f"{self.peer!r} returned reasons outside its reason names")
         scale = ({"pdo": r.scale.pdo, "base_score": r.scale.base_score, "base_odds": r.scale.base_odds}
                  if r.HasField("scale") else None)
+        held = None
+        if unknown is not None:
+            held = np.unpackbits(np.frombuffer(r.guest_held, dtype=np.uint8))[:n].astype(bool)
+            if held.size != n:
+                raise ProtocolError(f"{self.peer!r} returned coverage for {held.size} of {n} ids")
         scores = np.frombuffer(r.scores, dtype="<f8").copy()
         return Scored(scores, np.frombuffer(r.log_odds, dtype="<f8").copy() if r.log_odds else None,
                       r.request_id, k, list(r.reason_names), idx,
-                      np.frombuffer(r.reason_values, dtype="<f8").reshape(n, k).copy(), scale)
+                      np.frombuffer(r.reason_values, dtype="<f8").reshape(n, k).copy(), scale, held)
 
     def contribute_async(self, model_id: str, request_id: str, digests: bytes, auth: dict, hosts,
                          queries=None, final: bool = True, timeout: float | None = None, reasons: bool = False):

@@ -205,6 +205,13 @@ def _features(ctx: StepContext, p: LRParams, table):
             else np.zeros((len(table), 0))
         part = {"features": names, "preprocess": "woe", "bins": bins}
     else:
+        cats = [f for f in names if getattr(table, "is_categorical", lambda _: False)(f)]
+        if cats:  # codes are not magnitudes: standardizing them would make the model depend on the code order
+            from ...data import TableError
+
+            text = (f"hetero_lr: column {cats[0].split('.', 1)[-1]!r} of {ctx.party!r} is categorical; use "
+                    f"features = \"woe\" (after a binning step) or leave it out with select")
+            raise TableError(text, text, cats[0])
         st = Standardizer(clip=p.clip).fit(sub.X[train])
         X = st.transform(sub.X)
         part = {"features": names, "preprocess": "standardized", "standardizer": st.to_dict()}

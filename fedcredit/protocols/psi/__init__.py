@@ -52,6 +52,9 @@ def run(ctx: StepContext) -> dict:
     """
     params = {**_DEFAULTS, **(ctx.params or {})}
     validate_params(params, PARAMETER_CONSTRAINTS, "PSI")
+    if ctx.role not in ("guest", "host"):
+        # a data-less role (an arbiter key holder) has no ids: it takes no part and learns nothing
+        return {"skipped": f"role {ctx.role!r} holds no rows"}
     if ctx.data is None:
         raise ConfigError(f"PSI: party {ctx.party!r} has no table")
     minimum = getattr(ctx.policy, "min_intersection", None) if ctx.policy is not None else None

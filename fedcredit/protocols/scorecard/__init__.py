@@ -11,6 +11,7 @@ keeps ``ctx.state["scorecard"] = {"base": float (guest), "points": {feature: nda
 from __future__ import annotations
 
 from ..._validation import Interval, validate_params
+from ..binning import category_labels
 from ...errors import DataError
 from ...models import scorecard as sc
 from ..context import StepContext
@@ -24,8 +25,13 @@ _CONSTRAINTS = {
 }
 
 
-def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0) -> dict:
-    """Points for a party's LR part (``features="woe"``); returns base, points and table rows."""
+def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0,
+          category_names: dict | None = None) -> dict:
+    """Points for a party's LR part (``features="woe"``); returns base, points and table rows.
+
+    ``category_names`` maps a categorical feature to its category names (from
+    the party's own table): its rows then show names, e.g. ``{married}``.
+    """
     if part.get("preprocess") != "woe":
         raise DataError("a scorecard needs hetero_lr trained with features='woe'")
     scale = {"pdo": float(pdo), "base_score": float(base_score), "base_odds": float(base_odds)}
@@ -34,7 +40,7 @@ def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=5
         b = part["bins"][f]
         pts = sc.feature_points(w, b.woe, **scale)
         points[f] = pts
-        for label, cnt, woe, pt in zip(b.labels(), b.counts, b.woe, pts):
+        for label, cnt, woe, pt in zip(category_labels(b, (category_names or {}).get(f)), b.counts, b.woe, pts):
             rows.append({"feature": f, "bin": label, "count": int(cnt), "woe": float(woe), "points": float(pt)})
     base = sc.base_points(part.get("intercept", 0.0), **scale) if is_guest else 0.0
     if is_guest:
@@ -50,7 +56,9 @@ def run(ctx: StepContext) -> dict:
     part = ctx.state.get("hetero_lr")
     if part is None:
         raise DataError("scorecard needs a hetero_lr step first")
-    res = build(part, is_guest=ctx.role == "guest", **params)
+    names = {f: ctx.data.category_names(f) for f in part.get("features", ())
+             if ctx.data is not None and hasattr(ctx.data, "category_names") and ctx.data.category_names(f)}
+    res = build(part, is_guest=ctx.role == "guest", category_names=names, **params)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     files = sc.write_table(res["rows"], ctx.workdir / "scorecard.csv", ctx.workdir / "scorecard.md")
     ctx.state["scorecard"] = {"base": res["base"], "points": res["points"]}
