@@ -272,7 +272,7 @@ def test_score_cli_writes_points_grade_and_reasons(fed, capsys, tmp_path):
     assert code == 0, capsys.readouterr().err
     with out.open(newline="") as fh:
         got = list(csv.DictReader(fh))
-    assert list(got[0]) == ["id", "score", "points", "grade", "reason_1", "reason_1_points", "reason_2",
+    assert list(got[0]) == ["id", "score", "points", "grade", "held_by", "status", "reason_1", "reason_1_points", "reason_2",
                             "reason_2_points", "reason_3", "reason_3_points", "reason_4", "reason_4_points"]
     res = _score(fed, WOE, ids, 4)
     factor = 40 / math.log(2)
@@ -288,7 +288,8 @@ def test_score_cli_writes_points_grade_and_reasons(fed, capsys, tmp_path):
     code = main(["score", "--party", str(fed.configs["bank"]), "--model", SBT, "--id", ids[0], "--consent", "CR-2",
                  "--purpose", "loan-application", "--reasons", "2"])
     line = capsys.readouterr().out.strip().split(",")
-    assert code == 0 and line[0] == ids[0] and line[3] in "ABCDEF" and len(line) in (4, 6, 8)
+    assert code == 0 and line[0] == ids[0] and line[3] in "ABCDEF" and line[4:6] == ["bank", "scored"]
+    assert len(line) in (6, 8, 10)
 
 
 def test_scale_comes_from_the_jobs_scorecard_step(fed):

@@ -298,7 +298,20 @@ class ScoringService:
         return res
 
     def _scale(self, model_id: str) -> dict | None:
-        """``pdo``/``base_score``/``base_odds`` of the first scorecard step of the model's job, if any."""
+        """``pdo``/``base_score``/``base_odds`` of the first scorecard step of the model's job, if any.
+
+        Read once per model (a finished job's steps never change): the job row's JSON is parsed on the first
+        request only, not on every one.
+        """
+        cache = self.__dict__.setdefault("_scales", {})
+        key = (id(self.store), model_id)
+        if key not in cache:
+            if len(cache) > 1024:
+                cache.clear()
+            cache[key] = self._read_scale(model_id)
+        return cache[key]
+
+    def _read_scale(self, model_id: str) -> dict | None:
         if self.store is None:
             return None
         try:
