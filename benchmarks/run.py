@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ["paillier", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale"]
-ALL_ORDER = ["paillier", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale"]
+SUITES = ["paillier", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "privacy"]
+ALL_ORDER = ["paillier", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "privacy"]
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (none today: every suite does).
 QUICK_ARGS: dict[str, list[str]] = {}
 

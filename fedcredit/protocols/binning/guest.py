@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 from ...crypto.paillier import generate_keypair
 from ...errors import DataError, ProtocolError
+from ...models.tree.gbdt import flip_probability, randomized_response
 from ...models.woe import bin_event_counts, monotonic_groups, woe_iv
 from . import spec
 from .host import local_bins
 from .spec import Stage
 
-__all__ = ["run_guest", "finish_feature"]
+__all__ = ["run_guest", "finish_feature", "debias_events"]
 
 
 def finish_feature(events, totals, params, categorical: bool):
@@ -26,6 +29,19 @@ def finish_feature(events, totals, params, categorical: bool):
         events, totals = ge, gt
     woe, iv = woe_iv(events, totals, smoothing=params.smoothing)
     return groups, woe, iv
+
+
+def debias_events(events, totals, epsilon):
+    """Unbiased per-bin event counts from randomized-response sums (post-processing: no extra budget).
+
+    ``E[noisy] = (1 - q) e + q (t - e)``, so ``e = (noisy - q t) / (1 - 2 q)``,
+    rounded and clipped to ``[0, t]``. ``epsilon`` None returns ``events``.
+    """
+    if epsilon is None:
+        return np.asarray(events, dtype=np.int64)
+    q = flip_probability(epsilon)
+    est = (np.asarray(events, dtype=np.float64) - q * np.asarray(totals, dtype=np.float64)) / (1.0 - 2.0 * q)
+    return np.clip(np.rint(est), 0, totals).astype(np.int64)
 
 
 def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict:
@@ -46,7 +62,10 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict
         raise DataError(f"{table.source}: the label must be binary 0/1 with both classes; got {uy[:5].tolist()}")
     pk, sk = keypair or generate_keypair(params.key_bits)
     channel.broadcast(hosts, spec.tag(Stage.KEY), {"public_key": pk.to_wire(), "n_rows": len(table)})
-    enc = sk.encrypt_ints(np.asarray(y, dtype=np.int64))
+    # label DP: the hosts' bin sums are over randomized-response labels (a fresh secret seed per job)
+    y_sent = randomized_response(np.asarray(y, dtype=np.int64), params.label_epsilon,
+                                 np.random.default_rng(secrets.randbits(128)))
+    enc = sk.encrypt_ints(np.asarray(y_sent, dtype=np.int64))
     channel.broadcast(hosts, spec.tag(Stage.LABELS), {"labels": enc})
 
     # own features, locally (same code path as the hosts' bins)
@@ -74,6 +93,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None) -> dict
         events = np.asarray(sk.decrypt_ints(pk.vector_from_blob(msg["events"])), dtype=np.int64)
         if events.size != msg["totals"].size or np.any(events > msg["totals"]):
             raise ProtocolError(f"binning: event counts from {h!r} do not fit the bin totals")
+        events = debias_events(events, msg["totals"], params.label_epsilon)
         groups_l, woe_l, iv_l = [], [], []
         off = 0
         for f, k, cat in zip(feats, nb.tolist(), msg["categorical"]):
