@@ -310,7 +310,7 @@ def attack_known_labels(view: np.ndarray, y: np.ndarray, fraction: float = 0.01,
     """The host knows ``fraction`` of the labels: logistic regression on node membership; AUC on the others."""
     from sklearn.linear_model import LogisticRegression
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 0x4B0])  # its own stream: independent of any seed-0 data
     known = rng.random(len(y)) < fraction
     if view.shape[1] == 0 or len(np.unique(y[known])) < 2:
         return 0.5
