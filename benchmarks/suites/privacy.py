@@ -371,11 +371,11 @@ def _same_partition(a, b) -> bool:
 def run_secureboost(Xg, Xh, y, train, test, trees_list, depth, quick) -> list[dict]:
     ytr, yte = y[train], y[test]
     settings = [dict()]
-    settings += [dict(guest_only_trees=1), dict(guest_only_trees=3)]
+    settings += [dict(guest_only_trees=1), dict(guest_only_trees=3), dict(guest_only_trees=10)]
     settings += [dict(min_node_rows=m) for m in ((500,) if quick else (200, 1000))]
     eps_list = (1.0, 0.25) if quick else (2.0, 1.0, 0.5, 0.25, 0.1)
     settings += [dict(label_epsilon=e) for e in eps_list]
-    settings += [dict(label_epsilon=0.5, guest_only_trees=1)]
+    settings += [dict(label_epsilon=0.5, guest_only_trees=1), dict(label_epsilon=1.0, min_node_rows=1000)]
     own = own_bins(Xh[train])
     base = baselines(Xh[train], ytr)
     records = [{"protocol": "none", "role": "host", "attack": f"baseline_{k}", "defense": {}, "attack_auc": round(v, 4),
@@ -544,6 +544,9 @@ def run_scoring(Xg, Xh, y, train, depth) -> list[dict]:
 
 
 def run(args) -> dict:
+    import os
+
+    load = os.getloadavg()
     Xg, Xh, y = load_default_credit()
     rows = args.rows if args.rows is not None else (6000 if args.quick else None)
     train, test = split_rows(len(y), rows=rows)
@@ -572,4 +575,6 @@ def run(args) -> dict:
     records += run_hetero_lr(Xg, Xh, y, train, test, args.quick)
     records += run_scoring(Xg, Xh, y, train, args.depth)
     out["records"] = records
+    out["loadavg_start"] = [round(x, 2) for x in load]
+    out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
