@@ -44,7 +44,8 @@ def _default_credit(n):
 
     g = pd.read_csv(data_path("default_credit", "hetero_guest.csv")).iloc[:n]
     h = pd.read_csv(data_path("default_credit", "hetero_host.csv")).set_index("id").loc[g["id"]].reset_index()
-    return g.drop(columns=["id", "y"]).to_numpy(np.float64), h.drop(columns=["id"]).to_numpy(np.float64), g["y"].to_numpy()
+    return (g.drop(columns=["id", "y"]).to_numpy(np.float64), h.drop(columns=["id"]).to_numpy(np.float64),
+            g["y"].to_numpy())
 
 
 def _fit(Xg, Xh, y, kw, keypair, hub=None):
@@ -97,7 +98,8 @@ def test_secureboost_defenses_off_are_lossless(keypair):
     """Explicitly off (None / 0 / False): the trees of today, bit for bit, as the reference's without the knobs."""
     Xg, Xh, y = _default_credit(1200)
     kw = dict(n_trees=3, max_depth=3)
-    off = dict(kw, label_epsilon=None, guest_only_trees=0, guest_only_first_tree=False, min_node_rows=spec.MIN_NODE_ROWS)
+    off = dict(kw, label_epsilon=None, guest_only_trees=0, guest_only_first_tree=False,
+               min_node_rows=spec.MIN_NODE_ROWS)
     fed = _fit(Xg, Xh, y, off, keypair)["bank"].model_
     ref = GBDTReference(**kw, min_node_rows=spec.MIN_NODE_ROWS, gh_bits=spec.GH_BITS).fit(np.hstack([Xg, Xh]), y)
     _assert_same(fed, ref, Xg.shape[1])

@@ -197,50 +197,57 @@ def wire_events(captured, host: str, n_trees: int) -> list[tuple[np.ndarray, lis
 def train_secureboost(Xg, Xh, y, *, n_trees=5, max_depth=3, learning_rate=0.3, max_bins=32, reg_lambda=1.0,
                       min_node_rows=MIN_NODE_ROWS, guest_only_trees=0, label_epsilon=None, seed=0,
                       random_state=0):
-    """The SecureBoost guest's training loop in plaintext (no validation split), the host recorded.
+    """The SecureBoost guest's training loop in plaintext (no validation split), the hosts recorded.
 
+    ``Xh`` is one host's features (named "host") or ``{host: features}``.
     Returns ``(trees, base, mappers, view)``: the trees (the federated ones:
-    same grower, same fixed point), the base score, the two bin mappers and
-    the host's view (:func:`host_view`).
+    same grower, same fixed point), the base score, the bin mappers by party
+    and the host's view (:func:`host_view`; a dict by host when ``Xh`` is one).
     """
+    hosts = dict(Xh) if isinstance(Xh, dict) else {"host": Xh}
     y_used = randomized_response(y, label_epsilon, label_dp_rng(seed))
-    mg, mh = BinMapper(max_bins=max_bins).fit(Xg), BinMapper(max_bins=max_bins).fit(Xh)
-    cg, chh = mg.transform(Xg), mh.transform(Xh)
+    mappers = {"guest": BinMapper(max_bins=max_bins).fit(Xg)}
+    mappers.update({h: BinMapper(max_bins=max_bins).fit(X) for h, X in hosts.items()})
+    codes = {"guest": mappers["guest"].transform(Xg)}
+    codes.update({h: mappers[h].transform(X) for h, X in hosts.items()})
     yf = y_used.astype(np.float64)
     base = base_score(yf)
     raw = np.full(len(y), base)
     params = SplitParams(reg_lambda, 1e-3, 0.0)
-    trees, recorded = [], []
-    n_total = Xg.shape[1] + Xh.shape[1]
+    trees, recorded = [], {h: [] for h in hosts}
+    widths = [Xg.shape[1]] + [X.shape[1] for X in hosts.values()]
     for t in range(n_trees):
         rng = tree_rng(random_state, t)
         rows = sample_rows(rng, np.arange(len(y)), 1.0)
-        fmask = sample_features(rng, n_total, 1.0)
+        fmask = sample_features(rng, sum(widths), 1.0)
         ghq = quantize_gh(logistic_gh(yf, raw), GH_BITS)
-        local = LocalSource("guest", cg, mg, ghq)
         secure = t >= guest_only_trees
-        host = RecordingSource(LocalSource("host", chh, mh, ghq))
-        srcs = [local, host] if secure else [local]
-        masks = [fmask[:Xg.shape[1]], fmask[Xg.shape[1]:]] if secure else [fmask[:Xg.shape[1]]]
+        srcs = [LocalSource("guest", codes["guest"], mappers["guest"], ghq)]
+        if secure:
+            srcs += [RecordingSource(LocalSource(h, codes[h], mappers[h], ghq)) for h in hosts]
+        bounds = np.cumsum([0] + widths)
+        masks = [fmask[bounds[i]:bounds[i + 1]] for i in range(len(srcs))]
         nodes, leaf_rows = TreeGrower(sources=srcs, gh=ghq, rows=rows, max_depth=max_depth,
                                       learning_rate=learning_rate, split_params=params, scale=float(2**GH_BITS),
                                       feature_masks=masks, min_node_rows=min_node_rows).grow()
         for nid, lr in leaf_rows.items():
             raw[lr] += nodes[nid].value
         trees.append(nodes)
-        if secure:
-            recorded.append((rows, host.events))
-    return trees, base, (mg, mh), host_view(recorded, len(y))
+        for src in srcs[1:]:
+            recorded[src.name].append((rows, src.events))
+    views = {h: host_view(recorded[h], len(y)) for h in hosts}
+    return trees, base, mappers, (views if isinstance(Xh, dict) else views["host"])
 
 
 def predict_secureboost(trees, base, mappers, Xg, Xh):
     """Raw scores: each party's split decided on its own bin codes (what federated scoring computes)."""
-    codes = {"guest": mappers[0].transform(Xg), "host": mappers[1].transform(Xh)}
-    miss = {"guest": mappers[0].missing_values_bin_idx_, "host": mappers[1].missing_values_bin_idx_}
+    hosts = dict(Xh) if isinstance(Xh, dict) else {"host": Xh}
+    codes = {"guest": mappers["guest"].transform(Xg)}
+    codes.update({h: mappers[h].transform(X) for h, X in hosts.items()})
 
     def decide(n):
         c = codes[n.party][:, n.feature]
-        return np.where(c == miss[n.party], n.missing_left, c <= n.bin)
+        return np.where(c == mappers[n.party].missing_values_bin_idx_, n.missing_left, c <= n.bin)
 
     raw = np.full(len(Xg), base, dtype=np.float64)
     for nodes in trees:
@@ -368,40 +375,62 @@ def _same_partition(a, b) -> bool:
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-def run_secureboost(Xg, Xh, y, train, test, trees_list, depth, quick) -> list[dict]:
+def run_secureboost(data, Xg, Xh, y, train, test, trees_list, depth, quick, settings=None) -> list[dict]:
+    """SecureBoost settings x attacks; ``Xh`` one host's features or ``{host: features}`` (each host attacked)."""
     ytr, yte = y[train], y[test]
-    settings = [dict()]
-    settings += [dict(guest_only_trees=1), dict(guest_only_trees=3), dict(guest_only_trees=10)]
-    settings += [dict(min_node_rows=m) for m in ((500,) if quick else (200, 1000))]
-    eps_list = (1.0, 0.25) if quick else (2.0, 1.0, 0.5, 0.25, 0.1)
-    settings += [dict(label_epsilon=e) for e in eps_list]
-    settings += [dict(label_epsilon=0.5, guest_only_trees=1), dict(label_epsilon=1.0, min_node_rows=1000)]
-    own = own_bins(Xh[train])
-    base = baselines(Xh[train], ytr)
-    records = [{"protocol": "none", "role": "host", "attack": f"baseline_{k}", "defense": {}, "attack_auc": round(v, 4),
-                "model_auc": None} for k, v in base.items()]
-    print(f"baselines {base}", flush=True)
+    hosts = dict(Xh) if isinstance(Xh, dict) else {"host": Xh}
+    if settings is None:
+        settings = [dict()]
+        settings += [dict(guest_only_trees=1), dict(guest_only_trees=3), dict(guest_only_trees=10)]
+        settings += [dict(min_node_rows=m) for m in ((500,) if quick else (200, 1000))]
+        eps_list = (1.0, 0.25) if quick else (2.0, 1.0, 0.5, 0.25, 0.1)
+        settings += [dict(label_epsilon=e) for e in eps_list]
+        settings += [dict(label_epsilon=0.5, guest_only_trees=1), dict(label_epsilon=1.0, min_node_rows=1000)]
+    own = {h: own_bins(X[train]) for h, X in hosts.items()}
+    records = []
+    for h, X in hosts.items():
+        base = baselines(X[train], ytr)
+        records += [{"protocol": "none", "data": data, "role": "host", "host": h, "attack": f"baseline_{k}",
+                     "defense": {}, "attack_auc": round(v, 4), "model_auc": None} for k, v in base.items()]
+        print(f"{data} {h} baselines {base}", flush=True)
     for n_trees in trees_list:
         for s in settings:
             if s.get("guest_only_trees", 0) >= n_trees:
                 continue
             kw = dict(n_trees=n_trees, max_depth=depth, **s)
             t0 = time.perf_counter()
-            trees, base, mappers, view = train_secureboost(Xg[train], Xh[train], ytr, seed=12345, **kw)
+            trees, base, mappers, views = train_secureboost(
+                Xg[train], {h: X[train] for h, X in hosts.items()}, ytr, seed=12345, **kw)
             fit_s = time.perf_counter() - t0
-            model_auc = auc(yte, predict_secureboost(trees, base, mappers, Xg[test], Xh[test]))
-            att = secureboost_attacks(view, ytr, own)
+            Xh_test = {h: X[test] for h, X in hosts.items()}
+            model_auc = auc(yte, predict_secureboost(trees, base, mappers, Xg[test], Xh_test))
             defense = {"n_trees": n_trees, "max_depth": depth, "guest_only_trees": s.get("guest_only_trees", 0),
                        "min_node_rows": s.get("min_node_rows", MIN_NODE_ROWS),
                        "label_epsilon": s.get("label_epsilon"),
                        "flip_probability": round(flip_probability(s.get("label_epsilon")), 4)}
-            for name in ("node_size", "id2graph_spectral", "known_labels_1pct", "view_plus_own_1pct"):
-                records.append({"protocol": "secureboost", "role": "host", "attack": name, "defense": defense,
-                                "attack_auc": round(att[name], 4), "model_auc": round(model_auc, 4),
-                                "train_seconds": round(fit_s, 2), "attack_seconds": att["attack_seconds"]})
-            print(f"secureboost {defense} model {model_auc:.3f} attacks "
-                  f"{ {k: round(v, 3) for k, v in att.items()} }", flush=True)
+            for h in hosts:
+                att = secureboost_attacks(views[h], ytr, own[h])
+                for name in ("node_size", "id2graph_spectral", "known_labels_1pct", "view_plus_own_1pct"):
+                    records.append({"protocol": "secureboost", "data": data, "role": "host", "host": h,
+                                    "attack": name, "defense": defense, "attack_auc": round(att[name], 4),
+                                    "model_auc": round(model_auc, 4), "train_seconds": round(fit_s, 2),
+                                    "attack_seconds": att["attack_seconds"]})
+                print(f"secureboost {data} {h} {defense} model {model_auc:.3f} attacks "
+                      f"{ {k: round(v, 3) for k, v in att.items()} }", flush=True)
     return records
+
+
+def load_credit3(data_dir: str = "/work/shared/data/credit3"):
+    """credit3: the bank (guest, labels + repayment status), the chain and gov hosts, joined on id."""
+    import pandas as pd
+
+    bank = pd.read_csv(f"{data_dir}/bank.csv")
+    chain = pd.read_csv(f"{data_dir}/chain.csv")
+    gov = pd.read_csv(f"{data_dir}/gov.csv")
+    d = bank.merge(chain, on="id").merge(gov, on="id").sort_values("id")
+    return (d[bank.columns[2:]].to_numpy(np.float64),
+            {"chain": d[chain.columns[1:]].to_numpy(np.float64), "gov": d[gov.columns[1:]].to_numpy(np.float64)},
+            d["default_next_month"].to_numpy().astype(np.int64))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -409,8 +438,6 @@ def run_secureboost(Xg, Xh, y, train, test, trees_list, depth, quick) -> list[di
 # ---------------------------------------------------------------------------------------------------------------
 def run_binning(Xg, Xh, y, train, test, quick) -> list[dict]:
     """The host's WOE per bin (the protocol's own functions, counts in plaintext), naive-Bayes read-out."""
-    import secrets
-
     from fedcredit.models.woe import bin_event_counts, fit_bins
     from fedcredit.protocols.binning.guest import debias_events, finish_feature
     from fedcredit.protocols.binning.params import BinningParams
@@ -421,7 +448,8 @@ def run_binning(Xg, Xh, y, train, test, quick) -> list[dict]:
         for eps in ((None, 1.0) if quick else (None, 2.0, 1.0, 0.5, 0.1)):
             p = BinningParams(min_bin_count=mbc, label_epsilon=eps, max_bins=10)
             t0 = time.perf_counter()
-            y_sent = randomized_response(ytr, eps, np.random.default_rng(secrets.randbits(64)))
+            # the protocol draws its flips from `secrets`; a fixed seed here makes the figures reproducible
+            y_sent = randomized_response(ytr, eps, np.random.default_rng([7, mbc]))
             score_tr, score_te = np.zeros(len(train)), np.zeros(len(test))
             sizes = []
             for j in range(Xh.shape[1]):
@@ -437,7 +465,7 @@ def run_binning(Xg, Xh, y, train, test, quick) -> list[dict]:
                 score_te += woe[a_te]
                 sizes += [int(c) for c in b.counts if c > 0]
             sec = time.perf_counter() - t0
-            rec = {"protocol": "binning", "role": "host", "attack": "woe_naive_bayes",
+            rec = {"protocol": "binning", "data": "default_credit", "role": "host", "attack": "woe_naive_bayes",
                    "defense": {"min_bin_count": mbc, "label_epsilon": eps,
                                "flip_probability": round(flip_probability(eps), 4)},
                    "attack_auc": round(auc(ytr, score_tr), 4), "model_auc": round(auc(yte, score_te), 4),
@@ -479,7 +507,7 @@ def run_hetero_lr(Xg, Xh, y, train, test, quick) -> list[dict]:
             scores.append(-d_hat)
             truth.append(ytr[rows])
         att = auc(np.concatenate(truth), np.concatenate(scores))
-        rec = {"protocol": "hetero_lr", "role": "host", "attack": "gradient_inversion",
+        rec = {"protocol": "hetero_lr", "data": "default_credit", "role": "host", "attack": "gradient_inversion",
                "defense": {"batch_size": B, "host_features": f_h}, "attack_auc": round(att, 4),
                "model_auc": round(model_auc, 4), "seconds": round(time.perf_counter() - t0, 2)}
         records.append(rec)
@@ -505,7 +533,6 @@ def run_scoring(Xg, Xh, y, train, depth) -> list[dict]:
     from fedcredit.serving.authz import RateLimiter
 
     trees, _, mappers, _ = train_secureboost(Xg[train], Xh[train], y[train], n_trees=5, max_depth=depth)
-    mh = mappers[1]
     Xh_tr = Xh[train]
     host_splits = [(n, nodes) for nodes in trees for n in nodes if not n.is_leaf and n.party == "host"]
     queries = 0
@@ -531,7 +558,7 @@ def run_scoring(Xg, Xh, y, train, depth) -> list[dict]:
                       ("strict", ScoringPolicy(max_requests_per_minute=10, max_ids_per_minute=100, max_batch=100))):
         adaptive_min = minutes(queries, 1, pol)
         blind_min = minutes(-(-blind // pol.max_batch), min(pol.max_batch, blind), pol)
-        rec = {"protocol": "scoring", "role": "bank", "attack": "host_threshold_search",
+        rec = {"protocol": "scoring", "data": "default_credit", "role": "bank", "attack": "host_threshold_search",
                "defense": {"rate_limits": name, "max_requests_per_minute": pol.max_requests_per_minute,
                            "max_ids_per_minute": pol.max_ids_per_minute, "max_batch": pol.max_batch},
                "host_splits": len(host_splits), "queries_known_values": queries, "minutes_known_values":
@@ -541,6 +568,21 @@ def run_scoring(Xg, Xh, y, train, depth) -> list[dict]:
         print(f"scoring {name}: {queries} adaptive queries ({adaptive_min:.1f} min), {blind} ids blind "
               f"({blind_min:.1f} min)", flush=True)
     return records
+
+
+def _yardsticks(Xg, Xh, y, train, test, trees, depth) -> dict:
+    """Centralized HistGradientBoosting test AUC on all features and on the guest's only (same split)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    out = {}
+    X = np.hstack([Xg, Xh])
+    for n_t in trees:
+        kw = dict(max_iter=n_t, max_leaf_nodes=2**depth, learning_rate=0.3, early_stopping=False)
+        hgb = HistGradientBoostingClassifier(**kw).fit(X[train], y[train])
+        out[f"centralized_hgb_{n_t}x{depth}_auc"] = round(auc(y[test], hgb.predict_proba(X[test])[:, 1]), 4)
+        g_only = HistGradientBoostingClassifier(**kw).fit(Xg[train], y[train])
+        out[f"guest_only_hgb_{n_t}x{depth}_auc"] = round(auc(y[test], g_only.predict_proba(Xg[test])[:, 1]), 4)
+    return out
 
 
 def run(args) -> dict:
@@ -554,23 +596,23 @@ def run(args) -> dict:
     out = {"data": "default_credit", "n_train": int(len(train)), "n_test": int(len(test)),
            "guest_features": int(Xg.shape[1]), "host_features": int(Xh.shape[1]),
            "positive_rate": round(float(y[train].mean()), 4)}
-    # centralized yardsticks on the same split
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    for n_t in trees:
-        hgb = HistGradientBoostingClassifier(max_iter=n_t, max_depth=None, max_leaf_nodes=2**args.depth,
-                                             learning_rate=0.3, early_stopping=False)
-        out[f"centralized_hgb_{n_t}x{args.depth}_auc"] = round(
-            auc(y[test], hgb.fit(np.hstack([Xg, Xh])[train], y[train]).predict_proba(np.hstack([Xg, Xh])[test])[:, 1]), 4)
-        g_only = HistGradientBoostingClassifier(max_iter=n_t, max_leaf_nodes=2**args.depth, learning_rate=0.3,
-                                                early_stopping=False).fit(Xg[train], y[train])
-        out[f"guest_only_hgb_{n_t}x{args.depth}_auc"] = round(auc(y[test], g_only.predict_proba(Xg[test])[:, 1]), 4)
+    out.update(_yardsticks(Xg, Xh, y, train, test, trees, args.depth))
     if not args.no_wire_check:
         small = train[:800] if args.quick else train[:1500]
         out["wire_check"] = wire_check(Xg[small], Xh[small], y[small])
         print(f"wire check {out['wire_check']}", flush=True)
     records = []
-    records += run_secureboost(Xg, Xh, y, train, test, trees, args.depth, args.quick)
+    records += run_secureboost("default_credit", Xg, Xh, y, train, test, trees, args.depth, args.quick)
+    # credit3: the bank holds the repayment status; the two hosts hold weaker features
+    Cg, Ch, cy = load_credit3()
+    ctrain, ctest = split_rows(len(cy), rows=rows)
+    out["credit3"] = {"n_train": int(len(ctrain)), "n_test": int(len(ctest)), "guest_features": int(Cg.shape[1]),
+                      "host_features": {h: int(X.shape[1]) for h, X in Ch.items()}}
+    c3 = [dict(), dict(guest_only_trees=1), dict(guest_only_trees=3), dict(guest_only_trees=10),
+          dict(guest_only_trees=25), dict(min_node_rows=1000), dict(label_epsilon=1.0), dict(label_epsilon=0.5),
+          dict(label_epsilon=1.0, guest_only_trees=3)] if not args.quick else [dict(), dict(label_epsilon=1.0)]
+    out["credit3"].update(_yardsticks(Cg, np.hstack(list(Ch.values())), cy, ctrain, ctest, trees, args.depth))
+    records += run_secureboost("credit3", Cg, Ch, cy, ctrain, ctest, trees, args.depth, args.quick, settings=c3)
     records += run_binning(Xg, Xh, y, train, test, args.quick)
     records += run_hetero_lr(Xg, Xh, y, train, test, args.quick)
     records += run_scoring(Xg, Xh, y, train, args.depth)
