@@ -19,7 +19,7 @@ from conftest import data_path
 
 from fedcredit.config import job_from_dict, load_party_config
 from fedcredit.data import Table
-from fedcredit.errors import ConfigError
+from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.models.tree import GBDTReference
 from fedcredit.models.tree.gbdt import flip_probability, label_dp_rng, randomized_response
 from fedcredit.party.policy import check_job
@@ -187,6 +187,23 @@ def test_guest_only_first_tree_is_guest_only_trees_1(keypair):
     b = _fit(Xg, Xh, y, dict(n_trees=2, max_depth=2, guest_only_trees=1), keypair)["bank"].model_
     assert _trees(a.trees) == _trees(b.trees)
     assert all(n.party == "bank" for n in a.trees[0] if not n.is_leaf)
+
+
+@pytest.mark.parametrize("guest_kw,host_kw,match", [
+    ({"guest_only_trees": 0}, {"guest_only_trees": 2}, r"tree 0 is secure, but the job's first 2 trees are guest-only"),
+    ({"guest_only_trees": 1}, {"guest_only_trees": 2}, r"tree 1 is secure, but the job's first 2 trees"),
+    ({"min_node_rows": 20}, {"min_node_rows": 100}, r"min_node_rows 20 is below the job's 100"),
+])
+def test_host_holds_a_deviating_guest_to_the_jobs_protection(keypair, guest_kw, host_kw, match):
+    """Attack: the guest runs with less protection than the job the host's policy approved; the host refuses
+    before it receives any (g, h) or node rows of an unprotected tree."""
+    Xg, Xh, y = _default_credit(300)
+    kw = dict(n_trees=3, max_depth=2)
+    with pytest.raises(ProtocolError, match=match):  # raised by the host before it reads the tree's (g, h)
+        run_local({
+            "bank": lambda ch: VerticalSecureBoost(**kw, **guest_kw).fit(ch, Xg, y, keypair=keypair),
+            "host": lambda ch: VerticalSecureBoost(**kw, **host_kw).fit(ch, Xh, guest="bank"),
+        }, timeout=60)
 
 
 def test_guest_only_trees_must_be_non_negative():

@@ -233,8 +233,11 @@ class VerticalSecureBoost:
                 if len(channel.peers) != 1:
                     raise ConfigError("a host with several peers must be told which one is the guest (guest=...)")
                 guest = channel.peers[0]
+            # the host holds the guest to the job's protection (the parameters its policy approved)
+            go = max(self.guest_only_trees, 1 if self.guest_only_first_tree else 0)
             h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
-                                progress=progress, check_cancelled=check_cancelled)
+                                progress=progress, check_cancelled=check_cancelled,
+                                min_node_rows=self.min_node_rows, guest_only_trees=go)
             self.model_, result = h.run()
         self.role_ = role
         self.result_ = result
