@@ -420,6 +420,58 @@ def run_secureboost(data, Xg, Xh, y, train, test, trees_list, depth, quick, sett
     return records
 
 
+def run_canaries(Xg, Xh, y, train, test, quick) -> list[dict]:
+    """Individual leakage: canary rows with random labels (independent of their features), attacked alone.
+
+    The AUCs above mix population inference (what any useful model reveals)
+    with individual leakage. A canary's label is a coin flip, so nothing about
+    the population predicts it: an attack AUC on the canaries above 0.5 is the
+    view remembering individual labels; label DP bounds exactly this.
+    """
+    rng = np.random.default_rng([11, 22])
+    ytr = y[train].copy()
+    canary = rng.random(len(train)) < 0.05
+    ytr[canary] = rng.integers(0, 2, int(canary.sum()))
+    records = []
+    # min_node_rows=2 is below the hosts' floor (20): not a setting the protocol accepts, the control that
+    # shows what the floor is for (and that the canary measurement can see memorization)
+    grid = [dict(max_depth=3), dict(max_depth=6), dict(max_depth=6, label_epsilon=1.0),
+            dict(max_depth=6, min_node_rows=200), dict(max_depth=10, min_node_rows=2),
+            dict(max_depth=10, min_node_rows=2, label_epsilon=1.0)]
+    for n_trees in ((5,) if quick else (5, 30)):
+        for s in grid:
+            kw = dict(n_trees=n_trees, **s)
+            trees, base, mappers, view = train_secureboost(Xg[train], Xh[train], ytr, seed=12345, **kw)
+            model_auc = auc(y[test], predict_secureboost(trees, base, mappers, Xg[test], Xh[test]))
+            ns = auc(ytr[canary], attack_node_size(view)[canary])
+            # 1 % known labels among the non-canaries (the attacker knows no canary), scored on the canaries
+            from sklearn.linear_model import LogisticRegression
+
+            M = _incidence(view)
+            known = (rng.random(len(train)) < 0.01) & ~canary
+            clf = LogisticRegression(C=0.1, max_iter=500).fit(M[known], ytr[known])
+            kl = auc(ytr[canary], clf.decision_function(M[canary]))
+            # the DP adversary: it knows the label of every non-canary row; a canary's score is the label rate
+            # of the non-canaries in its nodes, summed over trees (not leave-one-out: within one node that
+            # ranks the canaries by their own labels, inversely, whatever the partition)
+            rate = np.zeros(len(train))
+            w = (~canary).astype(np.float64)
+            for t in range(view.shape[1]):
+                v = view[:, t]
+                _, inv = np.unique(v, return_inverse=True)
+                rate += np.bincount(inv, weights=ytr * w)[inv] / np.maximum(np.bincount(inv, weights=w)[inv], 1)
+            defense = {"n_trees": n_trees, "max_depth": s["max_depth"], "min_node_rows": s.get("min_node_rows", 20),
+                       "label_epsilon": s.get("label_epsilon")}
+            for name, val in (("canary_node_size", ns), ("canary_known_labels_1pct", kl),
+                              ("canary_all_other_labels", auc(ytr[canary], rate[canary]))):
+                records.append({"protocol": "secureboost", "data": "default_credit", "role": "host", "host": "host",
+                                "attack": name, "defense": defense, "attack_auc": round(val, 4),
+                                "model_auc": round(model_auc, 4), "canaries": int(canary.sum())})
+            print(f"canaries {defense} model {model_auc:.3f} node_size {ns:.3f} known {kl:.3f} "
+                  f"all-other-labels {auc(ytr[canary], rate[canary]):.3f}", flush=True)
+    return records
+
+
 def load_credit3(data_dir: str = "/work/shared/data/credit3"):
     """credit3: the bank (guest, labels + repayment status), the chain and gov hosts, joined on id."""
     import pandas as pd
@@ -613,6 +665,7 @@ def run(args) -> dict:
           dict(label_epsilon=1.0, guest_only_trees=3)] if not args.quick else [dict(), dict(label_epsilon=1.0)]
     out["credit3"].update(_yardsticks(Cg, np.hstack(list(Ch.values())), cy, ctrain, ctest, trees, args.depth))
     records += run_secureboost("credit3", Cg, Ch, cy, ctrain, ctest, trees, args.depth, args.quick, settings=c3)
+    records += run_canaries(Xg, Xh, y, train, test, args.quick)
     records += run_binning(Xg, Xh, y, train, test, args.quick)
     records += run_hetero_lr(Xg, Xh, y, train, test, args.quick)
     records += run_scoring(Xg, Xh, y, train, args.depth)
