@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ["paillier", "ou", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood"]
-ALL_ORDER = ["paillier", "ou", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "flood"]
+SUITES = ["paillier", "ou", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood",
+          "privacy"]
+ALL_ORDER = ["paillier", "ou", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "flood",
+             "privacy"]
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (none today: every suite does).
 QUICK_ARGS: dict[str, list[str]] = {}
 

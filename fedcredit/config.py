@@ -115,6 +115,7 @@ __all__ = [
     "TlsConfig",
     "TableConfig",
     "Policy",
+    "PrivacyPolicy",
     "TransportConfig",
     "ComputeConfig",
     "PartyConfig",
@@ -224,6 +225,36 @@ class ScoringPolicy:
 
 
 @dataclass(frozen=True)
+class PrivacyPolicy:
+    """``[policy.privacy]``: the least protection this party accepts in a job's steps (docs/privacy.md).
+
+    Checked at proposal time against the step parameters (defaults included);
+    a job below any of them is refused with the reason. Unset keys require nothing.
+
+    Attributes
+    ----------
+    max_label_epsilon : float or None
+        ``secureboost`` and ``binning`` steps must use label DP
+        (``label_epsilon`` set) with ``label_epsilon`` at most this. (The
+        issue's ``min_label_epsilon``: a minimum protection is a maximum epsilon.)
+    min_node_rows : int or None
+        ``secureboost`` steps: ``min_node_rows`` at least this.
+    min_guest_only_trees : int or None
+        ``secureboost`` steps: at least this many guest-only first trees.
+    min_bin_count : int or None
+        ``binning`` steps: ``min_bin_count`` at least this.
+    min_batch_size : int or None
+        ``hetero_lr`` steps: ``batch_size`` at least this (full batch always passes).
+    """
+
+    max_label_epsilon: float | None = None
+    min_node_rows: int | None = None
+    min_guest_only_trees: int | None = None
+    min_bin_count: int | None = None
+    min_batch_size: int | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     """What this party agrees to.
 
@@ -252,6 +283,8 @@ class Policy:
         ``[policy] reasons = { column = "text" }``: the reason text this party
         publishes for its columns in applicants' reason codes (others appear
         as ``party:feature#k``, or in the hosts' aggregate reason).
+    privacy : PrivacyPolicy
+        Minimum protection required of the job's steps.
     """
 
     proposers: tuple[str, ...] = ()
@@ -263,6 +296,7 @@ class Policy:
     max_concurrent_jobs: int = 2
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
     reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -361,6 +395,7 @@ class PartyConfig:
                 "purposes": None if self.policy.purposes is None else list(self.policy.purposes),
                 "max_concurrent_jobs": self.policy.max_concurrent_jobs,
                 "scoring": asdict(self.policy.scoring),
+                "privacy": asdict(self.policy.privacy),
             },
             "transport": asdict(self.transport),
             "compute": self.compute.summary(),
@@ -629,7 +664,8 @@ _PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _TABLE_KEYS = {"path", "id_column", "label_column", "columns", "categorical", "pos_label", "aligned_by"}
 _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
-                "reasons"}
+                "reasons", "privacy"}
+_PRIVACY_KEYS = {"max_label_epsilon", "min_node_rows", "min_guest_only_trees", "min_bin_count", "min_batch_size"}
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds", "reveal_reasons"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
@@ -796,9 +832,20 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
             c.add(f"[policy.reasons].{col}", "must be a printable text of 1..120 characters")
         else:
             reasons[str(col)] = text
+    pv = c.table(pol.get("privacy", {}), "[policy.privacy]", _PRIVACY_KEYS)
+    at_least_1 = lambda v: None if v is None or v >= 1 else f"must be at least 1, got {v}"  # noqa: E731
+    privacy = PrivacyPolicy(
+        max_label_epsilon=c.get(pv, "[policy.privacy]", "max_label_epsilon", float, None,
+                                check=lambda v: None if v is None or v > 0 else f"must be positive, got {v}"),
+        min_node_rows=c.get(pv, "[policy.privacy]", "min_node_rows", int, None, check=at_least_1),
+        min_guest_only_trees=c.get(pv, "[policy.privacy]", "min_guest_only_trees", int, None, check=at_least_1),
+        min_bin_count=c.get(pv, "[policy.privacy]", "min_bin_count", int, None, check=at_least_1),
+        min_batch_size=c.get(pv, "[policy.privacy]", "min_batch_size", int, None, check=at_least_1),
+    )
     policy = Policy(
         proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
         purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, reasons=MappingProxyType(reasons),
+        privacy=privacy,
     )
 
     share = pol.get("share_feature_names", False)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import JobSpec, PartyConfig, known_step_kinds
+from ..config import JobSpec, PartyConfig, PrivacyPolicy, StepSpec, known_step_kinds
 
-__all__ = ["check_job", "DATA_ROLES", "effective_columns"]
+__all__ = ["check_job", "check_privacy", "DATA_ROLES", "effective_columns"]
 
 # roles that work on one of the party's own tables
 DATA_ROLES = ("guest", "host", "client")
@@ -28,7 +28,8 @@ def check_job(config: PartyConfig, job: JobSpec, proposer: str, *, running_jobs:
     Checks, in order: the proposer may propose; this party takes part; every
     other participant is a known peer; each step kind is known and allowed;
     the purpose is allowed; the table exists (for data roles); the columns are
-    allowed for the proposer; the party is not at its concurrency limit.
+    allowed for the proposer; every step meets ``[policy.privacy]``
+    (:func:`check_privacy`); the party is not at its concurrency limit.
     """
     pol = config.policy
     me = config.name
@@ -62,6 +63,52 @@ def check_job(config: PartyConfig, job: JobSpec, proposer: str, *, running_jobs:
             return f"columns {', '.join(map(repr, bad))} of {me!r} are not allowed for jobs from {proposer!r}"
     if allowed is not None and mine.table is not None and not allowed:
         return f"{me!r}'s policy allows no columns for jobs from {proposer!r}"
+    for s in job.steps:
+        why = check_privacy(pol.privacy, s)
+        if why:
+            return f"step {s.name!r}: {why} ({me!r}'s [policy.privacy])"
     if running_jobs >= pol.max_concurrent_jobs:
         return f"{me!r} is busy: {running_jobs} job(s) running (policy max_concurrent_jobs = {pol.max_concurrent_jobs})"
+    return None
+
+
+def _num(v):
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def check_privacy(req: PrivacyPolicy, step: StepSpec) -> str | None:
+    """Why ``step`` offers less protection than ``req`` requires, or None.
+
+    Reads the step's parameters with the protocol defaults for absent keys
+    (a malformed value is left to the step's own validation, which refuses it).
+    """
+    kind, prm = step.kind, dict(step.params or {})
+    if kind in ("secureboost", "binning") and req.max_label_epsilon is not None:
+        eps = _num(prm.get("label_epsilon"))
+        if eps is None:
+            return f"{kind} without label DP (label_epsilon); required: label_epsilon <= {req.max_label_epsilon}"
+        if eps > req.max_label_epsilon:
+            return f"label_epsilon {eps} is above the maximum {req.max_label_epsilon}"
+    if kind == "secureboost":
+        from ..protocols.secureboost.spec import MIN_NODE_ROWS
+
+        rows = _num(prm.get("min_node_rows", MIN_NODE_ROWS))
+        if req.min_node_rows is not None and rows is not None and rows < req.min_node_rows:
+            return f"min_node_rows {rows} is below the minimum {req.min_node_rows}"
+        k = _num(prm.get("guest_only_trees", 0)) or 0
+        k = max(k, 1 if prm.get("guest_only_first_tree") is True else 0)
+        if req.min_guest_only_trees is not None and k < req.min_guest_only_trees:
+            return f"{k} guest-only trees, below the minimum {req.min_guest_only_trees} (guest_only_trees)"
+    if kind == "binning" and req.min_bin_count is not None:
+        from ..protocols.binning.params import BinningParams
+
+        n = _num(prm.get("min_bin_count", BinningParams.min_bin_count))
+        if n is not None and n < req.min_bin_count:
+            return f"min_bin_count {n} is below the minimum {req.min_bin_count}"
+    if kind == "hetero_lr" and req.min_batch_size is not None:
+        from ..protocols.hetero_lr._common import LRParams
+
+        b = prm.get("batch_size", LRParams.batch_size)
+        if b is not None and _num(b) is not None and b < req.min_batch_size:
+            return f"batch_size {b} is below the minimum {req.min_batch_size} (hetero LR gradients per batch)"
     return None

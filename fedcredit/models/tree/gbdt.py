@@ -13,6 +13,13 @@ so both draw the same rows and features for each tree. The federated label
 holder seeds its validation split with a secret it draws itself (hosts see the
 split, so it must say nothing about the labels); pass that seed as
 ``validation_seed`` to reproduce its model here.
+
+Label differential privacy (``label_epsilon``): before anything else the label
+holder replaces its labels by randomized response (:func:`randomized_response`),
+each label flipped independently with probability ``1 / (1 + e**epsilon)``,
+from a generator derived from the same secret seed (:func:`label_dp_rng`), so
+this reference given that seed flips exactly the same labels. See
+``docs/privacy.md`` for the accountant.
 """
 
 from __future__ import annotations
@@ -43,7 +50,13 @@ __all__ = [
     "logloss",
     "EarlyStopping",
     "TREE_PARAMETER_CONSTRAINTS",
+    "flip_probability",
+    "label_dp_rng",
+    "randomized_response",
 ]
+
+#: Stream of the secret seed that draws the label-DP flips (the validation split uses the seed itself).
+LABEL_DP_STREAM = 0x1ABE1
 
 TREE_PARAMETER_CONSTRAINTS = {
     "n_trees": [Interval(int, 1, 10_000)],
@@ -60,7 +73,40 @@ TREE_PARAMETER_CONSTRAINTS = {
     "early_stopping_rounds": [None, Interval(int, 1, None)],
     "validation_fraction": [Interval(float, 0, 1, closed="neither")],
     "random_state": [Interval(int, 0, None)],
+    "label_epsilon": [None, Interval(float, 0, None, closed="neither")],
 }
+
+
+def flip_probability(epsilon: float | None) -> float:
+    """Randomized response's flip probability ``1 / (1 + e**epsilon)`` (0 when ``epsilon`` is None: off).
+
+    With it, for either true label the odds of any reported label are at most
+    ``e**epsilon``: each row's label is ``epsilon``-label-DP (Warner 1965;
+    Ghazi et al. 2021, "Deep learning with label differential privacy").
+    """
+    if epsilon is None:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(float(epsilon)))
+
+
+def label_dp_rng(seed: int) -> np.random.Generator:
+    """The generator of the label flips, derived from the label holder's secret ``seed``."""
+    return np.random.default_rng([int(seed), LABEL_DP_STREAM])
+
+
+def randomized_response(y: np.ndarray, epsilon: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Binary labels ``y`` with each flipped independently with probability :func:`flip_probability`.
+
+    ``epsilon`` None returns ``y`` unchanged (and draws nothing). The labels
+    are drawn once per job: every tree, histogram and stopping decision then
+    uses only the noisy labels, which is post-processing and costs no further
+    budget.
+    """
+    y = np.asarray(y)
+    if epsilon is None:
+        return y
+    flip = rng.random(len(y)) < flip_probability(epsilon)
+    return np.where(flip, 1 - y, y).astype(y.dtype)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -250,6 +296,11 @@ class GBDTReference:
         protocol does) and sum them as integers; None sums floats.
     random_state : int, default=0
         Seeds row/feature sampling (and the validation split unless ``validation_seed`` is given).
+    label_epsilon : float or None, default=None
+        Train on randomized-response labels (:func:`randomized_response`)
+        drawn from :func:`label_dp_rng` of ``validation_seed`` (else
+        ``random_state``): the flips of the federated label holder with the
+        same seed. None: the true labels.
 
     Attributes
     ----------
@@ -284,6 +335,7 @@ class GBDTReference:
         class_weight=None,
         gh_bits: int | None = None,
         random_state: int = 0,
+        label_epsilon: float | None = None,
     ):
         self.n_trees = n_trees
         self.max_depth = max_depth
@@ -302,6 +354,7 @@ class GBDTReference:
         self.class_weight = class_weight
         self.gh_bits = gh_bits
         self.random_state = random_state
+        self.label_epsilon = label_epsilon
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
@@ -315,8 +368,9 @@ class GBDTReference:
             raise DataError(f"X must be (n, f) and y (n,); got {X.shape} and {y.shape}")
         if not np.isin(np.unique(y), (0, 1)).all():
             raise DataError("y must be binary 0/1")
+        seed = self.random_state if self.validation_seed is None else self.validation_seed
+        y = randomized_response(y, self.label_epsilon, label_dp_rng(seed))
         if self.early_stopping_rounds is not None:
-            seed = self.random_state if self.validation_seed is None else self.validation_seed
             train, valid = validation_split(len(y), self.validation_fraction, seed)
         else:
             train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)

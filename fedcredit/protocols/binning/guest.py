@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 from ...crypto.paillier import generate_keypair
 from ...errors import DataError, ProtocolError
-from ...models.tree.gbdt import row_weights
+from ...models.tree.gbdt import flip_probability, randomized_response, row_weights
 from ...models.woe import bin_event_counts, monotonic_groups, woe_iv
 from . import spec
 from .host import local_bins
 from .spec import Stage
 
-__all__ = ["run_guest", "finish_feature", "weight_codes"]
+__all__ = ["run_guest", "finish_feature", "weight_codes", "debias_events"]
 
 
 def weight_codes(w) -> np.ndarray:
@@ -36,6 +38,19 @@ def finish_feature(events, totals, params, categorical: bool):
         events, totals = ge, gt
     woe, iv = woe_iv(events, totals, smoothing=params.smoothing)
     return groups, woe, iv
+
+
+def debias_events(events, totals, epsilon):
+    """Unbiased per-bin event counts from randomized-response sums (post-processing: no extra budget).
+
+    ``E[noisy] = (1 - q) e + q (t - e)``, so ``e = (noisy - q t) / (1 - 2 q)``,
+    rounded and clipped to ``[0, t]``. ``epsilon`` None returns ``events``.
+    """
+    if epsilon is None:
+        return np.asarray(events, dtype=np.int64)
+    q = flip_probability(epsilon)
+    est = (np.asarray(events, dtype=np.float64) - q * np.asarray(totals, dtype=np.float64)) / (1.0 - 2.0 * q)
+    return np.clip(np.rint(est), 0, totals).astype(np.int64)
 
 
 def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_weight=None) -> dict:
@@ -69,8 +84,11 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
     q = None if w is None else weight_codes(w)
     pk, sk = keypair or generate_keypair(params.key_bits)
     channel.broadcast(hosts, spec.tag(Stage.KEY), {"public_key": pk.to_wire(), "n_rows": len(table)})
-    y64 = np.asarray(y, dtype=np.int64)
-    enc = sk.encrypt_ints(y64 if q is None else q * y64)
+    y64 = np.asarray(y, dtype=np.int64)  # the guest's own bins use its true labels (nothing of them leaves)
+    # label DP: the hosts' bin sums are over randomized-response labels (a fresh secret seed per job)
+    y_sent = np.asarray(randomized_response(y64, params.label_epsilon,
+                                            np.random.default_rng(secrets.randbits(128))), dtype=np.int64)
+    enc = sk.encrypt_ints(y_sent if q is None else q * y_sent)
     channel.broadcast(hosts, spec.tag(Stage.LABELS), {"labels": enc,
                                                       "weights": None if q is None else sk.encrypt_ints(q)})
     unit = float(1 << spec.WEIGHT_BITS)
@@ -112,6 +130,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
                 raise ProtocolError(f"binning: weighted bin totals from {h!r} are malformed")
         if events.size != totals.size or np.any(events < 0) or np.any(events > totals):
             raise ProtocolError(f"binning: event counts from {h!r} do not fit the bin totals")
+        events = debias_events(events, totals, params.label_epsilon)  # weighted counts: same formula, in units
         if q is not None:
             events, totals = events / unit, totals / unit
         groups_l, woe_l, iv_l = [], [], []

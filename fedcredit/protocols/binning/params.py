@@ -18,6 +18,7 @@ _CONSTRAINTS = {
     "smoothing": [Interval(float, 0, None)],
     "categorical": [list],
     "key_bits": [Interval(int, 2048, None)],
+    "label_epsilon": [None, Interval(float, 0, None, closed="neither")],
 }
 
 
@@ -45,6 +46,14 @@ class BinningParams:
         Feature names (``"party.col"`` or this party's raw column names) binned by category.
     key_bits : int, default=2048
         Paillier key size for the encrypted labels.
+    label_epsilon : float or None, default=None
+        Label differential privacy for the hosts' WOE: the guest encrypts
+        randomized-response labels (each flipped with probability
+        ``q = 1 / (1 + e**label_epsilon)``, from ``secrets``) and debiases each
+        host bin's event count, ``(events - q * total) / (1 - 2 q)``, before the
+        WOE it returns; what a host learns is then ``label_epsilon``-label-DP
+        (see ``docs/privacy.md``). None: off, the exact counts. The guest's own
+        features use its true labels (they never leave it).
     """
 
     method: str = "quantile"
@@ -55,6 +64,7 @@ class BinningParams:
     smoothing: float = 0.5
     categorical: list = field(default_factory=list)
     key_bits: int = 2048
+    label_epsilon: float | None = None
 
     @classmethod
     def from_dict(cls, params: dict, owner: str = "step 'binning'") -> "BinningParams":

@@ -97,6 +97,11 @@ class VerticalLogisticRegression:
         Paillier key size (≥ 2048; unused with CKKS, which uses ``poly_modulus_degree=8192``).
     clip : float or None, default=3.0
         Standardized features are clipped to ``[-clip, clip]`` (the step's preprocessing).
+    min_batch_size : int or None, default=None
+        Privacy floor: ``batch_size`` must be at least this and a short last
+        batch of an epoch joins the one before it, so no party's per-batch
+        gradient ``Xᵀd / B`` sums fewer rows (see ``docs/privacy.md``). None: off
+        (the batches of ``batch_size`` as before).
 
     Attributes
     ----------
@@ -117,7 +122,8 @@ class VerticalLogisticRegression:
     def __init__(self, *, mode="coordinated", backend="paillier", features="standardized", learning_rate=1.0,
                  weight_column=None, class_weight=None,
                  schedule="sqrt", decay=1.0, alpha=0.001, batch_size=2000, max_epochs=10, validation_fraction=0.1,
-                 n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0):
+                 n_iter_no_change=3, tol=1e-4, random_state=0, key_bits=2048, clip=3.0,
+                 min_batch_size=None):
         self.mode = mode
         self.backend = backend
         self.features = features
@@ -135,6 +141,7 @@ class VerticalLogisticRegression:
         self.random_state = random_state
         self.key_bits = key_bits
         self.clip = clip
+        self.min_batch_size = min_batch_size
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}

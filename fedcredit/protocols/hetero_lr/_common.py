@@ -29,6 +29,7 @@ _CONSTRAINTS = {
     **_COMMON_CONSTRAINTS,
     "key_bits": [Interval(int, 2048, None)],
     "clip": [None, Interval(float, 0, None, closed="neither")],
+    "min_batch_size": [None, Interval(int, 1, None)],
 }
 
 
@@ -53,10 +54,17 @@ class LRParams:
     random_state: int = 0
     key_bits: int = 2048
     clip: float | None = 3.0
+    min_batch_size: int | None = None
 
     @classmethod
     def from_dict(cls, params: dict, owner: str = "VerticalLogisticRegression") -> "LRParams":
         validate_params(params, _CONSTRAINTS, owner)
+        mb, bs = params.get("min_batch_size"), params.get("batch_size", cls.batch_size)
+        if mb is not None and bs is not None and bs < mb:
+            # a party sees its own gradient Xᵀd / B per batch: with B at most its feature count it solves for
+            # the batch's residuals d (and so the labels) exactly; see docs/privacy.md
+            raise ConfigError(f"The 'batch_size' parameter of {owner} must be at least min_batch_size={mb}. "
+                              f"Got {bs} instead.")
         return cls(**params)
 
     @staticmethod
@@ -94,7 +102,12 @@ class Plan:
         self.train, self.valid = validation_split(n, p.validation_fraction, p.random_state)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        return [self.train[b] for b in batch_plan(self.train.size, self.p.batch_size, epoch, self.p.random_state)]
+        plan = batch_plan(self.train.size, self.p.batch_size, epoch, self.p.random_state)
+        mb = self.p.min_batch_size
+        if mb is not None and len(plan) > 1 and len(plan[-1]) < mb:
+            # no batch below the floor: a short last batch joins the one before it
+            plan = plan[:-2] + [np.sort(np.concatenate(plan[-2:]))]
+        return [self.train[b] for b in plan]
 
     def lr(self, epoch: int) -> float:
         return learning_rate_at(self.p.schedule, self.p.learning_rate, self.p.decay, epoch)

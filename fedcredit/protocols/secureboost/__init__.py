@@ -118,6 +118,17 @@ class VerticalSecureBoost:
         Build the first tree on the guest's features only ("complete secure"
         mode of SecureBoost): hosts then never see the node membership of the
         first tree, whose leaves are the ones most correlated with the label.
+        The same as ``guest_only_trees=1`` (the larger of the two applies).
+    guest_only_trees : int, default=0
+        Build the first ``guest_only_trees`` trees on the guest's features only:
+        hosts receive neither ``(g, h)`` nor any node's rows for them (only the
+        tree's sampled rows and, for scoring, no split of theirs).
+    label_epsilon : float or None, default=None
+        Label differential privacy: the guest trains on labels replaced by
+        randomized response (each flipped with probability
+        ``1 / (1 + e**label_epsilon)``, drawn once per job from a secret seed
+        it keeps), so everything the hosts receive is ``label_epsilon``-label-DP
+        (accountant: ``docs/privacy.md``). None: off, the trees of the true labels.
     key_bits : int, default=2048
         Paillier modulus size (the guest generates the key).
     gh_part_rows : int or None, default=None
@@ -145,6 +156,7 @@ class VerticalSecureBoost:
         **TREE_PARAMETER_CONSTRAINTS,
         "min_node_rows": [Interval(int, MIN_NODE_ROWS, None)],
         "guest_only_first_tree": ["boolean"],
+        "guest_only_trees": [Interval(int, 0, None)],
         "key_bits": [Interval(int, 2048, None)],
         "gh_part_rows": [None, Interval(int, 1, None)],
     }
@@ -154,7 +166,8 @@ class VerticalSecureBoost:
                  subsample: float = 1.0, colsample: float = 1.0, min_node_rows: int = MIN_NODE_ROWS,
                  early_stopping_rounds: int | None = None, class_weight=None,
                  validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
-                 gh_part_rows: int | None = None, random_state: int = 0):
+                 gh_part_rows: int | None = None, random_state: int = 0, guest_only_trees: int = 0,
+                 label_epsilon: float | None = None):
         self.n_trees = n_trees
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -172,6 +185,8 @@ class VerticalSecureBoost:
         self.key_bits = key_bits
         self.gh_part_rows = gh_part_rows
         self.random_state = random_state
+        self.guest_only_trees = guest_only_trees
+        self.label_epsilon = label_epsilon
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self._parameter_constraints}
@@ -264,9 +279,12 @@ class VerticalSecureBoost:
                 if len(channel.peers) != 1:
                     raise ConfigError("a host with several peers must be told which one is the guest (guest=...)")
                 guest = channel.peers[0]
+            # the host holds the guest to the job's protection (the parameters its policy approved)
+            go = max(self.guest_only_trees, 1 if self.guest_only_first_tree else 0)
             h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
                                 progress=progress, check_cancelled=check_cancelled, monotone=monotone,
-                                share_feature_names=share_feature_names)
+                                share_feature_names=share_feature_names,
+                                min_node_rows=self.min_node_rows, guest_only_trees=go)
             self.model_, result = h.run()
         self.role_ = role
         self.result_ = result

@@ -33,8 +33,10 @@ from ...models.tree.gbdt import (
     base_score,
     logistic_gh,
     logloss,
+    label_dp_rng,
     normalize_weights,
     quantize_gh,
+    randomized_response,
     row_weights,
     sample_features,
     sample_rows,
@@ -420,7 +422,10 @@ class SecureBoostGuest:
             seed, key = secrets.randbits(128), secrets.token_bytes(32)
             plan = self._plan(seed, key)
         train, valid, run_id = plan
-        ytr, yva = self.y[train].astype(np.float64), self.y[valid]
+        # Label DP: every value that depends on the labels (g, h, base score, stopping) uses these noisy
+        # labels only, drawn from the same secret seed (a resumed run draws the same flips); see docs/privacy.md
+        y = randomized_response(self.y, p.get("label_epsilon"), label_dp_rng(seed))
+        ytr, yva = y[train].astype(np.float64), y[valid]
         Xtr, Xva = self.X[train], self.X[valid]
         sw = self.sample_weight
         w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
@@ -479,6 +484,8 @@ class SecureBoostGuest:
         # the stopping rule restarts from the resumed model (per-tree losses are not checkpointed)
         snapshots = {resume: (raw.copy(), raw_va.copy())}
         scale = float(2**GH_BITS)
+        # the first trees on the guest's features only: hosts get neither (g, h) nor node rows for them
+        guest_only = max(int(p.get("guest_only_trees", 0)), 1 if p["guest_only_first_tree"] else 0)
         per_tree = []
         t = resume
         stopped = False
@@ -492,7 +499,7 @@ class SecureBoostGuest:
             for r in remotes:
                 host_masks.append(fmask[at:at + r.n_features])
                 at += r.n_features
-            secure = not (t == 0 and p["guest_only_first_tree"]) and any(m.any() for m in host_masks)
+            secure = t >= guest_only and any(m.any() for m in host_masks)
             gh = logistic_gh(ytr, raw)
             ghq = quantize_gh(gh if wn is None else gh * wn[:, None], GH_BITS)
             parts = spec.gh_parts(len(rows), part_rows) if secure else []

@@ -136,10 +136,17 @@ class SecureBoostHost:
     share_feature_names : bool or list of str, default=False
         Publish the names of all (True) or the listed features to the guest
         (for its importance report); the others appear as ``<host>:feature#k``.
+    min_node_rows : int, default=spec.MIN_NODE_ROWS
+        The job's value: a SETUP asking for fewer rows per node is refused.
+    guest_only_trees : int, default=0
+        The job's value: a secure START for one of the first ``guest_only_trees``
+        trees is refused. With the two checks a guest that deviates from the agreed
+        job cannot lower the protection the host's policy approved (docs/privacy.md).
     """
 
     def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
-                 progress=None, check_cancelled=None, monotone=None, share_feature_names=False):
+                 progress=None, check_cancelled=None, monotone=None, share_feature_names=False,
+                 min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.guest = guest
@@ -150,6 +157,7 @@ class SecureBoostHost:
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
+        self.min_node_rows, self.guest_only_trees = int(min_node_rows), int(guest_only_trees)
         self.timings = {"gh": 0.0, "histogram": 0.0, "compress": 0.0, "split": 0.0, "predict": 0.0, "wait": 0.0}
         self.gh_parts = 0  # GH messages received (all trees)
         self.partitions = 0  # most partitions of a tree's (g, h) on a distributed backend (0: in-process)
@@ -184,6 +192,9 @@ class SecureBoostHost:
             # the floor protects this host's bins: a guest may ask for more, never for less
             raise ProtocolError(f"secureboost setup from {self.guest!r}: min_node_rows {min_rows} is below the "
                                 f"floor {spec.MIN_NODE_ROWS}")
+        if min_rows < self.min_node_rows:
+            raise ProtocolError(f"secureboost setup from {self.guest!r}: min_node_rows {min_rows} is below the "
+                                f"job's {self.min_node_rows}")
         X_train = self.X[train]
         mapper = BinMapper(max_bins=max_bins).fit(X_train)
         codes = mapper.transform(X_train)
@@ -217,6 +228,9 @@ class SecureBoostHost:
                 model.truncate(start["keep_trees"])
                 break
             if mode == "secure":
+                if t < self.guest_only_trees:
+                    raise ProtocolError(f"secureboost start from {self.guest!r}: tree {t} is secure, but the job's "
+                                        f"first {self.guest_only_trees} trees are guest-only")
                 if len(start["features"]) != n_feat:
                     raise ProtocolError("secureboost start: a secure tree needs one feature flag per feature")
                 root = spec.check_rows(Stage.START, start["rows"], len(train))
