@@ -505,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)")
     c.add_argument("--json", action="store_true", help="print JSON (with decisions and per-step results)")
     c.set_defaults(func=cmd_jobs_list)
+    from .party.commands import add_commands as add_operator_commands  # jobs pending|approve|reject
+
+    add_operator_commands(jsub, epilog=_epilog(), fmt=fmt)
 
     c = sub.add_parser("cancel", help="cancel a job",
                        description="Cancel JOB_ID on your party. On the initiator this ends the job on every party; "

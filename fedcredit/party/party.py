@@ -53,6 +53,7 @@ from ..transport.control import ControlClient, NotFound, add_servicers
 from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
+from .approvals import PENDING_APPROVAL, Approvals
 from .policy import DATA_ROLES, check_job, effective_columns
 from .limits import PeerRate
 from .lock import StateLock
@@ -70,7 +71,7 @@ _JOB_JSON_MAX = 256 * 1024
 _NAME_IN_JOB_ID = 40
 _HEAD_RE = re.compile(r"[0-9]{1,19}:[0-9a-f]{64}")
 _EVENT_KINDS = frozenset({"state", "step", "progress"})
-_EVENT_STATES = frozenset({"", "proposed", "pending", "running"}) | TERMINAL
+_EVENT_STATES = frozenset({"", "proposed", "pending", PENDING_APPROVAL, "running"}) | TERMINAL
 _MESSAGE_MAX = 2000
 
 
@@ -101,6 +102,12 @@ class PartyJob:
     channel: Channel | None = None
     thread: threading.Thread | None = None
     down_since: dict[str, float] = field(default_factory=dict)
+    # approval queue (party/approvals.py): on the data owner, until when the operator may decide and when it
+    # approved; on the initiator, the parties it waits for and their decisions {party: (ok, reason, approver)}
+    approval_expires: float = 0.0
+    approved_at: float = 0.0
+    awaiting: dict[str, float] = field(default_factory=dict)
+    approvals: dict[str, tuple] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -156,6 +163,7 @@ class Party:
             peer_calls=tr.peer_inflight + 8, max_workers=max(64, (len(config.peers) + 1) * (tr.peer_inflight + 8) + 16),
         )
         self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
+        self.approvals = Approvals(self)
         add_servicers(self.transport.server, self)
         # the one authorization check (transport/authz.py) asks the party about revocations and job roles
         self.transport.refusal_reason = self._refusal_reason
@@ -369,7 +377,7 @@ class Party:
 
         def ask(peer: str) -> None:
             try:
-                results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head)
+                results[peer] = self._client(peer).propose_decision(job.job_id, spec.to_json(), head)
             except PolicyError as exc:
                 results[peer] = (False, str(exc))
             except Exception as exc:  # noqa: BLE001 - unreachable, timed out, or broken
@@ -382,8 +390,12 @@ class Party:
         for t in threads:
             t.join()
         refusals = []
+        awaiting: dict[str, float] = {}
         for p in others:
-            ok, why = results.get(p, (False, "no answer"))
+            ok, why, *rest = results.get(p, (False, "no answer"))
+            if ok and rest and rest[0] > 0:
+                awaiting[p] = rest[0]  # accepted by policy, waiting for its operator (party/approvals.py)
+                continue
             self._decide(job, p, ok, why)
             if not ok:
                 refusals.append(f"refused by {p}: {why}")
@@ -393,6 +405,8 @@ class Party:
                 reason = "; ".join(f"could not propose the job to {p}: {e}" for p, e in unreachable.items())
             self._set_state(job, "failed" if unreachable else "refused", reason)
             self._cancel_peers(job, reason, [p for p in others if results.get(p, (False,))[0]])
+            return
+        if awaiting and self._await_approvals(job, awaiting, others):
             return
         if job.cancel.is_set():
             self._fail_everywhere(job, job.cancel_reason, state="cancelled")
@@ -414,6 +428,15 @@ class Party:
             self._fail_everywhere(job, "; ".join(f"could not start the job on {p}: {e}" for p, e in errors.items()))
             return
         self._launch(job)
+
+    def _await_approvals(self, job: PartyJob, awaiting: dict[str, float], others: list[str]) -> bool:
+        """Wait for the operators' approvals; True when the job ended (rejected or expired) everywhere."""
+        reason = self.approvals.await_peers(job, awaiting)
+        if reason is None:
+            return False
+        self._set_state(job, "refused", reason)
+        self._cancel_peers(job, reason, [p for p in others if job.approvals.get(p, (True,))[0]])
+        return True
 
     def _decide(self, job: PartyJob, party: str, accepted: bool, reason: str) -> None:
         self.store.add_decision(job.job_id, party, accepted, reason)
@@ -471,14 +494,22 @@ class Party:
                                                        columns=[]))])
             log.info("job %s proposed by %s: refused (%s)", job_id, caller, reason)
             return False, reason
-        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="pending")
+        manual = self.approvals.needs_approval(spec, caller)
+        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
+                       state=PENDING_APPROVAL if manual else "pending")
+        job.approval_expires = self.approvals.expiry() if manual else 0.0
         self._create_job(job, canonical, decision=(True, ""), audit=[
             ("job.proposal", dict(job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
                                   steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
                                   job_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
                                   proposer_head=initiator_head[:200])),
             ("job.decision", dict(job_id=job_id, party=self.name, accepted=True, reason="",
-                                  columns=list(effective_columns(self.config, spec, caller) or [])))])
+                                  columns=list(effective_columns(self.config, spec, caller) or []))),
+            *([("job.approval_requested", dict(job_id=job_id, proposer=caller, expires=job.approval_expires))]
+              if manual else [])])
+        if manual:
+            log.info("job %s proposed by %s: accepted by policy, waiting for the operator's approval", job_id, caller)
+            return True, "", job.approval_expires
         log.info("job %s proposed by %s: accepted", job_id, caller)
         return True, ""
 
@@ -525,6 +556,9 @@ class Party:
         if caller not in job.spec.parties or caller == self.name:
             raise PolicyError(f"{caller!r} is not a participant of job {job.job_id!r}")
         event["party"] = caller  # identity from the certificate, never from the message
+        if event.get("kind") == "decision":  # an operator's approval or rejection (party/approvals.py)
+            self.approvals.reported(job, caller, event)
+            return
         _check_event(job, event, caller)
         kind = event.get("kind")
         if kind == "step" and event.get("state") in ("succeeded", "failed"):
@@ -649,6 +683,12 @@ class Party:
     def list_jobs(self, caller: str, job_id: str, limit: int) -> list[dict]:
         self._require_self(caller, "list jobs")
         return self.store.jobs(job_id=job_id, limit=limit)
+
+    def pending_jobs(self, caller: str) -> list[dict]:
+        return self.approvals.pending(caller)
+
+    def decide_job(self, caller: str, job_id: str, approve: bool, reason: str) -> str:
+        return self.approvals.decide(caller, job_id, approve, reason)
 
     def health(self, caller: str) -> dict:
         return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running()}
@@ -816,7 +856,10 @@ class Party:
             now = time.time()
             for job in jobs:
                 try:
-                    if job.state == "pending" and now - job.created > max(4 * deadline, 30.0):
+                    if job.state == PENDING_APPROVAL:
+                        self.approvals.expire_if_due(job, now)
+                        continue
+                    if job.state == "pending" and now - max(job.created, job.approved_at) > max(4 * deadline, 30.0):
                         self._set_state(job, "failed", f"job was never started by its initiator {job.initiator!r}")
                         continue
                     if job.state != "running":
