@@ -143,6 +143,8 @@ def cmd_party_serve(args) -> int:
         host = cfg.listen.rpartition(":")[0]
         _out(f"party {cfg.name} serving on {host}:{port} ({'INSECURE' if cfg.insecure else 'mTLS'}); "
              f"state in {cfg.state_dir}; Ctrl-C to stop")
+        if party.console is not None:  # the token is printed here, never written to the log (party/console.py)
+            _out(f"console: {party.console.url}")
         while not stop.wait(0.5):
             pass
         _out(f"party {cfg.name} stopping")

@@ -53,7 +53,9 @@ from ..transport.control import ControlClient, NotFound, add_servicers
 from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
+from . import logfmt
 from .approvals import PENDING_APPROVAL, Approvals
+from .metrics import PartyMetrics, cert_expiries
 from .policy import DATA_ROLES, check_job, effective_columns
 from .limits import PeerRate
 from .lock import StateLock
@@ -171,6 +173,9 @@ class Party:
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
+        self.metrics = PartyMetrics(self)  # /metrics on the console listener (party/metrics.py)
+        self.metrics.time_scoring(self.scoring)
+        self.console = None
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
         self.compute = _compute.from_config(config.compute)
@@ -187,7 +192,8 @@ class Party:
     def _setup_logging(self) -> logging.Handler:
         h = logging.FileHandler(self.state_dir / "party.log", encoding="utf-8")
         # control characters in any field (a peer's job id, tag, reason) are escaped: no forged lines
-        h.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+        h.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+                       if self.config.log_format != "json" else logfmt.JsonFormatter(self.name, self.config.peers))
         h.setLevel(self.config.log_level)
         root = logging.getLogger("fedcredit")
         root.addHandler(h)
@@ -204,6 +210,7 @@ class Party:
             t = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        self._start_console()
         self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
         log.info("party %s serving on port %d (%s), state dir %s, compute %s", self.name, self.port,
                  "INSECURE" if self.config.insecure else "mTLS", self.state_dir, self.compute.describe())
@@ -222,6 +229,7 @@ class Party:
             if j.thread is not None:
                 j.thread.join(timeout=grace)
         self._stop.set()
+        self._stop_console()
         self.scoring.stop()
         try:
             self.transport.stop(grace)
@@ -237,6 +245,21 @@ class Party:
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
             self._state_lock.release()
+
+    def _start_console(self) -> None:
+        """The operator's web console and /metrics, when ``[console] listen`` is set (party/console.py)."""
+        if self.config.console.listen:
+            from .console import Console
+
+            self.console = Console(self)
+            self.console.start()
+
+    def _stop_console(self) -> None:
+        if self.console is not None:
+            try:
+                self.console.stop()
+            except Exception:  # noqa: BLE001 - stopping the party must go on
+                log.exception("stopping the console failed")
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
@@ -691,7 +714,10 @@ class Party:
         return self.approvals.decide(caller, job_id, approve, reason)
 
     def health(self, caller: str) -> dict:
-        return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running()}
+        exp = cert_expiries(self)
+        return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running(),
+                "cert_not_after": exp.get("party", 0.0), "ca_not_after": min((v for k, v in exp.items() if k != "party"),
+                                                                              default=0.0)}
 
     # ================================================================== workers
     def _launch(self, job: PartyJob) -> None:
@@ -733,6 +759,7 @@ class Party:
             results: list[dict] = []
             for idx, step in enumerate(spec.steps):
                 step_name = step.name
+                logfmt.set_step(step.name)
                 if job.cancel.is_set():
                     raise JobCancelled(job.cancel_reason)
                 workdir = state_path(self.state_dir, "jobs", job.job_id, step.name)
