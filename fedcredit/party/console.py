@@ -438,7 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
                     out.append(f"<tr><td>{_e(party)}</td><td>{_e(step)}</td><td>{_e(st)}</td><td>{bar}</td>"
                                f"<td>{_e(ev['message'][:200])}</td></tr>")
                 out.append("</table>")
-            events = list(live.events)[-25:]
+            events = [ev for ev in list(live.events) if ev["kind"] != "progress"][-25:]  # progress: the table above
             out.append("<h3>Events</h3><table id=events><tr><th>time</th><th>party</th><th>kind</th><th>state</th>"
                        "<th>message</th></tr>" + "".join(
                            f"<tr><td>{_when(ev['time'])}</td><td>{_e(ev['party'])}</td><td>{_e(ev['kind'])}</td>"
