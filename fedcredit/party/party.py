@@ -175,6 +175,7 @@ class Party:
         add_scoring_servicers(self.transport.server, self.scoring)
         self.metrics = PartyMetrics(self)  # /metrics on the console listener (party/metrics.py)
         self.metrics.time_scoring(self.scoring)
+        self.scoring.reload_hooks.append(self._reload_tls)  # `fedcredit party reload`: certificate rotation
         self.console = None
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
@@ -245,6 +246,18 @@ class Party:
             logging.getLogger("fedcredit").removeHandler(self._log_handler)
             self._log_handler.close()
             self._state_lock.release()
+
+    def _reload_tls(self, cfg: PartyConfig) -> str:
+        """Pick up new TLS files (renewed certificate/key, CA bundle) named by the re-read config, without a restart.
+
+        Checked before use (an expired or foreign certificate raises ConfigError and the party keeps serving
+        with the old one); audited with the new certificate's fingerprint and expiry.
+        """
+        if cfg.tls is None or self._tls is None:
+            return ""
+        from .rotation import reload_tls
+
+        return reload_tls(self, cfg)
 
     def _start_console(self) -> None:
         """The operator's web console and /metrics, when ``[console] listen`` is set (party/console.py)."""
