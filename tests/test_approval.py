@@ -31,6 +31,8 @@ def fed(tmp_path_factory):
     root = tmp_path_factory.mktemp("approval")
     configs = write_federation(root, DATA, parties=PARTIES2,
                                policy={"chain": {"approval": "manual"}}, transport={"deadline": 5.0})
+    text = configs["chain"].read_text()  # chain logs JSON lines ([party] log_format)
+    configs["chain"].write_text(text.replace('state_dir = "state/chain"', 'state_dir = "state/chain"\nlog_format = "json"'))
     parties = {n: Party(load_party_config(p)) for n, p in configs.items()}
     for p in parties.values():
         p.start()
@@ -114,6 +116,9 @@ def test_manual_job_waits_for_approval_and_a_peer_cannot_approve(fed, capsys):
     # approval precedes the start in the hash chain
     kinds = [r["kind"] for r in chain.audit.records() if r["fields"].get("job_id") == job_id]
     assert kinds.index("job.approval") < kinds.index("job.started")
+    # chain's log is JSON lines; its worker's lines name the job and the step
+    lines = [json.loads(line) for line in (chain.state_dir / "party.log").read_text().splitlines()]
+    assert any(d.get("job") == job_id and d.get("step") == "hello" for d in lines)
 
 
 def test_rejection_ends_the_job_everywhere_with_the_reason(fed, capsys):

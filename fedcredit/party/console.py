@@ -109,6 +109,7 @@ class Console:
         self._lock = threading.Lock()
         self._last_contact: dict[str, float] = {}
         self._server: _Server | None = None
+        self._ssl: ssl.SSLContext | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
         self.scheme = "http" if party.config.tls is None else "https"
@@ -127,6 +128,7 @@ class Console:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(str(tls.cert), str(tls.key))
+            self._ssl = ctx
             # the handshake runs in the request's thread, not in the accept loop: a slow client blocks nobody
             server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
@@ -137,6 +139,11 @@ class Console:
         log.info("console of %s on %s://%s:%d (login URL printed on the console; token in %s)", self.p.name,
                  self.scheme, host, self.port, self.p.state_dir / TOKEN_FILE)
         return self.port
+
+    def reload_tls(self, cert, key) -> None:
+        """Serve a renewed certificate on new connections (``fedcredit party reload``)."""
+        if self._ssl is not None:
+            self._ssl.load_cert_chain(str(cert), str(key))
 
     def stop(self) -> None:
         if self._server is not None:

@@ -40,6 +40,8 @@ def reload_tls(party: "Party", cfg: "PartyConfig") -> str:
     files = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
     loaded = party.transport.reload_tls(files)  # ConfigError (nothing changed) if the files do not check out
     party._tls = files
+    if getattr(party, "console", None) is not None:
+        party.console.reload_tls(files.cert, files.key)
     cert = x509.load_pem_x509_certificate(loaded.cert_pem)
     cas = x509.load_pem_x509_certificates(loaded.ca_pem)
     fp = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
