@@ -94,7 +94,9 @@ def test_manual_job_waits_for_approval_and_a_peer_cannot_approve(fed, capsys):
     queue = json.loads(capsys.readouterr().out)
     (item,) = [j for j in queue if j["job_id"] == job_id]
     assert item["proposer"] == "bank" and item["purpose"] == "credit-risk-model" and item["peers"] == ["bank"]
-    assert item["table"] == "credit" and item["columns"] == []  # no policy column limit: the whole table
+    # no policy column limit: every column of the table, named from its header (not the id)
+    header = (DATA / "credit3" / "chain.csv").read_text().splitlines()[0].split(",")
+    assert item["table"] == "credit" and item["columns"] == [c for c in header if c != "id"] and item["columns"]
     assert item["steps"][0]["kind"] == "handshake" and set(item["steps"][0]["reveals"]) == {"bank", "chain"}
     # attack: the initiator (a peer of chain) approves on chain's behalf, or starts the job anyway
     as_bank = ControlClient(bank.transport.grpc_channel("chain"), "chain", timeout=5)

@@ -167,7 +167,8 @@ def test_console_in_a_headless_browser(fed, shots, tmp_path):
         assert job_id in dom and "Proposed by <b>bank</b>" in dom
         assert "&lt;img src=x onerror=alert(1)&gt;risk" in dom
         assert b.eval("document.images.length") == 0
-        assert "every column of the table" in dom and "what each party learns" in dom
+        assert "columns it would use:" in dom and "what each party learns" in dom
+        assert "every party's row count" in dom
         b.screenshot(shots / "console-approvals.png")
         time.sleep(0.5)
         assert chain.store.job(job_id)["state"] == "pending-approval"

@@ -52,6 +52,20 @@ _EXPIRY_SLACK = 30.0
 _REASON_MAX = 2000
 
 
+def _header_columns(table) -> list[str] | None:
+    """Feature columns of a CSV table (its header minus id and label); None when not a readable CSV."""
+    import csv
+
+    if table.path.suffix.lower() != ".csv":
+        return None
+    try:
+        with table.path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return [c for c in header if c not in (table.id_column, table.label_column)]
+
+
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
@@ -80,6 +94,8 @@ class Approvals:
         spec, me = job.spec, self.p.name
         mine = spec.parties.get(me)
         cols = effective_columns(self.p.config, spec, job.proposer) if mine is not None and mine.table else None
+        if cols is None and mine is not None and mine.table in self.p.config.tables:
+            cols = _header_columns(self.p.config.tables[mine.table])  # "all": name them, from the file's header
         return {
             "job_id": job.job_id, "name": spec.name, "proposer": job.proposer, "purpose": spec.purpose or "",
             "state": job.state, "created": job.created, "expires": job.approval_expires,

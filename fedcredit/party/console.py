@@ -553,6 +553,8 @@ class _Handler(BaseHTTPRequestHandler):
         ref = "".join(f"<tr><td>{_e(reason)}</td><td>{n}</td></tr>" for (_, reason), n in sorted(refusals.items()))
         lat = "".join(f"<tr><td>{_e(k)}</td><td>{n}</td><td>{(s / n if n else 0):.3f}</td></tr>"
                       for k, (n, s) in sorted(latency.items()))
+        none = "<tr><td colspan=4>none yet</td></tr>"
+        rows, ref, lat = rows or none, ref or none, lat or none
         return ("<h3>Requests per requester and purpose</h3><table id=scoring><tr><th>requester</th><th>purpose</th>"
                 f"<th>outcome</th><th>requests</th></tr>{rows}</table><h3>Refusals</h3><table><tr><th>reason</th>"
                 f"<th>count</th></tr>{ref}</table><h3>Latency (since start)</h3><table><tr><th>requester</th>"

@@ -50,8 +50,9 @@ REVEALS: dict[str, dict[str, str]] = {
         "aggregator": "the rosters and the sum of the clients' updates and row counts (secagg/ckks); "
                       "each client's update in plain mode",
     },
-    "handshake": {"guest": "the peers' names and versions", "host": "the peers' names and versions",
-                  "arbiter": "the peers' names and versions"},
+    "handshake": {"guest": "every party's row count (table size)", "host": "the list of the job's parties",
+                  "arbiter": "the list of the job's parties", "client": "the list of the job's parties",
+                  "aggregator": "the list of the job's parties"},
 }
 
 _UNKNOWN = "not summarized here: see the protocol's documentation (docs/) before approving"
