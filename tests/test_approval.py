@@ -23,14 +23,16 @@ from fedcredit.transport.control import ControlClient
 from conftest import DATA, data_path
 
 PARTIES2 = {"bank": ("guest", "bank.csv", "default_next_month"), "chain": ("host", "chain.csv", None)}
+PARTIES3 = {**PARTIES2, "gov": ("host", "gov.csv", None)}
 
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
     data_path("credit3", "bank.csv")
     root = tmp_path_factory.mktemp("approval")
-    configs = write_federation(root, DATA, parties=PARTIES2,
-                               policy={"chain": {"approval": "manual"}}, transport={"deadline": 5.0})
+    configs = write_federation(root, DATA, parties=PARTIES3,
+                               policy={"chain": {"approval": "manual"}, "gov": {"approval": "manual"}},
+                               transport={"deadline": 5.0})
     text = configs["chain"].read_text()  # chain logs JSON lines ([party] log_format)
     configs["chain"].write_text(text.replace('state_dir = "state/chain"', 'state_dir = "state/chain"\nlog_format = "json"'))
     parties = {n: Party(load_party_config(p)) for n, p in configs.items()}
@@ -43,9 +45,10 @@ def fed(tmp_path_factory):
             p.stop(grace=0.5)
 
 
-def _submit(fed, name, purpose="credit-risk-model"):
+def _submit(fed, name, purpose="credit-risk-model", parties3=False):
     root, configs, parties = fed
-    job = write_job(root / f"{name}.toml", [("handshake", "hello", {})], name=name, parties=PARTIES2)
+    job = write_job(root / f"{name}.toml", [("handshake", "hello", {})], name=name,
+                    parties=PARTIES3 if parties3 else PARTIES2)
     job.write_text(re.sub(r'(?m)^purpose = .*$', f'purpose = "{purpose}"', job.read_text()))
     from fedcredit.config import load_job
 
@@ -173,6 +176,21 @@ def test_rule_approves_automatically(fed):
         chain.decide_job("chain", other, False, "not for marketing")
     finally:
         chain.config = old
+
+
+def test_start_waits_for_every_data_owner(fed):
+    root, configs, parties = fed
+    bank, chain, gov = parties["bank"], parties["chain"], parties["gov"]
+    job_id = _submit(fed, "two-owners", parties3=True)
+    _wait(lambda: _queued(chain, job_id) and _queued(gov, job_id), what="both queues")
+    chain.decide_job("chain", job_id, True, "")  # the first approval alone starts nothing
+    time.sleep(1.5)
+    assert {_state(p, job_id)[0] for p in (bank, chain, gov)} == {"proposed", "pending", "pending-approval"}
+    msgs = [e["message"] for e in bank._jobs[job_id].events]
+    assert any("waiting for approval by gov" in m for m in msgs) and any("waiting for approval by chain" in m for m in msgs)
+    gov.decide_job("gov", job_id, True, "")
+    for p in (bank, chain, gov):
+        _wait(lambda p=p: _state(p, job_id)[0] == "succeeded", what=f"success on {p.name}")
 
 
 def test_approval_config_shape_and_errors(tmp_path):

@@ -169,13 +169,15 @@ class Approvals:
 
     # ------------------------------------------------------------------ initiator
     def reported(self, job: "PartyJob", caller: str, event: dict) -> None:
-        """A participant's decision event (initiator side): recorded once, only while we wait for it."""
+        """A participant's decision event (initiator side): recorded once per participant."""
         state = event.get("state")
         if state not in ("approved", "rejected"):
             raise ProtocolError(f"{caller!r} reported an unknown decision {str(state)[:40]!r}")
+        # kept even before this party knows it waits for ``caller`` (its answers to the other proposals may still
+        # be outstanding); only a party's own decision, only once, and only parties it waits for count
         with job.cond:
-            if caller not in job.awaiting or caller in job.approvals:
-                raise ProtocolError(f"job {job.job_id!r} is not waiting for a decision of {caller!r}")
+            if caller in job.approvals:
+                raise ProtocolError(f"{caller!r} already reported its decision on job {job.job_id!r}")
             approver = str((event.get("detail") or {}).get("approver", ""))[:200]
             job.approvals[caller] = (state == "approved", str(event.get("message", ""))[:_REASON_MAX], approver)
             job.cond.notify_all()

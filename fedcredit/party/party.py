@@ -899,7 +899,9 @@ class Party:
                     if job.state == PENDING_APPROVAL:
                         self.approvals.expire_if_due(job, now)
                         continue
-                    if job.state == "pending" and now - max(job.created, job.approved_at) > max(4 * deadline, 30.0):
+                    # an approved job may wait for other parties' operators: up to our own approval window
+                    limit = self.config.policy.approval_expiry_hours * 3600 if job.approved_at else max(4 * deadline, 30.0)
+                    if job.state == "pending" and now - max(job.created, job.approved_at) > limit:
                         self._set_state(job, "failed", f"job was never started by its initiator {job.initiator!r}")
                         continue
                     if job.state != "running":
