@@ -10,6 +10,7 @@ keep the screenshots (docs/img/ holds the README's).
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import os
 import re
@@ -126,6 +127,15 @@ def test_token_file_csrf_and_bearer(fed):
     code, _ = _status(opener, _base(c) + f"/jobs?token={c.token}")
     assert code == 303 and any(k.name == "fcsession" and k.secure for k in jar)
     assert _status(opener, _base(c) + "/jobs")[0] == 200  # the cookie alone
+    # the login redirect stays on the console (no open redirect to another site)
+    ctx = ssl.create_default_context(cafile=str(root / "certs" / "ca.crt"))
+    for target in (f"//evil.example/x?token={c.token}", f"/\\evil.example?token={c.token}"):
+        conn = http.client.HTTPSConnection("127.0.0.1", c.port, context=ctx, timeout=10)
+        conn.request("GET", target)
+        r = conn.getresponse()
+        loc = r.getheader("Location")
+        conn.close()
+        assert r.status == 303 and loc.startswith("/") and not loc.startswith(("//", "/\\")), loc
     # attack: a state change without the session's CSRF token (e.g. a form on another site) is refused and audited
     before = chain.audit.head()[0]
     code, body = _status(opener, urllib.request.Request(_base(c) + "/audit/verify", data=b"csrf=guess", method="POST"))

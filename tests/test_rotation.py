@@ -142,7 +142,17 @@ def test_expired_certificate_is_refused_with_a_clear_reason(fed, tmp_path, capsy
     with pytest.raises(FedcreditError):
         ControlClient(ch, "chain", timeout=3).health()
     ch.close()
-    # `party health` warns 30 days ahead
+    # `party health` warns 30 days before any certificate of the federation expires
+    capsys.readouterr()
+    assert main(["party", "health", str(configs["bank"]), "--all"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    issue(root / "certs", "chain", days=20, overwrite=True)
+    assert main(["party", "reload", "--party", str(configs["chain"])]) == 0
+    capsys.readouterr()
+    assert main(["party", "health", str(configs["bank"]), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: chain's party certificate expires on" in out and "(in 20 days)" in out, out
+    assert "WARNING: bank" not in out
     soon = time.time() + 10 * 86400
     (w,) = expiry_warnings("chain", {"party": soon, "CA": time.time() + 400 * 86400})
     assert "chain's party certificate expires on" in w and "in 10 days" in w

@@ -36,6 +36,7 @@ import html
 import json
 import logging
 import os
+import re
 import secrets
 import ssl
 import threading
@@ -61,6 +62,7 @@ log = logging.getLogger("fedcredit.console")
 TOKEN_FILE = "console.token"
 _SESSION_SECONDS = 12 * 3600
 _BODY_MAX = 64 * 1024
+_SAFE_PATH = re.compile(r"/(?:[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)?")
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
 _STYLE = """body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#14325c;color:#fff;
@@ -325,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(403, self._page("Login", "<p class=bad>Wrong token.</p>", None))
                 return
             sid, session = self.c.new_session(self.client_address[0])
+            if not _SAFE_PATH.fullmatch(path):  # "//evil.example" would make the redirect leave the console
+                path = "/"
             rest = "&".join(f"{quote(k)}={quote(v)}" for k, vs in query.items() if k != "token" for v in vs)
             cookie = f"fcsession={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={_SESSION_SECONDS}"
             if self.c.scheme == "https":
