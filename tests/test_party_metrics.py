@@ -99,3 +99,43 @@ def test_refusals_by_reason(fed):
     # the peer's text never becomes a label value
     assert not any("script" in str(k) for k in m)
     assert refusal_reason("'x' may not propose jobs") == "proposer" and refusal_reason("weird") == "other"
+
+
+@pytest.fixture(scope="module")
+def scoring_fed(tmp_path_factory):
+    from _scoring_fixture import Fed, scoring_policy, tables, train
+
+    data = data_path("credit3", "bank.csv").parents[1]
+    root = tmp_path_factory.mktemp("metrics-scoring")
+    host = scoring_policy(requesters=["bank"], purposes=["loan-application"], head_exchange_seconds=0.0)
+    f = Fed(root, data, {"bank": scoring_policy(purposes=["loan-application", "marketing"], head_exchange_seconds=0.0),
+                         "chain": host, "gov": host})
+    f.tables = tables(data)
+    f.info = train(root, f.tables)
+    f.start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def test_scoring_requests_latency_and_refusals(scoring_fed):
+    from _scoring_fixture import SBT, joined_ids
+
+    from fedcredit.errors import FedcreditError
+
+    bank, chain = scoring_fed.parties["bank"], scoring_fed.parties["chain"]
+    ids = joined_ids(scoring_fed.tables)[:5]
+    bank.scoring.score("bank", SBT, ids, {"consent_id": "c-1", "purpose": "loan-application"})
+    with pytest.raises(FedcreditError):
+        bank.scoring.score("bank", SBT, ids, {"consent_id": "c-2", "purpose": "marketing"})  # the hosts refuse
+    mb, mc = _samples(bank), _samples(chain)
+    key = lambda who, purpose, outcome: ("fedcredit_scoring_requests_total",  # noqa: E731
+                                         (("outcome", outcome), ("purpose", purpose), ("requester", who)))
+    assert mb[key("bank", "loan-application", "answered")] == 1
+    assert mb[key("bank", "marketing", "refused")] == 1
+    assert mc[key("bank", "loan-application", "answered")] == 1
+    assert mc[key("bank", "marketing", "refused")] == 1
+    assert mc[("fedcredit_refusals_total", (("reason", "purpose"), ("what", "scoring")))] == 1
+    assert mb[("fedcredit_scoring_latency_seconds_count", (("requester", "bank"),))] == 2
+    assert mc[("fedcredit_scoring_latency_seconds_count", (("requester", "bank"),))] == 2
