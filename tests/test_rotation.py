@@ -163,6 +163,9 @@ def test_ca_rotation_with_a_bundle(fed, capsys):
     bank, chain = parties["bank"], parties["chain"]
     certs = root / "certs"
     old_ca = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+    across = _submit(fed, "across-ca", [("handshake", "before", {}), ("wait", "pause", {"seconds": 8}),
+                                        ("handshake", "after", {})])
+    _wait(lambda: (chain.state_dir / "jobs" / across / "pause" / "started").exists(), what="the wait step")
     assert main(["certs", "init", str(certs), "--rotate"]) == 0
     bundle = certs / "ca-bundle.crt"
     assert bundle.exists()
@@ -178,6 +181,10 @@ def test_ca_rotation_with_a_bundle(fed, capsys):
     # without the bundle (old CA only) the new certificate would be refused: the window is what makes it work
     with pytest.raises(ssl.SSLError):
         _served_cert(root, chain.port, next(certs.glob("ca-retired-*.crt")))
+    assert _state(chain, across) == "running"  # the rotation happened while the job ran
+    for p in (bank, chain):  # the job that ran across the CA and leaf rotation
+        _wait(lambda p=p: _state(p, across) in ("succeeded", "failed"), what="the job's end")
+        assert _state(p, across) == "succeeded", p.store.job(across)["reason"]
     job_id = _submit(fed, "new-ca", [("handshake", "hello", {})])
     _wait(lambda: _state(bank, job_id) == "succeeded" and _state(chain, job_id) == "succeeded",
           what="a job across the two CAs")

@@ -167,6 +167,12 @@ class Approvals:
         ev = self.p._emit(job, "decision", state=decision, message=why, detail={"approver": who})
         self.p._forward(job, ev, important=True)
 
+    def waiting(self, job: "PartyJob") -> bool:
+        """True while ``job`` waits for an operator's decision (it does not count against max_concurrent_jobs)."""
+        if job.state == "pending" and job.approved_at and job.thread is None:
+            return True  # approved here, waiting for the other owners' operators
+        return job.state == "proposed" and bool(job.awaiting) and len(job.approvals) < len(job.awaiting)
+
     # ------------------------------------------------------------------ initiator
     def reported(self, job: "PartyJob", caller: str, event: dict) -> None:
         """A participant's decision event (initiator side): recorded once per participant."""

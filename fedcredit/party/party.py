@@ -313,7 +313,8 @@ class Party:
 
     def _running(self) -> int:
         with self._lock:
-            return sum(1 for j in self._jobs.values() if j.state in ("pending", "running", "proposed"))
+            return sum(1 for j in self._jobs.values()
+                       if j.state in ("pending", "running", "proposed") and not self.approvals.waiting(j))
 
     def _emit(self, job: PartyJob, kind: str, *, party: str | None = None, state: str = "", step: str = "",
               message: str = "", fraction: float | None = None, detail: dict | None = None) -> dict:
