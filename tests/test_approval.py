@@ -193,6 +193,20 @@ def test_start_waits_for_every_data_owner(fed):
         _wait(lambda p=p: _state(p, job_id)[0] == "succeeded", what=f"success on {p.name}")
 
 
+def test_jobs_waiting_for_approval_do_not_block_new_ones(fed):
+    root, configs, parties = fed
+    bank, chain = parties["bank"], parties["chain"]
+    assert bank.config.policy.max_concurrent_jobs == 2
+    ids = []
+    for i in range(3):  # the third would be refused as "busy" if jobs waiting for approval counted
+        ids.append(_submit(fed, f"queued{i}"))
+        _wait(lambda: _queued(chain, ids[-1]), what=f"{ids[-1]} in the queue")
+    for job_id in ids:
+        chain.decide_job("chain", job_id, False, "clearing the queue")
+    for job_id in ids:
+        _wait(lambda job_id=job_id: _state(bank, job_id)[0] == "refused", what="refusals")
+
+
 def test_approval_config_shape_and_errors(tmp_path):
     base = """[party]
 name = "chain"
