@@ -230,7 +230,6 @@ class ConsoleConfig:
     """``[console]``: the operator's web console and ``/metrics`` (off unless ``listen`` is set)."""
 
     listen: str | None = None
-    token_file: str = "console.token"
 
 
 @dataclass(frozen=True)
@@ -823,6 +822,9 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     compute = _compute_config(c, data.get("compute", {}), check_files)
     co = c.table(data.get("console", {}), "[console]", {"listen"})
     console = ConsoleConfig(listen=c.get(co, "[console]", "listen", str, None, check=_addr_check(True)))
+    if console.listen and tls is None and parse_address(console.listen)[0] not in _LOOPBACK:
+        # without [tls] the console speaks plain HTTP: its token and session cookie must not leave the machine
+        c.add("[console].listen", "a party without [tls] serves its console over plain HTTP: listen on loopback only")
     c.raise_if_any()
     return PartyConfig(
         path=path, name=name, listen=listen, state_dir=state_dir, tls=tls, insecure=bool(insecure),

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from fedcredit.config import load_job, load_party_config
+from fedcredit.errors import ConfigError
 from fedcredit.demo import write_federation, write_job
 from fedcredit.party import Party, register_plugin_steps
 
@@ -233,3 +234,19 @@ def test_console_in_a_headless_browser(fed, shots, tmp_path):
         b.screenshot(shots / "console-scoring.png")
     finally:
         b.close()
+
+
+def test_console_config(tmp_path):
+    p = tmp_path / "p.toml"
+    base = '[party]\nname = "bank"\nlisten = "127.0.0.1:0"\nstate_dir = "s"\ninsecure = true\n'
+    assert load_party_config(p.write_text(base) and p).console.listen is None  # off by default
+    p.write_text(base + '[console]\nlisten = "127.0.0.1:8443"\n')
+    assert load_party_config(p).console.listen == "127.0.0.1:8443"
+    p.write_text(base + '[console]\nlisten = "0.0.0.0:8443"\n')
+    with pytest.raises(ConfigError, match=r"\[console\]\.listen: a party without \[tls\] serves its console over plain"):
+        load_party_config(p)
+    p.write_text(base + '[console]\nlisten = "nowhere"\ntoken = "x"\n')
+    with pytest.raises(ConfigError) as e:
+        load_party_config(p)
+    assert "[console].listen" in str(e.value) and "[console].token: unknown key" in str(e.value)
+
