@@ -357,17 +357,61 @@ def party_name_from_cert(cert: bytes | str | x509.Certificate) -> str:
     return name
 
 
-def _verify_signed_by(cert: x509.Certificate, ca: x509.Certificate, cert_path, ca_path) -> None:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise ConfigError(f"certificate {cert_path} is not signed by the federation CA {ca_path}") from None
+def _verify_signed_by(cert: x509.Certificate, ca, cert_path, ca_path) -> None:
+    """ConfigError unless ``cert`` is signed by ``ca`` (or by one CA of a bundle: a list) and valid now."""
+    cas = ca if isinstance(ca, list) else [ca]
+    for one in cas:
+        try:
+            cert.verify_directly_issued_by(one)
+            break
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    else:
+        raise ConfigError(f"certificate {cert_path} is not signed by the federation CA {ca_path}"
+                          + (f" (none of its {len(cas)} CAs)" if len(cas) > 1 else "")) from None
     now = _now()
-    if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
-        raise ConfigError(
-            f"certificate {cert_path} is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} "
-            f"to {cert.not_valid_after_utc:%Y-%m-%d})"
-        )
+    if now > cert.not_valid_after_utc:
+        raise ConfigError(f"certificate {cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: renew it "
+                          f"with 'fedcredit certs issue DIR NAME --renew' and 'fedcredit party reload'")
+    if now < cert.not_valid_before_utc:
+        raise ConfigError(f"certificate {cert_path} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+
+
+def _load_cas(data: bytes, path) -> list:
+    """The CA certificate(s) of a CA file: one, or a bundle of several during a CA rotation (PEM)."""
+    if b"-----BEGIN" in data and data.count(b"-----BEGIN CERTIFICATE") > 1:
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError:
+            raise ConfigError(f"CA certificate file {path} is not a PEM bundle of X.509 certificates") from None
+    return [_load_cert(data, path, "CA certificate")]
+
+
+def rotate_ca(directory: str | os.PathLike, *, name: str = "fedcredit federation CA") -> tuple[Path, Path]:
+    """Start a CA rotation in ``directory``: a new CA, the old one kept, and a bundle of both.
+
+    The old ``ca.crt``/``ca.key`` become ``ca-retired-<serial>.crt``/``.key``;
+    the new CA is ``ca.crt``/``ca.key`` (``issue`` signs with it from now on);
+    ``ca-bundle.crt`` holds the new and the old CA. Give the bundle to every
+    party as its ``[tls].ca`` and ``fedcredit party reload`` each: during the
+    rotation window both CAs are accepted. Then re-issue every party's
+    certificate from the new CA, reload, and finally replace the bundle by
+    ``ca.crt`` alone (and reload) to end the window.
+
+    Returns
+    -------
+    (bundle_path, new_ca_path) : tuple of Path
+    """
+    d = Path(directory)
+    old_pem = _read(d / CA_CERT_NAME, "CA certificate")
+    old = _load_cert(old_pem, d / CA_CERT_NAME, "CA certificate")
+    retired = f"ca-retired-{old.serial_number:x}"[:40]
+    os.replace(d / CA_CERT_NAME, d / f"{retired}.crt")
+    os.replace(d / CA_KEY_NAME, d / f"{retired}.key")
+    cert_path, _ = init_ca(d, name=name)
+    bundle = d / "ca-bundle.crt"
+    bundle.write_bytes(cert_path.read_bytes() + old.public_bytes(serialization.Encoding.PEM))
+    return bundle, cert_path
 
 
 def load_tls(tls: TlsFiles, *, expect_party: str | None = None) -> LoadedTls:
@@ -385,10 +429,11 @@ def load_tls(tls: TlsFiles, *, expect_party: str | None = None) -> LoadedTls:
     ca_pem = _read(tls.ca, "CA certificate")
     cert_pem = _read(tls.cert, "certificate")
     key_pem = _read(tls.key, "key")
-    ca = _load_cert(ca_pem, tls.ca, "CA certificate")
+    cas = _load_cas(ca_pem, tls.ca)
+    ca = cas[0]
     cert = _load_cert(cert_pem, tls.cert, "certificate")
     key = _load_key(key_pem, tls.key)
-    _verify_signed_by(cert, ca, tls.cert, tls.ca)
+    _verify_signed_by(cert, cas, tls.cert, tls.ca)
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(
         serialization.Encoding.DER, pub

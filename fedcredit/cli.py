@@ -113,6 +113,13 @@ def _human_bytes(n: float) -> str:
 def cmd_certs_init(args) -> int:
     from .certs import init_ca
 
+    if args.rotate:
+        from .certs import rotate_ca
+
+        bundle, cert = rotate_ca(args.dir)
+        _out(f"new federation CA written: {cert}; {bundle} holds the new and the old CA: make it every party's "
+             f"[tls].ca and run 'fedcredit party reload', then re-issue each party's certificate")
+        return ExitCode.OK
     cert, key = init_ca(args.dir, overwrite=args.force)
     _out(f"federation CA written: {cert} (key {key}, mode 0600: keep it offline)")
     return ExitCode.OK
@@ -122,7 +129,9 @@ def cmd_certs_issue(args) -> int:
     from .certs import issue
 
     hosts = tuple(args.host) if args.host else ("127.0.0.1", "localhost")
-    tls = issue(args.dir, args.name, hosts=hosts, overwrite=args.force)
+    if args.renew and not (Path(args.dir) / f"{args.name}.crt").exists():
+        raise ConfigError(f"--renew: no certificate for party {args.name!r} in {args.dir} to renew")
+    tls = issue(args.dir, args.name, hosts=hosts, overwrite=args.force or args.renew)
     _out(f"certificate for party {args.name!r}: {tls.cert} (key {tls.key}, mode 0600)")
     return ExitCode.OK
 
@@ -143,6 +152,8 @@ def cmd_party_serve(args) -> int:
         host = cfg.listen.rpartition(":")[0]
         _out(f"party {cfg.name} serving on {host}:{port} ({'INSECURE' if cfg.insecure else 'mTLS'}); "
              f"state in {cfg.state_dir}; Ctrl-C to stop")
+        if party.console is not None:  # the token is printed here, never written to the log (party/console.py)
+            _out(f"console: {party.console.url}")
         while not stop.wait(0.5):
             pass
         _out(f"party {cfg.name} stopping")
@@ -186,6 +197,10 @@ def cmd_party_health(args) -> int:
                  f"version {h['version']}, {h['running_jobs']} job(s) running; it sees us as {h['caller']!r}")
             if not ok:
                 worst = ExitCode.UNREACHABLE
+            from .party.rotation import expiry_warnings
+
+            for w in expiry_warnings(t, {"party": h.get("cert_not_after", 0.0), "CA": h.get("ca_not_after", 0.0)}):
+                _out(w)
         except (PeerError, PolicyError) as exc:
             _out(f"{t} at {addr}: {exc}")
             worst = max(worst, exit_code_for(exc))
@@ -444,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "ca.key (mode 0600; keep it offline).", epilog=_epilog(), formatter_class=fmt)
     c.add_argument("dir", metavar="DIR", help="directory for ca.crt and ca.key")
     c.add_argument("--force", action="store_true", help="replace an existing CA (invalidates its certificates)")
+    c.add_argument("--rotate", action="store_true",
+                   help="start a CA rotation: new ca.crt/ca.key, the old CA kept, ca-bundle.crt with both")
     c.set_defaults(func=cmd_certs_init)
     c = csub.add_parser("issue", help="issue NAME.crt and NAME.key signed by the CA in DIR",
                         description="Issue a certificate and key for party NAME, signed by the CA in DIR. "
@@ -454,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--host", action="append", metavar="HOST",
                    help="DNS name or IP the party is reached at (repeatable; default 127.0.0.1 and localhost)")
     c.add_argument("--force", action="store_true", help="replace an existing certificate for NAME")
+    c.add_argument("--renew", action="store_true",
+                   help="renew NAME's existing certificate (new key, from the current CA); then 'fedcredit party "
+                        "reload' on that party picks it up without a restart")
     c.set_defaults(func=cmd_certs_issue)
 
     init = sub.add_parser("init", help="scaffold a party config, or a whole local federation",
@@ -533,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)")
     c.add_argument("--json", action="store_true", help="print JSON (with decisions and per-step results)")
     c.set_defaults(func=cmd_jobs_list)
+    from .party.commands import add_commands as add_operator_commands  # jobs pending|approve|reject
+
+    add_operator_commands(jsub, epilog=_epilog(), fmt=fmt)
 
     c = sub.add_parser("cancel", help="cancel a job",
                        description="Cancel JOB_ID on your party. On the initiator this ends the job on every party; "

@@ -116,6 +116,8 @@ __all__ = [
     "TableConfig",
     "Policy",
     "PrivacyPolicy",
+    "ApprovalRule",
+    "ConsoleConfig",
     "TransportConfig",
     "ComputeConfig",
     "PartyConfig",
@@ -255,6 +257,31 @@ class PrivacyPolicy:
 
 
 @dataclass(frozen=True)
+class ApprovalRule:
+    """One ``[[policy.approval_rules]]`` entry: jobs it matches are approved ``approval`` ("auto"/"manual").
+
+    A missing ``proposer``/``purpose``/``max_steps`` matches anything; the first matching rule wins.
+    """
+
+    approval: str
+    proposer: str | None = None
+    purpose: str | None = None
+    max_steps: int | None = None
+
+    def matches(self, proposer: str, purpose: str, n_steps: int) -> bool:
+        return ((self.proposer is None or self.proposer == proposer)
+                and (self.purpose is None or self.purpose == purpose)
+                and (self.max_steps is None or n_steps <= self.max_steps))
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """``[console]``: the operator's web console and ``/metrics`` (off unless ``listen`` is set)."""
+
+    listen: str | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     """What this party agrees to.
 
@@ -297,6 +324,16 @@ class Policy:
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
     reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    approval: str = "auto"
+    approval_rules: tuple["ApprovalRule", ...] = ()
+    approval_expiry_hours: float = 24.0
+
+    def approval_for(self, proposer: str, purpose: str, n_steps: int) -> str:
+        """``"auto"`` or ``"manual"`` for a job: the first matching ``[[policy.approval_rules]]``, else ``approval``."""
+        for r in self.approval_rules:
+            if r.matches(proposer, purpose, n_steps):
+                return r.approval
+        return self.approval
 
     def columns_for(self, peer: str) -> tuple[str, ...] | None:
         """Columns a job proposed by ``peer`` may use; None = no restriction, () = none."""
@@ -366,6 +403,8 @@ class PartyConfig:
     transport: TransportConfig = field(default_factory=TransportConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     log_level: str = "INFO"
+    log_format: str = "text"
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def connect_address(self) -> str:
@@ -396,6 +435,9 @@ class PartyConfig:
                 "max_concurrent_jobs": self.policy.max_concurrent_jobs,
                 "scoring": asdict(self.policy.scoring),
                 "privacy": asdict(self.policy.privacy),
+                "approval": self.policy.approval,
+                "approval_rules": [asdict(r) for r in self.policy.approval_rules],
+                "approval_expiry_hours": self.policy.approval_expiry_hours,
             },
             "transport": asdict(self.transport),
             "compute": self.compute.summary(),
@@ -659,13 +701,15 @@ def known_step_kinds() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 # party config
 # ---------------------------------------------------------------------------
-_PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute"}
-_PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level"}
+_PARTY_TOP = {"party", "tls", "peers", "tables", "policy", "transport", "compute", "console"}
+_PARTY_KEYS = {"name", "listen", "state_dir", "insecure", "log_level", "log_format"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _TABLE_KEYS = {"path", "id_column", "label_column", "columns", "categorical", "pos_label", "aligned_by"}
 _POLICY_KEYS = {"proposers", "allowed_steps", "columns", "min_intersection", "purposes", "max_concurrent_jobs", "scoring",
-                "reasons", "privacy"}
+                "reasons", "privacy", "approval", "approval_rules", "approval_expiry_hours"}
 _PRIVACY_KEYS = {"max_label_epsilon", "min_node_rows", "min_guest_only_trees", "min_bin_count", "min_batch_size"}
+_APPROVAL_RULE_KEYS = {"proposer", "purpose", "max_steps", "approval"}
+_APPROVALS = ("auto", "manual")
 _SCORING_KEYS = {"requesters", "purposes", "max_requests_per_minute", "max_ids_per_minute", "max_batch",
                  "head_exchange_seconds", "reveal_reasons"}
 _TRANSPORT_KEYS = {"deadline", "retries", "recv_timeout", "max_message_mib", "peer_messages_per_second",
@@ -711,6 +755,8 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
     insecure = c.get(party, "[party]", "insecure", bool, False)
     log_level = c.get(party, "[party]", "log_level", str, "INFO",
                       check=lambda s: None if s.upper() in _LOG_LEVELS else f"must be one of {', '.join(_LOG_LEVELS)}")
+    log_format = c.get(party, "[party]", "log_format", str, "text",
+                       check=lambda s: None if s in ("text", "json") else "must be \"text\" or \"json\"")
 
     tls = None
     if "tls" in data:
@@ -842,10 +888,11 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
         min_bin_count=c.get(pv, "[policy.privacy]", "min_bin_count", int, None, check=at_least_1),
         min_batch_size=c.get(pv, "[policy.privacy]", "min_batch_size", int, None, check=at_least_1),
     )
+    approval, rules, expiry = _approval_config(c, pol, name, praw)
     policy = Policy(
         proposers=tuple(proposers), allowed_steps=allowed, columns=columns, min_intersection=min_inter,
         purposes=purposes, max_concurrent_jobs=max_jobs, scoring=scoring, reasons=MappingProxyType(reasons),
-        privacy=privacy,
+        privacy=privacy, approval=approval, approval_rules=rules, approval_expiry_hours=expiry,
     )
 
     share = pol.get("share_feature_names", False)
@@ -875,12 +922,47 @@ def load_party_config(path: str | os.PathLike, *, check_files: bool = True) -> P
                                check=lambda v: None if 1 <= v <= 1024 else f"must be in 1..1024, got {v}"),
     )
     compute = _compute_config(c, data.get("compute", {}), check_files)
+    co = c.table(data.get("console", {}), "[console]", {"listen"})
+    console = ConsoleConfig(listen=c.get(co, "[console]", "listen", str, None, check=_addr_check(True)))
+    if console.listen and tls is None and parse_address(console.listen)[0] not in _LOOPBACK:
+        # without [tls] the console speaks plain HTTP: its token and session cookie must not leave the machine
+        c.add("[console].listen", "a party without [tls] serves its console over plain HTTP: listen on loopback only")
     c.raise_if_any()
     return PartyConfig(
         path=path, name=name, listen=listen, state_dir=state_dir, tls=tls, insecure=bool(insecure),
         peers=MappingProxyType(peers), tables=MappingProxyType(tables), policy=policy, transport=transport,
-        compute=compute, log_level=log_level.upper(),
+        compute=compute, log_level=log_level.upper(), log_format=log_format, console=console,
     )
+
+
+def _approval_config(c: _Checker, pol: dict, me, peers: dict) -> tuple[str, tuple[ApprovalRule, ...], float]:
+    """``[policy] approval``, ``approval_expiry_hours`` and ``[[policy.approval_rules]]`` (see docs/operating.md)."""
+    one_of = lambda s: None if s in _APPROVALS else f"must be one of {', '.join(map(repr, _APPROVALS))}, got {s!r}"  # noqa: E731
+    approval = c.get(pol, "[policy]", "approval", str, "auto", check=one_of)
+    expiry = c.get(pol, "[policy]", "approval_expiry_hours", float, 24.0,
+                   check=lambda v: None if 0 < v <= 24 * 365 else f"must be in (0, 8760] hours, got {v}")
+    rules = []
+    raw = pol.get("approval_rules", [])
+    if not isinstance(raw, list):
+        c.add("[policy].approval_rules", "must be an array of tables ([[policy.approval_rules]])")
+        raw = []
+    for i, r in enumerate(raw):
+        key = f"[[policy.approval_rules]] #{i + 1}"
+        if not isinstance(r, dict):
+            c.add(key, f"must be a table, got {_tname(r)}")
+            continue
+        c.table(r, key, _APPROVAL_RULE_KEYS, {"approval"})
+        proposer = c.get(r, key, "proposer", str, None, check=lambda p: None if p == "*" or p == me or p in peers
+                         else f"{p!r} is not this party, one of its [peers] or '*'")
+        rule = ApprovalRule(
+            approval=c.get(r, key, "approval", str, None, check=one_of) or "manual",
+            proposer=None if proposer in (None, "*") else proposer,
+            purpose=c.get(r, key, "purpose", str, None),
+            max_steps=c.get(r, key, "max_steps", int, None,
+                            check=lambda v: None if v >= 1 else f"must be at least 1, got {v}"),
+        )
+        rules.append(rule)
+    return approval, tuple(rules), expiry
 
 
 def _compute_config(c: _Checker, raw: Any, check_files: bool) -> ComputeConfig:

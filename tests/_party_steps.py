@@ -17,10 +17,12 @@ PLUGINS = "wait=_party_steps:wait,boom=_party_steps:boom"
 
 def wait(ctx: StepContext) -> dict:
     (ctx.workdir / "started").write_text("1")
-    end = time.monotonic() + float(ctx.params.get("seconds", 60))
+    total = float(ctx.params.get("seconds", 60))
+    start = time.monotonic()
+    end = start + total
     while time.monotonic() < end:
         ctx.check_cancelled()
-        ctx.progress("waiting", None)
+        ctx.progress("waiting", min(1.0, (time.monotonic() - start) / total) if total > 0 else None)
         time.sleep(0.2)
     return {"waited": True}
 

@@ -31,14 +31,16 @@ class ProposeJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., job_json: _Optional[str] = ..., initiator_head: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("accepted", "reason", "party")
+    __slots__ = ("accepted", "reason", "party", "approval_expires")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_EXPIRES_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     party: str
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
+    approval_expires: float
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., party: _Optional[str] = ..., approval_expires: _Optional[float] = ...) -> None: ...
 
 class StartJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -125,3 +127,23 @@ class ListJobsReply(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
+
+class PendingJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PendingJobsReply(_message.Message):
+    __slots__ = ("jobs_json",)
+    JOBS_JSON_FIELD_NUMBER: _ClassVar[int]
+    jobs_json: str
+    def __init__(self, jobs_json: _Optional[str] = ...) -> None: ...
+
+class DecideJobRequest(_message.Message):
+    __slots__ = ("job_id", "approve", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    approve: bool
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...

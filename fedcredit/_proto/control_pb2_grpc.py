@@ -69,6 +69,16 @@ class ControlStub:
                 request_serializer=fedcredit_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_control__pb2.ListJobsReply.FromString,
                 _registered_method=True)
+        self.PendingJobs = channel.unary_unary(
+                '/fedcredit.v1.Control/PendingJobs',
+                request_serializer=fedcredit_dot_v1_dot_control__pb2.PendingJobsRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_control__pb2.PendingJobsReply.FromString,
+                _registered_method=True)
+        self.DecideJob = channel.unary_unary(
+                '/fedcredit.v1.Control/DecideJob',
+                request_serializer=fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_control__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -116,6 +126,19 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PendingJobs(self, request, context):
+        """The data owner's approval queue: proposals waiting for this party's operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +176,16 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=fedcredit_dot_v1_dot_control__pb2.ListJobsRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_control__pb2.ListJobsReply.SerializeToString,
+            ),
+            'PendingJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.PendingJobs,
+                    request_deserializer=fedcredit_dot_v1_dot_control__pb2.PendingJobsRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_control__pb2.PendingJobsReply.SerializeToString,
+            ),
+            'DecideJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideJob,
+                    request_deserializer=fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_control__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +377,60 @@ class Control:
             '/fedcredit.v1.Control/ListJobs',
             fedcredit_dot_v1_dot_control__pb2.ListJobsRequest.SerializeToString,
             fedcredit_dot_v1_dot_control__pb2.ListJobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PendingJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Control/PendingJobs',
+            fedcredit_dot_v1_dot_control__pb2.PendingJobsRequest.SerializeToString,
+            fedcredit_dot_v1_dot_control__pb2.PendingJobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Control/DecideJob',
+            fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.SerializeToString,
+            fedcredit_dot_v1_dot_control__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

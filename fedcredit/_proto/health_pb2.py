@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/health.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x14\n\x12HealthCheckRequest\"\xe5\x01\n\x10HealthCheckReply\x12<\n\x06status\x18\x01 \x01(\x0e\x32,.fedcredit.v1.HealthCheckReply.ServingStatus\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0crunning_jobs\x18\x04 \x01(\r\x12\x0e\n\x06\x63\x61ller\x18\x05 \x01(\t\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32S\n\x06Health\x12I\n\x05\x43heck\x12 .fedcredit.v1.HealthCheckRequest\x1a\x1e.fedcredit.v1.HealthCheckReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/health.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x14\n\x12HealthCheckRequest\"\x93\x02\n\x10HealthCheckReply\x12<\n\x06status\x18\x01 \x01(\x0e\x32,.fedcredit.v1.HealthCheckReply.ServingStatus\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0crunning_jobs\x18\x04 \x01(\r\x12\x0e\n\x06\x63\x61ller\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x65rt_not_after\x18\x06 \x01(\x01\x12\x14\n\x0c\x63\x61_not_after\x18\x07 \x01(\x01\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32S\n\x06Health\x12I\n\x05\x43heck\x12 .fedcredit.v1.HealthCheckRequest\x1a\x1e.fedcredit.v1.HealthCheckReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEALTHCHECKREQUEST']._serialized_start=43
   _globals['_HEALTHCHECKREQUEST']._serialized_end=63
   _globals['_HEALTHCHECKREPLY']._serialized_start=66
-  _globals['_HEALTHCHECKREPLY']._serialized_end=295
-  _globals['_HEALTHCHECKREPLY_SERVINGSTATUS']._serialized_start=218
-  _globals['_HEALTHCHECKREPLY_SERVINGSTATUS']._serialized_end=295
-  _globals['_HEALTH']._serialized_start=297
-  _globals['_HEALTH']._serialized_end=380
+  _globals['_HEALTHCHECKREPLY']._serialized_end=341
+  _globals['_HEALTHCHECKREPLY_SERVINGSTATUS']._serialized_start=264
+  _globals['_HEALTHCHECKREPLY_SERVINGSTATUS']._serialized_end=341
+  _globals['_HEALTH']._serialized_start=343
+  _globals['_HEALTH']._serialized_end=426
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ class HealthCheckRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthCheckReply(_message.Message):
-    __slots__ = ("status", "party", "version", "running_jobs", "caller")
+    __slots__ = ("status", "party", "version", "running_jobs", "caller", "cert_not_after", "ca_not_after")
     class ServingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SERVING_STATUS_UNSPECIFIED: _ClassVar[HealthCheckReply.ServingStatus]
@@ -24,9 +24,13 @@ class HealthCheckReply(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CA_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
     status: HealthCheckReply.ServingStatus
     party: str
     version: str
     running_jobs: int
     caller: str
-    def __init__(self, status: _Optional[_Union[HealthCheckReply.ServingStatus, str]] = ..., party: _Optional[str] = ..., version: _Optional[str] = ..., running_jobs: _Optional[int] = ..., caller: _Optional[str] = ...) -> None: ...
+    cert_not_after: float
+    ca_not_after: float
+    def __init__(self, status: _Optional[_Union[HealthCheckReply.ServingStatus, str]] = ..., party: _Optional[str] = ..., version: _Optional[str] = ..., running_jobs: _Optional[int] = ..., caller: _Optional[str] = ..., cert_not_after: _Optional[float] = ..., ca_not_after: _Optional[float] = ...) -> None: ...

@@ -55,6 +55,9 @@ from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
 from .alignment import unaligned_steps, verify_aligned
 from .checks import check_party_data, check_steps, public_text, step_notes
+from . import logfmt
+from .approvals import PENDING_APPROVAL, Approvals
+from .metrics import PartyMetrics, cert_expiries
 from .policy import DATA_ROLES, check_job, effective_columns
 from .limits import PeerRate
 from .lock import StateLock
@@ -72,7 +75,7 @@ _JOB_JSON_MAX = 256 * 1024
 _NAME_IN_JOB_ID = 40
 _HEAD_RE = re.compile(r"[0-9]{1,19}:[0-9a-f]{64}")
 _EVENT_KINDS = frozenset({"state", "step", "progress"})
-_EVENT_STATES = frozenset({"", "proposed", "pending", "running"}) | TERMINAL
+_EVENT_STATES = frozenset({"", "proposed", "pending", PENDING_APPROVAL, "running"}) | TERMINAL
 _MESSAGE_MAX = 2000
 
 
@@ -103,6 +106,12 @@ class PartyJob:
     channel: Channel | None = None
     thread: threading.Thread | None = None
     down_since: dict[str, float] = field(default_factory=dict)
+    # approval queue (party/approvals.py): on the data owner, until when the operator may decide and when it
+    # approved; on the initiator, the parties it waits for and their decisions {party: (ok, reason, approver)}
+    approval_expires: float = 0.0
+    approved_at: float = 0.0
+    awaiting: dict[str, float] = field(default_factory=dict)
+    approvals: dict[str, tuple] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -158,6 +167,7 @@ class Party:
             peer_calls=tr.peer_inflight + 8, max_workers=max(64, (len(config.peers) + 1) * (tr.peer_inflight + 8) + 16),
         )
         self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
+        self.approvals = Approvals(self)
         add_servicers(self.transport.server, self)
         # the one authorization check (transport/authz.py) asks the party about revocations and job roles
         self.transport.refusal_reason = self._refusal_reason
@@ -166,6 +176,10 @@ class Party:
         self.scoring = ScoringService(config, self.transport, self.audit, self.store)
         add_scoring_servicers(self.transport.server, self.scoring)
         self.scoring.on_reload = self._config_reloaded  # 'party reload': new peers can take part in jobs too
+        self.metrics = PartyMetrics(self)  # /metrics on the console listener (party/metrics.py)
+        self.metrics.time_scoring(self.scoring)
+        self.scoring.reload_hooks.append(self._reload_tls)  # `fedcredit party reload`: certificate rotation
+        self.console = None
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
         self.compute = _compute.from_config(config.compute)
@@ -182,7 +196,8 @@ class Party:
     def _setup_logging(self) -> logging.Handler:
         h = logging.FileHandler(self.state_dir / "party.log", encoding="utf-8")
         # control characters in any field (a peer's job id, tag, reason) are escaped: no forged lines
-        h.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+        h.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+                       if self.config.log_format != "json" else logfmt.JsonFormatter(self.name, self.config.peers))
         h.setLevel(self.config.log_level)
         root = logging.getLogger("fedcredit")
         root.addHandler(h)
@@ -199,6 +214,7 @@ class Party:
             t = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
+        self._start_console()
         self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
         log.info("party %s serving on port %d (%s), state dir %s, compute %s", self.name, self.port,
                  "INSECURE" if self.config.insecure else "mTLS", self.state_dir, self.compute.describe())
@@ -217,6 +233,7 @@ class Party:
             if j.thread is not None:
                 j.thread.join(timeout=grace)
         self._stop.set()
+        self._stop_console()
         self.scoring.stop()
         try:
             self.transport.stop(grace)
@@ -239,6 +256,33 @@ class Party:
 
         with self._lock:
             self.config = _replace(self.config, peers=cfg.peers, policy=cfg.policy)
+
+    def _reload_tls(self, cfg: PartyConfig) -> str:
+        """Pick up new TLS files (renewed certificate/key, CA bundle) named by the re-read config, without a restart.
+
+        Checked before use (an expired or foreign certificate raises ConfigError and the party keeps serving
+        with the old one); audited with the new certificate's fingerprint and expiry.
+        """
+        if cfg.tls is None or self._tls is None:
+            return ""
+        from .rotation import reload_tls
+
+        return reload_tls(self, cfg)
+
+    def _start_console(self) -> None:
+        """The operator's web console and /metrics, when ``[console] listen`` is set (party/console.py)."""
+        if self.config.console.listen:
+            from .console import Console
+
+            self.console = Console(self)
+            self.console.start()
+
+    def _stop_console(self) -> None:
+        if self.console is not None:
+            try:
+                self.console.stop()
+            except Exception:  # noqa: BLE001 - stopping the party must go on
+                log.exception("stopping the console failed")
 
     # ------------------------------------------------------------------ helpers
     def _client(self, peer: str, timeout: float | None = None) -> ControlClient:
@@ -279,7 +323,8 @@ class Party:
 
     def _running(self) -> int:
         with self._lock:
-            return sum(1 for j in self._jobs.values() if j.state in ("pending", "running", "proposed"))
+            return sum(1 for j in self._jobs.values()
+                       if j.state in ("pending", "running", "proposed") and not self.approvals.waiting(j))
 
     def _emit(self, job: PartyJob, kind: str, *, party: str | None = None, state: str = "", step: str = "",
               message: str = "", fraction: float | None = None, detail: dict | None = None) -> dict:
@@ -386,7 +431,7 @@ class Party:
 
         def ask(peer: str) -> None:
             try:
-                results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head)
+                results[peer] = self._client(peer).propose_decision(job.job_id, spec.to_json(), head)
             except PolicyError as exc:
                 results[peer] = (False, str(exc))
             except Exception as exc:  # noqa: BLE001 - unreachable, timed out, or broken
@@ -403,8 +448,12 @@ class Party:
             why = "; ".join(full for full, _ in own_problems)
             self._decide(job, self.name, False, "; ".join(pub for _, pub in own_problems))
             refusals.append(f"refused by {self.name}: {why}")
+        awaiting: dict[str, float] = {}
         for p in others:
-            ok, why = results.get(p, (False, "no answer"))
+            ok, why, *rest = results.get(p, (False, "no answer"))
+            if ok and rest and rest[0] > 0:
+                awaiting[p] = rest[0]  # accepted by policy, waiting for its operator (party/approvals.py)
+                continue
             self._decide(job, p, ok, why)
             if not ok:
                 refusals.append(f"refused by {p}: {why}")
@@ -416,6 +465,8 @@ class Party:
             public = reason if not own_problems else "; ".join(
                 [f"refused by {self.name}: " + "; ".join(pub for _, pub in own_problems)] + refusals[1:])
             self._cancel_peers(job, public, [p for p in others if results.get(p, (False,))[0]])
+            return
+        if awaiting and self._await_approvals(job, awaiting, others):
             return
         if job.cancel.is_set():
             self._fail_everywhere(job, job.cancel_reason, state="cancelled")
@@ -448,6 +499,15 @@ class Party:
         for full, _ in problems:
             log.warning("job refused on this party's data: %s", full)
         return problems
+
+    def _await_approvals(self, job: PartyJob, awaiting: dict[str, float], others: list[str]) -> bool:
+        """Wait for the operators' approvals; True when the job ended (rejected or expired) everywhere."""
+        reason = self.approvals.await_peers(job, awaiting)
+        if reason is None:
+            return False
+        self._set_state(job, "refused", reason)
+        self._cancel_peers(job, reason, [p for p in others if job.approvals.get(p, (True,))[0]])
+        return True
 
     def _decide(self, job: PartyJob, party: str, accepted: bool, reason: str) -> None:
         self.store.add_decision(job.job_id, party, accepted, reason)
@@ -509,14 +569,22 @@ class Party:
                                                        columns=[]))])
             log.info("job %s proposed by %s: refused (%s)", job_id, caller, reason)
             return False, reason
-        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller, state="pending")
+        manual = self.approvals.needs_approval(spec, caller)
+        job = PartyJob(job_id, spec, initiator=caller, role=role, proposer=caller,
+                       state=PENDING_APPROVAL if manual else "pending")
+        job.approval_expires = self.approvals.expiry() if manual else 0.0
         self._create_job(job, canonical, decision=(True, ""), audit=[
             ("job.proposal", dict(job_id=job_id, proposer=caller, name=spec.name, parties=spec.roles,
                                   steps=[[s.name, s.kind] for s in spec.steps], purpose=spec.purpose,
                                   job_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
                                   proposer_head=initiator_head[:200])),
             ("job.decision", dict(job_id=job_id, party=self.name, accepted=True, reason="",
-                                  columns=list(effective_columns(self.config, spec, caller) or [])))])
+                                  columns=list(effective_columns(self.config, spec, caller) or []))),
+            *([("job.approval_requested", dict(job_id=job_id, proposer=caller, expires=job.approval_expires))]
+              if manual else [])])
+        if manual:
+            log.info("job %s proposed by %s: accepted by policy, waiting for the operator's approval", job_id, caller)
+            return True, "", job.approval_expires
         log.info("job %s proposed by %s: accepted", job_id, caller)
         return True, ""
 
@@ -563,6 +631,9 @@ class Party:
         if caller not in job.spec.parties or caller == self.name:
             raise PolicyError(f"{caller!r} is not a participant of job {job.job_id!r}")
         event["party"] = caller  # identity from the certificate, never from the message
+        if event.get("kind") == "decision":  # an operator's approval or rejection (party/approvals.py)
+            self.approvals.reported(job, caller, event)
+            return
         _check_event(job, event, caller)
         kind = event.get("kind")
         if kind == "step" and event.get("state") in ("succeeded", "failed"):
@@ -688,8 +759,17 @@ class Party:
         self._require_self(caller, "list jobs")
         return self.store.jobs(job_id=job_id, limit=limit)
 
+    def pending_jobs(self, caller: str) -> list[dict]:
+        return self.approvals.pending(caller)
+
+    def decide_job(self, caller: str, job_id: str, approve: bool, reason: str) -> str:
+        return self.approvals.decide(caller, job_id, approve, reason)
+
     def health(self, caller: str) -> dict:
-        return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running()}
+        exp = cert_expiries(self)
+        return {"serving": self._serving, "party": self.name, "version": __version__, "running_jobs": self._running(),
+                "cert_not_after": exp.get("party", 0.0), "ca_not_after": min((v for k, v in exp.items() if k != "party"),
+                                                                              default=0.0)}
 
     # ================================================================== workers
     def _launch(self, job: PartyJob) -> None:
@@ -737,6 +817,7 @@ class Party:
             results: list[dict] = []
             for idx, step in enumerate(spec.steps):
                 step_name = step.name
+                logfmt.set_step(step.name)
                 if job.cancel.is_set():
                     raise JobCancelled(job.cancel_reason)
                 workdir = state_path(self.state_dir, "jobs", job.job_id, step.name)
@@ -875,7 +956,12 @@ class Party:
             now = time.time()
             for job in jobs:
                 try:
-                    if job.state == "pending" and now - job.created > max(4 * deadline, 30.0):
+                    if job.state == PENDING_APPROVAL:
+                        self.approvals.expire_if_due(job, now)
+                        continue
+                    # an approved job may wait for other parties' operators: up to our own approval window
+                    limit = self.config.policy.approval_expiry_hours * 3600 if job.approved_at else max(4 * deadline, 30.0)
+                    if job.state == "pending" and now - max(job.created, job.approved_at) > limit:
                         self._set_state(job, "failed", f"job was never started by its initiator {job.initiator!r}")
                         continue
                     if job.state != "running":

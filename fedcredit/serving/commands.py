@@ -309,9 +309,11 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
     c.add_argument("--reason", default="", help="recorded in the audit log")
     c.set_defaults(func=cmd_admit)
-    c = party_sub.add_parser("reload", help="re-read [peers] and [policy.scoring] without a restart",
+    c = party_sub.add_parser("reload", help="re-read [peers], [policy.scoring] and the TLS files without a restart",
                              description="Your running party re-reads its config: a peer removed from [peers] is "
-                                         "refused from its next message on; [policy.scoring] changes apply at once.",
+                                         "refused from its next message on; [policy.scoring] changes apply at once; "
+                                         "a renewed certificate/key and a new CA bundle ([tls]) are used for new "
+                                         "connections (running jobs continue).",
                              epilog=epilog, formatter_class=fmt)
     c.add_argument("config", nargs="?", metavar="CONFIG", help="your party's config TOML (as for 'party health')")
     c.add_argument("--party", metavar="CONFIG", help="the same, as an option")

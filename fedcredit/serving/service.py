@@ -132,6 +132,8 @@ class ScoringService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.timeout = float(config.transport.deadline)
+        #: called by reload() with the re-read config; each returns a sentence for the operator (party: TLS files)
+        self.reload_hooks: list = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -723,8 +725,10 @@ class ScoringService:
             self.on_reload(cfg)
         self.audit.append("config.reloaded", path=str(self.config.path), added=sorted(after - before),
                           removed=sorted(before - after))
+        extra = [hook(cfg) for hook in self.reload_hooks]
         return (f"reloaded {self.config.path}: peers {', '.join(sorted(after)) or 'none'}"
-                + (f"; removed {', '.join(sorted(before - after))}" if before - after else ""))
+                + (f"; removed {', '.join(sorted(before - after))}" if before - after else "")
+                + "".join(f"; {e}" for e in extra if e))
 
     # -- export ---------------------------------------------------------------------
     def _approvals(self) -> dict:

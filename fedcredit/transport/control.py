@@ -86,6 +86,8 @@ class ControlHandler(Protocol):
     def watch_job(self, caller: str, job_id: str) -> Iterator[dict]: ...
     def cancel_job(self, caller: str, job_id: str, reason: str) -> str: ...
     def list_jobs(self, caller: str, job_id: str, limit: int) -> list[dict]: ...
+    def pending_jobs(self, caller: str) -> list[dict]: ...
+    def decide_job(self, caller: str, job_id: str, approve: bool, reason: str) -> str: ...
     def health(self, caller: str) -> dict: ...
 
 
@@ -176,8 +178,9 @@ class _ControlServicer(pb_grpc.ControlServicer):
 
     @_guard
     def ProposeJob(self, caller, request, context):
-        ok, reason = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head)
-        return pb.Decision(accepted=ok, reason=reason, party=self.h.name)
+        ok, reason, *pending = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head)
+        return pb.Decision(accepted=ok, reason=reason, party=self.h.name,
+                           approval_expires=float(pending[0]) if pending else 0.0)
 
     @_guard
     def StartJob(self, caller, request, context):
@@ -210,6 +213,14 @@ class _ControlServicer(pb_grpc.ControlServicer):
     def ListJobs(self, caller, request, context):
         return pb.ListJobsReply(jobs=[_summary_to_proto(d) for d in self.h.list_jobs(caller, request.job_id, request.limit)])
 
+    @_guard
+    def PendingJobs(self, caller, request, context):
+        return pb.PendingJobsReply(jobs_json=json.dumps(self.h.pending_jobs(caller), sort_keys=True, default=str))
+
+    @_guard
+    def DecideJob(self, caller, request, context):
+        return pb.Ack(ok=True, message=self.h.decide_job(caller, request.job_id, request.approve, request.reason))
+
 
 class _HealthServicer(hpb_grpc.HealthServicer):
     def __init__(self, handler: ControlHandler):
@@ -221,7 +232,7 @@ class _HealthServicer(hpb_grpc.HealthServicer):
         return hpb.HealthCheckReply(
             status=hpb.HealthCheckReply.SERVING if d.get("serving") else hpb.HealthCheckReply.NOT_SERVING,
             party=d.get("party", ""), version=d.get("version", ""), running_jobs=int(d.get("running_jobs", 0)),
-            caller=caller,
+            caller=caller, cert_not_after=float(d.get("cert_not_after", 0.0)), ca_not_after=float(d.get("ca_not_after", 0.0)),
         )
 
 
@@ -300,10 +311,29 @@ class ControlClient:
 
     def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None) -> tuple[bool, str]:
         """Propose a job; waits up to ``timeout`` for a peer that is (re)connecting."""
+        return self.propose_decision(job_id, job_json, initiator_head, timeout)[:2]
+
+    def propose_decision(self, job_id: str, job_json: str, initiator_head: str = "",
+                         timeout: float | None = None) -> tuple[bool, str, float]:
+        """Like :meth:`propose`, plus the approval expiry (> 0: waiting for the peer's operator)."""
         d = self._call("the job proposal", self._c.ProposeJob,
                        pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head), timeout,
                        wait_for_ready=True)
-        return d.accepted, d.reason
+        exp = d.approval_expires
+        return d.accepted, d.reason, exp if d.accepted and exp == exp and exp > 0 else 0.0
+
+    def pending_jobs(self) -> list[dict]:
+        """The approval queue of this (own) party."""
+        r = self._call("the approval queue", self._c.PendingJobs, pb.PendingJobsRequest())
+        jobs = loads_limited(r.jobs_json, what="approval queue", max_bytes=64 * 2**20, max_depth=64) if r.jobs_json else []
+        if not isinstance(jobs, list):
+            raise ProtocolError("the approval queue must be a JSON array")
+        return jobs
+
+    def decide(self, job_id: str, approve: bool, reason: str = "") -> str:
+        """Approve or reject ``job_id`` as this party's operator."""
+        return self._call("the approval decision", self._c.DecideJob,
+                          pb.DecideJobRequest(job_id=job_id, approve=approve, reason=reason)).message
 
     def start(self, job_id: str, timeout: float | None = None) -> None:
         self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id), timeout, wait_for_ready=True)
@@ -334,4 +364,6 @@ class ControlClient:
             "version": r.version,
             "running_jobs": r.running_jobs,
             "caller": r.caller,
+            "cert_not_after": r.cert_not_after,
+            "ca_not_after": r.ca_not_after,
         }

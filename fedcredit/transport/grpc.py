@@ -994,6 +994,7 @@ class GrpcTransport:
         self.probe_interval = float(probe_interval)
         self.liveness_grace = float(liveness_grace)
         self._tls: LoadedTls | None = load_tls(tls, expect_party=party) if tls is not None else None
+        self._tls_served = self._tls
         self._lock = threading.RLock()
         self._peers: dict[str, str] = self._check_peers(peers)
         self._channels: dict[str, grpc.Channel] = {}
@@ -1052,11 +1053,10 @@ class GrpcTransport:
                 if self._tls is None:
                     port = self._server.add_insecure_port(self.listen)
                 else:
-                    creds = grpc.ssl_server_credentials(
-                        [(self._tls.key_pem, self._tls.cert_pem)],
-                        root_certificates=self._tls.ca_pem,
-                        require_client_auth=True,
-                    )
+                    # the certificate configuration is fetched for each new handshake, so reload_tls() swaps the
+                    # certificate, key and CA bundle without a restart (connections already open keep theirs)
+                    creds = grpc.dynamic_ssl_server_credentials(
+                        self._server_cert_config(), self._fetch_cert_config, require_client_authentication=True)
                     port = self._server.add_secure_port(self.listen, creds)
             except RuntimeError as exc:
                 raise ConfigError(f"cannot listen on {self.listen!r}: {exc}") from None
@@ -1066,6 +1066,40 @@ class GrpcTransport:
             self._port = port
             log.info("%s listening on port %d (%s)", self.party, port, "INSECURE" if self.insecure else "mTLS")
             return port
+
+    def _server_cert_config(self):
+        t = self._tls
+        return grpc.ssl_server_certificate_configuration([(t.key_pem, t.cert_pem)], root_certificates=t.ca_pem)
+
+    def _fetch_cert_config(self):
+        """gRPC's fetcher: a new configuration once after :meth:`reload_tls`, else None (keep the current one)."""
+        with self._lock:
+            if self._tls_served is self._tls:
+                return None
+            self._tls_served = self._tls
+        return self._server_cert_config()
+
+    def reload_tls(self, tls: TlsFiles) -> LoadedTls:
+        """Serve and dial with new TLS files from now on, without a restart.
+
+        The files are checked first (:func:`~fedcredit.certs.load_tls`: an
+        expired, foreign or mismatched certificate raises ConfigError and
+        nothing changes). New handshakes on our port present the new
+        certificate and accept client certificates from any CA of the new
+        bundle; client channels are re-created with the new credentials, the
+        old ones closed a little later so calls in flight finish.
+        """
+        loaded = load_tls(tls, expect_party=self.party)
+        with self._lock:
+            if self._tls is None:
+                raise ConfigError(f"transport of {self.party!r} runs without TLS; nothing to reload")
+            self._tls = loaded
+            old, self._channels = list(self._channels.values()), {}
+        timer = threading.Timer(max(30.0, 2 * self.deadline), lambda: [ch.close() for ch in old])
+        timer.daemon = True
+        timer.start()
+        log.info("%s: TLS certificate and CA bundle reloaded", self.party)
+        return loaded
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop serving (in-flight pushes get ``grace`` seconds), fail pending receives, close client channels."""
