@@ -5,9 +5,13 @@ from the request (:func:`~fedcredit.protocols.scoring.spec.request_transcript`),
 so answering one request id twice would let the guest subtract two replies
 of different rows and remove the masks; the cache of ids seen must therefore
 outlive the process. It lives in ``<state_dir>/scoring_replay.sqlite`` (its own
-file, mode 0600, WAL, synchronous=FULL): an id is committed and on disk before
-the request is answered, so a host that is killed or crashes and restarts
-still refuses it.
+file, mode 0600, WAL, synchronous=NORMAL): an id is committed to the WAL (in the
+operating system's hands) before the request is answered, so a host process
+that is killed (even ``kill -9``) or crashes and restarts still refuses it. Only
+a crash of the whole machine within the last checkpoint interval can lose the
+newest ids; a restarted machine is also a restarted clock for requests older
+than the 5-minute window, and FULL (an fsync per request, as much as the audit
+append itself; measured in docs/scoring.md) was not worth that residue.
 
 Bounded and expiring: an id is kept until it would be refused as stale anyway
 (its own timestamp + :data:`~fedcredit.protocols.scoring.spec.REQUEST_MAX_AGE`;
@@ -74,9 +78,9 @@ class ReplayCache:
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: each id is on disk (WAL fsync) before the request is answered, so neither a killed
-            # process nor a machine crash reopens it; ~0.2 ms a request here, next to the audit log's fsync.
-            self._db.execute("PRAGMA synchronous=FULL")
+            # NORMAL: each id is in the WAL before the request is answered, so a killed process does not reopen
+            # it; FULL added an fsync per request (as costly as the audit append's) for machine crashes only
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{self.path}: unreadable scoring replay cache ({exc}); move it aside and restart "
