@@ -712,6 +712,11 @@ class LocalFederation:
         """
         spec = self.job(steps, **kwargs)
         if self.mode == "inprocess":
+            from .party.checks import check_steps
+
+            problems = check_steps(spec)  # as a party does at submission: every mistake before the first step
+            if problems:
+                raise ConfigError(f"{spec.source}: " + "; ".join(problems), [f"{spec.source}: {p}" for p in problems])
             return self._run_inprocess(spec, progress)
         return self._with_workdirs(self._party().run(spec, progress=progress))
 

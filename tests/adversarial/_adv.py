@@ -24,7 +24,7 @@ from fedcredit.demo import Federation, write_federation, write_job
 from fedcredit.party import PLUGIN_ENV, register_plugin_steps
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[2] / "shared" / "data"
+from conftest import DATA  # noqa: E402 - the packaged data sets (or $FEDCREDIT_DATA)
 PLUGINS = "adv_wait=_adv_steps:wait,adv_garbage=_adv_steps:garbage,adv_wrongtype=_adv_steps:wrong_type"
 KINDS = ["handshake", "psi", "adv_wait", "adv_garbage", "adv_wrongtype"]
 

@@ -36,7 +36,7 @@ from fedcredit.transport.authz import MARK, RULES
 from fedcredit.transport.grpc import GrpcTransport, message_sha256
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[2] / "shared" / "data"
+from conftest import DATA  # noqa: E402 - the packaged data sets (or $FEDCREDIT_DATA)
 
 
 # --------------------------------------------------------------------------- fixtures
