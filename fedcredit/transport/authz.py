@@ -60,6 +60,7 @@ RULES: dict[str, Access] = {
     "/fedcredit.v1.Control/WatchJob": _O,
     "/fedcredit.v1.Control/CancelJob": _P | _O,
     "/fedcredit.v1.Control/ListJobs": _O,
+    "/fedcredit.v1.Control/ResumeJob": _O,
     "/fedcredit.v1.Scoring/Score": _O,
     "/fedcredit.v1.Scoring/Contribute": _P,
     "/fedcredit.v1.Scoring/Decide": _P,

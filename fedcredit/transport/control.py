@@ -80,8 +80,10 @@ class ControlHandler(Protocol):
     """What the party implements; ``caller`` is the certificate's party name."""
 
     def submit_job(self, caller: str, job_json: str, source: str) -> str: ...
-    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]: ...
-    def start_job(self, caller: str, job_id: str) -> None: ...
+    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str,
+                    attempt: int = 0) -> tuple[bool, str]: ...
+    def start_job(self, caller: str, job_id: str, attempt: int = 0) -> None: ...
+    def resume_job(self, caller: str, job_id: str) -> str: ...
     def report_status(self, caller: str, event: dict) -> None: ...
     def watch_job(self, caller: str, job_id: str) -> Iterator[dict]: ...
     def cancel_job(self, caller: str, job_id: str, reason: str) -> str: ...
@@ -176,13 +178,18 @@ class _ControlServicer(pb_grpc.ControlServicer):
 
     @_guard
     def ProposeJob(self, caller, request, context):
-        ok, reason = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head)
+        ok, reason = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head,
+                                        attempt=request.attempt)
         return pb.Decision(accepted=ok, reason=reason, party=self.h.name)
 
     @_guard
     def StartJob(self, caller, request, context):
-        self.h.start_job(caller, request.job_id)
+        self.h.start_job(caller, request.job_id, attempt=request.attempt)
         return pb.Ack(ok=True)
+
+    @_guard
+    def ResumeJob(self, caller, request, context):
+        return pb.SubmitJobReply(job_id=self.h.resume_job(caller, request.job_id))
 
     @_guard
     def ReportStatus(self, caller, request, context):
@@ -298,15 +305,21 @@ class ControlClient:
     def submit(self, job_json: str, source: str = "") -> str:
         return self._call("the job submission", self._c.SubmitJob, pb.SubmitJobRequest(job_json=job_json, source=source)).job_id
 
-    def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None) -> tuple[bool, str]:
-        """Propose a job; waits up to ``timeout`` for a peer that is (re)connecting."""
+    def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None, *,
+                attempt: int = 0) -> tuple[bool, str]:
+        """Propose a job (``attempt`` > 0: resume it); waits up to ``timeout`` for a peer that is (re)connecting."""
         d = self._call("the job proposal", self._c.ProposeJob,
-                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head), timeout,
-                       wait_for_ready=True)
+                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head,
+                                            attempt=attempt), timeout, wait_for_ready=True)
         return d.accepted, d.reason
 
-    def start(self, job_id: str, timeout: float | None = None) -> None:
-        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id), timeout, wait_for_ready=True)
+    def start(self, job_id: str, timeout: float | None = None, *, attempt: int = 0) -> None:
+        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id, attempt=attempt), timeout,
+                   wait_for_ready=True)
+
+    def resume(self, job_id: str) -> str:
+        """Ask our own party (the job's initiator) to resume a failed or cancelled job; returns its id."""
+        return self._call("the job resume", self._c.ResumeJob, pb.ResumeJobRequest(job_id=job_id)).job_id
 
     def report(self, event: dict, timeout: float | None = None) -> None:
         self._call("a status report", self._c.ReportStatus, event_to_proto(event), timeout)
