@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ["paillier", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood"]
+SUITES = ["paillier", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood", "chaos"]
 ALL_ORDER = ["paillier", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "flood"]
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (none today: every suite does).
 QUICK_ARGS: dict[str, list[str]] = {}

@@ -54,6 +54,7 @@ from ..transport.grpc import GrpcTransport
 from ..transport.scoring import add_scoring_servicers
 from ..serving import ScoringService
 from .policy import DATA_ROLES, check_job, effective_columns
+from . import resume as _resume
 from .limits import PeerRate
 from .lock import StateLock
 from .report import write_report
@@ -101,6 +102,7 @@ class PartyJob:
     channel: Channel | None = None
     thread: threading.Thread | None = None
     down_since: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0  # 0: the original run; n: the n-th resume (party/resume.py)
 
     @property
     def done(self) -> bool:
@@ -169,6 +171,7 @@ class Party:
         self._prev_compute = _compute.set_default(self.compute)
         self._lock = threading.RLock()
         self._jobs: dict[str, PartyJob] = {}
+        self._attempts: dict[str, str] = {}  # channel id of a resumed attempt -> job id (party/resume.py)
         self._serving = False
         self._stop = threading.Event()
         self._reports: queue.Queue = queue.Queue()
@@ -263,7 +266,7 @@ class Party:
         if caller == self.name:
             return
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(job_id) or self._jobs.get(self._attempts.get(job_id, ""))
         if job is not None and caller not in job.spec.parties:
             raise PolicyError(f"party {caller!r} has no role in job {job_id!r} on {self.name!r}")
 
@@ -283,6 +286,8 @@ class Party:
     def _forward(self, job: PartyJob, event: dict, *, important: bool = False) -> None:
         """Send an event of ours to the initiator (not from the initiator itself)."""
         if job.initiator != self.name:
+            # the attempt lets the initiator drop a late report of an attempt that was resumed since
+            event = {**event, "detail": {**(event.get("detail") or {}), "attempt": job.attempt}}
             self._reports.put((job.initiator, event, important))
 
     def _report_loop(self) -> None:
@@ -369,7 +374,7 @@ class Party:
 
         def ask(peer: str) -> None:
             try:
-                results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head)
+                results[peer] = self._client(peer).propose(job.job_id, spec.to_json(), head, attempt=job.attempt)
             except PolicyError as exc:
                 results[peer] = (False, str(exc))
             except Exception as exc:  # noqa: BLE001 - unreachable, timed out, or broken
@@ -391,7 +396,8 @@ class Party:
             reason = "; ".join(refusals)
             if unreachable:
                 reason = "; ".join(f"could not propose the job to {p}: {e}" for p, e in unreachable.items())
-            self._set_state(job, "failed" if unreachable else "refused", reason)
+            # a refused resume leaves the job failed (resumable again later), not refused
+            self._set_state(job, "failed" if unreachable or job.attempt else "refused", reason)
             self._cancel_peers(job, reason, [p for p in others if results.get(p, (False,))[0]])
             return
         if job.cancel.is_set():
@@ -401,7 +407,7 @@ class Party:
 
         def start(peer: str) -> None:
             try:
-                self._client(peer).start(job.job_id)
+                self._client(peer).start(job.job_id, attempt=job.attempt)
             except Exception as exc:  # noqa: BLE001
                 errors[peer] = _short(exc)
 
@@ -421,7 +427,8 @@ class Party:
         self._emit(job, "decision", party=party, state="accepted" if accepted else "refused", message=reason)
 
     # -- peers: propose / start -------------------------------------------------
-    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]:
+    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str,
+                    attempt: int = 0) -> tuple[bool, str]:
         self._require_peer(caller)
         # bounded and rate-limited per peer before anything is parsed, stored or logged: a peer flooding
         # proposals gets RESOURCE_EXHAUSTED and costs this party no disk (docs/transport.md, "Limits per RPC")
@@ -431,6 +438,10 @@ class Party:
         check_name(job_id, "job id")  # ProtocolError -> INVALID_ARGUMENT, nothing stored or logged raw
         if initiator_head and not _HEAD_RE.fullmatch(initiator_head):
             raise ProtocolError(f"malformed audit head from {caller!r}: expected '<seq>:<64 hex>'")
+        if attempt:  # a resume of a job this party ran (party/resume.py)
+            if len(job_json.encode("utf-8", "surrogatepass")) > self.config.transport.max_proposal_kib * 1024:
+                raise ProtocolError(f"resumed job proposal exceeds {self.name!r}'s limit")
+            return _resume.accept_resume(self, caller, job_id, job_json, initiator_head, attempt)
         if self.store.has_job(job_id):
             return False, f"job id {job_id!r} is already used on {self.name!r}"
         body = job_json.encode("utf-8", "surrogatepass")
@@ -508,14 +519,20 @@ class Party:
             with self._lock:
                 self._jobs[job.job_id] = job
 
-    def start_job(self, caller: str, job_id: str) -> None:
+    def start_job(self, caller: str, job_id: str, attempt: int = 0) -> None:
         check_name(job_id, "job id")
         job = self._job(job_id)
         if caller != job.initiator:
             raise PolicyError(f"only the initiator {job.initiator!r} may start job {job_id!r}")
+        if attempt != job.attempt:
+            raise FedcreditError(f"job {job_id!r} is at attempt {job.attempt} on {self.name!r}, not {attempt}")
         if job.state != "pending":
             raise FedcreditError(f"job {job_id!r} is {job.state}, not pending")
         self._launch(job)
+
+    def resume_job(self, caller: str, job_id: str) -> str:
+        """ResumeJob: run a failed or cancelled job of ours again on every party (party/resume.py)."""
+        return _resume.resume_as_initiator(self, caller, job_id)
 
     # -- reports from peers (initiator side) -------------------------------------
     def report_status(self, caller: str, event: dict) -> None:
@@ -526,6 +543,9 @@ class Party:
             raise PolicyError(f"{caller!r} is not a participant of job {job.job_id!r}")
         event["party"] = caller  # identity from the certificate, never from the message
         _check_event(job, event, caller)
+        if event["detail"].get("attempt", 0) != job.attempt:  # a late report of an attempt since resumed
+            log.info("job %s: dropped a report of another attempt from %s", job.job_id, caller)
+            return
         kind = event.get("kind")
         if kind == "step" and event.get("state") in ("succeeded", "failed"):
             job.party_steps[caller][event.get("step", "")] = event.get("detail") or {}
@@ -661,7 +681,7 @@ class Party:
             job.state = "running"
             job.thread = threading.Thread(target=self._work, args=(job,), name=f"{self.name}-job-{job.job_id}", daemon=True)
         self.store.set_state(job.job_id, "running")
-        self.audit.append("job.started", job_id=job.job_id, role=job.role)
+        self.audit.append("job.started", job_id=job.job_id, role=job.role, attempt=job.attempt)
         ev = self._emit(job, "state", state="running", message=f"{self.name} runs as {job.role}")
         self._forward(job, ev)
         job.thread.start()
@@ -677,7 +697,9 @@ class Party:
         step_name = ""
         digests: dict[tuple[str, str], Any] = {}
         try:
-            ch = self.transport.channel(job.job_id, default_timeout=self.config.transport.recv_timeout)
+            # each attempt of a resumed job has a channel of its own (party/resume.py)
+            ch = self.transport.channel(_resume.channel_id(job.job_id, job.attempt),
+                                        default_timeout=self.config.transport.recv_timeout)
             job.channel = ch
 
             def tap(sender: str, receiver: str, tag: str, payload: bytes) -> None:
@@ -688,6 +710,7 @@ class Party:
             ch.tap(tap)
             if job.cancel.is_set():
                 raise JobCancelled(job.cancel_reason)
+            _resume.before_job(self, job)
             data = self._load_data(job)
             state: dict[str, Any] = {}
             results: list[dict] = []
@@ -713,10 +736,12 @@ class Party:
                     if job.cancel.is_set():
                         raise JobCancelled(job.cancel_reason or "job cancelled")
 
+                checkpoint = _resume.step_checkpoint(job, step, ch.sub(step.name), self.name, workdir)
                 ctx = StepContext(
                     job_id=job.job_id, step=step.name, kind=step.kind, party=self.name, roles=spec.roles,
                     params=_thaw(step.params), channel=ch.sub(step.name), data=state.get("table", data), state=state,
                     workdir=workdir, progress=progress, check_cancelled=check_cancelled, policy=self.config.policy,
+                    checkpoint=checkpoint,
                 )
                 t0 = time.perf_counter()
                 result = get_step(step.kind)(ctx)
@@ -726,6 +751,7 @@ class Party:
                 if not isinstance(result, dict):
                     raise FedcreditError(f"step {step.name!r} returned {type(result).__name__}, expected a dict")
                 result = json.loads(json.dumps(result, default=_json_default))
+                _resume.after_step(self, job, step.name, state.get("table", data))  # same aligned rows on a resume
                 traffic = _traffic(before, ch.stats, step.name)
                 for peer, row in traffic["peers"].items():
                     h = digests.get((step.name, peer))
@@ -748,6 +774,7 @@ class Party:
                 if self.name == job.initiator:
                     job.party_steps[self.name][step.name] = ev["detail"]
                 self._forward(job, ev, important=True)
+            _resume.finish(self, job)
             self._finish_local(job, "succeeded", "")
         except BaseException as exc:  # noqa: BLE001 - a step failure never takes the party down
             if job.cancel.is_set():
