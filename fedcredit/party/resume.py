@@ -29,7 +29,7 @@ every party finished (its estimator checkpoints each tree in the step's
 workdir, which is the same for every attempt); steps that train in rounds
 (hetero LR, homo) first agree on the latest round every party holds a
 checkpoint of (:func:`fedcredit.protocols.checkpoint.agree`) and continue from
-there. Cheap steps before them (PSI, binning, selection) are recomputed — they
+there (the clients of a homo job re-key). Cheap steps before them (PSI, binning, selection) are recomputed — they
 are deterministic given the same data and spec, which the aligned-rows check
 confirms — rather than restored from files, so nothing but plaintext model
 state is ever persisted for a resume.

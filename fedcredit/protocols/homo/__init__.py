@@ -170,6 +170,9 @@ class FedAvgClassifier:
         aggregator : str
         n_features : int, optional
             The aggregator needs it when it has no table.
+        checkpoint : fedcredit.protocols.checkpoint.Checkpoint, optional
+            Per-round checkpoints (a job step passes ``ctx.checkpoint``): saved after each round; on a
+            resumed job, training continues after the round every party agreed on.
 
         Returns
         -------
