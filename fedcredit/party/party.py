@@ -140,7 +140,8 @@ class Party:
     def _init_locked(self, config: PartyConfig) -> None:
         self._log_handler = self._setup_logging()
         self.store = Store(self.state_dir / "party.sqlite")
-        for jid in self.store.mark_interrupted():
+        self._interrupted = self.store.mark_interrupted()
+        for jid in self._interrupted:
             log.warning("job %s was interrupted by a restart; marked failed", jid)
         self.audit = AuditLog(self.state_dir / "audit.log")
         unknown = sorted(set(config.policy.allowed_steps or ()) - set(known_step_kinds()))
@@ -200,6 +201,9 @@ class Party:
             t.start()
             self._threads.append(t)
         self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
+        # the other parties of a job this process was running learn it is gone (a restart faster than their
+        # liveness deadline would otherwise leave them waiting): party/resume.py
+        _resume.notify_interrupted(self, self._interrupted)
         log.info("party %s serving on port %d (%s), state dir %s, compute %s", self.name, self.port,
                  "INSECURE" if self.config.insecure else "mTLS", self.state_dir, self.compute.describe())
         return self.port

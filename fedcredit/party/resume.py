@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -311,3 +312,38 @@ def finish(party: "Party", job: "PartyJob") -> None:
             except Exception:  # noqa: BLE001 - cleaning up never fails a job
                 log.exception("removing checkpoints of job %s failed", job.job_id)
 
+
+
+def notify_interrupted(party: "Party", job_ids: list[str]) -> None:
+    """Tell the other parties of jobs a restart interrupted here that this party lost them.
+
+    A party that restarts within ``[transport].deadline`` answers health checks
+    again before anyone notices it was gone, while its peers still wait for
+    messages of the job it no longer runs. So on start, for every job the store
+    marked interrupted: an initiator cancels the job on every other participant;
+    any other party reports the job failed to its initiator (for the attempt it
+    had accepted, so a newer attempt is not touched). Best effort, in the
+    background: a peer that is down fails the job by its own liveness check.
+    """
+    for job_id in job_ids:
+        row = party.store.job(job_id)
+        if row is None:
+            continue
+        reason = f"party {party.name!r} restarted while the job was running"
+        party.store.set_state(job_id, "failed", reason)
+        attempt = Record.load(party, job_id).attempt
+        if row["initiator"] == party.name:
+            peers = [p for p in (row["detail"]["job"].get("parties") or {}) if p != party.name]
+            threading.Thread(target=_cancel_quietly, args=(party, job_id, reason, peers), daemon=True).start()
+        else:
+            party._reports.put((row["initiator"], {
+                "job_id": job_id, "party": party.name, "kind": "state", "state": "failed", "step": "",
+                "message": reason, "fraction": None, "detail": {"attempt": attempt}, "time": time.time()}, True))
+
+
+def _cancel_quietly(party: "Party", job_id: str, reason: str, peers: list[str]) -> None:
+    for p in peers:
+        try:
+            party._client(p, timeout=min(5.0, party.config.transport.deadline)).cancel(job_id, reason)
+        except Exception as exc:  # noqa: BLE001 - best effort: the peer may be down too
+            log.info("could not tell %s that job %s was interrupted: %s", p, job_id, exc)
