@@ -165,9 +165,10 @@ def check_same_job(party: "Party", job_id: str, spec, row: dict | None, attempt:
     if row["state"] not in RESUMABLE_STATES:
         return f"job {job_id!r} is {row['state']} on {party.name!r}; only a failed or cancelled job is resumed"
     rec = Record.load(party, job_id)
-    if not rec.spec_sha256:
-        return f"{party.name!r} never ran job {job_id!r} (nothing to resume)"
-    if _spec_sha256(spec.to_json()) != rec.spec_sha256:
+    # a job that ended before it ran here (e.g. a party did not answer the proposal) has no record yet: it is
+    # checked against the spec this party accepted (in its store), and nothing of it ran, so no data to compare
+    accepted = rec.spec_sha256 or _spec_sha256(job_from_dict(row["detail"]["job"], source=job_id).to_json())
+    if _spec_sha256(spec.to_json()) != accepted:
         return f"the resumed job's spec differs from job {job_id!r} as {party.name!r} accepted it"
     if attempt <= rec.attempt:
         return f"attempt {attempt} of job {job_id!r} is not newer than {party.name!r}'s attempt {rec.attempt}"
@@ -175,7 +176,7 @@ def check_same_job(party: "Party", job_id: str, spec, row: dict | None, attempt:
         data = _data_sha256(party, spec)
     except OSError:
         return f"{party.name!r} cannot read its table of job {job_id!r}"
-    if data != rec.data_sha256:
+    if rec.spec_sha256 and data != rec.data_sha256:
         return f"{party.name!r}'s table changed since job {job_id!r} ran: a resume would not be the same job"
     return check_job(party.config, spec, caller, running_jobs=party._running())
 
@@ -269,10 +270,10 @@ def accept_resume(party: "Party", caller: str, job_id: str, job_json: str, initi
 
 # ------------------------------------------------------------------ while the job runs
 def before_job(party: "Party", job: "PartyJob") -> None:
-    """First attempt: record the spec and data digests a later resume is checked against."""
-    if job.attempt:
-        return
+    """The first attempt that runs here records the spec and data digests a later resume is checked against."""
     rec = Record.load(party, job.job_id)
+    if rec.spec_sha256:
+        return
     rec.spec_sha256 = _spec_sha256(job.spec.to_json())
     rec.data_sha256 = _data_sha256(party, job.spec)
     rec.save()
@@ -282,7 +283,7 @@ def after_step(party: "Party", job: "PartyJob", step: str, table) -> None:
     """Record (first attempt) or check (later ones) the rows the next step sees."""
     digest = rows_sha256(table)
     rec = Record.load(party, job.job_id)
-    if job.attempt == 0 or step not in rec.rows:
+    if step not in rec.rows:
         rec.rows[step] = digest
         rec.save()
     elif rec.rows[step] != digest:
