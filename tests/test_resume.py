@@ -1,4 +1,4 @@
-"""Job-level resume (issue #21): per-round checkpoints, their agreement, and resumed results equal to uninterrupted ones.
+"""Job-level resume (issue #21): per-round checkpoints, their agreement, resumed results equal to uninterrupted ones.
 
 The process-level tests (real party processes, a SIGKILLed host, ``fedcredit run --resume``) are in
 ``tests/test_resume_processes.py``.

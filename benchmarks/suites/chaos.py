@@ -58,7 +58,7 @@ def add_arguments(parser) -> None:
                         help="share of credit3 customers (default 0.2; 0.1 with --quick)")
     parser.add_argument("--deadline", type=float, default=2.0, help="[transport].deadline of every party (s)")
     parser.add_argument("--hang-seconds", type=float, default=None,
-                        help="a job not ended this long after a fault (or a resume) is hung (default 4x reference + 60)")
+                        help="a job not ended this long after a fault or a resume is hung (default 4x reference + 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the federation's files here")
 

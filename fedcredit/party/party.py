@@ -270,6 +270,7 @@ class Party:
         if caller == self.name:
             return
         with self._lock:
+            # the job id, or the channel of one of its resumed attempts
             job = self._jobs.get(job_id) or self._jobs.get(self._attempts.get(job_id, ""))
         if job is not None and caller not in job.spec.parties:
             raise PolicyError(f"party {caller!r} has no role in job {job_id!r} on {self.name!r}")

@@ -1,4 +1,5 @@
-"""Per-epoch checkpoints of the hetero LR roles (the step context's :class:`~fedcredit.protocols.checkpoint.Checkpoint`).
+"""Per-epoch checkpoints of the hetero LR roles, kept in the step context's
+:class:`~fedcredit.protocols.checkpoint.Checkpoint`.
 
 What each role keeps after every finished epoch, and nothing else:
 
