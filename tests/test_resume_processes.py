@@ -172,3 +172,35 @@ def test_resume_is_refused_unless_it_is_the_same_job(chaos, capsys, tmp_path):
             client.resume(job)
     finally:
         ch.close()
+
+
+def test_a_late_cancel_of_an_earlier_attempt_leaves_the_resumed_one_running(chaos, capsys):
+    # attack/race: the initiator's cancel of attempt 0, held while the host was stopped (or sent by a restarted
+    # initiator), arrives after the host accepted attempt 1; without the attempt it would fail the live attempt
+    steps, roles = job_steps("lr", trees=0, epochs=40, rounds=0, n_features=0)
+    job = chaos.submit("lr", steps, roles, "lr-late-cancel")
+    _wait(lambda: (chaos.row("chain", job) or ("",))[0] == "running", what="the job running on the host")
+    chaos.client.cancel(job, "test")
+    assert chaos.wait_end(job, 60)[0] == "cancelled"
+    assert chaos.wait_end(job, 60, party="chain") is not None
+    capsys.readouterr()
+    assert main(["jobs", "resume", job, "--party", str(chaos.configs["bank"]), "--detach"]) == ExitCode.OK
+    _wait(lambda: _audit_resumed(chaos, "chain", job) and chaos.row("chain", job)[0] == "running", 60,
+          "attempt 1 running on the host")
+    from fedcredit.certs import TlsFiles
+    from fedcredit.config import load_party_config
+    from fedcredit.transport.control import ControlClient, dial
+
+    cfg = load_party_config(chaos.configs["bank"])  # the initiator's own certificate
+    peer_ch = dial(load_party_config(chaos.configs["chain"]).connect_address, target="chain",
+                   tls=TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key))
+    try:
+        msg = ControlClient(peer_ch, "chain").cancel(job, "stale", attempt=0)
+    finally:
+        peer_ch.close()
+    assert "attempt 0 is over" in msg
+    time.sleep(1.0)
+    assert chaos.row("chain", job)[0] == "running" and chaos.row("bank", job)[0] == "running"
+    chaos.client.cancel(job, "test over")
+    assert chaos.wait_end(job, 60)[0] == "cancelled"
+    assert chaos.wait_end(job, 60, party="chain")[0] in ("cancelled", "failed")

@@ -598,7 +598,8 @@ class Party:
     def _cancel_peers(self, job: PartyJob, reason: str, peers: list[str]) -> None:
         def tell(p: str) -> None:
             try:
-                self._client(p, timeout=min(5.0, self.config.transport.deadline)).cancel(job.job_id, reason)
+                self._client(p, timeout=min(5.0, self.config.transport.deadline)).cancel(job.job_id, reason,
+                                                                                        attempt=job.attempt)
             except Exception as exc:  # noqa: BLE001 - best effort: the peer may be gone
                 log.info("could not cancel job %s on %s: %s", job.job_id, p, exc)
 
@@ -645,11 +646,14 @@ class Party:
             if finished and i >= len(job.events) or self._stop.is_set():
                 return
 
-    def cancel_job(self, caller: str, job_id: str, reason: str) -> str:
+    def cancel_job(self, caller: str, job_id: str, reason: str, attempt: int | None = None) -> str:
         job = self._job(check_name(job_id, "job id"))
         reason = str(reason)[:2000]
         if caller != self.name and caller != job.initiator:
             raise PolicyError(f"only {self.name!r}'s operator or the initiator may cancel job {job_id!r}")
+        if caller != self.name and attempt is not None and attempt != job.attempt:
+            # a late cancel of an attempt that was resumed since (e.g. held while this party was stopped)
+            return f"job {job_id} attempt {attempt} is over (now at attempt {job.attempt})"
         if job.done:
             return f"job {job_id} already {job.state}"
         if caller == self.name:

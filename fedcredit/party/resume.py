@@ -335,16 +335,16 @@ def notify_interrupted(party: "Party", job_ids: list[str]) -> None:
         attempt = Record.load(party, job_id).attempt
         if row["initiator"] == party.name:
             peers = [p for p in (row["detail"]["job"].get("parties") or {}) if p != party.name]
-            threading.Thread(target=_cancel_quietly, args=(party, job_id, reason, peers), daemon=True).start()
+            threading.Thread(target=_cancel_quietly, args=(party, job_id, reason, peers, attempt), daemon=True).start()
         else:
             party._reports.put((row["initiator"], {
                 "job_id": job_id, "party": party.name, "kind": "state", "state": "failed", "step": "",
                 "message": reason, "fraction": None, "detail": {"attempt": attempt}, "time": time.time()}, True))
 
 
-def _cancel_quietly(party: "Party", job_id: str, reason: str, peers: list[str]) -> None:
+def _cancel_quietly(party: "Party", job_id: str, reason: str, peers: list[str], attempt: int) -> None:
     for p in peers:
-        try:
-            party._client(p, timeout=min(5.0, party.config.transport.deadline)).cancel(job_id, reason)
+        try:  # only that attempt: a resume may already have started the next one
+            party._client(p, timeout=min(5.0, party.config.transport.deadline)).cancel(job_id, reason, attempt=attempt)
         except Exception as exc:  # noqa: BLE001 - best effort: the peer may be down too
             log.info("could not tell %s that job %s was interrupted: %s", p, job_id, exc)

@@ -86,7 +86,7 @@ class ControlHandler(Protocol):
     def resume_job(self, caller: str, job_id: str) -> str: ...
     def report_status(self, caller: str, event: dict) -> None: ...
     def watch_job(self, caller: str, job_id: str) -> Iterator[dict]: ...
-    def cancel_job(self, caller: str, job_id: str, reason: str) -> str: ...
+    def cancel_job(self, caller: str, job_id: str, reason: str, attempt: int | None = None) -> str: ...
     def list_jobs(self, caller: str, job_id: str, limit: int) -> list[dict]: ...
     def health(self, caller: str) -> dict: ...
 
@@ -211,7 +211,8 @@ class _ControlServicer(pb_grpc.ControlServicer):
 
     @_guard
     def CancelJob(self, caller, request, context):
-        return pb.Ack(ok=True, message=self.h.cancel_job(caller, request.job_id, request.reason))
+        attempt = request.attempt if request.HasField("attempt") else None
+        return pb.Ack(ok=True, message=self.h.cancel_job(caller, request.job_id, request.reason, attempt=attempt))
 
     @_guard
     def ListJobs(self, caller, request, context):
@@ -324,8 +325,12 @@ class ControlClient:
     def report(self, event: dict, timeout: float | None = None) -> None:
         self._call("a status report", self._c.ReportStatus, event_to_proto(event), timeout)
 
-    def cancel(self, job_id: str, reason: str = "", timeout: float | None = None) -> str:
-        return self._call("the cancellation", self._c.CancelJob, pb.CancelJobRequest(job_id=job_id, reason=reason), timeout).message
+    def cancel(self, job_id: str, reason: str = "", timeout: float | None = None, *, attempt: int | None = None) -> str:
+        """Cancel a job (``attempt``: only that attempt of it, see docs/party.md "Resume")."""
+        req = pb.CancelJobRequest(job_id=job_id, reason=reason)
+        if attempt is not None:
+            req.attempt = attempt
+        return self._call("the cancellation", self._c.CancelJob, req, timeout).message
 
     def list_jobs(self, job_id: str = "", limit: int = 0) -> list[dict]:
         r = self._call("the job list", self._c.ListJobs, pb.ListJobsRequest(job_id=job_id, limit=limit))
