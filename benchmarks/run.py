@@ -35,9 +35,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SUITES = ["paillier", "ou", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood",
-          "privacy"]
+          "privacy", "chaos"]
 ALL_ORDER = ["paillier", "ou", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "flood",
-             "privacy"]
+             "privacy"]  # chaos is long: run it on its own
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (none today: every suite does).
 QUICK_ARGS: dict[str, list[str]] = {}
 

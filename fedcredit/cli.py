@@ -257,13 +257,19 @@ class _Display:
 def cmd_run(args) -> int:
     from .config import load_job
 
-    job = load_job(args.job)
+    if (args.job is None) == (getattr(args, "resume", None) is None):
+        raise ConfigError("give either a job file or --resume JOB_ID")
+    job = load_job(args.job) if args.job is not None else None
     cfg = _load_party(args.party)
     client, ch = _own_client(cfg)
     disp = _Display()
     try:
-        job_id = client.submit(job.to_json(), source=str(args.job))
-        disp.line(f"job {job_id} submitted to {cfg.name} ({len(job.parties)} parties, {len(job.steps)} steps)")
+        if job is None:  # continue a failed or interrupted job on every party (docs/party.md, "Resume")
+            job_id = client.resume(args.resume)
+            disp.line(f"job {job_id} resumed on {cfg.name}")
+        else:
+            job_id = client.submit(job.to_json(), source=str(args.job))
+            disp.line(f"job {job_id} submitted to {cfg.name} ({len(job.parties)} parties, {len(job.steps)} steps)")
         if args.detach:
             _out(job_id)
             return ExitCode.OK
@@ -536,7 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Submit JOB to the party of --party (the initiator), which proposes it to every "
                                    "party of the job; follow decisions and progress until it ends. The exit code "
                                    "reflects the outcome. Ctrl-C cancels the job.", epilog=_epilog(), formatter_class=fmt)
-    c.add_argument("job", metavar="JOB", help="job TOML (e.g. jobs/demo.toml)")
+    c.add_argument("job", metavar="JOB", nargs="?", help="job TOML (e.g. jobs/demo.toml)")
+    c.add_argument("--resume", metavar="JOB_ID",
+                   help="instead of a job file: continue this failed or interrupted job (your party initiated it)")
     c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
     c.add_argument("--json", metavar="PATH", help="also write the final job record as JSON")
     c.add_argument("--detach", action="store_true", help="print the job id and return without following it")
@@ -553,6 +561,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)")
     c.add_argument("--json", action="store_true", help="print JSON (with decisions and per-step results)")
     c.set_defaults(func=cmd_jobs_list)
+    c = jsub.add_parser("resume", help="continue a failed or interrupted job on every party and follow it",
+                        description="Resume JOB_ID (a failed or cancelled job your party initiated) on every party: "
+                                    "each checks it is the same job, completed steps are recomputed and checked, "
+                                    "training continues from the last tree/epoch/round every party finished. "
+                                    "Same as 'fedcredit run --resume JOB_ID'.",
+                        epilog=_epilog(), formatter_class=fmt)
+    c.add_argument("resume", metavar="JOB_ID")
+    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
+    c.add_argument("--json", metavar="PATH", help="also write the final job record as JSON")
+    c.add_argument("--detach", action="store_true", help="print the job id and return without following it")
+    c.set_defaults(func=cmd_run, job=None)
+
     from .party.commands import add_commands as add_operator_commands  # jobs pending|approve|reject
 
     add_operator_commands(jsub, epilog=_epilog(), fmt=fmt)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/control.proto\x12\x0c\x66\x65\x64\x63redit.v1\"4\n\x10SubmitJobRequest\x12\x10\n\x08job_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\" \n\x0eSubmitJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\x11ProposeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_json\x18\x02 \x01(\t\x12\x16\n\x0einitiator_head\x18\x03 \x01(\t\"U\n\x08\x44\x65\x63ision\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x18\n\x10\x61pproval_expires\x18\x04 \x01(\x01\"!\n\x0fStartJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x9a\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65tail_json\x18\x08 \x01(\t\x12\x0c\n\x04time\x18\t \x01(\x01\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x0fListJobsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\xa1\x01\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x01\x12\x0f\n\x07updated\x18\x08 \x01(\x01\x12\x13\n\x0b\x64\x65tail_json\x18\t \x01(\t\"7\n\rListJobsReply\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.fedcredit.v1.JobSummary\"\x14\n\x12PendingJobsRequest\"%\n\x10PendingJobsReply\x12\x11\n\tjobs_json\x18\x01 \x01(\t\"C\n\x10\x44\x65\x63ideJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xf2\x04\n\x07\x43ontrol\x12I\n\tSubmitJob\x12\x1e.fedcredit.v1.SubmitJobRequest\x1a\x1c.fedcredit.v1.SubmitJobReply\x12\x45\n\nProposeJob\x12\x1f.fedcredit.v1.ProposeJobRequest\x1a\x16.fedcredit.v1.Decision\x12<\n\x08StartJob\x12\x1d.fedcredit.v1.StartJobRequest\x1a\x11.fedcredit.v1.Ack\x12\x39\n\x0cReportStatus\x12\x16.fedcredit.v1.JobEvent\x1a\x11.fedcredit.v1.Ack\x12\x43\n\x08WatchJob\x12\x1d.fedcredit.v1.WatchJobRequest\x1a\x16.fedcredit.v1.JobEvent0\x01\x12>\n\tCancelJob\x12\x1e.fedcredit.v1.CancelJobRequest\x1a\x11.fedcredit.v1.Ack\x12\x46\n\x08ListJobs\x12\x1d.fedcredit.v1.ListJobsRequest\x1a\x1b.fedcredit.v1.ListJobsReply\x12O\n\x0bPendingJobs\x12 .fedcredit.v1.PendingJobsRequest\x1a\x1e.fedcredit.v1.PendingJobsReply\x12>\n\tDecideJob\x12\x1e.fedcredit.v1.DecideJobRequest\x1a\x11.fedcredit.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/control.proto\x12\x0c\x66\x65\x64\x63redit.v1\"4\n\x10SubmitJobRequest\x12\x10\n\x08job_json\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\" \n\x0eSubmitJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"^\n\x11ProposeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_json\x18\x02 \x01(\t\x12\x16\n\x0einitiator_head\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\"U\n\x08\x44\x65\x63ision\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x18\n\x10\x61pproval_expires\x18\x04 \x01(\x01\"2\n\x0fStartJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\"\n\x10ResumeJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x9a\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65tail_json\x18\x08 \x01(\t\x12\x0c\n\x04time\x18\t \x01(\x01\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"T\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_attempt\"0\n\x0fListJobsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\xa1\x01\n\nJobSummary\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tinitiator\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x01\x12\x0f\n\x07updated\x18\x08 \x01(\x01\x12\x13\n\x0b\x64\x65tail_json\x18\t \x01(\t\"7\n\rListJobsReply\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.fedcredit.v1.JobSummary\"\x14\n\x12PendingJobsRequest\"%\n\x10PendingJobsReply\x12\x11\n\tjobs_json\x18\x01 \x01(\t\"C\n\x10\x44\x65\x63ideJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xbd\x05\n\x07\x43ontrol\x12I\n\tSubmitJob\x12\x1e.fedcredit.v1.SubmitJobRequest\x1a\x1c.fedcredit.v1.SubmitJobReply\x12\x45\n\nProposeJob\x12\x1f.fedcredit.v1.ProposeJobRequest\x1a\x16.fedcredit.v1.Decision\x12<\n\x08StartJob\x12\x1d.fedcredit.v1.StartJobRequest\x1a\x11.fedcredit.v1.Ack\x12\x39\n\x0cReportStatus\x12\x16.fedcredit.v1.JobEvent\x1a\x11.fedcredit.v1.Ack\x12\x43\n\x08WatchJob\x12\x1d.fedcredit.v1.WatchJobRequest\x1a\x16.fedcredit.v1.JobEvent0\x01\x12>\n\tCancelJob\x12\x1e.fedcredit.v1.CancelJobRequest\x1a\x11.fedcredit.v1.Ack\x12\x46\n\x08ListJobs\x12\x1d.fedcredit.v1.ListJobsRequest\x1a\x1b.fedcredit.v1.ListJobsReply\x12O\n\x0bPendingJobs\x12 .fedcredit.v1.PendingJobsRequest\x1a\x1e.fedcredit.v1.PendingJobsReply\x12>\n\tDecideJob\x12\x1e.fedcredit.v1.DecideJobRequest\x1a\x11.fedcredit.v1.Ack\x12I\n\tResumeJob\x12\x1e.fedcredit.v1.ResumeJobRequest\x1a\x1c.fedcredit.v1.SubmitJobReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,31 +36,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBREPLY']._serialized_start=98
   _globals['_SUBMITJOBREPLY']._serialized_end=130
   _globals['_PROPOSEJOBREQUEST']._serialized_start=132
-  _globals['_PROPOSEJOBREQUEST']._serialized_end=209
-  _globals['_DECISION']._serialized_start=211
-  _globals['_DECISION']._serialized_end=296
-  _globals['_STARTJOBREQUEST']._serialized_start=298
-  _globals['_STARTJOBREQUEST']._serialized_end=331
-  _globals['_ACK']._serialized_start=333
-  _globals['_ACK']._serialized_end=367
-  _globals['_JOBEVENT']._serialized_start=370
-  _globals['_JOBEVENT']._serialized_end=524
-  _globals['_WATCHJOBREQUEST']._serialized_start=526
-  _globals['_WATCHJOBREQUEST']._serialized_end=559
-  _globals['_CANCELJOBREQUEST']._serialized_start=561
-  _globals['_CANCELJOBREQUEST']._serialized_end=611
-  _globals['_LISTJOBSREQUEST']._serialized_start=613
-  _globals['_LISTJOBSREQUEST']._serialized_end=661
-  _globals['_JOBSUMMARY']._serialized_start=664
-  _globals['_JOBSUMMARY']._serialized_end=825
-  _globals['_LISTJOBSREPLY']._serialized_start=827
-  _globals['_LISTJOBSREPLY']._serialized_end=882
-  _globals['_PENDINGJOBSREQUEST']._serialized_start=884
-  _globals['_PENDINGJOBSREQUEST']._serialized_end=904
-  _globals['_PENDINGJOBSREPLY']._serialized_start=906
-  _globals['_PENDINGJOBSREPLY']._serialized_end=943
-  _globals['_DECIDEJOBREQUEST']._serialized_start=945
-  _globals['_DECIDEJOBREQUEST']._serialized_end=1012
-  _globals['_CONTROL']._serialized_start=1015
-  _globals['_CONTROL']._serialized_end=1641
+  _globals['_PROPOSEJOBREQUEST']._serialized_end=226
+  _globals['_DECISION']._serialized_start=228
+  _globals['_DECISION']._serialized_end=313
+  _globals['_STARTJOBREQUEST']._serialized_start=315
+  _globals['_STARTJOBREQUEST']._serialized_end=365
+  _globals['_RESUMEJOBREQUEST']._serialized_start=367
+  _globals['_RESUMEJOBREQUEST']._serialized_end=401
+  _globals['_ACK']._serialized_start=403
+  _globals['_ACK']._serialized_end=437
+  _globals['_JOBEVENT']._serialized_start=440
+  _globals['_JOBEVENT']._serialized_end=594
+  _globals['_WATCHJOBREQUEST']._serialized_start=596
+  _globals['_WATCHJOBREQUEST']._serialized_end=629
+  _globals['_CANCELJOBREQUEST']._serialized_start=631
+  _globals['_CANCELJOBREQUEST']._serialized_end=715
+  _globals['_LISTJOBSREQUEST']._serialized_start=717
+  _globals['_LISTJOBSREQUEST']._serialized_end=765
+  _globals['_JOBSUMMARY']._serialized_start=768
+  _globals['_JOBSUMMARY']._serialized_end=929
+  _globals['_LISTJOBSREPLY']._serialized_start=931
+  _globals['_LISTJOBSREPLY']._serialized_end=986
+  _globals['_PENDINGJOBSREQUEST']._serialized_start=988
+  _globals['_PENDINGJOBSREQUEST']._serialized_end=1008
+  _globals['_PENDINGJOBSREPLY']._serialized_start=1010
+  _globals['_PENDINGJOBSREPLY']._serialized_end=1047
+  _globals['_DECIDEJOBREQUEST']._serialized_start=1049
+  _globals['_DECIDEJOBREQUEST']._serialized_end=1116
+  _globals['_CONTROL']._serialized_start=1119
+  _globals['_CONTROL']._serialized_end=1820
 # @@protoc_insertion_point(module_scope)

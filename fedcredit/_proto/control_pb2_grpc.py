@@ -79,6 +79,11 @@ class ControlStub:
                 request_serializer=fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_control__pb2.Ack.FromString,
                 _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/fedcredit.v1.Control/ResumeJob',
+                request_serializer=fedcredit_dot_v1_dot_control__pb2.ResumeJobRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_control__pb2.SubmitJobReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -139,6 +144,12 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +197,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.DecideJob,
                     request_deserializer=fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_control__pb2.Ack.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=fedcredit_dot_v1_dot_control__pb2.ResumeJobRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_control__pb2.SubmitJobReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +447,33 @@ class Control:
             '/fedcredit.v1.Control/DecideJob',
             fedcredit_dot_v1_dot_control__pb2.DecideJobRequest.SerializeToString,
             fedcredit_dot_v1_dot_control__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Control/ResumeJob',
+            fedcredit_dot_v1_dot_control__pb2.ResumeJobRequest.SerializeToString,
+            fedcredit_dot_v1_dot_control__pb2.SubmitJobReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,7 @@ from . import logfmt
 from .approvals import PENDING_APPROVAL, Approvals
 from .metrics import PartyMetrics, cert_expiries
 from .policy import DATA_ROLES, check_job, effective_columns
+from . import resume as _resume
 from .limits import PeerRate
 from .lock import StateLock
 from .report import write_report
@@ -112,6 +113,7 @@ class PartyJob:
     approved_at: float = 0.0
     awaiting: dict[str, float] = field(default_factory=dict)
     approvals: dict[str, tuple] = field(default_factory=dict)
+    attempt: int = 0  # 0: the original run; n: the n-th resume (party/resume.py)
 
     @property
     def done(self) -> bool:
@@ -149,7 +151,8 @@ class Party:
     def _init_locked(self, config: PartyConfig) -> None:
         self._log_handler = self._setup_logging()
         self.store = Store(self.state_dir / "party.sqlite")
-        for jid in self.store.mark_interrupted():
+        self._interrupted = self.store.mark_interrupted()
+        for jid in self._interrupted:
             log.warning("job %s was interrupted by a restart; marked failed", jid)
         self.audit = AuditLog(self.state_dir / "audit.log")
         unknown = sorted(set(config.policy.allowed_steps or ()) - set(known_step_kinds()))
@@ -186,6 +189,7 @@ class Party:
         self._prev_compute = _compute.set_default(self.compute)
         self._lock = threading.RLock()
         self._jobs: dict[str, PartyJob] = {}
+        self._attempts: dict[str, str] = {}  # channel id of a resumed attempt -> job id (party/resume.py)
         self._serving = False
         self._stop = threading.Event()
         self._reports: queue.Queue = queue.Queue()
@@ -216,6 +220,9 @@ class Party:
             self._threads.append(t)
         self._start_console()
         self.audit.append("party.started", party=self.name, port=self.port, version=__version__)
+        # the other parties of a job this process was running learn it is gone (a restart faster than their
+        # liveness deadline would otherwise leave them waiting): party/resume.py
+        _resume.notify_interrupted(self, self._interrupted)
         log.info("party %s serving on port %d (%s), state dir %s, compute %s", self.name, self.port,
                  "INSECURE" if self.config.insecure else "mTLS", self.state_dir, self.compute.describe())
         return self.port
@@ -317,7 +324,8 @@ class Party:
         if caller == self.name:
             return
         with self._lock:
-            job = self._jobs.get(job_id)
+            # the job id, or the channel of one of its resumed attempts
+            job = self._jobs.get(job_id) or self._jobs.get(self._attempts.get(job_id, ""))
         if job is not None and caller not in job.spec.parties:
             raise PolicyError(f"party {caller!r} has no role in job {job_id!r} on {self.name!r}")
 
@@ -338,6 +346,8 @@ class Party:
     def _forward(self, job: PartyJob, event: dict, *, important: bool = False) -> None:
         """Send an event of ours to the initiator (not from the initiator itself)."""
         if job.initiator != self.name:
+            # the attempt lets the initiator drop a late report of an attempt that was resumed since
+            event = {**event, "detail": {**(event.get("detail") or {}), "attempt": job.attempt}}
             self._reports.put((job.initiator, event, important))
 
     def _report_loop(self) -> None:
@@ -431,7 +441,8 @@ class Party:
 
         def ask(peer: str) -> None:
             try:
-                results[peer] = self._client(peer).propose_decision(job.job_id, spec.to_json(), head)
+                results[peer] = self._client(peer).propose_decision(job.job_id, spec.to_json(), head,
+                                                                    attempt=job.attempt)
             except PolicyError as exc:
                 results[peer] = (False, str(exc))
             except Exception as exc:  # noqa: BLE001 - unreachable, timed out, or broken
@@ -461,7 +472,8 @@ class Party:
             reason = "; ".join(refusals)
             if unreachable:
                 reason = "; ".join(f"could not propose the job to {p}: {e}" for p, e in unreachable.items())
-            self._set_state(job, "failed" if unreachable else "refused", reason)
+            # a refused resume leaves the job failed (resumable again later), not refused
+            self._set_state(job, "failed" if unreachable or job.attempt else "refused", reason)
             public = reason if not own_problems else "; ".join(
                 [f"refused by {self.name}: " + "; ".join(pub for _, pub in own_problems)] + refusals[1:])
             self._cancel_peers(job, public, [p for p in others if results.get(p, (False,))[0]])
@@ -475,7 +487,7 @@ class Party:
 
         def start(peer: str) -> None:
             try:
-                self._client(peer).start(job.job_id)
+                self._client(peer).start(job.job_id, attempt=job.attempt)
             except Exception as exc:  # noqa: BLE001
                 errors[peer] = _short(exc)
 
@@ -515,7 +527,8 @@ class Party:
         self._emit(job, "decision", party=party, state="accepted" if accepted else "refused", message=reason)
 
     # -- peers: propose / start -------------------------------------------------
-    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]:
+    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str,
+                    attempt: int = 0) -> tuple[bool, str]:
         self._require_peer(caller)
         # bounded and rate-limited per peer before anything is parsed, stored or logged: a peer flooding
         # proposals gets RESOURCE_EXHAUSTED and costs this party no disk (docs/transport.md, "Limits per RPC")
@@ -525,6 +538,10 @@ class Party:
         check_name(job_id, "job id")  # ProtocolError -> INVALID_ARGUMENT, nothing stored or logged raw
         if initiator_head and not _HEAD_RE.fullmatch(initiator_head):
             raise ProtocolError(f"malformed audit head from {caller!r}: expected '<seq>:<64 hex>'")
+        if attempt:  # a resume of a job this party ran (party/resume.py)
+            if len(job_json.encode("utf-8", "surrogatepass")) > self.config.transport.max_proposal_kib * 1024:
+                raise ProtocolError(f"resumed job proposal exceeds {self.name!r}'s limit")
+            return _resume.accept_resume(self, caller, job_id, job_json, initiator_head, attempt)
         if self.store.has_job(job_id):
             return False, f"job id {job_id!r} is already used on {self.name!r}"
         body = job_json.encode("utf-8", "surrogatepass")
@@ -614,14 +631,20 @@ class Party:
             with self._lock:
                 self._jobs[job.job_id] = job
 
-    def start_job(self, caller: str, job_id: str) -> None:
+    def start_job(self, caller: str, job_id: str, attempt: int = 0) -> None:
         check_name(job_id, "job id")
         job = self._job(job_id)
         if caller != job.initiator:
             raise PolicyError(f"only the initiator {job.initiator!r} may start job {job_id!r}")
+        if attempt != job.attempt:
+            raise FedcreditError(f"job {job_id!r} is at attempt {job.attempt} on {self.name!r}, not {attempt}")
         if job.state != "pending":
             raise FedcreditError(f"job {job_id!r} is {job.state}, not pending")
         self._launch(job)
+
+    def resume_job(self, caller: str, job_id: str) -> str:
+        """ResumeJob: run a failed or cancelled job of ours again on every party (party/resume.py)."""
+        return _resume.resume_as_initiator(self, caller, job_id)
 
     # -- reports from peers (initiator side) -------------------------------------
     def report_status(self, caller: str, event: dict) -> None:
@@ -635,6 +658,9 @@ class Party:
             self.approvals.reported(job, caller, event)
             return
         _check_event(job, event, caller)
+        if event["detail"].get("attempt", 0) != job.attempt:  # a late report of an attempt since resumed
+            log.info("job %s: dropped a report of another attempt from %s", job.job_id, caller)
+            return
         kind = event.get("kind")
         if kind == "step" and event.get("state") in ("succeeded", "failed"):
             job.party_steps[caller][event.get("step", "")] = event.get("detail") or {}
@@ -682,7 +708,8 @@ class Party:
     def _cancel_peers(self, job: PartyJob, reason: str, peers: list[str]) -> None:
         def tell(p: str) -> None:
             try:
-                self._client(p, timeout=min(5.0, self.config.transport.deadline)).cancel(job.job_id, reason)
+                self._client(p, timeout=min(5.0, self.config.transport.deadline)).cancel(job.job_id, reason,
+                                                                                        attempt=job.attempt)
             except Exception as exc:  # noqa: BLE001 - best effort: the peer may be gone
                 log.info("could not cancel job %s on %s: %s", job.job_id, p, exc)
 
@@ -729,11 +756,14 @@ class Party:
             if finished and i >= len(job.events) or self._stop.is_set():
                 return
 
-    def cancel_job(self, caller: str, job_id: str, reason: str) -> str:
+    def cancel_job(self, caller: str, job_id: str, reason: str, attempt: int | None = None) -> str:
         job = self._job(check_name(job_id, "job id"))
         reason = str(reason)[:2000]
         if caller != self.name and caller != job.initiator:
             raise PolicyError(f"only {self.name!r}'s operator or the initiator may cancel job {job_id!r}")
+        if caller != self.name and attempt is not None and attempt != job.attempt:
+            # a late cancel of an attempt that was resumed since (e.g. held while this party was stopped)
+            return f"job {job_id} attempt {attempt} is over (now at attempt {job.attempt})"
         if job.done:
             return f"job {job_id} already {job.state}"
         if caller == self.name:
@@ -779,7 +809,7 @@ class Party:
             job.state = "running"
             job.thread = threading.Thread(target=self._work, args=(job,), name=f"{self.name}-job-{job.job_id}", daemon=True)
         self.store.set_state(job.job_id, "running")
-        self.audit.append("job.started", job_id=job.job_id, role=job.role)
+        self.audit.append("job.started", job_id=job.job_id, role=job.role, attempt=job.attempt)
         ev = self._emit(job, "state", state="running", message=f"{self.name} runs as {job.role}")
         self._forward(job, ev)
         job.thread.start()
@@ -795,7 +825,9 @@ class Party:
         step_name = ""
         digests: dict[tuple[str, str], Any] = {}
         try:
-            ch = self.transport.channel(job.job_id, default_timeout=self.config.transport.recv_timeout)
+            # each attempt of a resumed job has a channel of its own (party/resume.py)
+            ch = self.transport.channel(_resume.channel_id(job.job_id, job.attempt),
+                                        default_timeout=self.config.transport.recv_timeout)
             job.channel = ch
 
             def tap(sender: str, receiver: str, tag: str, payload: bytes) -> None:
@@ -806,6 +838,7 @@ class Party:
             ch.tap(tap)
             if job.cancel.is_set():
                 raise JobCancelled(job.cancel_reason)
+            _resume.before_job(self, job)
             data = self._load_data(job)
             if data is not None and data.categories:  # the category lists scoring maps codes back to
                 _save_categories(state_path(self.state_dir, "jobs", job.job_id), data.categories)
@@ -838,10 +871,12 @@ class Party:
                     if job.cancel.is_set():
                         raise JobCancelled(job.cancel_reason or "job cancelled")
 
+                checkpoint = _resume.step_checkpoint(job, step, ch.sub(step.name), self.name, workdir)
                 ctx = StepContext(
                     job_id=job.job_id, step=step.name, kind=step.kind, party=self.name, roles=spec.roles,
                     params=_thaw(step.params), channel=ch.sub(step.name), data=state.get("table", data), state=state,
                     workdir=workdir, progress=progress, check_cancelled=check_cancelled, policy=self.config.policy,
+                    checkpoint=checkpoint,
                 )
                 ctx.table = self.config.tables.get(spec.parties[self.name].table or "")  # e.g. its monotone
                 t0 = time.perf_counter()
@@ -852,6 +887,7 @@ class Party:
                 if not isinstance(result, dict):
                     raise FedcreditError(f"step {step.name!r} returned {type(result).__name__}, expected a dict")
                 result = json.loads(json.dumps(result, default=_json_default))
+                _resume.after_step(self, job, step.name, state.get("table", data))  # same aligned rows on a resume
                 traffic = _traffic(before, ch.stats, step.name)
                 for peer, row in traffic["peers"].items():
                     h = digests.get((step.name, peer))
@@ -874,6 +910,7 @@ class Party:
                 if self.name == job.initiator:
                     job.party_steps[self.name][step.name] = ev["detail"]
                 self._forward(job, ev, important=True)
+            _resume.finish(self, job)
             self._finish_local(job, "succeeded", "")
         except BaseException as exc:  # noqa: BLE001 - a step failure never takes the party down
             if job.cancel.is_set():

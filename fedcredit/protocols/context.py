@@ -65,6 +65,10 @@ class StepContext:
         Raises ``JobCancelled`` once the job is cancelled; call it between rounds.
     policy : object or None
         This party's policy (``fedcredit.config.Policy``), e.g. ``min_intersection``.
+    checkpoint : fedcredit.protocols.checkpoint.Checkpoint or None
+        Per-round checkpoints of this step on this party (steps that train in
+        rounds save after each one and resume from the round every party
+        agreed on when the job is resumed); None outside a party process.
     """
 
     job_id: str
@@ -81,6 +85,7 @@ class StepContext:
     progress: Callable[[str, float | None], None] = _no_progress
     check_cancelled: Callable[[], None] = _never_cancelled
     policy: Any = None
+    checkpoint: Any = None
 
     @property
     def role(self) -> str:

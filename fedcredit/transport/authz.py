@@ -62,6 +62,7 @@ RULES: dict[str, Access] = {
     "/fedcredit.v1.Control/ListJobs": _O,
     "/fedcredit.v1.Control/PendingJobs": _O,
     "/fedcredit.v1.Control/DecideJob": _O,
+    "/fedcredit.v1.Control/ResumeJob": _O,
     "/fedcredit.v1.Scoring/Score": _O,
     "/fedcredit.v1.Scoring/Contribute": _P,
     "/fedcredit.v1.Scoring/Decide": _P,

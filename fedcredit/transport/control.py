@@ -80,11 +80,13 @@ class ControlHandler(Protocol):
     """What the party implements; ``caller`` is the certificate's party name."""
 
     def submit_job(self, caller: str, job_json: str, source: str) -> str: ...
-    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str) -> tuple[bool, str]: ...
-    def start_job(self, caller: str, job_id: str) -> None: ...
+    def propose_job(self, caller: str, job_id: str, job_json: str, initiator_head: str,
+                    attempt: int = 0) -> tuple[bool, str]: ...
+    def start_job(self, caller: str, job_id: str, attempt: int = 0) -> None: ...
+    def resume_job(self, caller: str, job_id: str) -> str: ...
     def report_status(self, caller: str, event: dict) -> None: ...
     def watch_job(self, caller: str, job_id: str) -> Iterator[dict]: ...
-    def cancel_job(self, caller: str, job_id: str, reason: str) -> str: ...
+    def cancel_job(self, caller: str, job_id: str, reason: str, attempt: int | None = None) -> str: ...
     def list_jobs(self, caller: str, job_id: str, limit: int) -> list[dict]: ...
     def pending_jobs(self, caller: str) -> list[dict]: ...
     def decide_job(self, caller: str, job_id: str, approve: bool, reason: str) -> str: ...
@@ -178,14 +180,19 @@ class _ControlServicer(pb_grpc.ControlServicer):
 
     @_guard
     def ProposeJob(self, caller, request, context):
-        ok, reason, *pending = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head)
+        ok, reason, *pending = self.h.propose_job(caller, request.job_id, request.job_json, request.initiator_head,
+                                                  attempt=request.attempt)
         return pb.Decision(accepted=ok, reason=reason, party=self.h.name,
                            approval_expires=float(pending[0]) if pending else 0.0)
 
     @_guard
     def StartJob(self, caller, request, context):
-        self.h.start_job(caller, request.job_id)
+        self.h.start_job(caller, request.job_id, attempt=request.attempt)
         return pb.Ack(ok=True)
+
+    @_guard
+    def ResumeJob(self, caller, request, context):
+        return pb.SubmitJobReply(job_id=self.h.resume_job(caller, request.job_id))
 
     @_guard
     def ReportStatus(self, caller, request, context):
@@ -207,7 +214,8 @@ class _ControlServicer(pb_grpc.ControlServicer):
 
     @_guard
     def CancelJob(self, caller, request, context):
-        return pb.Ack(ok=True, message=self.h.cancel_job(caller, request.job_id, request.reason))
+        attempt = request.attempt if request.HasField("attempt") else None
+        return pb.Ack(ok=True, message=self.h.cancel_job(caller, request.job_id, request.reason, attempt=attempt))
 
     @_guard
     def ListJobs(self, caller, request, context):
@@ -309,16 +317,17 @@ class ControlClient:
     def submit(self, job_json: str, source: str = "") -> str:
         return self._call("the job submission", self._c.SubmitJob, pb.SubmitJobRequest(job_json=job_json, source=source)).job_id
 
-    def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None) -> tuple[bool, str]:
-        """Propose a job; waits up to ``timeout`` for a peer that is (re)connecting."""
-        return self.propose_decision(job_id, job_json, initiator_head, timeout)[:2]
+    def propose(self, job_id: str, job_json: str, initiator_head: str = "", timeout: float | None = None, *,
+                attempt: int = 0) -> tuple[bool, str]:
+        """Propose a job (``attempt`` > 0: resume it); waits up to ``timeout`` for a peer that is (re)connecting."""
+        return self.propose_decision(job_id, job_json, initiator_head, timeout, attempt=attempt)[:2]
 
     def propose_decision(self, job_id: str, job_json: str, initiator_head: str = "",
-                         timeout: float | None = None) -> tuple[bool, str, float]:
+                         timeout: float | None = None, *, attempt: int = 0) -> tuple[bool, str, float]:
         """Like :meth:`propose`, plus the approval expiry (> 0: waiting for the peer's operator)."""
         d = self._call("the job proposal", self._c.ProposeJob,
-                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head), timeout,
-                       wait_for_ready=True)
+                       pb.ProposeJobRequest(job_id=job_id, job_json=job_json, initiator_head=initiator_head,
+                                            attempt=attempt), timeout, wait_for_ready=True)
         exp = d.approval_expires
         return d.accepted, d.reason, exp if d.accepted and exp == exp and exp > 0 else 0.0
 
@@ -335,14 +344,23 @@ class ControlClient:
         return self._call("the approval decision", self._c.DecideJob,
                           pb.DecideJobRequest(job_id=job_id, approve=approve, reason=reason)).message
 
-    def start(self, job_id: str, timeout: float | None = None) -> None:
-        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id), timeout, wait_for_ready=True)
+    def start(self, job_id: str, timeout: float | None = None, *, attempt: int = 0) -> None:
+        self._call("the job start", self._c.StartJob, pb.StartJobRequest(job_id=job_id, attempt=attempt), timeout,
+                   wait_for_ready=True)
+
+    def resume(self, job_id: str) -> str:
+        """Ask our own party (the job's initiator) to resume a failed or cancelled job; returns its id."""
+        return self._call("the job resume", self._c.ResumeJob, pb.ResumeJobRequest(job_id=job_id)).job_id
 
     def report(self, event: dict, timeout: float | None = None) -> None:
         self._call("a status report", self._c.ReportStatus, event_to_proto(event), timeout)
 
-    def cancel(self, job_id: str, reason: str = "", timeout: float | None = None) -> str:
-        return self._call("the cancellation", self._c.CancelJob, pb.CancelJobRequest(job_id=job_id, reason=reason), timeout).message
+    def cancel(self, job_id: str, reason: str = "", timeout: float | None = None, *, attempt: int | None = None) -> str:
+        """Cancel a job (``attempt``: only that attempt of it, see docs/party.md "Resume")."""
+        req = pb.CancelJobRequest(job_id=job_id, reason=reason)
+        if attempt is not None:
+            req.attempt = attempt
+        return self._call("the cancellation", self._c.CancelJob, req, timeout).message
 
     def list_jobs(self, job_id: str = "", limit: int = 0) -> list[dict]:
         r = self._call("the job list", self._c.ListJobs, pb.ListJobsRequest(job_id=job_id, limit=limit))

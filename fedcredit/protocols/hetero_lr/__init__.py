@@ -148,7 +148,7 @@ class VerticalLogisticRegression:
 
     def fit(self, channel, X=None, y=None, *, role: str, guest: str, hosts: list[str], arbiter: str | None = None,
             n_rows: int | None = None, keypair=None, check_cancelled=None,
-            sample_weight=None) -> "VerticalLogisticRegression":
+            sample_weight=None, checkpoint=None) -> "VerticalLogisticRegression":
         """Train this party's side; every party calls ``fit`` with the same hyperparameters.
 
         Parameters
@@ -162,21 +162,23 @@ class VerticalLogisticRegression:
         guest, hosts, arbiter : peer names
         n_rows : int, optional
             Arbiter only: number of aligned rows.
+        checkpoint : fedcredit.protocols.checkpoint.Checkpoint, optional
+            Per-epoch checkpoints (a job step passes ``ctx.checkpoint``; Paillier backend only).
         """
         p = LRParams.from_dict(self.get_params(), type(self).__name__)
         if role == "guest":
             if y is None:
                 raise DataError("the guest needs labels")
             res = run_guest(channel, X, y, p, hosts=hosts, arbiter=arbiter, keypair=keypair,
-                            check_cancelled=check_cancelled, sample_weight=sample_weight)
+                            check_cancelled=check_cancelled, sample_weight=sample_weight, checkpoint=checkpoint)
             self.intercept_ = res["intercept"]
         elif role == "host":
             res = run_host(channel, X, p, guest=guest, arbiter=arbiter, keypair=keypair,
-                           check_cancelled=check_cancelled)
+                           check_cancelled=check_cancelled, checkpoint=checkpoint)
             self.intercept_ = 0.0
         elif role == "arbiter":
             res = run_arbiter(channel, int(n_rows), p, guest=guest, hosts=hosts, keypair=keypair,
-                              check_cancelled=check_cancelled)
+                              check_cancelled=check_cancelled, checkpoint=checkpoint)
             self.coef_ = np.empty(0)
             self.intercept_ = 0.0
             self.n_epochs_ = res["epochs"]
@@ -239,7 +241,7 @@ def run(ctx: StepContext) -> dict:
 
             raise ProtocolError("hetero_lr: the guest sent an invalid row count")
         est.fit(ctx.channel, role="arbiter", guest=ctx.guest, hosts=ctx.hosts, n_rows=n_rows,
-                check_cancelled=ctx.check_cancelled)
+                check_cancelled=ctx.check_cancelled, checkpoint=ctx.checkpoint)
         ctx.state["hetero_lr"] = {"role": "arbiter"}
         return {"epochs": est.n_epochs_}
     table, weights = ctx.data, None
@@ -252,7 +254,8 @@ def run(ctx: StepContext) -> dict:
     if ctx.role == "guest" and p.mode == "coordinated":
         ctx.channel.sub("meta").send(arbiter, "rows", len(ctx.data))
     est.fit(ctx.channel, X, ctx.data.y if ctx.role == "guest" else None, role=ctx.role, guest=ctx.guest,
-            hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled, sample_weight=weights)
+            hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled, sample_weight=weights,
+            checkpoint=ctx.checkpoint)
     part.update({"coef": est.coef_.tolist(), "intercept": est.intercept_, "mode": p.mode,
                  "split": {"validation_fraction": p.validation_fraction, "random_state": p.random_state}})
     ctx.state["hetero_lr"] = part

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...crypto.paillier import generate_keypair
-from . import _ckks, spec
+from . import _checkpoint, _ckks, spec
 from ._common import LRParams, Plan
 from .spec import Stage
 
@@ -11,7 +11,7 @@ __all__ = ["run_arbiter"]
 
 
 def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: list[str], keypair=None,
-                check_cancelled=None) -> dict:
+                check_cancelled=None, checkpoint=None) -> dict:
     """Hold the key; decrypt each party's masked gradient sums and the guest's masked validation loss.
 
     What the arbiter learns: values masked uniformly mod n (nothing), and how
@@ -26,8 +26,11 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
     pk, sk = keypair or generate_keypair(params.key_bits)
     channel.sub("setup").broadcast([guest, *hosts], Stage.PUBKEY.value, {"public_key": pk.to_wire()})
     plan = Plan(n_rows, params)
-    epochs = 0
-    for epoch in range(params.max_epochs):
+    epochs, stopped = 0, False
+    ck = _checkpoint.restore(checkpoint, "arbiter")
+    if ck is not None:  # a resumed job (the key above is fresh: the weights do not depend on it)
+        epochs, stopped = ck["epoch"], ck["stopped"]
+    for epoch in range(epochs, epochs if stopped else params.max_epochs):
         if check_cancelled:
             check_cancelled()
         for b, _rows in enumerate(plan.batches(epoch)):
@@ -37,6 +40,7 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
                 vals = sk.decrypt_ints(pk.vector_from_blob(msg["g"]))
                 ch.send(p, Stage.GRAD_PLAIN.value, {"g": [int(v) for v in vals]})
         epochs = epoch + 1
+        stop = False
         if plan.valid.size:
             ch = channel.sub(f"e-{epoch}", "val")
             msg = spec.expect(Stage.LOSS, ch.recv(guest, Stage.LOSS.value), sender_role="guest")
@@ -44,8 +48,10 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
             (v,) = sk.decrypt_ints(cv[0:1])
             ch.send(guest, Stage.LOSS_PLAIN.value, {"v": int(v)})
             dec = spec.expect(Stage.DECISION, ch.recv(guest, Stage.DECISION.value), sender_role="guest")
-            if dec["stop"]:
-                break
+            stop = bool(dec["stop"])
+        _checkpoint.save(checkpoint, "arbiter", epochs, stopped=stop)
+        if stop:
+            break
     return {"epochs": epochs}
 
 

@@ -11,7 +11,7 @@ from gmpy2 import mpz
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import DataError, ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
-from . import _ckks, spec
+from . import _checkpoint, _ckks, spec
 from ._common import (SCORE_FRAC_BITS, WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes,
                       loss_from_numerator, masks, to_grad, unmask)
 from ._matvec import column_dot, matvec, warm_pool
@@ -21,7 +21,7 @@ __all__ = ["run_guest"]
 
 
 def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str | None = None, keypair=None,
-              check_cancelled=None, sample_weight=None) -> dict:
+              check_cancelled=None, sample_weight=None, checkpoint=None) -> dict:
     """Train the guest's coefficients and intercept.
 
     Parameters
@@ -45,6 +45,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         ``q`` before the hosts see it; two-party, it sends ``E_g(q ⊙ U)`` and,
         once, ``E_g(q)``, with which the host weights its own scores under
         encryption. No weight leaves the guest in the clear.
+    checkpoint : Checkpoint, optional
+        Per-epoch checkpoints (``_checkpoint``): saved after every epoch, resumed from when given a round.
 
     Returns
     -------
@@ -100,7 +102,12 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     best = (np.inf, w.copy(), 0)
     bad = 0
     history = []
-    for epoch in range(params.max_epochs):
+    start, stopped = 0, False
+    ck = _checkpoint.restore(checkpoint, "guest")
+    if ck is not None:  # a resumed job: continue after the last epoch every party finished
+        start, stopped, w, bad, history = ck["epoch"], ck["stopped"], ck["w"], ck["bad"], ck["history"]
+        best = (ck["best_loss"], ck["best_w"], ck["best_epoch"])
+    for epoch in range(start, start if stopped else params.max_epochs):
         t_epoch, c_epoch = time.perf_counter(), time.process_time()
         if check_cancelled:
             check_cancelled()
@@ -206,6 +213,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             rec["seconds"] = time.perf_counter() - t_epoch
             rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
+            _checkpoint.save(checkpoint, "guest", epoch + 1, w=w, best_loss=best[0], best_w=best[1],
+                             best_epoch=best[2], bad=bad, history=history, stopped=stop)
             if stop:
                 break
         else:
@@ -213,6 +222,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             rec["seconds"] = time.perf_counter() - t_epoch
             rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
+            _checkpoint.save(checkpoint, "guest", epoch + 1, w=w, best_loss=best[0], best_w=best[1],
+                             best_epoch=best[2], bad=bad, history=history, stopped=False)
     _, wb, n_ep = best
     return {"coef": wb[:-1], "intercept": float(wb[-1]), "n_epochs": n_ep, "history": history,
             "setup_seconds": setup_seconds}

@@ -10,7 +10,7 @@ from gmpy2 import mpz
 from ...crypto.paillier import PublicKey, generate_keypair
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
-from . import _ckks, spec
+from . import _checkpoint, _ckks, spec
 from ._common import WEIGHT_FRAC_BITS, LRParams, Plan, encode_scores, feature_codes, masks, to_grad, unmask
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
@@ -19,7 +19,7 @@ __all__ = ["run_host"]
 
 
 def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = None, keypair=None,
-             check_cancelled=None) -> dict:
+             check_cancelled=None, checkpoint=None) -> dict:
     """Train this host's coefficients.
 
     Parameters
@@ -32,6 +32,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
         Peer names (``arbiter`` only in coordinated mode).
     keypair : (PublicKey, PrivateKey), optional
         Two-party mode: this host's key (default: a fresh ``key_bits`` key).
+    checkpoint : Checkpoint, optional
+        Per-epoch checkpoints (``_checkpoint``).
 
     Returns
     -------
@@ -70,7 +72,12 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
     w = np.zeros(f)
     best_w, best_epoch = w.copy(), 0
     history = []
-    for epoch in range(params.max_epochs):
+    start, stopped = 0, False
+    ck = _checkpoint.restore(checkpoint, "host")
+    if ck is not None:  # a resumed job: continue after the last epoch every party finished
+        start, stopped, w, history = ck["epoch"], ck["stopped"], ck["w"], ck["history"]
+        best_w, best_epoch = ck["best_w"], ck["best_epoch"]
+    for epoch in range(start, start if stopped else params.max_epochs):
         t_epoch, c_epoch = time.perf_counter(), time.process_time()
         if check_cancelled:
             check_cancelled()
@@ -138,6 +145,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
             rec["seconds"] = time.perf_counter() - t_epoch
             rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
+            _checkpoint.save(checkpoint, "host", epoch + 1, w=w, best_w=best_w, best_epoch=best_epoch,
+                             history=history, stopped=bool(dec["stop"]))
             if dec["stop"]:
                 break
         else:
@@ -145,6 +154,8 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
             rec["seconds"] = time.perf_counter() - t_epoch
             rec["cpu_seconds"] = time.process_time() - c_epoch  # this process (not pool workers)
             history.append(rec)
+            _checkpoint.save(checkpoint, "host", epoch + 1, w=w, best_w=best_w, best_epoch=best_epoch,
+                             history=history, stopped=False)
     return {"coef": best_w, "n_epochs": best_epoch, "history": history,
             "setup_seconds": setup_seconds}
 

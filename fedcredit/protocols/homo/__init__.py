@@ -75,7 +75,8 @@ def run(ctx) -> dict:
                           f"got {len(aggs)} and {len(clients)}")
     est = FedAvgClassifier(**{k: v for k, v in params.as_dict().items()})
     est.fit(ctx.channel, ctx.data, role=ctx.role, clients=clients, aggregator=aggs[0],
-            n_features=n_features, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+            n_features=n_features, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+            checkpoint=ctx.checkpoint)
     report = {k: v for k, v in est.report_.items() if k != "params"}
     if ctx.role == "client":  # the global model on this bank's own rows (the bank's view only)
         from ...models import metrics
@@ -153,7 +154,8 @@ class FedAvgClassifier:
         return {f.name: getattr(self, f.name) for f in fields(HomoParams)}
 
     def fit(self, channel: Channel, data=None, *, role: str, clients, aggregator: str,
-            n_features: int | None = None, progress=None, check_cancelled=None) -> "FedAvgClassifier":
+            n_features: int | None = None, progress=None, check_cancelled=None,
+            checkpoint=None) -> "FedAvgClassifier":
         """Take part in training as ``role``.
 
         Parameters
@@ -168,6 +170,9 @@ class FedAvgClassifier:
         aggregator : str
         n_features : int, optional
             The aggregator needs it when it has no table.
+        checkpoint : fedcredit.protocols.checkpoint.Checkpoint, optional
+            Per-round checkpoints (a job step passes ``ctx.checkpoint``): saved after each round; on a
+            resumed job, training continues after the round every party agreed on.
 
         Returns
         -------
@@ -180,7 +185,7 @@ class FedAvgClassifier:
             if data is None or data.y is None:
                 raise DataError(f"homo client {channel.party!r} needs a labelled table")
             node = HomoClient(channel.party, aggregator, clients, params, data.X, data.y)
-            self.report_ = node.run(channel)
+            self.report_ = node.run(channel, checkpoint=checkpoint)
             theta = self.report_.get("params")
             if theta is None:
                 raise DataError(f"homo client {channel.party!r} was excluded from the job (absent at key set-up)")
@@ -193,7 +198,8 @@ class FedAvgClassifier:
             if n_features is None:
                 raise ConfigError("the homo aggregator needs n_features when it has no table")
             node = HomoAggregator(channel.party, clients, params, n_features, X_eval, y_eval)
-            self.report_ = node.run(channel, progress=progress, check_cancelled=check_cancelled)
+            self.report_ = node.run(channel, progress=progress, check_cancelled=check_cancelled,
+                                    checkpoint=checkpoint)
             theta = self.report_["params"]
             shape = node.shape
         else:

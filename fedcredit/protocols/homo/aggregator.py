@@ -122,7 +122,7 @@ class _Collector:
 class PlainAggregation(_Collector):
     """Sum updates sent in the clear (not private)."""
 
-    def setup(self, ch: Channel) -> list[str]:
+    def setup(self, ch: Channel, first: int = 0) -> list[str]:
         return list(self.clients)
 
     def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
@@ -172,7 +172,8 @@ class SecAggAggregation(_Collector):
                 raise ProtocolError(f"homo shares from {p!r} for round {r}: one sealed message per roster member expected")
         return sealed_by
 
-    def setup(self, ch: Channel) -> list[str]:
+    def setup(self, ch: Channel, first: int = 0) -> list[str]:
+        """Keys, roster, and the shares of round ``first`` (0; a resumed job's first round after its checkpoint)."""
         adv = self.collect(ch, self.clients, Stage.ADVERTISE, None)
         self.notify_dropped(ch, [p for p in self.clients if p not in adv], Stage.ROSTER, None)
         self.require(adv, Stage.ADVERTISE, None, len(self.clients))
@@ -182,9 +183,9 @@ class SecAggAggregation(_Collector):
             raise ProtocolError("homo advertise: public keys must be 32 bytes")
         roster = {"dropped": False, "clients": k, "public_keys": keys, "threshold": self.threshold}
         send_all(ch, Stage.ROSTER, None, {p: roster for p in k}, timings=self.stage_seconds)
-        self.roster, self._holders[0] = k, k
-        got = self.collect(ch, k, Stage.SHARES, 0)
-        self._shares[0] = self._check_sealed(0, {p: m["sealed"] for p, m in got.items()})
+        self.roster, self._holders[first] = k, k
+        got = self.collect(ch, k, Stage.SHARES, first)
+        self._shares[first] = self._check_sealed(first, {p: m["sealed"] for p, m in got.items()})
         return k
 
     def start_payloads(self, r: int, members: list[str], *, has_next: bool) -> dict[str, dict]:
@@ -275,7 +276,7 @@ class CkksAggregation(_Collector):
         super().__init__(params, clients)
         self._ctx = None
 
-    def setup(self, ch: Channel) -> list[str]:
+    def setup(self, ch: Channel, first: int = 0) -> list[str]:
         adv = self.collect(ch, self.clients, Stage.KEY_ADVERTISE, None)
         self.require(adv, Stage.KEY_ADVERTISE, None, len(self.clients))
         members = sorted(adv)
@@ -346,16 +347,25 @@ class HomoAggregator:
                  {p: {"round": r, "stop": stop, "params": theta, "aggregation": extras.get(p, {})} for p in members},
                  background=self.aggregation.absent, timings=self.aggregation.stage_seconds)
 
-    def run(self, ch: Channel, progress=None, check_cancelled=None) -> dict:
+    def run(self, ch: Channel, progress=None, check_cancelled=None, checkpoint=None) -> dict:
+        """Drive the rounds; with ``checkpoint`` (the step context's), save the global model after each
+        round and, on a resumed job, continue after the round every party agreed on (clients re-key)."""
         p, size = self.params, self.shape.size
         t0 = time.perf_counter()
         theta = mlp.init_params(self.shape, p.random_state)
-        members = self.aggregation.setup(ch)
-        setup_seconds = time.perf_counter() - t0
         history, best = [], (np.inf, theta, -1)
         since_best, prev_theta = 0, theta
-        r = 0
-        for r in range(p.rounds):
+        first, stopped = 0, False
+        got = checkpoint.resume() if checkpoint is not None else None
+        if got is not None:
+            first, s = got
+            theta, prev_theta, history = np.asarray(s["theta"]), np.asarray(s["prev_theta"]), s["history"]
+            best, since_best, stopped = (s["best_loss"], np.asarray(s["best_theta"]), s["best_round"]), \
+                s["since_best"], s["stopped"]
+        members = self.aggregation.setup(ch, first)
+        setup_seconds = time.perf_counter() - t0
+        r = first
+        for r in range(first, first if stopped else p.rounds):
             if check_cancelled:
                 check_cancelled()
             tr = time.perf_counter()
@@ -389,8 +399,13 @@ class HomoAggregator:
                     best, since_best = scored, 0
                 else:
                     since_best += 1
-                    if since_best >= p.patience:
-                        break
+                    stopped = since_best >= p.patience
+            if checkpoint is not None:
+                checkpoint.save(r + 1, {"role": "aggregator", "theta": theta, "prev_theta": prev_theta,
+                                        "history": history, "best_loss": best[0], "best_theta": best[1],
+                                        "best_round": best[2], "since_best": since_best, "stopped": stopped})
+            if stopped:
+                break
         final = best[1] if (p.patience is not None and best[2] >= 0) else theta
         n_rounds = len(history)
         self._start(ch, members, n_rounds, final, True)

@@ -140,7 +140,7 @@ class PlainSubmitter:
     def __init__(self, party: str, aggregator: str, params: HomoParams, clients: list[str]):
         self.party, self.aggregator = party, aggregator
 
-    def setup(self, ch: Channel) -> bool:
+    def setup(self, ch: Channel, first: int = 0) -> bool:
         return True
 
     def submit(self, ch: Channel, r: int, vector, extra: dict | None = None) -> bool:
@@ -214,8 +214,8 @@ class SecAggSubmitter:
         return spec.expect(stage, ch.recv(self.aggregator, spec.tag(stage, r), timeout=self.timeout),
                            sender_role="aggregator")
 
-    def setup(self, ch: Channel, *, halt_before: Stage | None = None) -> bool:
-        """Advertise the key, learn the job's roster, deal the shares of round 0.
+    def setup(self, ch: Channel, first: int = 0, *, halt_before: Stage | None = None) -> bool:
+        """Advertise the key, learn the job's roster, deal the shares of round ``first`` (0 unless resumed).
 
         Returns False when this client is not part of the job (absent at key
         set-up). ``halt_before`` (fault-injection tests only) makes the client
@@ -245,9 +245,9 @@ class SecAggSubmitter:
             if v != me:
                 self._secrets[v] = self.keys.agree(me, v, keys[v])
                 self._share_keys[v] = sa.derive_key(self._secrets[v], "share-enc")
-        sealed = self._deal(0, k)
+        sealed = self._deal(first, k)
         if halt_before is not Stage.SHARES:
-            ch.send(self.aggregator, spec.tag(Stage.SHARES, 0), {"sealed": sealed})
+            ch.send(self.aggregator, spec.tag(Stage.SHARES, first), {"sealed": sealed})
         return True
 
     def _deal(self, r: int, holders) -> dict[str, bytes]:
@@ -386,7 +386,7 @@ class CkksSubmitter:
         self.timeout = params.client_timeout
         self.keys: CkksKeys | None = None
 
-    def setup(self, ch: Channel, *, halt_before: Stage | None = None) -> bool:
+    def setup(self, ch: Channel, first: int = 0, *, halt_before: Stage | None = None) -> bool:
         """Join the key set-up; False when this client is not part of the job's CKKS group."""
         me, agg = self.party, self.aggregator
         _require_direct_links(ch, me, self.clients, "ckks")
@@ -496,12 +496,19 @@ class HomoClient:
             val = 0.0
         return np.concatenate([n * local, [n, val, float(len(self.val_idx))]])
 
-    def run(self, ch: Channel) -> dict:
-        """Take part until the aggregator says stop; returns this client's summary."""
+    def run(self, ch: Channel, checkpoint=None) -> dict:
+        """Take part until the aggregator says stop; returns this client's summary.
+
+        With ``checkpoint`` (the step context's) the round count is saved after each round; a resumed job
+        continues at the round every party agreed on, with fresh keys (the client re-keys in ``setup``).
+        """
         agg, p = self.aggregator, self.params
-        if not self.submitter.setup(ch):
-            return {"party": self.party, "rounds_included": 0, "excluded": True}
         included, r = 0, 0
+        got = checkpoint.resume() if checkpoint is not None else None
+        if got is not None:
+            r, included = got[0], int(got[1]["included"])
+        if not self.submitter.setup(ch, r):
+            return {"party": self.party, "rounds_included": 0, "excluded": True}
         while True:
             start = spec.expect(Stage.START, ch.recv(agg, spec.tag(Stage.START, r), timeout=p.client_timeout),
                                 sender_role="aggregator")
@@ -515,3 +522,5 @@ class HomoClient:
                 return {"party": self.party, "rounds": r, "rounds_included": included, "params": theta}
             included += bool(self.submitter.submit(ch, r, lambda: self.local_vector(theta, r), start["aggregation"]))
             r += 1
+            if checkpoint is not None:
+                checkpoint.save(r, {"role": "client", "included": included})
