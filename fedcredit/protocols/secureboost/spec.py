@@ -122,7 +122,7 @@ MESSAGES: dict[Stage, Message] = {
     m.stage: m
     for m in [
         Message(Stage.SETUP, "guest", "host", "job", {
-            "run_id": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
+            "run_id": str, "he": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
             "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
             "min_node_rows": int,
         }),
