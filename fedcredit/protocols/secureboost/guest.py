@@ -397,7 +397,7 @@ class SecureBoostGuest:
         # parameters that do not change the trees stay out of the run id, so a resumed run may change them
         extra = b"" if self.sample_weight is None else np.ascontiguousarray(self.sample_weight).tobytes()
         extra += b"" if self.monotone is None else b"monotone" + self.monotone.tobytes()
-        run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("he", "key_bits", "n_trees", "gh_part_rows")}, n,
+        run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n,
                          train, self.y, self.hosts, extra)
         return train, valid, run_id
 
