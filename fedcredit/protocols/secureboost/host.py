@@ -191,7 +191,8 @@ class SecureBoostHost:
                                 f"floor {spec.MIN_NODE_ROWS}")
         X_train = self.X[train]
         mapper = BinMapper(max_bins=max_bins).fit(X_train)
-        codes = mapper.transform(X_train)
+        codes = mapper.transform(X_train)  # uint8 codes from here on; the float copy of the rows is released
+        del X_train  # (self.X stays: predictions compare raw values with the host's thresholds)
 
         model = HostModel(party=self.ch.party, guest=self.guest, feature_names=self.feature_names,
                           run_id=setup["run_id"])
