@@ -17,8 +17,9 @@ then per tree ``t``::
 and a final START with ``mode="stop"``. Federated scoring of a stored model
 is PREDICT_REQ → PREDICT under the caller's namespace.
 
-The tree's ``(g, h)`` — one Paillier ciphertext per row of the tree, each
-packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
+SETUP names the additive scheme (``he``: ``"ou"`` or ``"paillier"``, see
+:mod:`.he`) next to the public key. The tree's ``(g, h)`` — one ciphertext per
+row of the tree, each packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
 of at most ``SETUP.gh_part_rows`` rows each (:func:`gh_parts`), so no
 message grows with the row count beyond the transport's limit: part ``k``
 holds the ciphertexts of ``START.rows[k * gh_part_rows : (k + 1) * gh_part_rows]``
