@@ -456,7 +456,8 @@ def test_job_step_run(keypair, tmp_path, monkeypatch):
     assert not (tmp_path / "host" / SCORES_FILE).exists()
 
 
-@pytest.mark.parametrize("param,value", [("key_bits", 1024), ("max_depth", 0), ("guest_only_first_tree", 1)])
+@pytest.mark.parametrize("param,value", [("key_bits", 1024), ("max_depth", 0), ("guest_only_first_tree", 1),
+                                         ("he", "rsa"), ("he", "OU")])
 def test_estimator_param_validation(param, value):
     hub = MemoryHub(["bank", "host"])
     with pytest.raises(ConfigError, match=f"'{param}' parameter of VerticalSecureBoost"):
