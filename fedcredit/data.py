@@ -189,6 +189,13 @@ def load_table(
         The label value that means the event (default, "bad"); the label
         must then have exactly two values. Without it the label must be 0/1.
 
+    Notes
+    -----
+    The file is read in chunks of :data:`LOAD_CHUNK_ROWS` rows straight into
+    float64 columns: peak memory is about the float matrix plus one chunk of
+    cells (no Python object per cell is kept; text only for categorical
+    columns, ids and the label).
+
     Raises
     ------
     DataError
