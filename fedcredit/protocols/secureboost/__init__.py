@@ -119,13 +119,6 @@ class VerticalSecureBoost:
         Build the first tree on the guest's features only ("complete secure"
         mode of SecureBoost): hosts then never see the node membership of the
         first tree, whose leaves are the ones most correlated with the label.
-    he : {"paillier", "ou"}, default="paillier"
-        The additive scheme of the run (the guest generates the key and names the
-        scheme in SETUP; :mod:`.he`). Okamoto-Uchiyama has half-size ciphertexts
-        and ~3x faster additions but ~0.65x the key owner's encryption speed: the
-        faster choice for wide host tables (2x on ``wide``), not for narrow ones;
-        the guest's guarded decryption keeps its key-recovery pitfall out of reach
-        (``docs/secureboost.md``, "Scheme"). Both give the same trees.
     key_bits : int, default=2048
         Modulus size (``n = p q`` for Paillier, ``n = p^2 q`` for OU; 2048 bits
         is 112-bit security for both).
@@ -134,6 +127,13 @@ class VerticalSecureBoost:
         None: as many as fit in 64 MiB (131,072 rows at 2048 bits), well under the default
         ``[transport] max_message_mib = 256``; set it lower if a party's limit is lower. It
         changes neither the trees nor the run id (a resumed run may change it).
+    he : {"paillier", "ou"}, default="paillier"
+        The additive scheme of the run (the guest generates the key and names the
+        scheme in SETUP; :mod:`.he`). Okamoto-Uchiyama has half-size ciphertexts
+        and ~3x faster additions but ~0.65x the key owner's encryption speed: the
+        faster choice for wide host tables (2x on ``wide``), not for narrow ones;
+        the guest's guarded decryption keeps its key-recovery pitfall out of reach
+        (``docs/secureboost.md``, "Scheme"). Both give the same trees.
     random_state : int, default=0
         Seeds per-tree row/feature sampling (public: every party knows it). The
         validation split has its own secret seed (``validation_seed_``).
@@ -154,17 +154,17 @@ class VerticalSecureBoost:
         **TREE_PARAMETER_CONSTRAINTS,
         "min_node_rows": [Interval(int, MIN_NODE_ROWS, None)],
         "guest_only_first_tree": ["boolean"],
-        "he": [StrOptions(set(SCHEMES))],
         "key_bits": [Interval(int, 2048, None)],
         "gh_part_rows": [None, Interval(int, 1, None)],
+        "he": [StrOptions(set(SCHEMES))],
     }
 
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
                  subsample: float = 1.0, colsample: float = 1.0, min_node_rows: int = MIN_NODE_ROWS,
                  early_stopping_rounds: int | None = None, class_weight=None,
-                 validation_fraction: float = 0.2, guest_only_first_tree: bool = False, he: str = DEFAULT_HE,
-                 key_bits: int = 2048,
+                 he: str = DEFAULT_HE,
+                 validation_fraction: float = 0.2, guest_only_first_tree: bool = False, key_bits: int = 2048,
                  gh_part_rows: int | None = None, random_state: int = 0):
         self.n_trees = n_trees
         self.max_depth = max_depth

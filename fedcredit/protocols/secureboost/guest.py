@@ -425,14 +425,14 @@ class SecureBoostGuest:
             plan = self._plan(seed, key)
         train, valid, run_id = plan
         ytr, yva = self.y[train].astype(np.float64), self.y[valid]
-        Xtr = self.X[train]
+        Xtr, Xva = self.X[train], self.X[valid]
         sw = self.sample_weight
         w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
         w_va = None if w is None or not len(valid) else row_weights(yva, None if sw is None else sw[valid],
                                                                      p.get("class_weight"))
         mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
-        codes = mapper.transform(Xtr)  # uint8 codes from here on; the training rows' float copy is released
-        del Xtr
+        codes = mapper.transform(Xtr)
+        del Xtr, Xva  # uint8 codes from here on; the float copies of the rows are released
         t0 = time.perf_counter()
         # a key pair given by the caller (tests) brings its own scheme; else a fresh key of ``he``
         pk, sk = self.keypair or _he.generate_keypair(p.get("he", _he.DEFAULT_HE), p["key_bits"])
