@@ -222,8 +222,8 @@ def load_table(
     label_i = header.index(label_column) if label_column else None
     text: dict[int, list] = {j: [] for j, c in enumerate(columns) if c in forced}
     late: list[int] = []  # found non-numeric after the first chunk: read again
-    ids_parts, X_parts, label_cells = [], [], []
-    n = 0
+    ids_parts, label_cells = [], []
+    X, n = None, 0
     for rows in batches:
         bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
         if bad is not None:
@@ -231,7 +231,13 @@ def load_table(
                              "a row has more or fewer fields than the header")
         ids_parts.append(np.array([row[id_i].strip() if isinstance(row[id_i], str) else str(row[id_i])
                                    for row in rows], dtype=object))
-        block = np.full((len(rows), len(columns)), np.nan)
+        # one float matrix, filled in place: sized from the file after the first chunk, grown if that was short
+        if X is None:
+            X = np.empty((_estimate_rows(path, rows), len(columns)))
+        if n + len(rows) > len(X):
+            X.resize((max(len(X) * 3 // 2, n + len(rows)), len(columns)), refcheck=False)
+        block = X[n:n + len(rows)]
+        block[:] = np.nan
         for j, ci in enumerate(col_idx):
             if j in text:
                 text[j].extend(row[ci] for row in rows)
@@ -247,13 +253,11 @@ def load_table(
                         late.append(j)
         if label_i is not None:
             label_cells.extend(row[label_i] for row in rows)
-        X_parts.append(block)
         n += len(rows)
-        del rows
+        del rows, block
     if n == 0:
         raise TableError(f"{src}: the table is empty (no data rows)", "the table is empty")
-    X = X_parts[0] if len(X_parts) == 1 else np.concatenate(X_parts)
-    del X_parts
+    X.resize((n, len(columns)), refcheck=False)  # in place (no view of X is left)
     ids = np.concatenate(ids_parts)
     if late:
         text.update({j: [] for j in late})
@@ -274,6 +278,21 @@ def load_table(
 
 #: Rows per chunk when :func:`load_table` reads a file.
 LOAD_CHUNK_ROWS = 16_384
+
+
+def _estimate_rows(path: Path, first: list) -> int:
+    """Rows of the file, estimated from its size and the first chunk (Parquet: exact; gzip: 4x the size)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return max(len(first), int(pq.ParquetFile(path).metadata.num_rows))
+        except Exception:  # noqa: BLE001 - an estimate only
+            return len(first)
+    size = path.stat().st_size * (4 if path.suffix.lower() == ".gz" else 1)
+    sample = first[:2000]
+    per_row = sum(sum(len(str(c)) + 1 for c in row) for row in sample) / max(1, len(sample))
+    return max(len(first), int(size / max(per_row, 1.0) * 1.02) + 16)
 
 
 def _table_batches(path: Path, chunk_rows: int, *, skip_header: bool = False):
