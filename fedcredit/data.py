@@ -191,9 +191,9 @@ def load_table(
 
     Notes
     -----
-    The file is read in chunks of :data:`LOAD_CHUNK_ROWS` rows straight into
-    float64 columns: peak memory is about the float matrix plus one chunk of
-    cells (no Python object per cell is kept; text only for categorical
+    The file is read in chunks of at most :data:`LOAD_CHUNK_ROWS` rows and
+    :data:`LOAD_CHUNK_CELLS` cells straight into one float64 matrix: peak
+    memory is about that matrix plus one chunk of cells (no Python object per cell is kept; text only for categorical
     columns, ids and the label).
 
     Raises
@@ -212,7 +212,8 @@ def load_table(
     # the float matrix plus one chunk of cells, not a Python object per cell of the file. Text is kept
     # only for categorical columns (declared ones from the start; a column found non-numeric in a later
     # chunk is read again from the file) and for the id and label columns (one object per row).
-    batches = _table_batches(path, LOAD_CHUNK_ROWS)
+    chunk = _chunk_rows(path)
+    batches = _table_batches(path, chunk)
     header = next(batches)
     src = str(path)
     columns = _check_header(src, header, id_column, label_column, columns)
@@ -261,7 +262,7 @@ def load_table(
     ids = np.concatenate(ids_parts)
     if late:
         text.update({j: [] for j in late})
-        for rows in _table_batches(path, LOAD_CHUNK_ROWS, skip_header=True):
+        for rows in _table_batches(path, chunk, skip_header=True):
             for j in late:
                 text[j].extend(row[col_idx[j]] for row in rows)
     categories: dict[str, tuple[str, ...]] = {}
@@ -276,8 +277,14 @@ def load_table(
     return table
 
 
-#: Rows per chunk when :func:`load_table` reads a file.
+#: Most rows per chunk when :func:`load_table` reads a file ...
 LOAD_CHUNK_ROWS = 16_384
+#: ... and most cells (one chunk of a 300-column table is 3,333 rows, about 60 MB of cell strings).
+LOAD_CHUNK_CELLS = 1_000_000
+
+
+def _chunk_rows(path: Path) -> int:
+    return max(64, min(LOAD_CHUNK_ROWS, LOAD_CHUNK_CELLS // max(1, len(read_header(path)))))
 
 
 def _estimate_rows(path: Path, first: list) -> int:
