@@ -59,15 +59,25 @@ def customer_id(i: int) -> str:
     return f"91440100{i:08d}XY"
 
 
-def _population(n_rows: int, n_features: int, parties, seed: int):
+def _widths(n_features, parties) -> dict:
+    """Columns per party: one int for all, or ``{party: count}`` (e.g. a 30-column guest and a 300-column host)."""
+    if isinstance(n_features, dict):
+        if set(n_features) != set(parties):
+            raise ValueError(f"n_features names {sorted(n_features)}, parties are {list(parties)}")
+        return {p: int(n_features[p]) for p in parties}
+    return {p: int(n_features) for p in parties}
+
+
+def _population(n_rows: int, n_features, parties, seed: int):
     rng = np.random.default_rng(seed)
-    X = {p: rng.normal(size=(n_rows, n_features)) for p in parties}
+    widths = _widths(n_features, parties)
+    X = {p: rng.normal(size=(n_rows, widths[p])) for p in parties}
     coef = {}
     z = np.zeros(n_rows)
     for k, p in enumerate(parties):
         # a few strong columns per party, the rest weak or pure noise
-        w = np.zeros(n_features)
-        strong = max(1, n_features // 3)
+        w = np.zeros(widths[p])
+        strong = max(1, widths[p] // 3)
         w[:strong] = rng.uniform(0.4, 0.9, strong) * rng.choice([-1, 1], strong) / (1 + 0.5 * k)
         w[strong: 2 * strong] = rng.uniform(0.0, 0.15, len(w[strong: 2 * strong]))
         coef[p] = w
@@ -79,9 +89,12 @@ def _population(n_rows: int, n_features: int, parties, seed: int):
     return X, y, coef, intercept
 
 
-def make_vertical(n_rows: int, n_features: int = 10, parties=("bank", "chain", "gov"), *, overlap: float = 0.9,
-                  seed: int = 0) -> VerticalData:
-    """Draw a population and split it vertically (see the module docstring)."""
+def make_vertical(n_rows: int, n_features: int | dict = 10, parties=("bank", "chain", "gov"), *,
+                  overlap: float = 0.9, seed: int = 0) -> VerticalData:
+    """Draw a population and split it vertically (see the module docstring).
+
+    ``n_features`` is the column count of every party, or ``{party: count}``.
+    """
     if n_rows < 10 or n_rows >= 10**8:
         raise ValueError(f"n_rows must be in [10, 1e8); got {n_rows}")
     if not 0 < overlap <= 1:
@@ -94,7 +107,7 @@ def make_vertical(n_rows: int, n_features: int = 10, parties=("bank", "chain", "
         rows = rng.permutation(n_rows)[: int(round(overlap * n_rows))] if overlap < 1 else rng.permutation(n_rows)
         ids[p] = [customer_id(int(i)) for i in rows]
         X[p] = Xall[p][rows]
-        cols[p] = [f"{p}_x{j}" for j in range(n_features)]
+        cols[p] = [f"{p}_x{j}" for j in range(X[p].shape[1])]
         if p == parties[0]:
             y = yall[rows]
     return VerticalData(ids, X, y, cols, coef, intercept, parties[0])
@@ -117,6 +130,9 @@ def write_csv(data: VerticalData, out: str | Path) -> dict[str, Path]:
     paths = {}
     for p, ids in data.ids.items():
         path = out / f"{p}.csv"
+        if _write_fast(path, ids, data.X[p], data.columns[p], data.y if p == data.guest else None):
+            paths[p] = path
+            continue
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             label = p == data.guest
@@ -132,6 +148,20 @@ def write_csv(data: VerticalData, out: str | Path) -> dict[str, Path]:
         "rows": {p: len(v) for p, v in data.ids.items()}, "event_rate": float(np.mean(data.y)),
     }, indent=2))
     return paths
+
+
+def _write_fast(path: Path, ids, X: np.ndarray, columns, y) -> bool:
+    """The same CSV through pandas' C writer when pandas is installed (wide tables: minutes -> seconds)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return False
+    df = pd.DataFrame(X, columns=columns)
+    if y is not None:
+        df.insert(0, "default", np.asarray(y, dtype=np.int8))
+    df.insert(0, "id", ids)
+    df.to_csv(path, index=False, float_format="%.6g", na_rep="", chunksize=20_000)
+    return True
 
 
 def main(argv=None) -> int:

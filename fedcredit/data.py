@@ -189,6 +189,13 @@ def load_table(
         The label value that means the event (default, "bad"); the label
         must then have exactly two values. Without it the label must be 0/1.
 
+    Notes
+    -----
+    The file is read in chunks of at most :data:`LOAD_CHUNK_ROWS` rows and
+    :data:`LOAD_CHUNK_CELLS` cells straight into one float64 matrix: peak
+    memory is about that matrix plus one chunk of cells (no Python object per cell is kept; text only for categorical
+    columns, ids and the label).
+
     Raises
     ------
     DataError
@@ -201,34 +208,106 @@ def load_table(
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: file not found", "the table's file was not found")
-    if path.suffix.lower() == ".parquet":
-        header, rows = _read_parquet(path)
-    else:
-        header, rows = _read_csv(path)
+    # Read in chunks of rows and keep columns only: numbers go straight into float64 blocks, so memory is
+    # the float matrix plus one chunk of cells, not a Python object per cell of the file. Text is kept
+    # only for categorical columns (declared ones from the start; a column found non-numeric in a later
+    # chunk is read again from the file) and for the id and label columns (one object per row).
+    chunk = _chunk_rows(path)
+    batches = _table_batches(path, chunk)
+    header = next(batches)
     src = str(path)
     columns = _check_header(src, header, id_column, label_column, columns)
     forced = _check_categorical(src, header, categorical)
     col_idx = [header.index(c) for c in columns]
-    n = len(rows)
+    id_i = header.index(id_column)
+    label_i = header.index(label_column) if label_column else None
+    text: dict[int, list] = {j: [] for j, c in enumerate(columns) if c in forced}
+    late: list[int] = []  # found non-numeric after the first chunk: read again
+    ids_parts, label_cells = [], []
+    X, n = None, 0
+    for rows in batches:
+        bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
+        if bad is not None:
+            raise TableError(f"{src}, line {n + bad + 2}: {len(rows[bad])} fields, the header has {len(header)}",
+                             "a row has more or fewer fields than the header")
+        ids_parts.append(np.array([row[id_i].strip() if isinstance(row[id_i], str) else str(row[id_i])
+                                   for row in rows], dtype=object))
+        # one float matrix, filled in place: sized from the file after the first chunk, grown if that was short
+        if X is None:
+            X = np.empty((_estimate_rows(path, rows), len(columns)))
+        if n + len(rows) > len(X):
+            X.resize((max(len(X) * 3 // 2, n + len(rows)), len(columns)), refcheck=False)
+        block = X[n:n + len(rows)]
+        block[:] = np.nan
+        for j, ci in enumerate(col_idx):
+            if j in text:
+                text[j].extend(row[ci] for row in rows)
+            elif j not in late:
+                try:
+                    block[:, j] = _column(rows, ci, src, columns[j], n + 2)
+                except DataError as exc:
+                    if "non-numeric" not in str(exc):
+                        raise TableError(str(exc), f"column {columns[j]!r}: infinite value", columns[j]) from None
+                    if n == 0:
+                        text[j] = [row[ci] for row in rows]
+                    else:
+                        late.append(j)
+        if label_i is not None:
+            label_cells.extend(row[label_i] for row in rows)
+        n += len(rows)
+        del rows, block
     if n == 0:
         raise TableError(f"{src}: the table is empty (no data rows)", "the table is empty")
-    id_i = header.index(id_column)
-    bad = next((r for r, row in enumerate(rows) if len(row) != len(header)), None)
-    if bad is not None:
-        raise TableError(f"{src}, line {bad + 2}: {len(rows[bad])} fields, the header has {len(header)}",
-                         "a row has more or fewer fields than the header")
-    ids = np.array([row[id_i].strip() if isinstance(row[id_i], str) else str(row[id_i]) for row in rows], dtype=object)
-    X = np.empty((n, len(columns)), dtype=np.float64)
+    X.resize((n, len(columns)), refcheck=False)  # in place (no view of X is left)
+    ids = np.concatenate(ids_parts)
+    if late:
+        text.update({j: [] for j in late})
+        for rows in _table_batches(path, chunk, skip_header=True):
+            for j in late:
+                text[j].extend(row[col_idx[j]] for row in rows)
     categories: dict[str, tuple[str, ...]] = {}
-    for j, ci in enumerate(col_idx):
-        X[:, j], cats = _typed_column(rows, ci, src, columns[j], columns[j] in forced)
+    for j in sorted(text):
+        X[:, j], cats = _typed_column([(c,) for c in text.pop(j)], 0, src, columns[j], columns[j] in forced)
         if cats is not None:
             categories[columns[j]] = cats
     table = Table(party, path, id_column, ids, tuple(columns), X, None, label_column, categories)
     _check(table)
     if label_column:
-        table = replace(table, y=_label(rows, header.index(label_column), src, label_column, pos_label))
+        table = replace(table, y=_label([(c,) for c in label_cells], 0, src, label_column, pos_label))
     return table
+
+
+#: Most rows per chunk when :func:`load_table` reads a file ...
+LOAD_CHUNK_ROWS = 16_384
+#: ... and most cells (one chunk of a 300-column table is 3,333 rows, about 60 MB of cell strings).
+LOAD_CHUNK_CELLS = 1_000_000
+
+
+def _chunk_rows(path: Path) -> int:
+    return max(64, min(LOAD_CHUNK_ROWS, LOAD_CHUNK_CELLS // max(1, len(read_header(path)))))
+
+
+def _estimate_rows(path: Path, first: list) -> int:
+    """Rows of the file, estimated from its size and the first chunk (Parquet: exact; gzip: 4x the size)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return max(len(first), int(pq.ParquetFile(path).metadata.num_rows))
+        except Exception:  # noqa: BLE001 - an estimate only
+            return len(first)
+    size = path.stat().st_size * (4 if path.suffix.lower() == ".gz" else 1)
+    sample = first[:2000]
+    per_row = sum(sum(len(str(c)) + 1 for c in row) for row in sample) / max(1, len(sample))
+    return max(len(first), int(size / max(per_row, 1.0) * 1.02) + 16)
+
+
+def _table_batches(path: Path, chunk_rows: int, *, skip_header: bool = False):
+    """The header, then chunks of at most ``chunk_rows`` rows of a CSV (``.csv``/``.csv.gz``) or Parquet file."""
+    gen = _parquet_batches(path, chunk_rows) if path.suffix.lower() == ".parquet" else _csv_batches(path, chunk_rows)
+    if skip_header:
+        next(gen)
+    return gen
 
 
 def _column(rows, ci: int, src: str, column: str, first_line: int = 2) -> np.ndarray:
@@ -450,27 +529,6 @@ def _binary_label(y: np.ndarray, src: str, column: str) -> np.ndarray:
     if values.size < 2:
         raise DataError(f"{src}, column {column!r}: the label has a single class ({values[0]:g})")
     return y.astype(np.int8)
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header and every non-empty row (one batch of :func:`_csv_batches`)."""
-    batches = _csv_batches(path, sys.maxsize)
-    header = next(batches)
-    return header, next(batches, [])
-
-
-def _read_parquet(path: Path) -> tuple[list[str], list[list]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'fedcredit[parquet]')") from None
-    try:
-        t = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises many types
-        raise DataError(f"{path}: unreadable Parquet file ({exc})") from None
-    header = [str(c) for c in t.column_names]
-    cols = [t.column(c).to_pylist() for c in t.column_names]
-    return header, [list(r) for r in zip(*cols)]
 
 
 # ---------------------------------------------------------------------------

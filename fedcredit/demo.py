@@ -534,7 +534,8 @@ def centralized_baselines(data_dir, sbt_params: dict | None, lr_params: dict | N
         from .protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS
 
         X, y, _ = joined_table(data_dir, sbt_parties)
-        p = {k: v for k, v in sbt_params.items() if k not in ("key_bits", "guest_only_first_tree", "guest_only_trees")}
+        p = {k: v for k, v in sbt_params.items()
+             if k not in ("he", "key_bits", "guest_only_first_tree", "guest_only_trees")}
         p.setdefault("min_node_rows", MIN_NODE_ROWS)  # the federated default
         vf, rs = float(p.get("validation_fraction", 0.2)), int(p.get("random_state", 0))
         seed = rs if sbt_validation_seed is None else int(sbt_validation_seed)

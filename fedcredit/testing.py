@@ -1,4 +1,4 @@
-"""Test helpers.  The only place that hands out Paillier keys below 2048 bits.
+"""Test helpers.  The only place that hands out Paillier and OU keys below 2048 bits.
 
 Small keys make logic tests fast; they offer no security and are refused
 everywhere else (``generate_keypair``, ``PublicKey.from_wire``), except for a
@@ -12,7 +12,7 @@ import threading
 
 from .crypto import paillier as _paillier
 
-__all__ = ["small_keypair", "SMALL_KEY_BITS"]
+__all__ = ["small_keypair", "small_ou_keypair", "SMALL_KEY_BITS"]
 
 #: Sizes available from :func:`small_keypair`.
 SMALL_KEY_BITS = (256, 512, 768, 1024, 1536)
@@ -65,3 +65,33 @@ def _make_small(bits: int):
     _paillier._TEST_MODULI.add(int(n))
     pk = _paillier.PublicKey(int(n))
     return pk, _paillier.PrivateKey(pk, int(p), int(q))
+
+
+def small_ou_keypair(bits: int = 1024, *, index: int = 0, cached: bool = True):
+    """An insecure Okamoto-Uchiyama key pair for logic tests (``n = p^2 q`` of ``bits`` bits).
+
+    Like :func:`small_keypair`: refused everywhere except in this process. At 1024 bits the
+    guarded plaintext space is 277 bits (3 packed ``(g, h)`` sums of 2,000 rows per ciphertext).
+
+    Parameters
+    ----------
+    bits : int, default=1024
+        At least 384 (the plaintext space must stay above the 64-bit guard).
+    index : int, default=0
+    cached : bool, default=True
+
+    Returns
+    -------
+    (ou.PublicKey, ou.PrivateKey)
+    """
+    from .crypto import ou as _ou
+
+    bits = int(bits)
+    with _lock:
+        key = ("ou", bits, index)
+        if cached and key in _cache:
+            return _cache[key]
+        pair = _ou.generate_keypair(bits) if bits >= _ou.MIN_KEY_BITS else _ou._small_keypair(bits)
+        if cached:
+            _cache[key] = pair
+        return pair

@@ -14,11 +14,12 @@ import pytest
 from fedcredit.crypto import ou
 from fedcredit.crypto.blob import CipherBlob
 from fedcredit.errors import ConfigError, DataError, DecryptionError
+from fedcredit.testing import small_ou_keypair
 
 
 def _small_ou_keypair(bits: int = 768):
-    """An insecure OU key for logic tests (fedcredit.testing gets an OU twin at integration)."""
-    return ou._small_keypair(bits)
+    """An insecure OU key for logic tests, fresh each call (``fedcredit.testing.small_ou_keypair`` caches them)."""
+    return small_ou_keypair(bits, cached=False)
 
 
 @pytest.fixture(scope="module")
@@ -454,3 +455,18 @@ def test_compress_round_trip_stays_below_guard(keys, groups, parallel):
     assert [(v >> (i * item_bits)) & mask for v in dec for i in range(k)][: len(items)] == items
     with pytest.raises(ConfigError):
         ou.compress(comp, item_bits=pk.plaintext_bits + 1)
+
+
+def test_process_pool_encryption_and_histogram_equal_in_process(keys):
+    """The key owner's encryption and the bucket sums split over the party's process pool (parallel=True)
+    give what the in-process kernels give: the same plaintexts, the same sums."""
+    pk, sk = keys
+    rng = np.random.default_rng(3)
+    m = rng.integers(-(2**40), 2**40, size=40).tolist()
+    cv = sk.encrypt_ints(m, parallel=True)
+    assert cv.is_fresh and sk.decrypt_signed(cv) == m
+    bins = rng.integers(0, 5, size=(40, 3)).astype(np.uint8)
+    serial = cv.histogram(bins, 5, parallel=False)
+    pooled = cv.histogram(bins, 5, parallel=True)
+    assert sk.decrypt_signed(pooled) == sk.decrypt_signed(serial)
+    assert sk.decrypt_signed(pooled) == [sum(v for v, b in zip(m, bins[:, j]) if b == k) for j in range(3) for k in range(5)]

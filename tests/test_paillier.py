@@ -344,7 +344,7 @@ def test_mixing_keys_refused(keys, other_keys):
 def test_compress_round_trip_with_secureboost_codec(keys, rng, count):
     """Signed packed (G, H) sums, compressed and decrypted, unpack to the exact integer sums."""
     pk, sk = keys
-    codec = GHCodec(max_rows=1000, key_bits=pk.bits)
+    codec = GHCodec(max_rows=1000, plaintext_bits=pk.bits - 1)
     g = rng.integers(-(2**GH_BITS), 2**GH_BITS + 1, size=(count, 50))
     h = rng.integers(0, 2 ** (GH_BITS - 2) + 1, size=(count, 50))
     g[0, :3] = [-(2**GH_BITS), 2**GH_BITS, 0]
@@ -357,7 +357,7 @@ def test_compress_round_trip_with_secureboost_codec(keys, rng, count):
 
 def test_secureboost_codec_refuses_overflowed_compression(keys):
     pk, sk = keys
-    codec = GHCodec(max_rows=1000, key_bits=pk.bits)
+    codec = GHCodec(max_rows=1000, plaintext_bits=pk.bits - 1)
     with pytest.raises(ProtocolError, match="extra data"):
         codec.unpack([1 << (codec.item_bits * 2)], 2)
     with pytest.raises(ProtocolError, match="wrong number"):

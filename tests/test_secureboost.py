@@ -15,11 +15,11 @@ import pytest
 from conftest import data_path
 
 from fedcredit.crypto.blob import CipherBlob
-from fedcredit.errors import ConfigError, ProtocolError
+from fedcredit.errors import ConfigError, DecryptionError, ProtocolError
 from fedcredit.models.tree import GBDTReference
 from fedcredit.protocols.secureboost import VerticalSecureBoost, predict_guest, predict_host, spec
 from fedcredit.protocols.secureboost.model import GUEST_FILE, GuestModel
-from fedcredit.testing import small_keypair
+from fedcredit.testing import small_keypair, small_ou_keypair
 from fedcredit.transport import serde
 from fedcredit.transport.memory import MemoryHub, run_local
 
@@ -29,6 +29,11 @@ GH_BITS = spec.GH_BITS
 @pytest.fixture(scope="module")
 def keypair():
     return small_keypair(1024)
+
+
+def _keypair(he):
+    """A small key pair of scheme ``he`` (OU: 1024-bit ``p^2 q``, a 277-bit guarded plaintext space)."""
+    return small_ou_keypair(1024) if he == "ou" else small_keypair(1024)
 
 
 def _default_credit(n=2000):
@@ -64,7 +69,7 @@ def _fit(parties: dict, y, kw, keypair, *, hub=None, workdirs=None, guest="bank"
 
 def _reference(kw, X, y, seed=None) -> GBDTReference:
     """The plaintext reference of a federated run with parameters ``kw`` (and the guest's secret split seed)."""
-    kw = {"min_node_rows": spec.MIN_NODE_ROWS, **kw}  # the federated default
+    kw = {"min_node_rows": spec.MIN_NODE_ROWS, **{k: v for k, v in kw.items() if k != "he"}}  # the federated default
     return GBDTReference(**kw, gh_bits=GH_BITS, validation_seed=seed).fit(X, y)
 
 
@@ -85,10 +90,12 @@ def _assert_same_trees(fed: GuestModel, ref: GBDTReference, offsets: dict):
             assert a.value == b.value, (t, a.id)  # exact: same integer sums on both sides
 
 
+@pytest.mark.parametrize("he", ["ou", "paillier"])
 @pytest.mark.parametrize("case", ["plain", "sampling+missing", "early_stopping", "min_node_rows"])
-def test_two_party_lossless_vs_reference(keypair, case):
+def test_two_party_lossless_vs_reference(he, case):
+    keypair = _keypair(he)
     Xg, Xh, y = _default_credit(2000)
-    kw = dict(n_trees=3, max_depth=3)
+    kw = dict(n_trees=3, max_depth=3, he=he)
     if case == "sampling+missing":
         rng = np.random.default_rng(1)
         Xh = Xh.copy()
@@ -101,6 +108,7 @@ def test_two_party_lossless_vs_reference(keypair, case):
     if case == "min_node_rows":  # larger than the floor: the grower stops where the hosts would refuse
         kw.update(max_depth=5, min_node_rows=150)
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair)
+    assert res["bank"].result_["he"] == he
     fed = res["bank"].model_
     ref = _reference(kw, np.hstack([Xg, Xh]), y, fed.validation_seed)
     _assert_same_trees(fed, ref, {"bank": 0, "host": Xg.shape[1]})
@@ -356,10 +364,12 @@ def test_privacy_of_captured_payloads(keypair):
     assert all(n.threshold is None for nodes in res["bank"].model_.trees for n in nodes if n.party == "host")
 
 
-def test_three_parties_credit3(keypair):
+@pytest.mark.parametrize("he", ["ou", "paillier"])
+def test_three_parties_credit3(he):
     Xb, Xc, Xv, y = _credit3(2500)
     kw = dict(n_trees=2, max_depth=3)
-    res = _fit({"bank": Xb, "chain": Xc, "gov": Xv}, y, kw, keypair)
+    res = _fit({"bank": Xb, "chain": Xc, "gov": Xv}, y, dict(kw, he=he), _keypair(he))
+    assert res["bank"].result_["he"] == he
     ref = _reference(kw, np.hstack([Xb, Xc, Xv]), y)
     _assert_same_trees(res["bank"].model_, ref, {"bank": 0, "chain": Xb.shape[1], "gov": Xb.shape[1] + Xc.shape[1]})
     assert res["bank"].result_["train"]["auc"] > 0.7
@@ -425,7 +435,7 @@ def test_job_step_run(keypair, tmp_path, monkeypatch):
     def party(name):
         def fn(ch):
             ctx = StepContext(job_id="j1", step="sbt", kind="secureboost", party=name, roles=roles,
-                              params={"n_trees": 2, "max_depth": 2}, channel=ch.sub("j1", "sbt"),
+                              params={"n_trees": 2, "max_depth": 2, "he": "paillier"}, channel=ch.sub("j1", "sbt"),
                               data=tables[name], workdir=tmp_path / name,
                               progress=lambda msg, frac=None: progress.append((name, msg, frac)))
             return step(ctx)
@@ -446,7 +456,8 @@ def test_job_step_run(keypair, tmp_path, monkeypatch):
     assert not (tmp_path / "host" / SCORES_FILE).exists()
 
 
-@pytest.mark.parametrize("param,value", [("key_bits", 1024), ("max_depth", 0), ("guest_only_first_tree", 1)])
+@pytest.mark.parametrize("param,value", [("key_bits", 1024), ("max_depth", 0), ("guest_only_first_tree", 1),
+                                         ("he", "rsa"), ("he", "OU")])
 def test_estimator_param_validation(param, value):
     hub = MemoryHub(["bank", "host"])
     with pytest.raises(ConfigError, match=f"'{param}' parameter of VerticalSecureBoost"):
@@ -501,3 +512,100 @@ def test_host_rejects_split_request_for_unknown_bin(keypair):
         mp.setattr(guest_mod.RemoteSource, "request_splits", evil)
         with pytest.raises(ProtocolError, match="no feature .* bin"):
             _fit({"bank": Xg, "host": Xh * 100}, y, dict(n_trees=1, max_depth=2), keypair)
+
+
+# ---------------------------------------------------------------- the additive scheme (he = "ou" | "paillier")
+@pytest.mark.parametrize("he", ["ou", "paillier"])
+def test_public_key_wire_names_its_scheme(he):
+    from fedcredit.protocols.secureboost import he as he_mod
+
+    pk, _ = _keypair(he)
+    name, data = he_mod.public_key_to_wire(pk)
+    assert name == he and he_mod.public_key_from_wire(name, data) == pk
+    if he == "paillier":  # Paillier's n is not n || g || h with h = g^n (OU's n || g || h is some odd number:
+        # a host told "paillier" then refuses the first GH part, whose blob names "ou")
+        with pytest.raises(ProtocolError, match="not a valid ou public key"):
+            he_mod.public_key_from_wire("ou", data)
+    with pytest.raises(ProtocolError, match="unknown additive scheme"):
+        he_mod.public_key_from_wire("rsa", data)
+
+
+@pytest.mark.parametrize("he,case,match", [
+    ("ou", "unknown", r"unknown additive scheme"),
+    ("ou", "mislabelled", r"not a valid paillier public key|decryption failed"),  # even: refused; odd: its GH blobs
+    ("paillier", "mislabelled", r"not a valid ou public key"),
+])
+def test_host_refuses_an_unknown_or_mislabelled_scheme(he, case, match):
+    Xg, Xh, y = _default_credit(100)
+
+    def tamper(tag, msg):
+        if tag == "setup":
+            name = "rsa" if case == "unknown" else ("paillier" if he == "ou" else "ou")
+            return [(tag, dict(msg, he=name))]
+        return [(tag, msg)]
+
+    kw = dict(n_trees=1, max_depth=2, he=he)
+    fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(_Tamper(ch, tamper), Xg, y, keypair=_keypair(he)),
+           "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank")}
+    with pytest.raises((ProtocolError, DecryptionError), match=match):
+        run_local(fns, timeout=60)
+
+
+@pytest.mark.parametrize("he", ["ou", "paillier"])
+def test_codec_packs_into_the_keys_plaintext_space(he):
+    from fedcredit.protocols.secureboost import he as he_mod
+    from fedcredit.protocols.secureboost.guest import GHCodec
+
+    pk, _ = _keypair(he)
+    bits = he_mod.plaintext_bits(pk)
+    assert bits == (pk.plaintext_bits if he == "ou" else pk.bits - 1)
+    codec = GHCodec(2000, bits)
+    assert codec.per_ciphertext == bits // spec.item_bits(2000) == (3 if he == "ou" else 11)
+    Xg, Xh, y = _default_credit(300)
+    res = _fit({"bank": Xg, "host": Xh}, y, dict(n_trees=1, max_depth=2, he=he), (pk, _keypair(he)[1]))
+    assert res["bank"].result_["sums_per_ciphertext"] == bits // spec.item_bits(len(y))
+
+
+def test_codec_at_2048_bit_ou_holds_six_sums_of_80k_rows():
+    from fedcredit.crypto import ou
+    from fedcredit.protocols.secureboost.guest import GHCodec
+
+    assert (2048 + 2) // 3 - 1 - ou.GUARD_BITS == 618  # the guarded space follows from |n| alone
+    assert GHCodec(80_000, 618).per_ciphertext == 6 and GHCodec(80_000, 2047).per_ciphertext == 20
+
+
+@pytest.mark.parametrize("crafted", ["above_p", "at_guard"])
+def test_ou_guest_refuses_a_crafted_histogram_plaintext(crafted):
+    """The OU key-recovery attack: a host returns, as its histogram, a ciphertext of ``M >= p`` it made.
+
+    Against an unguarded decryption the guest would compute ``M mod p`` (and, through its splits or a
+    returned value, the host could learn it: ``M - (M mod p)`` is a multiple of ``p`` and factors ``n``).
+    The guarded decryption refuses the whole message with an opaque DecryptionError: no residue is
+    computed into anything, and the run stops.
+    """
+    import gmpy2
+
+    pk, sk = _keypair("ou")
+    M = (1 << pk.p_bits) - 1 if crafted == "above_p" else 1 << pk.plaintext_bits
+    # what the attack would learn from an unguarded decryption
+    c = pow(pk.g, M, pk.n) * pow(pk.h, 12345, pk.n) % pk.n
+    residue = sk._decrypt_unchecked(pk.vector_from_raw([c]))[0]
+    if crafted == "above_p":
+        assert gmpy2.gcd(M - residue, pk.n) not in (1, pk.n)  # a factor of n: the key is lost
+    Xg, Xh, y = _default_credit(300)
+    seen = []
+
+    def tamper(tag, msg):
+        if tag == "tree-0/level-0/hist":
+            n_ct = msg["hist"].count
+            forged = pk.vector_from_raw([c] + [1] * (n_ct - 1))
+            seen.append(n_ct)
+            return [(tag, dict(msg, hist=forged.to_blob()))]
+        return [(tag, msg)]
+
+    kw = dict(n_trees=1, max_depth=2, he="ou")
+    fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=(pk, sk)),
+           "host": lambda ch: VerticalSecureBoost(**kw).fit(_Tamper(ch, tamper), Xh, guest="bank")}
+    with pytest.raises(DecryptionError) as info:
+        run_local(fns, timeout=60)
+    assert seen and str(M) not in str(info.value) and str(residue) not in str(info.value)

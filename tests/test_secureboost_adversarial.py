@@ -210,9 +210,9 @@ class _EvilGuest:
 
     def setup(self, min_node_rows=spec.MIN_NODE_ROWS, max_depth=3, item_bits=None):
         self.max_depth = max_depth
-        item_bits = GHCodec(N_ROWS, self.pk.bits).item_bits if item_bits is None else item_bits
+        item_bits = GHCodec(N_ROWS, self.pk.bits - 1).item_bits if item_bits is None else item_bits
         self.ch.send("host", spec.tag(Stage.SETUP), {
-            "run_id": "evil", "public_key": self.pk.to_wire()["n"], "n_rows": N_ROWS,
+            "run_id": "evil", "he": "paillier", "public_key": self.pk.to_wire()["n"], "n_rows": N_ROWS,
             "train_rows": np.arange(N_ROWS, dtype=np.int64), "valid_rows": np.zeros(0, dtype=np.int64),
             "max_depth": max_depth, "max_bins": 32, "item_bits": item_bits, "resume_trees": 0,
             "gh_part_rows": N_ROWS, "min_node_rows": min_node_rows,

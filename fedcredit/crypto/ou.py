@@ -92,6 +92,7 @@ from gmpy2 import mpz
 
 from ..errors import ConfigError, DataError, DecryptionError
 from . import _ou_heu
+from . import pool as _pool
 from ._ou_raw import OwnerEngine, PublicEngine, bucket_sums, horner_pack, product, random_units_nth_power
 from .blob import CipherBlob
 from .paillier import DEFAULT_FRAC_BITS, FixedPoint
@@ -448,9 +449,25 @@ class PrivateKey:
 
     # -------------------------------------------------- encryption (key owner)
     def encrypt_ints(self, ints, *, parallel: bool | None = None) -> "CipherVector":
-        """Encrypt integers as the key owner (CRT over ``p^2`` and ``q``; same distribution as public)."""
+        """Encrypt integers as the key owner (CRT over ``p^2`` and ``q``; same distribution as public).
+
+        ``parallel``: split over the party's process pool (None: from ``PARALLEL_MIN`` values with
+        2048-bit or larger keys), like Paillier; the workers rebuild the CRT engine from key bytes
+        that stay in the party's own pool (:mod:`fedcredit.crypto.pool`).
+        """
         pk = self.public_key
-        cs = self._get_engine().encrypt(pk._check_ints(ints))
+        ms = pk._check_ints(ints)
+        if _pool.use_parallel(len(ms), parallel, pk.bits):
+            kb = _pool.KeyBytes
+            w = pk.width
+            key = (kb(int(self._p).to_bytes(w, "big")), kb(int(self._q).to_bytes(w, "big")), pk._bytes[1],
+                   pk._bytes[2], pk.plaintext_bits, pk.r_bits)
+            parts = _pool.split(len(ms), _pool.pool_size())
+            res = _pool.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w) for lo, hi in parts])
+            fb, data = mpz.from_bytes, b"".join(res)
+            cs = [fb(data[i : i + w], "big") for i in range(0, len(data), w)]
+        else:
+            cs = self._get_engine().encrypt(ms)
         return CipherVector._make(pk, _obj_array(cs), 0, fresh=True)
 
     def encrypt(self, x, *, frac_bits: int = DEFAULT_FRAC_BITS, parallel: bool | None = None) -> "CipherVector":
@@ -725,7 +742,8 @@ class CipherVector:
             fails).  Both give identical ciphertexts; HEU was 1.7x faster on a quiet core
             and no faster under heavy load (benchmarks/README.md, "OU backend").
         parallel : bool or None
-            Accepted for interface parity; OU runs in-process for now.
+            ``"gmpy2"`` kernel: split the rows over the party's process pool (None: when
+            rows x features >= ``PARALLEL_MIN`` with 2048-bit or larger keys), as Paillier does.
 
         Returns
         -------
@@ -755,6 +773,18 @@ class CipherVector:
                 out = bridge.bucket_sums(cs, b, int(n_bins))
             except Exception:
                 raise ConfigError("the HEU bucket sum failed; use kernel='gmpy2'") from None
+        elif _pool.use_parallel(b.size, parallel, self.public_key.bits) and len(cs) >= 2:
+            # rows split over the party's process pool; the partial sums multiply together
+            pk = self.public_key
+            w, n = pk.width, pk._mn
+            parts = _pool.split(len(cs), _pool.pool_size())
+            res = _pool.parallel_map(_pool.w_ou_histogram, [
+                (pk._bytes[0], b"".join(c.to_bytes(w, "big") for c in cs[lo:hi]), w, np.ascontiguousarray(b[lo:hi]),
+                 int(n_bins)) for lo, hi in parts])
+            fb = mpz.from_bytes
+            out = [fb(res[0][i : i + w], "big") for i in range(0, len(res[0]), w)]
+            for r in res[1:]:
+                out = [a * fb(r[i * w : (i + 1) * w], "big") % n for i, a in enumerate(out)]
         else:
             out = bucket_sums(cs, b, int(n_bins), self.public_key._mn)
         return self._derived(_obj_array(out))

@@ -278,3 +278,35 @@ def w_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bin
     for j in range(bins.shape[1]):
         out.extend(group_sum(cs, bins[:, j], n_bins, nsq))
     return ints_to_bytes(out, width)
+
+
+# ---------------------------------------------------------------- Okamoto-Uchiyama (fedcredit.crypto.ou)
+def _ou_owner_engine(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: bytes, m_bits: int, r_bits: int):
+    from ._ou_raw import OwnerEngine
+
+    key = ("ou-owner", hashlib.sha256(p_bytes + b"|" + q_bytes + b"|" + g_bytes).digest(), m_bits, r_bits)
+    eng = _engines.get(key)
+    if eng is None:
+        eng = _engines[key] = OwnerEngine(int.from_bytes(p_bytes, "big"), int.from_bytes(q_bytes, "big"),
+                                          int.from_bytes(g_bytes, "big"), int.from_bytes(h_bytes, "big"),
+                                          m_bits, r_bits)
+    return eng
+
+
+def w_ou_owner_encrypt(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: bytes, m_bits: int, r_bits: int,
+                       ms: list, width: int) -> bytes:
+    """OU encryption by the key owner (CRT) of a chunk of signed ints; fixed-width ciphertext bytes."""
+    from ._raw import ints_to_bytes
+
+    return ints_to_bytes(_ou_owner_engine(p_bytes, q_bytes, g_bytes, h_bytes, m_bits, r_bits).encrypt(ms), width)
+
+
+def w_ou_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:
+    """OU bucket sums of a chunk of rows (:func:`fedcredit.crypto._ou_raw.bucket_sums`), feature-major bytes."""
+    from gmpy2 import mpz
+
+    from ._ou_raw import bucket_sums
+    from ._raw import bytes_to_ints, ints_to_bytes
+
+    n = mpz(int.from_bytes(n_bytes, "big"))
+    return ints_to_bytes(bucket_sums(bytes_to_ints(data, width), bins, n_bins, n), width)

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from ... import compute
-from ...crypto import paillier
 from ...errors import DataError, ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.gbdt import (
@@ -49,6 +48,7 @@ from ...models.tree.importance import feature_importance, host_feature_label
 from ...models.tree.predictor import local_decision, predict_tree
 from ...models.tree.split import SplitParams
 from ...transport.base import Channel
+from . import he as _he
 from . import spec
 from .model import GUEST_FILE, GuestModel
 from .spec import GH_BITS, Stage
@@ -63,8 +63,9 @@ class GHCodec:
     ----------
     max_rows : int
         Most rows a sum can hold (the training rows).
-    key_bits : int
-        Paillier modulus size.
+    plaintext_bits : int
+        Bits of plaintext a packed ciphertext may fill: :func:`.he.plaintext_bits` of the
+        public key (OU: the guarded space, 618 bits at 2048; Paillier: ``|n| - 1``).
 
     Attributes
     ----------
@@ -77,15 +78,18 @@ class GHCodec:
         Packed sums per compressed ciphertext.
     """
 
-    def __init__(self, max_rows: int, key_bits: int):
+    def __init__(self, max_rows: int, plaintext_bits: int):
         nb = int(max_rows).bit_length()
         self.max_rows = int(max_rows)
         self.h_bits = GH_BITS - 2 + nb + 1
         self.item_bits = spec.item_bits(max_rows)  # hosts check it against their own row count
         self.g_bits = self.item_bits - self.h_bits  # signed: GH_BITS + nb + 2
-        self.per_ciphertext = (key_bits - 1) // self.item_bits
+        # k signed items of item_bits have magnitude below 2**(k * item_bits - 1): below 2**plaintext_bits,
+        # so a compressed sum never wraps modulo Paillier's n nor reaches OU's guard (nor p)
+        self.per_ciphertext = int(plaintext_bits) // self.item_bits
         if self.per_ciphertext < 1:
-            raise ProtocolError(f"a {key_bits}-bit key cannot hold one packed (g, h) sum of {max_rows} rows")
+            raise ProtocolError(f"a {plaintext_bits}-bit plaintext space cannot hold one packed (g, h) sum of "
+                                f"{max_rows} rows")
 
     def pack(self, ghq: np.ndarray) -> list[int]:
         """One int ``g * 2**S + h`` per row of the int64 fixed-point ``(n, 2)`` array."""
@@ -433,10 +437,13 @@ class SecureBoostGuest:
                                                                      p.get("class_weight"))
         mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
         codes = mapper.transform(Xtr)
+        del Xtr, Xva  # uint8 codes from here on; the float copies of the rows are released
         t0 = time.perf_counter()
-        pk, sk = self.keypair or paillier.generate_keypair(p["key_bits"])
+        # a key pair given by the caller (tests) brings its own scheme; else a fresh key of ``he``
+        pk, sk = self.keypair or _he.generate_keypair(p.get("he", _he.DEFAULT_HE), p["key_bits"])
         self.timings["keygen"] = time.perf_counter() - t0
-        codec = GHCodec(len(train), pk.bits)
+        codec = GHCodec(len(train), _he.plaintext_bits(pk))
+        he_name, pk_wire = _he.public_key_to_wire(pk)
         part_rows = spec.gh_part_rows(pk.width, p.get("gh_part_rows"))
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
@@ -446,7 +453,7 @@ class SecureBoostGuest:
             model = old
         for h in self.hosts:
             self.ch.send(h, spec.tag(Stage.SETUP), {
-                "run_id": run_id, "public_key": pk.to_wire()["n"], "n_rows": int(n), "train_rows": train,
+                "run_id": run_id, "he": he_name, "public_key": pk_wire, "n_rows": int(n), "train_rows": train,
                 "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
                 "item_bits": codec.item_bits, "resume_trees": model.n_trees, "gh_part_rows": int(part_rows),
                 "min_node_rows": int(p["min_node_rows"]),
@@ -569,7 +576,7 @@ class SecureBoostGuest:
         built = len(per_tree)
         result = {
             "role": "guest", "trees": len(model.trees), "trees_built": built, "resumed_from": int(resume),
-            "early_stopped": bool(stopped), "key_bits": pk.bits, "seconds": seconds,
+            "early_stopped": bool(stopped), "he": he_name, "key_bits": pk.bits, "seconds": seconds,
             "seconds_per_tree": (sum(x["seconds"] for x in per_tree) / built) if built else 0.0,
             "timings": {k: round(v, 4) for k, v in self.timings.items()}, "per_tree": per_tree,
             "n_train": int(len(train)), "n_validation": int(len(valid)), "item_bits": codec.item_bits,

@@ -1,6 +1,7 @@
 """SecureBoost, host side: a feature holder without labels.
 
-The host bins its own features, receives one packed Paillier ciphertext of
+The host bins its own features, receives one packed ciphertext (OU or Paillier,
+as the guest's SETUP names it; :mod:`.he`) of
 ``(g, h)`` per row of each tree — streamed in GH parts of at most
 ``gh_part_rows`` rows, each checked (part index, first row, count) before it
 is used — and answers the guest's requests:
@@ -40,12 +41,12 @@ import numpy as np
 
 from ... import compute
 from ...compute.partitioned import PartitionedCipherVector
-from ...crypto import paillier
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.grower import check_monotone
 from ...models.tree.histogram import build_histogram
 from ...transport.base import Channel
+from . import he as _he
 from . import spec
 from .model import HOST_FILE, HostModel, HostSplit
 from .partition import NodeTracker
@@ -173,11 +174,15 @@ class SecureBoostHost:
         setup = self._recv(Stage.SETUP, spec.tag(Stage.SETUP))
         if setup["n_rows"] != len(self.X):
             raise ProtocolError(f"secureboost setup: guest has {setup['n_rows']} aligned rows, this host {len(self.X)}")
-        pk = paillier.PublicKey.from_wire({"scheme": "paillier", "n": setup["public_key"]})
+        # the guest names its scheme; a host refuses any other name and any malformed or small key
+        pk = _he.public_key_from_wire(setup["he"], setup["public_key"])
+        if setup["he"] == "ou" and compute.current().distributed:
+            raise ProtocolError("secureboost setup: he='ou' runs on the local compute backend only; "
+                                "use he='paillier' with a distributed backend")
         train = spec.check_rows(Stage.SETUP, setup["train_rows"], len(self.X), "train_rows")
         spec.check_rows(Stage.SETUP, setup["valid_rows"], len(self.X), "valid_rows")
         max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
-        if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits < pk.bits):
+        if not (1 <= max_depth <= 16 and 3 <= max_bins <= 256 and 1 <= item_bits <= _he.plaintext_bits(pk)):
             raise ProtocolError("secureboost setup: max_depth, max_bins or item_bits out of range")
         if item_bits != spec.item_bits(len(train)):
             # the packing width follows from the row count; a wider one only helps a guest that encrypts
@@ -197,7 +202,8 @@ class SecureBoostHost:
                                 f"job's {self.min_node_rows}")
         X_train = self.X[train]
         mapper = BinMapper(max_bins=max_bins).fit(X_train)
-        codes = mapper.transform(X_train)
+        codes = mapper.transform(X_train)  # uint8 codes from here on; the float copy of the rows is released
+        del X_train  # (self.X stays: predictions compare raw values with the host's thresholds)
 
         model = HostModel(party=self.ch.party, guest=self.guest, feature_names=self.feature_names,
                           run_id=setup["run_id"])
@@ -299,7 +305,7 @@ class SecureBoostHost:
             # the ciphertexts stay on the party's workers for the whole tree; only partial sums come back
             return PartitionedCipherVector.from_blobs(pk, parts(), codes_root, backend=backend)
         vectors = [pk.vector_from_blob(blob) for blob in parts()]
-        gh = paillier.concat(vectors) if vectors else pk.encrypt_zeros(0)
+        gh = _he.concat(vectors) if vectors else pk.encrypt_zeros(0)
         if len(gh) != len(codes_root):  # the parts' row ranges cover the rows exactly; a second look
             raise ProtocolError("secureboost gh: the parts do not add up to the tree's rows")
         return gh
@@ -333,10 +339,10 @@ class SecureBoostHost:
             self.timings["histogram"] += t1 - t0
             if parts:
                 # only bins that can hold rows: the non-missing bins of each feature and its missing bin
-                hist = paillier.concat(parts)[np.concatenate([keep + i * len(active) * max_bins
+                hist = _he.concat(parts)[np.concatenate([keep + i * len(active) * max_bins
                                                               for i in range(len(parts))])]
                 count = len(hist)
-                hist = paillier.compress(hist, item_bits=item_bits)
+                hist = _he.compress(hist, item_bits=item_bits)
                 blob = hist.to_blob()  # re-randomized: the guest must not learn how a sum was formed
             else:
                 blob, count = None, 0

@@ -17,8 +17,9 @@ then per tree ``t``::
 and a final START with ``mode="stop"``. Federated scoring of a stored model
 is PREDICT_REQ → PREDICT under the caller's namespace.
 
-The tree's ``(g, h)`` — one Paillier ciphertext per row of the tree, each
-packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
+SETUP names the additive scheme (``he``: ``"ou"`` or ``"paillier"``, see
+:mod:`.he`) next to the public key. The tree's ``(g, h)`` — one ciphertext per
+row of the tree, each packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
 of at most ``SETUP.gh_part_rows`` rows each (:func:`gh_parts`), so no
 message grows with the row count beyond the transport's limit: part ``k``
 holds the ciphertexts of ``START.rows[k * gh_part_rows : (k + 1) * gh_part_rows]``
@@ -122,7 +123,7 @@ MESSAGES: dict[Stage, Message] = {
     m.stage: m
     for m in [
         Message(Stage.SETUP, "guest", "host", "job", {
-            "run_id": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
+            "run_id": str, "he": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
             "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
             "min_node_rows": int,
         }),

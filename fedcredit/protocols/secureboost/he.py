@@ -1,0 +1,115 @@
+"""The additive scheme of a SecureBoost run: Okamoto-Uchiyama (``"ou"``) or Paillier (``"paillier"``).
+
+Both backends (:mod:`fedcredit.crypto.ou`, :mod:`fedcredit.crypto.paillier`) have
+the same vector interface (encrypt, ``+``, ``histogram``, ``concat``,
+``compress``, ``to_blob``/``vector_from_blob``, ``decrypt_signed``); this module
+holds the few places where a run must name the scheme: key generation, the size
+of the plaintext space the ``(g, h)`` codec packs into, and the public key's
+wire form in SETUP.
+
+Why OU is safe here (docs/crypto.md, "OU", and docs/secureboost.md): the guest
+owns the key and is the only party that decrypts; what it decrypts is the hosts'
+compressed histogram sums, through the guarded ``decrypt_signed`` (all or nothing:
+one plaintext at or above ``2^plaintext_bits`` fails the whole message with an
+opaque ``DecryptionError``, which ends the run). No decrypted value ever leaves
+the guest: what it sends after decrypting (SPLIT_REQ, the next HIST_REQ, PREDICT_REQ,
+START) holds node ids, feature and bin indices and row positions chosen from sums
+that passed the guard. Every run uses a fresh key pair.
+"""
+
+from __future__ import annotations
+
+from ...crypto import ou, paillier
+from ...errors import ConfigError, ProtocolError
+
+__all__ = ["SCHEMES", "DEFAULT_HE", "generate_keypair", "scheme_of", "plaintext_bits", "public_key_to_wire",
+           "public_key_from_wire", "concat", "compress"]
+
+#: The schemes a run may use (the ``he`` parameter).
+SCHEMES = ("ou", "paillier")
+#: Default of ``VerticalSecureBoost(he=...)``: Paillier, the faster end to end on the narrow default_credit
+#: (dc5: 4.1 against 5.8 s per tree, the key owner's encryption dominates there); OU is ~2x faster on wide
+#: tables (benchmarks/README.md, "Wide and tall tables (issue #17)").
+DEFAULT_HE = "paillier"
+
+_MODULES = {"ou": ou, "paillier": paillier}
+
+
+def _module(he: str):
+    if he not in _MODULES:
+        raise ConfigError(f"unknown additive scheme {he!r}; expected one of {', '.join(SCHEMES)}")
+    return _MODULES[he]
+
+
+def generate_keypair(he: str, bits: int):
+    """A fresh ``bits``-bit key pair of scheme ``he`` (looked up at call time, so tests may patch it)."""
+    return _module(he).generate_keypair(bits)
+
+
+def scheme_of(key) -> str:
+    """``"ou"`` or ``"paillier"`` for a public or private key, or a cipher vector.
+
+    Raises
+    ------
+    ConfigError
+        For any other object.
+    """
+    if isinstance(key, (ou.PublicKey, ou.PrivateKey, ou.CipherVector)):
+        return "ou"
+    if isinstance(key, (paillier.PublicKey, paillier.PrivateKey, paillier.CipherVector)):
+        return "paillier"
+    raise ConfigError(f"not a SecureBoost key or cipher vector: {type(key).__name__}")
+
+
+def plaintext_bits(pk) -> int:
+    """Bits of plaintext that packing may fill: OU's guarded space (618 at 2048 bits), Paillier's ``|n| - 1``.
+
+    A packed ciphertext of ``k`` signed items of ``item_bits`` bits has magnitude below
+    ``2^(k item_bits - 1)``: it fits when ``k item_bits <= plaintext_bits(pk)``.
+    """
+    if scheme_of(pk) == "ou":
+        return int(pk.plaintext_bits)
+    return int(pk.bits) - 1
+
+
+def public_key_to_wire(pk) -> tuple[str, bytes]:
+    """``(he, bytes)`` for SETUP: Paillier ``n``; OU ``n || g || h``, each ``width`` bytes big-endian."""
+    he = scheme_of(pk)
+    w = pk.to_wire()
+    if he == "paillier":
+        return he, w["n"]
+    return he, w["n"] + w["g"] + w["h"]
+
+
+def public_key_from_wire(he, data) -> object:
+    """Inverse of :func:`public_key_to_wire` on a host.
+
+    Raises
+    ------
+    ProtocolError
+        An unknown scheme name, or bytes that are not a valid key of that scheme
+        (wrong length, too small a modulus, ``h != g^n``).
+    """
+    if he not in SCHEMES:
+        raise ProtocolError("secureboost setup: unknown additive scheme (expected 'ou' or 'paillier')")
+    if not isinstance(data, bytes):
+        raise ProtocolError("secureboost setup: the public key must be bytes")
+    try:
+        if he == "paillier":
+            return paillier.PublicKey.from_wire({"scheme": "paillier", "n": data})
+        if len(data) % 3:
+            raise ConfigError("not an OU public key")
+        w = len(data) // 3
+        return ou.PublicKey.from_wire({"scheme": "ou", "n": data[:w], "g": data[w:2 * w], "h": data[2 * w:]})
+    except ConfigError as exc:
+        raise ProtocolError(f"secureboost setup: not a valid {he} public key ({exc})") from None
+
+
+def concat(vectors: list):
+    """Concatenate cipher vectors of one scheme."""
+    return _module(scheme_of(vectors[0])).concat(vectors)
+
+
+def compress(cv, *, item_bits: int):
+    """Cipher compression in the vector's scheme: ``plaintext_bits(pk) // item_bits`` sums per ciphertext."""
+    return _module(scheme_of(cv)).compress(cv, item_bits=item_bits)
