@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import logging
 import os
 import shutil
 import signal
@@ -161,7 +162,29 @@ def cmd_party_serve(args) -> int:
         party.stop(grace=args.grace)
         for s, h in old.items():
             signal.signal(s, h)
-    return ExitCode.OK
+    _exit_after_stop(ExitCode.OK)
+    return ExitCode.OK  # pragma: no cover - not reached
+
+
+def _exit_after_stop(code: int) -> None:
+    """End a stopped party process without interpreter finalization.
+
+    Everything the party owns is closed by :meth:`Party.stop` (store, audit log, log file, transport,
+    compute backend); what may remain are daemon threads inside C extensions (gRPC's channel and
+    completion-queue threads, a job thread still in a gmpy2 call after the stop's grace), and tearing
+    the interpreter down under them occasionally ended the process with SIGSEGV/SIGABRT instead of 0.
+    So the process pool is stopped and the streams flushed here, then the process exits at once.
+    """
+    from .crypto import pool as _pool
+
+    _pool.shutdown()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe must not keep the process alive
+            pass
+    os._exit(int(code))
 
 
 def cmd_party_health(args) -> int:
