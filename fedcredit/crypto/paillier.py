@@ -291,8 +291,10 @@ class PublicKey:
 
         Protocols re-randomize similar numbers of ciphertexts each round (gradient sums per batch; compressed
         histograms per tree level, so three levels ~ one tree) and wait for peers in between, so the next
-        rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits. Only with
-        production-size keys and the local pool; at most 4,096 at a time.
+        rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits: in a
+        one-process pool at the lowest CPU priority (``pool.submit_idle``), so they use only idle CPU and
+        never slow foreground work (this party's or a co-located one's). Only with production-size keys
+        and the local pool; at most 4,096 at a time.
         """
         from ..compute import current
 
@@ -305,7 +307,7 @@ class PublicKey:
             if self._pending is not None:
                 return
             try:
-                self._pending = _pool.submit_local(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
+                self._pending = _pool.submit_idle(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
             except Exception:  # a broken or shut-down pool: the next call computes them when needed
                 self._pending = None
 

@@ -39,6 +39,7 @@ PARALLEL_MIN = 512
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
+_idle_pool: ProcessPoolExecutor | None = None
 _configured: int | None = None
 
 
@@ -108,12 +109,15 @@ def local_pool_size() -> int:
 
 def shutdown() -> None:
     """Stop the pool (registered with :mod:`atexit`; safe to call twice)."""
-    global _pool, _pool_size
+    global _pool, _pool_size, _idle_pool
     with _lock:
         if _pool is not None:
             _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None
             _pool_size = 0
+        if _idle_pool is not None:
+            _idle_pool.shutdown(wait=True, cancel_futures=True)
+            _idle_pool = None
 
 
 atexit.register(shutdown)
@@ -157,6 +161,31 @@ def parallel_map(fn, arg_list: list[tuple]) -> list:
     from ..compute import current
 
     return current().map(fn, arg_list)
+
+
+def _lowest_priority() -> None:
+    """Initializer of the idle pool's worker: the lowest CPU priority (it runs when the cores are otherwise idle)."""
+    try:
+        os.nice(19)
+    except OSError:  # pragma: no cover - not permitted: still correct, only not as polite
+        pass
+
+
+def submit_idle(fn, *args):
+    """Submit background work to a one-process pool at the lowest CPU priority (nice 19); returns its future.
+
+    For work computed ahead of use (uniform obfuscators for the next round's re-randomization): it
+    takes only CPU time nothing else wants, so it never slows the party's own or a co-located
+    party's foreground work; what is not ready when needed is computed then (``_take_uniform``).
+    """
+    global _idle_pool
+    with _lock:
+        if _idle_pool is None:
+            _idle_pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                             initializer=_lowest_priority)
+        pool = _idle_pool
+    with _lock, _without_main():
+        return pool.submit(fn, *args)
 
 
 def submit_local(fn, *args):
