@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 
 import pytest
 
 from fedcredit.cli import main
 from fedcredit.config import load_party_config
-from fedcredit.demo import write_federation, write_job
+from fedcredit.demo import write_federation
 from fedcredit.errors import ConfigError, PolicyError
-from fedcredit.party import Party
 from fedcredit.transport.control import ControlClient
 
+from _inproc_fed import running_parties, submit, wait_for
 from conftest import DATA, data_path
 
 PARTIES2 = {"bank": ("guest", "bank.csv", "default_next_month"), "chain": ("host", "chain.csv", None)}
@@ -35,34 +34,17 @@ def fed(tmp_path_factory):
                                transport={"deadline": 5.0})
     text = configs["chain"].read_text()  # chain logs JSON lines ([party] log_format)
     configs["chain"].write_text(text.replace('state_dir = "state/chain"', 'state_dir = "state/chain"\nlog_format = "json"'))
-    parties = {n: Party(load_party_config(p)) for n, p in configs.items()}
-    for p in parties.values():
-        p.start()
-    try:
-        yield root, configs, parties
-    finally:
-        for p in parties.values():
-            p.stop(grace=0.5)
+    with running_parties(root, configs) as fed:
+        yield fed
 
 
 def _submit(fed, name, purpose="credit-risk-model", parties3=False):
-    root, configs, parties = fed
-    job = write_job(root / f"{name}.toml", [("handshake", "hello", {})], name=name,
-                    parties=PARTIES3 if parties3 else PARTIES2)
-    job.write_text(re.sub(r'(?m)^purpose = .*$', f'purpose = "{purpose}"', job.read_text()))
-    from fedcredit.config import load_job
-
-    return parties["bank"].submit_job("bank", load_job(job).to_json(), str(job))
+    return submit(fed, name, [("handshake", "hello", {})], parties=PARTIES3 if parties3 else PARTIES2,
+                  purpose=purpose)
 
 
 def _wait(pred, timeout=20.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(pred, timeout, what)
 
 
 def _state(party, job_id):

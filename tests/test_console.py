@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from fedcredit.config import load_job, load_party_config
+from fedcredit.config import load_party_config
 from fedcredit.errors import ConfigError
-from fedcredit.demo import write_federation, write_job
-from fedcredit.party import Party, register_plugin_steps
+from fedcredit.demo import write_federation
+from fedcredit.party import register_plugin_steps
 
+from _inproc_fed import running_parties, submit, wait_for
 from conftest import DATA, data_path
 
 TESTS = Path(__file__).resolve().parent
@@ -51,14 +52,8 @@ def fed(tmp_path_factory):
                                        "chain": {"allowed_steps": kinds, "approval": "manual"}})
     with open(configs["chain"], "a", encoding="utf-8") as f:
         f.write('\n[console]\nlisten = "127.0.0.1:0"\n')
-    parties = {n: Party(load_party_config(p)) for n, p in configs.items()}
-    for p in parties.values():
-        p.start()
-    try:
-        yield root, configs, parties
-    finally:
-        for p in parties.values():
-            p.stop(grace=0.5)
+    with running_parties(root, configs) as fed:
+        yield fed
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +64,11 @@ def shots(tmp_path_factory):
 
 
 def _submit(fed, name, steps, purpose="credit-risk-model"):
-    root, configs, parties = fed
-    job = write_job(root / f"{name}.toml", steps, name=name, parties=PARTIES2)
-    job.write_text(re.sub(r'(?m)^purpose = .*$', f'purpose = "{purpose}"', job.read_text()))
-    return parties["bank"].submit_job("bank", load_job(job).to_json(), str(job))
+    return submit(fed, name, steps, parties=PARTIES2, purpose=purpose)
 
 
 def _wait(pred, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(pred, timeout, what, interval=0.1)
 
 
 def _queued(party, job_id):

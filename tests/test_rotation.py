@@ -20,13 +20,14 @@ from cryptography import x509
 
 from fedcredit.certs import TlsFiles, issue, tls_server_name
 from fedcredit.cli import main
-from fedcredit.config import load_job, load_party_config
+from fedcredit.config import load_job
 from fedcredit.demo import write_federation, write_job
 from fedcredit.errors import ConfigError, FedcreditError
-from fedcredit.party import Party, register_plugin_steps
+from fedcredit.party import register_plugin_steps
 from fedcredit.party.rotation import expiry_warnings
 from fedcredit.transport.control import ControlClient, dial
 
+from _inproc_fed import running_parties
 from conftest import DATA, data_path
 
 TESTS = Path(__file__).resolve().parent
@@ -44,14 +45,8 @@ def fed(tmp_path_factory):
     kinds = ["handshake", "wait"]
     configs = write_federation(root, DATA, parties=PARTIES2, transport={"deadline": 5.0},
                                policy={"bank": {"allowed_steps": kinds}, "chain": {"allowed_steps": kinds}})
-    parties = {n: Party(load_party_config(p)) for n, p in configs.items()}
-    for p in parties.values():
-        p.start()
-    try:
-        yield root, configs, parties
-    finally:
-        for p in parties.values():
-            p.stop(grace=0.5)
+    with running_parties(root, configs) as fed:
+        yield fed
 
 
 def _wait(pred, timeout=30.0, what="condition"):
