@@ -31,7 +31,7 @@ queue (``max(1 MiB, 2 x bandwidth-delay product)`` per direction). Real TCP over
 a 100 ms round trip is slower, never faster, so the figures are lower bounds
 on a real link's cost.
 
-Faults (for a chaos harness): :meth:`Proxy.reset` (abort every connection
+Faults (used by the chaos suite, ``benchmarks/suites/chaos.py``): :meth:`Proxy.reset` (abort every connection
 with a TCP RST), :meth:`Proxy.stall` (half-open: connections stay up but no
 byte moves in the chosen direction until :meth:`Proxy.resume`),
 :meth:`Proxy.truncate_after` (forward ``n`` more bytes in a direction, then

@@ -1,33 +1,52 @@
-"""Chaos: long jobs under process faults (SIGKILL, SIGSTOP past the deadline), then resumed (issue #21).
+"""Chaos: long jobs under process and network faults, then resumed (issue #21).
 
 Three party processes on loopback with mutual TLS (bank = guest / client,
 chain = host / client, supervisor = aggregator) run three job kinds: PSI +
 SecureBoost on a credit3 subset (``--trees``), PSI + two-party hetero LR
 (``--epochs``) and horizontal FedAvg with secure aggregation (``--rounds``).
+When a network fault kind is asked for (the default), every party's
+``[peers]`` addresses are rewritten to ports of the fault-injecting TCP proxy
+of ``benchmarks/linkshaper.py`` (:func:`benchmarks.harness.shape_federation`;
+unshaped, or the ``run.py --link`` profile): one proxy per directed party pair
+``src->dst`` carries the connections ``src`` dials to ``dst``.
 Each kind first runs once without a fault (the reference model and the
 duration); then ``--faults`` times: submit the job, at a random moment
 (uniform in 10-80 % of the reference duration; a draw that
-comes after the job already ended is redrawn, not counted) hit a random party with a
-random fault, either
+comes after the job already ended is redrawn, not counted) inject one fault
+drawn uniformly from ``--faults-kinds`` (default: all six) on a random party or
+link of the job:
 
-* ``kill``: SIGKILL, then restart the process at once, or
-* ``stop``: SIGSTOP for twice the transport deadline, then SIGCONT,
+* ``kill``: SIGKILL a party, then restart the process at once;
+* ``stop``: SIGSTOP a party for twice the transport deadline, then SIGCONT;
+* ``reset``: abort every connection of one directed pair ``src->dst`` with a TCP RST;
+* ``stall``: half-open: hold every byte one way (``up``: src to dst, ``down``: the
+  answers) on ``src->dst`` for twice the transport deadline + 1 s, connections
+  kept up, then let them flow again;
+* ``truncate``: cut each stream of ``src->dst`` (open, and opened within one
+  deadline) after 0-64 KiB more bytes one way, with an RST;
+* ``partition``: between two parties, both ways: refuse new connections and
+  reset the open ones for 2-5 s, then heal.
 
-wait for the job to end on the initiator (bounded: a job that neither ends
+Then wait for the job to end on the initiator (bounded: a job that neither ends
 nor resumes within ``--hang-seconds`` counts as ``hung``), resume it with
-``fedcredit``'s ResumeJob (the same call as ``fedcredit run --resume``) when
-it failed, and compare the final model with the reference.
+``fedcredit``'s ResumeJob (the same call as ``fedcredit run --resume``) when it
+failed, and compare the final model with the reference. A network fault the
+transport absorbs (its retries, the liveness grace) ends in a job that
+succeeds without a resume: ``completed``, not ``resumed``.
 
 JSON per kind: ``faults``, ``completed`` (succeeded, after a resume where one
 was needed), ``resumed`` (how many needed one), ``failed_clean`` (ended
-failed with a reason that names a party: the reasons are listed),
+failed with a reason that names a party: the reasons are listed, each after
+the fault, which names the party or the link),
 ``hung`` (must be 0), ``resumed_equal`` (final model equal to the reference:
 trees and weights exactly), ``audit_intact`` (every party's audit chain
 verifies and records ``job.resumed`` for each resumed job), ``orphan_state``
 (left behind after the job ended: a job not in a terminal state on any party,
-a round checkpoint or temporary file of a finished job; must be empty).
-Loopback only; everything is bounded in time. The WAN link shaper of issue
-#21 (``benchmarks/linkshaper.py``) is not used yet: these are process faults.
+a round checkpoint or temporary file of a finished job; must be empty), and
+``by_fault``: the same counts per fault kind (``{kill: {faults, completed,
+resumed, failed_clean, hung, resumed_equal}, stop: ..., reset: ...}``); the
+``total`` adds them up over the job kinds. Loopback only; everything is
+bounded in time (each fault holds at most ``2 x deadline + 1`` s or 5 s).
 
 ``--quick``: 2 faults per kind on smaller jobs (6 trees, 4 epochs; homo keeps its 20 rounds), under 10 minutes.
 """
@@ -41,11 +60,16 @@ import signal
 import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"succeeded", "failed", "refused", "cancelled"}
 KINDS = ("sbt", "lr", "homo")
+PROCESS_FAULTS = ("kill", "stop")
+NETWORK_FAULTS = ("reset", "stall", "truncate", "partition")
+FAULT_KINDS = PROCESS_FAULTS + NETWORK_FAULTS
+COUNTS = ("faults", "completed", "resumed", "failed_clean", "hung", "resumed_equal")
 
 
 def add_arguments(parser) -> None:
@@ -59,8 +83,112 @@ def add_arguments(parser) -> None:
     parser.add_argument("--deadline", type=float, default=2.0, help="[transport].deadline of every party (s)")
     parser.add_argument("--hang-seconds", type=float, default=None,
                         help="a job not ended this long after a fault or a resume is hung (default 4x reference + 60)")
+    parser.add_argument("--faults-kinds", default=",".join(FAULT_KINDS),
+                        help="fault kinds to draw from: " + ", ".join(FAULT_KINDS) + " (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the federation's files here")
+
+
+# ---------------------------------------------------------------------------- faults
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault to inject.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`FAULT_KINDS`.
+    party : str or None
+        The victim of a process fault.
+    link : tuple of (str, str) or None
+        The directed pair ``(src, dst)`` of a network fault (``partition``: both ways between the two).
+    direction : str
+        ``stall`` / ``truncate``: ``up`` (bytes src sends to dst) or ``down`` (dst's answers).
+    nbytes : int
+        ``truncate``: bytes still forwarded before the cut.
+    hold : float
+        Seconds the fault lasts (``stop``, ``stall``, ``truncate``, ``partition``).
+    """
+
+    kind: str
+    party: str | None = None
+    link: tuple[str, str] | None = None
+    direction: str = "up"
+    nbytes: int = 0
+    hold: float = 0.0
+
+    def describe(self) -> str:
+        """Names the party or the link, e.g. ``kill bank``, ``stall chain->bank down 5.0s``."""
+        if self.link is None:
+            return f"{self.kind} {self.party}"
+        a, b = self.link
+        if self.kind == "partition":
+            return f"partition {a}<->{b} {self.hold:.1f}s"
+        if self.kind == "stall":
+            return f"stall {a}->{b} {self.direction} {self.hold:.1f}s"
+        if self.kind == "truncate":
+            return f"truncate {a}->{b} {self.direction} after {self.nbytes} B"
+        return f"{self.kind} {a}->{b}"
+
+
+def parse_fault_kinds(spec: str) -> list[str]:
+    kinds = [k.strip() for k in str(spec).split(",") if k.strip()]
+    bad = [k for k in kinds if k not in FAULT_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"--faults-kinds: unknown {bad or spec!r}; choose from {', '.join(FAULT_KINDS)}")
+    return list(dict.fromkeys(kinds))
+
+
+def draw_fault(rng: random.Random, kinds, parties, deadline: float) -> Fault:
+    """A random fault of a random kind in ``kinds`` on a random party, or directed link, of ``parties``."""
+    kind = rng.choice(list(kinds))
+    parties = sorted(parties)
+    if kind in PROCESS_FAULTS:
+        return Fault(kind, party=rng.choice(parties), hold=2 * deadline + 1 if kind == "stop" else 0.0)
+    a, b = rng.sample(parties, 2)
+    if kind == "reset":
+        return Fault(kind, link=(a, b))
+    if kind == "stall":
+        return Fault(kind, link=(a, b), direction=rng.choice(["up", "down"]), hold=2 * deadline + 1)
+    if kind == "truncate":
+        return Fault(kind, link=(a, b), direction=rng.choice(["up", "down"]), nbytes=rng.randint(0, 64 * 1024),
+                     hold=float(deadline))
+    return Fault(kind, link=(a, b), hold=round(rng.uniform(2.0, 5.0), 1))
+
+
+def link_proxies(shaper, src: str, dst: str) -> list:
+    """The proxies carrying the connections ``src`` dials to ``dst``."""
+    return [p for p in shaper.proxies if p.src == src and p.dst == dst]
+
+
+def inject_network(shaper, fault: Fault, sleep=time.sleep) -> None:
+    """Inject a network fault through the proxies of ``shaper`` (blocks for ``fault.hold``, then heals)."""
+    a, b = fault.link
+    proxies = link_proxies(shaper, a, b)
+    if fault.kind == "partition":
+        proxies += link_proxies(shaper, b, a)
+    if not proxies:
+        raise ValueError(f"no proxy on the link {a}->{b}")
+    if fault.kind == "reset":
+        for p in proxies:
+            p.reset()
+        return
+    try:
+        for p in proxies:
+            if fault.kind == "stall":
+                p.stall(fault.direction)
+            elif fault.kind == "truncate":
+                p.truncate_after(fault.nbytes, fault.direction)
+            elif fault.kind == "partition":
+                p.refuse(True)  # refuse first, so no new connection slips in between the reset and the refusal
+                p.reset()
+            else:
+                raise ValueError(f"not a network fault: {fault.kind!r}")
+        sleep(fault.hold)
+    finally:
+        for p in proxies:
+            p.resume()
 
 
 # ---------------------------------------------------------------------------- the federation
@@ -90,7 +218,7 @@ def job_steps(kind: str, *, trees: int, epochs: int, rounds: int, n_features: in
 class Chaos:
     """Party processes of one federation, and what the suite asks of them."""
 
-    def __init__(self, root: Path, fraction: float, deadline: float):
+    def __init__(self, root: Path, fraction: float, deadline: float, network: bool = False):
         from fedcredit.demo import Federation, find_data_dir, subset_credit3, write_federation
 
         self.root = root
@@ -102,9 +230,19 @@ class Chaos:
         self.configs = write_federation(root, data, parties=PARTIES, tables=tables,
                                         transport={"deadline": deadline, "recv_timeout": 120.0})
         self.deadline = deadline
+        self.shaper = None
+        if network:  # every [peers] address through a proxy of the directed pair (the run.py --link profile, if any)
+            from benchmarks import harness
+
+            self.shaper = harness.shape_federation(self.configs, harness._default_link or "proxy")
         self.fed = Federation(self.configs)
-        self.fed.start(timeout=90)
-        self.client, self._ch = self._own("bank")
+        try:
+            self.fed.start(timeout=90)
+            self.client, self._ch = self._own("bank")
+        except BaseException:
+            if self.shaper is not None:
+                self.shaper.close()
+            raise
 
     def _own(self, party: str):
         from fedcredit.certs import TlsFiles
@@ -117,7 +255,12 @@ class Chaos:
 
     def close(self) -> dict:
         self._ch.close()
-        return self.fed.stop()
+        try:
+            return self.fed.stop()
+        finally:
+            if self.shaper is not None:
+                self.link_stats = self.shaper.stats()
+                self.shaper.close()
 
     def state_dir(self, party: str) -> Path:
         return self.root / "state" / party
@@ -150,7 +293,13 @@ class Chaos:
             time.sleep(0.2)
         return None
 
-    def fault(self, party: str, how: str) -> None:
+    def fault(self, fault: Fault) -> None:
+        if fault.kind in NETWORK_FAULTS:
+            if self.shaper is None:
+                raise RuntimeError("network faults need the federation built with network=True")
+            inject_network(self.shaper, fault)
+            return
+        party, how = fault.party, fault.kind
         proc = self.fed.procs[party]
         if how == "kill":
             self.fed.kill(party)
@@ -158,7 +307,7 @@ class Chaos:
         else:
             os.kill(proc.pid, signal.SIGSTOP)
             try:
-                time.sleep(2 * self.deadline + 1)
+                time.sleep(fault.hold or 2 * self.deadline + 1)
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
 
@@ -259,7 +408,7 @@ def _step_result(state: Path, job_id: str, party: str, step: str) -> dict:
 # ---------------------------------------------------------------------------- the suite
 
 def run_kind(chaos: Chaos, kind: str, *, faults: int, steps: list, roles: dict, rng: random.Random,
-             hang_seconds: float | None, log=print) -> dict:
+             hang_seconds: float | None, fault_kinds=FAULT_KINDS, log=print) -> dict:
     t0 = time.monotonic()
     ref_id = chaos.submit(kind, steps, roles, f"{kind}-ref")
     ref_end = chaos.wait_end(ref_id, 1800)
@@ -270,14 +419,14 @@ def run_kind(chaos: Chaos, kind: str, *, faults: int, steps: list, roles: dict, 
     hang = hang_seconds or (4 * ref_seconds + 60)
     out = {"reference_seconds": round(ref_seconds, 1), "faults": 0, "completed": 0, "resumed": 0,
            "failed_clean": 0, "hung": 0, "resumed_equal": 0, "audit_intact": True, "orphan_state": [],
-           "reasons": [], "trials": []}
+           "reasons": [], "trials": [], "by_fault": {f: dict.fromkeys(COUNTS, 0) for f in fault_kinds}}
     job_ids, resumed_ids = [ref_id], []
     out["missed"] = 0  # draws that came after the job had already ended (not counted as faults)
     i = 0
     while out["faults"] < faults and i < 2 * faults:
         i += 1
-        victim = rng.choice(sorted(roles))
-        how = rng.choice(["kill", "stop"])
+        fault = draw_fault(rng, fault_kinds, roles, chaos.deadline)
+        how, what, by = fault.kind, fault.describe(), out["by_fault"][fault.kind]
         delay = rng.uniform(0.1, 0.8) * ref_seconds
         job_id = chaos.submit(kind, steps, roles, f"{kind}-f{i}")
         job_ids.append(job_id)
@@ -286,26 +435,35 @@ def run_kind(chaos: Chaos, kind: str, *, faults: int, steps: list, roles: dict, 
             out["missed"] += 1
             continue
         t_fault = time.monotonic()
-        chaos.fault(victim, how)
+        chaos.fault(fault)
         out["faults"] += 1
-        trial = {"victim": victim, "fault": how, "at_seconds": round(delay, 1)}
+        by["faults"] += 1
+        trial = {"fault": how, "what": what, "at_seconds": round(delay, 1)}
+        if fault.party is not None:
+            trial["victim"] = fault.party
+        else:
+            trial["link"] = "->".join(fault.link) if how != "partition" else "<->".join(fault.link)
         end = chaos.wait_end(job_id, hang)
         if end is None:
             out["hung"] += 1
+            by["hung"] += 1
             trial["outcome"] = "hung"
             out["trials"].append(trial)
-            log(f"  {kind} fault {i}: {how} {victim} at {delay:.1f}s -> HUNG")
+            log(f"  {kind} fault {i}: {what} at {delay:.1f}s -> HUNG")
             continue
         trial["first_end"] = end[0]
         if end[0] != "succeeded":
             trial["reason"] = end[1][:300]
             out["resumed"] += 1
+            by["resumed"] += 1
             why = chaos.resume(job_id)
             end = chaos.wait_end(job_id, hang)
             if end is None:
                 out["hung"] += 1
+                by["hung"] += 1
                 trial["outcome"] = "hung after resume"
                 out["trials"].append(trial)
+                log(f"  {kind} fault {i}: {what} at {delay:.1f}s -> HUNG after resume")
                 continue
             if why:
                 trial["resume_refused"] = why[:300]
@@ -315,15 +473,18 @@ def run_kind(chaos: Chaos, kind: str, *, faults: int, steps: list, roles: dict, 
             if trial["first_end"] != "succeeded":
                 resumed_ids.append(job_id)  # every party must have recorded the resume in its audit log
             out["completed"] += 1
+            by["completed"] += 1
             equal = chaos.model(kind, job_id) == reference
             out["resumed_equal"] += int(equal)
+            by["resumed_equal"] += int(equal)
             trial["equal"] = equal
         else:
             names = any(f"'{p}'" in end[1] or p in end[1] for p in PARTIES)
             out["failed_clean"] += int(names)
-            out["reasons"].append(end[1][:300])
+            by["failed_clean"] += int(names)
+            out["reasons"].append(f"after {what}: {end[1][:300]}")
         out["trials"].append(trial)
-        log(f"  {kind} fault {i}: {how} {victim} at {delay:.1f}s -> {trial}")
+        log(f"  {kind} fault {i}: {what} at {delay:.1f}s -> {trial}")
     time.sleep(1.0)
     out["audit_intact"] = chaos.audit_ok(resumed_ids, roles)
     out["orphan_state"] = chaos.orphans(job_ids)
@@ -341,6 +502,7 @@ def run(args) -> dict:
     rounds = args.rounds
     fraction = args.fraction or (0.1 if quick else 0.2)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    fault_kinds = parse_fault_kinds(getattr(args, "faults_kinds", ",".join(FAULT_KINDS)))
     rng = random.Random(args.seed)
     tmp = None
     if args.keep:
@@ -351,15 +513,18 @@ def run(args) -> dict:
         root = Path(tmp.name)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.monotonic()
-    chaos = Chaos(root, fraction, args.deadline)
+    network = any(f in NETWORK_FAULTS for f in fault_kinds)
+    chaos = Chaos(root, fraction, args.deadline, network=network)
     result: dict = {"config": {"faults_per_kind": faults, "trees": trees, "epochs": epochs, "rounds": rounds,
-                               "fraction": fraction, "deadline": args.deadline, "seed": args.seed}}
+                               "fraction": fraction, "deadline": args.deadline, "seed": args.seed,
+                               "fault_kinds": fault_kinds,
+                               "link": chaos.shaper.profile.name if chaos.shaper is not None else "lan"}}
     try:
         for kind in kinds:
             steps, roles = job_steps(kind, trees=trees, epochs=epochs, rounds=rounds, n_features=chaos.n_features)
             log(f"chaos: {kind} ({faults} faults)")
             result[kind] = run_kind(chaos, kind, faults=faults, steps=steps, roles=roles, rng=rng,
-                                    hang_seconds=args.hang_seconds, log=log)
+                                    hang_seconds=args.hang_seconds, fault_kinds=fault_kinds, log=log)
     finally:
         codes = chaos.close()
         if tmp is not None:
@@ -372,5 +537,9 @@ def run(args) -> dict:
         "orphan_state": sum(len(r["orphan_state"]) for r in per),
         "audit_intact": all(r["audit_intact"] for r in per), "seconds": round(time.monotonic() - t0, 1),
         "party_exit_codes": codes,
+        "by_fault": {f: {c: sum(r["by_fault"][f][c] for r in per) for c in COUNTS} for f in fault_kinds},
     }
+    if getattr(chaos, "link_stats", None):
+        result["total"]["link_connections"] = {f"{st['src']}->{st['dst']}": st["connections"]
+                                               for st in chaos.link_stats}
     return result
