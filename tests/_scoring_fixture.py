@@ -164,3 +164,15 @@ class Fed:
             party = self.parties.pop(p, None)
             if party is not None:
                 party.stop(grace=0.5)
+
+
+def scoring_federation(root, data) -> "Fed":
+    """Bank + chain + gov, not started, with the scoring policies the scoring tests share
+    (hosts serve the bank for loan applications, no rate limit in the way, no head exchange)."""
+    host_pol = scoring_policy(requesters=["bank"], purposes=["loan-application"], max_requests_per_minute=100000,
+                              head_exchange_seconds=0.0)
+    bank_pol = scoring_policy(purposes=["loan-application"], head_exchange_seconds=0.0)
+    f = Fed(root, data, {"bank": bank_pol, "chain": host_pol, "gov": host_pol})
+    f.tables = tables(data)
+    f.host_pol = host_pol
+    return f

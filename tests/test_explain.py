@@ -23,8 +23,8 @@ from fedcredit.protocols.secureboost.model import HostModel
 from fedcredit.serving import predict_merged
 from fedcredit.transport import scoring as tscoring
 
-from _scoring_fixture import (HOSTS, JOB, PARTIES, SBT, WOE, Fed, columns, missing_at_gov, scoring_policy, tables,
-                              train, train_woe)
+from _scoring_fixture import (HOSTS, JOB, PARTIES, SBT, WOE, columns, missing_at_gov, scoring_federation, train,
+                              train_woe)
 
 AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
 
@@ -33,14 +33,9 @@ AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
 def fed(tmp_path_factory):
     data = data_path("credit3", "bank.csv").parents[1]
     root = tmp_path_factory.mktemp("explain")
-    host_pol = scoring_policy(requesters=["bank"], purposes=["loan-application"], max_requests_per_minute=100000,
-                              head_exchange_seconds=0.0)
-    bank_pol = scoring_policy(purposes=["loan-application"], head_exchange_seconds=0.0)
-    f = Fed(root, data, {"bank": bank_pol, "chain": host_pol, "gov": host_pol})
-    f.tables = tables(data)
+    f = scoring_federation(root, data)
     f.info = train(root, f.tables)
     f.woe = train_woe(root, f.tables)
-    f.host_pol = host_pol
     f.start()
     try:
         yield f

@@ -18,7 +18,7 @@ from fedcredit.serving.authz import RefusalBudget
 from fedcredit.serving.replay import REPLAY_FILE, ReplayCache
 from fedcredit.transport import scoring as tscoring
 
-from _scoring_fixture import HOSTS, LR, Fed, rows, scoring_policy, tables, train_lr
+from _scoring_fixture import HOSTS, LR, rows, scoring_federation, train_lr
 
 AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
 
@@ -27,11 +27,7 @@ AUTH = {"consent_id": "consent-2024-000123", "purpose": "loan-application"}
 def fed(tmp_path_factory):
     data = data_path("credit3", "bank.csv").parents[1]
     root = tmp_path_factory.mktemp("scoring-attacks")
-    host_pol = scoring_policy(requesters=["bank"], purposes=["loan-application"], max_requests_per_minute=100000,
-                              head_exchange_seconds=0.0)
-    bank_pol = scoring_policy(purposes=["loan-application"], head_exchange_seconds=0.0)
-    f = Fed(root, data, {"bank": bank_pol, "chain": host_pol, "gov": host_pol})
-    f.tables = tables(data)
+    f = scoring_federation(root, data)
     f.info = train_lr(root, f.tables)
     f.start()
     try:
