@@ -10,6 +10,7 @@ from ...crypto.paillier import generate_keypair
 from ...errors import DataError, ProtocolError
 from ...models.tree.gbdt import flip_probability, randomized_response, row_weights
 from ...models.woe import bin_event_counts, monotonic_groups, woe_iv
+from .._spec import encode_public_key
 from . import spec
 from .host import local_bins
 from .spec import Stage
@@ -83,14 +84,14 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
     w = row_weights(y, sample_weight, params.class_weight) if params.weighted else None
     q = None if w is None else weight_codes(w)
     pk, sk = keypair or generate_keypair(params.key_bits)
-    channel.broadcast(hosts, spec.tag(Stage.KEY), {"public_key": pk.to_wire(), "n_rows": len(table)})
+    s = spec.session(channel.party, channel.party, hosts)
+    s.broadcast(channel, hosts, Stage.KEY, {"public_key": encode_public_key(pk), "n_rows": len(table)})
     y64 = np.asarray(y, dtype=np.int64)  # the guest's own bins use its true labels (nothing of them leaves)
     # label DP: the hosts' bin sums are over randomized-response labels (a fresh secret seed per job)
     y_sent = np.asarray(randomized_response(y64, params.label_epsilon,
                                             np.random.default_rng(secrets.randbits(128))), dtype=np.int64)
     enc = sk.encrypt_ints(y_sent if q is None else q * y_sent)
-    channel.broadcast(hosts, spec.tag(Stage.LABELS), {"labels": enc,
-                                                      "weights": None if q is None else sk.encrypt_ints(q)})
+    s.broadcast(channel, hosts, Stage.LABELS, {"labels": enc, "weights": None if q is None else sk.encrypt_ints(q)})
     unit = float(1 << spec.WEIGHT_BITS)
 
     # own features, locally (same code path as the hosts' bins)
@@ -110,7 +111,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
     host_iv: dict[str, float] = {}
     host_bins: dict[str, dict] = {}
     for h in hosts:
-        msg = spec.expect(Stage.COUNTS, channel.recv(h, spec.tag(Stage.COUNTS)), sender_role="host")
+        msg = s.recv(channel, h, Stage.COUNTS)
         nb = msg["n_bins"]
         feats = msg["features"]
         if len(feats) != nb.size or len(msg["categorical"]) != nb.size or msg["totals"].size != int(nb.sum()):
@@ -146,5 +147,5 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
             host_bins[f] = {"totals": msg["totals"][off - k : off], "events": ev, "woe": woe, "iv": iv}
             if q is not None:
                 host_bins[f]["weighted_totals"] = tot
-        channel.send(h, spec.tag(Stage.RESULT), {"groups": groups_l, "woe": woe_l, "iv": iv_l})
+        s.send(channel, h, Stage.RESULT, {"groups": groups_l, "woe": woe_l, "iv": iv_l})
     return {"bins": own, "host_iv": host_iv, "host_bins": host_bins}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...crypto.paillier import PublicKey
 from ...errors import ProtocolError
 from ...models.woe import Bins, fit_bins
+from .._spec import decode_public_key
 from . import spec
 from .spec import Stage
 
@@ -29,14 +29,15 @@ def run_host(channel, guest: str, table, params) -> dict:
     What the host learns: the guest's public key, encrypted labels, and for
     its own features the WOE and IV per bin (and the monotonic merge).
     """
-    key = spec.expect(Stage.KEY, channel.recv(guest, spec.tag(Stage.KEY)), sender_role="guest")
-    pk = PublicKey.from_wire(key["public_key"])
+    s = spec.session(channel.party, guest, [channel.party])
+    key = s.recv(channel, guest, Stage.KEY)
+    pk = decode_public_key(key["public_key"], schemes=("paillier",), protocol="binning")
     if key["n_rows"] != len(table):
         raise ProtocolError(f"binning: guest has {key['n_rows']} aligned rows, this host {len(table)}")
     names = list(table.feature_names)
     bins = local_bins(table.X, names, list(table.columns), params)
     assigned = np.stack([b.assign(table.X[:, j]) for j, b in enumerate(bins)], axis=1) if bins else None
-    msg = spec.expect(Stage.LABELS, channel.recv(guest, spec.tag(Stage.LABELS)), sender_role="guest")
+    msg = s.recv(channel, guest, Stage.LABELS)
     enc_y = pk.vector_from_blob(msg["labels"])
     if len(enc_y) != len(table):
         raise ProtocolError(f"binning: {len(enc_y)} encrypted labels for {len(table)} rows")
@@ -50,7 +51,7 @@ def run_host(channel, guest: str, table, params) -> dict:
             raise ProtocolError(f"binning: {len(enc_w)} encrypted weights for {len(table)} rows")
         wparts = [enc_w.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
         weights = wparts[0].concat(*wparts[1:]) if wparts else pk.encrypt_ints([])
-    channel.send(guest, spec.tag(Stage.COUNTS), {
+    s.send(channel, guest, Stage.COUNTS, {
         "features": names,
         "n_bins": np.array([b.n_bins for b in bins], dtype=np.int64),
         "totals": np.concatenate([b.counts for b in bins]).astype(np.int64) if bins else np.empty(0, np.int64),
@@ -58,7 +59,7 @@ def run_host(channel, guest: str, table, params) -> dict:
         "events": events,
         "weights": weights,
     })
-    res = spec.expect(Stage.RESULT, channel.recv(guest, spec.tag(Stage.RESULT)), sender_role="guest")
+    res = s.recv(channel, guest, Stage.RESULT)
     if not (len(res["groups"]) == len(res["woe"]) == len(res["iv"]) == len(bins)):
         raise ProtocolError("binning: result does not cover every host feature")
     out = {}

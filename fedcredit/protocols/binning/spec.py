@@ -9,16 +9,17 @@ Flow (one host shown; every host runs it in parallel)::
                            (weighted: E(weighted events) and E(weighted rows) per bin)
     guest → host  RESULT   per host feature: merge groups (monotonic method), WOE and IV per bin
 
-Tags are ``<stage>`` (the channel is already namespaced to the job and step).
+Tags are ``<stage>`` (the channel is already namespaced to the job and step). The public key travels in
+the one public-key wire shape of :mod:`fedcredit.protocols._spec`.
 """
 
 from __future__ import annotations
 
 import enum
 
-from .._expect import Message, check
+from .._spec import PUBLIC_KEY, Message, Session, Spec, sequence
 
-__all__ = ["Stage", "MESSAGES", "expect", "tag", "WEIGHT_BITS"]
+__all__ = ["Stage", "SPEC", "WEIGHT_BITS"]
 
 #: Row weights are sent as integers ``round(w * 2**WEIGHT_BITS)``.
 WEIGHT_BITS = 16
@@ -31,23 +32,16 @@ class Stage(str, enum.Enum):
     RESULT = "result"
 
 
-MESSAGES: dict[Stage, Message] = {
-    m.stage: m
-    for m in [
-        Message(Stage.KEY, "guest", "host", {"public_key": dict, "n_rows": int}),
-        Message(Stage.LABELS, "guest", "host", {"labels": "blob", "weights": ("any", "blob", None)}),
-        Message(Stage.COUNTS, "host", "guest",
-                {"features": list, "n_bins": ("ndarray", "int64"), "totals": ("ndarray", "int64"),
-                 "categorical": list, "events": "blob", "weights": ("any", "blob", None)}),
-        Message(Stage.RESULT, "guest", "host", {"groups": list, "woe": list, "iv": list}),
-    ]
-}
+SPEC = Spec("binning", [
+    Message(Stage.KEY, "guest", "host", "job", {"public_key": PUBLIC_KEY, "n_rows": int}),
+    Message(Stage.LABELS, "guest", "host", "job", {"labels": "blob", "weights": ("any", "blob", None)}),
+    Message(Stage.COUNTS, "host", "guest", "job",
+            {"features": list, "n_bins": ("ndarray", "int64"), "totals": ("ndarray", "int64"),
+             "categorical": list, "events": "blob", "weights": ("any", "blob", None)}),
+    Message(Stage.RESULT, "guest", "host", "job", {"groups": list, "woe": list, "iv": list}),
+], flow=sequence(Stage.KEY, Stage.LABELS, Stage.COUNTS, Stage.RESULT))
 
 
-def tag(stage: Stage) -> str:
-    return stage.value
-
-
-def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
-    """Check a received payload against the spec of ``stage`` (raises ``ProtocolError``)."""
-    return check("binning", MESSAGES[stage], msg, sender_role=sender_role)
+def session(party: str, guest: str, hosts) -> Session:
+    """This party's checked end of binning (guest ``guest``, hosts ``hosts``)."""
+    return SPEC.session({guest: "guest", **{h: "host" for h in hosts}}, party)
