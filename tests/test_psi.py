@@ -230,7 +230,7 @@ def test_policy_met_passes(rng):
 # -------------------------------------------------------- malformed peers ----
 def _fake_host(payload):
     def host(ch):
-        spec.expect(spec.Stage.HELLO, "guest-hello", ch.recv("bank", "guest-hello"), peer="bank")
+        spec.SPEC.check(spec.Stage.GUEST_HELLO, ch.recv("bank", "guest-hello"), peer="bank")
         ch.send("bank", "host-hello", {"n": 1, "accept": True, "reason": ""})
         ch.send("bank", "h2g/chunk-0", payload)
         ch.recv("bank", "g2h/chunk-0")
@@ -279,26 +279,29 @@ def test_group_or_mode_mismatch_is_a_protocol_error():
         ({"n": True, "accept": True, "reason": ""}, "'n' must be int, got bool"),
         ({"n": 1, "accept": True}, r"missing keys \['reason'\]"),
         ({"n": 1, "accept": True, "reason": "", "x": 1}, r"unexpected keys \['x'\]"),
-        ("hello", "must be a dict"),
+        ("hello", "payload is str, expected dict"),
     ],
 )
-def test_spec_expect_checks_keys_and_exact_types(msg, match):
+def test_spec_checks_keys_and_exact_types(msg, match):
     with pytest.raises(ProtocolError, match=match):
-        spec.expect(spec.Stage.HELLO, "host-hello", msg, peer="gov")
+        spec.SPEC.check(spec.Stage.HOST_HELLO, msg, peer="gov")
 
 
-def test_spec_expect_checks_stage():
-    with pytest.raises(ProtocolError, match="belongs to stage verdict, not hello"):
-        spec.expect(spec.Stage.HELLO, "size", {"size": 1, "accept": True, "reason": ""}, peer="bank")
+def test_spec_checks_order():
+    """A host that answers the size before any hello (or a guest that skips the hellos) is out of order."""
+    hub = MemoryHub(["bank", "gov"])
+    host = spec.session("gov", "bank", ["gov"])
+    with pytest.raises(ProtocolError, match="size with 'bank' out of order"):
+        host.recv(hub.channel("gov"), "bank", spec.Stage.SIZE)
+    guest = spec.session("bank", "bank", ["gov"])
+    with pytest.raises(ProtocolError, match="g2h with 'gov' out of order"):
+        guest.send(hub.channel("bank"), "gov", spec.Stage.G2H, b"", i=0)
+    assert hub.captured == []
 
 
-def test_spec_every_message_has_one_sender_receiver_and_type():
-    assert len({m.tag for m in spec.MESSAGES.values()}) == len(spec.MESSAGES)
-    for m in spec.MESSAGES.values():
-        assert m.sender in ("guest", "host") and m.receiver in ("guest", "host")
-        assert isinstance(m.stage, spec.Stage)
-        assert m.fields is None or all(isinstance(t, type) for t in m.fields.values())
-    assert {m.stage for m in spec.MESSAGES.values()} == set(spec.Stage)
+def test_spec_tags_are_the_documented_ones():
+    assert spec.SPEC.tag(spec.Stage.G2H, i=3) == "g2h/chunk-3"
+    assert spec.SPEC.tag(spec.Stage.GUEST_HELLO) == "guest-hello"
 
 
 # ----------------------------------------------------------- primitives ----

@@ -44,8 +44,8 @@ What the session derives and checks, so call sites never repeat it:
 Field types: a Python type (checked exactly), ``("ndarray", dtype)`` /
 ``("ndarray2", dtype)`` for a 1-d / 2-d numpy array of that dtype, ``"blob"``
 for a :class:`~fedcredit.crypto.blob.CipherBlob`, :data:`PUBLIC_KEY` for the
-one public-key wire shape, ``("bytes", k)`` for bytes of a whole number of
-``k``-byte items, ``None`` for ``None``, and ``("any", t1, t2, ...)`` for
+one public-key wire shape, ``("bytes", k)`` (or ``("bytes", k, "point")``,
+naming the unit in errors) for bytes of a whole number of ``k``-byte items, ``None`` for ``None``, and ``("any", t1, t2, ...)`` for
 alternatives.
 
 Public keys have one wire shape: the self-describing dict
@@ -164,7 +164,7 @@ def _type_name(exp) -> str:
         if exp[0] == "any":
             return " or ".join(_type_name(e) for e in exp[1:])
         if exp[0] == "bytes":
-            return f"bytes of whole {exp[1]}-byte items"
+            return "bytes"
         return f"{2 if exp[0] == 'ndarray2' else 1}-d {np.dtype(exp[1]).name} array"
     return exp.__name__
 
@@ -279,6 +279,10 @@ class Spec:
         if sender_role is not None and sender_role != m.sender:
             raise ProtocolError(f"{where}: sent by a {sender_role}, expected the {m.sender}")
         if not isinstance(m.fields, dict):
+            exp = m.fields
+            if isinstance(exp, tuple) and exp and exp[0] == "bytes" and type(value) is bytes and len(value) % exp[1]:
+                unit = exp[2] if len(exp) > 2 else "item"
+                raise ProtocolError(f"{where}: payload is {len(value)} bytes, not whole {exp[1]}-byte {unit}s")
             if not check_value(value, m.fields):
                 raise ProtocolError(f"{where}: payload must be {_type_name(m.fields)}, got {type(value).__name__}")
             return value

@@ -28,6 +28,7 @@ from ...crypto.psi import get_group, match_points, normalize_ids
 from ...errors import ProtocolError
 from ...transport.base import Channel
 from . import spec
+from .spec import Stage
 from ._common import DEFAULT_CHUNK, PSIResult, check_min, n_chunks, no_progress, refuse
 
 __all__ = ["run_guest"]
@@ -92,10 +93,11 @@ def run_guest(
     try:
         salt = secrets.token_bytes(16)
         hello = {"version": spec.VERSION, "group": group, "mode": mode, "n": n, "chunk": chunk_size, "salt": salt}
-        channel.broadcast(hosts, spec.tag("guest-hello"), hello)
+        s = spec.session(me, me, hosts)
+        s.broadcast(channel, hosts, Stage.GUEST_HELLO, hello)
         host_n: dict[str, int] = {}
         for h in hosts:
-            msg = spec.expect(spec.Stage.HELLO, "host-hello", channel.recv(h, spec.tag("host-hello")), peer=h)
+            msg = s.recv(channel, h, Stage.HOST_HELLO)
             if not msg["accept"]:
                 raise refuse(f"party {h!r} refuses: {msg['reason']}")
             if msg["n"] < 0:
@@ -109,7 +111,7 @@ def run_guest(
         k = n_chunks(n, chunk_size)
         for c in range(k):
             pts = grp.blind(key, norm[c * chunk_size : (c + 1) * chunk_size], salt)
-            channel.broadcast(hosts, spec.tag("g2h/chunk-{i}", c), pts)
+            s.broadcast(channel, hosts, Stage.G2H, pts, i=c)
             progress(f"PSI: blinded {min(n, (c + 1) * chunk_size)}/{n} own ids", 0.4 * (c + 1) / max(k, 1))
 
         # 2) per host: raise its points to alpha, collect our doubly blinded points, match
@@ -120,16 +122,14 @@ def run_guest(
             theirs = bytearray()
             for c in range(n_chunks(m, chunk_size)):
                 cnt = min(chunk_size, m - c * chunk_size)
-                raw = spec.expect_points(spec.Stage.EXCHANGE, "h2g/chunk-{i}",
-                                         channel.recv(h, spec.tag("h2g/chunk-{i}", c)), peer=h, count=cnt)
+                raw = spec.check_points(Stage.H2G, s.recv(channel, h, Stage.H2G, i=c), peer=h, count=cnt)
                 theirs += grp.exp(key, raw)
                 progress(f"PSI: blinded {min(m, (c + 1) * chunk_size)}/{m} points of {h}",
                          0.4 + 0.5 * (hi + (c + 1) / n_chunks(m, chunk_size)) / len(hosts))
             mine = bytearray()
             for c in range(k):
                 cnt = min(chunk_size, n - c * chunk_size)
-                mine += spec.expect_points(spec.Stage.EXCHANGE, "back/chunk-{i}",
-                                           channel.recv(h, spec.tag("back/chunk-{i}", c)), peer=h, count=cnt)
+                mine += spec.check_points(Stage.BACK, s.recv(channel, h, Stage.BACK, i=c), peer=h, count=cnt)
             i, j = match_points(bytes(mine), bytes(theirs))
             del mine, theirs
             if mode == "cardinality":
@@ -156,12 +156,12 @@ def run_guest(
 
         # 4) policy on the size, every party
         reason = check_min("the intersection size", size, min_intersection, me)
-        channel.broadcast(hosts, spec.tag("size"), {"size": size, "accept": not reason, "reason": reason})
+        s.broadcast(channel, hosts, Stage.SIZE, {"size": size, "accept": not reason, "reason": reason})
         if reason:
             raise refuse(reason)
         refusals = []
         for h in hosts:
-            v = spec.expect(spec.Stage.VERDICT, "verdict", channel.recv(h, spec.tag("verdict")), peer=h)
+            v = s.recv(channel, h, Stage.VERDICT)
             if not v["accept"]:
                 refusals.append(f"party {h!r} refuses: {v['reason']}")
         status, why = ("refused", "; ".join(refusals)) if refusals else ("ok", "")
@@ -175,7 +175,7 @@ def run_guest(
                 positions = pos[order]
             else:
                 positions = np.empty(0, dtype=np.int64)
-            channel.send(h, spec.tag("members"), {"status": status, "reason": why, "positions": positions})
+            s.send(channel, h, Stage.MEMBERS, {"status": status, "reason": why, "positions": positions})
         if refusals:
             raise refuse(why)
         progress(f"PSI: intersection of {size} rows", 1.0)

@@ -20,6 +20,7 @@ from ...crypto.psi import get_group, normalize_ids, secure_permutation
 from ...errors import ProtocolError
 from ...transport.base import Channel
 from . import spec
+from .spec import Stage
 from ._common import PSIResult, check_min, n_chunks, no_progress, refuse
 
 __all__ = ["run_host"]
@@ -73,7 +74,8 @@ def run_host(
     norm = normalize_ids(ids, source=source)
     m = len(norm)
 
-    hello = spec.expect(spec.Stage.HELLO, "guest-hello", channel.recv(guest, spec.tag("guest-hello")), peer=guest)
+    s = spec.session(me, guest, hosts)
+    hello = s.recv(channel, guest, Stage.GUEST_HELLO)
     if hello["version"] != spec.VERSION:
         raise ProtocolError(f"PSI: guest {guest!r} speaks version {hello['version']}, this party {spec.VERSION}")
     if hello["group"] != group or hello["mode"] != mode:
@@ -86,7 +88,7 @@ def run_host(
         raise ProtocolError(f"PSI: guest {guest!r} sent an invalid hello (n={n}, chunk={chunk}, salt of {len(salt)} bytes)")
     reason = (check_min("its own set size", m, min_intersection, me)
               or check_min(f"the set size of {guest!r}", n, min_intersection, me))
-    channel.send(guest, spec.tag("host-hello"), {"n": m, "accept": not reason, "reason": reason})
+    s.send(channel, guest, Stage.HOST_HELLO, {"n": m, "accept": not reason, "reason": reason})
     if reason:
         raise refuse(reason)
 
@@ -96,10 +98,9 @@ def run_host(
         # count N-way matches position by position without knowing which are its own
         if me == hosts[0]:
             seed = secrets.token_bytes(32)
-            channel.broadcast(hosts[1:], spec.tag("shuffle-seed"), {"seed": seed})
+            s.broadcast(channel, hosts[1:], Stage.SHUFFLE_SEED, {"seed": seed})
         else:
-            msg = spec.expect(spec.Stage.HELLO, "shuffle-seed", channel.recv(hosts[0], spec.tag("shuffle-seed")),
-                              peer=hosts[0])
+            msg = s.recv(channel, hosts[0], Stage.SHUFFLE_SEED)
             seed = msg["seed"]
             if len(seed) != 32:
                 raise ProtocolError(f"PSI: shuffle seed from {hosts[0]!r} is {len(seed)} bytes, expected 32")
@@ -111,7 +112,7 @@ def run_host(
         km = n_chunks(m, chunk)
         for c in range(km):
             rows = perm[c * chunk : (c + 1) * chunk]
-            channel.send(guest, spec.tag("h2g/chunk-{i}", c), grp.blind(key, [norm[r] for r in rows], salt))
+            s.send(channel, guest, Stage.H2G, grp.blind(key, [norm[r] for r in rows], salt), i=c)
             progress(f"PSI: blinded {min(m, (c + 1) * chunk)}/{m} own ids", 0.45 * (c + 1) / max(km, 1))
 
         # 2) the guest's points raised to beta
@@ -119,11 +120,10 @@ def run_host(
         back = bytearray() if mode == "cardinality" else None
         for c in range(kn):
             cnt = min(chunk, n - c * chunk)
-            pts = spec.expect_points(spec.Stage.EXCHANGE, "g2h/chunk-{i}",
-                                     channel.recv(guest, spec.tag("g2h/chunk-{i}", c)), peer=guest, count=cnt)
+            pts = spec.check_points(Stage.G2H, s.recv(channel, guest, Stage.G2H, i=c), peer=guest, count=cnt)
             out = grp.exp(key, pts)
             if back is None:
-                channel.send(guest, spec.tag("back/chunk-{i}", c), out)
+                s.send(channel, guest, Stage.BACK, out, i=c)
             else:
                 back += out
             progress(f"PSI: blinded {min(n, (c + 1) * chunk)}/{n} points of {guest}", 0.45 + 0.45 * (c + 1) / max(kn, 1))
@@ -132,25 +132,25 @@ def run_host(
             arr = np.frombuffer(bytes(back), dtype=np.uint8).reshape(n, -1)[shuffle]
             del back
             for c in range(kn):
-                channel.send(guest, spec.tag("back/chunk-{i}", c), arr[c * chunk : (c + 1) * chunk].tobytes())
+                s.send(channel, guest, Stage.BACK, arr[c * chunk : (c + 1) * chunk].tobytes(), i=c)
             del arr
     finally:
         key.destroy()
 
     # 3) policy on the size
-    sz = spec.expect(spec.Stage.VERDICT, "size", channel.recv(guest, spec.tag("size")), peer=guest)
+    sz = s.recv(channel, guest, Stage.SIZE)
     if not sz["accept"]:
         raise refuse(f"party {guest!r} refuses: {sz['reason']}")
     size = sz["size"]
     if not 0 <= size <= min(n, m):
         raise ProtocolError(f"PSI: guest {guest!r} announced an intersection of {size} rows (sets of {n} and {m})")
     reason = check_min("the intersection size", size, min_intersection, me)
-    channel.send(guest, spec.tag("verdict"), {"accept": not reason, "reason": reason})
+    s.send(channel, guest, Stage.VERDICT, {"accept": not reason, "reason": reason})
     if reason:
         raise refuse(reason)
 
     # 4) which of our rows are members, in the agreed order
-    msg = spec.expect(spec.Stage.MEMBERS, "members", channel.recv(guest, spec.tag("members")), peer=guest)
+    msg = s.recv(channel, guest, Stage.MEMBERS)
     if msg["status"] != "ok":
         raise refuse(msg["reason"] or f"party {guest!r} ended the run")
     if mode == "cardinality":
