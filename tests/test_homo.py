@@ -56,7 +56,7 @@ def secure_rounds(mode, vectors, rounds=1, *, halt=None, stage_timeout=0.5, rejo
                 if not sub.setup(ch, halt_before=first if first == Stage.KEY_ADVERTISE else None):
                     return
             for r in range(rounds):
-                start = spec.expect(Stage.START, ch.recv(AGG, spec.tag(Stage.START, r)))
+                start = sub.session.recv(ch, AGG, Stage.START, r=r)
                 stage, then = sched.get(r, (None, None))
                 if mode == "plain":
                     if stage is None:
@@ -74,13 +74,13 @@ def secure_rounds(mode, vectors, rounds=1, *, halt=None, stage_timeout=0.5, rejo
     for t in threads:
         t.start()
     ch = hub.channel(AGG, default_timeout=10)
-    agg = _AGGR[mode](params, names)
+    agg = _AGGR[mode](params, names, AGG)
     dim = len(next(iter(vectors.values())))
     try:
         members = agg.setup(ch)
         for r in range(rounds):
             extras = agg.start_payloads(r, members, has_next=r + 1 < rounds)
-            send_all(ch, Stage.START, r, {p: {"round": r, "stop": False, "params": np.zeros(1),
+            send_all(agg.session, ch, Stage.START, r, {p: {"round": r, "stop": False, "params": np.zeros(1),
                                               "aggregation": extras[p]} for p in members}, background=agg.absent)
             total, who = agg.aggregate(ch, r, members, dim)
             agg.absent = set(members) - set(who)
@@ -293,13 +293,13 @@ def test_ckks_aggregator_gets_no_secret_key(rng):
 # -- spec -------------------------------------------------------------------
 
 def test_spec_every_message_has_one_sender_and_one_receiver():
-    for stage, msg in spec.MESSAGES.items():
+    for stage, msg in spec.SPEC.messages.items():
         if stage in (Stage.DIRECT, Stage.KEY_DIRECT):  # keys go peer to peer, so the aggregator cannot swap them
             assert (msg.sender, msg.receiver) == ("client", "client"), stage
         else:
             assert {msg.sender, msg.receiver} == {"client", "aggregator"}, stage
         assert msg.fields
-    assert set(spec.MESSAGES) == set(Stage)
+    assert set(spec.SPEC.messages) == set(Stage)
 
 
 @pytest.mark.parametrize("stage, payload, match", [
@@ -314,12 +314,40 @@ def test_spec_every_message_has_one_sender_and_one_receiver():
 ])
 def test_expect_rejects_malformed_messages(stage, payload, match):
     with pytest.raises(ProtocolError, match=match):
-        spec.expect(stage, payload)
+        spec.SPEC.check(stage, payload)
 
 
 def test_expect_rejects_wrong_sender_role():
     with pytest.raises(ProtocolError, match="expected the aggregator"):
-        spec.expect(Stage.ROSTER, {"dropped": True}, sender_role="client")
+        spec.SPEC.check(Stage.ROSTER, {"dropped": True}, sender_role="client")
+    # a client posing as the aggregator: refused before anything is read
+    hub = MemoryHub([AGG, "bank0", "bank1"])
+    s = spec.session("bank0", AGG, ["bank0", "bank1"], "secagg")
+    with pytest.raises(ProtocolError, match="expected the aggregator"):
+        s.recv(hub.channel("bank0"), "bank1", Stage.ROSTER)
+
+
+@pytest.mark.parametrize("mode, steps, bad", [
+    # a client that answers UNMASK before it sent its masked input (it would reveal shares for a round it
+    # never joined), reveals twice, or submits an update before any START
+    ("secagg", [("send", Stage.DIRECT, "bank1"), ("recv", Stage.DIRECT, "bank1")], None),
+    ("secagg", [("send", Stage.ADVERTISE, AGG), ("recv", Stage.ROSTER, AGG), ("send", Stage.SHARES, AGG),
+                ("recv", Stage.START, AGG)], ("send", Stage.REVEAL, AGG)),
+    ("secagg", [("send", Stage.ADVERTISE, AGG), ("recv", Stage.ROSTER, AGG), ("send", Stage.SHARES, AGG),
+                ("recv", Stage.START, AGG), ("send", Stage.MASKED, AGG), ("recv", Stage.UNMASK, AGG),
+                ("send", Stage.REVEAL, AGG)], ("send", Stage.REVEAL, AGG)),
+    ("plain", [], ("send", Stage.UPDATE, AGG)),
+    ("ckks", [("send", Stage.KEY_ADVERTISE, AGG)], ("recv", Stage.DECRYPT, AGG)),
+])
+def test_stage_transitions_are_checked(mode, steps, bad):
+    """Flower's check_stage: the declared transitions of each mode hold per link; anything else is refused."""
+    s = spec.session("bank0", AGG, ["bank0", "bank1"], mode)
+    for op, stage, peer in steps:
+        s._step(peer, stage, sending=op == "send")
+    if bad is not None:
+        op, stage, peer = bad
+        with pytest.raises(ProtocolError, match="out of order"):
+            s._step(peer, stage, sending=op == "send")
 
 
 @pytest.mark.parametrize("params, match", [
@@ -480,7 +508,7 @@ class _KeySwappingChannel:
         self.real: dict[str, bytes] = {}  # client -> the public key it advertised
 
     def send(self, peer, tag, obj):
-        if tag in (spec.tag(Stage.ROSTER, None), spec.tag(Stage.KEY_ROSTER, None)) and obj.get("public_keys"):
+        if tag in (spec.SPEC.tag(Stage.ROSTER), spec.SPEC.tag(Stage.KEY_ROSTER)) and obj.get("public_keys"):
             keys = list(obj["public_keys"])
             for i, v in enumerate(obj["clients"]):
                 self.real[v] = obj["public_keys"][i]
@@ -519,7 +547,7 @@ def _key_setup(mode, *, wrap=None, n=3):
         t.start()
     agg = wrap.get(AGG, lambda c: c)(hub.channel(AGG, default_timeout=10))
     try:
-        _AGGR[mode](params, names).setup(agg)
+        _AGGR[mode](params, names, AGG).setup(agg)
     except FedcreditError as exc:  # the clients refused to go on
         agg.abort(f"{type(exc).__name__}: {exc}")
     for t in threads:
@@ -535,7 +563,7 @@ def _secrets_opened_by_the_attacker(mode, hub, mitm, names):
 
     opened = []
     for w, receiver, tag, payload in hub.captured:
-        if receiver != AGG or tag not in (spec.tag(Stage.SHARES, 0), spec.tag(Stage.CONTEXT, None)):
+        if receiver != AGG or tag not in (spec.SPEC.tag(Stage.SHARES, r=0), spec.SPEC.tag(Stage.CONTEXT)):
             continue
         for v, sealed in serde.decode(payload)["sealed"].items():
             if v not in mitm.fakes:
@@ -567,7 +595,7 @@ def test_aggregator_substituting_public_keys_is_detected(mode, victims):
     assert _secrets_opened_by_the_attacker(mode, hub, mitm, names) == []
     # nothing was sealed under a substituted key: no fooled client sent shares or a sealed CKKS key
     assert not [t for s, r, t, _ in hub.captured if s in fooled and r == AGG
-                and t in (spec.tag(Stage.SHARES, 0), spec.tag(Stage.CONTEXT, None))]
+                and t in (spec.SPEC.tag(Stage.SHARES, r=0), spec.SPEC.tag(Stage.CONTEXT))]
 
 
 @pytest.mark.parametrize("mode", ["secagg", "ckks"])

@@ -350,6 +350,16 @@ class Session:
                 self._at[peer] = stage
         return m
 
+    def outgoing(self, peer: str, stage, **idx) -> str:
+        """Check (roles, order) and record sending ``stage`` to ``peer`` now; return its tag.
+
+        For senders that hand the transport work to other threads: call it in
+        send order, then ``ch.send(peer, tag, value)`` from any thread.
+        """
+        tag = self.spec.tag(stage, **idx)
+        self._step(peer, stage, sending=True)
+        return tag
+
     def send(self, ch, peer: str, stage, value, **idx) -> None:
         """Send ``value`` as ``stage`` to ``peer`` under the derived tag."""
         tag = self.spec.tag(stage, **idx)

@@ -20,6 +20,7 @@ from ...crypto import secagg as sa
 from ...errors import PeerError, ProtocolError
 from ...models import metrics, mlp
 from ...transport.base import Channel
+from .._spec import Session
 from . import spec
 from ._ckks import public_context, sum_encrypted
 from .params import HomoParams
@@ -32,21 +33,26 @@ _SENDERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="homo-send")
 _BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="homo-send-bg")
 
 
-def send_all(ch: Channel, stage: Stage, r: int | None, payloads: dict[str, object], *, background=(),
-             timings: dict | None = None) -> None:
+def send_all(session: Session, ch: Channel, stage: Stage, r: int | None, payloads: dict[str, object], *,
+             background=(), timings: dict | None = None) -> None:
     """Send one message per client concurrently (transport latency overlaps); a peer that
     cannot be reached (``PeerError``) is skipped: it will miss the next deadline and be dropped.
 
     Sends to peers in ``background`` (clients believed gone) are not waited for,
     so a dead peer whose transport retries does not hold up the round. With
     ``timings``, the seconds from the first send to the last delivery are
-    recorded under ``"send-<stage>"``.
+    recorded under ``"send-<stage>"``. ``r`` None: a set-up message.
+
+    The session's role and order checks run here, in the calling thread, in
+    send order; only the transport's work runs in the pool.
     """
     t0 = time.monotonic()
+    idx = {} if r is None else {"r": r}
+    tags = {p: session.outgoing(p, stage, **idx) for p in payloads}
 
     def one(item):
         try:
-            ch.send(item[0], spec.tag(stage, r), item[1])
+            ch.send(item[0], tags[item[0]], item[1])
         except PeerError:
             pass
 
@@ -67,8 +73,9 @@ class RoundFailed(ProtocolError):
 class _Collector:
     """Stage deadlines and drop notices shared by the three modes."""
 
-    def __init__(self, params: HomoParams, clients: list[str]):
+    def __init__(self, params: HomoParams, clients: list[str], party: str = "aggregator"):
         self.clients = sorted(clients)
+        self.session = spec.session(party, party, self.clients, params.mode)
         self.threshold = params.threshold_for(len(clients))
         self.stage_timeout = params.stage_timeout
         self.rejoin_grace = params.rejoin_grace
@@ -94,13 +101,13 @@ class _Collector:
             self.log.setdefault(f"{stage.value}", []).extend(dropped)
         return got
 
-    @staticmethod
-    def _recv_one(ch, p, stage, r, deadline, got) -> None:
+    def _recv_one(self, ch, p, stage, r, deadline, got) -> None:
+        idx = {} if r is None else {"r": r}
         try:
-            msg = ch.recv(p, spec.tag(stage, r), timeout=max(0.001, deadline - time.monotonic()))
+            msg = self.session.recv(ch, p, stage, timeout=max(0.001, deadline - time.monotonic()), **idx)
         except PeerError:
             return
-        got[p] = spec.expect(stage, msg, sender_role="client")
+        got[p] = msg
 
     def require(self, alive, stage: Stage, r: int | None, of: int) -> None:
         if len(alive) < self.threshold:
@@ -110,9 +117,8 @@ class _Collector:
                 f"at least {self.threshold} (the threshold) are needed"
             )
 
-    @staticmethod
-    def notify_dropped(ch: Channel, peers, stage: Stage, r: int | None) -> None:
-        send_all(ch, stage, r, {p: {"dropped": True} for p in peers}, background=set(peers))
+    def notify_dropped(self, ch: Channel, peers, stage: Stage, r: int | None) -> None:
+        send_all(self.session, ch, stage, r, {p: {"dropped": True} for p in peers}, background=set(peers))
 
     def start_payloads(self, r: int, members: list[str], *, has_next: bool) -> dict[str, dict]:
         """The ``aggregation`` field of each member's START of round ``r`` (empty unless the mode needs one)."""
@@ -157,8 +163,8 @@ class SecAggAggregation(_Collector):
     the sum of the survivors' quantized updates.
     """
 
-    def __init__(self, params: HomoParams, clients: list[str]):
-        super().__init__(params, clients)
+    def __init__(self, params: HomoParams, clients: list[str], party: str = "aggregator"):
+        super().__init__(params, clients, party)
         self._frac_bits = params.frac_bits
         self.roster: list[str] = []  # K: clients with keys for this job
         self._holders: dict[int, list[str]] = {}  # round -> share roster S(r)
@@ -182,7 +188,7 @@ class SecAggAggregation(_Collector):
         if any(len(x) != 32 for x in keys):
             raise ProtocolError("homo advertise: public keys must be 32 bytes")
         roster = {"dropped": False, "clients": k, "public_keys": keys, "threshold": self.threshold}
-        send_all(ch, Stage.ROSTER, None, {p: roster for p in k}, timings=self.stage_seconds)
+        send_all(self.session, ch, Stage.ROSTER, None, {p: roster for p in k}, timings=self.stage_seconds)
         self.roster, self._holders[first] = k, k
         got = self.collect(ch, k, Stage.SHARES, first)
         self._shares[first] = self._check_sealed(first, {p: m["sealed"] for p, m in got.items()})
@@ -227,7 +233,7 @@ class SecAggAggregation(_Collector):
             self._shares[r + 1] = self._check_sealed(r + 1, nxt_shares)
         elif any(masked[p]["next_sealed"] for p in u3):
             raise ProtocolError(f"homo masked input round {r}: shares for a round that will not run")
-        send_all(ch, Stage.UNMASK, r, {p: {"dropped": False, "survivors": u3, "lost": lost} for p in u3},
+        send_all(self.session, ch, Stage.UNMASK, r, {p: {"dropped": False, "survivors": u3, "lost": lost} for p in u3},
                  timings=self.stage_seconds)
 
         reveals = self.collect(ch, u3, Stage.REVEAL, r)
@@ -272,8 +278,8 @@ def _field(v, who: str) -> int:
 class CkksAggregation(_Collector):
     """Sum CKKS ciphertexts under the clients' key; a client decrypts the sum."""
 
-    def __init__(self, params: HomoParams, clients: list[str]):
-        super().__init__(params, clients)
+    def __init__(self, params: HomoParams, clients: list[str], party: str = "aggregator"):
+        super().__init__(params, clients, party)
         self._ctx = None
 
     def setup(self, ch: Channel, first: int = 0) -> list[str]:
@@ -282,7 +288,7 @@ class CkksAggregation(_Collector):
         members = sorted(adv)
         dealer = members[0]
         roster = {"clients": members, "public_keys": [adv[p]["public_key"] for p in members], "dealer": dealer}
-        send_all(ch, Stage.KEY_ROSTER, None, {p: roster for p in self.clients})
+        send_all(self.session, ch, Stage.KEY_ROSTER, None, {p: roster for p in self.clients})
         got = self.collect(ch, [dealer], Stage.CONTEXT, None)
         if dealer not in got:
             raise RoundFailed(f"homo ckks set-up: the key dealer {dealer!r} dropped before sending the key")
@@ -290,7 +296,7 @@ class CkksAggregation(_Collector):
         if set(msg["sealed"]) != set(members) - {dealer} or not all(isinstance(v, bytes) for v in msg["sealed"].values()):
             raise ProtocolError("homo context: one sealed key per member expected")
         self._ctx = public_context(msg["public_context"])
-        send_all(ch, Stage.KEY, None, {p: {"sealed": msg["sealed"][p], "dealer": dealer} for p in members if p != dealer})
+        send_all(self.session, ch, Stage.KEY, None, {p: {"sealed": msg["sealed"][p], "dealer": dealer} for p in members if p != dealer})
         return members
 
     def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
@@ -302,7 +308,7 @@ class CkksAggregation(_Collector):
             if not all(isinstance(c, bytes) for c in got[p]["ciphertext"]):
                 raise ProtocolError(f"homo encrypted update from {p!r}: chunks must be bytes")
         total = sum_encrypted(self._ctx, [got[p]["ciphertext"] for p in contributors])
-        send_all(ch, Stage.DECRYPT, r, {p: {"dropped": False, "ciphertext": total} for p in contributors},
+        send_all(self.session, ch, Stage.DECRYPT, r, {p: {"dropped": False, "ciphertext": total} for p in contributors},
                  timings=self.stage_seconds)
         deadline = time.monotonic() + self.stage_timeout
         for p in contributors:  # the first decryptor that answers in time
@@ -337,13 +343,13 @@ class HomoAggregator:
         self.party, self.params = party, params
         self.clients = sorted(clients)
         self.shape = mlp.MLPShape(n_features, params.hidden if params.model == "mlp" else ())
-        self.aggregation = _AGGREGATIONS[params.mode](params, self.clients)
+        self.aggregation = _AGGREGATIONS[params.mode](params, self.clients, party)
         self.X_eval = None if X_eval is None else np.asarray(X_eval, dtype=np.float64)
         self.y_eval = None if y_eval is None else np.asarray(y_eval)
 
     def _start(self, ch: Channel, members, r: int, theta: np.ndarray, stop: bool, extras=None) -> None:
         extras = extras or {}
-        send_all(ch, Stage.START, r,
+        send_all(self.aggregation.session, ch, Stage.START, r,
                  {p: {"round": r, "stop": stop, "params": theta, "aggregation": extras.get(p, {})} for p in members},
                  background=self.aggregation.absent, timings=self.aggregation.stage_seconds)
 

@@ -12,37 +12,29 @@ Each ``submit`` returns True when this client's update was part of the sum
 and False when the aggregator dropped it from the round; either way the
 client then waits for the next round's START.
 
-**Key authentication.** In ``secagg`` and ``ckks`` the clients agree
-pairwise keys from X25519 public keys. The aggregator forwards the key roster,
-so if clients took the keys from it, a malicious aggregator could put its own
-keys in place of theirs and read every pairwise secret, every share and the
-CKKS secret key (a man in the middle; the threshold would then protect
-nothing). So each client also sends its public key *directly* to every other
-client (DIRECT / KEY_DIRECT, over the existing mTLS links: the transport
-takes the sender's name from its certificate, the tag carries the job and
-step) and uses a key from the roster only when it equals the key its owner
-sent directly (:func:`_authenticated_keys`); a mismatch aborts with a
-``ProtocolError`` naming the aggregator, before anything is sealed under the
-key. Clients must therefore be able to reach each other
-(:func:`_require_direct_links` checks it at the start of the step).
+**Key authentication.** In ``secagg`` and ``ckks`` each client checks every
+public key the aggregator forwards against the key its owner sent it directly
+(see :mod:`._keys`), so the aggregator cannot substitute keys.
+
+Every message goes through the submitter's :attr:`session` (``spec.SPEC``):
+derived tags, role, payload and order checks.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...crypto import secagg as sa
-from ...errors import ConfigError, PeerError, ProtocolError
+from ...errors import ConfigError, ProtocolError
 from ...models import mlp
 from ...transport.base import Channel
 from . import spec
 from ._ckks import CkksKeys
+from ._keys import _authenticated_keys, _check_names, _require_direct_links, _send_direct
 from .params import HomoParams
 from .spec import Stage
 
@@ -51,100 +43,18 @@ __all__ = ["HomoClient", "PlainSubmitter", "SecAggSubmitter", "CkksSubmitter"]
 _SHARE_BYTES = (sa.FIELD_PRIME.bit_length() + 7) // 8  # 66
 
 
-def _check_names(names, known: set[str], what: str) -> list[str]:
-    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise ProtocolError(f"homo {what}: client list must be distinct names")
-    unknown = set(names) - known
-    if unknown:
-        raise ProtocolError(f"homo {what}: unknown clients {sorted(unknown)}")
-    return list(names)
-
-
-def _require_direct_links(ch: Channel, me: str, clients, mode: str) -> None:
-    """Refuse to start when this client has no link to another client (keys travel peer to peer)."""
-    missing = sorted(c for c in clients if c != me and c not in ch.peers)
-    if missing:
-        raise ConfigError(
-            f"homo {mode}: client {me!r} cannot reach client(s) {', '.join(map(repr, missing))} directly; in "
-            f"{mode} the clients send each other their public keys over mTLS (so the aggregator cannot substitute "
-            f"them): add them to the [peers] of {me!r}"
-        )
-
-
-def _send_direct(ch: Channel, me: str, peers, stage: Stage, public: bytes) -> dict[str, PeerError]:
-    """Send this client's public key straight to each of ``peers``; returns ``{peer: error}`` for those not reached.
-
-    Waits until every send is delivered or failed, so a client that then
-    advertises to the aggregator (and so enters the roster) has handed its key
-    to every reachable client. A peer that cannot be reached is not an error
-    here: it may be a client that is gone (and will not be in the roster).
-    """
-    peers = [v for v in peers if v != me]
-    failed: dict[str, PeerError] = {}
-
-    def one(v: str) -> None:
-        try:
-            ch.send(v, spec.tag(stage, None), {"public_key": public})
-        except PeerError as exc:
-            failed[v] = exc
-
-    if peers:
-        with ThreadPoolExecutor(max_workers=min(8, len(peers)), thread_name_prefix="homo-direct") as pool:
-            list(pool.map(one, peers))
-    return failed
-
-
-def _authenticated_keys(ch: Channel, me: str, agg: str, stage: Stage, members: list[str], forwarded: list,
-                        own: bytes, unreached: dict[str, PeerError], timeout: float, what: str) -> dict[str, bytes]:
-    """The roster's public keys, each checked against the key its owner sent directly; ``{member: key}``.
-
-    ``forwarded`` is what the aggregator sent (one key per member, in order);
-    a member's key is accepted only if it equals the one that member sent
-    this client over its own mTLS link. A difference means the aggregator
-    substituted a key: abort with a ``ProtocolError`` naming it.
-
-    Raises
-    ------
-    ProtocolError
-        A forwarded key differs from its owner's (or this client's own key was altered).
-    PeerError
-        This client could not send its key to a member, or no key arrived
-        directly from one within ``timeout`` (the clients cannot reach each other).
-    """
-    if len(forwarded) != len(members) or not all(isinstance(x, bytes) for x in forwarded):
-        raise ProtocolError(f"homo {what}: one public key (bytes) per client expected")
-    keys = dict(zip(members, forwarded))
-    if not hmac.compare_digest(keys[me], own):
-        raise ProtocolError(f"homo {what}: the aggregator {agg!r} forwarded an altered public key for this client "
-                            f"({me!r}): key substitution, aborting")
-    for v in members:
-        if v == me:
-            continue
-        if v in unreached:
-            raise PeerError(f"homo {what}: client {me!r} could not send its public key to client {v!r} directly "
-                            f"({unreached[v]}); the clients must reach each other over mTLS", peer=v)
-        try:
-            direct = spec.expect(stage, ch.recv(v, spec.tag(stage, None), timeout=timeout), sender_role="client")
-        except PeerError as exc:
-            raise PeerError(f"homo {what}: no public key arrived directly from client {v!r} ({exc}); the clients "
-                            f"must reach each other over mTLS", peer=v) from None
-        if not hmac.compare_digest(direct["public_key"], keys[v]):
-            raise ProtocolError(f"homo {what}: the aggregator {agg!r} forwarded a public key for {v!r} that is not "
-                                f"the one {v!r} sent directly: key substitution, aborting")
-    return keys
-
-
 class PlainSubmitter:
     """Send the update in the clear (the aggregator sees it)."""
 
     def __init__(self, party: str, aggregator: str, params: HomoParams, clients: list[str]):
         self.party, self.aggregator = party, aggregator
+        self.session = spec.session(party, aggregator, clients, "plain")
 
     def setup(self, ch: Channel, first: int = 0) -> bool:
         return True
 
     def submit(self, ch: Channel, r: int, vector, extra: dict | None = None) -> bool:
-        ch.send(self.aggregator, spec.tag(Stage.UPDATE, r), {"vector": _materialize(vector)})
+        self.session.send(ch, self.aggregator, Stage.UPDATE, {"vector": _materialize(vector)}, r=r)
         return True
 
 
@@ -209,10 +119,7 @@ class SecAggSubmitter:
         self._secrets: dict[str, bytes] = {}  # peer -> pairwise secret s_uv (the job's lifetime)
         self._share_keys: dict[str, bytes] = {}  # peer -> HKDF(s_uv, "share-enc")
         self._dealt: dict[int, _Dealt] = {}
-
-    def _recv(self, ch: Channel, stage: Stage, r: int | None) -> dict:
-        return spec.expect(stage, ch.recv(self.aggregator, spec.tag(stage, r), timeout=self.timeout),
-                           sender_role="aggregator")
+        self.session = spec.session(party, aggregator, clients, "secagg")
 
     def setup(self, ch: Channel, first: int = 0, *, halt_before: Stage | None = None) -> bool:
         """Advertise the key, learn the job's roster, deal the shares of round ``first`` (0 unless resumed).
@@ -225,9 +132,10 @@ class SecAggSubmitter:
         _require_direct_links(ch, me, self.clients, "secagg")
         if halt_before is Stage.ADVERTISE:
             return False
-        unreached = _send_direct(ch, me, sorted(self.clients), Stage.DIRECT, self.keys.public)
-        ch.send(self.aggregator, spec.tag(Stage.ADVERTISE, None), {"public_key": self.keys.public})
-        roster = self._recv(ch, Stage.ROSTER, None)
+        s = self.session
+        unreached = _send_direct(ch, me, sorted(self.clients), Stage.DIRECT, self.keys.public, s)
+        s.send(ch, self.aggregator, Stage.ADVERTISE, {"public_key": self.keys.public})
+        roster = s.recv(ch, self.aggregator, Stage.ROSTER, timeout=self.timeout)
         if roster["dropped"]:
             return False
         k = _check_names(roster["clients"], self.clients, "roster")
@@ -238,7 +146,7 @@ class SecAggSubmitter:
         if len(k) < t:
             raise ProtocolError(f"homo roster: {len(k)} clients is below the threshold {t}")
         keys = _authenticated_keys(ch, me, self.aggregator, Stage.DIRECT, k, roster["public_keys"], self.keys.public,
-                                   unreached, self.key_timeout, "roster")
+                                   unreached, self.key_timeout, "roster", s)
         self.roster = k
         self._xs = {c: i + 1 for i, c in enumerate(k)}
         for v in k:
@@ -247,7 +155,7 @@ class SecAggSubmitter:
                 self._share_keys[v] = sa.derive_key(self._secrets[v], "share-enc")
         sealed = self._deal(first, k)
         if halt_before is not Stage.SHARES:
-            ch.send(self.aggregator, spec.tag(Stage.SHARES, first), {"sealed": sealed})
+            s.send(ch, self.aggregator, Stage.SHARES, {"sealed": sealed}, r=first)
         return True
 
     def _deal(self, r: int, holders) -> dict[str, bytes]:
@@ -280,8 +188,8 @@ class SecAggSubmitter:
         client stop silently before sending that stage's message, as if it
         crashed (SHARES and MASKED travel together: halting either withholds both).
         """
-        me, agg, t = self.party, self.aggregator, self.threshold
-        fwd = spec.expect(Stage.FORWARD, extra, sender_role="aggregator")
+        me, agg, t, s = self.party, self.aggregator, self.threshold, self.session
+        fwd = s.check(agg, Stage.FORWARD, extra)
         nxt = fwd["next"]
         dealt = self._dealt.pop(r, None)
         for old in [k for k in self._dealt if k <= r]:
@@ -290,7 +198,7 @@ class SecAggSubmitter:
             if fwd["clients"] or fwd["sealed"]:
                 raise ProtocolError("homo forward: a client left out of the round gets no shares")
             if nxt and halt_before is not Stage.SHARES:
-                ch.send(agg, spec.tag(Stage.SHARES, r + 1), {"sealed": self._deal(r + 1, nxt)})
+                s.send(ch, agg, Stage.SHARES, {"sealed": self._deal(r + 1, nxt)}, r=r + 1)
             return False
         if dealt is None:
             raise ProtocolError(f"homo forward: round {r} includes this client, which dealt no shares for it")
@@ -329,10 +237,10 @@ class SecAggSubmitter:
         next_sealed = self._deal(r + 1, nxt) if nxt else {}
         if halt_before in (Stage.SHARES, Stage.MASKED):
             return False
-        ch.send(agg, spec.tag(Stage.MASKED, r), {"masked": masked, "next_sealed": next_sealed})
+        s.send(ch, agg, Stage.MASKED, {"masked": masked, "next_sealed": next_sealed}, r=r)
 
         # -- UNMASK → REVEAL -------------------------------------------------
-        un = self._recv(ch, Stage.UNMASK, r)
+        un = s.recv(ch, agg, Stage.UNMASK, r=r, timeout=self.timeout)
         if un["dropped"]:
             return False
         u3 = _check_names(un["survivors"], set(u2), "unmask")
@@ -343,10 +251,10 @@ class SecAggSubmitter:
             raise ProtocolError(f"homo unmask: only {len(u3)} survivors, below the threshold {t}")
         if halt_before is Stage.REVEAL:
             return True  # our masked update is in; the others reconstruct our self mask
-        ch.send(agg, spec.tag(Stage.REVEAL, r), {
+        s.send(ch, agg, Stage.REVEAL, {
             "self_shares": {u: held_self[u] for u in u3},
             "pair_shares": {u: {v: held_pair[u][v] for v in u3} for u in lost},
-        })
+        }, r=r)
         return True
 
 
@@ -385,6 +293,7 @@ class CkksSubmitter:
         self.clients = set(clients)
         self.timeout = params.client_timeout
         self.keys: CkksKeys | None = None
+        self.session = spec.session(party, aggregator, clients, "ckks")
 
     def setup(self, ch: Channel, first: int = 0, *, halt_before: Stage | None = None) -> bool:
         """Join the key set-up; False when this client is not part of the job's CKKS group."""
@@ -393,10 +302,10 @@ class CkksSubmitter:
         kp = sa.KeyPair.generate()
         if halt_before is Stage.KEY_ADVERTISE:
             return False
-        unreached = _send_direct(ch, me, sorted(self.clients), Stage.KEY_DIRECT, kp.public)
-        ch.send(agg, spec.tag(Stage.KEY_ADVERTISE, None), {"public_key": kp.public})
-        roster = spec.expect(Stage.KEY_ROSTER, ch.recv(agg, spec.tag(Stage.KEY_ROSTER, None), timeout=self.timeout),
-                             sender_role="aggregator")
+        s = self.session
+        unreached = _send_direct(ch, me, sorted(self.clients), Stage.KEY_DIRECT, kp.public, s)
+        s.send(ch, agg, Stage.KEY_ADVERTISE, {"public_key": kp.public})
+        roster = s.recv(ch, agg, Stage.KEY_ROSTER, timeout=self.timeout)
         members = _check_names(roster["clients"], self.clients, "key roster")
         if me not in members:
             return False
@@ -404,7 +313,7 @@ class CkksSubmitter:
             raise ProtocolError("homo key roster: the dealer is not a member")
         # the CKKS secret key is sealed and opened only under keys authenticated by their owners
         pubs = _authenticated_keys(ch, me, agg, Stage.KEY_DIRECT, members, roster["public_keys"], kp.public,
-                                   unreached, self.params.stage_timeout, "key roster")
+                                   unreached, self.params.stage_timeout, "key roster", s)
         dealer = roster["dealer"]
         if dealer == me:
             self.keys = CkksKeys.generate(poly_modulus_degree=self.params.ckks_poly_modulus_degree,
@@ -415,10 +324,9 @@ class CkksSubmitter:
                 if w != me:
                     key = sa.derive_key(kp.agree(me, w, pubs[w]), "ckks-key")
                     sealed[w] = sa.seal(key, secret, _aad(-1)(me, w))
-            ch.send(agg, spec.tag(Stage.CONTEXT, None), {"public_context": self.keys.public_bytes(), "sealed": sealed})
+            s.send(ch, agg, Stage.CONTEXT, {"public_context": self.keys.public_bytes(), "sealed": sealed})
         else:
-            msg = spec.expect(Stage.KEY, ch.recv(agg, spec.tag(Stage.KEY, None), timeout=self.timeout),
-                              sender_role="aggregator")
+            msg = s.recv(ch, agg, Stage.KEY, timeout=self.timeout)
             if msg["dealer"] != dealer:
                 raise ProtocolError("homo key: dealer differs from the roster")
             key = sa.derive_key(kp.agree(me, dealer, pubs[dealer]), "ckks-key")
@@ -427,13 +335,12 @@ class CkksSubmitter:
 
     def submit(self, ch: Channel, r: int, vector, extra: dict | None = None, *,
                halt_before: Stage | None = None) -> bool:
-        agg = self.aggregator
+        agg, s = self.aggregator, self.session
         vector = _materialize(vector)
         if halt_before is Stage.ENCRYPTED:
             return False
-        ch.send(agg, spec.tag(Stage.ENCRYPTED, r), {"ciphertext": self.keys.encrypt(vector)})
-        msg = spec.expect(Stage.DECRYPT, ch.recv(agg, spec.tag(Stage.DECRYPT, r), timeout=self.timeout),
-                          sender_role="aggregator")
+        s.send(ch, agg, Stage.ENCRYPTED, {"ciphertext": self.keys.encrypt(vector)}, r=r)
+        msg = s.recv(ch, agg, Stage.DECRYPT, r=r, timeout=self.timeout)
         if msg["dropped"]:
             return False
         chunks = msg["ciphertext"]
@@ -443,7 +350,7 @@ class CkksSubmitter:
         if halt_before is Stage.DECRYPTED:
             return True
         total = np.round(total / self.ROUNDING) * self.ROUNDING
-        ch.send(agg, spec.tag(Stage.DECRYPTED, r), {"vector": total})
+        s.send(ch, agg, Stage.DECRYPTED, {"vector": total}, r=r)
         return True
 
 
@@ -510,8 +417,7 @@ class HomoClient:
         if not self.submitter.setup(ch, r):
             return {"party": self.party, "rounds_included": 0, "excluded": True}
         while True:
-            start = spec.expect(Stage.START, ch.recv(agg, spec.tag(Stage.START, r), timeout=p.client_timeout),
-                                sender_role="aggregator")
+            start = self.submitter.session.recv(ch, agg, Stage.START, r=r, timeout=p.client_timeout)
             if start["round"] != r:
                 raise ProtocolError(f"homo start: round {start['round']} where {r} was expected")
             theta = start["params"]

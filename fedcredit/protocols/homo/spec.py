@@ -32,22 +32,24 @@ carries ``dropped: bool`` (FORWARD: ``included: bool``); a client told it is
 out skips to the next round's START (that is how a client that comes back
 joins again).
 
-Handlers call :func:`expect` on every peer message before acting on it: it
-checks that the message is the one expected at this stage, that the payload
-is a dict with exactly the required keys, and the exact type of each value
-(``bool`` is not accepted for ``int``), and raises ``ProtocolError`` otherwise.
+Every message goes through :data:`SPEC` (:mod:`fedcredit.protocols._spec`):
+a party's :class:`~fedcredit.protocols._spec.Session` derives the tag, checks
+the roles, the payload (exact keys and types; ``bool`` is not accepted for
+``int``; a drop notice is ``{"dropped": True}`` alone) and, per link, the
+order of the messages against the mode's flow (:data:`FLOWS`, the
+transitions above plus the skips a dropped or left-out client takes), and
+raises ``ProtocolError`` otherwise.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import ProtocolError
+from .._spec import Message, Session, Spec
 
-__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "NEXT"]
+__all__ = ["Stage", "SPEC", "MODES", "FLOWS", "session"]
 
 MODES = ("plain", "secagg", "ckks")
 
@@ -75,117 +77,70 @@ class Stage(str, enum.Enum):
     DECRYPTED = "decrypted"
 
 
-@dataclass(frozen=True)
-class Message:
-    """One message: who sends it, who receives it, and its payload fields with exact types."""
-
-    stage: Stage
-    sender: str
-    receiver: str
-    fields: dict
-    setup: bool = False
-    inside: Stage | None = None  # travels as a field of this message (no tag of its own)
-
-
 _F64 = ("ndarray", np.float64)
 _U64 = ("ndarray", np.uint64)
+_AGG, _CL = "aggregator", "client"
 
-MESSAGES: dict[Stage, Message] = {
-    m.stage: m
-    for m in [
-        Message(Stage.START, "aggregator", "client",
-                {"round": int, "stop": bool, "params": _F64, "aggregation": dict}),
-        Message(Stage.UPDATE, "client", "aggregator", {"vector": _F64}),
-        Message(Stage.DIRECT, "client", "client", {"public_key": bytes}, setup=True),
-        Message(Stage.ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
-        Message(Stage.ROSTER, "aggregator", "client",
-                {"dropped": bool, "clients": list, "public_keys": list, "threshold": int}, setup=True),
-        Message(Stage.SHARES, "client", "aggregator", {"sealed": dict}),
-        Message(Stage.FORWARD, "aggregator", "client",
-                {"included": bool, "clients": list, "sealed": dict, "next": list}, inside=Stage.START),
-        Message(Stage.MASKED, "client", "aggregator", {"masked": _U64, "next_sealed": dict}),
-        Message(Stage.UNMASK, "aggregator", "client", {"dropped": bool, "survivors": list, "lost": list}),
-        Message(Stage.REVEAL, "client", "aggregator", {"self_shares": dict, "pair_shares": dict}),
-        Message(Stage.KEY_DIRECT, "client", "client", {"public_key": bytes}, setup=True),
-        Message(Stage.KEY_ADVERTISE, "client", "aggregator", {"public_key": bytes}, setup=True),
-        Message(Stage.KEY_ROSTER, "aggregator", "client", {"clients": list, "public_keys": list, "dealer": str},
-                setup=True),
-        Message(Stage.CONTEXT, "client", "aggregator", {"public_context": bytes, "sealed": dict}, setup=True),
-        Message(Stage.KEY, "aggregator", "client", {"sealed": bytes, "dealer": str}, setup=True),
-        Message(Stage.ENCRYPTED, "client", "aggregator", {"ciphertext": list}),
-        Message(Stage.DECRYPT, "aggregator", "client", {"dropped": bool, "ciphertext": list}),
-        Message(Stage.DECRYPTED, "client", "aggregator", {"vector": _F64}),
-    ]
-}
+SPEC = Spec("homo", [
+    Message(Stage.START, _AGG, _CL, "round", {"round": int, "stop": bool, "params": _F64, "aggregation": dict}),
+    Message(Stage.UPDATE, _CL, _AGG, "round", {"vector": _F64}),
+    Message(Stage.DIRECT, _CL, _CL, "setup", {"public_key": bytes}),
+    Message(Stage.ADVERTISE, _CL, _AGG, "setup", {"public_key": bytes}),
+    Message(Stage.ROSTER, _AGG, _CL, "setup", {"dropped": bool, "clients": list, "public_keys": list, "threshold": int},
+            notice="dropped"),
+    Message(Stage.SHARES, _CL, _AGG, "round", {"sealed": dict}),
+    # FORWARD travels as START's ``aggregation`` field (no tag of its own)
+    Message(Stage.FORWARD, _AGG, _CL, None, {"included": bool, "clients": list, "sealed": dict, "next": list}),
+    Message(Stage.MASKED, _CL, _AGG, "round", {"masked": _U64, "next_sealed": dict}),
+    Message(Stage.UNMASK, _AGG, _CL, "round", {"dropped": bool, "survivors": list, "lost": list}, notice="dropped"),
+    Message(Stage.REVEAL, _CL, _AGG, "round", {"self_shares": dict, "pair_shares": dict}),
+    Message(Stage.KEY_DIRECT, _CL, _CL, "setup", {"public_key": bytes}),
+    Message(Stage.KEY_ADVERTISE, _CL, _AGG, "setup", {"public_key": bytes}),
+    Message(Stage.KEY_ROSTER, _AGG, _CL, "setup", {"clients": list, "public_keys": list, "dealer": str}),
+    Message(Stage.CONTEXT, _CL, _AGG, "setup", {"public_context": bytes, "sealed": dict}),
+    Message(Stage.KEY, _AGG, _CL, "setup", {"sealed": bytes, "dealer": str}),
+    Message(Stage.ENCRYPTED, _CL, _AGG, "round", {"ciphertext": list}),
+    Message(Stage.DECRYPT, _AGG, _CL, "round", {"dropped": bool, "ciphertext": list}, notice="dropped"),
+    Message(Stage.DECRYPTED, _CL, _AGG, "round", {"vector": _F64}),
+], scopes={"setup": "setup/{stage}", "round": "round-{r}/{stage}"}, flows={
+    # per link, both directions. START -> START: a client that sent nothing in a round (dropped, or left out
+    # in the last round) goes on with the next START; the aggregator waited for it in vain.
+    "plain": {
+        None: (Stage.START,),
+        Stage.START: (Stage.UPDATE, Stage.START),
+        Stage.UPDATE: (Stage.START,),
+    },
+    "secagg": {
+        None: (Stage.DIRECT, Stage.ADVERTISE),
+        Stage.DIRECT: (Stage.DIRECT,),  # client to client: this client's key out, the peer's in
+        Stage.ADVERTISE: (Stage.ROSTER,),
+        Stage.ROSTER: (Stage.SHARES, Stage.START),
+        Stage.SHARES: (Stage.START,),
+        # the client checks START's FORWARD (the aggregator sends it inside START: no step of its own there)
+        Stage.START: (Stage.FORWARD, Stage.MASKED, Stage.SHARES, Stage.START),  # in / left out / nothing sent
+        Stage.FORWARD: (Stage.MASKED, Stage.SHARES, Stage.START),
+        Stage.MASKED: (Stage.UNMASK,),
+        Stage.UNMASK: (Stage.REVEAL, Stage.START),
+        Stage.REVEAL: (Stage.START,),
+    },
+    "ckks": {
+        None: (Stage.KEY_DIRECT, Stage.KEY_ADVERTISE),
+        Stage.KEY_DIRECT: (Stage.KEY_DIRECT,),
+        Stage.KEY_ADVERTISE: (Stage.KEY_ROSTER,),
+        Stage.KEY_ROSTER: (Stage.CONTEXT, Stage.KEY),  # the dealer / the other members
+        Stage.CONTEXT: (Stage.START,),
+        Stage.KEY: (Stage.START,),
+        Stage.START: (Stage.ENCRYPTED, Stage.START),
+        Stage.ENCRYPTED: (Stage.DECRYPT,),
+        Stage.DECRYPT: (Stage.DECRYPTED, Stage.START),
+        Stage.DECRYPTED: (Stage.START,),
+    },
+})
 
-#: Messages of each mode in the order a steady-state round sends them (set-up messages first).
-NEXT: dict[str, tuple[Stage, ...]] = {
-    "plain": (Stage.START, Stage.UPDATE),
-    "secagg": (Stage.DIRECT, Stage.ADVERTISE, Stage.ROSTER, Stage.SHARES, Stage.START, Stage.FORWARD, Stage.MASKED,
-               Stage.UNMASK, Stage.REVEAL),
-    "ckks": (Stage.KEY_DIRECT, Stage.KEY_ADVERTISE, Stage.KEY_ROSTER, Stage.CONTEXT, Stage.KEY, Stage.START, Stage.ENCRYPTED,
-             Stage.DECRYPT, Stage.DECRYPTED),
-}
+#: The transitions each mode allows on one link (see :meth:`~fedcredit.protocols._spec.Spec.session`).
+FLOWS = SPEC.flows
 
 
-def tag(stage: Stage, round_index: int | None) -> str:
-    """Wire tag of a stage's message in a round (``None`` for set-up messages)."""
-    msg = MESSAGES[stage]
-    if msg.inside is not None:
-        raise ProtocolError(f"stage {stage.value!r} travels inside {msg.inside.value!r} and has no tag")
-    if msg.setup:
-        return f"setup/{stage.value}"
-    if round_index is None or round_index < 0:
-        raise ProtocolError(f"stage {stage.value!r} needs a round index")
-    return f"round-{round_index}/{stage.value}"
-
-
-def _type_ok(value, expected) -> bool:
-    if isinstance(expected, tuple):
-        return isinstance(value, np.ndarray) and value.dtype == expected[1] and value.ndim == 1
-    if expected is int:
-        return type(value) is int
-    if expected is bool:
-        return type(value) is bool
-    return type(value) is expected
-
-
-def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
-    """Check a received payload against the spec of ``stage``; return it.
-
-    Parameters
-    ----------
-    stage : Stage
-        The message the handler is waiting for.
-    msg : object
-        The decoded payload.
-    sender_role : str, optional
-        Role of the party it came from; must be the spec's sender.
-
-    Raises
-    ------
-    ProtocolError
-        Wrong sender role, not a dict, missing or unexpected keys, or a value
-        of the wrong exact type.
-    """
-    spec = MESSAGES[stage]
-    if sender_role is not None and sender_role != spec.sender:
-        raise ProtocolError(f"homo {stage.value}: sent by a {sender_role}, expected the {spec.sender}")
-    if not isinstance(msg, dict):
-        raise ProtocolError(f"homo {stage.value}: payload is {type(msg).__name__}, expected dict")
-    keys = set(msg)
-    required = set(spec.fields)
-    if "dropped" in spec.fields and msg.get("dropped") is True:
-        required = {"dropped"}  # a drop notice carries nothing else
-    missing = required - keys
-    extra = keys - set(spec.fields)
-    if missing or extra:
-        raise ProtocolError(
-            f"homo {stage.value}: missing keys {sorted(missing)}, unexpected keys {sorted(extra)}"
-        )
-    for k in keys:
-        exp = spec.fields[k]
-        if not _type_ok(msg[k], exp):
-            name = f"1-d {exp[1].__name__} array" if isinstance(exp, tuple) else exp.__name__
-            raise ProtocolError(f"homo {stage.value}: {k!r} must be {name}, got {type(msg[k]).__name__}")
-    return msg
+def session(party: str, aggregator: str, clients, mode: str) -> Session:
+    """This party's checked end of a ``mode`` run (aggregator ``aggregator``, clients ``clients``)."""
+    return SPEC.session({aggregator: "aggregator", **{c: "client" for c in clients}}, party, flow=mode)
