@@ -702,11 +702,13 @@ def test_export_needs_every_hosts_recorded_approval(fed):
 def test_spec_messages_have_one_sender_receiver_and_a_proto_type():
     from fedcredit._proto import scoring_pb2
 
-    names = [m.name for m in spec.MESSAGES]
-    assert len(names) == len(set(names))
-    for m in spec.MESSAGES:
-        assert hasattr(scoring_pb2, m.proto), m
+    assert set(spec.SPEC.messages) == set(spec.Stage)
+    for m in spec.SPEC.messages.values():
+        assert m.fields[0] == "proto" and hasattr(scoring_pb2, m.fields[1]), m
         assert m.sender in {"operator", "guest", "host"} and m.receiver in {"operator", "guest", "host"}
+        assert spec.SPEC.check(m.stage, getattr(scoring_pb2, m.fields[1])()) is not None
+    with pytest.raises(ProtocolError, match="must be a ScoreRequest proto"):
+        spec.SPEC.check(spec.Stage.SCORE, scoring_pb2.ScoreReply())
 
 
 @pytest.mark.parametrize("model_id", ["a/b/c", "../x", "job/..", "", "job", "a b/c"])

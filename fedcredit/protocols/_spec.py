@@ -46,7 +46,8 @@ Field types: a Python type (checked exactly), ``("ndarray", dtype)`` /
 for a :class:`~fedcredit.crypto.blob.CipherBlob`, :data:`PUBLIC_KEY` for the
 one public-key wire shape, ``("bytes", k)`` (or ``("bytes", k, "point")``,
 naming the unit in errors) for bytes of a whole number of ``k``-byte items, ``None`` for ``None``, and ``("any", t1, t2, ...)`` for
-alternatives.
+alternatives; ``("proto", "Name")`` for a protobuf message of that type (a gRPC
+call's request or reply: scope ``None``, no channel tag).
 
 Public keys have one wire shape: the self-describing dict
 ``{"scheme": "paillier", "n": bytes}`` or ``{"scheme": "ou", "n": bytes,
@@ -144,6 +145,9 @@ def check_value(value, exp) -> bool:
     if isinstance(exp, tuple) and exp:
         if exp[0] == "any":
             return any(check_value(value, e) for e in exp[1:])
+        if exp[0] == "proto":
+            desc = getattr(type(value), "DESCRIPTOR", None)
+            return desc is not None and getattr(desc, "name", None) == exp[1]
         if exp[0] == "bytes":
             return type(value) is bytes and len(value) % exp[1] == 0
         ndim = 2 if exp[0] == "ndarray2" else 1
@@ -165,6 +169,8 @@ def _type_name(exp) -> str:
             return " or ".join(_type_name(e) for e in exp[1:])
         if exp[0] == "bytes":
             return "bytes"
+        if exp[0] == "proto":
+            return f"a {exp[1]} proto"
         return f"{2 if exp[0] == 'ndarray2' else 1}-d {np.dtype(exp[1]).name} array"
     return exp.__name__
 

@@ -55,11 +55,13 @@ import numpy as np
 
 from ...errors import ProtocolError
 from ...ids import is_name
+from .._spec import Message, Spec
 
 __all__ = [
     "Kind",
-    "Message",
-    "MESSAGES",
+    "Stage",
+    "SPEC",
+    "SITES",
     "SCORE_FRAC_BITS",
     "DIGEST_BYTES",
     "REQUEST_MAX_AGE",
@@ -104,27 +106,40 @@ class Kind(str, Enum):
     HETERO_LR = "hetero_lr"
 
 
-@dataclass(frozen=True)
-class Message:
-    """One scoring message: its proto type, sender and receiver role."""
+class Stage(str, Enum):
+    """Messages of federated scoring (each the request or reply of one gRPC call)."""
 
-    name: str
-    proto: str
-    sender: str
-    receiver: str
+    SCORE = "score"
+    SCORES = "scores"
+    CONTRIBUTE = "contribute"
+    CONTRIBUTION = "contribution"
+    DECIDE = "decide"
+    DECISIONS = "decisions"
+    PAIR_SECRET = "pair_secret"
+    PAIR_SECRET_REPLY = "pair_secret_reply"
 
 
-#: Every message of the protocol (``operator`` = the guest party's own CLI/API).
-MESSAGES: tuple[Message, ...] = (
-    Message("score", "ScoreRequest", "operator", "guest"),
-    Message("scores", "ScoreReply", "guest", "operator"),
-    Message("contribute", "ContributeRequest", "guest", "host"),
-    Message("contribution", "ContributeReply", "host", "guest"),
-    Message("decide", "DecideRequest", "guest", "host"),
-    Message("decisions", "DecideReply", "host", "guest"),
-    Message("pair_secret", "PairSecretRequest", "host", "host"),
-    Message("pair_secret_reply", "PairSecretReply", "host", "host"),
-)
+def _rpc(stage: Stage, proto: str, sender: str, receiver: str) -> Message:
+    # a unary gRPC call, not a channel message: no tag (the method names it); the payload is a typed proto
+    return Message(stage, sender, receiver, None, ("proto", proto))
+
+
+#: Every message of the protocol (``operator`` = the guest party's own CLI/API). They travel as the requests
+#: and replies of the ``Scoring`` service, whose typed protos the transport parses
+#: (:mod:`fedcredit.transport.scoring`, a layer below the protocols: it cannot call the spec; :data:`SITES`).
+SPEC = Spec("scoring", [
+    _rpc(Stage.SCORE, "ScoreRequest", "operator", "guest"),
+    _rpc(Stage.SCORES, "ScoreReply", "guest", "operator"),
+    _rpc(Stage.CONTRIBUTE, "ContributeRequest", "guest", "host"),
+    _rpc(Stage.CONTRIBUTION, "ContributeReply", "host", "guest"),
+    _rpc(Stage.DECIDE, "DecideRequest", "guest", "host"),
+    _rpc(Stage.DECISIONS, "DecideReply", "host", "guest"),
+    _rpc(Stage.PAIR_SECRET, "PairSecretRequest", "host", "host"),
+    _rpc(Stage.PAIR_SECRET_REPLY, "PairSecretReply", "host", "host"),
+])
+
+#: Where the scoring messages are sent and received (the completeness test checks each proto is used there).
+SITES = ("fedcredit/transport/scoring.py",)
 
 
 @dataclass(frozen=True)
