@@ -19,7 +19,7 @@ from ...errors import DataError, ProtocolError
 from ...models import metrics
 from ...models.logistic import validation_split
 from ...report import SCORES_FILE, save_scores
-from .._expect import Message, check
+from .._spec import Message, Spec
 from ..context import StepContext
 from ..hetero_lr import partial_score
 
@@ -30,7 +30,7 @@ class Stage(str, enum.Enum):
     PARTIAL = "partial"
 
 
-MESSAGES = {Stage.PARTIAL: Message(Stage.PARTIAL, "host", "guest", {"score": ("ndarray", "float64")})}
+SPEC = Spec("evaluate", [Message(Stage.PARTIAL, "host", "guest", "job", {"score": ("ndarray", "float64")})])
 _CONSTRAINTS = {"n_bins": [Interval(int, 2, 100)]}
 
 
@@ -56,10 +56,11 @@ def run(ctx: StepContext) -> dict:
     params = dict(ctx.params)
     validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (evaluate)")
     part = ctx.state.get("hetero_lr")
+    s = SPEC.session(ctx.roles, ctx.party)
     if ctx.role == "host":
         if part is None:
             raise DataError("evaluate needs a hetero_lr step first")
-        ctx.channel.send(ctx.guest, Stage.PARTIAL.value, {"score": partial_score(ctx.data, part)})
+        s.send(ctx.channel, ctx.guest, Stage.PARTIAL, {"score": partial_score(ctx.data, part)})
         return {}
     if ctx.role != "guest":
         return {}
@@ -67,8 +68,7 @@ def run(ctx: StepContext) -> dict:
         raise DataError("evaluate needs a hetero_lr step first")
     z = partial_score(ctx.data, part)
     for h in ctx.hosts:
-        msg = check("evaluate", MESSAGES[Stage.PARTIAL], ctx.channel.recv(h, Stage.PARTIAL.value),
-                    sender_role="host")
+        msg = s.recv(ctx.channel, h, Stage.PARTIAL)
         if msg["score"].shape != z.shape:
             raise ProtocolError(f"evaluate: {h!r} sent {msg['score'].shape[0]} scores for {z.shape[0]} rows")
         z = z + msg["score"]

@@ -13,21 +13,17 @@ import enum
 
 from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
-from .._expect import Message, check
+from .._spec import Message, Spec
 from ..context import StepContext
 
-__all__ = ["run", "select_features", "Stage", "MESSAGES", "expect"]
+__all__ = ["run", "select_features", "Stage", "SPEC"]
 
 
 class Stage(str, enum.Enum):
     KEPT = "kept"
 
 
-MESSAGES = {Stage.KEPT: Message(Stage.KEPT, "guest", "host", {"kept": list})}
-
-
-def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
-    return check("select", MESSAGES[stage], msg, sender_role=sender_role)
+SPEC = Spec("select", [Message(Stage.KEPT, "guest", "host", "job", {"kept": list})])
 
 
 _CONSTRAINTS = {"iv_threshold": [Interval(float, 0, None)], "top_k": [None, Interval(int, 1, None)]}
@@ -42,6 +38,7 @@ def select_features(iv: dict[str, float], *, iv_threshold: float = 0.02, top_k: 
 def run(ctx: StepContext) -> dict:
     params = dict(ctx.params)
     validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (select)")
+    s = SPEC.session(ctx.roles, ctx.party)
     if ctx.role == "guest":
         binning = ctx.state.get("binning")
         if binning is None:
@@ -49,13 +46,13 @@ def run(ctx: StepContext) -> dict:
         kept = select_features(binning["iv"], iv_threshold=float(params.get("iv_threshold", 0.02)),
                                top_k=params.get("top_k"))
         for h in ctx.hosts:
-            ctx.channel.send(h, Stage.KEPT.value, {"kept": [f for f in kept if f.startswith(f"{h}.")]})
+            s.send(ctx.channel, h, Stage.KEPT, {"kept": [f for f in kept if f.startswith(f"{h}.")]})
         own = [f for f in kept if f.startswith(f"{ctx.party}.")]
         ctx.state["selected"] = own
         ctx.state["selected_all"] = kept
         return {"kept": kept, "dropped": sorted(set(binning["iv"]) - set(kept))}
     if ctx.role == "host":
-        msg = expect(Stage.KEPT, ctx.channel.recv(ctx.guest, Stage.KEPT.value), sender_role="guest")
+        msg = s.recv(ctx.channel, ctx.guest, Stage.KEPT)
         own = set(ctx.data.feature_names)
         if any(type(f) is not str or f not in own for f in msg["kept"]):
             raise ProtocolError("select: the guest named features this host does not have")
