@@ -45,9 +45,10 @@ Field types: a Python type (checked exactly), ``("ndarray", dtype)`` /
 ``("ndarray2", dtype)`` for a 1-d / 2-d numpy array of that dtype, ``"blob"``
 for a :class:`~fedcredit.crypto.blob.CipherBlob`, :data:`PUBLIC_KEY` for the
 one public-key wire shape, ``("bytes", k)`` (or ``("bytes", k, "point")``,
-naming the unit in errors) for bytes of a whole number of ``k``-byte items, ``None`` for ``None``, and ``("any", t1, t2, ...)`` for
-alternatives; ``("proto", "Name")`` for a protobuf message of that type (a gRPC
-call's request or reply: scope ``None``, no channel tag).
+naming the unit in errors) for bytes of a whole number of ``k``-byte items,
+``None`` for ``None``, ``("any", t1, t2, ...)`` for alternatives, and
+``("proto", "Name")`` for a protobuf message of that type (a gRPC call's
+request or reply: scope ``None``, no channel tag).
 
 Public keys have one wire shape: the self-describing dict
 ``{"scheme": "paillier", "n": bytes}`` or ``{"scheme": "ou", "n": bytes,

@@ -296,7 +296,8 @@ class CkksAggregation(_Collector):
         if set(msg["sealed"]) != set(members) - {dealer} or not all(isinstance(v, bytes) for v in msg["sealed"].values()):
             raise ProtocolError("homo context: one sealed key per member expected")
         self._ctx = public_context(msg["public_context"])
-        send_all(self.session, ch, Stage.KEY, None, {p: {"sealed": msg["sealed"][p], "dealer": dealer} for p in members if p != dealer})
+        send_all(self.session, ch, Stage.KEY, None,
+                 {p: {"sealed": msg["sealed"][p], "dealer": dealer} for p in members if p != dealer})
         return members
 
     def aggregate(self, ch: Channel, r: int, members: list[str], dim: int) -> tuple[np.ndarray, list[str]]:
