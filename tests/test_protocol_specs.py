@@ -89,8 +89,12 @@ def test_every_protocol_has_a_spec():
     # a protocol that exchanges no message at all needs no spec (scorecard: local only)
     missing = [m for m in missing if any("channel" in f.read_text() for f in _code_files(m))]
     assert not missing, f"protocols exchanging messages without a protocols/_spec SPEC: {missing}"
-    for name in sorted(_NOT_YET_CONVERTED & set(PROTOCOLS) - set(SPECS)):
-        print(f"not yet converted (another helper's branch): {name}")
+
+
+@pytest.mark.parametrize("name", sorted(_NOT_YET_CONVERTED))
+def test_not_yet_converted(name):
+    if name not in SPECS:
+        pytest.skip(f"{name}: converted to protocols/_spec in another helper's branch (remove after merging)")
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
