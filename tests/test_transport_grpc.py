@@ -27,10 +27,12 @@ from fedcredit.errors import ConfigError, PeerError, ProtocolError
 from fedcredit.transport.grpc import (
     DEFAULT_CHUNK_BYTES,
     GrpcTransport,
-    _encode_chunks,
+    ServerConfig,
+    create_server,
     grpc_options,
     message_sha256,
 )
+from fedcredit.transport.grpc.framing import encode_chunks
 from fedcredit._proto import federation_pb2 as pb
 from fedcredit._proto import federation_pb2_grpc as pb_grpc
 
@@ -157,6 +159,20 @@ def test_grpc_frame_limit_set_once():
     assert 4 * 2**20 <= opts["grpc.max_receive_message_length"] < 5 * 2**20
 
 
+def test_create_server_binds_port_0_and_refuses_a_taken_port():
+    """``create_server(cfg) -> (server, port)``: port 0 gives a free port; a second bind of it is refused."""
+    server, port = create_server(ServerConfig(listen="127.0.0.1:0", name="bank", max_workers=4))
+    try:
+        assert port > 0
+        server.start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=5)
+        with pytest.raises(ConfigError, match="cannot listen"):
+            create_server(ServerConfig(listen=f"127.0.0.1:{port}", name="other", max_workers=4))
+    finally:
+        server.stop(0)
+
+
 # --------------------------------------------------------------------------- delivery
 
 
@@ -272,7 +288,7 @@ def _catch(errors, fn, *a):
 def test_encoded_chunks_are_valid_protobuf():
     payload = bytes(range(256)) * 30
     h = _header("gov", payload).SerializeToString()
-    chunks = [pb.Chunk.FromString(b) for b in _encode_chunks(h, payload, 1000)]
+    chunks = [pb.Chunk.FromString(b) for b in encode_chunks(h, payload, 1000)]
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert chunks[0].header.SerializeToString() == h and not chunks[1].HasField("header")
     assert b"".join(c.data for c in chunks) == payload
