@@ -19,7 +19,7 @@ rule in :data:`RULES`:
 
 A method without a rule is refused (fail closed): adding an RPC without
 adding it here makes every call to it fail, and
-``tests/adversarial/test_authorization.py`` checks that :data:`RULES` covers
+``tests/adversarial/test_adv_mechanisms.py`` checks that :data:`RULES` covers
 exactly the methods the protos declare and that every method registered on a
 party's server refuses revoked and unlisted callers.
 """
