@@ -202,7 +202,7 @@ class Console:
         from ..transport.control import ControlClient
 
         p = self.p
-        revoked = p.scoring._revoked()
+        revoked = p.peers.revoked()
         names = sorted(set(p.config.peers) | set(revoked))
         health: dict[str, object] = {}
 
