@@ -582,3 +582,25 @@ def test_peer_killed_mid_job():
     assert w["type"] == "PeerError" and w["peer"] == "k"
     assert "peer 'k' is unreachable" in w["message"]
     assert time.monotonic() - t0 < 20  # far within the 60 s recv timeout
+
+
+
+def test_no_module_outside_the_grpc_package_imports_its_private_names():
+    """control.py, scoring.py, party/* and the rest use the package's public names only (issue 19, item 3)."""
+    import ast
+
+    pkg = ROOT / "fedcredit"
+    inside = pkg / "transport" / "grpc"
+    offenders = []
+    for path in pkg.rglob("*.py"):
+        if inside in path.parents:
+            continue
+        here = list(path.relative_to(ROOT).with_suffix("").parts)[:-1]  # the importing module's package
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = here[: len(here) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            if module == "fedcredit.transport.grpc" or module.startswith("fedcredit.transport.grpc."):
+                offenders += [f"{path.relative_to(pkg)}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert offenders == []
