@@ -201,7 +201,9 @@ class GrpcTransport:
         self._calls = CallLimits(party, self._is_peer, peer_calls, stranger_calls, precheck=self._authorizer.check)
         # outermost first: the per-caller concurrency share is taken before the request is read
         # (CallLimits), then every method of every servicer passes one authorization check (authz.py)
-        self._server = new_server(ServerConfig(listen, party, max_workers, peer_calls, (self._calls, self._authorizer)))
+        self._server = new_server(ServerConfig(listen=listen, name=party, max_workers=max_workers,
+                                               max_concurrent_streams=peer_calls,
+                                               interceptors=(self._calls, self._authorizer)))
         pb_grpc.add_FederationServicer_to_server(FederationServicer(self), self._server)
 
     # -- lifecycle -----------------------------------------------------------
