@@ -173,7 +173,7 @@ class Party:
         self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
         self.approvals = Approvals(self)
         add_servicers(self.transport.server, self)
-        # the one authorization check (transport/authz.py) asks the party about revocations and job roles
+        # the one authorization check (transport/grpc/authz.py) asks the party about revocations and job roles
         self.peers = PeerAccess(config, self.transport, self.audit)  # [peers] minus revoked ones (party/peers.py)
         self.transport.refusal_reason = self.peers.refusal_reason
         self.transport.job_guard = self._job_guard
