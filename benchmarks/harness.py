@@ -157,7 +157,7 @@ def _prefer_project_package(module_name: str) -> None:
 #: 200 ms until the WAN runs showed that a link with a 100 ms round trip cannot meet
 #: it (TCP + TLS take 2-3 round trips); it now leaves gRPC's default (20 s). This
 #: variable overrides it in the party processes to measure other values; the
-#: product's setting is fedcredit/transport/grpc.py's ``_CLIENT_OPTIONS``.
+#: product's setting is fedcredit/transport/grpc/options.py's ``CLIENT_OPTIONS``.
 _CONNECT_TIMEOUT_ENV = "FEDCREDIT_BENCH_MIN_CONNECT_TIMEOUT_MS"
 
 
@@ -166,8 +166,8 @@ def _connect_timeout_override(value: str | None) -> None:
         return
     from fedcredit.transport import grpc as fgrpc
 
-    opts = [o for o in fgrpc._CLIENT_OPTIONS if o[0] != "grpc.min_reconnect_backoff_ms"]
-    fgrpc._CLIENT_OPTIONS[:] = opts + [("grpc.min_reconnect_backoff_ms", int(value))]
+    opts = [o for o in fgrpc.CLIENT_OPTIONS if o[0] != "grpc.min_reconnect_backoff_ms"]
+    fgrpc.CLIENT_OPTIONS[:] = opts + [("grpc.min_reconnect_backoff_ms", int(value))]
 
 
 def _child(config_path: str) -> int:

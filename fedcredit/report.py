@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ._io import write_text_atomic
+
 __all__ = ["render_html", "write_html", "save_scores", "SCORES_FILE", "HTML_NAME"]
 
 #: A step may leave this file in its workdir (guest only): arrays ``y``, ``score`` and optionally ``validation``.
@@ -113,10 +115,7 @@ def write_html(report: dict, path: str | os.PathLike, *, job_dir: str | os.PathL
     """Render ``report`` (a ``report.json`` dict) and write it atomically to ``path``."""
     path = Path(path)
     text = render_html(report, job_dir=Path(job_dir) if job_dir is not None else path.parent)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def render_html(report: dict, *, job_dir: str | os.PathLike | None = None) -> str:

@@ -27,10 +27,12 @@ from fedcredit.errors import ConfigError, PeerError, ProtocolError
 from fedcredit.transport.grpc import (
     DEFAULT_CHUNK_BYTES,
     GrpcTransport,
-    _encode_chunks,
+    ServerConfig,
+    create_server,
     grpc_options,
     message_sha256,
 )
+from fedcredit.transport.grpc.framing import encode_chunks
 from fedcredit._proto import federation_pb2 as pb
 from fedcredit._proto import federation_pb2_grpc as pb_grpc
 
@@ -157,6 +159,20 @@ def test_grpc_frame_limit_set_once():
     assert 4 * 2**20 <= opts["grpc.max_receive_message_length"] < 5 * 2**20
 
 
+def test_create_server_binds_port_0_and_refuses_a_taken_port():
+    """``create_server(cfg) -> (server, port)``: port 0 gives a free port; a second bind of it is refused."""
+    server, port = create_server(ServerConfig(listen="127.0.0.1:0", name="bank", max_workers=4))
+    try:
+        assert port > 0
+        server.start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=5)
+        with pytest.raises(ConfigError, match="cannot listen"):
+            create_server(ServerConfig(listen=f"127.0.0.1:{port}", name="other", max_workers=4))
+    finally:
+        server.stop(0)
+
+
 # --------------------------------------------------------------------------- delivery
 
 
@@ -272,7 +288,7 @@ def _catch(errors, fn, *a):
 def test_encoded_chunks_are_valid_protobuf():
     payload = bytes(range(256)) * 30
     h = _header("gov", payload).SerializeToString()
-    chunks = [pb.Chunk.FromString(b) for b in _encode_chunks(h, payload, 1000)]
+    chunks = [pb.Chunk.FromString(b) for b in encode_chunks(h, payload, 1000)]
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert chunks[0].header.SerializeToString() == h and not chunks[1].HasField("header")
     assert b"".join(c.data for c in chunks) == payload
@@ -566,3 +582,25 @@ def test_peer_killed_mid_job():
     assert w["type"] == "PeerError" and w["peer"] == "k"
     assert "peer 'k' is unreachable" in w["message"]
     assert time.monotonic() - t0 < 20  # far within the 60 s recv timeout
+
+
+
+def test_no_module_outside_the_grpc_package_imports_its_private_names():
+    """control.py, scoring.py, party/* and the rest use the package's public names only (issue 19, item 3)."""
+    import ast
+
+    pkg = ROOT / "fedcredit"
+    inside = pkg / "transport" / "grpc"
+    offenders = []
+    for path in pkg.rglob("*.py"):
+        if inside in path.parents:
+            continue
+        here = list(path.relative_to(ROOT).with_suffix("").parts)[:-1]  # the importing module's package
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = here[: len(here) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            if module == "fedcredit.transport.grpc" or module.startswith("fedcredit.transport.grpc."):
+                offenders += [f"{path.relative_to(pkg)}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert offenders == []

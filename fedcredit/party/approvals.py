@@ -15,7 +15,7 @@ entry) makes a proposal that passed every policy check wait in the state
   undecided, it expires after ``[policy] approval_expiry_hours`` (24 h).
 
 Only this party's operator decides: the Control RPCs ``PendingJobs`` and
-``DecideJob`` are operator-only in ``transport/authz.py`` (a peer's call is
+``DecideJob`` are operator-only in ``transport/grpc/authz.py`` (a peer's call is
 refused before it reaches this module) and :meth:`Approvals.decide` checks
 the caller again. Every decision — with the approver's identity (the
 operator's certificate name, or the console's login) and the reason — is an

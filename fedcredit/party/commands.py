@@ -2,7 +2,7 @@
 
 ``fedcredit jobs pending|approve ID|reject ID --reason`` talk to the party's
 own Control service with the party's own certificate (the operator: see
-``transport/authz.py``); the party records the decision with that identity.
+``transport/grpc/authz.py``); the party records the decision with that identity.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ import hmac
 import html
 import json
 import logging
-import os
 import re
 import secrets
 import ssl
@@ -46,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
+from .._io import write_text_atomic
 from ..errors import FedcreditError
 from ..ids import is_name
 from .metrics import CONTENT_TYPE as METRICS_TYPE
@@ -164,15 +164,7 @@ class Console:
         return f"{self.scheme}://{host}:{self.port}/?token={quote(self.token)}"
 
     def _write_token(self) -> None:
-        path = self.p.state_dir / TOKEN_FILE
-        tmp = path.with_name(TOKEN_FILE + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (self.token + "\n").encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_text_atomic(self.p.state_dir / TOKEN_FILE, self.token + "\n")  # mode 0600: the token is a login
 
     # ------------------------------------------------------------------ sessions
     def check_token(self, token: str) -> bool:
@@ -210,7 +202,7 @@ class Console:
         from ..transport.control import ControlClient
 
         p = self.p
-        revoked = p.scoring._revoked()
+        revoked = p.peers.revoked()
         names = sorted(set(p.config.peers) | set(revoked))
         health: dict[str, object] = {}
 

@@ -62,6 +62,7 @@ from .policy import DATA_ROLES, check_job, effective_columns
 from . import resume as _resume
 from .limits import PeerRate
 from .lock import StateLock
+from .peers import PeerAccess
 from .report import write_report
 from .store import TERMINAL, Store
 
@@ -172,16 +173,17 @@ class Party:
         self._proposals = PeerRate(tr.peer_proposals_per_minute, "job proposals")
         self.approvals = Approvals(self)
         add_servicers(self.transport.server, self)
-        # the one authorization check (transport/authz.py) asks the party about revocations and job roles
-        self.transport.refusal_reason = self._refusal_reason
+        # the one authorization check (transport/grpc/authz.py) asks the party about revocations and job roles
+        self.peers = PeerAccess(config, self.transport, self.audit)  # [peers] minus revoked ones (party/peers.py)
+        self.transport.refusal_reason = self.peers.refusal_reason
         self.transport.job_guard = self._job_guard
         # federated scoring, audit head exchange, revocation, export (fedcredit.serving)
-        self.scoring = ScoringService(config, self.transport, self.audit, self.store)
+        self.scoring = ScoringService(config, self.transport, self.audit, self.store, peers=self.peers)
         add_scoring_servicers(self.transport.server, self.scoring)
-        self.scoring.on_reload = self._config_reloaded  # 'party reload': new peers can take part in jobs too
+        self.peers.on_reload.append(self._config_reloaded)  # 'party reload': new peers can take part in jobs too
         self.metrics = PartyMetrics(self)  # /metrics on the console listener (party/metrics.py)
         self.metrics.time_scoring(self.scoring)
-        self.scoring.reload_hooks.append(self._reload_tls)  # `fedcredit party reload`: certificate rotation
+        self.peers.reload_hooks.append(self._reload_tls)  # `fedcredit party reload`: certificate rotation
         self.console = None
         self._tls = tls
         # heavy crypto of this party's steps runs here (docs/compute.md); a distributed backend connects on first use
@@ -310,14 +312,6 @@ class Party:
     def _require_peer(self, caller: str) -> None:
         if caller not in self.transport.peers:
             raise PolicyError(f"party {caller!r} is not a peer of {self.name!r}")
-
-    def _refusal_reason(self, caller: str) -> str | None:
-        """Why ``caller`` is not a peer (revoked: when and why), for the authorization check's refusal."""
-        try:
-            self.scoring._require_peer(caller)
-        except PolicyError as exc:
-            return str(exc)
-        return None
 
     def _job_guard(self, caller: str, job_id: str) -> None:
         """PolicyError unless ``caller`` has a role in ``job_id`` (for jobs this party holds; see transport/authz.py)."""

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._io import write_json_atomic
 from ..ids import private_dir, state_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,9 +79,7 @@ def write_report(party: "Party", job: "PartyJob") -> Path:
                              for p in job.spec.parties}
     d = private_dir(state_path(party.state_dir, "jobs", job.job_id))  # checked names only, never outside state_dir
     path = d / REPORT_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, report, indent=2, sort_keys=True, default=str)
     try:
         from ..report import write_html
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._io import write_json_atomic
 from ..config import job_from_dict
 from ..errors import ConfigError, DataError, FedcreditError, PolicyError
 from ..ids import check_name, private_dir, state_path
@@ -138,11 +138,8 @@ class Record:
 
     def save(self) -> None:
         private_dir(self.path.parent)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"attempt": self.attempt, "spec_sha256": self.spec_sha256,
-                                   "data_sha256": self.data_sha256, "rows": self.rows}, sort_keys=True),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"attempt": self.attempt, "spec_sha256": self.spec_sha256,
+                                      "data_sha256": self.data_sha256, "rows": self.rows}, sort_keys=True)
 
 
 def _spec_sha256(canonical: str) -> str:

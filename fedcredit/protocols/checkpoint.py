@@ -26,11 +26,11 @@ numpy arrays are stored as ``{"__ndarray__": [...], "dtype": ...}``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .._io import write_text_atomic
 from ..errors import ProtocolError
 
 __all__ = ["Checkpoint", "agree", "KEEP"]
@@ -90,13 +90,7 @@ class Checkpoint:
         """Keep ``state`` as the state after ``round_`` finished rounds; drop all but the last :data:`KEEP`."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         text = json.dumps({"round": int(round_), "state": state}, default=_encode, allow_nan=True)
-        path = self._path(round_)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(self._path(round_), text)
         self.saved += 1
         for r in self.rounds()[:-KEEP]:
             self._path(r).unlink(missing_ok=True)

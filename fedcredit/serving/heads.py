@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
 from pathlib import Path
 
+from .._io import write_json_atomic
 from ..errors import ProtocolError
 
 __all__ = ["PeerHeads", "RING_SIZE", "RING_GAP_SECONDS", "ladder_bucket", "fetch_held_heads"]
@@ -145,10 +145,7 @@ class PeerHeads:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(self._peers, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self._peers, sort_keys=True)
 
     def held_for(self, peer: str) -> list[tuple[int, str]]:
         """Every head of ``peer`` held (first, ladder, ring, latest), by ``seq``."""

@@ -30,10 +30,10 @@ from .._proto import control_pb2 as pb
 from .._proto import control_pb2_grpc as pb_grpc
 from .._proto import health_pb2 as hpb
 from .._proto import health_pb2_grpc as hpb_grpc
-from ..certs import TlsFiles, load_tls, tls_server_name
+from ..certs import TlsFiles, load_tls
 from ..errors import ConfigError, DataError, FedcreditError, PeerError, PolicyError, ProtocolError
 from ..jsonlimits import loads_limited
-from .grpc import _CLIENT_OPTIONS, _PartyMetadata, grpc_options, peer_identity
+from .grpc import client_channel, peer_identity
 
 __all__ = [
     "ControlHandler",
@@ -284,15 +284,7 @@ def dial(address: str, *, target: str, tls: TlsFiles | None, me: str | None = No
         Our CA, certificate and key. None only for an insecure (test) party,
         then ``me`` names us in metadata.
     """
-    options = grpc_options() + _CLIENT_OPTIONS
-    if tls is None:
-        return grpc.intercept_channel(grpc.insecure_channel(address, options=options), _PartyMetadata(me or target))
-    loaded = load_tls(tls)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=loaded.ca_pem, private_key=loaded.key_pem, certificate_chain=loaded.cert_pem
-    )
-    options += [("grpc.ssl_target_name_override", tls_server_name(target)), ("grpc.default_authority", target)]
-    return grpc.secure_channel(address, creds, options=options)
+    return client_channel(address, target=target, tls=load_tls(tls) if tls is not None else None, me=me or target)
 
 
 class ControlClient:

@@ -32,7 +32,7 @@ from fedcredit.errors import ConfigError, PeerError, ProtocolError
 from fedcredit.ids import SafeFormatter, escape_control, is_name, private_dir, state_path
 from fedcredit.jsonlimits import loads_limited
 from fedcredit.protocols.scoring import spec as sspec
-from fedcredit.transport.authz import MARK, RULES
+from fedcredit.transport.grpc.authz import MARK, RULES
 from fedcredit.transport.grpc import GrpcTransport, message_sha256
 
 HERE = Path(__file__).resolve().parent

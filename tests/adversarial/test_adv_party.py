@@ -25,7 +25,7 @@ from fedcredit._proto import federation_pb2 as fpb
 from fedcredit._proto import federation_pb2_grpc as fpb_grpc
 from fedcredit.certs import TlsFiles
 from fedcredit.config import load_job
-from fedcredit.transport.authz import RULES, Access
+from fedcredit.transport.grpc.authz import RULES, Access
 from fedcredit.transport.control import ControlClient, dial
 from fedcredit.transport.grpc import message_sha256
 from fedcredit.transport.scoring import GovernanceClient

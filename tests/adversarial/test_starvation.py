@@ -66,7 +66,8 @@ from fedcredit.certs import init_ca, issue  # noqa: E402
 from fedcredit.errors import PeerError  # noqa: E402
 from fedcredit.party.limits import PeerRate  # noqa: E402
 from fedcredit.transport.control import Throttled  # noqa: E402
-from fedcredit.transport.grpc import GrpcTransport, _LogThrottle  # noqa: E402
+from fedcredit.transport.grpc import GrpcTransport  # noqa: E402
+from fedcredit.transport.grpc.limits import LogThrottle  # noqa: E402
 
 from _flood_fixtures import raw_channel  # noqa: E402
 
@@ -164,7 +165,7 @@ def test_stalled_calls_hold_at_most_a_callers_share(trio, pki):
 
 
 def test_refusal_logging_is_bounded():
-    throttle = _LogThrottle(per_minute=20)
+    throttle = LogThrottle(per_minute=20)
     assert sum(throttle.allow("gov")[0] for _ in range(10_000)) == 20
 
 

@@ -19,7 +19,7 @@ rule in :data:`RULES`:
 
 A method without a rule is refused (fail closed): adding an RPC without
 adding it here makes every call to it fail, and
-``tests/adversarial/test_authorization.py`` checks that :data:`RULES` covers
+``tests/adversarial/test_adv_mechanisms.py`` checks that :data:`RULES` covers
 exactly the methods the protos declare and that every method registered on a
 party's server refuses revoked and unlisted callers.
 """
@@ -32,7 +32,8 @@ from enum import Flag
 
 import grpc
 
-from ..errors import FedcreditError
+from ...errors import FedcreditError
+from .identity import peer_identity
 
 __all__ = ["Access", "RULES", "Authorizer"]
 
@@ -124,8 +125,6 @@ class Authorizer(grpc.ServerInterceptor):
 
     def check(self, method: str, context: grpc.ServicerContext, request=None) -> str:
         """The caller's name if it may call ``method`` (with ``request``); aborts the call otherwise."""
-        from .grpc import peer_identity  # import here: grpc.py builds its server with this interceptor
-
         caller = peer_identity(context)
         me = self.t.party
         rule = RULES.get(method)
@@ -155,8 +154,6 @@ class Authorizer(grpc.ServerInterceptor):
 
     def check_job(self, context: grpc.ServicerContext, request, caller: str | None = None) -> None:
         """Abort unless the caller has a role in the job a unary request names (``job_id``), via ``job_guard``."""
-        from .grpc import peer_identity
-
         job_id = getattr(request, "job_id", "")
         guard = getattr(self.t, "job_guard", None)
         if not job_id or guard is None:
