@@ -72,3 +72,27 @@ def test_revocation_is_applied_when_the_party_is_built(tmp_path):
     _, t, _ = _access(tmp_path)  # the next process on this state directory
     assert sorted(t.peers) == ["gov"] and t.calls == 1
 
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"bank": "yes"}', "\udcff".encode("utf-8", "surrogateescape")])
+def test_an_unreadable_revocation_list_fails_closed(tmp_path, content):
+    """A corrupt revoked.json must not read as "nobody is revoked": the party refuses to start."""
+    path = tmp_path / REVOKED_FILE
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError, match="revocation list"):
+        _access(tmp_path)
+
+
+def test_a_reload_with_a_corrupt_list_is_refused_and_revocations_stay(tmp_path, monkeypatch):
+    import fedcredit.party.peers as peers_mod
+
+    monkeypatch.setattr(peers_mod, "load_party_config",
+                        lambda path, check_files=False: SimpleNamespace(name="chain", peers=dict(PEERS)))
+    access, t, _ = _access(tmp_path)
+    access.revoke("chain", "bank", "audit finding")
+    (tmp_path / REVOKED_FILE).write_text("{truncated")
+    with pytest.raises(ConfigError, match="revocation list"):
+        access.reload("chain")
+    assert "bank" in access.revoked() and "bank" not in t.peers
+    with pytest.raises(PolicyError, match="revoked"):
+        access.require_peer("bank")

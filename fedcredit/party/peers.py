@@ -66,18 +66,37 @@ class PeerAccess:
         #: called with the re-read config by :meth:`reload` after it is audited; each returns a sentence for the
         #: operator, or "" (the party: TLS files)
         self.reload_hooks: list[Callable] = []
+        self._revoked = self._load()
         self.apply()
 
     # ------------------------------------------------------------------ state
     def revoked(self) -> dict:
-        """``{peer: {"time", "reason"}}`` of every revoked peer (empty if the file is missing or unreadable)."""
-        try:
-            return json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, ValueError):
+        """``{peer: {"time", "reason"}}`` of every revoked peer, as last read or written."""
+        return dict(self._revoked)
+
+    def _load(self) -> dict:
+        """Read the revocation list; a missing file is an empty list.
+
+        It fails closed: a file that cannot be read or is not ``{peer: {...}}`` is a ConfigError naming it,
+        so the party refuses to start (or a reload is refused and the list in memory stays) instead of
+        quietly letting every revoked peer back in.
+        """
+        if not self.path.exists():
             return {}
+        try:
+            revoked = json.loads(self.path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{self.path}: the revocation list cannot be read ({type(e).__name__}); fix or "
+                              f"restore it (remove it only to re-admit every revoked peer)") from None
+        if not isinstance(revoked, dict) or not all(isinstance(k, str) and isinstance(v, dict)
+                                                      for k, v in revoked.items()):
+            raise ConfigError(f"{self.path}: the revocation list must be a JSON object {{peer: {{time, reason}}}}; "
+                              f"fix or restore it")
+        return revoked
 
     def _save(self, revoked: dict) -> None:
         write_json_atomic(self.path, revoked, sort_keys=True)
+        self._revoked = dict(revoked)
 
     def apply(self) -> None:
         """Remove every revoked peer from the transport's peer list."""
@@ -155,6 +174,7 @@ class PeerAccess:
         if cfg.name != self.name:
             raise ConfigError(f"{self.config.path}: [party].name changed to {cfg.name!r}; restart the party instead")
         before = set(self.transport.peers)
+        self._revoked = self._load()  # an operator may have edited the list; an unreadable one refuses the reload
         revoked = self.revoked()
         self.transport.set_peers({p: a for p, a in cfg.peers.items() if p not in revoked})
         after = set(self.transport.peers)
