@@ -12,7 +12,7 @@ import pytest
 
 from fedcredit import compute
 from fedcredit.compute import LocalBackend
-from fedcredit.compute.partitioned import PartitionedCipherVector
+from fedcredit.crypto.partitioned import PartitionedCipherVector
 from fedcredit.config import ComputeConfig, load_party_config
 from fedcredit.crypto import pool
 from fedcredit.errors import ComputeError, ConfigError, DecryptionError

@@ -92,6 +92,7 @@ from gmpy2 import mpz
 
 from ..errors import ConfigError, DataError, DecryptionError
 from . import _ou_heu
+from . import parallel as _par
 from . import pool as _pool
 from ._ou_raw import OwnerEngine, PublicEngine, bucket_sums, horner_pack, product, random_units_nth_power
 from .blob import CipherBlob
@@ -457,13 +458,13 @@ class PrivateKey:
         """
         pk = self.public_key
         ms = pk._check_ints(ints)
-        if _pool.use_parallel(len(ms), parallel, pk.bits):
+        if _par.use_parallel(len(ms), parallel, pk.bits):
             kb = _pool.KeyBytes
             w = pk.width
             key = (kb(int(self._p).to_bytes(w, "big")), kb(int(self._q).to_bytes(w, "big")), pk._bytes[1],
                    pk._bytes[2], pk.plaintext_bits, pk.r_bits)
-            parts = _pool.split(len(ms), _pool.pool_size())
-            res = _pool.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w) for lo, hi in parts])
+            parts = _par.split(len(ms), _par.pool_size())
+            res = _par.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w) for lo, hi in parts])
             fb, data = mpz.from_bytes, b"".join(res)
             cs = [fb(data[i : i + w], "big") for i in range(0, len(data), w)]
         else:
@@ -773,12 +774,12 @@ class CipherVector:
                 out = bridge.bucket_sums(cs, b, int(n_bins))
             except Exception:
                 raise ConfigError("the HEU bucket sum failed; use kernel='gmpy2'") from None
-        elif _pool.use_parallel(b.size, parallel, self.public_key.bits) and len(cs) >= 2:
+        elif _par.use_parallel(b.size, parallel, self.public_key.bits) and len(cs) >= 2:
             # rows split over the party's process pool; the partial sums multiply together
             pk = self.public_key
             w, n = pk.width, pk._mn
-            parts = _pool.split(len(cs), _pool.pool_size())
-            res = _pool.parallel_map(_pool.w_ou_histogram, [
+            parts = _par.split(len(cs), _par.pool_size())
+            res = _par.parallel_map(_pool.w_ou_histogram, [
                 (pk._bytes[0], b"".join(c.to_bytes(w, "big") for c in cs[lo:hi]), w, np.ascontiguousarray(b[lo:hi]),
                  int(n_bins)) for lo, hi in parts])
             fb = mpz.from_bytes

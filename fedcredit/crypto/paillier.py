@@ -94,6 +94,7 @@ import numpy as np
 from gmpy2 import mpz, powmod
 
 from ..errors import ConfigError, DataError, DecryptionError
+from . import parallel as _par
 from . import pool as _pool
 from ._raw import OwnerEngine, PublicEngine, _obj_array, _reduce_product, bytes_to_ints, group_sum, ints_to_bytes, mul_pairs
 from .blob import CipherBlob
@@ -292,22 +293,20 @@ class PublicKey:
         Protocols re-randomize similar numbers of ciphertexts each round (gradient sums per batch; compressed
         histograms per tree level, so three levels ~ one tree) and wait for peers in between, so the next
         rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits: in a
-        one-process pool at the lowest CPU priority (``pool.submit_idle``), so they use only idle CPU and
+        one-process pool at the lowest CPU priority (``parallel.submit_idle``), so they use only idle CPU and
         never slow foreground work (this party's or a co-located one's). Only with production-size keys
-        and the local pool; at most 4,096 at a time.
+        and an executor with an idle pool (the local backend); at most 4,096 at a time.
         """
-        from ..compute import current
-
         with self._lock:
             self._recent = (self._recent + [int(count)])[-3:]
             want = min(4096, sum(self._recent)) - len(self._reserve)
-        if want < 1 or self.bits < 2048 or current().name != "local" or _pool.pool_size() < 2:
+        if want < 1 or self.bits < 2048 or _par.pool_size() < 2:
             return
         with self._lock:
             if self._pending is not None:
                 return
-            try:
-                self._pending = _pool.submit_idle(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
+            try:  # None: the executor has no idle pool (a distributed backend)
+                self._pending = _par.submit_idle(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
             except Exception:  # a broken or shut-down pool: the next call computes them when needed
                 self._pending = None
 
@@ -346,9 +345,9 @@ class PublicKey:
         """
         pk = self
         ms = self._reduce(ints)
-        if _pool.use_parallel(len(ms), parallel, pk.bits):
-            parts = _pool.split(len(ms), _pool.pool_size())
-            res = _pool.parallel_map(
+        if _par.use_parallel(len(ms), parallel, pk.bits):
+            parts = _par.split(len(ms), _par.pool_size())
+            res = _par.parallel_map(
                 _pool.w_public_encrypt, [(self._n_bytes, [int(m) for m in ms[lo:hi]], self.width) for lo, hi in parts]
             )
             cs = bytes_to_ints(b"".join(res), self.width)
@@ -501,9 +500,9 @@ class PrivateKey:
         """
         pk = self.public_key
         ms = pk._reduce(ints)
-        if _pool.use_parallel(len(ms), parallel, pk.bits):
-            parts = _pool.split(len(ms), _pool.pool_size())
-            res = _pool.parallel_map(
+        if _par.use_parallel(len(ms), parallel, pk.bits):
+            parts = _par.split(len(ms), _par.pool_size())
+            res = _par.parallel_map(
                 _pool.w_owner_encrypt,
                 [(self._p_bytes, self._q_bytes, [int(m) for m in ms[lo:hi]], pk.width) for lo, hi in parts],
             )
@@ -526,11 +525,11 @@ class PrivateKey:
         """
         self._check_vector(cv)
         pk = self.public_key
-        if _pool.use_parallel(len(cv), parallel, pk.bits):
+        if _par.use_parallel(len(cv), parallel, pk.bits):
             data = ints_to_bytes(cv._c, pk.width)
             w = pk.width
-            parts = _pool.split(len(cv), _pool.pool_size())
-            res = _pool.parallel_map(
+            parts = _par.split(len(cv), _par.pool_size())
+            res = _par.parallel_map(
                 _pool.w_owner_obfuscate, [(self._p_bytes, self._q_bytes, data[lo * w : hi * w], w) for lo, hi in parts]
             )
             cs = bytes_to_ints(b"".join(res), w)
@@ -558,11 +557,11 @@ class PrivateKey:
             if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
                 raise DecryptionError()
         try:
-            if _pool.use_parallel(len(cv), parallel, pk.bits):
+            if _par.use_parallel(len(cv), parallel, pk.bits):
                 w = pk.width
                 data = ints_to_bytes(cv._c, w)
-                parts = _pool.split(len(cv), _pool.pool_size())
-                res = _pool.parallel_map(
+                parts = _par.split(len(cv), _par.pool_size())
+                res = _par.parallel_map(
                     _pool.w_owner_decrypt, [(self._p_bytes, self._q_bytes, data[lo * w : hi * w], w) for lo, hi in parts]
                 )
                 return [m for r in res for m in r]
@@ -838,11 +837,11 @@ class CipherVector:
         n_bins = int(n_bins)
         nsq = self.public_key._mnsq
         n_feat = b.shape[1]
-        if _pool.use_parallel(b.size, parallel, self.public_key.bits) and len(self) >= 2:
+        if _par.use_parallel(b.size, parallel, self.public_key.bits) and len(self) >= 2:
             w = self.public_key.width
             data = ints_to_bytes(self._c, w)
-            parts = _pool.split(len(self), _pool.pool_size())
-            res = _pool.parallel_map(
+            parts = _par.split(len(self), _par.pool_size())
+            res = _par.parallel_map(
                 _pool.w_histogram,
                 [(self.public_key._n_bytes, data[lo * w : hi * w], w, np.ascontiguousarray(b[lo:hi]), n_bins) for lo, hi in parts],
             )
@@ -888,11 +887,11 @@ class CipherVector:
             ready = pk._take_uniform(len(todo))
             done = [c * r % nsq for c, r in zip(todo, ready)]
             todo = todo[len(ready):]
-        if todo and _pool.use_parallel(len(todo), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
+        if todo and _par.use_parallel(len(todo), parallel, pk.bits, weight=_UNIFORM_WEIGHT if for_key_owner else 1):
             w = pk.width
             data = ints_to_bytes(todo, w)
-            parts = _pool.split(len(todo), _pool.pool_size())
-            res = _pool.parallel_map(fn, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
+            parts = _par.split(len(todo), _par.pool_size())
+            res = _par.parallel_map(fn, [(pk._n_bytes, data[lo * w : hi * w], w) for lo, hi in parts])
             done += bytes_to_ints(b"".join(res), w)
         elif todo:
             eng = pk._get_engine()
