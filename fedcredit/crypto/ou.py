@@ -96,7 +96,7 @@ from . import parallel as _par
 from . import pool as _pool
 from ._ou_raw import OwnerEngine, PublicEngine, bucket_sums, horner_pack, product, random_units_nth_power
 from .blob import CipherBlob
-from .paillier import DEFAULT_FRAC_BITS, FixedPoint
+from .paillier.encoding import DEFAULT_FRAC_BITS, FixedPoint
 
 __all__ = [
     "DEFAULT_KEY_BITS",
