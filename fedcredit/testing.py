@@ -92,7 +92,7 @@ def small_ou_keypair(bits: int = 1024, *, index: int = 0, cached: bool = True):
         key = ("ou", bits, index)
         if cached and key in _cache:
             return _cache[key]
-        pair = _ou.generate_keypair(bits) if bits >= _ou.MIN_KEY_BITS else _ou._small_keypair(bits)
+        pair = _ou.generate_keypair(bits) if bits >= _ou.MIN_KEY_BITS else _ou.keys._small_keypair(bits)
         if cached:
             _cache[key] = pair
         return pair
