@@ -12,10 +12,10 @@ import pytest
 
 from fedcredit import compute
 from fedcredit.compute import LocalBackend
-from fedcredit.crypto.partitioned import PartitionedCipherVector
 from fedcredit.config import ComputeConfig, load_party_config
 from fedcredit.crypto import pool
-from fedcredit.errors import ComputeError, ConfigError, DecryptionError
+from fedcredit.crypto.partitioned import PartitionedCipherVector
+from fedcredit.errors import ComputeError, ConfigError, DecryptionError, ProtocolError
 from fedcredit.models.tree.histogram import build_histogram
 from fedcredit.testing import small_keypair
 
@@ -112,6 +112,8 @@ def test_binned_rows_one_histograms_interface_for_both_backends(keypair, scheme)
     blobs = [cv[lo:hi].to_blob() for lo, hi in [(0, 40), (40, 41), (41, n)]]  # arrives in parts
     node_rows = [rng.choice(n, 30, replace=False), np.arange(n), np.arange(0)]
     want = [build_histogram(cv, codes, r, 4).ciphertexts() for r in node_rows]
+    with pytest.raises(ProtocolError, match="the parts hold 41 ciphertexts, the rows are 90"):
+        binned_from_blobs(pk, iter(blobs[:2]), codes, backend=LocalBackend())
     with binned_from_blobs(pk, iter(blobs), codes, backend=LocalBackend()) as local:
         assert isinstance(local, BinnedCipherVector) and local.n_partitions == 0 and len(local) == n
         assert [h.ciphertexts() for h in local.histograms(node_rows, 4)] == want

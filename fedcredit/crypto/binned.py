@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .._executor import Executor, current
-from ..errors import ConfigError
+from ..errors import ConfigError, ProtocolError
 from .partitioned import PartitionedCipherVector
 
 __all__ = ["BinnedCipherVector", "binned_from_blobs"]
@@ -99,12 +99,15 @@ def binned_from_blobs(public_key, blobs: Iterable, codes: np.ndarray, *, backend
     ------
     DecryptionError
         Opaquely, if a part is not a vector under ``public_key`` or holds an invalid ciphertext.
-    ConfigError
-        If the parts hold more or fewer ciphertexts than ``codes`` has rows.
+    ProtocolError, ConfigError
+        If the parts hold more or fewer ciphertexts than ``codes`` has rows (in this process; on a
+        distributed backend, as :meth:`PartitionedCipherVector.from_blobs`).
     """
     backend = backend if backend is not None else current()
     if backend.distributed:
         return PartitionedCipherVector.from_blobs(public_key, blobs, codes, backend=backend)
     vectors = [public_key.vector_from_blob(blob) for blob in blobs]
     vector = vectors[0].concat(*vectors[1:]) if vectors else public_key.encrypt_zeros(0)
+    if len(vector) != len(codes):  # the parts came from a peer
+        raise ProtocolError(f"the parts hold {len(vector)} ciphertexts, the rows are {len(codes)}")
     return BinnedCipherVector(vector, codes)
