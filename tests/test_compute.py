@@ -142,33 +142,6 @@ def test_crypto_runs_inline_without_a_compute_backend(keypair):
     assert _executor.current() is compute.current()
 
 
-def test_crypto_never_imports_compute():
-    """DESIGN §3: crypto sits below compute; the backend is passed in (fedcredit._executor), never imported."""
-    import ast
-    from pathlib import Path
-
-    import fedcredit
-
-    root = Path(fedcredit.__file__).parent
-    bad = []
-    for path in sorted((root / "crypto").rglob("*.py")) + [root / "_executor.py"]:
-        pkg = path.relative_to(root.parent).with_suffix("").parts[:-1]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = pkg[: len(pkg) - node.level + 1] if node.level else ()
-                mods = [".".join((*base, *(node.module or "").split("."))).strip(".")]
-                if not node.module:
-                    mods = [".".join((*base, a.name)) for a in node.names]
-            elif isinstance(node, ast.Import):
-                mods = [a.name for a in node.names]
-            else:
-                continue
-            bad += [f"{path.name}: {m}" for m in mods if m == "fedcredit.compute" or m.startswith("fedcredit.compute.")]
-            if path.name == "_executor.py":
-                bad += [f"{path.name}: {m}" for m in mods if m.startswith("fedcredit")]
-    assert not bad, bad
-
-
 def test_partitioned_vector_rejects_foreign_or_bad_blobs(keypair):
     pk, sk = keypair
     other, _ = small_keypair(512, index=1)
