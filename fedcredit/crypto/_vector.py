@@ -131,6 +131,21 @@ class BaseCipherVector:
             b = b._rescaled(a.frac_bits)
         return a, b
 
+    def _check_bins(self, bins, n_bins, *, check_n_bins: bool = False) -> np.ndarray:
+        """``bins`` as an array of shape ``(len(self), f)`` of integer codes in ``[0, n_bins)`` (for ``histogram``)."""
+        b = np.asarray(bins)
+        if b.ndim != 2:
+            raise ConfigError(f"bins must be 2-D (rows, features), got shape {b.shape}")
+        if b.dtype.kind not in "iu":
+            raise ConfigError(f"bins must be integers, got dtype {b.dtype}")
+        if b.shape[0] != len(self):
+            raise ConfigError(f"bins have {b.shape[0]} rows, vector {len(self)}")
+        if check_n_bins and (isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1):
+            raise ConfigError(f"The 'n_bins' parameter of histogram must be an int >= 1. Got {n_bins!r} instead.")
+        if b.size and (b.min() < 0 or b.max() >= n_bins):
+            raise ConfigError(f"bin ids must be in [0, {n_bins})")
+        return b
+
     # -------------------------------------------------- homomorphic ops
     def mul_plain(self, values, *, frac_bits: int | None = None):
         raise NotImplementedError

@@ -125,17 +125,7 @@ class CipherVector(BaseCipherVector):
         CipherVector
             Length ``n_features * n_bins``, feature-major.
         """
-        b = np.asarray(bins)
-        if b.ndim != 2:
-            raise ConfigError(f"bins must be 2-D (rows, features), got shape {b.shape}")
-        if b.dtype.kind not in "iu":
-            raise ConfigError(f"bins must be integers, got dtype {b.dtype}")
-        if b.shape[0] != len(self):
-            raise ConfigError(f"bins have {b.shape[0]} rows, vector {len(self)}")
-        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-            raise ConfigError(f"The 'n_bins' parameter of histogram must be an int >= 1. Got {n_bins!r} instead.")
-        if b.size and (b.min() < 0 or b.max() >= n_bins):
-            raise ConfigError(f"bin ids must be in [0, {n_bins})")
+        b = self._check_bins(bins, n_bins, check_n_bins=True)
         if kernel not in ("gmpy2", "heu"):
             raise ConfigError(f"The 'kernel' parameter of histogram must be 'gmpy2' or 'heu'. Got {kernel!r} instead.")
         cs = self._c.tolist()

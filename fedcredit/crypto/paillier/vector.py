@@ -34,18 +34,9 @@ class CipherVector(BaseCipherVector):
     """An immutable vector of Paillier ciphertexts under one public key.
 
     Build one with ``PublicKey.encrypt*``, ``PrivateKey.encrypt*`` or
-    :meth:`PublicKey.vector_from_blob`.  Operations return new vectors.
-
-    Attributes
-    ----------
-    public_key : PublicKey
-    frac_bits : int
-        Fixed-point scale of the plaintexts (0 for plain integers).
-
-    Notes
-    -----
-    Indexing with an int returns a length-1 vector (there is no scalar
-    ciphertext type).  Binary operations broadcast a length-1 operand.
+    :meth:`PublicKey.vector_from_blob`.  Operations return new vectors; the
+    container, ``+``/``-``, ``sum``, ``concat`` and ``to_blob`` are
+    :class:`~fedcredit.crypto._vector.BaseCipherVector`'s.
     """
 
     __slots__ = ()
@@ -159,15 +150,7 @@ class CipherVector(BaseCipherVector):
             Length ``n_features * n_bins``, feature-major (feature ``j``'s bins
             are ``[j * n_bins, (j + 1) * n_bins)``).
         """
-        b = np.asarray(bins)
-        if b.ndim != 2:
-            raise ConfigError(f"bins must be 2-D (rows, features), got shape {b.shape}")
-        if b.dtype.kind not in "iu":
-            raise ConfigError(f"bins must be integers, got dtype {b.dtype}")
-        if b.shape[0] != len(self):
-            raise ConfigError(f"bins have {b.shape[0]} rows, vector {len(self)}")
-        if b.size and (b.min() < 0 or b.max() >= n_bins):
-            raise ConfigError(f"bin ids must be in [0, {n_bins})")
+        b = self._check_bins(bins, n_bins)
         n_bins = int(n_bins)
         nsq = self.public_key._mnsq
         n_feat = b.shape[1]
