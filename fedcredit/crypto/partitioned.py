@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import secrets
 
 import numpy as np
 
 from .._executor import Executor, PartitionLost, current
 from ..errors import ComputeError, ConfigError, DecryptionError
-from .blob import CipherBlob
+from .blob import CipherBlob, check_header
 
 __all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms", "w_encrypt_partition"]
 
@@ -370,17 +369,7 @@ class _CodesInfo:
 
 def _check_header(pk, blob) -> None:
     """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
-    if not isinstance(blob, CipherBlob):
-        raise DecryptionError()
-    if (blob.scheme != "paillier" or not secrets.compare_digest(bytes(blob.key_fingerprint), pk.fingerprint)
-            or blob.width != pk.width or len(blob.data) != blob.width * blob.count):
-        raise DecryptionError()
-    try:
-        frac_bits = int(blob.meta.get("frac_bits", 0))
-    except (TypeError, ValueError):
-        raise DecryptionError() from None
-    if not 0 <= frac_bits <= 4 * pk.bits:
-        raise DecryptionError()
+    check_header(pk, blob, "paillier", 4 * pk.bits)
 
 
 # ---------------------------------------------------------------- worker side

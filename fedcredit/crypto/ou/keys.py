@@ -22,7 +22,7 @@ from .. import parallel as _par
 from .. import pool as _pool
 from .._ou_raw import OwnerEngine, PublicEngine, random_units_nth_power
 from .._raw import _obj_array
-from ..blob import CipherBlob
+from ..blob import CipherBlob, check_header, units_from_bytes
 from ..paillier.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import SCHEME, CipherVector
 
@@ -302,25 +302,8 @@ class PublicKey:
             Opaquely, if the blob is for another key or scheme, has the wrong width or
             length, or holds a value that is not a unit below ``n``.
         """
-        if not isinstance(blob, CipherBlob):
-            raise DecryptionError()
-        w = self.width
-        if (
-            blob.scheme != SCHEME
-            or not secrets.compare_digest(bytes(blob.key_fingerprint), self.fingerprint)
-            or blob.width != w
-            or blob.count < 0
-            or len(blob.data) != w * blob.count
-        ):
-            raise DecryptionError()
-        frac_bits = blob.meta.get("frac_bits", 0)
-        if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= self.plaintext_bits:
-            raise DecryptionError()
-        fb, mv, n = mpz.from_bytes, memoryview(blob.data), self._mn
-        cs = [fb(mv[i : i + w], "big") for i in range(0, len(mv), w)]
-        for c in cs:
-            if not 0 < c < n or gmpy2.gcd(c, n) != 1:
-                raise DecryptionError()
+        frac_bits = check_header(self, blob, SCHEME, self.plaintext_bits)
+        cs = units_from_bytes(blob.data, self.width, self._mn, self._mn)
         return CipherVector._make(self, _obj_array(cs), frac_bits, fresh=False)
 
 

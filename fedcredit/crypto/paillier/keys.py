@@ -21,7 +21,7 @@ from ...errors import ConfigError, DataError, DecryptionError
 from .. import parallel as _par
 from .. import pool as _pool
 from .._raw import OwnerEngine, PublicEngine, _obj_array, bytes_to_ints, ints_to_bytes
-from ..blob import CipherBlob
+from ..blob import CipherBlob, check_header, units_from_bytes
 from .encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import _MPZ, SCHEME, CipherVector
 
@@ -313,23 +313,8 @@ class PublicKey:
             Opaquely, if the blob is for another key or scheme, has the wrong
             width, or holds a value that is not a unit below ``n^2``.
         """
-        if not isinstance(blob, CipherBlob):
-            raise DecryptionError()
-        if (
-            blob.scheme != SCHEME
-            or not secrets.compare_digest(bytes(blob.key_fingerprint), self.fingerprint)
-            or blob.width != self.width
-            or len(blob.data) != blob.width * blob.count
-        ):
-            raise DecryptionError()
-        frac_bits = int(blob.meta.get("frac_bits", 0))
-        if not 0 <= frac_bits <= 4 * self.bits:
-            raise DecryptionError()
-        cs = bytes_to_ints(blob.data, self.width)
-        nsq, n = self._mnsq, self._mn
-        for c in cs:
-            if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
-                raise DecryptionError()
+        frac_bits = check_header(self, blob, SCHEME, 4 * self.bits)
+        cs = units_from_bytes(blob.data, self.width, self._mnsq, self._mn)
         return CipherVector._make(self, _obj_array(cs), frac_bits, fresh=False)
 
 
