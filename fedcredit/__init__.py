@@ -19,6 +19,8 @@ From Python (docs/python.md)::
 
 __version__ = "0.1.0"
 
+from . import compute as _compute  # noqa: E402,F401 - installs the compute backend as crypto's executor
+
 from .api import (  # noqa: E402 - after __version__, which the CLI and the party read
     FederatedModel,
     JobResult,

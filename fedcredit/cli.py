@@ -175,9 +175,9 @@ def _exit_after_stop(code: int) -> None:
     the interpreter down under them occasionally ended the process with SIGSEGV/SIGABRT instead of 0.
     So the process pool is stopped and the streams flushed here, then the process exits at once.
     """
-    from .crypto import pool as _pool
+    from .compute import local as _local
 
-    _pool.shutdown()
+    _local.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 
 from .crypto import paillier as _paillier
+from .crypto.paillier import keys as _paillier_keys
 
 __all__ = ["small_keypair", "small_ou_keypair", "SMALL_KEY_BITS"]
 
@@ -57,12 +58,12 @@ def _make_small(bits: int):
 
     half = bits // 2
     while True:
-        p = _paillier._random_prime(half)
-        q = _paillier._random_prime(bits - half)
+        p = _paillier_keys._random_prime(half)
+        q = _paillier_keys._random_prime(bits - half)
         n = p * q
         if p != q and n.bit_length() == bits and gmpy2.gcd(n, (p - 1) * (q - 1)) == 1:
             break
-    _paillier._TEST_MODULI.add(int(n))
+    _paillier_keys._TEST_MODULI.add(int(n))
     pk = _paillier.PublicKey(int(n))
     return pk, _paillier.PrivateKey(pk, int(p), int(q))
 
@@ -91,7 +92,7 @@ def small_ou_keypair(bits: int = 1024, *, index: int = 0, cached: bool = True):
         key = ("ou", bits, index)
         if cached and key in _cache:
             return _cache[key]
-        pair = _ou.generate_keypair(bits) if bits >= _ou.MIN_KEY_BITS else _ou._small_keypair(bits)
+        pair = _ou.generate_keypair(bits) if bits >= _ou.MIN_KEY_BITS else _ou.keys._small_keypair(bits)
         if cached:
             _cache[key] = pair
         return pair

@@ -1,4 +1,4 @@
-"""CKKS companion: precision bounds stated in fedcredit/crypto/ckks.py, key split, blobs."""
+"""CKKS companion: precision bounds stated in fedcredit/crypto/ckks/__init__.py, key split, blobs."""
 
 from __future__ import annotations
 

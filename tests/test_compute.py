@@ -12,10 +12,10 @@ import pytest
 
 from fedcredit import compute
 from fedcredit.compute import LocalBackend
-from fedcredit.compute.partitioned import PartitionedCipherVector
 from fedcredit.config import ComputeConfig, load_party_config
 from fedcredit.crypto import pool
-from fedcredit.errors import ComputeError, ConfigError, DecryptionError
+from fedcredit.crypto.partitioned import PartitionedCipherVector
+from fedcredit.errors import ComputeError, ConfigError, DecryptionError, ProtocolError
 from fedcredit.models.tree.histogram import build_histogram
 from fedcredit.testing import small_keypair
 
@@ -89,6 +89,57 @@ def test_partitioned_vector_on_local_backend_equals_in_process(keypair):
         assert h.ciphertexts() == build_histogram(cv, codes, r, 5).ciphertexts()
     with pytest.raises(ComputeError, match="freed"):
         pv.histograms(rows, 5)
+
+
+class _DistributedLocal(LocalBackend):
+    """The local pool posing as a distributed backend (its partitions are held in this process)."""
+
+    distributed = True
+
+
+@pytest.mark.parametrize("scheme", ["paillier", "ou"])
+def test_binned_rows_one_histograms_interface_for_both_backends(keypair, scheme):
+    """Local and partitioned rows answer the same ``histograms(node_rows, n_bins)`` with the same sums,
+    so the SecureBoost host does not branch on the backend; the backend alone picks the type."""
+    from fedcredit.crypto.binned import BinnedCipherVector, binned_from_blobs
+    from fedcredit.testing import small_ou_keypair
+
+    pk, _ = keypair if scheme == "paillier" else small_ou_keypair(512)
+    rng = np.random.default_rng(1)
+    n = 90
+    cv = pk.encrypt_ints(rng.integers(0, 2**20, n))
+    codes = rng.integers(0, 4, (n, 2)).astype(np.uint8)
+    blobs = [cv[lo:hi].to_blob() for lo, hi in [(0, 40), (40, 41), (41, n)]]  # arrives in parts
+    node_rows = [rng.choice(n, 30, replace=False), np.arange(n), np.arange(0)]
+    want = [build_histogram(cv, codes, r, 4).ciphertexts() for r in node_rows]
+    with pytest.raises(ProtocolError, match="the parts hold 41 ciphertexts, the rows are 90"):
+        binned_from_blobs(pk, iter(blobs[:2]), codes, backend=LocalBackend())
+    with binned_from_blobs(pk, iter(blobs), codes, backend=LocalBackend()) as local:
+        assert isinstance(local, BinnedCipherVector) and local.n_partitions == 0 and len(local) == n
+        assert [h.ciphertexts() for h in local.histograms(node_rows, 4)] == want
+    if scheme == "ou":
+        return  # partitioned rows are Paillier's (the host refuses he='ou' on a distributed backend)
+    with binned_from_blobs(pk, iter(blobs), codes, backend=_DistributedLocal()) as dist:
+        assert isinstance(dist, PartitionedCipherVector) and dist.n_partitions >= 1 and len(dist) == n
+        assert [h.ciphertexts() for h in dist.histograms(node_rows, 4)] == want
+
+
+def test_crypto_runs_inline_without_a_compute_backend(keypair):
+    """crypto reaches the pool only through fedcredit._executor; with nothing installed it runs inline."""
+    from fedcredit import _executor
+    from fedcredit.crypto import parallel
+
+    pk, sk = keypair
+    assert _executor.current() is compute.current()  # installed by `import fedcredit.compute`
+    _executor.install(None)
+    try:
+        assert parallel.pool_size() == 1 and not parallel.use_parallel(10_000, None)
+        assert parallel.parallel_map(_add, [(1, 2), (3, 4)]) == [3, 7]
+        assert parallel.submit_idle(_add, 1, 2) is None
+        assert sk.decrypt_ints(pk.encrypt_ints([1, 2, 3], parallel=True)) == [1, 2, 3]
+    finally:
+        _executor.install(compute.current)
+    assert _executor.current() is compute.current()
 
 
 def test_partitioned_vector_rejects_foreign_or_bad_blobs(keypair):

@@ -18,8 +18,8 @@ distributed = pytest.importorskip("distributed", reason="the Dask backend needs 
 
 from fedcredit import compute  # noqa: E402
 from fedcredit.compute.dask import DaskBackend  # noqa: E402
-from fedcredit.compute.partitioned import PartitionedCipherVector  # noqa: E402
-from fedcredit.crypto import pool  # noqa: E402
+from fedcredit.crypto.partitioned import PartitionedCipherVector  # noqa: E402
+from fedcredit.crypto import parallel, pool  # noqa: E402
 from fedcredit.errors import ComputeError  # noqa: E402
 from fedcredit.models.tree.histogram import build_histogram  # noqa: E402
 from fedcredit.protocols.secureboost import VerticalSecureBoost  # noqa: E402
@@ -76,7 +76,7 @@ def test_vector_crypto_on_cluster_matches_local(backend, keypair):
     vals = np.random.default_rng(0).integers(-(2**40), 2**40, 900)
     assert backend.n_workers == 3
     with compute.using(backend):
-        assert compute.current() is backend and pool.pool_size() == 3
+        assert compute.current() is backend and parallel.pool_size() == 3
         enc_owner = sk.encrypt_ints(vals, parallel=True)
         enc_pub = pk.encrypt_ints(vals, parallel=True)
         assert sk.decrypt_signed(enc_owner, parallel=True) == vals.tolist()

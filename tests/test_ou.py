@@ -366,7 +366,7 @@ def test_reserved_obfuscators_are_not_reused_after_fork(keys):
 
 def test_background_refill_prepares_fresh_obfuscators(keys, monkeypatch):
     pk, sk = keys
-    monkeypatch.setattr(ou, "_REFILL_MIN_BITS", 0)
+    monkeypatch.setattr(ou.keys, "_REFILL_MIN_BITS", 0)
     pk._obf_pool.clear()
     pk._recent = []
     cv = sk.encrypt_ints([1, 2, 3])

@@ -20,6 +20,7 @@ import pytest
 from gmpy2 import mpz, powmod
 
 from fedcredit.crypto import CipherBlob
+from fedcredit.crypto import parallel as cparallel
 from fedcredit.crypto import pool as cpool
 from fedcredit.crypto._raw import bytes_to_ints, ints_to_bytes
 from fedcredit.crypto.paillier import PublicKey
@@ -165,7 +166,7 @@ def test_refill_runs_in_the_pool_for_production_keys(monkeypatch):
     from fedcredit.crypto.paillier import generate_keypair
 
     pk, sk = generate_keypair(2048)
-    monkeypatch.setattr(cpool, "pool_size", lambda: 2)
+    monkeypatch.setattr(cparallel, "pool_size", lambda: 2)
     derived = pk.encrypt_ints([7] * 4, parallel=False) + pk.encrypt_ints([1] * 4, parallel=False)
     derived.obfuscate(parallel=False)  # parallel=False: no background work either
     assert pk._pending is None
@@ -176,3 +177,23 @@ def test_refill_runs_in_the_pool_for_production_keys(monkeypatch):
     assert pk._reserve == [] and sk.decrypt_ints(first) == sk.decrypt_ints(second) == [8] * 4
     assert first.ciphertexts() != second.ciphertexts()
     pk._pending.result(timeout=120)
+
+
+def test_no_refill_on_an_executor_without_an_idle_pool(monkeypatch):
+    """A backend without an idle pool (Dask) gets no background work; re-randomization computes what it needs."""
+    from fedcredit import compute
+    from fedcredit.compute.local import LocalBackend
+    from fedcredit.crypto.paillier import generate_keypair
+
+    class NoIdle(LocalBackend):
+        name = "no-idle"
+
+        def submit_idle(self, fn, *args):
+            return None
+
+    pk, sk = generate_keypair(2048)
+    monkeypatch.setattr(cparallel, "pool_size", lambda: 2)
+    derived = pk.encrypt_ints([7] * 3, parallel=False) + pk.encrypt_ints([1] * 3, parallel=False)
+    with compute.using(NoIdle()):
+        out = derived.obfuscate()
+    assert pk._pending is None and pk._reserve == [] and sk.decrypt_ints(out) == [8] * 3

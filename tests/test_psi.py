@@ -322,9 +322,9 @@ def test_blinding_commutes_and_keys_differ(group):
 @pytest.mark.parametrize("group", GROUPS)
 def test_compute_backend_split_is_byte_identical(group, monkeypatch):
     """Blinding and exponentiation split over the party's worker pool give exactly the in-process bytes."""
-    from fedcredit.crypto import pool
+    from fedcredit.crypto import parallel
 
-    monkeypatch.setattr(pool, "pool_size", lambda: 2)  # the machine may have one core; the split is what is tested
+    monkeypatch.setattr(parallel, "pool_size", lambda: 2)  # the machine may have one core; the split is what is tested
     g = get_group(group)
     a, b = g.new_key(), g.new_key()
     ids = normalize_ids([f"id-{i}" for i in range(301)])
@@ -336,9 +336,9 @@ def test_compute_backend_split_is_byte_identical(group, monkeypatch):
 
 
 def test_compute_backend_split_rejects_an_invalid_peer_point(monkeypatch):
-    from fedcredit.crypto import pool
+    from fedcredit.crypto import parallel
 
-    monkeypatch.setattr(pool, "pool_size", lambda: 2)
+    monkeypatch.setattr(parallel, "pool_size", lambda: 2)
     g = get_group("curve25519")
     k = g.new_key()
     good = g.blind(k, normalize_ids([f"id-{i}" for i in range(9)]), b"s" * 16)

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from fedcredit.crypto import compress, generate_keypair
-from fedcredit.crypto import pool as crypto_pool
+from fedcredit.compute import local as local_pool
 from fedcredit.protocols.secureboost.guest import GHCodec
 from fedcredit.protocols.secureboost.spec import GH_BITS
 
@@ -153,7 +153,7 @@ def _bench_bits(bits: int, args, rows: list, workers: int, phe_pool) -> None:
     rows.append(_row("histogram_add", bits, 1, ours_h, phe_h, unit="row-features/s"))
 
     # ---- packed GH encryption: values (g and h) per second; phe encrypts each value
-    codec = GHCodec(max_rows=30000, key_bits=pk.bits)  # SecureBoost's packing: signed g * 2^S + h
+    codec = GHCodec(max_rows=30000, plaintext_bits=pk.bits - 1)  # SecureBoost's packing: signed g * 2^S + h
     g = rng.uniform(-1, 1, size=n_ours)
     h = rng.uniform(0, 0.25, size=n_ours)
     ghq = _quantize(g, h)
@@ -232,7 +232,7 @@ def _bench_ckks(args) -> dict:
 
 
 def run(args) -> dict:
-    workers = crypto_pool.n_workers()
+    workers = local_pool.n_workers()
     rows: list[dict] = []
     phe_pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) if workers > 1 else None
     try:

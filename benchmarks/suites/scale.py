@@ -183,7 +183,7 @@ def compute_child(path: str, n: int, workers: int, chunk_rows: int, key_bits: in
     import distributed
 
     from fedcredit.compute.dask import DaskBackend
-    from fedcredit.compute.partitioned import PartitionedCipherVector
+    from fedcredit.crypto.partitioned import PartitionedCipherVector
     from fedcredit.crypto.paillier import generate_keypair
     from fedcredit.data import iter_table
     from fedcredit.models.tree.binning import BinMapper
@@ -195,7 +195,7 @@ def compute_child(path: str, n: int, workers: int, chunk_rows: int, key_bits: in
     t = time.perf_counter()
     pk, sk = generate_keypair(key_bits)
     keygen = time.perf_counter() - t
-    codec = GHCodec(n, key_bits)
+    codec = GHCodec(n, key_bits - 1)  # plaintext bits of a Paillier key: |n| - 1
     mapper = None
     state = {"read": 0.0, "rows": 0, "g": 0, "h": 0}
     node_masks = []

@@ -13,8 +13,9 @@ and the party process installs it at start-up with :func:`set_default`. Code
 that needs the backend asks :func:`current`; a thread can run with another
 backend inside ``with using(backend):`` (tests run two parties with different
 backends in one process). Protocols never name a backend: the crypto layer
-(:func:`fedcredit.crypto.pool.parallel_map`) and the SecureBoost host's
-histograms (:mod:`fedcredit.compute.partitioned`) use the current one.
+(:mod:`fedcredit.crypto.parallel`, :mod:`fedcredit.crypto.partitioned`) runs on
+the current one, which this package installs as crypto's executor
+(:mod:`fedcredit._executor`: crypto sits below compute and never imports it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextvars
 import threading
 from contextlib import contextmanager
 
+from .. import _executor
 from .base import ComputeBackend, PartitionLost
 from .local import LocalBackend
 
@@ -66,6 +68,9 @@ def set_default(backend: ComputeBackend | None) -> ComputeBackend | None:
     with _default_lock:
         prev, _default = _default, backend
     return prev
+
+
+_executor.install(current)  # crypto's work runs on this package's current backend
 
 
 @contextmanager

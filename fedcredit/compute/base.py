@@ -11,10 +11,12 @@ them (``map_partitions``) without shipping them again. Two implementations:
   cluster of the party's own (``pip install 'fedcredit[dask]'``); partitions
   stay on the workers that hold them.
 
-Protocols never see a backend: the crypto layer calls
-:func:`fedcredit.crypto.pool.parallel_map`, which runs on
-:func:`fedcredit.compute.current`, and the SecureBoost host keeps its per-row
-ciphertexts partitioned when ``current().distributed`` is true.
+Protocols never see a backend: the crypto layer runs its work on
+:func:`fedcredit._executor.current`, which this package sets to
+:func:`fedcredit.compute.current`; its per-row ciphertexts stay partitioned
+(:mod:`fedcredit.crypto.partitioned`) when ``current().distributed`` is true.
+A backend implements the crypto layer's :class:`fedcredit._executor.Executor`.
+:class:`PartitionLost` is defined there (re-exported here).
 """
 
 from __future__ import annotations
@@ -23,24 +25,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._executor import PartitionLost
+
 __all__ = ["ComputeBackend", "PartitionLost"]
-
-
-class PartitionLost(Exception):
-    """A scattered partition is gone (its worker died); the owner may scatter it again.
-
-    Internal signal between a backend and :mod:`fedcredit.compute.partitioned`;
-    it never leaves the party (what does is a :class:`~fedcredit.errors.ComputeError`).
-
-    Attributes
-    ----------
-    indices : list of int
-        Positions (in the ``handles`` passed to ``map_partitions``) of the lost partitions.
-    """
-
-    def __init__(self, indices: Sequence[int], reason: str = ""):
-        self.indices = sorted(set(int(i) for i in indices))
-        super().__init__(f"lost partition(s) {self.indices}" + (f": {reason}" if reason else ""))
 
 
 class ComputeBackend(ABC):
@@ -116,6 +103,13 @@ class ComputeBackend(ABC):
         self.free([handles[i] for i in indices])
         for i, h in zip(indices, new):
             handles[i] = h
+
+    def submit_idle(self, fn: Callable, *args):
+        """Background work at the lowest CPU priority: its future, or ``None`` (default: not supported).
+
+        Only for work computed ahead of use that the caller can also compute when needed.
+        """
+        return None
 
     def close(self) -> None:
         """Release workers or connections this backend created (safe to call twice)."""

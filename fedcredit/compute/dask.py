@@ -29,7 +29,7 @@ raises :class:`~fedcredit.errors.ComputeError` with the reason, so the step
 fails cleanly and the party keeps serving. Scattered partitions are not
 recomputable by Dask: when their worker dies, :meth:`DaskBackend.map_partitions`
 raises :class:`~fedcredit.compute.base.PartitionLost` and the owner (see
-:mod:`fedcredit.compute.partitioned`) scatters them again from its source.
+:mod:`fedcredit.crypto.partitioned`) scatters them again from its source.
 """
 
 from __future__ import annotations

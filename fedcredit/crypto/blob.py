@@ -7,7 +7,13 @@ blob, so it needs no knowledge of any scheme and never touches a key.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
+
+import gmpy2
+from gmpy2 import mpz
+
+from ..errors import DecryptionError
 
 
 @dataclass(frozen=True)
@@ -38,3 +44,48 @@ class CipherBlob:
     count: int
     data: bytes
     meta: dict[str, int] = field(default_factory=dict)
+
+
+def check_header(pk, blob, scheme: str, max_frac_bits: int) -> int:
+    """The checks of a received blob that need no ciphertext; returns its ``frac_bits``.
+
+    Every additive vector that comes from a peer passes them (``PublicKey.vector_from_blob`` of
+    Paillier and OU, :class:`~fedcredit.crypto.partitioned.PartitionedCipherVector`) before any
+    ciphertext is parsed: the scheme, the key (constant-time fingerprint comparison), the width,
+    the length and the scale.
+
+    Raises
+    ------
+    DecryptionError
+        Opaquely (it never says which check failed).
+    """
+    if not isinstance(blob, CipherBlob):
+        raise DecryptionError()
+    if (
+        blob.scheme != scheme
+        or not secrets.compare_digest(bytes(blob.key_fingerprint), pk.fingerprint)
+        or blob.width != pk.width
+        or blob.count < 0
+        or len(blob.data) != pk.width * blob.count
+    ):
+        raise DecryptionError()
+    frac_bits = blob.meta.get("frac_bits", 0)
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= max_frac_bits:
+        raise DecryptionError()
+    return frac_bits
+
+
+def units_from_bytes(data: bytes, width: int, modulus, n) -> list:
+    """Fixed-width big-endian ciphertexts as ``mpz``, each checked to be a unit mod ``n`` in ``(0, modulus)``.
+
+    Raises
+    ------
+    DecryptionError
+        Opaquely, for any other value.
+    """
+    fb, mv = mpz.from_bytes, memoryview(data)
+    cs = [fb(mv[i : i + width], "big") for i in range(0, len(mv), width)]
+    for c in cs:
+        if not 0 < c < modulus or gmpy2.gcd(c, n) != 1:
+            raise DecryptionError()
+    return cs

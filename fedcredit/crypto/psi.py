@@ -203,7 +203,8 @@ class Group(ABC):
         secret = self._secret(key)
         parts = _parts(len(ids), parallel)
         if len(parts) > 1:
-            from .pool import KeyBytes, parallel_map
+            from .parallel import parallel_map
+            from .pool import KeyBytes
 
             res = parallel_map(w_blind, [(self.name, KeyBytes(secret), list(ids[lo:hi]), salt) for lo, hi in parts])
             return b"".join(res)
@@ -223,7 +224,8 @@ class Group(ABC):
             _chunks(points)  # raises the ProtocolError
         parts = _parts(len(points) // POINT_BYTES, parallel)
         if len(parts) > 1:
-            from .pool import KeyBytes, parallel_map
+            from .parallel import parallel_map
+            from .pool import KeyBytes
 
             res = parallel_map(w_exp, [(self.name, KeyBytes(secret), points[lo * POINT_BYTES : hi * POINT_BYTES])
                                        for lo, hi in parts])
@@ -343,12 +345,12 @@ PARALLEL_MIN_POINTS = 32768
 
 def _parts(count: int, parallel: bool | None) -> list[tuple[int, int]]:
     """Ranges of one blind/exp call per worker, or one range when it runs in-process."""
-    from . import pool
+    from . import parallel as _par
 
     if parallel is False or count < 2 or (parallel is None and count < PARALLEL_MIN_POINTS):
         return [(0, count)]
-    workers = pool.pool_size()
-    return pool.split(count, workers) if workers >= 2 else [(0, count)]
+    workers = _par.pool_size()
+    return _par.split(count, workers) if workers >= 2 else [(0, count)]
 
 
 def w_blind(group: str, secret: bytes, ids: list, salt: bytes) -> bytes:

@@ -29,7 +29,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz, powmod
 
-from ...crypto import pool as _pool
+from ...crypto import parallel as _par
 from ...crypto._raw import _reduce_product, bytes_to_ints, group_sum, ints_to_bytes
 
 __all__ = ["matvec", "matvec_naive", "column_dot", "w_matvec", "warm_pool"]
@@ -125,8 +125,8 @@ def warm_pool(rows: int, key_bits: int) -> None:
 
     Called during setup, so the first epoch does not pay for starting processes.
     """
-    if _pool.use_parallel(rows, None, key_bits):
-        _pool.parallel_map(_w_warm, [(i,) for i in range(_pool.pool_size())])
+    if _par.use_parallel(rows, None, key_bits):
+        _par.parallel_map(_w_warm, [(i,) for i in range(_par.pool_size())])
 
 
 def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):
@@ -145,12 +145,12 @@ def matvec(cv, K: np.ndarray, *, parallel: bool | None = None):
     pk = cv.public_key
     nsq = mpz(pk.nsquare)
     cs = cv.raw_ints()
-    if K.shape[1] and _pool.use_parallel(len(cs), parallel, pk.bits):
+    if K.shape[1] and _par.use_parallel(len(cs), parallel, pk.bits):
         w = pk.width
         data = ints_to_bytes(cs, w)
         nb = int(nsq).to_bytes(w, "big")
-        parts = _pool.split(len(cs), _pool.pool_size())
-        res = _pool.parallel_map(w_matvec, [(nb, data[lo * w : hi * w], w, np.ascontiguousarray(K[lo:hi]))
+        parts = _par.split(len(cs), _par.pool_size())
+        res = _par.parallel_map(w_matvec, [(nb, data[lo * w : hi * w], w, np.ascontiguousarray(K[lo:hi]))
                                             for lo, hi in parts])
         out = bytes_to_ints(res[0], w)
         for r in res[1:]:

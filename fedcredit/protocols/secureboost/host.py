@@ -28,7 +28,7 @@ With a distributed compute backend (``[compute] backend = "dask"``, see
 ``docs/compute.md``) the per-row ciphertexts and bin codes of a tree are
 scattered to the party's workers as the parts arrive and each histogram is a set of
 per-partition tasks returning partial sums
-(:class:`~fedcredit.compute.partitioned.PartitionedCipherVector`); the
+(:class:`~fedcredit.crypto.partitioned.PartitionedCipherVector`); the
 messages and the sums are the same as with the local pool.
 """
 
@@ -40,11 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from ... import compute
-from ...compute.partitioned import PartitionedCipherVector
+from ...crypto.binned import binned_from_blobs
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
 from ...models.tree.grower import check_monotone
-from ...models.tree.histogram import build_histogram
 from ...transport.base import Channel
 from . import he as _he
 from . import spec
@@ -253,8 +252,7 @@ class SecureBoostHost:
                 gh = self._receive_gh(t, pk, bounds, codes_root)
                 self.timings["gh"] += time.perf_counter() - t0  # receiving, checking and (distributed) scattering
                 self.gh_parts += len(bounds)
-                if isinstance(gh, PartitionedCipherVector):
-                    self.partitions = max(self.partitions, len(gh.bounds))
+                self.partitions = max(self.partitions, gh.n_partitions)
                 pos = np.full(len(train), -1, dtype=np.int64)
                 pos[root] = np.arange(len(root))
                 keep = spec.sent_bins(mapper.n_bins_non_missing_[active], max_bins)
@@ -263,8 +261,7 @@ class SecureBoostHost:
                     next_id = self._grow_secure(t, gh, codes_root, pos, keep, active, max_depth, max_bins, item_bits,
                                                 model, mapper, codes, next_id, len(train), nodes)
                 finally:
-                    if isinstance(gh, PartitionedCipherVector):
-                        gh.free()
+                    gh.free()
             elif start["gh_parts"] != 0:
                 raise ProtocolError(f"secureboost start: a {mode} tree has no gh parts, got {start['gh_parts']}")
             t0 = time.perf_counter()
@@ -300,12 +297,8 @@ class SecureBoostHost:
                 # the caller has taken the part in (converted or scattered it): the guest may send part k + GH_WINDOW
                 self.ch.send(self.guest, spec.tag(Stage.GH_ACK, t, part=k), {"part": k})
 
-        backend = compute.current()
-        if backend.distributed:
-            # the ciphertexts stay on the party's workers for the whole tree; only partial sums come back
-            return PartitionedCipherVector.from_blobs(pk, parts(), codes_root, backend=backend)
-        vectors = [pk.vector_from_blob(blob) for blob in parts()]
-        gh = _he.concat(vectors) if vectors else pk.encrypt_zeros(0)
+        # on a distributed backend the ciphertexts stay on the party's workers for the whole tree
+        gh = binned_from_blobs(pk, parts(), codes_root)
         if len(gh) != len(codes_root):  # the parts' row ranges cover the rows exactly; a second look
             raise ProtocolError("secureboost gh: the parts do not add up to the tree's rows")
         return gh
@@ -331,10 +324,7 @@ class SecureBoostHost:
                 nodes.check_histogram(d, r)
             parts = []
             if len(active):
-                if isinstance(gh, PartitionedCipherVector):
-                    parts = gh.histograms(node_rows, max_bins)  # one task per partition for all nodes
-                else:
-                    parts = [build_histogram(gh, codes_root, r, max_bins) for r in node_rows]
+                parts = gh.histograms(node_rows, max_bins)  # distributed: one task per partition for all nodes
             t1 = time.perf_counter()
             self.timings["histogram"] += t1 - t0
             if parts:

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import secrets
 
 import numpy as np
 
-from ..crypto.blob import CipherBlob
+from .._executor import Executor, PartitionLost, current
 from ..errors import ComputeError, ConfigError, DecryptionError
-from . import current
-from .base import ComputeBackend, PartitionLost
+from .blob import CipherBlob, check_header
 
 __all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms", "w_encrypt_partition"]
 
@@ -59,7 +57,7 @@ class PartitionedCipherVector:
         raise TypeError("create a PartitionedCipherVector with PartitionedCipherVector.from_blob")
 
     @classmethod
-    def from_blob(cls, public_key, blob: CipherBlob, codes: np.ndarray, *, backend: ComputeBackend | None = None,
+    def from_blob(cls, public_key, blob: CipherBlob, codes: np.ndarray, *, backend: Executor | None = None,
                   partition_rows: int | None = None, validate: bool = True) -> "PartitionedCipherVector":
         """Scatter a received ciphertext blob and the bin codes of the same rows.
 
@@ -71,8 +69,8 @@ class PartitionedCipherVector:
             One ciphertext per row.
         codes : ndarray of shape (len(blob), f), integer
             This party's bin codes of the same rows.
-        backend : ComputeBackend, optional
-            Default: :func:`fedcredit.compute.current`.
+        backend : Executor, optional
+            The party's compute backend; default: the current one (:func:`fedcredit._executor.current`).
         partition_rows : int, optional
             Rows per partition (default: the backend's ``partition_rows``); there
             are at least as many partitions as workers.
@@ -93,7 +91,7 @@ class PartitionedCipherVector:
                               validate=validate)
 
     @classmethod
-    def from_blobs(cls, public_key, blobs, codes: np.ndarray, *, backend: ComputeBackend | None = None,
+    def from_blobs(cls, public_key, blobs, codes: np.ndarray, *, backend: Executor | None = None,
                    partition_rows: int | None = None, validate: bool = True) -> "PartitionedCipherVector":
         """Scatter a ciphertext vector that arrives in consecutive parts, as the parts arrive.
 
@@ -183,7 +181,7 @@ class PartitionedCipherVector:
         return self
 
     @classmethod
-    def encrypt_chunks(cls, key, chunks, *, backend: ComputeBackend | None = None) -> "PartitionedCipherVector":
+    def encrypt_chunks(cls, key, chunks, *, backend: Executor | None = None) -> "PartitionedCipherVector":
         """Encrypt on the workers, one partition per chunk, without gathering the ciphertexts here.
 
         Parameters
@@ -194,7 +192,7 @@ class PartitionedCipherVector:
             Per chunk: plaintext integers in ``[-n/2, n)`` (negatives encode as ``n + v``, as
             :meth:`PublicKey.encrypt_ints`) and the bin codes of the same rows
             (e.g. from :func:`fedcredit.data.iter_table`); one chunk is in this process at a time.
-        backend : ComputeBackend, optional
+        backend : Executor, optional
 
         Notes
         -----
@@ -254,6 +252,11 @@ class PartitionedCipherVector:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def n_partitions(self) -> int:
+        """Partitions on the backend's workers."""
+        return len(self.bounds)
+
     def __repr__(self) -> str:
         return (f"PartitionedCipherVector(len={self.count}, partitions={len(self.bounds)}, "
                 f"backend={self.backend.name}, key={self.public_key.fingerprint[:4].hex()})")
@@ -289,16 +292,17 @@ class PartitionedCipherVector:
                 self.backend.replace(self._handles, lost, [self._source(i) for i in lost])
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def histograms(self, row_sets, n_bins: int) -> list:
+    def histograms(self, node_rows, n_bins: int) -> list:
         """Flat histograms of several nodes: one ``CipherVector`` of length ``f * n_bins`` per row set.
 
         Equal (as integers mod ``n^2``) to
         ``build_histogram(vector, codes, rows, n_bins)`` of the in-process vector
-        for each ``rows`` in ``row_sets``.
+        for each ``rows`` in ``node_rows`` (the interface of
+        :class:`~fedcredit.crypto.binned.BinnedCipherVector`).
 
         Parameters
         ----------
-        row_sets : sequence of ndarray of int
+        node_rows : sequence of ndarray of int
             Positions (in ``[0, len(self))``) of each node's rows.
         n_bins : int
             Codes per feature (including the missing bin).
@@ -308,13 +312,13 @@ class PartitionedCipherVector:
         if isinstance(self._codes, np.ndarray) and self._codes.size and (
                 self._codes.min() < 0 or self._codes.max() >= n_bins):
             raise ConfigError(f"bin codes must be in [0, {n_bins})")
-        k = len(row_sets)
+        k = len(node_rows)
         if k == 0:
             return []
         # per partition, each node's rows local to that partition
         per_part = [[None] * k for _ in self.bounds]
         edges = np.asarray([lo for lo, _ in self.bounds] + [self.count], dtype=np.int64)
-        for s, rows in enumerate(row_sets):
+        for s, rows in enumerate(node_rows):
             r = np.sort(np.asarray(rows, dtype=np.int64))
             if r.size and (r[0] < 0 or r[-1] >= self.count):
                 raise ConfigError(f"row positions must be in [0, {self.count})")
@@ -365,17 +369,7 @@ class _CodesInfo:
 
 def _check_header(pk, blob) -> None:
     """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
-    if not isinstance(blob, CipherBlob):
-        raise DecryptionError()
-    if (blob.scheme != "paillier" or not secrets.compare_digest(bytes(blob.key_fingerprint), pk.fingerprint)
-            or blob.width != pk.width or len(blob.data) != blob.width * blob.count):
-        raise DecryptionError()
-    try:
-        frac_bits = int(blob.meta.get("frac_bits", 0))
-    except (TypeError, ValueError):
-        raise DecryptionError() from None
-    if not 0 <= frac_bits <= 4 * pk.bits:
-        raise DecryptionError()
+    check_header(pk, blob, "paillier", 4 * pk.bits)
 
 
 # ---------------------------------------------------------------- worker side
@@ -409,7 +403,7 @@ def w_encrypt_partition(owner: bool, key_args: tuple, ms: bytes, pw: int, width:
     """Encrypt one chunk's plaintexts (fixed-width bytes) and keep ``(ciphertext bytes, codes)`` as a partition."""
     from gmpy2 import mpz
 
-    from ..crypto import pool as _pool
+    from . import pool as _pool
 
     ints = [mpz.from_bytes(ms[i:i + pw], "big") for i in range(0, len(ms), pw)]
     if owner:
@@ -423,7 +417,7 @@ def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
     """Partial flat histograms (feature-major) of several row sets of one partition, as fixed-width bytes."""
     from gmpy2 import mpz
 
-    from ..crypto._raw import _obj_array, group_sum, ints_to_bytes
+    from ._raw import _obj_array, group_sum, ints_to_bytes
 
     data, codes = part
     _, nsq = _nsq(n_bytes)
