@@ -45,7 +45,7 @@ import enum
 
 from .._expect import Message, check
 
-__all__ = ["Stage", "MESSAGES", "expect", "MODES", "BACKENDS"]
+__all__ = ["Stage", "MESSAGES", "expect", "send", "recv", "MODES", "BACKENDS"]
 
 MODES = ("coordinated", "two_party")
 BACKENDS = ("paillier", "ckks")
@@ -93,3 +93,13 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
 
         raise ProtocolError(f"hetero_lr {stage.value}: sent by a {sender_role}, expected {spec.sender}")
     return check("hetero_lr", spec, msg)
+
+
+def send(ch, peer: str, stage: Stage, value) -> None:
+    """Send ``value`` to ``peer`` under ``stage``'s tag."""
+    ch.send(peer, stage.value, value)
+
+
+def recv(ch, peer: str, stage: Stage, sender_role: str) -> dict:
+    """Receive ``stage`` from ``peer`` (a ``sender_role``) and check it against the spec."""
+    return expect(stage, ch.recv(peer, stage.value), sender_role=sender_role)

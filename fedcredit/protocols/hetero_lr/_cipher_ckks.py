@@ -1,0 +1,197 @@
+"""CKKS strategy of vertical LR: rows in slots, floats, packed products (see ``_ckks.py``).
+
+The same roles and steps as :mod:`._cipher_paillier` (``setup``, the mini-batch gradient, the validation
+round), with CKKS vectors instead of Paillier vectors. Not checkpointed: a resumed CKKS step starts over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ProtocolError
+from ...models.logistic import FEATURE_FRAC_BITS
+from . import _ckks, spec
+from ._common import LRParams, feature_codes
+from .spec import Stage
+
+__all__ = ["CKKSGuest", "CKKSHost", "CKKSArbiter"]
+
+
+def _design(X) -> np.ndarray:
+    """Features on the fixed-point grid, clipped to what ``packed_products`` multiplies (bounded values)."""
+    Xq = feature_codes(X).astype(np.float64) / float(1 << FEATURE_FRAC_BITS)
+    return np.clip(Xq, -_ckks.FEATURE_CLIP, _ckks.FEATURE_CLIP)
+
+
+class CKKSGuest:
+    """The guest's CKKS steps (``context``: two-party mode, its private context; default a new one)."""
+
+    checkpointable = False
+
+    def __init__(self, X, y, params: LRParams, *, hosts, arbiter, keypair=None, q=None):
+        self.p, self.hosts, self.arbiter, self.context = params, hosts, arbiter, keypair
+        self.Xq = _design(np.c_[X, np.ones(X.shape[0])])  # last = intercept
+        self.n_coef = self.Xq.shape[1]
+        self.y = y
+        self.Y4 = 2.0 - 4.0 * y.astype(np.float64)
+
+    def setup(self, setup, plan) -> None:
+        if self.p.mode == "coordinated":
+            self.ctx = _ckks.context_from_wire(spec.recv(setup, self.arbiter, Stage.PUBKEY, "arbiter")["public_key"])
+            self.hctx = {}
+        else:
+            h = self.hosts[0]
+            self.ctx = self.context or _ckks.new_context()
+            spec.send(setup, h, Stage.PUBKEY, {"public_key": _ckks.context_to_wire(self.ctx)})
+            self.hctx = {h: _ckks.context_from_wire(spec.recv(setup, h, Stage.PUBKEY, "host")["public_key"])}
+            self.holder = _ckks.KeyHolder(self.ctx, _ckks.decryption_budget(plan, self.p, self.hosts))
+
+    def gradient(self, ch, rows, w) -> np.ndarray:
+        ctx, Xb = self.ctx, self.Xq[rows]
+        U = _ckks.clip_scores(Xb @ w) + self.Y4[rows]  # z_g + 2 - 4y
+        if self.p.mode == "coordinated":
+            S = None
+            for h in self.hosts:
+                v = _ckks.recv_vector(ctx, spec.recv(ch, h, Stage.ZH, "host")["z"], rows.size, f"scores from {h!r}")
+                S = v if S is None else S + v
+            # fresh E(0): the hosts made the ciphertexts in S and must not be able to strip them
+            d = (S.add_plain(U) + ctx.encrypt(np.zeros(rows.size))).to_blob()
+            for h in self.hosts:
+                spec.send(ch, h, Stage.D, {"d": d})
+            blob, rsum = _ckks.packed_products(ctx, S, Xb)
+            spec.send(ch, self.arbiter, Stage.GRAD, {"g": blob})
+            got = spec.recv(ch, self.arbiter, Stage.GRAD_PLAIN, "arbiter")
+        else:
+            h = self.hosts[0]
+            spec.send(ch, h, Stage.U, {"u": ctx.encrypt(U).to_blob()})
+            EZ = _ckks.recv_vector(self.hctx[h], spec.recv(ch, h, Stage.ZH, "host")["z"], rows.size,
+                                   f"scores from {h!r}")
+            blob, rsum = _ckks.packed_products(self.hctx[h], EZ, Xb)
+            spec.send(ch, h, Stage.GRAD, {"g": blob})
+            sums = self.holder.packed_sums(h, spec.recv(ch, h, Stage.GRAD, "host")["g"], "the host's gradient")
+            spec.send(ch, h, Stage.GRAD_PLAIN, {"g": sums})
+            got = spec.recv(ch, h, Stage.GRAD_PLAIN, "host")
+        G = _ckks.unmask(got["g"], rsum) + Xb.T @ U  # X_gᵀ (z_h + z_g + 2 - 4y) = X_gᵀ 4d
+        return G / (4.0 * rows.size)
+
+    def validation_loss(self, ch, va, w) -> float:
+        ctx, hosts = self.ctx, self.hosts
+        Zg = _ckks.clip_scores(self.Xq[va] @ w)
+        s = 2.0 * self.y[va].astype(np.float64) - 1.0
+        kcoef = 2.0 * Zg - 4.0 * s
+        num = float(Zg @ Zg) - 4.0 * float(s @ Zg)
+        R = _ckks.masks(va.size)
+        if self.p.mode == "coordinated":
+            zs = {}
+            acc = ctx.encrypt(R)
+            for h in hosts:
+                zv = spec.recv(ch, h, Stage.ZV, "host")
+                zs[h] = _ckks.recv_vector(ctx, zv["z"], va.size, f"validation scores from {h!r}")
+                acc = acc + _ckks.recv_vector(ctx, zv["sq"], va.size, f"validation squares from {h!r}")
+            for i, h in enumerate(hosts):
+                spec.send(ch, h, Stage.ZX, {"z": [zs[o].to_blob() for o in hosts[i + 1 :]]})
+                acc = acc + zs[h].mul_plain(kcoef)
+            for h in hosts:
+                acc = acc + _ckks.recv_vector(ctx, spec.recv(ch, h, Stage.CROSS, "host")["c"], va.size,
+                                              f"cross terms from {h!r}",
+                                              products=int(h != hosts[-1]))  # the last host has no later ones
+            spec.send(ch, self.arbiter, Stage.LOSS, {"v": acc.to_blob()})
+            lp = spec.recv(ch, self.arbiter, Stage.LOSS_PLAIN, "arbiter")
+        else:
+            h = hosts[0]
+            EZ = _ckks.recv_vector(self.hctx[h], spec.recv(ch, h, Stage.ZV, "host")["z"], va.size,
+                                   f"validation scores from {h!r}")
+            spec.send(ch, h, Stage.LOSS, {"v": (EZ.mul_plain(kcoef) + self.hctx[h].encrypt(R)).to_blob()})
+            lp = spec.recv(ch, h, Stage.LOSS_PLAIN, "host")
+        if type(lp["v"]) is not float or not np.isfinite(lp["v"]):
+            raise ProtocolError("hetero_lr: the loss value must be a finite float")
+        return float(np.log(2.0) + (num + lp["v"] - float(np.sum(R))) / (8.0 * va.size))
+
+
+class CKKSHost:
+    """A host's CKKS steps (``context``: two-party mode, its private context; default a new one)."""
+
+    checkpointable = False
+
+    def __init__(self, X, params: LRParams, *, guest, arbiter, keypair=None):
+        self.p, self.guest, self.arbiter, self.context = params, guest, arbiter, keypair
+        self.Xq = _design(X)
+        self.n_rows, self.n_coef = self.Xq.shape
+
+    def setup(self, setup, plan) -> None:
+        g = self.guest
+        if self.p.mode == "coordinated":
+            self.ctx = self.own = _ckks.context_from_wire(
+                spec.recv(setup, self.arbiter, Stage.PUBKEY, "arbiter")["public_key"])
+        else:
+            self.own = self.context or _ckks.new_context()
+            spec.send(setup, g, Stage.PUBKEY, {"public_key": _ckks.context_to_wire(self.own)})
+            # the guest's context: residuals travel under it
+            self.ctx = _ckks.context_from_wire(spec.recv(setup, g, Stage.PUBKEY, "guest")["public_key"])
+            self.holder = _ckks.KeyHolder(self.own, _ckks.decryption_budget(plan, self.p, [g], loss_peers=[g]))
+
+    def gradient(self, ch, rows, w) -> np.ndarray:
+        g, ctx, Xb = self.guest, self.ctx, self.Xq[rows]
+        Z = _ckks.clip_scores(Xb @ w)
+        spec.send(ch, g, Stage.ZH, {"z": self.own.encrypt(Z).to_blob()})
+        if self.p.mode == "coordinated":
+            ED = _ckks.recv_vector(ctx, spec.recv(ch, g, Stage.D, "guest")["d"], rows.size, "residual vector")
+            blob, rsum = _ckks.packed_products(ctx, ED, Xb)
+            spec.send(ch, self.arbiter, Stage.GRAD, {"g": blob})
+            G = _ckks.unmask(spec.recv(ch, self.arbiter, Stage.GRAD_PLAIN, "arbiter")["g"], rsum)
+        else:
+            EU = _ckks.recv_vector(ctx, spec.recv(ch, g, Stage.U, "guest")["u"], rows.size, "residual vector")
+            blob, rsum = _ckks.packed_products(ctx, EU, Xb)
+            spec.send(ch, g, Stage.GRAD, {"g": blob})
+            sums = self.holder.packed_sums(g, spec.recv(ch, g, Stage.GRAD, "guest")["g"], "the guest's gradient")
+            spec.send(ch, g, Stage.GRAD_PLAIN, {"g": sums})
+            got = spec.recv(ch, g, Stage.GRAD_PLAIN, "guest")
+            G = _ckks.unmask(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
+        return G / (4.0 * rows.size)
+
+    def validate(self, ch, va, w) -> None:
+        g, ctx = self.guest, self.ctx
+        Zv = _ckks.clip_scores(self.Xq[va] @ w)
+        if self.p.mode == "coordinated":
+            spec.send(ch, g, Stage.ZV, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()})
+            # 2 z_h ⊙ (sum of later hosts' z), re-randomized by a fresh encryption of 0
+            cross = ctx.encrypt(np.zeros(Zv.size))
+            for blob in spec.recv(ch, g, Stage.ZX, "guest")["z"]:
+                other = _ckks.recv_vector(ctx, blob, Zv.size, "cross-term vector")
+                cross = cross + other.mul_plain(2.0 * Zv)
+            spec.send(ch, g, Stage.CROSS, {"c": cross.to_blob()})
+        else:
+            own = self.own
+            spec.send(ch, g, Stage.ZV, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()})
+            v = self.holder.slot_sum(g, spec.recv(ch, g, Stage.LOSS, "guest")["v"], Zv.size,
+                                     "the masked validation loss")
+            spec.send(ch, g, Stage.LOSS_PLAIN, {"v": float(v + Zv @ Zv)})
+
+
+class CKKSArbiter:
+    """The arbiter's CKKS steps: every decryption checked, flooded, rounded and counted (``_ckks.KeyHolder``)."""
+
+    checkpointable = False
+
+    def __init__(self, params: LRParams, *, guest, hosts, keypair=None):
+        self.p, self.guest, self.hosts, self.context = params, guest, hosts, keypair
+
+    def setup(self, setup, plan) -> None:
+        self.ctx = self.context or _ckks.new_context()
+        wire = _ckks.context_to_wire(self.ctx)
+        for peer in [self.guest, *self.hosts]:
+            spec.send(setup, peer, Stage.PUBKEY, {"public_key": wire})
+        # every decryption checked, flooded, rounded and counted against the job's plan
+        peers = [self.guest, *self.hosts]
+        self.holder = _ckks.KeyHolder(self.ctx, _ckks.decryption_budget(plan, self.p, peers, loss_peers=[self.guest]))
+
+    def serve_batch(self, ch) -> None:
+        """Decrypt each party's packed masked product and return its residue-class sums."""
+        for peer, role in [(self.guest, "guest")] + [(h, "host") for h in self.hosts]:
+            sums = self.holder.packed_sums(peer, spec.recv(ch, peer, Stage.GRAD, role)["g"], f"the gradient of {peer!r}")
+            spec.send(ch, peer, Stage.GRAD_PLAIN, {"g": sums})
+
+    def serve_loss(self, ch, n_val: int) -> None:
+        v = self.holder.slot_sum(self.guest, spec.recv(ch, self.guest, Stage.LOSS, "guest")["v"], n_val,
+                                 "the masked validation loss")
+        spec.send(ch, self.guest, Stage.LOSS_PLAIN, {"v": float(v)})
