@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
-from . import _ckks, spec
+from . import _ckks
 from ._common import LRParams, feature_codes
 from .spec import Stage
 
@@ -28,53 +28,54 @@ class CKKSGuest:
 
     checkpointable = False
 
-    def __init__(self, X, y, params: LRParams, *, hosts, arbiter, keypair=None, q=None):
+    def __init__(self, ch, s, X, y, params: LRParams, *, hosts, arbiter, keypair=None, q=None):
+        self.ch, self.s = ch, s
         self.p, self.hosts, self.arbiter, self.context = params, hosts, arbiter, keypair
         self.Xq = _design(np.c_[X, np.ones(X.shape[0])])  # last = intercept
         self.n_coef = self.Xq.shape[1]
         self.y = y
         self.Y4 = 2.0 - 4.0 * y.astype(np.float64)
 
-    def setup(self, setup, plan) -> None:
+    def setup(self, plan) -> None:
         if self.p.mode == "coordinated":
-            self.ctx = _ckks.context_from_wire(spec.recv(setup, self.arbiter, Stage.PUBKEY, "arbiter")["public_key"])
+            self.ctx = _ckks.context_from_wire(self.s.recv(self.ch, self.arbiter, Stage.KEY_AG)["public_key"])
             self.hctx = {}
         else:
             h = self.hosts[0]
             self.ctx = self.context or _ckks.new_context()
-            spec.send(setup, h, Stage.PUBKEY, {"public_key": _ckks.context_to_wire(self.ctx)})
-            self.hctx = {h: _ckks.context_from_wire(spec.recv(setup, h, Stage.PUBKEY, "host")["public_key"])}
+            self.s.send(self.ch, h, Stage.KEY_GH, {"public_key": _ckks.context_to_wire(self.ctx)})
+            self.hctx = {h: _ckks.context_from_wire(self.s.recv(self.ch, h, Stage.KEY_HG)["public_key"])}
             self.holder = _ckks.KeyHolder(self.ctx, _ckks.decryption_budget(plan, self.p, self.hosts))
 
-    def gradient(self, ch, rows, w) -> np.ndarray:
+    def gradient(self, at, rows, w) -> np.ndarray:
         ctx, Xb = self.ctx, self.Xq[rows]
         U = _ckks.clip_scores(Xb @ w) + self.Y4[rows]  # z_g + 2 - 4y
         if self.p.mode == "coordinated":
             S = None
             for h in self.hosts:
-                v = _ckks.recv_vector(ctx, spec.recv(ch, h, Stage.ZH, "host")["z"], rows.size, f"scores from {h!r}")
+                v = _ckks.recv_vector(ctx, self.s.recv(self.ch, h, Stage.ZH, **at)["z"], rows.size, f"scores from {h!r}")
                 S = v if S is None else S + v
             # fresh E(0): the hosts made the ciphertexts in S and must not be able to strip them
             d = (S.add_plain(U) + ctx.encrypt(np.zeros(rows.size))).to_blob()
             for h in self.hosts:
-                spec.send(ch, h, Stage.D, {"d": d})
+                self.s.send(self.ch, h, Stage.D, {"d": d}, **at)
             blob, rsum = _ckks.packed_products(ctx, S, Xb)
-            spec.send(ch, self.arbiter, Stage.GRAD, {"g": blob})
-            got = spec.recv(ch, self.arbiter, Stage.GRAD_PLAIN, "arbiter")
+            self.s.send(self.ch, self.arbiter, Stage.GRAD_GA, {"g": blob}, **at)
+            got = self.s.recv(self.ch, self.arbiter, Stage.GRAD_PLAIN_AG, **at)
         else:
             h = self.hosts[0]
-            spec.send(ch, h, Stage.U, {"u": ctx.encrypt(U).to_blob()})
-            EZ = _ckks.recv_vector(self.hctx[h], spec.recv(ch, h, Stage.ZH, "host")["z"], rows.size,
+            self.s.send(self.ch, h, Stage.U, {"u": ctx.encrypt(U).to_blob()}, **at)
+            EZ = _ckks.recv_vector(self.hctx[h], self.s.recv(self.ch, h, Stage.ZH, **at)["z"], rows.size,
                                    f"scores from {h!r}")
             blob, rsum = _ckks.packed_products(self.hctx[h], EZ, Xb)
-            spec.send(ch, h, Stage.GRAD, {"g": blob})
-            sums = self.holder.packed_sums(h, spec.recv(ch, h, Stage.GRAD, "host")["g"], "the host's gradient")
-            spec.send(ch, h, Stage.GRAD_PLAIN, {"g": sums})
-            got = spec.recv(ch, h, Stage.GRAD_PLAIN, "host")
+            self.s.send(self.ch, h, Stage.GRAD_GH, {"g": blob}, **at)
+            sums = self.holder.packed_sums(h, self.s.recv(self.ch, h, Stage.GRAD_HG, **at)["g"], "the host's gradient")
+            self.s.send(self.ch, h, Stage.GRAD_PLAIN_GH, {"g": sums}, **at)
+            got = self.s.recv(self.ch, h, Stage.GRAD_PLAIN_HG, **at)
         G = _ckks.unmask(got["g"], rsum) + Xb.T @ U  # X_gᵀ (z_h + z_g + 2 - 4y) = X_gᵀ 4d
         return G / (4.0 * rows.size)
 
-    def validation_loss(self, ch, va, w) -> float:
+    def validation_loss(self, at, va, w) -> float:
         ctx, hosts = self.ctx, self.hosts
         Zg = _ckks.clip_scores(self.Xq[va] @ w)
         s = 2.0 * self.y[va].astype(np.float64) - 1.0
@@ -85,24 +86,24 @@ class CKKSGuest:
             zs = {}
             acc = ctx.encrypt(R)
             for h in hosts:
-                zv = spec.recv(ch, h, Stage.ZV, "host")
+                zv = self.s.recv(self.ch, h, Stage.ZV, **at)
                 zs[h] = _ckks.recv_vector(ctx, zv["z"], va.size, f"validation scores from {h!r}")
                 acc = acc + _ckks.recv_vector(ctx, zv["sq"], va.size, f"validation squares from {h!r}")
             for i, h in enumerate(hosts):
-                spec.send(ch, h, Stage.ZX, {"z": [zs[o].to_blob() for o in hosts[i + 1 :]]})
+                self.s.send(self.ch, h, Stage.ZX, {"z": [zs[o].to_blob() for o in hosts[i + 1 :]]}, **at)
                 acc = acc + zs[h].mul_plain(kcoef)
             for h in hosts:
-                acc = acc + _ckks.recv_vector(ctx, spec.recv(ch, h, Stage.CROSS, "host")["c"], va.size,
+                acc = acc + _ckks.recv_vector(ctx, self.s.recv(self.ch, h, Stage.CROSS, **at)["c"], va.size,
                                               f"cross terms from {h!r}",
                                               products=int(h != hosts[-1]))  # the last host has no later ones
-            spec.send(ch, self.arbiter, Stage.LOSS, {"v": acc.to_blob()})
-            lp = spec.recv(ch, self.arbiter, Stage.LOSS_PLAIN, "arbiter")
+            self.s.send(self.ch, self.arbiter, Stage.LOSS_GA, {"v": acc.to_blob()}, **at)
+            lp = self.s.recv(self.ch, self.arbiter, Stage.LOSS_PLAIN_AG, **at)
         else:
             h = hosts[0]
-            EZ = _ckks.recv_vector(self.hctx[h], spec.recv(ch, h, Stage.ZV, "host")["z"], va.size,
+            EZ = _ckks.recv_vector(self.hctx[h], self.s.recv(self.ch, h, Stage.ZV, **at)["z"], va.size,
                                    f"validation scores from {h!r}")
-            spec.send(ch, h, Stage.LOSS, {"v": (EZ.mul_plain(kcoef) + self.hctx[h].encrypt(R)).to_blob()})
-            lp = spec.recv(ch, h, Stage.LOSS_PLAIN, "host")
+            self.s.send(self.ch, h, Stage.LOSS_GH, {"v": (EZ.mul_plain(kcoef) + self.hctx[h].encrypt(R)).to_blob()}, **at)
+            lp = self.s.recv(self.ch, h, Stage.LOSS_PLAIN_HG, **at)
         if type(lp["v"]) is not float or not np.isfinite(lp["v"]):
             raise ProtocolError("hetero_lr: the loss value must be a finite float")
         return float(np.log(2.0) + (num + lp["v"] - float(np.sum(R))) / (8.0 * va.size))
@@ -113,59 +114,60 @@ class CKKSHost:
 
     checkpointable = False
 
-    def __init__(self, X, params: LRParams, *, guest, arbiter, keypair=None):
+    def __init__(self, ch, s, X, params: LRParams, *, guest, arbiter, keypair=None):
+        self.ch, self.s = ch, s
         self.p, self.guest, self.arbiter, self.context = params, guest, arbiter, keypair
         self.Xq = _design(X)
         self.n_rows, self.n_coef = self.Xq.shape
 
-    def setup(self, setup, plan) -> None:
+    def setup(self, plan) -> None:
         g = self.guest
         if self.p.mode == "coordinated":
             self.ctx = self.own = _ckks.context_from_wire(
-                spec.recv(setup, self.arbiter, Stage.PUBKEY, "arbiter")["public_key"])
+                self.s.recv(self.ch, self.arbiter, Stage.KEY_AH)["public_key"])
         else:
             self.own = self.context or _ckks.new_context()
-            spec.send(setup, g, Stage.PUBKEY, {"public_key": _ckks.context_to_wire(self.own)})
+            self.s.send(self.ch, g, Stage.KEY_HG, {"public_key": _ckks.context_to_wire(self.own)})
             # the guest's context: residuals travel under it
-            self.ctx = _ckks.context_from_wire(spec.recv(setup, g, Stage.PUBKEY, "guest")["public_key"])
+            self.ctx = _ckks.context_from_wire(self.s.recv(self.ch, g, Stage.KEY_GH)["public_key"])
             self.holder = _ckks.KeyHolder(self.own, _ckks.decryption_budget(plan, self.p, [g], loss_peers=[g]))
 
-    def gradient(self, ch, rows, w) -> np.ndarray:
+    def gradient(self, at, rows, w) -> np.ndarray:
         g, ctx, Xb = self.guest, self.ctx, self.Xq[rows]
         Z = _ckks.clip_scores(Xb @ w)
-        spec.send(ch, g, Stage.ZH, {"z": self.own.encrypt(Z).to_blob()})
+        self.s.send(self.ch, g, Stage.ZH, {"z": self.own.encrypt(Z).to_blob()}, **at)
         if self.p.mode == "coordinated":
-            ED = _ckks.recv_vector(ctx, spec.recv(ch, g, Stage.D, "guest")["d"], rows.size, "residual vector")
+            ED = _ckks.recv_vector(ctx, self.s.recv(self.ch, g, Stage.D, **at)["d"], rows.size, "residual vector")
             blob, rsum = _ckks.packed_products(ctx, ED, Xb)
-            spec.send(ch, self.arbiter, Stage.GRAD, {"g": blob})
-            G = _ckks.unmask(spec.recv(ch, self.arbiter, Stage.GRAD_PLAIN, "arbiter")["g"], rsum)
+            self.s.send(self.ch, self.arbiter, Stage.GRAD_HA, {"g": blob}, **at)
+            G = _ckks.unmask(self.s.recv(self.ch, self.arbiter, Stage.GRAD_PLAIN_AH, **at)["g"], rsum)
         else:
-            EU = _ckks.recv_vector(ctx, spec.recv(ch, g, Stage.U, "guest")["u"], rows.size, "residual vector")
+            EU = _ckks.recv_vector(ctx, self.s.recv(self.ch, g, Stage.U, **at)["u"], rows.size, "residual vector")
             blob, rsum = _ckks.packed_products(ctx, EU, Xb)
-            spec.send(ch, g, Stage.GRAD, {"g": blob})
-            sums = self.holder.packed_sums(g, spec.recv(ch, g, Stage.GRAD, "guest")["g"], "the guest's gradient")
-            spec.send(ch, g, Stage.GRAD_PLAIN, {"g": sums})
-            got = spec.recv(ch, g, Stage.GRAD_PLAIN, "guest")
+            self.s.send(self.ch, g, Stage.GRAD_HG, {"g": blob}, **at)
+            sums = self.holder.packed_sums(g, self.s.recv(self.ch, g, Stage.GRAD_GH, **at)["g"], "the guest's gradient")
+            self.s.send(self.ch, g, Stage.GRAD_PLAIN_HG, {"g": sums}, **at)
+            got = self.s.recv(self.ch, g, Stage.GRAD_PLAIN_GH, **at)
             G = _ckks.unmask(got["g"], rsum) + Xb.T @ Z  # X_hᵀ u + X_hᵀ z_h = X_hᵀ 4d
         return G / (4.0 * rows.size)
 
-    def validate(self, ch, va, w) -> None:
+    def validate(self, at, va, w) -> None:
         g, ctx = self.guest, self.ctx
         Zv = _ckks.clip_scores(self.Xq[va] @ w)
         if self.p.mode == "coordinated":
-            spec.send(ch, g, Stage.ZV, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()})
+            self.s.send(self.ch, g, Stage.ZV, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()}, **at)
             # 2 z_h ⊙ (sum of later hosts' z), re-randomized by a fresh encryption of 0
             cross = ctx.encrypt(np.zeros(Zv.size))
-            for blob in spec.recv(ch, g, Stage.ZX, "guest")["z"]:
+            for blob in self.s.recv(self.ch, g, Stage.ZX, **at)["z"]:
                 other = _ckks.recv_vector(ctx, blob, Zv.size, "cross-term vector")
                 cross = cross + other.mul_plain(2.0 * Zv)
-            spec.send(ch, g, Stage.CROSS, {"c": cross.to_blob()})
+            self.s.send(self.ch, g, Stage.CROSS, {"c": cross.to_blob()}, **at)
         else:
             own = self.own
-            spec.send(ch, g, Stage.ZV, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()})
-            v = self.holder.slot_sum(g, spec.recv(ch, g, Stage.LOSS, "guest")["v"], Zv.size,
+            self.s.send(self.ch, g, Stage.ZV, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()}, **at)
+            v = self.holder.slot_sum(g, self.s.recv(self.ch, g, Stage.LOSS_GH, **at)["v"], Zv.size,
                                      "the masked validation loss")
-            spec.send(ch, g, Stage.LOSS_PLAIN, {"v": float(v + Zv @ Zv)})
+            self.s.send(self.ch, g, Stage.LOSS_PLAIN_HG, {"v": float(v + Zv @ Zv)}, **at)
 
 
 class CKKSArbiter:
@@ -173,25 +175,28 @@ class CKKSArbiter:
 
     checkpointable = False
 
-    def __init__(self, params: LRParams, *, guest, hosts, keypair=None):
+    def __init__(self, ch, s, params: LRParams, *, guest, hosts, keypair=None):
+        self.ch, self.s = ch, s
         self.p, self.guest, self.hosts, self.context = params, guest, hosts, keypair
 
-    def setup(self, setup, plan) -> None:
+    def setup(self, plan) -> None:
         self.ctx = self.context or _ckks.new_context()
-        wire = _ckks.context_to_wire(self.ctx)
-        for peer in [self.guest, *self.hosts]:
-            spec.send(setup, peer, Stage.PUBKEY, {"public_key": wire})
+        key = {"public_key": _ckks.context_to_wire(self.ctx)}
+        self.s.send(self.ch, self.guest, Stage.KEY_AG, key)
+        for h in self.hosts:
+            self.s.send(self.ch, h, Stage.KEY_AH, key)
         # every decryption checked, flooded, rounded and counted against the job's plan
         peers = [self.guest, *self.hosts]
         self.holder = _ckks.KeyHolder(self.ctx, _ckks.decryption_budget(plan, self.p, peers, loss_peers=[self.guest]))
 
-    def serve_batch(self, ch) -> None:
+    def serve_batch(self, at) -> None:
         """Decrypt each party's packed masked product and return its residue-class sums."""
-        for peer, role in [(self.guest, "guest")] + [(h, "host") for h in self.hosts]:
-            sums = self.holder.packed_sums(peer, spec.recv(ch, peer, Stage.GRAD, role)["g"], f"the gradient of {peer!r}")
-            spec.send(ch, peer, Stage.GRAD_PLAIN, {"g": sums})
+        for peer, grad, plain in [(self.guest, Stage.GRAD_GA, Stage.GRAD_PLAIN_AG)] + \
+                [(h, Stage.GRAD_HA, Stage.GRAD_PLAIN_AH) for h in self.hosts]:
+            sums = self.holder.packed_sums(peer, self.s.recv(self.ch, peer, grad, **at)["g"], f"the gradient of {peer!r}")
+            self.s.send(self.ch, peer, plain, {"g": sums}, **at)
 
-    def serve_loss(self, ch, n_val: int) -> None:
-        v = self.holder.slot_sum(self.guest, spec.recv(ch, self.guest, Stage.LOSS, "guest")["v"], n_val,
+    def serve_loss(self, at, n_val: int) -> None:
+        v = self.holder.slot_sum(self.guest, self.s.recv(self.ch, self.guest, Stage.LOSS_GA, **at)["v"], n_val,
                                  "the masked validation loss")
-        spec.send(ch, self.guest, Stage.LOSS_PLAIN, {"v": float(v)})
+        self.s.send(self.ch, self.guest, Stage.LOSS_PLAIN_AG, {"v": float(v)}, **at)

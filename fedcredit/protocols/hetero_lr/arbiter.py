@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import ProtocolError
 from . import _checkpoint, spec
 from ._cipher_ckks import CKKSArbiter
 from ._cipher_paillier import PaillierArbiter
@@ -11,7 +12,7 @@ from .spec import Stage
 __all__ = ["run_arbiter"]
 
 
-def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: list[str], keypair=None,
+def run_arbiter(channel, n_rows: int | None, params: LRParams, *, guest: str, hosts: list[str], keypair=None,
                 check_cancelled=None, checkpoint=None) -> dict:
     """Hold the key; decrypt each party's masked gradient sums and the guest's masked validation loss.
 
@@ -20,13 +21,21 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
     masks (``_ckks`` module docstring), and it returns only what its
     :class:`~fedcredit.protocols.hetero_lr._ckks.KeyHolder` checked, flooded,
     rounded and counted.
+
+    ``n_rows``: the number of aligned rows if known (checked against the guest's ``ROWS`` message), or None
+    (taken from it).
     """
+    s = spec.session(channel.party, params.mode, guest=guest, hosts=hosts, arbiter=channel.party)
+    rows = s.recv(channel, guest, Stage.ROWS)["rows"]
+    if rows < 1 or (n_rows is not None and rows != n_rows):
+        raise ProtocolError("hetero_lr: the guest sent an invalid row count")
+    n_rows = rows
     cipher = (CKKSArbiter if params.backend == "ckks" else PaillierArbiter)(
-        params, guest=guest, hosts=hosts, keypair=keypair)
+        channel, s, params, guest=guest, hosts=hosts, keypair=keypair)
     if not cipher.checkpointable:
         checkpoint = None
     plan = Plan(n_rows, params)
-    cipher.setup(channel.sub("setup"), plan)
+    cipher.setup(plan)
     epochs, stopped = 0, False
     ck = _checkpoint.restore(checkpoint, "arbiter")
     if ck is not None:  # a resumed job (the key above is fresh: the weights do not depend on it)
@@ -35,13 +44,12 @@ def run_arbiter(channel, n_rows: int, params: LRParams, *, guest: str, hosts: li
         if check_cancelled:
             check_cancelled()
         for b, _rows in enumerate(plan.batches(epoch)):
-            cipher.serve_batch(channel.sub(f"e-{epoch}", f"b-{b}"))
+            cipher.serve_batch({"e": epoch, "b": b})
         epochs = epoch + 1
         stop = False
         if plan.valid.size:
-            ch = channel.sub(f"e-{epoch}", "val")
-            cipher.serve_loss(ch, plan.valid.size)
-            stop = bool(spec.recv(ch, guest, Stage.DECISION, "guest")["stop"])
+            cipher.serve_loss({"e": epoch}, plan.valid.size)
+            stop = bool(s.recv(channel, guest, Stage.DECISION_GA, e=epoch)["stop"])
         _checkpoint.save(checkpoint, "arbiter", epochs, stopped=stop)
         if stop:
             break

@@ -74,13 +74,17 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         if params.backend == "ckks":
             raise DataError("weights need backend='paillier'")
         q = np.rint(rw * float(1 << WEIGHT_FRAC_BITS)).astype(np.int64).astype(object)
+    me = channel.party
+    s = spec.session(me, params.mode, guest=me, hosts=hosts, arbiter=arbiter)
     cipher = (CKKSGuest if params.backend == "ckks" else PaillierGuest)(
-        X, y, params, hosts=hosts, arbiter=arbiter, keypair=keypair, q=q)
+        channel, s, X, y, params, hosts=hosts, arbiter=arbiter, keypair=keypair, q=q)
     if not cipher.checkpointable:
         checkpoint = None
     plan = Plan(X.shape[0], params)
     t_setup = time.perf_counter()
-    cipher.setup(channel.sub("setup"), plan)
+    if params.mode == "coordinated":  # the arbiter holds no data: it learns the row count from the guest
+        s.send(channel, arbiter, Stage.ROWS, {"rows": int(X.shape[0])})
+    cipher.setup(plan)
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     f = cipher.n_coef
     w = np.zeros(f)
@@ -93,20 +97,20 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
     if ck is not None:  # a resumed job: continue after the last epoch every party finished
         start, stopped, w, bad, history = ck["epoch"], ck["stopped"], ck["w"], ck["bad"], ck["history"]
         best = (ck["best_loss"], ck["best_w"], ck["best_epoch"])
-    deciders = hosts + ([arbiter] if params.mode == "coordinated" else [])
+    deciders = [(h, Stage.DECISION_GH) for h in hosts] + \
+        ([(arbiter, Stage.DECISION_GA)] if params.mode == "coordinated" else [])
     for epoch in range(start, start if stopped else params.max_epochs):
         t_epoch, c_epoch = time.perf_counter(), time.process_time()
         if check_cancelled:
             check_cancelled()
         lr = plan.lr(epoch)
         for b, rows in enumerate(plan.batches(epoch)):
-            grad = cipher.gradient(channel.sub(f"e-{epoch}", f"b-{b}"), rows, w) + params.alpha * reg * w
+            grad = cipher.gradient({"e": epoch, "b": b}, rows, w) + params.alpha * reg * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         stop = False
         if plan.valid.size:
-            ch = channel.sub(f"e-{epoch}", "val")
-            vl = cipher.validation_loss(ch, plan.valid, w)
+            vl = cipher.validation_loss({"e": epoch}, plan.valid, w)
             rec["val_loss"] = vl
             improved = vl < best[0] - params.tol
             if improved:
@@ -114,8 +118,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
             else:
                 bad += 1
             stop = bad >= params.n_iter_no_change or epoch == params.max_epochs - 1
-            for peer in deciders:
-                spec.send(ch, peer, Stage.DECISION, {"improved": bool(improved), "stop": bool(stop)})
+            for peer, stage in deciders:
+                s.send(channel, peer, stage, {"improved": bool(improved), "stop": bool(stop)}, e=epoch)
         else:
             best = (np.nan, w.copy(), epoch + 1)
         rec["seconds"] = time.perf_counter() - t_epoch

@@ -42,13 +42,15 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
         ``coef`` (ndarray, best epoch), ``n_epochs``, ``history`` (with wall ``seconds`` per epoch),
         ``setup_seconds``.
     """
+    me = channel.party
+    s = spec.session(me, params.mode, guest=guest, hosts=[me], arbiter=arbiter)
     cipher = (CKKSHost if params.backend == "ckks" else PaillierHost)(
-        X, params, guest=guest, arbiter=arbiter, keypair=keypair)
+        channel, s, X, params, guest=guest, arbiter=arbiter, keypair=keypair)
     if not cipher.checkpointable:
         checkpoint = None
     plan = Plan(X.shape[0], params)
     t_setup = time.perf_counter()
-    cipher.setup(channel.sub("setup"), plan)
+    cipher.setup(plan)
     setup_seconds = time.perf_counter() - t_setup  # keys/contexts: made, sent, loaded
     w = np.zeros(cipher.n_coef)
     best_w, best_epoch = w.copy(), 0
@@ -64,14 +66,13 @@ def run_host(channel, X, params: LRParams, *, guest: str, arbiter: str | None = 
             check_cancelled()
         lr = plan.lr(epoch)
         for b, rows in enumerate(plan.batches(epoch)):
-            grad = cipher.gradient(channel.sub(f"e-{epoch}", f"b-{b}"), rows, w) + params.alpha * w
+            grad = cipher.gradient({"e": epoch, "b": b}, rows, w) + params.alpha * w
             w = w - lr * grad
         rec = {"epoch": epoch, "learning_rate": lr}
         stop = False
         if plan.valid.size:
-            ch = channel.sub(f"e-{epoch}", "val")
-            cipher.validate(ch, plan.valid, w)
-            dec = spec.recv(ch, guest, Stage.DECISION, "guest")
+            cipher.validate({"e": epoch}, plan.valid, w)
+            dec = s.recv(channel, guest, Stage.DECISION_GH, e=epoch)
             if dec["improved"]:
                 best_w, best_epoch = w.copy(), epoch + 1
             stop = bool(dec["stop"])
