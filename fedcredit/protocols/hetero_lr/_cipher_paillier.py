@@ -17,12 +17,17 @@ from ...crypto.paillier import generate_keypair
 from ...errors import ProtocolError
 from ...models.logistic import FEATURE_FRAC_BITS
 from .._spec import decode_public_key, encode_public_key
-from ._common import (SCORE_FRAC_BITS, WEIGHT_FRAC_BITS, LRParams, encode_scores, feature_codes, loss_from_numerator,
-                      masks, to_grad, unmask)
+from ._common import (SCORE_FRAC_BITS, WEIGHT_FRAC_BITS, LRParams, check_scores, encode_scores, feature_codes,
+                      loss_from_numerator, pack_masked, to_grad, unmask, unpack)
 from ._matvec import column_dot, matvec, warm_pool
 from .spec import Stage
 
 __all__ = ["PaillierGuest", "PaillierHost", "PaillierArbiter"]
+
+
+def _unpacked(values, m, pk, item_bits: int, count: int) -> list[int]:
+    """The ``count`` gradient sums from the key owner's decryptions of our packed, masked ciphertexts."""
+    return unpack(unmask(values, m, pk.n, len(m)), count, pk.bits, item_bits)
 
 
 def _key(value):
@@ -74,7 +79,9 @@ class PaillierGuest:
     def gradient(self, at, rows, w) -> np.ndarray:
         """The mean Taylor-loss gradient of the guest's coefficients on batch ``rows`` (no L2 term)."""
         q, K = self.q, self.K
-        U = encode_scores(self.Xq[rows] @ w) + self.Y4[rows]
+        zg = self.Xq[rows] @ w
+        check_scores(zg)
+        U = encode_scores(zg) + self.Y4[rows]
         if self.p.mode == "coordinated":
             ez = self._recv_scores(at, self.pk, rows.size)
             S = ez[0]
@@ -87,10 +94,10 @@ class PaillierGuest:
             ED = S.add_plain(U).obfuscate(for_key_owner=False)
             for h in self.hosts:
                 self.s.send(self.ch, h, Stage.D, {"d": ED}, **at)
-            m = masks(self.n_coef, self.pk.n)
-            self.s.send(self.ch, self.arbiter, Stage.GRAD_GA, {"g": matvec(S, K[rows]).add_plain(m)}, **at)
+            gv, m, ib = pack_masked(matvec(S, K[rows]), K[rows], q is not None)
+            self.s.send(self.ch, self.arbiter, Stage.GRAD_GA, {"g": gv}, **at)
             got = self.s.recv(self.ch, self.arbiter, Stage.GRAD_PLAIN_AG, **at)
-            Gz = unmask(got["g"], m, self.pk.n, self.n_coef)
+            Gz = _unpacked(got["g"], m, self.pk, ib, self.n_coef)
         else:
             h = self.hosts[0]
             if q is not None:  # weighted: the host gets E(q ⊙ U) and adds E(q) ⊙ z_h itself
@@ -100,14 +107,14 @@ class PaillierGuest:
             (EZ,) = self._recv_scores(at, self.hpk[h], rows.size)
             if q is not None:
                 EZ = EZ.mul_plain(q[rows].tolist())
-            m = masks(self.n_coef, self.hpk[h].n)
-            self.s.send(self.ch, h, Stage.GRAD_GH, {"g": matvec(EZ, K[rows]).add_plain(m)}, **at)
-            # decrypt the host's masked gradient part X_hᵀ u + m_h (uniform: reveals nothing)
+            gv, m, ib = pack_masked(matvec(EZ, K[rows]), K[rows], q is not None)
+            self.s.send(self.ch, h, Stage.GRAD_GH, {"g": gv}, **at)
+            # decrypt the host's packed gradient part X_hᵀ u + m_h (m_h uniform mod n: reveals nothing)
             gh = self.s.recv(self.ch, h, Stage.GRAD_HG, **at)
             vals = self.sk.decrypt_ints(self.pk.vector_from_blob(gh["g"]))
             self.s.send(self.ch, h, Stage.GRAD_PLAIN_GH, {"g": [int(v) for v in vals]}, **at)
             got = self.s.recv(self.ch, h, Stage.GRAD_PLAIN_HG, **at)
-            Gz = unmask(got["g"], m, self.hpk[h].n, self.n_coef)
+            Gz = _unpacked(got["g"], m, self.hpk[h], ib, self.n_coef)
         Gu = K[rows].T.astype(object) @ np.asarray(U, dtype=object)
         G = [int(a) + int(c) for a, c in zip(Gu, Gz)]
         return to_grad(G, rows.size, 0 if q is None else WEIGHT_FRAC_BITS)
@@ -204,16 +211,19 @@ class PaillierHost:
 
     def gradient(self, at, rows, w) -> np.ndarray:
         """The mean Taylor-loss gradient of this host's coefficients on batch ``rows`` (no L2 term)."""
-        g, K, N, f = self.guest, self.K, self.pk.n, self.n_coef
-        Z = encode_scores(self.Xq[rows] @ w)
-        m = masks(f, N)
+        g, K, f = self.guest, self.K, self.n_coef
+        zh = self.Xq[rows] @ w
+        check_scores(zh)
+        Z = encode_scores(zh)
+        weighted = self.p.weighted
         if self.p.mode == "coordinated":
             self.s.send(self.ch, g, Stage.ZH, {"z": self.pk.encrypt_ints(Z)}, **at)
             ED = self.pk.vector_from_blob(self.s.recv(self.ch, g, Stage.D, **at)["d"])
             if len(ED) != rows.size:
                 raise ProtocolError("hetero_lr: residual vector has the wrong length")
-            self.s.send(self.ch, self.arbiter, Stage.GRAD_HA, {"g": matvec(ED, K[rows]).add_plain(m)}, **at)
-            G = unmask(self.s.recv(self.ch, self.arbiter, Stage.GRAD_PLAIN_AH, **at)["g"], m, N, f)
+            gv, m, ib = pack_masked(matvec(ED, K[rows]), K[rows], weighted)
+            self.s.send(self.ch, self.arbiter, Stage.GRAD_HA, {"g": gv}, **at)
+            G = _unpacked(self.s.recv(self.ch, self.arbiter, Stage.GRAD_PLAIN_AH, **at)["g"], m, self.pk, ib, f)
         else:
             self.s.send(self.ch, g, Stage.ZH, {"z": self.own_sk.encrypt_ints(Z)}, **at)
             EU = self.pk.vector_from_blob(self.s.recv(self.ch, g, Stage.U, **at)["u"])
@@ -221,12 +231,13 @@ class PaillierHost:
                 raise ProtocolError("hetero_lr: residual vector has the wrong length")
             if self.EQ is not None:  # E(q ⊙ 4d) = E(q ⊙ u) ⊕ E(q) ⊙ z_h: the whole weighted residual, encrypted
                 EU = EU + self.EQ[rows].mul_plain(Z.tolist())
-            self.s.send(self.ch, g, Stage.GRAD_HG, {"g": matvec(EU, K[rows]).add_plain(m)}, **at)
-            # decrypt the guest's masked gradient part X_gᵀ z_h + m_g (uniform: reveals nothing)
+            gv, m, ib = pack_masked(matvec(EU, K[rows]), K[rows], weighted)
+            self.s.send(self.ch, g, Stage.GRAD_HG, {"g": gv}, **at)
+            # decrypt the guest's packed gradient part X_gᵀ z_h + m_g (m_g uniform mod n: reveals nothing)
             gg = self.s.recv(self.ch, g, Stage.GRAD_GH, **at)
             vals = self.own_sk.decrypt_ints(self.own_pk.vector_from_blob(gg["g"]))
             self.s.send(self.ch, g, Stage.GRAD_PLAIN_HG, {"g": [int(v) for v in vals]}, **at)
-            Gu = unmask(self.s.recv(self.ch, g, Stage.GRAD_PLAIN_GH, **at)["g"], m, N, f)
+            Gu = _unpacked(self.s.recv(self.ch, g, Stage.GRAD_PLAIN_GH, **at)["g"], m, self.pk, ib, f)
             if self.EQ is not None:  # the weighted own part was summed under encryption
                 G = Gu
             else:  # own part X_hᵀ z_h in the clear: 4d 2^F = U + Z_h

@@ -15,7 +15,7 @@ from ...errors import DataError
 from . import _checkpoint, spec
 from ._cipher_ckks import CKKSGuest
 from ._cipher_paillier import PaillierGuest
-from ._common import WEIGHT_FRAC_BITS, LRParams, Plan
+from ._common import WEIGHT_BOUND_BITS, WEIGHT_FRAC_BITS, LRParams, Plan
 from .spec import Stage
 
 __all__ = ["run_guest"]
@@ -73,6 +73,8 @@ def run_guest(channel, X, y, params: LRParams, *, hosts: list[str], arbiter: str
         rw = row_weights(y, sample_weight, params.class_weight)
         if params.backend == "ckks":
             raise DataError("weights need backend='paillier'")
+        if rw.size and not np.abs(rw).max() < float(1 << WEIGHT_BOUND_BITS):  # bounds the packed gradient slots
+            raise DataError(f"hetero_lr: row weights must be below 2^{WEIGHT_BOUND_BITS}")
         q = np.rint(rw * float(1 << WEIGHT_FRAC_BITS)).astype(np.int64).astype(object)
     me = channel.party
     s = spec.session(me, params.mode, guest=me, hosts=hosts, arbiter=arbiter)
