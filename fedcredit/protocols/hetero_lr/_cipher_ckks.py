@@ -53,7 +53,8 @@ class CKKSGuest:
         if self.p.mode == "coordinated":
             S = None
             for h in self.hosts:
-                v = _ckks.recv_vector(ctx, self.s.recv(self.ch, h, Stage.ZH, **at)["z"], rows.size, f"scores from {h!r}")
+                z = self.s.recv(self.ch, h, Stage.ZH, **at)["z"]
+                v = _ckks.recv_vector(ctx, z, rows.size, f"scores from {h!r}")
                 S = v if S is None else S + v
             # fresh E(0): the hosts made the ciphertexts in S and must not be able to strip them
             d = (S.add_plain(U) + ctx.encrypt(np.zeros(rows.size))).to_blob()
@@ -102,7 +103,8 @@ class CKKSGuest:
             h = hosts[0]
             EZ = _ckks.recv_vector(self.hctx[h], self.s.recv(self.ch, h, Stage.ZV, **at)["z"], va.size,
                                    f"validation scores from {h!r}")
-            self.s.send(self.ch, h, Stage.LOSS_GH, {"v": (EZ.mul_plain(kcoef) + self.hctx[h].encrypt(R)).to_blob()}, **at)
+            masked = EZ.mul_plain(kcoef) + self.hctx[h].encrypt(R)
+            self.s.send(self.ch, h, Stage.LOSS_GH, {"v": masked.to_blob()}, **at)
             lp = self.s.recv(self.ch, h, Stage.LOSS_PLAIN_HG, **at)
         if type(lp["v"]) is not float or not np.isfinite(lp["v"]):
             raise ProtocolError("hetero_lr: the loss value must be a finite float")
@@ -155,7 +157,8 @@ class CKKSHost:
         g, ctx = self.guest, self.ctx
         Zv = _ckks.clip_scores(self.Xq[va] @ w)
         if self.p.mode == "coordinated":
-            self.s.send(self.ch, g, Stage.ZV, {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()}, **at)
+            zv = {"z": ctx.encrypt(Zv).to_blob(), "sq": ctx.encrypt(Zv * Zv).to_blob()}
+            self.s.send(self.ch, g, Stage.ZV, zv, **at)
             # 2 z_h ⊙ (sum of later hosts' z), re-randomized by a fresh encryption of 0
             cross = ctx.encrypt(np.zeros(Zv.size))
             for blob in self.s.recv(self.ch, g, Stage.ZX, **at)["z"]:
@@ -164,7 +167,8 @@ class CKKSHost:
             self.s.send(self.ch, g, Stage.CROSS, {"c": cross.to_blob()}, **at)
         else:
             own = self.own
-            self.s.send(self.ch, g, Stage.ZV, {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()}, **at)
+            zv = {"z": own.encrypt(Zv).to_blob(), "sq": own.encrypt([0.0]).to_blob()}
+            self.s.send(self.ch, g, Stage.ZV, zv, **at)
             v = self.holder.slot_sum(g, self.s.recv(self.ch, g, Stage.LOSS_GH, **at)["v"], Zv.size,
                                      "the masked validation loss")
             self.s.send(self.ch, g, Stage.LOSS_PLAIN_HG, {"v": float(v + Zv @ Zv)}, **at)
@@ -193,7 +197,8 @@ class CKKSArbiter:
         """Decrypt each party's packed masked product and return its residue-class sums."""
         for peer, grad, plain in [(self.guest, Stage.GRAD_GA, Stage.GRAD_PLAIN_AG)] + \
                 [(h, Stage.GRAD_HA, Stage.GRAD_PLAIN_AH) for h in self.hosts]:
-            sums = self.holder.packed_sums(peer, self.s.recv(self.ch, peer, grad, **at)["g"], f"the gradient of {peer!r}")
+            blob = self.s.recv(self.ch, peer, grad, **at)["g"]
+            sums = self.holder.packed_sums(peer, blob, f"the gradient of {peer!r}")
             self.s.send(self.ch, peer, plain, {"g": sums}, **at)
 
     def serve_loss(self, at, n_val: int) -> None:

@@ -33,7 +33,7 @@ CROSS is ``[[2 z_h ⊙ sum of later z_h']]`` per slot, LOSS is per-slot masked a
     setup   guest → host   KEY_GH   guest key          host → guest  KEY_HG   host key
             guest → host   WEIGHTS  E_g(q) for every row (weighted runs only: q = round(w 2^16))
     batch   host  → guest  ZH       E_h(z_h)           guest → host  U        E_g(z_g + 2 - 4y)
-            host  → guest  GRAD_HG  E_g(X_hᵀ u) packed + mask      guest → host  GRAD_GH  E_h(X_gᵀ z_h) packed + mask
+            host  → guest  GRAD_HG  E_g(X_hᵀ u) (packed, masked)  guest → host  GRAD_GH  E_h(X_gᵀ z_h) (same)
             guest → host   GRAD_PLAIN_GH                host → guest  GRAD_PLAIN_HG
     val     host  → guest  ZV       E_h(z_h), E_h(0)   guest → host  LOSS_GH  E_h(partial numerator + r)
             host  → guest  LOSS_PLAIN_HG (partial + r + |z_h|²)    guest → host  DECISION_GH
