@@ -2,7 +2,9 @@
 
 One class per role (:class:`PaillierGuest`, :class:`PaillierHost`, :class:`PaillierArbiter`), each with the
 cipher-specific steps the role's driver (``guest.py``, ``host.py``, ``arbiter.py``) calls: ``setup`` (keys),
-the mini-batch gradient and the validation round. Messages are in ``spec.py``; what each role learns is in
+the mini-batch gradient and the validation round. Each party's gradient sums go to the key owner packed into few
+ciphertexts under one mask uniform mod n each (:func:`~._common.pack_masked`: one uniform ``r^n``
+re-randomization per party and batch). Messages are in ``spec.py``; what each role learns is in
 ``docs/hetero_lr.md``.
 """
 
