@@ -204,3 +204,42 @@ def test_matvec_uses_the_public_raw_hooks_and_stays_derived():
         pk.vector_from_raw([0])
     with pytest.raises(ConfigError, match="raw ciphertexts"):
         pk.vector_from_raw([pk.nsquare])
+
+
+def test_the_arbiter_takes_the_row_count_from_the_guest_and_checks_it():
+    """ROWS is a spec message (no ad-hoc ``meta/rows`` tag): a count that differs from the one expected is refused."""
+    from fedcredit.errors import ProtocolError
+
+    Xg, Xh, y = _data()
+    p = LRParams(mode="coordinated", batch_size=None, max_epochs=1, validation_fraction=0.0)
+    roles = {"g": lambda ch: run_guest(ch, Xg, y, p, hosts=["h1"], arbiter="a", keypair=small_keypair(512, index=0)),
+             "h1": lambda ch: run_host(ch, Xh["h1"], p, guest="g", arbiter="a"),
+             "a": lambda ch: run_arbiter(ch, len(y) + 1, p, guest="g", hosts=["h1"], keypair=small_keypair(512))}
+    with pytest.raises(ProtocolError, match="row count"):
+        run_local(roles, timeout=30)
+    roles["a"] = lambda ch: run_arbiter(ch, None, p, guest="g", hosts=["h1"], keypair=small_keypair(512))
+    roles["h1"] = lambda ch: run_host(ch, Xh["h1"], p, guest="g", arbiter="a")
+    assert run_local(roles, timeout=60)["a"]["epochs"] == 1
+
+
+def test_spec_checks_roles_and_the_order_on_each_link():
+    from fedcredit.errors import ProtocolError
+    from fedcredit.protocols.hetero_lr import spec
+    from fedcredit.protocols.hetero_lr.spec import Stage
+
+    class _Ch:  # nothing may reach the channel: the session refuses first
+        def send(self, *a):
+            raise AssertionError("sent")
+
+        def recv(self, *a):
+            raise AssertionError("received")
+
+    host = spec.session("h1", "coordinated", guest="g", hosts=["h1"], arbiter="a")
+    with pytest.raises(ProtocolError, match="out of order"):  # a gradient answer before the key and the gradient
+        host.recv(_Ch(), "a", Stage.GRAD_PLAIN_AH, e=0, b=0)
+    with pytest.raises(ProtocolError, match="expected the arbiter"):  # the key comes from the arbiter only
+        host.recv(_Ch(), "g", Stage.KEY_AH)
+    guest = spec.session("g", "two_party", guest="g", hosts=["h1"])
+    with pytest.raises(ProtocolError, match="out of order"):  # the residual before the keys
+        guest.send(_Ch(), "h1", Stage.U, {"u": None}, e=0, b=0)
+    assert spec.SPEC.tag(Stage.GRAD_HA, e=2, b=5) == "e-2/b-5/grad-ha"

@@ -57,7 +57,7 @@ def test_ckks_keys_stay_home_and_values_are_hidden():
     hub = MemoryHub(["g", "h1", "a"])
     kw = dict(batch_size=300, max_epochs=1, validation_fraction=0.2)
     out, _ = _run("coordinated", ["h1"], kw, hub=hub)
-    ctx_msgs = [payload for s, r, tag, payload in hub.captured if s == "a" and "pubkey" in tag]
+    ctx_msgs = [payload for s, r, tag, payload in hub.captured if s == "a" and "/key-a" in tag]
     assert ctx_msgs
     # the contexts peers receive hold no secret key
     from fedcredit.crypto.ckks import CKKSContext
@@ -67,7 +67,8 @@ def test_ckks_keys_stay_home_and_values_are_hidden():
         ctx = CKKSContext.from_serialized(serde.decode(payload)["public_key"]["context"])
         assert not ctx.is_private
     # gradients travel as one packed ciphertext per party and batch (strided layout), under the arbiter's key
-    grads = [(s, serde.decode(p)["g"]) for s, r, tag, p in hub.captured if r == "a" and tag.endswith("/grad")]
+    grads = [(s, serde.decode(p)["g"]) for s, r, tag, p in hub.captured
+             if r == "a" and tag.endswith(("/grad-ga", "/grad-ha"))]
     assert grads and {s for s, _ in grads} == {"g", "h1"}
     stride = {"g": 2, "h1": 1}  # 2 features + intercept: 2 residue classes x (real, imaginary); 2 features: 1
     assert all(isinstance(g, CipherBlob) and g.meta["stride"] == stride[s] and g.meta["chunks"] == 1 for s, g in grads)

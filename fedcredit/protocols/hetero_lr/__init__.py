@@ -161,7 +161,7 @@ class VerticalLogisticRegression:
         role : {"guest", "host", "arbiter"}
         guest, hosts, arbiter : peer names
         n_rows : int, optional
-            Arbiter only: number of aligned rows.
+            Arbiter only: number of aligned rows (default: as the guest says; checked when given).
         checkpoint : fedcredit.protocols.checkpoint.Checkpoint, optional
             Per-epoch checkpoints (a job step passes ``ctx.checkpoint``; Paillier backend only).
         """
@@ -177,8 +177,8 @@ class VerticalLogisticRegression:
                            check_cancelled=check_cancelled, checkpoint=checkpoint)
             self.intercept_ = 0.0
         elif role == "arbiter":
-            res = run_arbiter(channel, int(n_rows), p, guest=guest, hosts=hosts, keypair=keypair,
-                              check_cancelled=check_cancelled, checkpoint=checkpoint)
+            res = run_arbiter(channel, None if n_rows is None else int(n_rows), p, guest=guest, hosts=hosts,
+                              keypair=keypair, check_cancelled=check_cancelled, checkpoint=checkpoint)
             self.coef_ = np.empty(0)
             self.intercept_ = 0.0
             self.n_epochs_ = res["epochs"]
@@ -235,12 +235,7 @@ def run(ctx: StepContext) -> dict:
     arbiter = arbiters[0] if arbiters else None
     est = VerticalLogisticRegression(**params)
     if ctx.role == "arbiter":
-        n_rows = ctx.channel.sub("meta").recv(ctx.guest, "rows")
-        if type(n_rows) is not int or n_rows < 1:
-            from ...errors import ProtocolError
-
-            raise ProtocolError("hetero_lr: the guest sent an invalid row count")
-        est.fit(ctx.channel, role="arbiter", guest=ctx.guest, hosts=ctx.hosts, n_rows=n_rows,
+        est.fit(ctx.channel, role="arbiter", guest=ctx.guest, hosts=ctx.hosts,  # the row count: from the guest
                 check_cancelled=ctx.check_cancelled, checkpoint=ctx.checkpoint)
         ctx.state["hetero_lr"] = {"role": "arbiter"}
         return {"epochs": est.n_epochs_}
@@ -251,8 +246,6 @@ def run(ctx: StepContext) -> dict:
         weights = table.X[:, table.columns.index(p.weight_column)]
         table = table.select([c for c in table.columns if c != p.weight_column])  # weights are no feature
     X, part = _features(ctx, p, table)
-    if ctx.role == "guest" and p.mode == "coordinated":
-        ctx.channel.sub("meta").send(arbiter, "rows", len(ctx.data))
     est.fit(ctx.channel, X, ctx.data.y if ctx.role == "guest" else None, role=ctx.role, guest=ctx.guest,
             hosts=ctx.hosts, arbiter=arbiter, check_cancelled=ctx.check_cancelled, sample_weight=weights,
             checkpoint=ctx.checkpoint)

@@ -9,16 +9,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..._validation import Interval, StrOptions, validate_params
-from ...errors import ConfigError, ProtocolError
+from ...errors import ConfigError, DataError, ProtocolError
 from ...models.logistic import _COMMON_CONSTRAINTS, FEATURE_FRAC_BITS, batch_plan, learning_rate_at, validation_split
 from .spec import BACKENDS, MODES
 
-__all__ = ["LRParams", "SCORE_FRAC_BITS", "encode_scores", "feature_codes", "Plan", "masks", "unmask", "to_grad"]
+__all__ = ["LRParams", "SCORE_FRAC_BITS", "encode_scores", "feature_codes", "Plan", "masks", "unmask", "to_grad",
+           "check_scores", "residual_bits", "pack_masked", "unpack"]
 
 #: Scores z are sent as round(z * 2**SCORE_FRAC_BITS).
 SCORE_FRAC_BITS = 32
 #: Row weights multiply the residual as integers round(w * 2**WEIGHT_FRAC_BITS).
 WEIGHT_FRAC_BITS = 16
+#: A party's score contribution |z_p| (Paillier) stays below 2**SCORE_BOUND_BITS (checked before it is
+#: encrypted; beyond it the model has diverged): with the weight bound, what bounds the packed gradient slots.
+SCORE_BOUND_BITS = 20
+#: Row weights stay below 2**WEIGHT_BOUND_BITS (checked by the guest).
+WEIGHT_BOUND_BITS = 20
+#: Headroom for the number of score contributions summed in a residual (up to 255 parties).
+PARTY_BITS = 8
 
 _CONSTRAINTS = {
     "mode": [StrOptions(set(MODES))],
@@ -111,6 +119,63 @@ class Plan:
 
     def lr(self, epoch: int) -> float:
         return learning_rate_at(self.p.schedule, self.p.learning_rate, self.p.decay, epoch)
+
+
+def check_scores(z) -> None:
+    """Refuse score contributions at or beyond ``2**SCORE_BOUND_BITS`` (the packed slots' bound; see ``unpack``)."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.size and not np.abs(z).max() < float(1 << SCORE_BOUND_BITS):
+        raise DataError(f"hetero_lr: a score beyond ±2^{SCORE_BOUND_BITS}: the model diverged (lower learning_rate)")
+
+
+def residual_bits(weighted: bool) -> int:
+    """Bits of any residual ``|4 d 2^F|`` (times ``q`` when weighted) or score sum a party multiplies under
+    encryption, given :func:`check_scores` on every party (and the guest's weight bound)."""
+    bits = SCORE_FRAC_BITS + SCORE_BOUND_BITS + PARTY_BITS
+    return bits + (WEIGHT_FRAC_BITS + WEIGHT_BOUND_BITS if weighted else 0)
+
+
+def pack_masked(cv, K: np.ndarray, weighted: bool):
+    """``Kᵀ [[v]]`` (a CipherVector of ``f`` sums) packed into few ciphertexts, each with a uniform mask mod n.
+
+    Returns ``(vector, masks, item_bits)``. Each sum fits a signed slot of ``item_bits`` bits (its bound:
+    ``residual_bits`` plus the bits of the largest column sum of ``|K|``, a sign bit and a bit of headroom),
+    :func:`~fedcredit.crypto.paillier.compress` shifts ``(bits(n) - 1) // item_bits`` of them into one
+    plaintext, and a mask uniform mod ``n`` is added to each *whole* packed plaintext.
+
+    Why the key owner learns nothing (issue 23, item 5 and its cost): it decrypts ``P + m mod n`` with ``m``
+    uniform mod ``n`` from ``secrets`` -- uniform whatever ``P`` is, so *perfectly* hidden (no statistical
+    bound, and no reliance on the slot bound: a party that sends values beyond it only garbles the requester's
+    own unpacking, which a dishonest key owner can do anyway by returning a wrong value). The packed vector is
+    derived, so ``to_blob`` re-randomizes it with ``r^n``, ``r`` uniform in ``Z_n^*`` -- now once per packed
+    ciphertext instead of once per column.
+    """
+    from ...crypto.paillier import compress
+
+    K = np.asarray(K, dtype=np.int64)
+    colsum = int(np.abs(K).sum(axis=0).max()) if K.size else 0
+    item_bits = residual_bits(weighted) + colsum.bit_length() + 2
+    packed = compress(cv, item_bits=item_bits)
+    m = masks(len(packed), cv.public_key.n)
+    return packed.add_plain(m), m, item_bits
+
+
+def unpack(values, count: int, n_bits: int, item_bits: int) -> list[int]:
+    """The ``count`` signed slot values of unmasked packed plaintexts (``unmask``'s output), lowest slot first."""
+    per = (n_bits - 1) // item_bits
+    half, full, low = 1 << (item_bits - 1), 1 << item_bits, (1 << item_bits) - 1
+    out: list[int] = []
+    for P in values:
+        for _ in range(min(per, count - len(out))):
+            x = P & low
+            x = x - full if x >= half else x
+            out.append(x)
+            P = (P - x) >> item_bits
+        if P != 0:
+            raise ProtocolError("hetero_lr: a packed gradient does not decode (values beyond the slot bound)")
+    if len(out) != count:
+        raise ProtocolError(f"hetero_lr: expected {count} packed values")
+    return out
 
 
 def masks(count: int, n: int) -> list[int]:
