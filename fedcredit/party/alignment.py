@@ -36,7 +36,7 @@ import secrets
 
 from ..config import JobSpec
 from ..data import TableError
-from ..protocols._expect import Message, check
+from ..protocols._spec import Message, Spec, sequence
 
 __all__ = ["ALIGNED_KINDS", "unaligned_steps", "alignment_problem", "verify_aligned", "align_digest"]
 
@@ -53,11 +53,12 @@ class Stage(enum.Enum):
     VERDICT = "verdict"
 
 
-MESSAGES = {
-    Stage.KEY: Message(Stage.KEY, "guest", "host", {"key": bytes, "version": int}),
-    Stage.DIGEST: Message(Stage.DIGEST, "host", "guest", {"digest": bytes}),
-    Stage.VERDICT: Message(Stage.VERDICT, "guest", "host", {"ok": bool, "mismatched": list}),
-}
+#: The pre-step alignment check's messages (one spec mechanism: fedcredit/protocols/_spec.py).
+SPEC = Spec("alignment", [
+    Message(Stage.KEY, "guest", "host", "job", {"key": bytes, "version": int}),
+    Message(Stage.DIGEST, "host", "guest", "job", {"digest": bytes}),
+    Message(Stage.VERDICT, "guest", "host", "job", {"ok": bool, "mismatched": list}),
+], flow=sequence(Stage.KEY, Stage.DIGEST, Stage.VERDICT))
 
 
 def unaligned_steps(spec: JobSpec) -> list[str]:
@@ -122,24 +123,25 @@ def verify_aligned(channel, spec: JobSpec, party: str, table, name: str) -> None
     hosts = sorted(p for p, r in roles.items() if r == "host")
     if guest is None or not hosts:
         return
+    s = SPEC.session({p: r for p, r in roles.items() if r in _VERTICAL}, party)
     if party == guest:
         key = secrets.token_bytes(32)
-        channel.broadcast(hosts, Stage.KEY.value, {"key": key, "version": 1})
+        s.broadcast(channel, hosts, Stage.KEY, {"key": key, "version": 1})
         mine = align_digest(key, name, table.ids)
         bad = []
         for h in hosts:
-            msg = check("alignment", MESSAGES[Stage.DIGEST], channel.recv(h, Stage.DIGEST.value))
+            msg = s.recv(channel, h, Stage.DIGEST)
             if not hmac.compare_digest(msg["digest"], mine):
                 bad.append(h)
-        channel.broadcast(hosts, Stage.VERDICT.value, {"ok": not bad, "mismatched": bad})
+        s.broadcast(channel, hosts, Stage.VERDICT, {"ok": not bad, "mismatched": bad})
     else:
-        msg = check("alignment", MESSAGES[Stage.KEY], channel.recv(guest, Stage.KEY.value))
+        msg = s.recv(channel, guest, Stage.KEY)
         if len(msg["key"]) != 32:
             from ..errors import ProtocolError
 
             raise ProtocolError("alignment: the job key must be 32 bytes")
-        channel.send(guest, Stage.DIGEST.value, {"digest": align_digest(msg["key"], name, table.ids)})
-        verdict = check("alignment", MESSAGES[Stage.VERDICT], channel.recv(guest, Stage.VERDICT.value))
+        s.send(channel, guest, Stage.DIGEST, {"digest": align_digest(msg["key"], name, table.ids)})
+        verdict = s.recv(channel, guest, Stage.VERDICT)
         if verdict["ok"]:
             return
         # only names of this job's hosts reach the error text (it crosses to the initiator)
