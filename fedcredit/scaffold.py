@@ -364,7 +364,7 @@ def init_federation(directory: str | os.PathLike, parties: list[str], *,
         Configs, the starter job (None without a label holder), next steps.
     """
     from .certs import check_party_name
-    from .demo import write_federation, write_job
+    from .launcher import write_federation, write_job
 
     if not parties or len(set(parties)) != len(parties):
         raise ConfigError(f"--parties must list distinct party names, got {','.join(parties)!r}")

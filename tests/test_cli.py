@@ -85,7 +85,7 @@ def test_certs_and_audit_commands(tmp_path, capsys):
 
 
 def test_party_health_unreachable(tmp_path, capsys):
-    from fedcredit.demo import write_federation, free_ports
+    from fedcredit.launcher import write_federation, free_ports
 
     data_path("credit3", "bank.csv")
     configs = write_federation(tmp_path, DATA)

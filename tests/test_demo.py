@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA, data_path
-from fedcredit.demo import DEMO_JOBS, PARTIES, joined_table, subset_credit3
+from fedcredit.baselines import joined_table
+from fedcredit.cli.demo import DEMO_JOBS
+from fedcredit.launcher import PARTIES, subset_credit3
 
 
 @pytest.fixture(scope="module")
