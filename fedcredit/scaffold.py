@@ -79,7 +79,7 @@ def _sample(path: Path, n: int) -> tuple[list[str], list[list[str]]]:
             return header, []
         cols = [["" if v is None else str(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
         return header, [list(r) for r in zip(*cols)]
-    from .data import _open_text
+    from ._tablefiles import _open_text
 
     try:
         with _open_text(path) as f:
