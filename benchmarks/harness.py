@@ -397,7 +397,7 @@ def run_processes(
 
 
 def shape_federation(configs: dict, link=None):
-    """Route the peers of ``fedcredit party serve`` configs (:func:`fedcredit.demo.write_federation`) through proxies.
+    """Route the peers of ``fedcredit party serve`` configs (:func:`fedcredit.launcher.write_federation`) through proxies.
 
     For suites whose parties are real party processes rather than
     :func:`run_processes` children: rewrites each config's ``[peers]`` line for

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import fedcredit
 from fedcredit import binning, evaluate, hetero_lr, psi, secureboost
-from fedcredit.demo import centralized_baselines
+from fedcredit.baselines import centralized_baselines
 
 LABEL = "default_next_month"
 

@@ -21,26 +21,6 @@ __version__ = "0.1.0"
 
 from . import compute as _compute  # noqa: E402,F401 - installs the compute backend as crypto's executor
 
-from .api import (  # noqa: E402 - after __version__, which the CLI and the party read
-    FederatedModel,
-    JobResult,
-    LocalFederation,
-    PartyClient,
-    Step,
-    StepResult,
-    binning,
-    connect,
-    evaluate,
-    fedavg,
-    handshake,
-    hetero_lr,
-    local_federation,
-    psi,
-    scorecard,
-    secureboost,
-    select,
-)
-
 __all__ = [
     "__version__",
     "datasets",
@@ -64,10 +44,30 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # ``fedcredit.datasets`` without importing numpy on ``import fedcredit`` (the CLI starts faster)
-    if name == "datasets":
-        import importlib
+#: the public names of :mod:`fedcredit.api`, imported on first use (see :func:`__getattr__`)
+_API_NAMES = frozenset(__all__) - {"__version__", "datasets"}
 
-        return importlib.import_module(".datasets", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str):
+    """The top-level exports, imported lazily.
+
+    ``import fedcredit.errors`` (or any other low-layer module) runs this package's
+    ``__init__`` first; importing :mod:`fedcredit.api` here eagerly would pull the whole
+    stack (config, party, transport, numpy) into every import of a low layer and close an
+    import circle through the package. So ``fedcredit.local_federation``, ``fedcredit.psi``,
+    ... and ``fedcredit.datasets`` are resolved on first access and cached in the module.
+    """
+    import importlib
+
+    if name in _API_NAMES:
+        value = getattr(importlib.import_module(".api", __name__), name)
+    elif name == "datasets":  # without importing numpy on ``import fedcredit`` (the CLI starts faster)
+        value = importlib.import_module(".datasets", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

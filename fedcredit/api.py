@@ -9,7 +9,7 @@
 
 :func:`local_federation` starts one ``fedcredit party serve`` **process** per
 party on loopback, with mutual TLS and throwaway certificates (the launcher of
-``fedcredit demo``, :func:`fedcredit.demo.launch_local`): the same code path,
+``fedcredit demo``, :func:`fedcredit.launcher.launch_local`): the same code path,
 policy checks, audit logs and reports as a real deployment, only on one
 machine. The tables (pandas DataFrames, numpy structured arrays or file paths)
 are written to the federation's working directory as CSV files, because a
@@ -241,7 +241,7 @@ class JobResult:
         The guest draws the seed itself and never sends it (hosts must not be
         able to replay the split, issue #23); to rerun the plaintext reference
         on the same rows, pass it on, e.g. to
-        :func:`fedcredit.demo.centralized_baselines` as ``sbt_validation_seed``.
+        :func:`fedcredit.baselines.centralized_baselines` as ``sbt_validation_seed``.
         None when no guest part of ``step`` is under :attr:`workdirs`.
         """
         from .protocols.secureboost.model import GUEST_FILE, GuestModel
@@ -477,8 +477,8 @@ class PartyClient:
     def follow(self, job_id: str, *, progress: bool | Callable[[dict], None] = True, _t0: float | None = None
                ) -> JobResult:
         """Wait for job ``job_id`` to end (printing progress), then return its result."""
-        from .cli import _Display
-        from .demo import _summarize, _wait_report
+        from .progress import EventDisplay as _Display
+        from .progress import summarize_report as _summarize, wait_report as _wait_report
 
         client = self._control()
         t0 = time.time() if _t0 is None else _t0
@@ -513,7 +513,7 @@ class PartyClient:
         """
         import numpy as np
 
-        from .serving.commands import own_channel
+        from .operator import own_channel
         from .transport.scoring import ScoringClient
 
         if not purpose or not consent:
@@ -628,7 +628,7 @@ class LocalFederation:
             if mode == "inprocess":
                 self.configs = {}
                 return
-            from .demo import launch_local
+            from .launcher import launch_local
 
             atexit.register(self.close)  # a forgotten close() (or a notebook kernel shutting down) leaves no process
             self._fed = launch_local(self.root, parties=spec, tables=extra, policy=pol, transport=tr,
@@ -725,8 +725,8 @@ class LocalFederation:
         import secrets
         import threading
 
-        from .cli import _Display
         from .config import Policy, _thaw
+        from .progress import EventDisplay as _Display
         from .data import load_table
         from .protocols.context import StepContext
         from .protocols.registry import get_step

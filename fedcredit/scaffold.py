@@ -79,7 +79,7 @@ def _sample(path: Path, n: int) -> tuple[list[str], list[list[str]]]:
             return header, []
         cols = [["" if v is None else str(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
         return header, [list(r) for r in zip(*cols)]
-    from .data import _open_text
+    from ._tablefiles import _open_text
 
     try:
         with _open_text(path) as f:
@@ -364,7 +364,7 @@ def init_federation(directory: str | os.PathLike, parties: list[str], *,
         Configs, the starter job (None without a label holder), next steps.
     """
     from .certs import check_party_name
-    from .demo import write_federation, write_job
+    from .launcher import write_federation, write_job
 
     if not parties or len(set(parties)) != len(parties):
         raise ConfigError(f"--parties must list distinct party names, got {','.join(parties)!r}")

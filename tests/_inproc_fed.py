@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 
 from fedcredit.config import load_job, load_party_config
-from fedcredit.demo import write_job
+from fedcredit.launcher import write_job
 from fedcredit.party import Party
 
 

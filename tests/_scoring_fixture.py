@@ -14,7 +14,7 @@ import pandas as pd
 
 from fedcredit.config import load_party_config
 from fedcredit.data import load_table
-from fedcredit.demo import write_federation
+from fedcredit.launcher import write_federation
 from fedcredit.models.logistic import LogisticRegressionGD, Standardizer, quantize
 from fedcredit.models.woe import fit_woe
 from fedcredit.party import Party

@@ -86,7 +86,7 @@ def test_secureboost_from_python_matches_the_centralized_reference(fed, sbt_resu
     assert set(res.workdirs) == {"bank", "chain", "gov"}
     assert "secureboost" in res.summary() and "validation auc=" in res.summary()
     # the same model centrally (the plaintext reference on the joined rows): federated SecureBoost is lossless
-    from fedcredit.demo import centralized_baselines
+    from fedcredit.baselines import centralized_baselines
 
     data = fed.root / "central"
     (data / "credit3").mkdir(parents=True)
@@ -138,7 +138,7 @@ def test_inprocess_mode_gives_the_same_model_and_the_same_bytes(sbt_result, smal
         assert res.steps["psi"].result["intersection"] == sbt_result.steps["psi"].result["intersection"]
         assert res.steps["psi"].bytes_on_wire == sbt_result.steps["psi"].bytes_on_wire
         assert set(res.steps) == set(sbt_result.steps)
-        from fedcredit.demo import centralized_baselines
+        from fedcredit.baselines import centralized_baselines
 
         data = fed.root / "central"
         (data / "credit3").mkdir(parents=True)

@@ -14,7 +14,7 @@ import pytest
 
 from fedcredit.cli import main
 from fedcredit.config import load_party_config
-from fedcredit.demo import write_federation
+from fedcredit.launcher import write_federation
 from fedcredit.errors import ConfigError, PolicyError
 from fedcredit.transport.control import ControlClient
 

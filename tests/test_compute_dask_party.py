@@ -22,7 +22,7 @@ pytest.importorskip("distributed", reason="the Dask backend needs the dask extra
 
 from fedcredit.cli import ExitCode, main  # noqa: E402
 from fedcredit.config import load_party_config  # noqa: E402
-from fedcredit.demo import Federation, write_federation, write_job  # noqa: E402
+from fedcredit.launcher import Federation, write_federation, write_job  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -26,7 +26,7 @@ import pytest
 
 from fedcredit.config import load_party_config
 from fedcredit.errors import ConfigError
-from fedcredit.demo import write_federation
+from fedcredit.launcher import write_federation
 from fedcredit.party import register_plugin_steps
 
 from _inproc_fed import running_parties, submit, wait_for

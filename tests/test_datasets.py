@@ -100,7 +100,7 @@ def test_data_dir_is_written_once_and_reused(tmp_path):
 
 
 def test_demo_uses_the_packaged_data_by_default(tmp_path, monkeypatch):
-    from fedcredit.demo import find_data_dir
+    from fedcredit.launcher import find_data_dir
 
     monkeypatch.delenv("FEDCREDIT_DATA", raising=False)
     monkeypatch.setenv("FEDCREDIT_CACHE", str(tmp_path / "cache"))

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA, data_path
-from fedcredit.demo import DEMO_JOBS, PARTIES, joined_table, subset_credit3
+from fedcredit.baselines import joined_table
+from fedcredit.cli.demo import DEMO_JOBS
+from fedcredit.launcher import PARTIES, subset_credit3
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,10 @@ def test_quick_demo_lr_job_is_woe_lr_with_a_scorecard(quick_run):
     lr = next(j for j in summary["jobs"] if j["name"] == "lr")
     assert [s["kind"] for s in lr["steps"]] == ["psi", "binning", "select", "hetero_lr", "scorecard", "evaluate"]
     assert lr["params"]["hetero_lr"]["features"] == "woe"
+    # issue #14 item 5: all three data parties, coordinated by the data-less supervisor as arbiter
+    assert lr["parties"] == ["bank", "chain", "gov", "supervisor"] and lr["params"]["hetero_lr"]["mode"] == "coordinated"
+    sent = next(s for s in lr["steps"] if s["kind"] == "hetero_lr")["bytes_sent"]
+    assert all(sent[p] > 0 for p in ("bank", "chain", "gov", "supervisor")), sent
     card = next(s for s in lr["steps"] if s["kind"] == "scorecard")["result"]
     assert card["features"] and all(f.startswith("bank.") for f in card["features"])  # the guest's own bins only
     m = next(m for m in summary["models"] if m["model"] == "hetero LR")
@@ -117,3 +123,12 @@ def test_subset_rejects_a_bad_fraction(tmp_path):
 
     with pytest.raises(ConfigError, match="fraction must be in"):
         subset_credit3(DATA, tmp_path, 0.0)
+
+
+def test_demo_lr_job_is_three_data_parties_and_an_arbiter():
+    from fedcredit.cli.demo import DEMO_JOBS
+    from fedcredit.launcher import SUPERVISOR
+
+    lr = next(j for j in DEMO_JOBS if j.name == "lr")
+    assert set(lr.parties) == {*PARTIES, SUPERVISOR} and lr.roles == {SUPERVISOR: ("arbiter", None)}
+    assert all(p["mode"] == q["mode"] == "coordinated" for k, _, p, q in lr.steps if k == "hetero_lr")

@@ -39,7 +39,7 @@ def test_init_federation_writes_configs_that_load(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_party_serve_accepts_a_generated_federation(tmp_path):
-    from fedcredit.demo import Federation, free_ports
+    from fedcredit.launcher import Federation, free_ports
 
     configs, _, _ = init_federation(tmp_path, ["bank", "chain"], base_port=free_ports(1)[0])
     fed = Federation(configs, env={"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})

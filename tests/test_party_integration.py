@@ -19,7 +19,7 @@ import pytest
 from fedcredit.audit import verify
 from fedcredit.cli import ExitCode, main
 from fedcredit.config import load_party_config
-from fedcredit.demo import Federation, PARTIES, write_federation, write_job
+from fedcredit.launcher import Federation, PARTIES, write_federation, write_job
 from fedcredit.party import PLUGIN_ENV, register_plugin_steps
 
 from conftest import DATA, data_path

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fedcredit.config import load_job, load_party_config
-from fedcredit.demo import write_federation, write_job
+from fedcredit.launcher import write_federation, write_job
 from fedcredit.party import Party
 from fedcredit.party.metrics import refusal_reason
 

@@ -21,7 +21,7 @@ from cryptography import x509
 from fedcredit.certs import TlsFiles, issue, tls_server_name
 from fedcredit.cli import main
 from fedcredit.config import load_job
-from fedcredit.demo import write_federation, write_job
+from fedcredit.launcher import write_federation, write_job
 from fedcredit.errors import ConfigError, FedcreditError
 from fedcredit.party import register_plugin_steps
 from fedcredit.party.rotation import expiry_warnings

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedcredit.errors import DataError
-from fedcredit.serving import commands
+from fedcredit.cli import score as commands
 
 
 class _Cfg:

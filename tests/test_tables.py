@@ -219,7 +219,7 @@ def test_category_codes_as_ordered_bins_within_0005_auc_of_hgb_categorical():
     from conftest import data_path
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from fedcredit.demo import joined_table
+    from fedcredit.baselines import joined_table
     from fedcredit.models import metrics
     from fedcredit.models.tree.gbdt import GBDTReference, validation_split
     from fedcredit.protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS

@@ -21,7 +21,7 @@ from conftest import DATA
 from fedcredit.cli import ExitCode, main
 from fedcredit.config import load_party_config
 from fedcredit.data import load_table
-from fedcredit.demo import Federation, write_federation, write_job
+from fedcredit.launcher import Federation, write_federation, write_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -219,7 +219,7 @@ class Chaos:
     """Party processes of one federation, and what the suite asks of them."""
 
     def __init__(self, root: Path, fraction: float, deadline: float, network: bool = False):
-        from fedcredit.demo import Federation, find_data_dir, subset_credit3, write_federation
+        from fedcredit.launcher import Federation, find_data_dir, subset_credit3, write_federation
 
         self.root = root
         src = find_data_dir()
@@ -267,7 +267,7 @@ class Chaos:
 
     def submit(self, kind: str, steps: list, roles: dict, name: str) -> str:
         from fedcredit.config import load_job
-        from fedcredit.demo import write_job
+        from fedcredit.launcher import write_job
 
         parties = {p: PARTIES[p] for p in roles}
         path = write_job(self.root / f"{name}.toml", steps, name=name, parties=parties, roles=roles)

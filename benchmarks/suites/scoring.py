@@ -130,8 +130,8 @@ def _reasons(client, model: str, applicants: list, rng, b: int, args, plain: dic
 def run(args) -> dict:
     from fedcredit.config import load_party_config
     from fedcredit.data import load_table
-    from fedcredit.demo import Federation, write_federation
-    from fedcredit.serving.commands import own_channel
+    from fedcredit.launcher import Federation, write_federation
+    from fedcredit.operator import own_channel
     from fedcredit.transport.scoring import ScoringClient
 
     data = Path(args.data) if args.data else data_root()

@@ -20,7 +20,7 @@ import pytest
 
 from fedcredit.certs import issue, tls_server_name
 from fedcredit.config import load_party_config
-from fedcredit.demo import Federation, write_federation, write_job
+from fedcredit.launcher import Federation, write_federation, write_job
 from fedcredit.party import PLUGIN_ENV, register_plugin_steps
 
 HERE = Path(__file__).resolve().parent

@@ -31,7 +31,7 @@ import grpc
 
 from fedcredit.certs import TlsFiles, issue
 from fedcredit.config import load_party_config
-from fedcredit.demo import PARTIES, Federation, write_federation, write_job
+from fedcredit.launcher import PARTIES, Federation, write_federation, write_job
 from fedcredit.errors import FedcreditError
 from fedcredit.transport.control import ControlClient
 from fedcredit.transport.grpc import GrpcTransport

@@ -27,7 +27,7 @@ from fedcredit._proto import federation_pb2 as fpb
 from fedcredit._proto import federation_pb2_grpc as fpb_grpc
 from fedcredit.certs import SAN_URI_PREFIX, check_party_name, init_ca, issue, party_name_from_cert
 from fedcredit.config import job_from_dict, load_party_config
-from fedcredit.demo import write_federation
+from fedcredit.launcher import write_federation
 from fedcredit.errors import ConfigError, PeerError, ProtocolError
 from fedcredit.ids import SafeFormatter, escape_control, is_name, private_dir, state_path
 from fedcredit.jsonlimits import loads_limited

@@ -58,7 +58,7 @@ def _control(fed, as_party, to):
 
 
 def _job_json(fed, name="adv", parties=("bank", "chain", "gov"), steps=(("handshake", "hello", {}),), **over) -> str:
-    from fedcredit.demo import PARTIES
+    from fedcredit.launcher import PARTIES
 
     spec = load_job(job_file(fed, name, list(steps), parties={p: PARTIES[p] for p in parties}))
     d = json.loads(spec.to_json())

@@ -21,7 +21,7 @@ import pytest
 from fedcredit.audit import verify
 from fedcredit.cli import ExitCode
 from fedcredit.config import load_party_config
-from fedcredit.demo import write_federation
+from fedcredit.launcher import write_federation
 from fedcredit.errors import StateLocked
 from fedcredit.party.lock import StateLock
 
@@ -37,7 +37,7 @@ def _serve(config, **kw) -> subprocess.Popen:
 def federation(tmp_path):
     if not (DATA / "credit3" / "bank.csv").exists():
         pytest.skip("credit3 data not present")
-    from fedcredit.demo import Federation
+    from fedcredit.launcher import Federation
 
     configs = write_federation(tmp_path, DATA)
     fed = Federation({"bank": configs["bank"]})

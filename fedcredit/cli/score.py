@@ -1,9 +1,7 @@
-"""Command-line commands of the serving side (registered by :mod:`fedcredit.cli`).
+"""``fedcredit score``: federated scoring of new applicants through your own party (the model's guest).
 
-``fedcredit score``, ``fedcredit party revoke|admit|reload``, ``fedcredit model
-approve-export|export``. Each talks to the operator's own party over mTLS with
-the party's own certificate (the party sees "its operator"). Errors are
-fedcredit errors; ``fedcredit.cli`` maps them to exit codes.
+Talks to the operator's own party over mTLS with the party's own certificate (the party
+sees "its operator"); errors are fedcredit errors, mapped to exit codes by :mod:`fedcredit.cli`.
 """
 
 from __future__ import annotations
@@ -16,17 +14,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import explain
+from ..operator import own_channel
+from ._common import load_party
+from ._console import out
+from .exit_codes import ExitCode
 
-__all__ = ["add_commands", "score_file", "own_channel", "held_heads_summary", "convert_export"]
-
-
-def own_channel(cfg):
-    """An mTLS channel to this party's own port, as its operator."""
-    from ..certs import TlsFiles
-    from ..transport.control import dial
-
-    tls = TlsFiles(cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
-    return dial(cfg.connect_address, target=cfg.name, tls=tls, me=cfg.name)
+__all__ = ["add_commands", "cmd_score", "score_file", "UNKNOWN_RULES"]
 
 
 UNKNOWN_RULES = ("flag", "refuse", "score-as-missing")
@@ -119,31 +112,8 @@ def _score_row(i: str, v: float, held: bool, me: str, unknown: str) -> tuple:
     return i, f"{v:.12g}", "", "flagged" if unknown == "flag" else "scored"
 
 
-def held_heads_summary(cfg) -> tuple[list[tuple[int, str]], list[str]]:
-    """Heads of this party's log held by its peers, and one line per peer for the operator."""
-    from .heads import fetch_held_heads
-
-    heads, lines = [], []
-    for peer, res in fetch_held_heads(cfg).items():
-        if isinstance(res, str):
-            lines.append(f"  {peer}: could not ask ({res})")
-        else:
-            heads += res
-            last = f", latest #{res[-1][0]}" if res else ""
-            lines.append(f"  {peer}: holds {len(res)} head(s) of this log{last}")
-    return heads, lines
-
-
-# --------------------------------------------------------------------------- commands
-
-def _cfg(path):
-    from ..config import load_party_config
-
-    return load_party_config(path)
-
-
 def cmd_score(args) -> int:
-    cfg = _cfg(args.party)
+    cfg = load_party(args.party)
     if bool(args.input) == bool(args.id):
         raise ConfigError("give exactly one of --input CSV or --id ID")
     grades = explain.parse_grades(args.grades) if args.grades else None
@@ -162,100 +132,23 @@ def cmd_score(args) -> int:
         finally:
             ch.close()
         if not args.reasons:  # one line 'id,score,held_by,status'; with --reasons also points, grade and reasons
-            print(",".join(_score_row(args.id, res.scores[0], bool(res.held[0]), cfg.name, args.unknown)), flush=True)
-            return 0
+            out(",".join(_score_row(args.id, res.scores[0], bool(res.held[0]), cfg.name, args.unknown)))
+            return ExitCode.OK
         row = _full_row(args.id, res, 0, bool(res.held[0]), cfg.name, args.unknown, args.reasons, grades, scale)
-        print(",".join(c for c in row), flush=True)
-        return 0
+        out(",".join(c for c in row))
+        return ExitCode.OK
     if not args.out:
         raise ConfigError("--out is required with --input")
     n = score_file(cfg, args.model, args.input, args.out, consent=args.consent, purpose=args.purpose,
                    id_column=args.id_column, batch=args.batch, timeout=args.timeout, unknown=args.unknown,
                    units=args.units, reasons=args.reasons, grades=grades, scale=scale or None)
-    print(f"scored {n} applicant(s) with {args.model}: {args.out}", flush=True)
-    return 0
+    out(f"scored {n} applicant(s) with {args.model}: {args.out}")
+    return ExitCode.OK
 
 
-def _gov(cfg):
-    from ..transport.scoring import GovernanceClient
 
-    ch = own_channel(cfg)
-    return GovernanceClient(ch, cfg.name, timeout=60.0), ch
-
-
-def _peer_access(args, action: str) -> int:
-    """``party revoke|admit NAME``: ask this party's Governance service, print its answer."""
-    g, ch = _gov(_cfg(args.party))
-    try:
-        print(getattr(g, action)(args.name, args.reason), flush=True)
-    finally:
-        ch.close()
-    return 0
-
-
-def cmd_revoke(args) -> int:
-    return _peer_access(args, "revoke")
-
-
-def cmd_admit(args) -> int:
-    return _peer_access(args, "admit")
-
-
-def cmd_reload(args) -> int:
-    if bool(args.config) == bool(args.party) and not (args.config and args.config == args.party):
-        raise ConfigError("give your party's config once: 'fedcredit party reload CONFIG' (or --party CONFIG)")
-    cfg = _cfg(args.config or args.party)
-    g, ch = _gov(cfg)
-    try:
-        print(g.reload(), flush=True)
-    finally:
-        ch.close()
-    return 0
-
-
-def cmd_approve_export(args) -> int:
-    cfg = _cfg(args.party)
-    g, ch = _gov(cfg)
-    try:
-        print(g.approve_export(args.model, args.requester, args.note), flush=True)
-    finally:
-        ch.close()
-    return 0
-
-
-def convert_export(text: str, fmt: str, *, model_id: str = "", kind: str = "auto", scale: dict | None = None) -> bytes:
-    """The merged model JSON ``text`` (what the guest's party releases) in ``fmt``: json, pmml or onnx."""
-    import json
-
-    from ..models.export import to_onnx, to_pmml
-
-    if fmt == "json":
-        return text.encode("utf-8")
-    model = json.loads(text)
-    if fmt == "pmml":
-        return to_pmml(model, kind=kind, scale={**(model.get("scale") or {}), **(scale or {})}, model_id=model_id)
-    if fmt == "onnx":
-        return to_onnx(model, model_id=model_id)
-    raise ConfigError(f"unknown export format {fmt!r} (json, pmml or onnx)")
-
-
-def cmd_export(args) -> int:
-    cfg = _cfg(args.party)
-    g, ch = _gov(cfg)
-    try:
-        text = g.export(args.model, args.note)  # the party releases it only after every party's approval
-    finally:
-        ch.close()
-    scale = {k: v for k, v in (("pdo", args.pdo), ("base_score", args.base_score), ("base_odds", args.base_odds))
-             if v is not None}
-    data = convert_export(text, args.format, model_id=args.model, kind=args.pmml_kind, scale=scale)
-    Path(args.out).write_bytes(data)
-    print(f"merged model {args.model} written to {args.out} ({args.format})", flush=True)
-    return 0
-
-
-def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
-    """Register ``score``, ``party revoke|admit|reload`` and ``model approve-export|export``."""
+def add_commands(sub, *, epilog: str, fmt) -> None:
+    """Register ``score``."""
     c = sub.add_parser("score", help="federated scoring of new applicants",
                        description="Score applicants with model ID (<job_id>/<step>) through your own party (the "
                                    "model's guest): each host checks the authorization against its policy, logs the "
@@ -289,63 +182,3 @@ def add_commands(sub, party_sub, *, epilog: str, fmt) -> None:
     c.add_argument("--base-score", type=float, help="points at --base-odds (default: scorecard step, else 600)")
     c.add_argument("--base-odds", type=float, help="good:bad odds at --base-score (default: scorecard step, else 50)")
     c.set_defaults(func=cmd_score)
-
-    c = party_sub.add_parser("revoke", help="refuse a peer from its next message on (no restart)",
-                             description="Revoke peer NAME on your running party: its next message, scoring request "
-                                         "or job is refused; persisted in <state_dir>/revoked.json and audited.",
-                             epilog=epilog, formatter_class=fmt)
-    c.add_argument("name", metavar="NAME")
-    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
-    c.add_argument("--reason", default="", help="recorded in the audit log")
-    c.set_defaults(func=cmd_revoke)
-    c = party_sub.add_parser("admit", help="re-admit a revoked peer (no restart)",
-                             description="Re-admit peer NAME, revoked earlier with 'fedcredit party revoke', on your "
-                                         "running party: its next message, scoring request or job is accepted again. "
-                                         "Removed from <state_dir>/revoked.json and recorded in the audit log "
-                                         "(peer.admitted). NAME must still be in [peers] of CONFIG; a peer you "
-                                         "removed from [peers] comes back by adding it and running 'fedcredit party "
-                                         "reload'.", epilog=epilog, formatter_class=fmt)
-    c.add_argument("name", metavar="NAME", help="the revoked peer")
-    c.add_argument("--party", required=True, metavar="CONFIG", help="your party's config TOML")
-    c.add_argument("--reason", default="", help="recorded in the audit log")
-    c.set_defaults(func=cmd_admit)
-    c = party_sub.add_parser("reload", help="re-read [peers], [policy.scoring] and the TLS files without a restart",
-                             description="Your running party re-reads its config: a peer removed from [peers] is "
-                                         "refused from its next message on; [policy.scoring] changes apply at once; "
-                                         "a renewed certificate/key and a new CA bundle ([tls]) are used for new "
-                                         "connections (running jobs continue).",
-                             epilog=epilog, formatter_class=fmt)
-    c.add_argument("config", nargs="?", metavar="CONFIG", help="your party's config TOML (as for 'party health')")
-    c.add_argument("--party", metavar="CONFIG", help="the same, as an option")
-    c.set_defaults(func=cmd_reload)
-
-    model = sub.add_parser("model", help="approve and export merged plaintext models",
-                           description="Export a model as one plaintext file, only after every party's approval "
-                                       "(each recorded in that party's audit log).", epilog=epilog, formatter_class=fmt)
-    msub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    msub.required = True
-    c = msub.add_parser("approve-export", help="approve releasing your part of a model to its guest",
-                        epilog=epilog, formatter_class=fmt)
-    c.add_argument("--party", required=True, metavar="CONFIG")
-    c.add_argument("--model", required=True, metavar="ID")
-    c.add_argument("--for", dest="requester", required=True, metavar="PARTY", help="the model's guest")
-    c.add_argument("--note", default="", help="recorded in the audit log")
-    c.set_defaults(func=cmd_approve_export)
-    c = msub.add_parser("export", help="write the merged model (guest; needs every host's approval)",
-                        epilog=epilog, formatter_class=fmt)
-    c.add_argument("--party", required=True, metavar="CONFIG")
-    c.add_argument("--model", required=True, metavar="ID")
-    c.add_argument("--out", required=True, metavar="FILE")
-    c.add_argument("--format", choices=("json", "pmml", "onnx"), default="json",
-                   help="json (fedcredit's merged format, default), pmml (PMML 4.4: MiningModel for SecureBoost, "
-                        "Scorecard with reason codes for a WOE LR, RegressionModel for other LR) or onnx "
-                        "(TreeEnsembleClassifier / LinearClassifier); pmml and onnx need fedcredit[export]")
-    c.add_argument("--pmml-kind", choices=("auto", "scorecard", "regression", "trees"), default="auto",
-                   help="PMML model element (auto: as above; 'regression' writes a WOE LR as RegressionModel)")
-    c.add_argument("--pdo", type=float, help="scorecard scale (default: the model's scorecard step, else 20)")
-    c.add_argument("--base-score", type=float, help="scorecard scale (default: scorecard step, else 600)")
-    c.add_argument("--base-odds", type=float, help="scorecard scale (default: scorecard step, else 50)")
-    c.add_argument("--note", default="", help="recorded in the audit log")
-    c.set_defaults(func=cmd_export)
-
-
