@@ -16,15 +16,32 @@ import numpy as np
 
 from .grower import Node
 
-__all__ = ["local_decision", "leaf_positions", "predict_tree", "predict_raw"]
+__all__ = ["local_decision", "split_decision", "leaf_positions", "predict_tree", "predict_raw"]
 
 
 def local_decision(X: np.ndarray, node: Node) -> np.ndarray:
-    """``True`` where a row of ``X`` goes left at ``node`` (a split with a known threshold)."""
+    """``True`` where a row of ``X`` goes left at ``node`` (a split whose predicate this party holds)."""
     col = np.asarray(X, dtype=np.float64)[:, node.feature]
+    return split_decision(col, node.threshold, node.missing_left, node.left_categories, node.right_categories)
+
+
+def split_decision(col: np.ndarray, threshold, missing_left: bool, left_categories=None,
+                   right_categories=None) -> np.ndarray:
+    """Left mask of one split on the values ``col`` of its feature.
+
+    Numeric: ``x <= threshold``. Categorical (``left_categories`` given): the
+    code is in ``left_categories`` (left) or ``right_categories`` (right).
+    NaN, and a category in neither list (never seen in the training rows),
+    follow ``missing_left``: the documented rule for unseen categories.
+    """
+    col = np.asarray(col, dtype=np.float64)
     missing = np.isnan(col)
+    if left_categories is not None:
+        is_left = np.isin(col, np.asarray(left_categories, dtype=np.float64))
+        known = is_left | np.isin(col, np.asarray(right_categories or [], dtype=np.float64))
+        return np.where(missing | ~known, missing_left, is_left)
     with np.errstate(invalid="ignore"):
-        return np.where(missing, node.missing_left, col <= node.threshold)
+        return np.where(missing, missing_left, col <= threshold)
 
 
 def leaf_positions(nodes: Sequence[Node], n_rows: int, decide: Callable[[Node], np.ndarray]) -> np.ndarray:
