@@ -330,7 +330,8 @@ def test_privacy_of_captured_payloads(keypair):
     kw = dict(n_trees=2, max_depth=3, early_stopping_rounds=2)
     hub = MemoryHub(["bank", "host"])
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair, hub=hub)
-    int_keys = {"train_rows", "valid_rows", "rows", "nodes", "offsets", "bins", "features", "split_ids"}
+    int_keys = {"train_rows", "valid_rows", "rows", "nodes", "offsets", "bins", "features", "split_ids",
+                "left_bins", "left_offsets"}  # categorical splits: the left bin indexes (empty for numeric ones)
     to_host = [(t, serde.decode(p), p) for s, r, t, p in hub.captured if r == "host"]
     assert to_host
     label_bytes = [y.astype(dt).tobytes() for dt in (np.int8, np.int64, np.float64, np.bool_)]

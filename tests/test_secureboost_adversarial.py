@@ -248,7 +248,8 @@ class _EvilGuest:
         self.ch.send("host", spec.tag(Stage.SPLIT_REQ, 0, d), {
             "nodes": np.arange(len(items), dtype=np.int64), "features": np.array([f for _, f, _ in items], np.int64),
             "bins": np.array([b for _, _, b in items], np.int64), "missing_left": np.zeros(len(items), bool),
-            "offsets": offsets, "rows": rows})
+            "offsets": offsets, "rows": rows, "left_bins": np.zeros(0, np.int64),
+            "left_offsets": np.zeros(len(items) + 1, np.int64)})
         msg = self.ch.recv("host", spec.tag(Stage.SPLIT, 0, d))
         out, at = [], 0
         for r, _, _ in items:

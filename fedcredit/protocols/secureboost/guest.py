@@ -30,6 +30,7 @@ from ...models.tree.binning import BinMapper
 from ...models.tree.gbdt import (
     EarlyStopping,
     base_score,
+    categorical_mask,
     logistic_gh,
     logloss,
     label_dp_rng,
@@ -195,7 +196,10 @@ class RemoteSource(FeatureSource):
 
     def request_splits(self, depth, splits) -> None:
         offsets, rows = self._csr([r for _, r in splits])
+        # a categorical split names its left bins (the host maps them to its categories); numeric: none
+        left_offsets, left_bins = self._csr([np.asarray(n.left_bins or [], dtype=np.int64) for n, _ in splits])
         self.ch.send(self.name, spec.tag(Stage.SPLIT_REQ, self.tree, depth), {
+            "left_bins": left_bins, "left_offsets": left_offsets,
             "nodes": np.array([n.id for n, _ in splits], dtype=np.int64),
             "features": np.array([n.feature for n, _ in splits], dtype=np.int64),
             "bins": np.array([n.bin for n, _ in splits], dtype=np.int64),
@@ -254,7 +258,7 @@ def _host_decisions(channel: Channel, hosts: list[str], trees, rows: np.ndarray,
 def _raw_scores(trees, base: float, X_guest: np.ndarray, decisions: dict) -> np.ndarray:
     raw = np.full(len(X_guest), base, dtype=np.float64)
     for nodes in trees:
-        raw += predict_tree(nodes, len(X_guest), lambda n: local_decision(X_guest, n) if n.threshold is not None
+        raw += predict_tree(nodes, len(X_guest), lambda n: local_decision(X_guest, n) if n.local
                             else decisions[(n.party, n.split_id)])
     return raw
 
@@ -334,10 +338,13 @@ class SecureBoostGuest:
         values without seeing a weight.
     monotone : array-like of int of shape (n_features,), optional
         The guest's own monotone constraints (hosts send theirs at SETUP_REPLY).
+    categorical : ndarray of bool of shape (n_features,), optional
+        The guest's own categorical features (hosts send their flags at SETUP_REPLY).
     """
 
     def __init__(self, channel: Channel, X, y, *, params: dict, hosts: list[str], feature_names=None, keypair=None,
-                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None):
+                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None,
+                 categorical=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y).astype(np.int8)
@@ -352,6 +359,7 @@ class SecureBoostGuest:
         if self.sample_weight is not None and self.sample_weight.shape != self.y.shape:
             raise DataError(f"sample_weight has shape {self.sample_weight.shape}, expected {self.y.shape}")
         self.monotone = None if monotone is None else check_monotone(monotone, self.X.shape[1], "the guest")
+        self.categorical = categorical_mask(categorical, self.X.shape[1])
         self.timings = dict.fromkeys(
             ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt",
              "guest_histogram", "split", "partition", "predict", "transfer"], 0.0)
@@ -399,6 +407,7 @@ class SecureBoostGuest:
         # parameters that do not change the trees stay out of the run id, so a resumed run may change them
         extra = b"" if self.sample_weight is None else np.ascontiguousarray(self.sample_weight).tobytes()
         extra += b"" if self.monotone is None else b"monotone" + self.monotone.tobytes()
+        extra += b"" if self.categorical is None else b"categorical" + self.categorical.tobytes()
         run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n,
                          train, self.y, self.hosts, extra)
         return train, valid, run_id
@@ -435,7 +444,7 @@ class SecureBoostGuest:
         w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
         w_va = None if w is None or not len(valid) else row_weights(yva, None if sw is None else sw[valid],
                                                                      p.get("class_weight"))
-        mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
+        mapper = BinMapper(max_bins=p["max_bins"], categorical=self.categorical).fit(Xtr)
         codes = mapper.transform(Xtr)
         del Xtr, Xva  # uint8 codes from here on; the float copies of the rows are released
         t0 = time.perf_counter()
@@ -469,6 +478,7 @@ class SecureBoostGuest:
             cst, published = spec.check_setup_reply(replies[h], h, p["max_bins"])
             remote = RemoteSource(h, self.ch, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings)
             remote.monotone = cst.astype(np.int8) if np.any(cst != 0) else None
+            remote.categorical = spec.check_categorical_reply(replies[h], h)
             remotes.append(remote)
             names[h] = [x or host_feature_label(h, k) for k, x in enumerate(published)]
         model.host_feature_names = {h: names[h] for h in self.hosts}

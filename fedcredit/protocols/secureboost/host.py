@@ -43,8 +43,9 @@ from ... import compute
 from ...compute.partitioned import PartitionedCipherVector
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
-from ...models.tree.grower import check_monotone
+from ...models.tree.grower import check_categorical_monotone, check_monotone
 from ...models.tree.histogram import build_histogram
+from ...models.tree.predictor import split_decision
 from ...transport.base import Channel
 from . import he as _he
 from . import spec
@@ -78,9 +79,8 @@ def host_decisions(model: HostModel, X: np.ndarray, split_ids: np.ndarray, rows:
         s = model.splits.get(int(sid))
         if s is None:
             raise ProtocolError(f"secureboost predict: unknown split id {sid}")
-        col = Xr[:, s.feature]
-        with np.errstate(invalid="ignore"):
-            out[i] = np.where(np.isnan(col), s.missing_left, col <= s.threshold)
+        out[i] = split_decision(Xr[:, s.feature], s.threshold, s.missing_left, s.left_categories,
+                                s.right_categories)
     return out
 
 
@@ -143,11 +143,15 @@ class SecureBoostHost:
         The job's value: a secure START for one of the first ``guest_only_trees``
         trees is refused. With the two checks a guest that deviates from the agreed
         job cannot lower the protection the host's policy approved (docs/privacy.md).
+    categorical : ndarray of bool of shape (n_features,), optional
+        This host's categorical features (values are category codes): one bin
+        per category, split by category subsets the guest names as bin sets;
+        the bin → category mapping stays here, like numeric thresholds.
     """
 
     def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
                  progress=None, check_cancelled=None, monotone=None, share_feature_names=False,
-                 min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0):
+                 min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0, categorical=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.guest = guest
@@ -155,6 +159,10 @@ class SecureBoostHost:
         n = self.X.shape[1]
         self.monotone = np.zeros(n, dtype=np.int8) if monotone is None else check_monotone(monotone, n, "this host")
         self.published = published_names(self.feature_names, share_feature_names)
+        self.categorical = np.zeros(n, dtype=bool) if categorical is None else np.asarray(categorical, dtype=bool)
+        if self.categorical.shape != (n,):
+            raise ProtocolError(f"categorical must hold one flag per feature ({n})")
+        check_categorical_monotone(self.categorical, self.monotone, "this host")
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
@@ -201,7 +209,7 @@ class SecureBoostHost:
             raise ProtocolError(f"secureboost setup from {self.guest!r}: min_node_rows {min_rows} is below the "
                                 f"job's {self.min_node_rows}")
         X_train = self.X[train]
-        mapper = BinMapper(max_bins=max_bins).fit(X_train)
+        mapper = BinMapper(max_bins=max_bins, categorical=self.categorical).fit(X_train)
         codes = mapper.transform(X_train)  # uint8 codes from here on; the float copy of the rows is released
         del X_train  # (self.X stays: predictions compare raw values with the host's thresholds)
 
@@ -216,7 +224,8 @@ class SecureBoostHost:
         model.truncate(resume)
         self.ch.send(self.guest, spec.tag(Stage.SETUP_REPLY),
                      {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
-                      "monotone": self.monotone, "feature_names": list(self.published)})
+                      "monotone": self.monotone, "feature_names": list(self.published),
+                      "categorical": self.categorical})
         if resume > 0:
             _answer_predict(self.ch, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT,
                             spec.tag(Stage.RESUME_PREDICT_REQ), spec.tag(Stage.RESUME_PREDICT))
@@ -370,22 +379,34 @@ class SecureBoostHost:
             raise ProtocolError(f"secureboost split-req from {self.guest!r}: rows outside the tree's rows")
         in_tree = np.zeros(codes.shape[1], dtype=bool)
         in_tree[active] = True
+        bad = np.flatnonzero((feats < 0) | (feats >= codes.shape[1]))
+        if bad.size:
+            raise ProtocolError(f"secureboost split-req: no feature {int(feats[bad[0]])} / bin {int(bins[bad[0]])} "
+                                "on this host")
+        # a bin index (numeric) or a set of bins (categorical) per split, checked against this host's features
+        chosen = spec.split_bins(sreq, k, mapper.n_bins_non_missing_, self.categorical)
         ids, lefts = [], []
         for i in range(k):
-            j, b = int(feats[i]), int(bins[i])
-            if not (0 <= j < codes.shape[1]) or not (0 <= b < mapper.n_bins_non_missing_[j]):
-                raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            j, b = int(feats[i]), chosen[i]
             if not in_tree[j]:
                 raise ProtocolError(f"secureboost split-req from {self.guest!r}: feature {j} is not in this tree")
             node_local = local[offsets[i]:offsets[i + 1]]
             x = tracker.check_split(depth, node_local)  # a current node, exactly its rows, not split before
             r = rows[offsets[i]:offsets[i + 1]]
             c = codes[r, j]
-            left = np.where(c == mapper.missing_values_bin_idx_, bool(ml[i]), c <= b)
+            missing = c == mapper.missing_values_bin_idx_
+            if isinstance(b, tuple):  # categorical: the category codes of the bins stay in this host's table
+                left = np.where(missing, bool(ml[i]), np.isin(c, b))
+                lc, rc = mapper.category_partition(j, b)
+                split = HostSplit(tree=int(tree), feature=j, threshold=None, missing_left=bool(ml[i]),
+                                  feature_name=self.feature_names[j], left_categories=lc, right_categories=rc)
+            else:
+                left = np.where(missing, bool(ml[i]), c <= b)
+                split = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
+                                  missing_left=bool(ml[i]), feature_name=self.feature_names[j])
             tracker.record_split(x, node_local, left)
             sid = next_id + i
-            model.splits[sid] = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
-                                          missing_left=bool(ml[i]), feature_name=self.feature_names[j])
+            model.splits[sid] = split
             ids.append(sid)
             lefts.append(left)
         return ids, (np.concatenate(lefts) if lefts else np.zeros(0, dtype=bool))

@@ -44,7 +44,11 @@ each node is built and split at most once, and a SPLIT_REQ names nodes of the
 current level whose histograms the guest legitimately holds, with exactly
 their rows and one (feature, bin) each. Anything else is a ProtocolError.
 
-SETUP_REPLY also carries, per host feature, the monotone constraint its owner
+SETUP_REPLY also carries, per host feature, whether it is categorical (a
+categorical feature is split by a set of its bins: SPLIT_REQ then names
+``bin = -1`` and the node's left bins in ``left_bins``, CSR by
+``left_offsets``; a numeric split has an empty group; see
+:func:`check_categorical_reply`), the monotone constraint its owner
 declared (``+1``/``-1``/0; the guest enforces it on the decrypted sums) and
 the feature's name where the host's policy publishes it (``""`` otherwise:
 the guest then calls it ``<host>:feature#<k>``); see :func:`check_setup_reply`.
@@ -67,7 +71,7 @@ from ...errors import ProtocolError
 
 __all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
            "MIN_NODE_ROWS", "MAX_NAME_CHARS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part",
-           "check_setup_reply"]
+           "check_setup_reply", "check_categorical_reply", "split_bins"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
@@ -129,6 +133,7 @@ MESSAGES: dict[Stage, Message] = {
         }),
         Message(Stage.SETUP_REPLY, "host", "guest", "job", {
             "n_bins_non_missing": _I64, "resume_trees": int, "monotone": _I8, "feature_names": list,
+            "categorical": _BOOL,
         }),
         Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
         Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
@@ -141,6 +146,7 @@ MESSAGES: dict[Stage, Message] = {
         Message(Stage.HIST, "host", "guest", "level", {"hist": (CipherBlob, type(None)), "count": int, "seconds": float}),
         Message(Stage.SPLIT_REQ, "guest", "host", "level", {
             "nodes": _I64, "features": _I64, "bins": _I64, "missing_left": _BOOL, "offsets": _I64, "rows": _I64,
+            "left_bins": _I64, "left_offsets": _I64,
         }),
         Message(Stage.SPLIT, "host", "guest", "level", {"split_ids": _I64, "left": _BOOL}),
         Message(Stage.PREDICT_REQ, "guest", "host", "free", {"split_ids": _I64, "rows": _I64}),
@@ -243,6 +249,56 @@ def check_setup_reply(msg: dict, host: str, max_bins: int) -> tuple[np.ndarray, 
         raise ProtocolError(f"secureboost setup-reply from {host!r}: feature_names must be one printable string "
                             f"of at most {MAX_NAME_CHARS} characters per feature")
     return cst, list(names)
+
+
+def check_categorical_reply(msg: dict, host: str) -> np.ndarray | None:
+    """The categorical flags of a SETUP_REPLY (already through :func:`expect` and :func:`check_setup_reply`).
+
+    Returns None when no feature is categorical.
+
+    Raises
+    ------
+    ProtocolError
+        Not one flag per feature, or a categorical feature with a monotone constraint.
+    """
+    cat = msg["categorical"]
+    if len(cat) != len(msg["n_bins_non_missing"]):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: categorical must hold one flag per feature")
+    if np.any(cat & (msg["monotone"] != 0)):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: a categorical feature has a monotone constraint")
+    return cat.copy() if cat.any() else None
+
+
+def split_bins(sreq: dict, k: int, n_bins_non_missing: np.ndarray, categorical: np.ndarray) -> list:
+    """Per split of a SPLIT_REQ, its bin (numeric feature) or sorted tuple of left bins (categorical feature).
+
+    ``features`` and ``bins`` must already be checked to have ``k`` entries and
+    ``features`` to be this host's feature indexes.
+
+    Raises
+    ------
+    ProtocolError
+        Malformed ``left_offsets``; a numeric split with left bins or a bin out of
+        range; a categorical split with ``bin != -1`` or a left set that is
+        empty, repeats a bin, or names a bin the feature does not have.
+    """
+    lb, lo = sreq["left_bins"], sreq["left_offsets"]
+    check_offsets(Stage.SPLIT_REQ, lo, k, len(lb))
+    out = []
+    for i in range(k):
+        j, b = int(sreq["features"][i]), int(sreq["bins"][i])
+        group = lb[lo[i]:lo[i + 1]]
+        nb = int(n_bins_non_missing[j])
+        if categorical[j]:
+            if b != -1 or len(group) == 0 or len(np.unique(group)) != len(group) or np.any(group < 0) or np.any(
+                    group >= nb):
+                raise ProtocolError(f"secureboost split-req: malformed category set for feature {j}")
+            out.append(tuple(sorted(int(x) for x in group)))
+        else:
+            if len(group) or not (0 <= b < nb):
+                raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            out.append(b)
+    return out
 
 
 def item_bits(max_rows: int) -> int:
