@@ -49,13 +49,15 @@ def tables(tmp_path_factory):
     rb, rg = rows(bank), rows(gov)
     cat = np.array([gov.is_categorical(c) for c in gov.columns])
     assert cat.sum() == 3 and {gov.columns[j] for j in np.flatnonzero(cat)} == {"sex", "education", "marriage"}
-    return bank.X[rb], np.asarray(bank.y)[rb], gov.X[rg], cat, gov
+    return bank.X[rb], np.asarray(bank.y)[rb], gov.X[rg], cat, (bank, gov)
 
 
-def _fit(Xb, y, Xg, cat, kw, keypair, hub=None):
+def _fit(Xb, y, Xg, cat, kw, keypair, hub=None, bank_cat=None, names=(None, None)):
     return run_local({
-        "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xb, y, keypair=keypair),
-        "gov": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, guest="bank", categorical_features=cat),
+        "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xb, y, keypair=keypair, categorical_features=bank_cat,
+                                                         feature_names=names[0]),
+        "gov": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, guest="bank", categorical_features=cat,
+                                                        feature_names=names[1]),
     }, timeout=300, hub=hub)
 
 
@@ -64,15 +66,21 @@ def _reference(kw, X, y, cat, seed=None):
                          categorical_features=cat, **kw).fit(X, y)
 
 
-@pytest.mark.parametrize("case", ["plain", "sampling+early_stopping"])
+@pytest.mark.parametrize("case", ["plain", "sampling+early_stopping", "guest categorical"])
 def test_categorical_lossless_vs_reference(tables, keypair, case):
     Xb, y, Xg, cat, _ = tables
     kw = dict(n_trees=3, max_depth=3, learning_rate=0.5)
-    if case != "plain":
+    bank_cat = None
+    if case == "sampling+early_stopping":
         kw.update(subsample=0.8, colsample=0.8, random_state=3, early_stopping_rounds=2, n_trees=4)
-    res = _fit(Xb, y, Xg, cat, kw, keypair)
+    if case == "guest categorical":  # pay_0 (repayment status codes) declared categorical on the guest
+        bank_cat = np.zeros(Xb.shape[1], bool)
+        bank_cat[1] = True
+        Xb = Xb.copy()
+        Xb[:, 1] = Xb[:, 1] + 2  # codes must be non-negative integers (-2 .. 8 -> 0 .. 10)
+    res = _fit(Xb, y, Xg, cat, kw, keypair, bank_cat=bank_cat)
     fed = res["bank"].model_
-    gcat = np.r_[np.zeros(Xb.shape[1], bool), cat]
+    gcat = np.r_[np.zeros(Xb.shape[1], bool) if bank_cat is None else bank_cat, cat]
     ref = _reference(kw, np.hstack([Xb, Xg]), y, gcat, fed.validation_seed)
     assert len(fed.trees) == len(ref.trees_)
     n_cat = 0
@@ -85,10 +93,14 @@ def test_categorical_lossless_vs_reference(tables, keypair, case):
             off = 0 if a.party == "bank" else Xb.shape[1]
             assert (off + a.feature, a.bin, a.left_bins, a.missing_left, a.left, a.right) == (
                 b.feature, b.bin, b.left_bins, b.missing_left, b.left, b.right)
-            if a.left_bins is not None:
+            if a.left_bins is not None and a.party == "gov":
                 n_cat += 1
-                assert a.party == "gov" and a.left_categories is None  # the category codes stay with the host
+                assert a.left_categories is None  # the category codes stay with the host
+            if a.left_bins is not None and a.party == "bank":
+                assert a.left_categories == b.left_categories and a.right_categories == b.right_categories
     assert n_cat > 0, "the categorical host features should win some splits"
+    if bank_cat is not None:
+        assert any(n.left_bins is not None for t in fed.trees for n in t if n.party == "bank")
     host_cat = [s for s in res["gov"].model_.splits.values() if s.left_categories is not None]
     assert host_cat and all(s.threshold is None and s.right_categories for s in host_cat)
     # federated scoring equals the reference, also with a category never seen in training and missing values
@@ -106,3 +118,126 @@ def test_categorical_lossless_vs_reference(tables, keypair, case):
     Xm = Xr.copy()
     Xm[:50, Xb.shape[1] + j] = np.nan  # unseen == missing
     np.testing.assert_array_equal(ref.predict_proba(Xr), ref.predict_proba(Xm))
+
+
+# ---------------------------------------------------------------- the splitter and the binning
+def test_prefix_of_the_gh_order_is_the_best_subset():
+    """Scanning the G/(H + lambda) order finds the best of all 2**k - 2 category subsets (Fisher's theorem)."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    params = SplitParams(reg_lambda=1.0, min_child_weight=0.0)
+    for _ in range(30):
+        k = 6
+        grid = np.zeros((1, 8, 2))
+        grid[0, :k, 0] = rng.normal(0, 5, k)
+        grid[0, :k, 1] = rng.uniform(1, 10, k)
+        total = tuple(grid[0].sum(axis=0))
+        info = find_best_split(grid, np.array([k]), total, params, categorical=np.array([True]))
+        best = -np.inf
+        for r in range(1, k):
+            for left in itertools.combinations(range(k), r):
+                gl, hl = grid[0, list(left)].sum(axis=0)
+                gr, hr = total[0] - gl, total[1] - hl
+                best = max(best, gl**2 / (hl + 1) + gr**2 / (hr + 1) - total[0]**2 / (total[1] + 1))
+        assert info is not None and info.bin == -1 and info.left_bins
+        assert info.gain == pytest.approx(best, rel=1e-12)
+
+
+def test_category_bins_pool_rare_categories_into_other_and_unseen_is_missing():
+    col = np.r_[np.repeat([0.0, 1, 2, 3, 4], [50, 40, 30, 2, 1]), [np.nan] * 3]
+    assert [b.tolist() for b in category_bins(col, 10)] == [[0], [1], [2], [3], [4]]
+    assert [b.tolist() for b in category_bins(col, 3)] == [[0], [1], [2, 3, 4]]  # the 2 most frequent + "other"
+    m = BinMapper(max_bins=4, categorical=np.array([True])).fit(col[:, None])
+    codes = m.transform(np.array([[0.0], [3.0], [4.0], [7.0], [np.nan]]))[:, 0]
+    assert codes.tolist() == [0, 2, 2, 3, 3]  # 7 was never seen: the missing bin, like NaN
+    with pytest.raises(DataError, match="non-negative integer"):
+        BinMapper(categorical=np.array([True])).fit(np.array([[0.5], [1.0]]))
+
+
+def test_category_predicates_agree_and_send_unseen_categories_the_missing_way():
+    x = np.array([0.0, 1, 2, 5, np.nan, 2.5])
+    for ml in (False, True):
+        one = split_decision(x, None, ml, [0.0, 2.0], [1.0])
+        assert one.tolist() == [True, False, True, ml, ml, ml]
+        sides = CategorySides([None, ([0.0, 2.0], [1.0])])
+        at = np.ones(len(x), dtype=np.int64)
+        got = sides.decide(at, x, np.array([0.5, np.nan]), np.array([False, ml]))
+        assert got.tolist() == one.tolist()
+    assert CategorySides([None]).decide(np.zeros(2, np.int64), np.array([0.2, 0.7]), np.array([0.5]),
+                                        np.array([False])).tolist() == [True, False]
+
+
+def test_monotone_constraint_on_a_categorical_feature_is_refused():
+    X = np.c_[np.arange(100) % 4, np.arange(100)].astype(float)
+    y = np.arange(100) % 2
+    with pytest.raises(DataError, match="categorical and cannot carry a monotone"):
+        GBDTReference(categorical_features=[0], monotonic_cst=[1, 0]).fit(X, y)
+
+
+def test_reference_auc_matches_sklearn_hgb_with_categorical_features(tables):
+    """Same data, same hyperparameters: AUC within 0.005 of HistGradientBoostingClassifier(categorical_features)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fedcredit.models.metrics import auc
+
+    _, _, _, cat, (bank, gov) = tables
+    common = np.intersect1d(bank.ids, gov.ids)  # every aligned row (~22k): AUC on 30 % of them is stable
+    rb = np.searchsorted(bank.ids, common, sorter=np.argsort(bank.ids))
+    rg = np.searchsorted(gov.ids, common, sorter=np.argsort(gov.ids))
+    X = np.hstack([bank.X[np.argsort(bank.ids)[rb]], gov.X[np.argsort(gov.ids)[rg]]])
+    y = np.asarray(bank.y)[np.argsort(bank.ids)[rb]]
+    gcat = np.r_[np.zeros(bank.X.shape[1], bool), cat]
+    perm = np.random.default_rng(0).permutation(len(y))
+    tr, te = perm[: int(0.7 * len(y))], perm[int(0.7 * len(y)):]
+    ours = GBDTReference(n_trees=20, max_depth=3, learning_rate=0.15, max_bins=32, categorical_features=gcat,
+                         min_child_weight=1e-3).fit(X[tr], y[tr])
+    hgb = HistGradientBoostingClassifier(max_iter=20, max_depth=3, learning_rate=0.15, max_bins=31,
+                                         categorical_features=gcat, early_stopping=False, max_leaf_nodes=None,
+                                         min_samples_leaf=1, l2_regularization=1.0).fit(X[tr], y[tr])
+    a, b = auc(y[te], ours.predict_proba(X[te])[:, 1]), auc(y[te], hgb.predict_proba(X[te])[:, 1])
+    assert a > 0.7 and abs(a - b) < 0.005, (a, b)
+
+
+# ---------------------------------------------------------------- a deviating guest
+@pytest.mark.parametrize("corrupt,match", [
+    ("set_on_numeric", "no feature"), ("bin_on_categorical", "malformed category set"),
+    ("repeated_bin", "malformed category set"), ("bin_out_of_range", "malformed category set"),
+])
+def test_host_refuses_malformed_category_sets(tables, keypair, corrupt, match):
+    """The host partitions rows only by a set of its own bins of a categorical feature, as the spec states."""
+    from fedcredit.protocols.secureboost import guest as guest_mod
+
+    Xb, y, Xg, cat, _ = tables
+    real = guest_mod.RemoteSource.request_splits
+
+    def evil(self, depth, splits):
+        for node, _ in splits:
+            if corrupt == "set_on_numeric":
+                node.feature, node.bin, node.left_bins = int(np.flatnonzero(~cat)[0]), -1, [0]
+            elif node.left_bins is not None:
+                node.left_bins = {"bin_on_categorical": None, "repeated_bin": node.left_bins * 2,
+                                  "bin_out_of_range": [200]}[corrupt]
+                node.bin = 0 if corrupt == "bin_on_categorical" else -1
+        real(self, depth, splits)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(guest_mod.RemoteSource, "request_splits", evil)
+        with pytest.raises(ProtocolError, match=match):
+            # the guest's one feature is constant: every split is the host's
+            _fit(np.zeros((800, 1)), y[:800], Xg[:800], cat, dict(n_trees=1, max_depth=2), keypair)
+
+
+def test_wire_carries_bin_sets_not_categories(tables, keypair):
+    """What the guest learns of a categorical host feature: a flag and bin indexes, never a category code."""
+    Xb, y, Xg, cat, _ = tables
+    hub = MemoryHub(["bank", "gov"])
+    res = _fit(Xb[:1500], y[:1500], Xg[:1500], cat, dict(n_trees=2, max_depth=3), keypair, hub=hub)
+    (reply,) = [serde.decode(p) for s, r, t, p in hub.captured if t.endswith("setup-reply")]
+    assert reply["categorical"].tolist() == cat.tolist()
+    reqs = [serde.decode(p) for s, r, t, p in hub.captured if t.endswith("/split-req")]
+    assert any(len(m["left_bins"]) for m in reqs)
+    host_cat = [s for s in res["gov"].model_.splits.values() if s.left_categories is not None]
+    assert host_cat
+    for n in (n for t in res["bank"].model_.trees for n in t if n.party == "gov"):
+        assert n.left_categories is None and n.right_categories is None and n.threshold is None
