@@ -241,3 +241,84 @@ def test_wire_carries_bin_sets_not_categories(tables, keypair):
     assert host_cat
     for n in (n for t in res["bank"].model_.trees for n in t if n.party == "gov"):
         assert n.left_categories is None and n.right_categories is None and n.threshold is None
+
+
+# ---------------------------------------------------------------- export of category-subset splits
+@pytest.fixture(scope="module")
+def merged(tables, keypair):
+    """A merged model (guest and host categorical splits) and a table to score: unseen and missing categories too."""
+    from fedcredit.serving.export import merge_secureboost
+
+    Xb, y, Xg, cat, (bank, gov) = tables
+    bank_cat = np.zeros(Xb.shape[1], bool)
+    bank_cat[1] = True
+    Xb = Xb.copy()
+    Xb[:, 1] += 2
+    names = (list(bank.feature_names), list(gov.feature_names))
+    res = _fit(Xb, y, Xg, cat, dict(n_trees=3, max_depth=3, learning_rate=0.5), keypair, bank_cat=bank_cat,
+               names=names)
+    m = merge_secureboost(res["bank"].model_, {"gov": res["gov"].model_.to_dict()})
+    Xs = np.hstack([Xb[:400], Xg[:400]])
+    j = len(names[0]) + int(np.flatnonzero(cat)[0])
+    Xs[:40, j], Xs[40:60, j], Xs[60:80, 1] = 99.0, np.nan, 50.0  # unseen, missing, unseen on the guest
+    cols = {f: Xs[:, k] for k, f in enumerate(names[0] + names[1])}
+    expect = predict_proba_fed(res, Xb[:400].copy(), Xs, names)
+    return m, cols, expect
+
+
+def predict_proba_fed(res, Xb, Xs, names):
+    """The federation's own scores of the rows of ``Xs`` (guest columns first)."""
+    nb = len(names[0])
+    hub = MemoryHub(["bank", "gov"])
+    out = run_local({
+        "bank": lambda ch: predict_guest(ch.sub("score-x"), res["bank"].model_, Xs[:, :nb]),
+        "gov": lambda ch: predict_host(ch.sub("score-x"), res["gov"].model_, Xs[:, nb:]),
+    }, hub=hub, timeout=60)
+    return out["bank"]
+
+
+def test_merged_model_has_category_sets_and_scores_like_the_federation(merged):
+    from fedcredit.serving.export import predict_merged
+
+    m, cols, expect = merged
+    cat_nodes = [d for t in m["trees"] for d in t if not d["is_leaf"] and "categories" in d]
+    assert cat_nodes and all("threshold" not in d for d in cat_nodes)
+    assert {d["feature"].split(".")[0] for d in cat_nodes} == {"bank", "gov"}
+    np.testing.assert_allclose(predict_merged(m, cols), expect, rtol=0, atol=1e-12)
+
+
+def test_pmml_uses_simple_set_predicates(merged):
+    import pathlib
+    import xml.etree.ElementTree as ET
+
+    xmlschema = pytest.importorskip("xmlschema")
+    from fedcredit.models.export import to_pmml
+    from test_export import XSD, SpecEvaluator
+
+    m, cols, expect = merged
+    doc = to_pmml(m)
+    path = pathlib.Path(__import__("tempfile").mkdtemp()) / "cat.pmml"
+    path.write_bytes(doc)
+    xmlschema.XMLSchema(str(XSD)).validate(str(path))
+    root = ET.fromstring(doc)
+    sets = root.findall(".//{http://www.dmg.org/PMML-4_4}SimpleSetPredicate")
+    assert sets and {s.get("booleanOperator") for s in sets} == {"isIn", "isNotIn"}
+    ev = SpecEvaluator(path)
+    got = [ev.proba({f: float(v[r]) for f, v in cols.items()}) for r in range(len(expect))]
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12)
+
+
+def test_onnx_expands_category_sets_to_equality_chains(merged):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from fedcredit.models.export import to_onnx
+
+    m, cols, expect = merged
+    blob = to_onnx(m)
+    sess = onnxruntime.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    X = np.stack([cols[f] for f in m["features"]], axis=1)
+    _, proba = sess.run(None, {"X": X})
+    np.testing.assert_allclose(proba[:, 1], expect, rtol=0, atol=1e-6)
+    import onnx
+
+    modes = [a for n in onnx.load_from_string(blob).graph.node for a in n.attribute if a.name == "nodes_modes"]
+    assert b"BRANCH_EQ" in modes[0].strings
