@@ -263,7 +263,7 @@ def merged(tables, keypair):
     Xs[:40, j], Xs[40:60, j], Xs[60:80, 1] = 99.0, np.nan, 50.0  # unseen, missing, unseen on the guest
     cols = {f: Xs[:, k] for k, f in enumerate(names[0] + names[1])}
     expect = predict_proba_fed(res, Xb[:400].copy(), Xs, names)
-    return m, cols, expect
+    return m, cols, expect, (res, Xs, names)
 
 
 def predict_proba_fed(res, Xb, Xs, names):
@@ -280,7 +280,7 @@ def predict_proba_fed(res, Xb, Xs, names):
 def test_merged_model_has_category_sets_and_scores_like_the_federation(merged):
     from fedcredit.serving.export import predict_merged
 
-    m, cols, expect = merged
+    m, cols, expect, _ = merged
     cat_nodes = [d for t in m["trees"] for d in t if not d["is_leaf"] and "categories" in d]
     assert cat_nodes and all("threshold" not in d for d in cat_nodes)
     assert {d["feature"].split(".")[0] for d in cat_nodes} == {"bank", "gov"}
@@ -295,7 +295,7 @@ def test_pmml_uses_simple_set_predicates(merged):
     from fedcredit.models.export import to_pmml
     from test_export import XSD, SpecEvaluator
 
-    m, cols, expect = merged
+    m, cols, expect, _ = merged
     doc = to_pmml(m)
     path = pathlib.Path(__import__("tempfile").mkdtemp()) / "cat.pmml"
     path.write_bytes(doc)
@@ -312,7 +312,7 @@ def test_onnx_expands_category_sets_to_equality_chains(merged):
     onnxruntime = pytest.importorskip("onnxruntime")
     from fedcredit.models.export import to_onnx
 
-    m, cols, expect = merged
+    m, cols, expect, _ = merged
     blob = to_onnx(m)
     sess = onnxruntime.InferenceSession(blob, providers=["CPUExecutionProvider"])
     X = np.stack([cols[f] for f in m["features"]], axis=1)
@@ -322,3 +322,23 @@ def test_onnx_expands_category_sets_to_equality_chains(merged):
 
     modes = [a for n in onnx.load_from_string(blob).graph.node for a in n.attribute if a.name == "nodes_modes"]
     assert b"BRANCH_EQ" in modes[0].strings
+
+
+def test_path_only_scoring_evaluates_category_sets_on_each_side(merged):
+    """Scoring service path: the guest walks its own set predicates; the host answers membership locally."""
+    from fedcredit.protocols.scoring.guest import Forest, TreeWalk
+    from fedcredit.protocols.scoring.host import SplitTable, TreeSession
+
+    _, _, expect, (res, Xs, names) = merged
+    nb = len(names[0])
+    hm = res["gov"].model_
+    session = TreeSession(SplitTable(hm, {f: j for j, f in enumerate(names[1])}), Xs[:, nb:], requester="bank",
+                          model_id="m")
+    walk = TreeWalk(Forest(res["bank"].model_), Xs[:, :nb])
+    while True:
+        walk.advance()
+        queries = walk.queries()
+        if not queries:
+            break
+        walk.apply("gov", session.answer(queries["gov"]))
+    np.testing.assert_allclose(walk.scores(), expect, rtol=0, atol=1e-12)
