@@ -44,7 +44,14 @@ from ...models.tree.gbdt import (
     tree_rng,
     validation_split,
 )
-from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower, check_monotone
+from ...models.tree.grower import (
+    FeatureSource,
+    LocalSource,
+    Node,
+    TreeGrower,
+    check_categorical_monotone,
+    check_monotone,
+)
 from ...models.tree.importance import feature_importance, host_feature_label
 from ...models.tree.predictor import local_decision, predict_tree
 from ...models.tree.split import SplitParams
@@ -360,6 +367,7 @@ class SecureBoostGuest:
             raise DataError(f"sample_weight has shape {self.sample_weight.shape}, expected {self.y.shape}")
         self.monotone = None if monotone is None else check_monotone(monotone, self.X.shape[1], "the guest")
         self.categorical = categorical_mask(categorical, self.X.shape[1])
+        check_categorical_monotone(self.categorical, self.monotone, "the guest")  # before any message
         self.timings = dict.fromkeys(
             ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt",
              "guest_histogram", "split", "partition", "predict", "transfer"], 0.0)
