@@ -1,7 +1,9 @@
 """Vertical SecureBoost: lossless gradient-boosted trees across a label holder and N hosts.
 
 Roles: the **guest** holds the labels and its own features and drives the
-protocol (:mod:`.guest`); each **host** holds features only (:mod:`.host`).
+protocol (:mod:`.guest`; each host's features reach its grower through
+:mod:`.remote`, federated scoring is :mod:`.predict`); each **host** holds
+features only (:mod:`.host`).
 Messages are listed in :mod:`.spec`; the per-party model parts and their JSON
 files are in :mod:`.model`. The trees equal those of
 :class:`fedcredit.models.tree.GBDTReference` trained on the joined table with
@@ -29,10 +31,11 @@ from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS, categorical_mask
 from ...models.tree.grower import check_monotone
 from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
-from .guest import SecureBoostGuest, predict_guest
+from .guest import SecureBoostGuest
 from .he import DEFAULT_HE, SCHEMES
 from .host import SecureBoostHost, predict_host
 from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+from .predict import predict_guest
 from .spec import MIN_NODE_ROWS
 
 __all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel",

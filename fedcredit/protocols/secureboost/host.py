@@ -47,6 +47,7 @@ from ...models.tree.grower import check_categorical_monotone, check_monotone
 from ...models.tree.histogram import build_histogram
 from ...models.tree.predictor import split_decision
 from ...transport.base import Channel
+from .._spec import decode_public_key
 from . import he as _he
 from . import spec
 from .model import HOST_FILE, HostModel, HostSplit
@@ -84,12 +85,12 @@ def host_decisions(model: HostModel, X: np.ndarray, split_ids: np.ndarray, rows:
     return out
 
 
-def _answer_predict(channel: Channel, guest: str, model: HostModel, X: np.ndarray, req_stage: Stage, rep_stage: Stage,
-                    req_tag: str, rep_tag: str) -> int:
-    req = spec.expect(req_stage, channel.recv(guest, req_tag), sender_role="guest")
+def _answer_predict(channel: Channel, session, guest: str, model: HostModel, X: np.ndarray, req_stage: Stage,
+                    rep_stage: Stage, **idx) -> int:
+    req = session.recv(channel, guest, req_stage, **idx)
     rows = spec.check_rows(req_stage, req["rows"], len(X))
     dec = host_decisions(model, X, req["split_ids"], rows)
-    channel.send(guest, rep_tag, {"left": np.packbits(dec.ravel())})
+    session.send(channel, guest, rep_stage, {"left": np.packbits(dec.ravel())}, **idx)
     return len(rows)
 
 
@@ -113,8 +114,8 @@ def predict_host(channel: Channel, host_model: HostModel, X_host, *, guest: str 
     """
     guest = guest or host_model.guest
     X = np.asarray(X_host, dtype=np.float64)
-    n = _answer_predict(channel, guest, host_model, X, Stage.PREDICT_REQ, Stage.PREDICT,
-                        spec.tag(Stage.PREDICT_REQ), spec.tag(Stage.PREDICT))
+    session = spec.session({guest: "guest", channel.party: "host"}, channel.party, "scoring")
+    n = _answer_predict(channel, session, guest, host_model, X, Stage.PREDICT_REQ, Stage.PREDICT)
     return {"rows": n}
 
 
@@ -155,6 +156,8 @@ class SecureBoostHost:
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.guest = guest
+        # every message to and from the guest goes through the spec: tags, roles, payloads and order checked
+        self.s = spec.session({guest: "guest", channel.party: "host"}, channel.party, "training")
         self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
         n = self.X.shape[1]
         self.monotone = np.zeros(n, dtype=np.int8) if monotone is None else check_monotone(monotone, n, "this host")
@@ -171,20 +174,20 @@ class SecureBoostHost:
         self.gh_parts = 0  # GH messages received (all trees)
         self.partitions = 0  # most partitions of a tree's (g, h) on a distributed backend (0: in-process)
 
-    def _recv(self, stage: Stage, tag: str) -> dict:
+    def _recv(self, stage: Stage, **idx) -> dict:
         t0 = time.perf_counter()
-        msg = self.ch.recv(self.guest, tag)
+        msg = self.s.recv(self.ch, self.guest, stage, **idx)
         self.timings["wait"] += time.perf_counter() - t0
-        return spec.expect(stage, msg, sender_role="guest")
+        return msg
 
     def run(self) -> tuple[HostModel, dict]:
         t_start = time.perf_counter()
-        setup = self._recv(Stage.SETUP, spec.tag(Stage.SETUP))
+        setup = self._recv(Stage.SETUP)
         if setup["n_rows"] != len(self.X):
             raise ProtocolError(f"secureboost setup: guest has {setup['n_rows']} aligned rows, this host {len(self.X)}")
-        # the guest names its scheme; a host refuses any other name and any malformed or small key
-        pk = _he.public_key_from_wire(setup["he"], setup["public_key"])
-        if setup["he"] == "ou" and compute.current().distributed:
+        # the key's wire shape names its scheme; a host refuses any other scheme and any malformed or small key
+        pk = decode_public_key(setup["public_key"], schemes=_he.SCHEMES, protocol="secureboost setup")
+        if _he.scheme_of(pk) == "ou" and compute.current().distributed:
             raise ProtocolError("secureboost setup: he='ou' runs on the local compute backend only; "
                                 "use he='paillier' with a distributed backend")
         train = spec.check_rows(Stage.SETUP, setup["train_rows"], len(self.X), "train_rows")
@@ -222,20 +225,20 @@ class SecureBoostHost:
                 model = old
         resume = min(model.trees_done, setup["resume_trees"])
         model.truncate(resume)
-        self.ch.send(self.guest, spec.tag(Stage.SETUP_REPLY),
-                     {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
-                      "monotone": self.monotone, "feature_names": list(self.published),
-                      "categorical": self.categorical})
+        self.s.send(self.ch, self.guest, Stage.SETUP_REPLY,
+                    {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
+                     "monotone": self.monotone, "feature_names": list(self.published),
+                     "categorical": self.categorical})
         if resume > 0:
-            _answer_predict(self.ch, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT,
-                            spec.tag(Stage.RESUME_PREDICT_REQ), spec.tag(Stage.RESUME_PREDICT))
+            _answer_predict(self.ch, self.s, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ,
+                            Stage.RESUME_PREDICT)
         next_id = max(model.splits, default=-1) + 1
         n_feat = self.X.shape[1]
         t = resume
         trees_built = 0
         while True:
             self.check_cancelled()
-            start = self._recv(Stage.START, spec.tag(Stage.START, t))
+            start = self._recv(Stage.START, t=t)
             mode = start["mode"]
             if mode not in spec.MODES:
                 raise ProtocolError(f"secureboost start: unknown mode {mode!r}")
@@ -277,8 +280,8 @@ class SecureBoostHost:
             elif start["gh_parts"] != 0:
                 raise ProtocolError(f"secureboost start: a {mode} tree has no gh parts, got {start['gh_parts']}")
             t0 = time.perf_counter()
-            _answer_predict(self.ch, self.guest, model, self.X, Stage.PREDICT_REQ, Stage.PREDICT,
-                            spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
+            _answer_predict(self.ch, self.s, self.guest, model, self.X, Stage.TREE_PREDICT_REQ, Stage.TREE_PREDICT,
+                            t=t)
             self.timings["predict"] += time.perf_counter() - t0
             model.trees_done = t + 1
             if path is not None:
@@ -304,10 +307,10 @@ class SecureBoostHost:
         its rows have arrived."""
         def parts():
             for k in range(len(bounds)):
-                msg = self._recv(Stage.GH, spec.tag(Stage.GH, t, part=k))
+                msg = self._recv(Stage.GH, t=t, k=k)
                 yield spec.check_gh_part(msg, k, bounds)
                 # the caller has taken the part in (converted or scattered it): the guest may send part k + GH_WINDOW
-                self.ch.send(self.guest, spec.tag(Stage.GH_ACK, t, part=k), {"part": k})
+                self.s.send(self.ch, self.guest, Stage.GH_ACK, {"part": k}, t=t, k=k)
 
         backend = compute.current()
         if backend.distributed:
@@ -326,7 +329,7 @@ class SecureBoostHost:
         ``nodes`` is the tree's partition as this host tracks it; every request is checked against it
         before any sum is built or any row is partitioned."""
         for d in range(max_depth):
-            req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
+            req = self._recv(Stage.HIST_REQ, t=t, d=d)
             if req["done"]:
                 break
             t0 = time.perf_counter()
@@ -356,15 +359,15 @@ class SecureBoostHost:
             else:
                 blob, count = None, 0
             self.timings["compress"] += time.perf_counter() - t1
-            self.ch.send(self.guest, spec.tag(Stage.HIST, t, d),
-                         {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
-            sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
+            self.s.send(self.ch, self.guest, Stage.HIST,
+                        {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)}, t=t, d=d)
+            sreq = self._recv(Stage.SPLIT_REQ, t=t, d=d)
             t0 = time.perf_counter()
             ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, n_train, d, pos, active, nodes)
             next_id += len(ids)
             self.timings["split"] += time.perf_counter() - t0
-            self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
-                         {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
+            self.s.send(self.ch, self.guest, Stage.SPLIT,
+                        {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts}, t=t, d=d)
         return next_id
 
     def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train, depth, pos, active, tracker):
