@@ -342,3 +342,16 @@ def test_path_only_scoring_evaluates_category_sets_on_each_side(merged):
             break
         walk.apply("gov", session.answer(queries["gov"]))
     np.testing.assert_allclose(walk.scores(), expect, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("categorical,monotone,match", [
+    (np.array([True]), np.array([0, 0], np.int8), "one flag per feature"),
+    (np.array([True, False]), np.array([1, 0], np.int8), "categorical feature has a monotone constraint"),
+])
+def test_guest_refuses_bad_categorical_flags(categorical, monotone, match):
+    msg = {"n_bins_non_missing": np.array([5, 5]), "resume_trees": 0, "monotone": monotone,
+           "feature_names": ["", ""], "categorical": categorical}
+    with pytest.raises(ProtocolError, match=match):
+        spec.check_categorical_reply(msg, "gov")
+    ok = dict(msg, categorical=np.array([True, False]), monotone=np.array([0, 1], np.int8))
+    assert spec.check_categorical_reply(ok, "gov").tolist() == [True, False]
