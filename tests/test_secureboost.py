@@ -330,7 +330,8 @@ def test_privacy_of_captured_payloads(keypair):
     kw = dict(n_trees=2, max_depth=3, early_stopping_rounds=2)
     hub = MemoryHub(["bank", "host"])
     res = _fit({"bank": Xg, "host": Xh}, y, kw, keypair, hub=hub)
-    int_keys = {"train_rows", "valid_rows", "rows", "nodes", "offsets", "bins", "features", "split_ids"}
+    int_keys = {"train_rows", "valid_rows", "rows", "nodes", "offsets", "bins", "features", "split_ids",
+                "left_bins", "left_offsets"}  # categorical splits: the left bin indexes (empty for numeric ones)
     to_host = [(t, serde.decode(p), p) for s, r, t, p in hub.captured if r == "host"]
     assert to_host
     label_bytes = [y.astype(dt).tobytes() for dt in (np.int8, np.int64, np.float64, np.bool_)]
@@ -341,6 +342,9 @@ def test_privacy_of_captured_payloads(keypair):
                 # only row positions, node ids, feature/bin indexes and flags — never a float
                 assert v.dtype.kind in "ib", (tag, k, v.dtype)
                 assert k in int_keys | {"missing_left"}, (tag, k)
+            elif k == "public_key":  # the one public-key wire shape: a scheme name and the key's bytes
+                assert {"scheme", "n"} <= set(v) <= {"scheme", "n", "g", "h"}, tag
+                assert all(isinstance(x, (str, bytes)) for x in v.values()), tag
             else:
                 assert isinstance(v, (CipherBlob, str, bytes, int, bool, type(None))), (tag, k, type(v))
                 assert not isinstance(v, float), (tag, k)
@@ -465,23 +469,23 @@ def test_estimator_param_validation(param, value):
 
 
 def test_spec_every_message_has_one_sender_and_receiver():
-    for stage, msg in spec.MESSAGES.items():
+    msgs = spec.SPEC.messages
+    for stage, msg in msgs.items():
         assert {msg.sender, msg.receiver} == {"guest", "host"}, stage
         assert msg.fields, stage
-    assert set(spec.MESSAGES) == set(spec.Stage)
-    assert {m.scope for m in spec.MESSAGES.values()} <= {"job", "tree", "part", "level", "free"}
+    assert set(msgs) == set(spec.Stage)
     # one tag per (message, tree, level/part) of a run: no two messages of any trees, levels or parts collide
     tags = set()
     for s in spec.Stage:
-        scope = spec.MESSAGES[s].scope
+        need = {"job": {}, "tree": {"t"}, "part": {"t", "k"}, "level": {"t", "d"}}.get(msgs[s].scope, {"t"})
         for t, i in itertools.product(range(3), range(12)):
-            if scope == "job" and (t, i) != (0, 0) or scope in ("tree", "free") and i:
-                continue
-            tags.add((s, spec.tag(s, t, i, part=i)))
+            idx = {k: v for k, v in {"t": t, "k": i, "d": i}.items() if k in need}
+            tags.add((s, spec.SPEC.tag(s, **idx)))
     assert len({tg for _, tg in tags}) == len(tags)
-    assert spec.tag(spec.Stage.GH, 3, part=11) == "tree-3/part-11/gh"
-    with pytest.raises(ProtocolError, match="needs a part index"):
-        spec.tag(spec.Stage.GH, 3)
+    assert spec.SPEC.tag(spec.Stage.GH, t=3, k=11) == "tree-3/part-11/gh"
+    assert spec.SPEC.tag(spec.Stage.TREE_PREDICT_REQ, t=2) == "tree-2/predict-req"
+    with pytest.raises(ProtocolError, match="tag index must be"):
+        spec.SPEC.tag(spec.Stage.GH, t=3)
 
 
 @pytest.mark.parametrize("stage,payload,match", [
@@ -494,7 +498,20 @@ def test_spec_every_message_has_one_sender_and_receiver():
 ])
 def test_spec_expect_rejects(stage, payload, match):
     with pytest.raises(ProtocolError, match=match):
-        spec.expect(stage, payload)
+        spec.SPEC.check(stage, payload)
+
+
+def test_a_message_out_of_the_training_order_is_refused():
+    """The flow check: a host receives no HIST_REQ before START, and a guest sends no second SETUP."""
+    hub = MemoryHub(["bank", "host"])
+    host = spec.session({"bank": "guest", "host": "host"}, "host", "training")
+    with pytest.raises(ProtocolError, match="out of order"):
+        host.recv(hub.channel("host"), "bank", spec.Stage.HIST_REQ, t=0, d=0)
+    guest = spec.session({"bank": "guest", "host": "host"}, "bank", "training")
+    guest.send(hub.channel("bank"), "host", spec.Stage.SETUP, {})
+    with pytest.raises(ProtocolError, match="out of order"):
+        guest.send(hub.channel("bank"), "host", spec.Stage.SETUP, {})
+    assert [t for _, _, t, _ in hub.captured] == ["setup"]
 
 
 def test_host_rejects_split_request_for_unknown_bin(keypair):
@@ -517,31 +534,32 @@ def test_host_rejects_split_request_for_unknown_bin(keypair):
 # ---------------------------------------------------------------- the additive scheme (he = "ou" | "paillier")
 @pytest.mark.parametrize("he", ["ou", "paillier"])
 def test_public_key_wire_names_its_scheme(he):
-    from fedcredit.protocols.secureboost import he as he_mod
+    from fedcredit.protocols._spec import decode_public_key, encode_public_key
 
     pk, _ = _keypair(he)
-    name, data = he_mod.public_key_to_wire(pk)
-    assert name == he and he_mod.public_key_from_wire(name, data) == pk
-    if he == "paillier":  # Paillier's n is not n || g || h with h = g^n (OU's n || g || h is some odd number:
-        # a host told "paillier" then refuses the first GH part, whose blob names "ou")
-        with pytest.raises(ProtocolError, match="not a valid ou public key"):
-            he_mod.public_key_from_wire("ou", data)
-    with pytest.raises(ProtocolError, match="unknown additive scheme"):
-        he_mod.public_key_from_wire("rsa", data)
+    wire = encode_public_key(pk)
+    assert wire["scheme"] == he and decode_public_key(wire) == pk
+    with pytest.raises(ProtocolError, match="not in the public-key wire shape"):
+        decode_public_key(dict(wire, scheme="rsa"))
 
 
 @pytest.mark.parametrize("he,case,match", [
-    ("ou", "unknown", r"unknown additive scheme"),
-    ("ou", "mislabelled", r"not a valid paillier public key|decryption failed"),  # even: refused; odd: its GH blobs
-    ("paillier", "mislabelled", r"not a valid ou public key"),
+    ("ou", "unknown", r"'public_key' must be a public key"),
+    ("ou", "mislabelled", r"'public_key' must be a public key"),  # OU's n, g, h named "paillier": not its shape
+    ("paillier", "mislabelled", r"'public_key' must be a public key"),
+    ("paillier", "bad_key", r"not a valid paillier public key"),
 ])
 def test_host_refuses_an_unknown_or_mislabelled_scheme(he, case, match):
     Xg, Xh, y = _default_credit(100)
 
     def tamper(tag, msg):
         if tag == "setup":
-            name = "rsa" if case == "unknown" else ("paillier" if he == "ou" else "ou")
-            return [(tag, dict(msg, he=name))]
+            key = dict(msg["public_key"])
+            if case == "bad_key":
+                key["n"] = (4).to_bytes(1, "big")  # even, tiny: no Paillier modulus
+            else:
+                key["scheme"] = "rsa" if case == "unknown" else ("paillier" if he == "ou" else "ou")
+            return [(tag, dict(msg, public_key=key))]
         return [(tag, msg)]
 
     kw = dict(n_trees=1, max_depth=2, he=he)

@@ -200,6 +200,7 @@ def test_resume_keeps_the_secret_split(keypair, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 N_ROWS = 200
+TAG = spec.SPEC.tag  # the deviating guest below writes raw messages under the spec's tags
 
 
 class _EvilGuest:
@@ -211,23 +212,23 @@ class _EvilGuest:
     def setup(self, min_node_rows=spec.MIN_NODE_ROWS, max_depth=3, item_bits=None):
         self.max_depth = max_depth
         item_bits = GHCodec(N_ROWS, self.pk.bits - 1).item_bits if item_bits is None else item_bits
-        self.ch.send("host", spec.tag(Stage.SETUP), {
-            "run_id": "evil", "he": "paillier", "public_key": self.pk.to_wire()["n"], "n_rows": N_ROWS,
+        self.ch.send("host", TAG(Stage.SETUP), {
+            "run_id": "evil", "public_key": self.pk.to_wire(), "n_rows": N_ROWS,
             "train_rows": np.arange(N_ROWS, dtype=np.int64), "valid_rows": np.zeros(0, dtype=np.int64),
             "max_depth": max_depth, "max_bins": 32, "item_bits": item_bits, "resume_trees": 0,
             "gh_part_rows": N_ROWS, "min_node_rows": min_node_rows,
         })
-        self.nb = self.ch.recv("host", spec.tag(Stage.SETUP_REPLY))["n_bins_non_missing"]
+        self.nb = self.ch.recv("host", TAG(Stage.SETUP_REPLY))["n_bins_non_missing"]
 
     def start(self, n_features):
         rows = np.arange(N_ROWS, dtype=np.int64)
-        self.ch.send("host", spec.tag(Stage.START, 0), {
+        self.ch.send("host", TAG(Stage.START, t=0), {
             "mode": "secure", "gh_parts": 1, "rows": rows, "features": np.ones(n_features, dtype=bool),
             "keep_trees": 0,
         })
-        self.ch.send("host", spec.tag(Stage.GH, 0, part=0),
+        self.ch.send("host", TAG(Stage.GH, t=0, k=0),
                      {"part": 0, "start": 0, "gh": self.sk.encrypt_ints([1] * N_ROWS).to_blob()})
-        self.ch.recv("host", spec.tag(Stage.GH_ACK, 0, part=0))
+        self.ch.recv("host", TAG(Stage.GH_ACK, t=0, k=0))
 
     @staticmethod
     def _csr(groups):
@@ -238,18 +239,19 @@ class _EvilGuest:
 
     def hist(self, d, groups):
         offsets, rows = self._csr(groups)
-        self.ch.send("host", spec.tag(Stage.HIST_REQ, 0, d), {
+        self.ch.send("host", TAG(Stage.HIST_REQ, t=0, d=d), {
             "done": False, "nodes": np.arange(len(groups), dtype=np.int64), "offsets": offsets, "rows": rows})
-        return self.ch.recv("host", spec.tag(Stage.HIST, 0, d))
+        return self.ch.recv("host", TAG(Stage.HIST, t=0, d=d))
 
     def split(self, d, items):
         """items: [(rows, feature, bin)]; returns the left masks."""
         offsets, rows = self._csr([r for r, _, _ in items])
-        self.ch.send("host", spec.tag(Stage.SPLIT_REQ, 0, d), {
+        self.ch.send("host", TAG(Stage.SPLIT_REQ, t=0, d=d), {
             "nodes": np.arange(len(items), dtype=np.int64), "features": np.array([f for _, f, _ in items], np.int64),
             "bins": np.array([b for _, _, b in items], np.int64), "missing_left": np.zeros(len(items), bool),
-            "offsets": offsets, "rows": rows})
-        msg = self.ch.recv("host", spec.tag(Stage.SPLIT, 0, d))
+            "offsets": offsets, "rows": rows, "left_bins": np.zeros(0, np.int64),
+            "left_offsets": np.zeros(len(items) + 1, np.int64)})
+        msg = self.ch.recv("host", TAG(Stage.SPLIT, t=0, d=d))
         out, at = [], 0
         for r, _, _ in items:
             out.append(msg["left"][at:at + len(r)])
@@ -392,10 +394,10 @@ def test_honest_level_sequence_is_answered(keypair):
         assert hist["count"] > 0
         (lm,) = g.split(1, [(large, 1, int(g.nb[1]) // 2)])
         assert lm.shape == large.shape
-        ch.send("host", spec.tag(Stage.PREDICT_REQ, 0), {"split_ids": np.zeros(0, np.int64),
+        ch.send("host", TAG(Stage.TREE_PREDICT_REQ, t=0), {"split_ids": np.zeros(0, np.int64),
                                                          "rows": np.zeros(0, np.int64)})
-        ch.recv("host", spec.tag(Stage.PREDICT, 0))
-        ch.send("host", spec.tag(Stage.START, 1), {"mode": "stop", "gh_parts": 0, "rows": np.zeros(0, np.int64),
+        ch.recv("host", TAG(Stage.TREE_PREDICT, t=0))
+        ch.send("host", TAG(Stage.START, t=1), {"mode": "stop", "gh_parts": 0, "rows": np.zeros(0, np.int64),
                                                    "features": np.zeros(0, bool), "keep_trees": 1})
         return True
 

@@ -213,9 +213,9 @@ def test_step_notes_say_secureboost_ignores_select():
     assert any("ignores the features 'select' kept" in n for n in step_notes(job))
 
 
-def test_category_codes_as_ordered_bins_within_0005_auc_of_hgb_categorical():
-    """SecureBoost splits categories as ordered bins (no native subset splits yet): measured against sklearn's
-    native categorical splits on credit3 with gov's SEX/EDUCATION/MARRIAGE as text (coded like load_table)."""
+def test_native_categorical_splits_within_0005_auc_of_hgb_categorical():
+    """SecureBoost's native category-subset splits against sklearn's native categorical splits on credit3 with
+    gov's SEX/EDUCATION/MARRIAGE as text (coded like load_table)."""
     from conftest import data_path
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -237,7 +237,7 @@ def test_category_codes_as_ordered_bins_within_0005_auc_of_hgb_categorical():
         cat[j] = True
     train, valid = validation_split(len(y), 0.2, 0)
     ref = GBDTReference(n_trees=5, max_depth=3, learning_rate=0.3, max_bins=32, min_node_rows=MIN_NODE_ROWS,
-                        gh_bits=GH_BITS).fit(X[train], y[train])
+                        gh_bits=GH_BITS, categorical_features=cat).fit(X[train], y[train])
     hgb = HistGradientBoostingClassifier(max_iter=5, max_depth=3, learning_rate=0.3, max_bins=31, l2_regularization=1.0,
                                          early_stopping=False, categorical_features=cat, random_state=0)
     hgb.fit(X[train], y[train])

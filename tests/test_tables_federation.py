@@ -217,15 +217,16 @@ def test_categorical_pipeline_from_raw_csvs_equals_centralized(fed, capsys):
     labels = [row[0] for row in gov_bins["gov.education"]]
     assert "{university}" in labels and "{graduate school}" in labels and labels[-1].startswith("missing"), labels
     assert "gov.education" not in steps["binning"]["result"]["woe"]  # the guest's own features only
-    # SecureBoost on the category codes: the plaintext reference on the joined table, same trees
+    # SecureBoost with native categorical splits: the plaintext reference with the same categorical handling
     from fedcredit.models.tree.gbdt import GBDTReference
     from fedcredit.protocols.secureboost.model import GUEST_FILE, GuestModel
     from fedcredit.protocols.secureboost.spec import GH_BITS, MIN_NODE_ROWS
 
     sbt = steps["secureboost"]["result"]
     model = GuestModel.load(_state(fed, "bank") / "jobs" / job_id / "sbt" / GUEST_FILE)
-    ref = GBDTReference(**SBT, min_node_rows=MIN_NODE_ROWS, gh_bits=GH_BITS,
-                        validation_seed=model.validation_seed).fit(X, y)
+    ref = GBDTReference(**SBT, min_node_rows=MIN_NODE_ROWS, gh_bits=GH_BITS, validation_seed=model.validation_seed,
+                        categorical_features=[f in cats for f in names]).fit(X, y)
+    assert any(n.left_bins is not None for t in model.trees for n in t), "no category-subset split"
     from fedcredit.models import metrics
 
     ref_auc = metrics.auc(y, ref.predict_proba(X)[:, 1])

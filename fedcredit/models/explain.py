@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .tree.predictor import split_decision
 
 __all__ = [
     "TreeExplainer",
@@ -149,8 +150,8 @@ def saabas_merged(model: dict, columns: dict) -> tuple[list[str], np.ndarray, fl
             if not here.any():
                 continue
             x = X[here, col[d["feature"]]]
-            with np.errstate(invalid="ignore"):
-                left = np.where(np.isnan(x), bool(d["missing_left"]), x <= d["threshold"])
+            left = split_decision(x, d.get("threshold"), bool(d["missing_left"]), d.get("categories"),
+                                  d.get("categories_right"))
             child = np.where(left, d["left"], d["right"])
             delta = np.array([nodes[c]["value"] for c in child]) - float(d["value"])
             out[here, col[d["feature"]]] += delta

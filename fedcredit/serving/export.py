@@ -23,6 +23,16 @@ TREE_FORMAT = "fedcredit.secureboost.merged.v1"
 LR_FORMAT = "fedcredit.hetero_lr.merged.v1"
 
 
+def _predicate(threshold, left_categories, right_categories) -> dict:
+    """A split's predicate in the merged model: ``threshold`` (``x <= t`` left), or for a categorical
+    split the category codes going left (``categories``) and right (``categories_right``); NaN and
+    codes in neither follow ``missing_left``."""
+    if left_categories is not None:
+        return {"categories": [float(c) for c in left_categories],
+                "categories_right": [float(c) for c in right_categories or []]}
+    return {"threshold": float(threshold)}
+
+
 def merge_secureboost(guest_model, host_parts: dict) -> dict:
     """Fill each host node of ``guest_model`` with the host's feature and threshold.
 
@@ -36,16 +46,17 @@ def merge_secureboost(guest_model, host_parts: dict) -> dict:
             d = {"id": n.id, "is_leaf": n.is_leaf, "value": n.value, "left": n.left, "right": n.right,
                  "cover": float(n.h), "n_rows": int(n.n_rows)}
             if not n.is_leaf:
-                if n.threshold is not None:
-                    d.update(feature=guest_model.feature_names[n.feature], threshold=n.threshold,
-                             missing_left=n.missing_left)
+                if n.local:
+                    d.update(feature=guest_model.feature_names[n.feature], missing_left=n.missing_left,
+                             **_predicate(n.threshold, n.left_categories, n.right_categories))
                 else:
                     hp = host_parts.get(n.party)
                     s = None if hp is None else hp["splits"].get(str(n.split_id))
                     if s is None:
                         raise DataError(f"export: {n.party!r} did not provide its split {n.split_id}")
                     name = s.get("feature_name") or hp["feature_names"][s["feature"]]
-                    d.update(feature=name, threshold=float(s["threshold"]), missing_left=bool(s["missing_left"]))
+                    d.update(feature=name, missing_left=bool(s["missing_left"]),
+                             **_predicate(s.get("threshold"), s.get("left_categories"), s.get("right_categories")))
             out.append(d)
         trees.append(out)
     return {"format": TREE_FORMAT, "base_score": guest_model.base_score, "trees": trees,
@@ -79,7 +90,8 @@ def predict_merged(model: dict, columns: dict, *, raw: bool = False) -> np.ndarr
         trees = [[Node(id=d["id"], depth=0, n_rows=0, g=0.0, h=0.0, value=d["value"], is_leaf=d["is_leaf"],
                        feature=col[d["feature"]] if not d["is_leaf"] else -1,
                        threshold=d.get("threshold"), missing_left=bool(d.get("missing_left", False)),
-                       left=d["left"], right=d["right"]) for d in t] for t in model["trees"]]
+                       left=d["left"], right=d["right"], left_categories=d.get("categories"),
+                       right_categories=d.get("categories_right")) for d in t] for t in model["trees"]]
         r = predict_raw(trees, float(model["base_score"]), X)
         return r if raw else sigmoid(r)
     if model.get("format") == LR_FORMAT:

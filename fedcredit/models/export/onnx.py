@@ -8,7 +8,10 @@ is the probability of default).
 * SecureBoost → ``ai.onnx.ml.TreeEnsembleClassifier`` (opset 3, thresholds,
   leaf weights and base score as double tensors), ``BRANCH_LEQ`` splits with
   ``nodes_missing_value_tracks_true`` = the training-time missing direction,
-  ``post_transform = "LOGISTIC"``.
+  ``post_transform = "LOGISTIC"``. A categorical split becomes a chain of
+  ``BRANCH_EQ`` nodes over the category codes of the side missing values do
+  not take (opset 3 has no set membership); NaN and categories unseen in
+  training fall through to the missing side.
 * LR → the federation's design in standard ONNX ops (double), then
   ``ai.onnx.ml.LinearClassifier`` (``LOGISTIC``): WOE features as bin look-ups
   (``Greater``/``ReduceSum``/``Gather`` for numeric bins, ``Equal`` one-hot for
@@ -51,6 +54,7 @@ def _trees(model: dict, helper, numpy_helper):
                          "nodes_falsenodeids", "nodes_missing_value_tracks_true", "class_treeids", "class_nodeids",
                          "class_ids")}
     thresholds, weights = [], []
+    next_id = [1 + max(int(d["id"]) for d in tree) for tree in model["trees"]]  # ids of categorical chain nodes
     for t, tree in enumerate(model["trees"]):
         for d in tree:
             a["nodes_treeids"].append(t)
@@ -68,6 +72,27 @@ def _trees(model: dict, helper, numpy_helper):
                 a["class_nodeids"].append(int(d["id"]))
                 a["class_ids"].append(0)
                 weights.append(float(d["value"]))
+            elif d.get("categories") is not None:
+                # a category subset as a chain of BRANCH_EQ nodes over one side's codes (ai.onnx.ml opset 3
+                # has no set membership): a code of that side goes there; NaN and every other code run to the
+                # end of the chain, the side of missing values (which also takes unseen categories)
+                ml = bool(d["missing_left"])
+                codes = (d.get("categories_right") or []) if ml else d["categories"]
+                hit, rest = (int(d["right"]), int(d["left"])) if ml else (int(d["left"]), int(d["right"]))
+                if not codes:  # every known category on the missing side: one always-true test
+                    codes, hit = [float("nan")], rest
+                ids = [int(d["id"])] + [next_id[t] + k for k in range(len(codes) - 1)]
+                next_id[t] += len(codes) - 1
+                for k, c in enumerate(codes):
+                    if k:
+                        a["nodes_treeids"].append(t)
+                        a["nodes_nodeids"].append(ids[k])
+                    a["nodes_featureids"].append(col[d["feature"]])
+                    a["nodes_modes"].append("BRANCH_EQ")
+                    a["nodes_truenodeids"].append(hit)
+                    a["nodes_falsenodeids"].append(ids[k + 1] if k + 1 < len(codes) else rest)
+                    a["nodes_missing_value_tracks_true"].append(0)
+                    thresholds.append(float(c))
             else:
                 a["nodes_featureids"].append(col[d["feature"]])
                 a["nodes_modes"].append("BRANCH_LEQ")

@@ -5,9 +5,11 @@
   ``TreeModel`` per tree (``Targets/rescaleConstant`` = the base score), then
   a ``RegressionModel`` with ``normalizationMethod="logit"`` turning the
   log-odds into probabilities. Each split is ``x <= threshold`` (left) /
-  ``x > threshold`` (right); a missing value follows the node's
-  ``defaultChild`` (``missingValueStrategy="defaultChild"``), the training-time
-  missing direction.
+  ``x > threshold`` (right), or for a categorical feature a
+  ``SimpleSetPredicate`` over its category codes (``isIn`` one side's codes,
+  ``isNotIn`` them on the side that also takes categories unseen in
+  training); a missing value follows the node's ``defaultChild``
+  (``missingValueStrategy="defaultChild"``), the training-time missing direction.
 * LR → ``RegressionModel`` (``logit``) over derived fields that reproduce the
   federation's design exactly: WOE features as ``Discretize`` (numeric) or
   ``MapValues`` (categorical) to the WOE value on the model's fixed-point
@@ -107,12 +109,30 @@ def _tree_node(parent, nodes: dict, i: int, t: int, predicate):
         attrs["defaultChild"] = f"t{t}n{d['left'] if d['missing_left'] else d['right']}"
     node = _el(parent, "Node", **attrs)
     predicate(node)
-    if not d["is_leaf"]:
-        f, thr = d["feature"], _num(d["threshold"])
-        _tree_node(node, nodes, d["left"], t,
-                   lambda n: _el(n, "SimplePredicate", field=f, operator="lessOrEqual", value=thr))
-        _tree_node(node, nodes, d["right"], t,
-                   lambda n: _el(n, "SimplePredicate", field=f, operator="greaterThan", value=thr))
+    if d["is_leaf"]:
+        return
+    f = d["feature"]
+    if d.get("categories") is not None:
+        # category subset: the side missing values take also takes every code unseen in training ("isNotIn"
+        # the other side's codes); a missing value makes both predicates UNKNOWN -> defaultChild
+        left, right = d["categories"], d.get("categories_right") or []
+        lop, rop = ("isNotIn", "isIn") if d["missing_left"] else ("isIn", "isNotIn")
+        codes = right if d["missing_left"] else left
+        _tree_node(node, nodes, d["left"], t, lambda n: _set_predicate(n, f, lop, codes))
+        _tree_node(node, nodes, d["right"], t, lambda n: _set_predicate(n, f, rop, codes))
+        return
+    thr = _num(d["threshold"])
+    _tree_node(node, nodes, d["left"], t,
+               lambda n: _el(n, "SimplePredicate", field=f, operator="lessOrEqual", value=thr))
+    _tree_node(node, nodes, d["right"], t,
+               lambda n: _el(n, "SimplePredicate", field=f, operator="greaterThan", value=thr))
+
+
+def _set_predicate(parent, field: str, operator: str, codes):
+    """``SimpleSetPredicate``: ``field`` is (not) one of the category ``codes`` (an ``Array`` of reals)."""
+    p = _el(parent, "SimpleSetPredicate", field=field, booleanOperator=operator)
+    arr = _el(p, "Array", n=len(codes), type="real")
+    arr.text = " ".join(_num(c) for c in codes)
 
 
 def _trees_pmml(model: dict, model_id: str):

@@ -53,6 +53,7 @@ __all__ = [
     "flip_probability",
     "label_dp_rng",
     "randomized_response",
+    "categorical_mask",
 ]
 
 #: Stream of the secret seed that draws the label-DP flips (the validation split uses the seed itself).
@@ -234,6 +235,28 @@ def normalize_weights(w: np.ndarray | None, params: SplitParams) -> tuple[np.nda
     return w / c, SplitParams(params.reg_lambda / c, params.min_child_weight / c, params.min_split_gain / c)
 
 
+def categorical_mask(categorical, n_features: int) -> np.ndarray | None:
+    """``categorical`` (None, a bool mask or feature indices) as a bool mask of ``n_features`` (None: none).
+
+    Raises
+    ------
+    DataError
+        A mask of the wrong length or an index out of range.
+    """
+    if categorical is None:
+        return None
+    arr = np.asarray(categorical)
+    if arr.dtype == bool:
+        if arr.shape != (n_features,):
+            raise DataError(f"categorical_features must be {n_features} flags or feature indices")
+        return arr if arr.any() else None
+    if arr.size and (arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= n_features):
+        raise DataError(f"categorical_features must be {n_features} flags or feature indices")
+    mask = np.zeros(n_features, dtype=bool)
+    mask[arr.astype(np.int64)] = True
+    return mask if mask.any() else None
+
+
 class EarlyStopping:
     """Stop when the validation loss has not improved for ``rounds`` trees; keep the best prefix."""
 
@@ -291,6 +314,11 @@ class GBDTReference:
         (non-increasing) or 0, enforced as scikit-learn's ``monotonic_cst``.
     class_weight : None, "balanced" or dict, default=None
         Weight of each class, multiplied into ``sample_weight`` (see :func:`row_weights`).
+    categorical_features : array-like of bool or int, or None, default=None
+        Categorical features, as a mask or as indices: their values are
+        category codes (``fedcredit.data.Table``), binned one bin per category
+        and split by category subsets (see :mod:`.split`); NaN and categories
+        never seen in training follow the missing branch.
     gh_bits : int or None, default=None
         Quantize ``(g, h)`` to multiples of ``2**-gh_bits`` (as the federated
         protocol does) and sum them as integers; None sums floats.
@@ -313,7 +341,8 @@ class GBDTReference:
 
     _parameter_constraints = {**TREE_PARAMETER_CONSTRAINTS, "gh_bits": [None, Interval(int, 8, 52)],
                               "validation_seed": [None, Interval(int, 0, None)],
-                              "monotonic_cst": [None, list, np.ndarray, tuple]}
+                              "monotonic_cst": [None, list, np.ndarray, tuple],
+                              "categorical_features": [None, list, np.ndarray, tuple]}
 
     def __init__(
         self,
@@ -333,6 +362,7 @@ class GBDTReference:
         validation_seed: int | None = None,
         monotonic_cst=None,
         class_weight=None,
+        categorical_features=None,
         gh_bits: int | None = None,
         random_state: int = 0,
         label_epsilon: float | None = None,
@@ -352,6 +382,7 @@ class GBDTReference:
         self.validation_seed = validation_seed
         self.monotonic_cst = monotonic_cst
         self.class_weight = class_weight
+        self.categorical_features = categorical_features
         self.gh_bits = gh_bits
         self.random_state = random_state
         self.label_epsilon = label_epsilon
@@ -374,7 +405,8 @@ class GBDTReference:
             train, valid = validation_split(len(y), self.validation_fraction, seed)
         else:
             train, valid = np.arange(len(y)), np.empty(0, dtype=np.int64)
-        self.bin_mapper_ = BinMapper(max_bins=self.max_bins).fit(X[train])
+        cat = categorical_mask(self.categorical_features, X.shape[1])
+        self.bin_mapper_ = BinMapper(max_bins=self.max_bins, categorical=cat).fit(X[train])
         codes = self.bin_mapper_.transform(X[train])
         cst = None if self.monotonic_cst is None else check_monotone(self.monotonic_cst, X.shape[1])
         if sample_weight is not None and np.shape(sample_weight) != y.shape:

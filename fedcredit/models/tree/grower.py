@@ -27,6 +27,13 @@ child stays on its side of every leaf below the right child, and each tree is
 monotone in the feature. Values are shrunk by the learning rate only after
 clipping, as in scikit-learn. The label holder needs only the sign per host
 feature, never its name or values: the check runs on the (decrypted) sums.
+
+Categorical features: a source may carry ``categorical``, one flag per
+feature. Such a feature is split by a set of its bins
+(:func:`~fedcredit.models.tree.split.find_best_split`); the node records the
+left bins (``left_bins``) and, where the owner is the party holding the model,
+the category codes going left and right (``left_categories``,
+``right_categories``). A categorical feature may carry no monotone constraint.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from .binning import BinMapper
 from .histogram import as_grid, build_histogram, subtract
 from .split import SplitInfo, SplitParams, find_best_split, leaf_value
 
-__all__ = ["Node", "FeatureSource", "LocalSource", "TreeGrower", "grow_tree", "check_monotone"]
+__all__ = ["Node", "FeatureSource", "LocalSource", "TreeGrower", "grow_tree", "check_monotone",
+           "check_categorical_monotone"]
 
 
 def check_monotone(monotone, n_features: int, owner: str = "") -> np.ndarray:
@@ -59,6 +67,16 @@ def check_monotone(monotone, n_features: int, owner: str = "") -> np.ndarray:
     return arr.astype(np.int8)
 
 
+def check_categorical_monotone(categorical, monotone, owner: str = "") -> None:
+    """A categorical feature has no order, so no monotone constraint (DataError naming the feature index)."""
+    if categorical is None or monotone is None:
+        return
+    bad = np.flatnonzero(np.asarray(categorical, dtype=bool) & (np.asarray(monotone) != 0))
+    if bad.size:
+        who = f" of {owner!r}" if owner else ""
+        raise DataError(f"feature {int(bad[0])}{who} is categorical and cannot carry a monotone constraint")
+
+
 @dataclass
 class Node:
     """One node of a grown tree (training and storage form).
@@ -68,6 +86,12 @@ class Node:
     (``x <= threshold(bin)`` goes left). ``threshold`` is filled only when the
     owner is the party holding the model; a host split carries ``split_id``,
     the key of the host's own lookup table.
+
+    A categorical split has ``bin == -1`` and ``left_bins``, the bins sent
+    left; its owner fills ``left_categories`` and ``right_categories`` (the
+    category codes of the training rows on each side) instead of
+    ``threshold``. Missing values and categories in neither list follow
+    ``missing_left``.
     """
 
     id: int
@@ -86,6 +110,14 @@ class Node:
     gain: float = 0.0
     left: int = -1
     right: int = -1
+    left_bins: list | None = None
+    left_categories: list | None = None
+    right_categories: list | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the party holding this node knows its predicate (own split, not a host's)."""
+        return not self.is_leaf and (self.threshold is not None or self.left_categories is not None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,12 +138,15 @@ class FeatureSource:
     n_bins_non_missing : ndarray of shape (n_features,)
     monotone : ndarray of int8 of shape (n_features,) or None
         Monotone constraint per feature (``+1``, ``-1`` or 0); None: none.
+    categorical : ndarray of bool of shape (n_features,) or None
+        Categorical features (category-subset splits); None: none.
     """
 
     name: str
     n_features: int
     n_bins_non_missing: np.ndarray
     monotone: np.ndarray | None = None
+    categorical: np.ndarray | None = None
 
     def request_histograms(self, depth: int, builds: list[tuple[int, np.ndarray]], feature_mask) -> None:
         """Start building the histograms of ``builds`` = [(node id, rows)]."""
@@ -156,6 +191,9 @@ class LocalSource(FeatureSource):
         self.n_features = codes.shape[1]
         self.n_bins = bin_mapper.max_bins
         self.n_bins_non_missing = bin_mapper.n_bins_non_missing_
+        cat = getattr(bin_mapper, "is_categorical_", None)
+        self.categorical = cat if cat is not None and cat.any() else None
+        check_categorical_monotone(self.categorical, self.monotone, name)
         self._pending = None
 
     def request_histograms(self, depth, builds, feature_mask) -> None:
@@ -177,8 +215,13 @@ class LocalSource(FeatureSource):
         for node, rows in self._pending:
             codes = self.codes[rows, node.feature]
             missing = codes == self.mapper.missing_values_bin_idx_
-            left = np.where(missing, node.missing_left, codes <= node.bin)
-            node.threshold = self.mapper.threshold(node.feature, node.bin)
+            if node.left_bins is not None:
+                left = np.where(missing, node.missing_left, np.isin(codes, node.left_bins))
+                node.left_categories, node.right_categories = self.mapper.category_partition(
+                    node.feature, node.left_bins)
+            else:
+                left = np.where(missing, node.missing_left, codes <= node.bin)
+                node.threshold = self.mapper.threshold(node.feature, node.bin)
             out.append(left)
         self._pending = None
         return out
@@ -319,7 +362,7 @@ class TreeGrower:
                     cons = dict(monotone=csts[si], bounds=bounds[n.id], node_value=step[n.id]) if constrained else {}
                     info = find_best_split(
                         hists[n.id][si], src.n_bins_non_missing, sums[n.id], self.split_params,
-                        scale=self.scale, feature_mask=m, **cons,
+                        scale=self.scale, feature_mask=m, categorical=getattr(src, "categorical", None), **cons,
                     )
                     if info is not None and (best is None or info.gain > best[1].gain):
                         best = (si, info)
@@ -333,6 +376,7 @@ class TreeGrower:
                 n.is_leaf = False
                 n.party = self.sources[si].name
                 n.feature, n.bin, n.missing_left, n.gain = info.feature, info.bin, info.missing_left, info.gain
+                n.left_bins = None if info.left_bins is None else list(info.left_bins)
                 per_source.setdefault(si, []).append((n, rows_of[n.id]))
             for si, src in enumerate(self.sources):
                 src.request_splits(depth, per_source.get(si, []))

@@ -16,15 +16,76 @@ import numpy as np
 
 from .grower import Node
 
-__all__ = ["local_decision", "leaf_positions", "predict_tree", "predict_raw"]
+__all__ = ["local_decision", "split_decision", "CategorySides", "leaf_positions", "predict_tree", "predict_raw"]
 
 
 def local_decision(X: np.ndarray, node: Node) -> np.ndarray:
-    """``True`` where a row of ``X`` goes left at ``node`` (a split with a known threshold)."""
+    """``True`` where a row of ``X`` goes left at ``node`` (a split whose predicate this party holds)."""
     col = np.asarray(X, dtype=np.float64)[:, node.feature]
+    return split_decision(col, node.threshold, node.missing_left, node.left_categories, node.right_categories)
+
+
+def split_decision(col: np.ndarray, threshold, missing_left: bool, left_categories=None,
+                   right_categories=None) -> np.ndarray:
+    """Left mask of one split on the values ``col`` of its feature.
+
+    Numeric: ``x <= threshold``. Categorical (``left_categories`` given): the
+    code is in ``left_categories`` (left) or ``right_categories`` (right).
+    NaN, and a category in neither list (never seen in the training rows),
+    follow ``missing_left``: the documented rule for unseen categories.
+    """
+    col = np.asarray(col, dtype=np.float64)
     missing = np.isnan(col)
+    if left_categories is not None:
+        is_left = np.isin(col, np.asarray(left_categories, dtype=np.float64))
+        known = is_left | np.isin(col, np.asarray(right_categories or [], dtype=np.float64))
+        return np.where(missing | ~known, missing_left, is_left)
     with np.errstate(invalid="ignore"):
-        return np.where(missing, node.missing_left, col <= node.threshold)
+        return np.where(missing, missing_left, col <= threshold)
+
+
+class CategorySides:
+    """Category-subset predicates of many splits as one lookup table, for vectorized scoring.
+
+    Parameters
+    ----------
+    partitions : list of (left_categories, right_categories) or None
+        Per split, its category codes on each side (None: a numeric split).
+    """
+
+    def __init__(self, partitions):
+        self.index = np.full(len(partitions), -1, dtype=np.int64)
+        cats = [p for p in partitions if p is not None]
+        width = 1 + max((int(max(list(lft) + list(rgt), default=-1)) for lft, rgt in cats), default=-1)
+        self.side = np.full((len(cats), max(width, 1)), -1, dtype=np.int8)  # -1 unknown, 1 left, 0 right
+        k = 0
+        for i, p in enumerate(partitions):
+            if p is None:
+                continue
+            self.index[i] = k
+            self.side[k, np.asarray(p[0], dtype=np.int64)] = 1
+            self.side[k, np.asarray(p[1], dtype=np.int64)] = 0
+            k += 1
+
+    def decide(self, at: np.ndarray, x: np.ndarray, threshold: np.ndarray, missing_left: np.ndarray) -> np.ndarray:
+        """Left decisions of splits ``at`` (positions in ``partitions``) on values ``x``, one per query.
+
+        Numeric splits compare with ``threshold[at]``; categorical ones look the
+        code up, and NaN or a code unseen in training follows ``missing_left[at]``.
+        """
+        at = np.asarray(at, dtype=np.int64)
+        x = np.asarray(x, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            left = np.where(np.isnan(x), missing_left[at], x <= threshold[at])
+        ci = self.index[at] if len(at) else np.zeros(0, dtype=np.int64)
+        cat = ci >= 0
+        if cat.any():
+            xc = x[cat]
+            ok = ~np.isnan(xc) & (xc >= 0) & (xc < self.side.shape[1]) & (xc == np.floor(xc))
+            side = np.full(len(xc), -1, dtype=np.int8)
+            side[ok] = self.side[ci[cat][ok], xc[ok].astype(np.int64)]
+            left[cat] = np.where(side < 0, missing_left[at][cat], side == 1)
+        return left
 
 
 def leaf_positions(nodes: Sequence[Node], n_rows: int, decide: Callable[[Node], np.ndarray]) -> np.ndarray:

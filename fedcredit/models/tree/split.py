@@ -22,6 +22,16 @@ clipped to those bounds, and the gain is formed from the clipped values::
 which is the formula above when nothing is clipped. A split on a feature
 constrained ``+1`` is a candidate only when ``v_L <= v_R`` (``-1``: ``v_L >= v_R``).
 
+Categorical features (``categorical``) get category-subset splits, as
+LightGBM and scikit-learn's ``HistGradientBoostingClassifier(categorical_features=...)``:
+the node's non-empty category bins are ordered by ``G / (H + lambda)`` (the
+same regularization as the leaf value; ties by bin), and every prefix of that
+order is a candidate left set (Fisher 1958: for a convex loss the best binary
+partition of the categories is a prefix of this order), with missing values
+(and categories unseen in training, binned as missing) scored on either side
+as for numeric splits. A categorical split's :attr:`SplitInfo.left_bins` lists
+its left bins; it may carry no monotone constraint.
+
 Histograms may be integers (fixed-point sums, scaled by ``scale``) or floats.
 All sums are formed in the histogram's own type and only converted to float
 at the end, so two parties holding the same integer histogram choose the same
@@ -69,6 +79,7 @@ class SplitInfo:
     missing_left: bool
     left_g: float
     left_h: float
+    left_bins: tuple | None = None  # categorical split: the bins sent left (``bin`` is then -1)
 
 
 def leaf_value(g: float, h: float, reg_lambda: float) -> float:
@@ -105,6 +116,7 @@ def find_best_split(
     monotone: np.ndarray | None = None,
     bounds: tuple[float, float] | None = None,
     node_value: float | None = None,
+    categorical: np.ndarray | None = None,
 ) -> SplitInfo | None:
     """Best split of a node over the features of ``grid``.
 
@@ -130,6 +142,8 @@ def find_best_split(
         Lower and upper bound of the children's values (before shrinkage).
     node_value : float, optional
         The node's own value (clipped to its bounds, before shrinkage).
+    categorical : ndarray of bool, optional
+        Per feature, whether it is categorical (category-subset splits).
 
     Returns
     -------
@@ -151,9 +165,13 @@ def find_best_split(
     valid_r = (b <= nb[:, None] - 2) | ((b == nb[:, None] - 1) & has_missing[:, None])
     valid_l = (b <= nb[:, None] - 2) & has_missing[:, None]
     if feature_mask is not None:
-        fm = np.asarray(feature_mask, dtype=bool)[:, None]
-        valid_r &= fm
-        valid_l &= fm
+        feature_mask = np.asarray(feature_mask, dtype=bool)
+        valid_r &= feature_mask[:, None]
+        valid_l &= feature_mask[:, None]
+    if categorical is not None:  # no threshold splits on a categorical feature
+        numeric = ~np.asarray(categorical, dtype=bool)[:, None]
+        valid_r &= numeric
+        valid_l &= numeric
     left_r = cl
     left_l = cl + miss[:, None, :]
     lam = params.reg_lambda
@@ -175,20 +193,85 @@ def find_best_split(
         lefts.append((gl, hl))
     # order (feature, bin, direction): direction 0 = missing right, 1 = missing left
     stacked = np.stack(gains, axis=-1)  # (f, n_bins-1, 2)
-    flat = stacked.ravel()
-    if flat.size == 0:
+    if stacked.size == 0:
         return None
-    best = int(np.argmax(flat))
-    if not np.isfinite(flat[best]):
+    per_feature = stacked.reshape(f, -1)
+    arg = np.argmax(per_feature, axis=1)
+    feat_gain = per_feature[np.arange(f), arg]
+    cat_best: dict[int, SplitInfo] = {}
+    if categorical is not None:
+        for j in np.flatnonzero(np.asarray(categorical, dtype=bool)):
+            if feature_mask is not None and not feature_mask[j]:
+                continue
+            info = _best_category_split(grid[j], int(nb[j]), (G, H), params, scale, int(j),
+                                        None if monotone is None else (bounds, node_value))
+            if info is not None:
+                cat_best[int(j)] = info
+                feat_gain[j] = info.gain
+    feat = int(np.argmax(feat_gain))  # ties: the first feature
+    if not np.isfinite(feat_gain[feat]):
         return None
-    feat, rem = divmod(best, stacked.shape[1] * 2)
-    bin_, direction = divmod(rem, 2)
+    if feat in cat_best:
+        return cat_best[feat]
+    bin_, direction = divmod(int(arg[feat]), 2)
     gl, hl = lefts[direction]
     return SplitInfo(
-        gain=float(flat[best]),
-        feature=int(feat),
+        gain=float(feat_gain[feat]),
+        feature=feat,
         bin=int(bin_),
         missing_left=bool(direction),
         left_g=float(gl[feat, bin_]),
         left_h=float(hl[feat, bin_]),
     )
+
+
+def _best_category_split(hist: np.ndarray, nb: int, total: tuple, params: SplitParams, scale: float, feature: int,
+                         constrained) -> SplitInfo | None:
+    """Best category-subset split of one categorical feature from its ``(n_bins, 2)`` histogram.
+
+    Candidates, in order: for ``k = 1 ..`` (the ``k`` first categories of the
+    ``G / (H + lambda)`` order left) missing right, then missing left; last,
+    all categories left and missing right. Sums stay in the histogram's type
+    until the gain, so parties holding the same integer histogram agree bit for bit.
+    """
+    G, H = total
+    lam = params.reg_lambda
+    cats = hist[:nb]
+    miss = hist[-1]
+    present = np.flatnonzero(cats[:, 1] > 0)
+    has_missing = miss[1] > 0
+    if len(present) == 0:
+        return None
+    g = cats[present, 0].astype(np.float64) / scale
+    h = cats[present, 1].astype(np.float64) / scale
+    order = present[np.lexsort((present, g / np.maximum(h + lam, _EPS)))]
+    cl = np.cumsum(cats[order], axis=0)  # (m, 2): sums of the first k + 1 categories
+    m = len(order)
+    cand = []  # (prefix length, missing_left, left sums)
+    for k in range(1, m):
+        cand.append((k, False, cl[k - 1]))
+        if has_missing:
+            cand.append((k, True, cl[k - 1] + miss))
+    if has_missing:
+        cand.append((m, False, cl[m - 1]))
+    if not cand:
+        return None
+    left = np.array([c[2] for c in cand])
+    gl, hl = left[:, 0].astype(np.float64) / scale, left[:, 1].astype(np.float64) / scale
+    gr, hr = (G - left[:, 0]).astype(np.float64) / scale, (H - left[:, 1]).astype(np.float64) / scale
+    if constrained is None:
+        gain = split_gain(gl, hl, gr, hr, float(G) / scale, float(H) / scale, lam)
+    else:
+        (bounds, node_value) = constrained
+        gain, _ = _bounded_gain(gl[None], hl[None], gr[None], hr[None], float(G) / scale, node_value, lam, bounds,
+                                np.zeros(1, dtype=np.int8))
+        gain = gain[0]
+    ok = (hl >= params.min_child_weight) & (hr >= params.min_child_weight) & (gain > params.min_split_gain)
+    gain = np.where(ok, gain, -np.inf)
+    best = int(np.argmax(gain))
+    if not np.isfinite(gain[best]):
+        return None
+    k, missing_left, _ = cand[best]
+    return SplitInfo(gain=float(gain[best]), feature=feature, bin=-1, missing_left=missing_left,
+                     left_g=float(gl[best]), left_h=float(hl[best]),
+                     left_bins=tuple(sorted(int(b) for b in order[:k])))

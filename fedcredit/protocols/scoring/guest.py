@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import ProtocolError
 from ...models.logistic import sigmoid
+from ...models.tree.predictor import CategorySides
 from . import spec
 from .host import lr_partial
 
@@ -44,7 +45,7 @@ class Forest:
         self.hosts = list(guest_model.hosts)
         self.base_score = float(guest_model.base_score)
         hidx = {h: k for k, h in enumerate(self.hosts)}
-        owner, feature, threshold, missing_left, split_id, left, right, value, roots = ([] for _ in range(9))
+        owner, feature, threshold, missing_left, split_id, left, right, value, roots, cats = ([] for _ in range(10))
         for t, nodes in enumerate(guest_model.trees):
             off = len(owner)
             local = {n.id: off + i for i, n in enumerate(nodes)}
@@ -52,14 +53,16 @@ class Forest:
             for n in nodes:
                 if n.is_leaf:
                     owner.append(_LEAF)
-                elif n.threshold is not None:
+                elif n.local:
                     owner.append(_GUEST)
                 elif n.party in hidx:
                     owner.append(hidx[n.party])
                 else:
                     raise ProtocolError(f"tree {t}, node {n.id}: split of {n.party!r}, not a host of the model")
-                feature.append(n.feature if n.threshold is not None else 0)
+                feature.append(n.feature if n.local else 0)
                 threshold.append(np.nan if n.threshold is None else n.threshold)
+                cats.append((n.left_categories, n.right_categories or []) if n.left_categories is not None
+                            else None)
                 missing_left.append(bool(n.missing_left))
                 split_id.append(n.split_id)
                 left.append(local.get(n.left, -1))
@@ -69,6 +72,7 @@ class Forest:
         self.feature = np.array(feature, dtype=np.int64)
         self.threshold = np.array(threshold, dtype=np.float64)
         self.missing_left = np.array(missing_left, dtype=bool)
+        self.sides = CategorySides(cats)  # the guest's own category-subset splits
         self.split_id = np.array(split_id, dtype=np.int64)
         self.left = np.array(left, dtype=np.int64)
         self.right = np.array(right, dtype=np.int64)
@@ -149,9 +153,7 @@ class TreeWalk:
                 return
             t, r = np.nonzero(mine)
             at = nodes[t, r]
-            with np.errstate(invalid="ignore"):
-                x = self.X[r, f.feature[at]]
-                go_left = np.where(np.isnan(x), f.missing_left[at], x <= f.threshold[at])
+            go_left = f.sides.decide(at, self.X[r, f.feature[at]], f.threshold, f.missing_left)
             self.pos[t, r] = np.where(go_left, f.left[at], f.right[at])
 
     def queries(self) -> dict[str, spec.TreeQueries]:

@@ -31,6 +31,7 @@ import numpy as np
 from ...crypto.secagg import derive_key, expand_mask
 from ...errors import ProtocolError
 from ...models.logistic import Standardizer, quantize
+from ...models.tree.predictor import CategorySides
 from . import spec
 
 __all__ = ["SplitTable", "TreeSession", "SessionTable", "lr_partial", "lr_contribution", "lr_masked_reference",
@@ -57,8 +58,12 @@ class SplitTable:
         self.tree = np.array([s.tree for _, s in items], dtype=np.int64)
         self.column = np.array([feature_index[s.feature_name or host_model.feature_names[s.feature]]
                                 for _, s in items], dtype=np.int64)
-        self.threshold = np.array([s.threshold for _, s in items], dtype=np.float64)
+        self.threshold = np.array([np.nan if s.threshold is None else s.threshold for _, s in items],
+                                  dtype=np.float64)
         self.missing_left = np.array([s.missing_left for _, s in items], dtype=bool)
+        # category-subset splits: membership is evaluated here, the categories never leave this host
+        self.sides = CategorySides([(s.left_categories, s.right_categories or []) if s.left_categories is not None
+                                    else None for _, s in items])
         self.n_trees = int(self.tree.max()) + 1 if len(items) else 0
 
     def positions(self, split_ids: np.ndarray, peer: str) -> np.ndarray:
@@ -129,9 +134,7 @@ class TreeSession:
                 raise ProtocolError(f"{self.requester!r} asked more than {spec.MAX_ROUNDS} rounds of path queries")
             self.rounds += 1
             self.n_answered += len(rows)
-        with np.errstate(invalid="ignore"):
-            x = self.X[rows, t.column[sp]]
-            left = np.where(np.isnan(x), t.missing_left[sp], x <= t.threshold[sp])
+        left = t.sides.decide(sp, self.X[rows, t.column[sp]], t.threshold, t.missing_left)
         return np.packbits(left).tobytes()
 
 

@@ -1,7 +1,9 @@
 """Vertical SecureBoost: lossless gradient-boosted trees across a label holder and N hosts.
 
 Roles: the **guest** holds the labels and its own features and drives the
-protocol (:mod:`.guest`); each **host** holds features only (:mod:`.host`).
+protocol (:mod:`.guest`; each host's features reach its grower through
+:mod:`.remote`, federated scoring is :mod:`.predict`); each **host** holds
+features only (:mod:`.host`).
 Messages are listed in :mod:`.spec`; the per-party model parts and their JSON
 files are in :mod:`.model`. The trees equal those of
 :class:`fedcredit.models.tree.GBDTReference` trained on the joined table with
@@ -25,14 +27,15 @@ import numpy as np
 
 from ..._validation import Interval, StrOptions, validate_params
 from ...errors import ConfigError, DataError, NotFittedError
-from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
+from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS, categorical_mask
 from ...models.tree.grower import check_monotone
 from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
-from .guest import SecureBoostGuest, predict_guest
+from .guest import SecureBoostGuest
 from .he import DEFAULT_HE, SCHEMES
 from .host import SecureBoostHost, predict_host
 from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+from .predict import predict_guest
 from .spec import MIN_NODE_ROWS
 
 __all__ = ["VerticalSecureBoost", "run", "predict_guest", "predict_host", "GuestModel", "HostModel",
@@ -212,7 +215,8 @@ class VerticalSecureBoost:
 
     def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
             hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
-            keypair=None, sample_weight=None, monotonic_cst=None, share_feature_names=False) -> "VerticalSecureBoost":
+            keypair=None, sample_weight=None, monotonic_cst=None, share_feature_names=False,
+            categorical_features=None) -> "VerticalSecureBoost":
         """Train this party's side.
 
         Parameters
@@ -249,6 +253,11 @@ class VerticalSecureBoost:
         share_feature_names : bool or list of str, default=False
             Host only: publish all (True) or the listed feature names to the
             guest for its importance report (else ``<host>:feature#k``).
+        categorical_features : array-like of bool or int, optional
+            This party's categorical features (mask or indices); their values
+            are category codes (``fedcredit.data.Table``). Split by category
+            subsets; NaN and categories unseen in training follow the missing
+            branch. A host sends only the flags.
 
         Returns
         -------
@@ -263,6 +272,7 @@ class VerticalSecureBoost:
             raise DataError(f"X must be 2-d (n_rows, n_features); got shape {X.shape}")
         names = list(feature_names or [f"x{j}" for j in range(X.shape[1])])
         monotone = monotone_array(monotonic_cst, names)
+        categorical = categorical_mask(categorical_features, X.shape[1])
         if role == "guest":
             if y is None:
                 raise DataError("the guest needs labels y")
@@ -274,7 +284,7 @@ class VerticalSecureBoost:
             hosts = sorted(hosts if hosts is not None else channel.peers)
             g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
                                  keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled,
-                                 sample_weight=sample_weight, monotone=monotone)
+                                 sample_weight=sample_weight, monotone=monotone, categorical=categorical)
             self.model_, result = g.run()
             self.validation_seed_ = g.validation_seed_
             yy = np.asarray(y)
@@ -297,7 +307,7 @@ class VerticalSecureBoost:
             h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
                                 progress=progress, check_cancelled=check_cancelled, monotone=monotone,
                                 share_feature_names=share_feature_names,
-                                min_node_rows=self.min_node_rows, guest_only_trees=go)
+                                min_node_rows=self.min_node_rows, guest_only_trees=go, categorical=categorical)
             self.model_, result = h.run()
         self.role_ = role
         self.result_ = result
@@ -320,6 +330,12 @@ class VerticalSecureBoost:
             return np.stack([1 - p, p], axis=1)
         predict_host(channel, self.model_, X)
         return None
+
+
+def _categorical(table) -> np.ndarray:
+    """The table's categorical columns as one flag per feature (text and declared ``categorical`` columns)."""
+    is_cat = getattr(table, "is_categorical", None)
+    return np.array([bool(is_cat and is_cat(c)) for c in table.columns], dtype=bool)
 
 
 def run(ctx) -> dict:
@@ -364,14 +380,14 @@ def run(ctx) -> dict:
             table = table.select([c for c in table.columns if c != weight_column])
         est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
                 workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
-                sample_weight=weights, monotonic_cst=monotone or None)
+                sample_weight=weights, monotonic_cst=monotone or None, categorical_features=_categorical(table))
         ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
         sc = est.scores_  # for the ROC, KS and score-distribution plots of this party's report.html
         save_scores(workdir / SCORES_FILE, np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
     elif ctx.role == "host":
         est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
                 workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
-                monotonic_cst=monotone or None, share_feature_names=share)
+                monotonic_cst=monotone or None, share_feature_names=share, categorical_features=_categorical(table))
         ctx.state["secureboost"] = {"model": str(workdir / HOST_FILE)}
     else:
         raise ConfigError(f"secureboost has no role {ctx.role!r}")

@@ -30,6 +30,7 @@ from ...models.tree.binning import BinMapper
 from ...models.tree.gbdt import (
     EarlyStopping,
     base_score,
+    categorical_mask,
     logistic_gh,
     logloss,
     label_dp_rng,
@@ -39,21 +40,22 @@ from ...models.tree.gbdt import (
     row_weights,
     sample_features,
     sample_rows,
-    sigmoid,
     tree_rng,
     validation_split,
 )
-from ...models.tree.grower import FeatureSource, LocalSource, Node, TreeGrower, check_monotone
+from ...models.tree.grower import FeatureSource, LocalSource, TreeGrower, check_categorical_monotone, check_monotone
 from ...models.tree.importance import feature_importance, host_feature_label
-from ...models.tree.predictor import local_decision, predict_tree
 from ...models.tree.split import SplitParams
 from ...transport.base import Channel
+from .._spec import encode_public_key
 from . import he as _he
 from . import spec
 from .model import GUEST_FILE, GuestModel
+from .predict import host_decisions, predict_guest, raw_scores
+from .remote import RemoteSource
 from .spec import GH_BITS, Stage
 
-__all__ = ["SecureBoostGuest", "RemoteSource", "predict_guest", "GHCodec"]
+__all__ = ["SecureBoostGuest", "RemoteSource", "predict_guest", "GHCodec"]  # the last three re-exported
 
 
 class GHCodec:
@@ -130,169 +132,6 @@ class GHCodec:
         return out
 
 
-class RemoteSource(FeatureSource):
-    """A host's features as seen by the guest's grower: requests become messages."""
-
-    def __init__(self, name: str, channel: Channel, private_key, n_bins_non_missing: np.ndarray, n_bins: int,
-                 codec: GHCodec, max_depth: int, timings: dict):
-        self.name = name
-        self.ch = channel
-        self.sk = private_key
-        self.n_bins_non_missing = n_bins_non_missing
-        self.n_features = len(n_bins_non_missing)
-        self.n_bins = n_bins
-        self.codec = codec
-        self.max_depth = max_depth
-        self.timings = timings
-        self.tree = -1
-        self.active = np.ones(self.n_features, dtype=bool)
-        self._pending = None
-        self._depth = 0
-
-    def start_tree(self, tree: int, active: np.ndarray) -> None:
-        self.tree, self.active = tree, np.asarray(active, dtype=bool)
-
-    @staticmethod
-    def _csr(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(g) for g in groups])
-        rows = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, dtype=np.int64)
-        return offsets, rows
-
-    def request_histograms(self, depth, builds, feature_mask) -> None:
-        offsets, rows = self._csr([r for _, r in builds])
-        self.ch.send(self.name, spec.tag(Stage.HIST_REQ, self.tree, depth), {
-            "done": False, "nodes": np.array([nid for nid, _ in builds], dtype=np.int64),
-            "offsets": offsets, "rows": rows,
-        })
-        self._pending, self._depth = len(builds), depth
-
-    def collect_histograms(self) -> list[np.ndarray]:
-        t0 = time.perf_counter()
-        msg = spec.expect(Stage.HIST, self.ch.recv(self.name, spec.tag(Stage.HIST, self.tree, self._depth)),
-                          sender_role="host")
-        t1 = time.perf_counter()
-        self.timings["wait_hosts"] += t1 - t0
-        self.timings["host_histogram"] += msg["seconds"]
-        n_nodes, nb = self._pending, self.n_bins
-        active = np.flatnonzero(self.active)
-        sent = spec.sent_bins(self.n_bins_non_missing[active], nb)  # flat positions within (active features x bins)
-        count = n_nodes * len(sent)
-        if msg["count"] != count or (count and msg["hist"] is None):
-            raise ProtocolError(f"secureboost hist from {self.name!r}: expected {count} sums, got {msg['count']}")
-        grids = [np.zeros((self.n_features, nb, 2), dtype=np.int64) for _ in range(n_nodes)]
-        if count:
-            cv = self.sk.public_key.vector_from_blob(msg["hist"])
-            plain = self.sk.decrypt_signed(cv)
-            sums = self.codec.unpack(plain, count).reshape(n_nodes, len(sent), 2)
-            for i in range(n_nodes):
-                flat = np.zeros((len(active) * nb, 2), dtype=np.int64)
-                flat[sent] = sums[i]
-                grids[i][active] = flat.reshape(len(active), nb, 2)
-        self.timings["decrypt"] += time.perf_counter() - t1
-        self._pending = None
-        return grids
-
-    def request_splits(self, depth, splits) -> None:
-        offsets, rows = self._csr([r for _, r in splits])
-        self.ch.send(self.name, spec.tag(Stage.SPLIT_REQ, self.tree, depth), {
-            "nodes": np.array([n.id for n, _ in splits], dtype=np.int64),
-            "features": np.array([n.feature for n, _ in splits], dtype=np.int64),
-            "bins": np.array([n.bin for n, _ in splits], dtype=np.int64),
-            "missing_left": np.array([n.missing_left for n, _ in splits], dtype=bool),
-            "offsets": offsets, "rows": rows,
-        })
-        self._pending, self._depth = splits, depth
-
-    def collect_splits(self) -> list[np.ndarray]:
-        msg = spec.expect(Stage.SPLIT, self.ch.recv(self.name, spec.tag(Stage.SPLIT, self.tree, self._depth)),
-                          sender_role="host")
-        splits = self._pending
-        sizes = [len(r) for _, r in splits]
-        if len(msg["split_ids"]) != len(splits) or len(msg["left"]) != sum(sizes):
-            raise ProtocolError(f"secureboost split from {self.name!r}: wrong number of splits or rows")
-        out, at = [], 0
-        for (node, _), sid, size in zip(splits, msg["split_ids"].tolist(), sizes):
-            node.split_id = int(sid)
-            out.append(msg["left"][at:at + size])
-            at += size
-        self._pending = None
-        return out
-
-    def finish(self, depth: int) -> None:
-        """Tell the host the tree stopped growing before ``max_depth`` levels."""
-        if depth < self.max_depth:
-            self.ch.send(self.name, spec.tag(Stage.HIST_REQ, self.tree, depth), {
-                "done": True, "nodes": np.zeros(0, dtype=np.int64), "offsets": np.zeros(1, dtype=np.int64),
-                "rows": np.zeros(0, dtype=np.int64),
-            })
-
-
-def _host_decisions(channel: Channel, hosts: list[str], trees, rows: np.ndarray, req: Stage, rep: Stage,
-                    req_tag: str, rep_tag: str) -> dict:
-    """Ask every host for its decisions at its splits in ``trees`` on aligned ``rows``: {(host, split_id): mask}."""
-    asked = {}
-    for h in hosts:
-        ids = np.array([n.split_id for nodes in trees for n in nodes if not n.is_leaf and n.party == h],
-                       dtype=np.int64)
-        channel.send(h, req_tag, {"split_ids": ids, "rows": np.asarray(rows, dtype=np.int64)})
-        asked[h] = ids
-    out = {}
-    for h in hosts:
-        msg = spec.expect(rep, channel.recv(h, rep_tag), sender_role="host")
-        ids = asked[h]
-        need = len(ids) * len(rows)
-        bits = np.unpackbits(msg["left"])
-        if len(msg["left"]) != (need + 7) // 8:
-            raise ProtocolError(f"secureboost predict from {h!r}: wrong number of decisions")
-        dec = bits[:need].astype(bool).reshape(len(ids), len(rows))
-        for i, sid in enumerate(ids.tolist()):
-            out[(h, sid)] = dec[i]
-    return out
-
-
-def _raw_scores(trees, base: float, X_guest: np.ndarray, decisions: dict) -> np.ndarray:
-    raw = np.full(len(X_guest), base, dtype=np.float64)
-    for nodes in trees:
-        raw += predict_tree(nodes, len(X_guest), lambda n: local_decision(X_guest, n) if n.threshold is not None
-                            else decisions[(n.party, n.split_id)])
-    return raw
-
-
-def predict_guest(channel: Channel, guest_model: GuestModel, X_guest, *, hosts: list[str] | None = None,
-                  raw: bool = False) -> np.ndarray:
-    """Federated scoring: probabilities of default for the rows of ``X_guest``.
-
-    Each host must run :func:`~fedcredit.protocols.secureboost.host.predict_host`
-    on the same channel namespace with its features of the same rows in the
-    same order. Every host receives the list of its split ids and the row
-    positions and returns its left/right decision for each; the guest walks
-    the trees. Hosts learn nothing; the guest learns each host split's
-    decision for each scored row.
-
-    Parameters
-    ----------
-    channel : Channel
-    guest_model : GuestModel
-    X_guest : ndarray of shape (n, f_guest)
-    hosts : list of str, optional
-        Default: the hosts that appear in the model.
-    raw : bool, default=False
-        Return log-odds instead of probabilities.
-
-    Returns
-    -------
-    ndarray of shape (n,)
-    """
-    X = np.asarray(X_guest, dtype=np.float64)
-    hosts = list(hosts if hosts is not None else guest_model.hosts)
-    rows = np.arange(len(X), dtype=np.int64)
-    dec = _host_decisions(channel, hosts, guest_model.trees, rows, Stage.PREDICT_REQ, Stage.PREDICT,
-                          spec.tag(Stage.PREDICT_REQ), spec.tag(Stage.PREDICT))
-    r = _raw_scores(guest_model.trees, guest_model.base_score, X, dec)
-    return r if raw else sigmoid(r)
-
-
 def _run_id(key: bytes, params: dict, n_rows: int, train: np.ndarray, y: np.ndarray, hosts: list[str],
             extra: bytes = b"") -> str:
     """The run id sent to hosts: HMAC-SHA256 under the guest's secret ``key`` of parameters, rows and labels.
@@ -334,15 +173,20 @@ class SecureBoostGuest:
         values without seeing a weight.
     monotone : array-like of int of shape (n_features,), optional
         The guest's own monotone constraints (hosts send theirs at SETUP_REPLY).
+    categorical : ndarray of bool of shape (n_features,), optional
+        The guest's own categorical features (hosts send their flags at SETUP_REPLY).
     """
 
     def __init__(self, channel: Channel, X, y, *, params: dict, hosts: list[str], feature_names=None, keypair=None,
-                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None):
+                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None,
+                 categorical=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y).astype(np.int8)
         self.p = dict(params)
         self.hosts = list(hosts)
+        # every message to and from the hosts goes through the spec: tags, roles, payloads and order checked
+        self.s = spec.session({channel.party: "guest", **{h: "host" for h in self.hosts}}, channel.party, "training")
         self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
         self.keypair = keypair
         self.workdir = Path(workdir) if workdir is not None else None
@@ -352,6 +196,8 @@ class SecureBoostGuest:
         if self.sample_weight is not None and self.sample_weight.shape != self.y.shape:
             raise DataError(f"sample_weight has shape {self.sample_weight.shape}, expected {self.y.shape}")
         self.monotone = None if monotone is None else check_monotone(monotone, self.X.shape[1], "the guest")
+        self.categorical = categorical_mask(categorical, self.X.shape[1])
+        check_categorical_monotone(self.categorical, self.monotone, "the guest")  # before any message
         self.timings = dict.fromkeys(
             ["keygen", "encrypt", "gh_wait", "histogram_phase", "wait_hosts", "host_histogram", "decrypt",
              "guest_histogram", "split", "partition", "predict", "transfer"], 0.0)
@@ -373,7 +219,7 @@ class SecureBoostGuest:
             for r in remotes:
                 if k >= spec.GH_WINDOW:
                     self._gh_ack(r.name, t, k - spec.GH_WINDOW)
-                self.ch.send(r.name, spec.tag(Stage.GH, t, part=k), {"part": k, "start": lo, "gh": blob})
+                self.s.send(self.ch, r.name, Stage.GH, {"part": k, "start": lo, "gh": blob}, t=t, k=k)
             del blob
         for k in range(max(0, len(parts) - spec.GH_WINDOW), len(parts)):
             for r in remotes:
@@ -381,13 +227,10 @@ class SecureBoostGuest:
 
     def _gh_ack(self, host: str, t: int, k: int) -> None:
         t0 = time.perf_counter()
-        msg = spec.expect(Stage.GH_ACK, self.ch.recv(host, spec.tag(Stage.GH_ACK, t, part=k)), sender_role="host")
+        msg = self.s.recv(self.ch, host, Stage.GH_ACK, t=t, k=k)
         self.timings["gh_wait"] += time.perf_counter() - t0
         if msg["part"] != k:
             raise ProtocolError(f"secureboost gh-ack from {host!r}: acknowledges part {msg['part']}, expected {k}")
-
-    def _gather_replies(self, stage: Stage, tag: str) -> dict:
-        return {h: spec.expect(stage, self.ch.recv(h, tag), sender_role="host") for h in self.hosts}
 
     def _plan(self, seed: int, key: bytes) -> tuple[np.ndarray, np.ndarray, str]:
         """Train and validation rows from the secret ``seed``, and the run id under ``key``."""
@@ -399,6 +242,7 @@ class SecureBoostGuest:
         # parameters that do not change the trees stay out of the run id, so a resumed run may change them
         extra = b"" if self.sample_weight is None else np.ascontiguousarray(self.sample_weight).tobytes()
         extra += b"" if self.monotone is None else b"monotone" + self.monotone.tobytes()
+        extra += b"" if self.categorical is None else b"categorical" + self.categorical.tobytes()
         run_id = _run_id(key, {k: v for k, v in p.items() if k not in ("key_bits", "n_trees", "gh_part_rows")}, n,
                          train, self.y, self.hosts, extra)
         return train, valid, run_id
@@ -435,7 +279,7 @@ class SecureBoostGuest:
         w = row_weights(ytr, None if sw is None else sw[train], p.get("class_weight"))
         w_va = None if w is None or not len(valid) else row_weights(yva, None if sw is None else sw[valid],
                                                                      p.get("class_weight"))
-        mapper = BinMapper(max_bins=p["max_bins"]).fit(Xtr)
+        mapper = BinMapper(max_bins=p["max_bins"], categorical=self.categorical).fit(Xtr)
         codes = mapper.transform(Xtr)
         del Xtr, Xva  # uint8 codes from here on; the float copies of the rows are released
         t0 = time.perf_counter()
@@ -443,7 +287,7 @@ class SecureBoostGuest:
         pk, sk = self.keypair or _he.generate_keypair(p.get("he", _he.DEFAULT_HE), p["key_bits"])
         self.timings["keygen"] = time.perf_counter() - t0
         codec = GHCodec(len(train), _he.plaintext_bits(pk))
-        he_name, pk_wire = _he.public_key_to_wire(pk)
+        he_name = _he.scheme_of(pk)
         part_rows = spec.gh_part_rows(pk.width, p.get("gh_part_rows"))
 
         model = GuestModel(party=self.ch.party, hosts=self.hosts, feature_names=self.feature_names,
@@ -451,14 +295,13 @@ class SecureBoostGuest:
                            run_key=key.hex())
         if old is not None and old.run_id == run_id:
             model = old
-        for h in self.hosts:
-            self.ch.send(h, spec.tag(Stage.SETUP), {
-                "run_id": run_id, "he": he_name, "public_key": pk_wire, "n_rows": int(n), "train_rows": train,
-                "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
-                "item_bits": codec.item_bits, "resume_trees": model.n_trees, "gh_part_rows": int(part_rows),
-                "min_node_rows": int(p["min_node_rows"]),
-            })
-        replies = self._gather_replies(Stage.SETUP_REPLY, spec.tag(Stage.SETUP_REPLY))
+        self.s.broadcast(self.ch, self.hosts, Stage.SETUP, {
+            "run_id": run_id, "public_key": encode_public_key(pk), "n_rows": int(n), "train_rows": train,
+            "valid_rows": valid, "max_depth": p["max_depth"], "max_bins": p["max_bins"],
+            "item_bits": codec.item_bits, "resume_trees": model.n_trees, "gh_part_rows": int(part_rows),
+            "min_node_rows": int(p["min_node_rows"]),
+        })
+        replies = self.s.gather(self.ch, self.hosts, Stage.SETUP_REPLY)
         resume = min([model.n_trees] + [r["resume_trees"] for r in replies.values()])
         model.trees = model.trees[:resume]
         sources: list[FeatureSource] = []
@@ -467,8 +310,9 @@ class SecureBoostGuest:
         for h in self.hosts:
             nb = replies[h]["n_bins_non_missing"]
             cst, published = spec.check_setup_reply(replies[h], h, p["max_bins"])
-            remote = RemoteSource(h, self.ch, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings)
+            remote = RemoteSource(h, self.ch, self.s, sk, nb, p["max_bins"], codec, p["max_depth"], self.timings)
             remote.monotone = cst.astype(np.int8) if np.any(cst != 0) else None
+            remote.categorical = spec.check_categorical_reply(replies[h], h)
             remotes.append(remote)
             names[h] = [x or host_feature_label(h, k) for k, x in enumerate(published)]
         model.host_feature_names = {h: names[h] for h in self.hosts}
@@ -479,10 +323,9 @@ class SecureBoostGuest:
         raw_va = np.full(len(valid), model.base_score)
         if resume > 0:
             all_rows = np.concatenate([train, valid])
-            dec = _host_decisions(self.ch, self.hosts, model.trees, all_rows, Stage.RESUME_PREDICT_REQ,
-                                  Stage.RESUME_PREDICT, spec.tag(Stage.RESUME_PREDICT_REQ),
-                                  spec.tag(Stage.RESUME_PREDICT))
-            r_all = _raw_scores(model.trees, model.base_score, self.X[all_rows], dec)
+            dec = host_decisions(self.ch, self.s, self.hosts, model.trees, all_rows, Stage.RESUME_PREDICT_REQ,
+                                 Stage.RESUME_PREDICT)
+            r_all = raw_scores(model.trees, model.base_score, self.X[all_rows], dec)
             raw, raw_va = r_all[: len(train)], r_all[len(train):]
 
         # weights multiply (g, h); scaled to at most 1 so the packed values stay in range (same trees)
@@ -511,10 +354,10 @@ class SecureBoostGuest:
             ghq = quantize_gh(gh if wn is None else gh * wn[:, None], GH_BITS)
             parts = spec.gh_parts(len(rows), part_rows) if secure else []
             for r, m in zip(remotes, host_masks):
-                self.ch.send(r.name, spec.tag(Stage.START, t), {
+                self.s.send(self.ch, r.name, Stage.START, {
                     "mode": "secure" if secure else "guest_only", "gh_parts": len(parts), "rows": rows,
                     "features": m if secure else np.zeros(r.n_features, dtype=bool), "keep_trees": int(t),
-                })
+                }, t=t)
                 r.start_tree(t, m)
             self._send_gh(t, remotes, sk, codec, ghq[rows], parts)
             local = LocalSource(self.ch.party, codes, mapper, ghq, monotone=self.monotone)
@@ -533,9 +376,9 @@ class SecureBoostGuest:
             t0 = time.perf_counter()
             oob = np.setdiff1d(np.arange(len(train)), rows)
             pred_pos = np.concatenate([train[oob], valid])
-            dec = _host_decisions(self.ch, self.hosts, [nodes], pred_pos, Stage.PREDICT_REQ, Stage.PREDICT,
-                                  spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
-            upd = _raw_scores([nodes], 0.0, self.X[pred_pos], dec)
+            dec = host_decisions(self.ch, self.s, self.hosts, [nodes], pred_pos, Stage.TREE_PREDICT_REQ,
+                                 Stage.TREE_PREDICT, t=t)
+            upd = raw_scores([nodes], 0.0, self.X[pred_pos], dec)
             raw[oob] += upd[: len(oob)]
             raw_va += upd[len(oob):]
             self.timings["predict"] += time.perf_counter() - t0
@@ -559,11 +402,10 @@ class SecureBoostGuest:
             keep = max(stopper.best_trees, resume)
         model.trees = model.trees[:keep]
         raw, raw_va = snapshots[keep]
-        for h in self.hosts:
-            self.ch.send(h, spec.tag(Stage.START, t), {
-                "mode": "stop", "gh_parts": 0, "rows": np.zeros(0, dtype=np.int64),
-                "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
-            })
+        self.s.broadcast(self.ch, self.hosts, Stage.START, {
+            "mode": "stop", "gh_parts": 0, "rows": np.zeros(0, dtype=np.int64),
+            "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
+        }, t=t)
         model.importance = feature_importance(model.trees, names)
         if path is not None:
             model.save(path)

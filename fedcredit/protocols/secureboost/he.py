@@ -3,9 +3,10 @@
 Both backends (:mod:`fedcredit.crypto.ou`, :mod:`fedcredit.crypto.paillier`) have
 the same vector interface (encrypt, ``+``, ``histogram``, ``concat``,
 ``compress``, ``to_blob``/``vector_from_blob``, ``decrypt_signed``); this module
-holds the few places where a run must name the scheme: key generation, the size
-of the plaintext space the ``(g, h)`` codec packs into, and the public key's
-wire form in SETUP.
+holds the few places where a run must name the scheme: key generation and the
+size of the plaintext space the ``(g, h)`` codec packs into. The public key
+travels in SETUP in the one public-key wire shape of ``protocols/_spec.py``,
+which names its scheme.
 
 Why OU is safe here (docs/crypto.md, "OU", and docs/secureboost.md): the guest
 owns the key and is the only party that decrypts; what it decrypts is the hosts'
@@ -20,10 +21,9 @@ that passed the guard. Every run uses a fresh key pair.
 from __future__ import annotations
 
 from ...crypto import ou, paillier
-from ...errors import ConfigError, ProtocolError
+from ...errors import ConfigError
 
-__all__ = ["SCHEMES", "DEFAULT_HE", "generate_keypair", "scheme_of", "plaintext_bits", "public_key_to_wire",
-           "public_key_from_wire", "concat", "compress"]
+__all__ = ["SCHEMES", "DEFAULT_HE", "generate_keypair", "scheme_of", "plaintext_bits", "concat", "compress"]
 
 #: The schemes a run may use (the ``he`` parameter).
 SCHEMES = ("ou", "paillier")
@@ -70,39 +70,6 @@ def plaintext_bits(pk) -> int:
     if scheme_of(pk) == "ou":
         return int(pk.plaintext_bits)
     return int(pk.bits) - 1
-
-
-def public_key_to_wire(pk) -> tuple[str, bytes]:
-    """``(he, bytes)`` for SETUP: Paillier ``n``; OU ``n || g || h``, each ``width`` bytes big-endian."""
-    he = scheme_of(pk)
-    w = pk.to_wire()
-    if he == "paillier":
-        return he, w["n"]
-    return he, w["n"] + w["g"] + w["h"]
-
-
-def public_key_from_wire(he, data) -> object:
-    """Inverse of :func:`public_key_to_wire` on a host.
-
-    Raises
-    ------
-    ProtocolError
-        An unknown scheme name, or bytes that are not a valid key of that scheme
-        (wrong length, too small a modulus, ``h != g^n``).
-    """
-    if he not in SCHEMES:
-        raise ProtocolError("secureboost setup: unknown additive scheme (expected 'ou' or 'paillier')")
-    if not isinstance(data, bytes):
-        raise ProtocolError("secureboost setup: the public key must be bytes")
-    try:
-        if he == "paillier":
-            return paillier.PublicKey.from_wire({"scheme": "paillier", "n": data})
-        if len(data) % 3:
-            raise ConfigError("not an OU public key")
-        w = len(data) // 3
-        return ou.PublicKey.from_wire({"scheme": "ou", "n": data[:w], "g": data[w:2 * w], "h": data[2 * w:]})
-    except ConfigError as exc:
-        raise ProtocolError(f"secureboost setup: not a valid {he} public key ({exc})") from None
 
 
 def concat(vectors: list):

@@ -43,8 +43,10 @@ from ... import compute
 from ...crypto.binned import binned_from_blobs
 from ...errors import ProtocolError
 from ...models.tree.binning import BinMapper
-from ...models.tree.grower import check_monotone
+from ...models.tree.grower import check_categorical_monotone, check_monotone
+from ...models.tree.predictor import split_decision
 from ...transport.base import Channel
+from .._spec import decode_public_key
 from . import he as _he
 from . import spec
 from .model import HOST_FILE, HostModel, HostSplit
@@ -77,18 +79,17 @@ def host_decisions(model: HostModel, X: np.ndarray, split_ids: np.ndarray, rows:
         s = model.splits.get(int(sid))
         if s is None:
             raise ProtocolError(f"secureboost predict: unknown split id {sid}")
-        col = Xr[:, s.feature]
-        with np.errstate(invalid="ignore"):
-            out[i] = np.where(np.isnan(col), s.missing_left, col <= s.threshold)
+        out[i] = split_decision(Xr[:, s.feature], s.threshold, s.missing_left, s.left_categories,
+                                s.right_categories)
     return out
 
 
-def _answer_predict(channel: Channel, guest: str, model: HostModel, X: np.ndarray, req_stage: Stage, rep_stage: Stage,
-                    req_tag: str, rep_tag: str) -> int:
-    req = spec.expect(req_stage, channel.recv(guest, req_tag), sender_role="guest")
+def _answer_predict(channel: Channel, session, guest: str, model: HostModel, X: np.ndarray, req_stage: Stage,
+                    rep_stage: Stage, **idx) -> int:
+    req = session.recv(channel, guest, req_stage, **idx)
     rows = spec.check_rows(req_stage, req["rows"], len(X))
     dec = host_decisions(model, X, req["split_ids"], rows)
-    channel.send(guest, rep_tag, {"left": np.packbits(dec.ravel())})
+    session.send(channel, guest, rep_stage, {"left": np.packbits(dec.ravel())}, **idx)
     return len(rows)
 
 
@@ -112,8 +113,8 @@ def predict_host(channel: Channel, host_model: HostModel, X_host, *, guest: str 
     """
     guest = guest or host_model.guest
     X = np.asarray(X_host, dtype=np.float64)
-    n = _answer_predict(channel, guest, host_model, X, Stage.PREDICT_REQ, Stage.PREDICT,
-                        spec.tag(Stage.PREDICT_REQ), spec.tag(Stage.PREDICT))
+    session = spec.session({guest: "guest", channel.party: "host"}, channel.party, "scoring")
+    n = _answer_predict(channel, session, guest, host_model, X, Stage.PREDICT_REQ, Stage.PREDICT)
     return {"rows": n}
 
 
@@ -142,18 +143,28 @@ class SecureBoostHost:
         The job's value: a secure START for one of the first ``guest_only_trees``
         trees is refused. With the two checks a guest that deviates from the agreed
         job cannot lower the protection the host's policy approved (docs/privacy.md).
+    categorical : ndarray of bool of shape (n_features,), optional
+        This host's categorical features (values are category codes): one bin
+        per category, split by category subsets the guest names as bin sets;
+        the bin → category mapping stays here, like numeric thresholds.
     """
 
     def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
                  progress=None, check_cancelled=None, monotone=None, share_feature_names=False,
-                 min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0):
+                 min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0, categorical=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
         self.guest = guest
+        # every message to and from the guest goes through the spec: tags, roles, payloads and order checked
+        self.s = spec.session({guest: "guest", channel.party: "host"}, channel.party, "training")
         self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
         n = self.X.shape[1]
         self.monotone = np.zeros(n, dtype=np.int8) if monotone is None else check_monotone(monotone, n, "this host")
         self.published = published_names(self.feature_names, share_feature_names)
+        self.categorical = np.zeros(n, dtype=bool) if categorical is None else np.asarray(categorical, dtype=bool)
+        if self.categorical.shape != (n,):
+            raise ProtocolError(f"categorical must hold one flag per feature ({n})")
+        check_categorical_monotone(self.categorical, self.monotone, "this host")
         self.workdir = Path(workdir) if workdir is not None else None
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
@@ -162,20 +173,20 @@ class SecureBoostHost:
         self.gh_parts = 0  # GH messages received (all trees)
         self.partitions = 0  # most partitions of a tree's (g, h) on a distributed backend (0: in-process)
 
-    def _recv(self, stage: Stage, tag: str) -> dict:
+    def _recv(self, stage: Stage, **idx) -> dict:
         t0 = time.perf_counter()
-        msg = self.ch.recv(self.guest, tag)
+        msg = self.s.recv(self.ch, self.guest, stage, **idx)
         self.timings["wait"] += time.perf_counter() - t0
-        return spec.expect(stage, msg, sender_role="guest")
+        return msg
 
     def run(self) -> tuple[HostModel, dict]:
         t_start = time.perf_counter()
-        setup = self._recv(Stage.SETUP, spec.tag(Stage.SETUP))
+        setup = self._recv(Stage.SETUP)
         if setup["n_rows"] != len(self.X):
             raise ProtocolError(f"secureboost setup: guest has {setup['n_rows']} aligned rows, this host {len(self.X)}")
-        # the guest names its scheme; a host refuses any other name and any malformed or small key
-        pk = _he.public_key_from_wire(setup["he"], setup["public_key"])
-        if setup["he"] == "ou" and compute.current().distributed:
+        # the key's wire shape names its scheme; a host refuses any other scheme and any malformed or small key
+        pk = decode_public_key(setup["public_key"], schemes=_he.SCHEMES, protocol="secureboost setup")
+        if _he.scheme_of(pk) == "ou" and compute.current().distributed:
             raise ProtocolError("secureboost setup: he='ou' runs on the local compute backend only; "
                                 "use he='paillier' with a distributed backend")
         train = spec.check_rows(Stage.SETUP, setup["train_rows"], len(self.X), "train_rows")
@@ -200,7 +211,7 @@ class SecureBoostHost:
             raise ProtocolError(f"secureboost setup from {self.guest!r}: min_node_rows {min_rows} is below the "
                                 f"job's {self.min_node_rows}")
         X_train = self.X[train]
-        mapper = BinMapper(max_bins=max_bins).fit(X_train)
+        mapper = BinMapper(max_bins=max_bins, categorical=self.categorical).fit(X_train)
         codes = mapper.transform(X_train)  # uint8 codes from here on; the float copy of the rows is released
         del X_train  # (self.X stays: predictions compare raw values with the host's thresholds)
 
@@ -213,19 +224,20 @@ class SecureBoostHost:
                 model = old
         resume = min(model.trees_done, setup["resume_trees"])
         model.truncate(resume)
-        self.ch.send(self.guest, spec.tag(Stage.SETUP_REPLY),
-                     {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
-                      "monotone": self.monotone, "feature_names": list(self.published)})
+        self.s.send(self.ch, self.guest, Stage.SETUP_REPLY,
+                    {"n_bins_non_missing": mapper.n_bins_non_missing_.astype(np.int64), "resume_trees": int(resume),
+                     "monotone": self.monotone, "feature_names": list(self.published),
+                     "categorical": self.categorical})
         if resume > 0:
-            _answer_predict(self.ch, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT,
-                            spec.tag(Stage.RESUME_PREDICT_REQ), spec.tag(Stage.RESUME_PREDICT))
+            _answer_predict(self.ch, self.s, self.guest, model, self.X, Stage.RESUME_PREDICT_REQ,
+                            Stage.RESUME_PREDICT)
         next_id = max(model.splits, default=-1) + 1
         n_feat = self.X.shape[1]
         t = resume
         trees_built = 0
         while True:
             self.check_cancelled()
-            start = self._recv(Stage.START, spec.tag(Stage.START, t))
+            start = self._recv(Stage.START, t=t)
             mode = start["mode"]
             if mode not in spec.MODES:
                 raise ProtocolError(f"secureboost start: unknown mode {mode!r}")
@@ -265,8 +277,8 @@ class SecureBoostHost:
             elif start["gh_parts"] != 0:
                 raise ProtocolError(f"secureboost start: a {mode} tree has no gh parts, got {start['gh_parts']}")
             t0 = time.perf_counter()
-            _answer_predict(self.ch, self.guest, model, self.X, Stage.PREDICT_REQ, Stage.PREDICT,
-                            spec.tag(Stage.PREDICT_REQ, t), spec.tag(Stage.PREDICT, t))
+            _answer_predict(self.ch, self.s, self.guest, model, self.X, Stage.TREE_PREDICT_REQ, Stage.TREE_PREDICT,
+                            t=t)
             self.timings["predict"] += time.perf_counter() - t0
             model.trees_done = t + 1
             if path is not None:
@@ -292,10 +304,10 @@ class SecureBoostHost:
         its rows have arrived."""
         def parts():
             for k in range(len(bounds)):
-                msg = self._recv(Stage.GH, spec.tag(Stage.GH, t, part=k))
+                msg = self._recv(Stage.GH, t=t, k=k)
                 yield spec.check_gh_part(msg, k, bounds)
                 # the caller has taken the part in (converted or scattered it): the guest may send part k + GH_WINDOW
-                self.ch.send(self.guest, spec.tag(Stage.GH_ACK, t, part=k), {"part": k})
+                self.s.send(self.ch, self.guest, Stage.GH_ACK, {"part": k}, t=t, k=k)
 
         # on a distributed backend the ciphertexts stay on the party's workers for the whole tree
         gh = binned_from_blobs(pk, parts(), codes_root)
@@ -310,7 +322,7 @@ class SecureBoostHost:
         ``nodes`` is the tree's partition as this host tracks it; every request is checked against it
         before any sum is built or any row is partitioned."""
         for d in range(max_depth):
-            req = self._recv(Stage.HIST_REQ, spec.tag(Stage.HIST_REQ, t, d))
+            req = self._recv(Stage.HIST_REQ, t=t, d=d)
             if req["done"]:
                 break
             t0 = time.perf_counter()
@@ -337,15 +349,15 @@ class SecureBoostHost:
             else:
                 blob, count = None, 0
             self.timings["compress"] += time.perf_counter() - t1
-            self.ch.send(self.guest, spec.tag(Stage.HIST, t, d),
-                         {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)})
-            sreq = self._recv(Stage.SPLIT_REQ, spec.tag(Stage.SPLIT_REQ, t, d))
+            self.s.send(self.ch, self.guest, Stage.HIST,
+                        {"hist": blob, "count": int(count), "seconds": float(time.perf_counter() - t0)}, t=t, d=d)
+            sreq = self._recv(Stage.SPLIT_REQ, t=t, d=d)
             t0 = time.perf_counter()
             ids, lefts = self._apply_splits(sreq, model, mapper, codes, t, next_id, n_train, d, pos, active, nodes)
             next_id += len(ids)
             self.timings["split"] += time.perf_counter() - t0
-            self.ch.send(self.guest, spec.tag(Stage.SPLIT, t, d),
-                         {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts})
+            self.s.send(self.ch, self.guest, Stage.SPLIT,
+                        {"split_ids": np.asarray(ids, dtype=np.int64), "left": lefts}, t=t, d=d)
         return next_id
 
     def _apply_splits(self, sreq, model, mapper, codes, tree, next_id, n_train, depth, pos, active, tracker):
@@ -360,22 +372,34 @@ class SecureBoostHost:
             raise ProtocolError(f"secureboost split-req from {self.guest!r}: rows outside the tree's rows")
         in_tree = np.zeros(codes.shape[1], dtype=bool)
         in_tree[active] = True
+        bad = np.flatnonzero((feats < 0) | (feats >= codes.shape[1]))
+        if bad.size:
+            raise ProtocolError(f"secureboost split-req: no feature {int(feats[bad[0]])} / bin {int(bins[bad[0]])} "
+                                "on this host")
+        # a bin index (numeric) or a set of bins (categorical) per split, checked against this host's features
+        chosen = spec.split_bins(sreq, k, mapper.n_bins_non_missing_, self.categorical)
         ids, lefts = [], []
         for i in range(k):
-            j, b = int(feats[i]), int(bins[i])
-            if not (0 <= j < codes.shape[1]) or not (0 <= b < mapper.n_bins_non_missing_[j]):
-                raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            j, b = int(feats[i]), chosen[i]
             if not in_tree[j]:
                 raise ProtocolError(f"secureboost split-req from {self.guest!r}: feature {j} is not in this tree")
             node_local = local[offsets[i]:offsets[i + 1]]
             x = tracker.check_split(depth, node_local)  # a current node, exactly its rows, not split before
             r = rows[offsets[i]:offsets[i + 1]]
             c = codes[r, j]
-            left = np.where(c == mapper.missing_values_bin_idx_, bool(ml[i]), c <= b)
+            missing = c == mapper.missing_values_bin_idx_
+            if isinstance(b, tuple):  # categorical: the category codes of the bins stay in this host's table
+                left = np.where(missing, bool(ml[i]), np.isin(c, b))
+                lc, rc = mapper.category_partition(j, b)
+                split = HostSplit(tree=int(tree), feature=j, threshold=None, missing_left=bool(ml[i]),
+                                  feature_name=self.feature_names[j], left_categories=lc, right_categories=rc)
+            else:
+                left = np.where(missing, bool(ml[i]), c <= b)
+                split = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
+                                  missing_left=bool(ml[i]), feature_name=self.feature_names[j])
             tracker.record_split(x, node_local, left)
             sid = next_id + i
-            model.splits[sid] = HostSplit(tree=int(tree), feature=j, threshold=mapper.threshold(j, b),
-                                          missing_left=bool(ml[i]), feature_name=self.feature_names[j])
+            model.splits[sid] = split
             ids.append(sid)
             lefts.append(left)
         return ids, (np.concatenate(lefts) if lefts else np.zeros(0, dtype=bool))

@@ -4,7 +4,9 @@
   its own feature carries the threshold; a node split by a host carries only
   ``(party, split_id)`` — a reference into that host's table.
 * A host holds only its lookup table ``split_id → (feature, threshold,
-  missing_left)``; it knows neither the tree structure nor any leaf weight.
+  missing_left)`` (for a categorical feature: the category codes going left
+  and right instead of a threshold); it knows neither the tree structure nor
+  any leaf weight.
 
 Both are written as JSON (``sbt_guest.json`` / ``sbt_host.json``) in the
 step's workdir; the write is atomic (temp file + rename) so a killed job
@@ -136,9 +138,11 @@ class HostSplit:
 
     tree: int
     feature: int
-    threshold: float
+    threshold: float | None  # None for a categorical split
     missing_left: bool
     feature_name: str = ""
+    left_categories: list | None = None  # categorical split: the category codes going left ...
+    right_categories: list | None = None  # ... and right (others, and NaN, follow missing_left)
 
 
 @dataclass

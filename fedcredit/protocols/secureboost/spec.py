@@ -12,13 +12,21 @@ then per tree ``t``::
     for each level d < max_depth, until done:
         HIST_REQ (g→h) → HIST (h→g)             tree-<t>/level-<d>/hist-req, .../hist
         SPLIT_REQ (g→h) → SPLIT (h→g)           tree-<t>/level-<d>/split-req, .../split
-    PREDICT_REQ (g→h) → PREDICT (h→g)           tree-<t>/predict-req, .../predict
+    TREE_PREDICT_REQ (g→h) → TREE_PREDICT (h→g) tree-<t>/predict-req, .../predict
 
 and a final START with ``mode="stop"``. Federated scoring of a stored model
 is PREDICT_REQ → PREDICT under the caller's namespace.
 
-SETUP names the additive scheme (``he``: ``"ou"`` or ``"paillier"``, see
-:mod:`.he`) next to the public key. The tree's ``(g, h)`` — one ciphertext per
+Every message is declared once in :data:`SPEC` (``protocols/_spec.py``) and
+sent and received only through a session (:func:`session`), which derives the
+tag and the roles, checks the payload's keys and exact types (``bool`` is not
+an ``int``; arrays have the stated dtype and are 1-d) and the order of the
+messages with each peer (:data:`TRAINING_FLOW`, :data:`SCORING_FLOW`), and
+raises :class:`~fedcredit.errors.ProtocolError` otherwise.
+
+SETUP carries the guest's public key in the one public-key wire shape
+(``_spec.PUBLIC_KEY``), which names its additive scheme (``"ou"`` or
+``"paillier"``, see :mod:`.he`). The tree's ``(g, h)`` — one ciphertext per
 row of the tree, each packing ``(g, h)`` fixed-point — follows START in ``gh_parts`` GH messages
 of at most ``SETUP.gh_part_rows`` rows each (:func:`gh_parts`), so no
 message grows with the row count beyond the transport's limit: part ``k``
@@ -44,30 +52,29 @@ each node is built and split at most once, and a SPLIT_REQ names nodes of the
 current level whose histograms the guest legitimately holds, with exactly
 their rows and one (feature, bin) each. Anything else is a ProtocolError.
 
-SETUP_REPLY also carries, per host feature, the monotone constraint its owner
+SETUP_REPLY also carries, per host feature, whether it is categorical (a
+categorical feature is split by a set of its bins: SPLIT_REQ then names
+``bin = -1`` and the node's left bins in ``left_bins``, CSR by
+``left_offsets``; a numeric split has an empty group; see
+:func:`check_categorical_reply`), the monotone constraint its owner
 declared (``+1``/``-1``/0; the guest enforces it on the decrypted sums) and
 the feature's name where the host's policy publishes it (``""`` otherwise:
 the guest then calls it ``<host>:feature#<k>``); see :func:`check_setup_reply`.
-
-Handlers call :func:`expect` on every peer message before acting on it: it
-checks the payload is a dict with exactly the spec's keys and that each value
-has the exact type (``bool`` is not an ``int``; arrays have the stated dtype
-and are 1-d), and raises :class:`~fedcredit.errors.ProtocolError` otherwise.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 import numpy as np
 
 from ...crypto.blob import CipherBlob
 from ...errors import ProtocolError
+from .._spec import PUBLIC_KEY, Message, Spec, sequence
 
-__all__ = ["Stage", "Message", "MESSAGES", "MODES", "expect", "tag", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
+__all__ = ["Stage", "SPEC", "SCOPES", "TRAINING_FLOW", "SCORING_FLOW", "session", "MODES", "GH_BITS", "GH_PART_BYTES", "GH_WINDOW",
            "MIN_NODE_ROWS", "MAX_NAME_CHARS", "item_bits", "gh_part_rows", "gh_parts", "check_gh_part",
-           "check_setup_reply"]
+           "check_setup_reply", "check_categorical_reply", "split_bins"]
 
 #: Fixed-point precision of g and h: values are multiples of 2**-GH_BITS.
 GH_BITS = 32
@@ -98,19 +105,10 @@ class Stage(str, enum.Enum):
     HIST = "hist"
     SPLIT_REQ = "split-req"
     SPLIT = "split"
+    TREE_PREDICT_REQ = "tree-predict-req"
+    TREE_PREDICT = "tree-predict"
     PREDICT_REQ = "predict-req"
     PREDICT = "predict"
-
-
-@dataclass(frozen=True)
-class Message:
-    """One message: sender role, receiver role, scope of its tag, payload fields with exact types."""
-
-    stage: Stage
-    sender: str
-    receiver: str
-    scope: str  # "job", "tree", "part" (of a tree), "level" (of a tree) or "free" (caller's namespace)
-    fields: dict
 
 
 def _arr(dtype):
@@ -119,103 +117,71 @@ def _arr(dtype):
 
 _I64, _BOOL, _U8, _I8 = _arr(np.int64), _arr(np.bool_), _arr(np.uint8), _arr(np.int8)
 
-MESSAGES: dict[Stage, Message] = {
-    m.stage: m
-    for m in [
-        Message(Stage.SETUP, "guest", "host", "job", {
-            "run_id": str, "he": str, "public_key": bytes, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
-            "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
-            "min_node_rows": int,
-        }),
-        Message(Stage.SETUP_REPLY, "host", "guest", "job", {
-            "n_bins_non_missing": _I64, "resume_trees": int, "monotone": _I8, "feature_names": list,
-        }),
-        Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
-        Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
-        Message(Stage.START, "guest", "host", "tree", {
-            "mode": str, "gh_parts": int, "rows": _I64, "features": _BOOL, "keep_trees": int,
-        }),
-        Message(Stage.GH, "guest", "host", "part", {"part": int, "start": int, "gh": CipherBlob}),
-        Message(Stage.GH_ACK, "host", "guest", "part", {"part": int}),
-        Message(Stage.HIST_REQ, "guest", "host", "level", {"done": bool, "nodes": _I64, "offsets": _I64, "rows": _I64}),
-        Message(Stage.HIST, "host", "guest", "level", {"hist": (CipherBlob, type(None)), "count": int, "seconds": float}),
-        Message(Stage.SPLIT_REQ, "guest", "host", "level", {
-            "nodes": _I64, "features": _I64, "bins": _I64, "missing_left": _BOOL, "offsets": _I64, "rows": _I64,
-        }),
-        Message(Stage.SPLIT, "host", "guest", "level", {"split_ids": _I64, "left": _BOOL}),
-        Message(Stage.PREDICT_REQ, "guest", "host", "free", {"split_ids": _I64, "rows": _I64}),
-        Message(Stage.PREDICT, "host", "guest", "free", {"left": _U8}),
-    ]
+#: Tag templates: per tree (``t``), per GH part (``k``) and per level (``d``) of a tree. The per-tree scoring round
+#: of training keeps the tag of scoring's messages under its tree.
+SCOPES = {
+    "tree": "tree-{t}/{stage}",
+    "part": "tree-{t}/part-{k}/{stage}",
+    "level": "tree-{t}/level-{d}/{stage}",
+    "tree_predict_req": "tree-{t}/predict-req",
+    "tree_predict": "tree-{t}/predict",
 }
 
+#: The order of one training run's messages between the guest and one host (either side's view): SETUP, its
+#: reply, an optional resume round; per tree START, the GH parts with their acknowledgements (at most
+#: ``GH_WINDOW`` unacknowledged), the levels (HIST_REQ, HIST, SPLIT_REQ, SPLIT; a ``done`` HIST_REQ ends early),
+#: the tree's predict round; a last START (``stop``) ends the run.
+TRAINING_FLOW = sequence(
+    Stage.SETUP, Stage.SETUP_REPLY, Stage.RESUME_PREDICT_REQ, Stage.RESUME_PREDICT, Stage.START,
+    extra={
+        Stage.SETUP_REPLY: (Stage.START,),
+        Stage.START: (Stage.GH, Stage.TREE_PREDICT_REQ),
+        Stage.GH: (Stage.GH, Stage.GH_ACK),
+        Stage.GH_ACK: (Stage.GH, Stage.GH_ACK, Stage.HIST_REQ, Stage.TREE_PREDICT_REQ),
+        Stage.HIST_REQ: (Stage.HIST, Stage.TREE_PREDICT_REQ),
+        Stage.HIST: (Stage.SPLIT_REQ,),
+        Stage.SPLIT_REQ: (Stage.SPLIT,),
+        Stage.SPLIT: (Stage.HIST_REQ, Stage.TREE_PREDICT_REQ),
+        Stage.TREE_PREDICT_REQ: (Stage.TREE_PREDICT,),
+        Stage.TREE_PREDICT: (Stage.START,),
+    })
+#: Federated scoring of a stored model: one request, one answer.
+SCORING_FLOW = sequence(Stage.PREDICT_REQ, Stage.PREDICT)
 
-def tag(stage: Stage, tree: int | None = None, level: int | None = None, *, part: int | None = None) -> str:
-    """Wire tag of a message (relative to the job step's channel).
-
-    PREDICT_REQ/PREDICT are "free": without ``tree`` they use the caller's
-    namespace (scoring); with ``tree`` they are that tree's training round.
-    GH and GH_ACK need ``tree`` and ``part`` (``tree-<t>/part-<k>/gh``).
-    """
-    scope = MESSAGES[stage].scope
-    if scope == "job" or (scope == "free" and tree is None):
-        return stage.value
-    if scope == "free":  # the per-tree scoring round of training
-        scope = "tree"
-    if tree is None or tree < 0:
-        raise ProtocolError(f"secureboost {stage.value!r} needs a tree index")
-    if scope == "tree":
-        return f"tree-{tree}/{stage.value}"
-    if scope == "part":
-        if part is None or part < 0:
-            raise ProtocolError(f"secureboost {stage.value!r} needs a part index")
-        return f"tree-{tree}/part-{part}/{stage.value}"
-    if level is None or level < 0:
-        raise ProtocolError(f"secureboost {stage.value!r} needs a level index")
-    return f"tree-{tree}/level-{level}/{stage.value}"
-
-
-def _type_ok(value, expected) -> bool:
-    if isinstance(expected, tuple) and expected and expected[0] == "ndarray":
-        return isinstance(value, np.ndarray) and value.dtype == expected[1] and value.ndim == 1
-    if isinstance(expected, tuple):
-        return any(_type_ok(value, e) for e in expected)
-    return type(value) is expected
+SPEC = Spec("secureboost", [
+    Message(Stage.SETUP, "guest", "host", "job", {
+        "run_id": str, "public_key": PUBLIC_KEY, "n_rows": int, "train_rows": _I64, "valid_rows": _I64,
+        "max_depth": int, "max_bins": int, "item_bits": int, "resume_trees": int, "gh_part_rows": int,
+        "min_node_rows": int,
+    }),
+    Message(Stage.SETUP_REPLY, "host", "guest", "job", {
+        "n_bins_non_missing": _I64, "resume_trees": int, "monotone": _I8, "feature_names": list,
+        "categorical": _BOOL,
+    }),
+    Message(Stage.RESUME_PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
+    Message(Stage.RESUME_PREDICT, "host", "guest", "job", {"left": _U8}),
+    Message(Stage.START, "guest", "host", "tree", {
+        "mode": str, "gh_parts": int, "rows": _I64, "features": _BOOL, "keep_trees": int,
+    }),
+    Message(Stage.GH, "guest", "host", "part", {"part": int, "start": int, "gh": "blob"}),
+    Message(Stage.GH_ACK, "host", "guest", "part", {"part": int}),
+    Message(Stage.HIST_REQ, "guest", "host", "level", {"done": bool, "nodes": _I64, "offsets": _I64, "rows": _I64}),
+    Message(Stage.HIST, "host", "guest", "level", {"hist": ("any", "blob", None), "count": int, "seconds": float}),
+    Message(Stage.SPLIT_REQ, "guest", "host", "level", {
+        "nodes": _I64, "features": _I64, "bins": _I64, "missing_left": _BOOL, "offsets": _I64, "rows": _I64,
+        "left_bins": _I64, "left_offsets": _I64,
+    }),
+    Message(Stage.SPLIT, "host", "guest", "level", {"split_ids": _I64, "left": _BOOL}),
+    Message(Stage.TREE_PREDICT_REQ, "guest", "host", "tree_predict_req", {"split_ids": _I64, "rows": _I64}),
+    Message(Stage.TREE_PREDICT, "host", "guest", "tree_predict", {"left": _U8}),
+    Message(Stage.PREDICT_REQ, "guest", "host", "job", {"split_ids": _I64, "rows": _I64}),
+    Message(Stage.PREDICT, "host", "guest", "job", {"left": _U8}),
+], scopes=SCOPES, flows={"training": TRAINING_FLOW, "scoring": SCORING_FLOW})
 
 
-def _type_name(expected) -> str:
-    if isinstance(expected, tuple) and expected and expected[0] == "ndarray":
-        return f"1-d {expected[1]} array"
-    if isinstance(expected, tuple):
-        return " or ".join(_type_name(e) for e in expected)
-    return expected.__name__
-
-
-def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
-    """Check a received payload against the spec of ``stage``; return it.
-
-    Raises
-    ------
-    ProtocolError
-        Wrong sender role, not a dict, missing or unexpected keys, or a value
-        of the wrong exact type.
-    """
-    spec = MESSAGES[stage]
-    if sender_role is not None and sender_role != spec.sender:
-        raise ProtocolError(f"secureboost {stage.value}: sent by a {sender_role}, expected the {spec.sender}")
-    if not isinstance(msg, dict):
-        raise ProtocolError(f"secureboost {stage.value}: payload is {type(msg).__name__}, expected dict")
-    missing = set(spec.fields) - set(msg)
-    extra = set(msg) - set(spec.fields)
-    if missing or extra:
-        raise ProtocolError(
-            f"secureboost {stage.value}: missing keys {sorted(missing)}, unexpected keys {sorted(extra)}"
-        )
-    for k, exp in spec.fields.items():
-        if not _type_ok(msg[k], exp):
-            raise ProtocolError(
-                f"secureboost {stage.value}: {k!r} must be {_type_name(exp)}, got {type(msg[k]).__name__}"
-            )
-    return msg
+def session(roles: dict, party: str, flow: str):
+    """This party's checked end of a SecureBoost run (``flow``: ``"training"`` or ``"scoring"``)."""
+    return SPEC.session(roles, party, flow=flow)
 
 
 #: Longest feature name a host may publish in SETUP_REPLY.
@@ -223,7 +189,7 @@ MAX_NAME_CHARS = 128
 
 
 def check_setup_reply(msg: dict, host: str, max_bins: int) -> tuple[np.ndarray, list[str]]:
-    """Check a SETUP_REPLY (already through :func:`expect`); return its monotone signs and published names.
+    """Check a SETUP_REPLY (already through the session's payload check); return its monotone signs and published names.
 
     Raises
     ------
@@ -243,6 +209,56 @@ def check_setup_reply(msg: dict, host: str, max_bins: int) -> tuple[np.ndarray, 
         raise ProtocolError(f"secureboost setup-reply from {host!r}: feature_names must be one printable string "
                             f"of at most {MAX_NAME_CHARS} characters per feature")
     return cst, list(names)
+
+
+def check_categorical_reply(msg: dict, host: str) -> np.ndarray | None:
+    """The categorical flags of a SETUP_REPLY (already through the payload check and :func:`check_setup_reply`).
+
+    Returns None when no feature is categorical.
+
+    Raises
+    ------
+    ProtocolError
+        Not one flag per feature, or a categorical feature with a monotone constraint.
+    """
+    cat = msg["categorical"]
+    if len(cat) != len(msg["n_bins_non_missing"]):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: categorical must hold one flag per feature")
+    if np.any(cat & (msg["monotone"] != 0)):
+        raise ProtocolError(f"secureboost setup-reply from {host!r}: a categorical feature has a monotone constraint")
+    return cat.copy() if cat.any() else None
+
+
+def split_bins(sreq: dict, k: int, n_bins_non_missing: np.ndarray, categorical: np.ndarray) -> list:
+    """Per split of a SPLIT_REQ, its bin (numeric feature) or sorted tuple of left bins (categorical feature).
+
+    ``features`` and ``bins`` must already be checked to have ``k`` entries and
+    ``features`` to be this host's feature indexes.
+
+    Raises
+    ------
+    ProtocolError
+        Malformed ``left_offsets``; a numeric split with left bins or a bin out of
+        range; a categorical split with ``bin != -1`` or a left set that is
+        empty, repeats a bin, or names a bin the feature does not have.
+    """
+    lb, lo = sreq["left_bins"], sreq["left_offsets"]
+    check_offsets(Stage.SPLIT_REQ, lo, k, len(lb))
+    out = []
+    for i in range(k):
+        j, b = int(sreq["features"][i]), int(sreq["bins"][i])
+        group = lb[lo[i]:lo[i + 1]]
+        nb = int(n_bins_non_missing[j])
+        if categorical[j]:
+            if b != -1 or len(group) == 0 or len(np.unique(group)) != len(group) or np.any(group < 0) or np.any(
+                    group >= nb):
+                raise ProtocolError(f"secureboost split-req: malformed category set for feature {j}")
+            out.append(tuple(sorted(int(x) for x in group)))
+        else:
+            if len(group) or not (0 <= b < nb):
+                raise ProtocolError(f"secureboost split-req: no feature {j} / bin {b} on this host")
+            out.append(b)
+    return out
 
 
 def item_bits(max_rows: int) -> int:
@@ -270,7 +286,7 @@ def gh_parts(n_rows: int, part_rows: int) -> list[tuple[int, int]]:
 
 
 def check_gh_part(msg: dict, k: int, bounds: list[tuple[int, int]]) -> CipherBlob:
-    """Check GH part ``msg`` (already through :func:`expect`) received as part ``k`` of ``bounds``; return its blob.
+    """Check GH part ``msg`` (already through the payload check) received as part ``k`` of ``bounds``; return its blob.
 
     Raises
     ------
