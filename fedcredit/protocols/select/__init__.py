@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 
-from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
 from .._expect import Message, check
 from ..context import StepContext
+from .params import SelectParams
 
 __all__ = ["run", "select_features", "Stage", "MESSAGES", "expect"]
 
@@ -30,9 +30,6 @@ def expect(stage: Stage, msg, *, sender_role: str | None = None) -> dict:
     return check("select", MESSAGES[stage], msg, sender_role=sender_role)
 
 
-_CONSTRAINTS = {"iv_threshold": [Interval(float, 0, None)], "top_k": [None, Interval(int, 1, None)]}
-
-
 def select_features(iv: dict[str, float], *, iv_threshold: float = 0.02, top_k: int | None = None) -> list[str]:
     """Feature names kept by IV threshold then top-k (sorted by IV descending, then name)."""
     ranked = sorted((f for f, v in iv.items() if v >= iv_threshold), key=lambda f: (-iv[f], f))
@@ -40,14 +37,12 @@ def select_features(iv: dict[str, float], *, iv_threshold: float = 0.02, top_k: 
 
 
 def run(ctx: StepContext) -> dict:
-    params = dict(ctx.params)
-    validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (select)")
+    params = SelectParams.coerce(ctx.params, f"step {ctx.step!r} (select)")
     if ctx.role == "guest":
         binning = ctx.state.get("binning")
         if binning is None:
             raise DataError("select needs a binning step first")
-        kept = select_features(binning["iv"], iv_threshold=float(params.get("iv_threshold", 0.02)),
-                               top_k=params.get("top_k"))
+        kept = select_features(binning["iv"], iv_threshold=float(params.iv_threshold), top_k=params.top_k)
         for h in ctx.hosts:
             ctx.channel.send(h, Stage.KEPT.value, {"kept": [f for f in kept if f.startswith(f"{h}.")]})
         own = [f for f in kept if f.startswith(f"{ctx.party}.")]
