@@ -288,6 +288,8 @@ class Params:
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: who owns the parameters in messages when the caller names nobody (default: the class name)
+    _owner: ClassVar[str | None] = None
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | None, owner: str | None = None):
@@ -298,7 +300,7 @@ class Params:
         ConfigError
             One message per problem, in the format of :func:`validate_params`.
         """
-        owner = owner or cls.__name__
+        owner = owner or cls._owner or cls.__name__
         raw = dict(params or {})
         validate_params(raw, cls._parameter_constraints, owner)
         obj = cls(**cls._convert(raw, owner))

@@ -143,7 +143,8 @@ def test_the_step_receives_its_typed_params(monkeypatch, tmp_path):
     with fedcredit.local_federation(tables, labels={"bank": "y"}, mode="inprocess", workdir=tmp_path) as fed:
         res = fed.run([psi(chunk_size=2048), secureboost(n_trees=2)], progress=False)
     assert res.state == "succeeded", res.reason
-    (p1, p2), (s1, s2) = seen["psi"], seen["secureboost"]
+    (p1, p2), (s1, s2) = seen["psi"], seen["secureboost"]  # guest's and host's
+    assert p1 is p2 and s1 is s2  # one checked object for every party (frozen, so none can change it)
     assert type(p1).__name__ == "PSIParams" and p1.chunk_size == 2048 and p1.mode == "intersection"
     assert type(s1).__name__ == "SecureBoostParams" and s1.n_trees == 2
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -44,6 +44,7 @@ class BinningParams(Params):
         features use its true labels (they never leave it).
     """
 
+    _owner = "step 'binning'"
     _parameter_constraints = {
         "method": [StrOptions({"quantile", "monotonic"})],
         "max_bins": [Interval(int, 2, MAX_BINS)],

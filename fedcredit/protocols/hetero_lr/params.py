@@ -16,6 +16,7 @@ __all__ = ["LRParams"]
 class LRParams(Params):
     """Hyperparameters of vertical LR (see :class:`VerticalLogisticRegression`)."""
 
+    _owner = "VerticalLogisticRegression"
     _parameter_constraints = {
         "mode": [StrOptions(set(MODES))],
         "backend": [StrOptions(set(BACKENDS))],

@@ -68,6 +68,7 @@ class HomoParams(Params):
         randomness only; keys and masks always come from the OS CSPRNG).
     """
 
+    _owner = "homo"
     _parameter_constraints = {
         "model": [StrOptions({"logistic", "mlp"})],
         "hidden": [list, tuple],
