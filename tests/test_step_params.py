@@ -86,6 +86,16 @@ def test_secureboost_step_only_parameters_pass_submission():
     assert spec.steps[4].typed_params.weight_column == "w"
 
 
+def test_parameter_and_step_order_problems_come_back_together():
+    """Refusing a job for a parameter must not hide its other mistakes: one round of fixes is enough."""
+    d = {"job": {"name": "j"}, "parties": PARTIES,
+         "steps": [{"kind": "psi"}, {"kind": "select"}, {"kind": "binning", "params": {"max_bins": 1000}}]}
+    with pytest.raises(ConfigError) as info:
+        job_from_dict(d, source="job.toml")
+    assert sorted(p.split(": ")[1] for p in info.value.problems) == ["steps[1]", "steps[2].params"]
+    assert any("step 'select' (select) needs a binning step before it" in p for p in info.value.problems)
+
+
 def test_handshake_takes_no_parameters():
     d = _job({})
     d["steps"][0]["params"] = {"rounds": 2}

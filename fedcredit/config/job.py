@@ -22,9 +22,16 @@ from ..errors import ConfigError
 from ..protocols.registry import STEP_KINDS, parse_step_params
 from ._checker import _check_name, _Checker, _freeze, _parse_toml, _thaw, _tname
 
-__all__ = ["ROLES", "JobParty", "StepSpec", "JobSpec", "load_job", "job_from_dict", "known_step_kinds"]
+__all__ = ["ROLES", "JobParty", "StepSpec", "JobSpec", "load_job", "job_from_dict", "known_step_kinds",
+           "step_order_problems"]
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
+#: kind -> kinds of which one must come earlier in the job
+_NEEDS = {
+    "select": ("binning",),
+    "scorecard": ("hetero_lr",),
+    "evaluate": ("hetero_lr",),
+}
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, .
     if "steps" in top and isinstance(sraw, list) and not sraw:
         c.add("[[steps]]", "a job needs at least one step")
     seen: set[str] = set()
+    drafts: list[tuple[int, str, str, Any]] = []  # (index, name, kind, typed params or None)
     for i, sdata in enumerate(sraw):
         key = f"steps[{i}]"
         sd = c.table(sdata, key, _STEP_KEYS, {"kind"})
@@ -195,8 +203,14 @@ def job_from_dict(data: Any, *, source: str = "<job>", known_kinds: tuple[str, .
             seen.add(sname)
         if kind is not None and sname is not None and params is not None:
             typed = _step_params(c, key, kind, sname, params)
+            drafts.append((i, sname, kind, typed))
             if typed is not None:
                 steps.append(StepSpec(sname, kind, _freeze(params), typed))
+    if any(typed is None for *_, typed in drafts):
+        # the job is refused for its parameters: say at once what else is wrong with its steps (the order and
+        # roles, which the initiator checks at submission), so one round of fixes is enough
+        for i, problem in step_order_problems(drafts, {p.name: p.role for p in parties.values()}):
+            c.add(f"steps[{i}]", problem)
     c.raise_if_any()
     return JobSpec(name=name, parties=MappingProxyType(parties), steps=tuple(steps), purpose=purpose, source=source)
 
@@ -211,3 +225,43 @@ def _step_params(c: _Checker, key: str, kind: str, name: str, params: dict) -> A
     except (TypeError, ValueError) as exc:  # a parameters class's own check
         c.add(f"{key}.params", f"{_owner(name, kind)}: {exc}")
     return None
+
+
+def step_order_problems(steps, roles: Mapping[str, str]) -> list[tuple[int, str]]:
+    """Problems of the steps' order and of the roles they need: ``[(index in the file, message)]``.
+
+    ``steps`` holds ``(index, name, kind, typed params)``; typed params may be
+    None (parameters refused), and then only the kind's rules are checked.
+    ``select`` needs ``binning`` before it; ``scorecard`` and ``evaluate`` a
+    ``hetero_lr``; WOE features a ``binning``; a scorecard an LR on WOE
+    features; ``psi`` comes before the steps that use rows; LR's mode fits the
+    number of hosts and arbiters.
+    """
+    problems: list[tuple[int, str]] = []
+    seen: list[str] = []
+    n_hosts = sum(1 for r in roles.values() if r == "host")
+    n_arb = sum(1 for r in roles.values() if r == "arbiter")
+    last_lr = None
+    for i, name, kind, params in steps:
+        owner = _owner(name, kind)
+        need = _NEEDS.get(kind)
+        if need and not any(k in seen for k in need):
+            problems.append((i, f"{owner} needs a {' or '.join(need)} step before it"))
+        if kind == "hetero_lr" and getattr(params, "features", None) == "woe" and "binning" not in seen:
+            problems.append((i, f"{owner} uses WOE features (features = \"woe\"): it needs a binning step before it"))
+        if kind == "hetero_lr":
+            mode = getattr(params, "mode", None)
+            if mode == "two_party" and n_hosts != 1:
+                problems.append((i, f"{owner}: mode = \"two_party\" runs one guest with exactly one host (the job has "
+                                    f"{n_hosts}); for {n_hosts} hosts use mode = \"coordinated\" and add a party with "
+                                    f"role = \"arbiter\" (a key holder without data)"))
+            if mode == "coordinated" and n_arb != 1:
+                problems.append((i, f"{owner}: mode = \"coordinated\" needs exactly one party with role = \"arbiter\" "
+                                    f"(the key holder; it needs no table), the job has {n_arb}"))
+            last_lr = params
+        if kind == "scorecard" and last_lr is not None and getattr(last_lr, "features", "woe") != "woe":
+            problems.append((i, f"{owner} needs the hetero_lr step before it to use features = \"woe\""))
+        if kind == "psi" and any(k in seen for k in ("binning", "secureboost", "hetero_lr", "evaluate")):
+            problems.append((i, f"{owner} comes after a step that already used the rows: put psi first"))
+        seen.append(kind)
+    return problems

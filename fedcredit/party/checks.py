@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 
 from ..config import JobSpec, PartyConfig
+from ..config.job import step_order_problems
 from ..errors import DataError
 from .alignment import alignment_problem
 
@@ -29,12 +30,6 @@ __all__ = ["check_steps", "step_notes", "check_party_data", "check_table_files",
 
 log = logging.getLogger("fedcredit.party")
 
-#: kind -> kinds of which one must come earlier in the job
-_NEEDS = {
-    "select": ("binning",),
-    "scorecard": ("hetero_lr",),
-    "evaluate": ("hetero_lr",),
-}
 #: kinds whose steps need the label holder's label
 _LABELLED = frozenset({"binning", "secureboost", "hetero_lr", "evaluate"})
 
@@ -42,39 +37,13 @@ _LABELLED = frozenset({"binning", "secureboost", "hetero_lr", "evaluate"})
 def check_steps(spec: JobSpec) -> list[str]:
     """Every problem with the job's step order and roles (empty: fine).
 
-    Each step's parameters were already checked when the job was loaded
-    (:func:`fedcredit.config.job_from_dict`); ``typed_params`` holds them with
-    their defaults.
+    The rules are :func:`fedcredit.config.job.step_order_problems`. Each step's
+    parameters were already checked when the job was loaded
+    (:func:`fedcredit.config.job_from_dict`, which also reports these problems
+    together with any parameter problem).
     """
-    problems: list[str] = []
-    seen: list[str] = []
-    for s in spec.steps:
-        owner = f"step {s.name!r} ({s.kind})"
-        params = s.typed_params
-        need = _NEEDS.get(s.kind)
-        if need and not any(k in seen for k in need):
-            problems.append(f"{owner} needs a {' or '.join(need)} step before it")
-        if s.kind == "hetero_lr" and params.features == "woe" and "binning" not in seen:
-            problems.append(f"{owner} uses WOE features (features = \"woe\"): it needs a binning step before it")
-        if s.kind == "hetero_lr":
-            mode = params.mode
-            n_hosts = sum(1 for jp in spec.parties.values() if jp.role == "host")
-            n_arb = sum(1 for jp in spec.parties.values() if jp.role == "arbiter")
-            if mode == "two_party" and n_hosts != 1:
-                problems.append(f"{owner}: mode = \"two_party\" runs one guest with exactly one host (the job has "
-                                f"{n_hosts}); for {n_hosts} hosts use mode = \"coordinated\" and add a party with "
-                                f"role = \"arbiter\" (a key holder without data)")
-            if mode == "coordinated" and n_arb != 1:
-                problems.append(f"{owner}: mode = \"coordinated\" needs exactly one party with role = \"arbiter\" "
-                                f"(the key holder; it needs no table), the job has {n_arb}")
-        if s.kind == "scorecard":
-            lr = next((x for x in reversed(spec.steps[:spec.steps.index(s)]) if x.kind == "hetero_lr"), None)
-            if lr is not None and lr.typed_params.features != "woe":
-                problems.append(f"{owner} needs the hetero_lr step before it to use features = \"woe\"")
-        if s.kind == "psi" and any(k in seen for k in ("binning", "secureboost", "hetero_lr", "evaluate")):
-            problems.append(f"{owner} comes after a step that already used the rows: put psi first")
-        seen.append(s.kind)
-    return problems
+    steps = [(i, s.name, s.kind, s.typed_params) for i, s in enumerate(spec.steps)]
+    return [msg for _, msg in step_order_problems(steps, spec.roles)]
 
 
 def step_notes(spec: JobSpec) -> list[str]:
