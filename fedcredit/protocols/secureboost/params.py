@@ -18,7 +18,8 @@ STEP_ONLY = ("weight_column", "monotone")
 
 @dataclass(frozen=True)
 class SecureBoostParams(Params):
-    """``secureboost`` step parameters: the hyperparameters of :class:`VerticalSecureBoost`, plus
+    """``secureboost`` step parameters: every hyperparameter of :class:`VerticalSecureBoost` (documented
+    there, with the same defaults and constraints) and the two step-only ones below.
 
     Attributes
     ----------
