@@ -27,6 +27,10 @@ Rules
 * A constraint list is a disjunction: the value must satisfy one of them.
 * Keys that have no constraint are errors (a typo must not be ignored), unless
   ``allow_unknown=True``.
+
+Every estimator (:class:`fedcredit.models._base._BaseEstimator`) and every job
+step's parameters (:class:`Params`) spell their constraints the same way, as a
+``_parameter_constraints`` class attribute.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, ClassVar
 
 from .errors import ConfigError
 
@@ -46,6 +50,8 @@ __all__ = [
     "validate_params",
     "check_param",
     "describe",
+    "Params",
+    "NoParams",
 ]
 
 _TYPE_NAMES = {int: "an int", float: "a float", str: "a str", bool: "a bool"}
@@ -259,3 +265,76 @@ def validate_params(
             problems.append(msg)
     if problems:
         raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} invalid parameters:\n  " + "\n  ".join(problems), problems)
+
+
+
+class Params:
+    """Base of a job step's parameters: a frozen dataclass whose fields are checked declaratively.
+
+    A subclass is a ``@dataclass(frozen=True)`` whose fields (with their
+    defaults) are the step's parameters, and whose ``_parameter_constraints``
+    name exactly those fields::
+
+        @dataclass(frozen=True)
+        class SelectParams(Params):
+            _parameter_constraints = {"iv_threshold": [Interval(float, 0, None)]}
+            iv_threshold: float = 0.02
+
+    :meth:`from_dict` checks a job file's ``params`` table (every problem at
+    once, unknown keys included), applies the defaults and runs the
+    cross-field checks of :meth:`_check`. The job loader does this when a job
+    is submitted or proposed, so the step receives the typed object and never
+    re-reads a dict.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: who owns the parameters in messages when the caller names nobody (default: the class name)
+    _owner: ClassVar[str | None] = None
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any] | None, owner: str | None = None):
+        """Check ``params`` and build the dataclass.
+
+        Raises
+        ------
+        ConfigError
+            One message per problem, in the format of :func:`validate_params`.
+        """
+        owner = owner or cls._owner or cls.__name__
+        raw = dict(params or {})
+        validate_params(raw, cls._parameter_constraints, owner)
+        obj = cls(**cls._convert(raw, owner))
+        obj._check(owner)
+        return obj
+
+    @classmethod
+    def coerce(cls, params: Any, owner: str | None = None):
+        """``params`` when it already is one of these (checked at submission), else :meth:`from_dict` of it."""
+        if isinstance(params, cls):
+            return params
+        return cls.from_dict(params, owner)
+
+    @classmethod
+    def _convert(cls, params: dict[str, Any], owner: str) -> dict[str, Any]:
+        """Hook: turn checked raw values into field values (e.g. a list into a tuple)."""
+        return params
+
+    def _check(self, owner: str) -> None:
+        """Hook: cross-field checks; raise :class:`ConfigError` with a message naming ``owner``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field and its value (defaults included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)} if is_dataclass(self) else {}
+
+
+class NoParams(Params):
+    """A step without parameters (``handshake``): any key in its ``params`` table is a typo."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

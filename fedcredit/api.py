@@ -725,7 +725,7 @@ class LocalFederation:
         import secrets
         import threading
 
-        from .config import Policy, _thaw
+        from .config import Policy
         from .progress import EventDisplay as _Display
         from .data import load_table
         from .protocols.context import StepContext
@@ -768,7 +768,7 @@ class LocalFederation:
                     before = (dict(ch.stats.bytes), dict(ch.stats.messages))
                     emit(party, "step", "running", st.name, f"{st.name} ({st.kind}) started", detail={"kind": st.kind})
                     ctx = StepContext(
-                        job_id=job_id, step=st.name, kind=st.kind, party=party, roles=roles, params=_thaw(st.params),
+                        job_id=job_id, step=st.name, kind=st.kind, party=party, roles=roles, params=st.typed_params,
                         channel=ch.sub(st.name), data=state.get("table", data), state=state, workdir=workdir,
                         progress=lambda m, f=None, _s=st.name: emit(party, "progress", "running", _s, str(m)[:500], f),
                         policy=policy)

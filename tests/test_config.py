@@ -149,7 +149,7 @@ table = "credit"
 [[steps]]
 kind = "handshake"
 [[steps]]
-kind = "handshake"
+kind = "homo"
 name = "again"
 params = { rounds = 2 }
 """
@@ -160,6 +160,7 @@ def test_job_loads_and_round_trips(tmp_path):
     assert job.roles == {"bank": "guest", "chain": "host"}
     assert [s.name for s in job.steps] == ["handshake", "again"]
     assert job.steps[1].params["rounds"] == 2
+    assert job.steps[1].typed_params.rounds == 2  # typed, defaults applied
     again = job_from_dict(__import__("json").loads(job.to_json()))
     assert again.to_json() == job.to_json()
 
@@ -168,7 +169,7 @@ def test_job_loads_and_round_trips(tmp_path):
     "old, new, key, words",
     [
         ('role = "host"', 'role = "spy"', "[parties.chain].role", "unknown role 'spy'"),
-        ('kind = "handshake"\nname', 'kind = "teleport"\nname', "steps[1].kind", "unknown step kind"),
+        ('kind = "homo"\nname', 'kind = "teleport"\nname', "steps[1].kind", "unknown step kind"),
         ('name = "again"', 'name = "handshake"', "steps[1].name", "duplicate step name"),
         ('name = "demo"', 'name = "demo"\nowner = "x"', "[job].owner", "unknown key"),
         ('table = "credit"\n[parties.chain]', 'table = 3\n[parties.chain]', "[parties.bank].table", "must be a string"),

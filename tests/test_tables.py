@@ -129,14 +129,16 @@ def test_check_steps_lists_every_problem():
     from fedcredit.config import job_from_dict
     from fedcredit.party.checks import check_steps
 
-    job = job_from_dict({"job": {"name": "j"}, "parties": {"a": {"role": "guest"}, "b": {"role": "host"}},
-                         "steps": [{"kind": "scorecard"}, {"kind": "hetero_lr", "params": {"features": "woe"}},
-                                   {"kind": "secureboost", "params": {"n_trees": 0}},
-                                   {"kind": "psi"}]})
-    problems = check_steps(job)
+    steps = [{"kind": "scorecard"}, {"kind": "hetero_lr", "params": {"features": "woe"}},
+             {"kind": "secureboost", "params": {"n_trees": 0}}, {"kind": "psi"}]
+    d = {"job": {"name": "j"}, "parties": {"a": {"role": "guest"}, "b": {"role": "host"}}, "steps": steps}
+    with pytest.raises(ConfigError) as info:  # parameters: refused when the job is loaded (issue #19)
+        job_from_dict(d)
+    assert any("steps[2].params" in p and "'n_trees'" in p for p in info.value.problems)
+    steps[2]["params"] = {"n_trees": 1}
+    problems = check_steps(job_from_dict(d))
     assert any("'scorecard' (scorecard) needs a hetero_lr step" in p for p in problems)
     assert any("uses WOE features" in p for p in problems)
-    assert any("'n_trees'" in p for p in problems)
     assert any("step 'psi' (psi) comes after a step that already used the rows" in p for p in problems)
 
 

@@ -27,8 +27,9 @@ import math
 
 import numpy as np
 
-from .._validation import Interval, StrOptions, validate_params
-from ..errors import DataError, NotFittedError
+from .._validation import Interval, StrOptions
+from ..errors import DataError
+from ._base import _BaseEstimator
 
 __all__ = [
     "LogisticRegressionGD",
@@ -162,7 +163,7 @@ _COMMON_CONSTRAINTS = {
 }
 
 
-class LogisticRegressionGD:
+class LogisticRegressionGD(_BaseEstimator):
     """Centralized mini-batch logistic regression, the reference of the vertical protocol.
 
     Parameters
@@ -237,16 +238,13 @@ class LogisticRegressionGD:
         self.frac_bits = frac_bits
         self.random_state = random_state
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._parameter_constraints}
-
     def fit(self, X, y, sample_weight=None) -> "LogisticRegressionGD":
         """Fit on features ``X`` (n, f) and binary labels ``y`` (n,).
 
         ``sample_weight`` multiplies each row's residual: the batch gradient is
         ``Xᵀ (w ⊙ d) / b`` (the validation loss stays unweighted).
         """
-        validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
+        self._validate_params()
         Xq = quantize(X, self.frac_bits)
         y = np.asarray(y)
         if y.shape[0] != Xq.shape[0]:
@@ -290,8 +288,7 @@ class LogisticRegressionGD:
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+        self._check_fitted()
         return quantize(X, self.frac_bits) @ self.coef_ + self.intercept_
 
     def predict_proba(self, X) -> np.ndarray:

@@ -22,7 +22,7 @@ def register_plugin_steps(spec: str | None = None) -> list[str]:
     Returns the kinds added. A malformed entry is a :class:`~fedcredit.errors.ConfigError`.
     """
     from ..errors import ConfigError
-    from ..protocols.registry import STEP_KINDS
+    from ..protocols.registry import register_step
 
     spec = os.environ.get(PLUGIN_ENV, "") if spec is None else spec
     added = []
@@ -30,6 +30,6 @@ def register_plugin_steps(spec: str | None = None) -> list[str]:
         kind, sep, target = item.partition("=")
         if not sep or ":" not in target or not kind:
             raise ConfigError(f"{PLUGIN_ENV}: entry {item!r} must look like kind=module:function")
-        STEP_KINDS[kind] = target
+        register_step(kind, target)
         added.append(kind)
     return added

@@ -1,10 +1,10 @@
 """Every error before the first step: the job's steps (at submission) and each party's own data (at proposal).
 
 * :func:`check_steps` (the initiator, at submission; every party again at
-  proposal): each step's parameters against its step's constraints, and the
-  step order (``select`` needs ``binning`` before it, ``scorecard`` and
+  proposal): the step order (``select`` needs ``binning`` before it, ``scorecard`` and
   ``evaluate`` a ``hetero_lr``, WOE features a ``binning``...). All problems
-  are returned together.
+  are returned together. (Each step's parameters are checked earlier, when
+  the job is loaded: :func:`fedcredit.config.job_from_dict`.)
 * :func:`check_party_data` (each party, at proposal, before accepting): its
   table exists and reads (header, label with exactly two values and a usable
   ``pos_label``, ``categorical`` names, ids, values), the job's columns
@@ -22,99 +22,28 @@ from __future__ import annotations
 import logging
 
 from ..config import JobSpec, PartyConfig
-from ..errors import ConfigError, DataError
+from ..config.job import step_order_problems
+from ..errors import DataError
 from .alignment import alignment_problem
 
 __all__ = ["check_steps", "step_notes", "check_party_data", "check_table_files", "public_text"]
 
 log = logging.getLogger("fedcredit.party")
 
-#: kind -> kinds of which one must come earlier in the job
-_NEEDS = {
-    "select": ("binning",),
-    "scorecard": ("hetero_lr",),
-    "evaluate": ("hetero_lr",),
-}
 #: kinds whose steps need the label holder's label
 _LABELLED = frozenset({"binning", "secureboost", "hetero_lr", "evaluate"})
 
 
-def _validator(kind: str):
-    """``fn(params, owner)`` raising ConfigError/ValueError/TypeError for bad parameters, or None."""
-    from .._validation import validate_params
-
-    if kind == "psi":
-        from ..protocols.psi import PARAMETER_CONSTRAINTS
-
-        return lambda p, o: validate_params(p, PARAMETER_CONSTRAINTS, o)
-    if kind == "binning":
-        from ..protocols.binning import BinningParams
-
-        return lambda p, o: BinningParams.from_dict(dict(p), o)
-    if kind == "select":
-        from ..protocols.select import _CONSTRAINTS
-
-        return lambda p, o: validate_params(p, _CONSTRAINTS, o)
-    if kind == "hetero_lr":
-        from ..protocols.hetero_lr import LRParams
-
-        return lambda p, o: LRParams.from_dict(dict(p), o)
-    if kind == "secureboost":
-        from ..protocols.secureboost import VerticalSecureBoost
-
-        def sbt(p, o):
-            validate_params(p, VerticalSecureBoost._parameter_constraints, o)
-            VerticalSecureBoost(**p)
-        return sbt
-    if kind in ("scorecard", "evaluate"):
-        import importlib
-
-        mod = importlib.import_module(f"fedcredit.protocols.{kind}")
-        return lambda p, o: validate_params(p, mod._CONSTRAINTS, o)
-    return None
-
-
 def check_steps(spec: JobSpec) -> list[str]:
-    """Every problem with the job's step parameters and step order (empty: fine)."""
-    from ..config import _thaw
+    """Every problem with the job's step order and roles (empty: fine).
 
-    problems: list[str] = []
-    seen: list[str] = []
-    for s in spec.steps:
-        owner = f"step {s.name!r} ({s.kind})"
-        params = _thaw(s.params)
-        try:
-            fn = _validator(s.kind)
-            if fn is not None:
-                fn(params, owner)
-        except ConfigError as exc:
-            problems.extend(exc.problems or [str(exc)])
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{owner}: {exc}")
-        need = _NEEDS.get(s.kind)
-        if need and not any(k in seen for k in need):
-            problems.append(f"{owner} needs a {' or '.join(need)} step before it")
-        if s.kind == "hetero_lr" and params.get("features") == "woe" and "binning" not in seen:
-            problems.append(f"{owner} uses WOE features (features = \"woe\"): it needs a binning step before it")
-        if s.kind == "hetero_lr":
-            mode = params.get("mode", "coordinated")
-            n_hosts = sum(1 for jp in spec.parties.values() if jp.role == "host")
-            n_arb = sum(1 for jp in spec.parties.values() if jp.role == "arbiter")
-            if mode == "two_party" and n_hosts != 1:
-                problems.append(f"{owner}: mode = \"two_party\" runs one guest with exactly one host (the job has "
-                                f"{n_hosts}); for {n_hosts} hosts use mode = \"coordinated\" and add a party with "
-                                f"role = \"arbiter\" (a key holder without data)")
-            if mode == "coordinated" and n_arb != 1:
-                problems.append(f"{owner}: mode = \"coordinated\" needs exactly one party with role = \"arbiter\" "
-                                f"(the key holder; it needs no table), the job has {n_arb}")
-        if s.kind == "scorecard":
-            lr = next((x for x in reversed(spec.steps[:spec.steps.index(s)]) if x.kind == "hetero_lr"), None)
-            if lr is not None and _thaw(lr.params).get("features") != "woe":
-                problems.append(f"{owner} needs the hetero_lr step before it to use features = \"woe\"")
-        if s.kind == "psi" and any(k in seen for k in ("binning", "secureboost", "hetero_lr", "evaluate")):
-            problems.append(f"{owner} comes after a step that already used the rows: put psi first")
-        seen.append(s.kind)
-    return problems
+    The rules are :func:`fedcredit.config.job.step_order_problems`. Each step's
+    parameters were already checked when the job was loaded
+    (:func:`fedcredit.config.job_from_dict`, which also reports these problems
+    together with any parameter problem).
+    """
+    steps = [(i, s.name, s.kind, s.typed_params) for i, s in enumerate(spec.steps)]
+    return [msg for _, msg in step_order_problems(steps, spec.roles)]
 
 
 def step_notes(spec: JobSpec) -> list[str]:

@@ -868,7 +868,7 @@ class Party:
                 checkpoint = _resume.step_checkpoint(job, step, ch.sub(step.name), self.name, workdir)
                 ctx = StepContext(
                     job_id=job.job_id, step=step.name, kind=step.kind, party=self.name, roles=spec.roles,
-                    params=_thaw(step.params), channel=ch.sub(step.name), data=state.get("table", data), state=state,
+                    params=step.typed_params, channel=ch.sub(step.name), data=state.get("table", data), state=state,
                     workdir=workdir, progress=progress, check_cancelled=check_cancelled, policy=self.config.policy,
                     checkpoint=checkpoint,
                 )

@@ -47,8 +47,12 @@ class StepContext:
         This party's name.
     roles : dict of str to str
         Every participating party's role in this job.
-    params : dict
-        The step's parameters from the job file (the step validates them).
+    params : Params or dict
+        The step's parameters: its kind's frozen parameters class (see
+        :mod:`fedcredit.protocols.registry`), checked with defaults applied when
+        the job was loaded. A step calls ``ItsParams.coerce(ctx.params, owner)``,
+        which also accepts a dict (direct callers, tests); a plugin kind
+        without a parameters class gets its ``params`` table as a dict.
     channel : Channel
         Namespaced to this job and step.
     data : fedcredit.data.Table or None
@@ -76,7 +80,7 @@ class StepContext:
     kind: str
     party: str
     roles: dict[str, str]
-    params: dict[str, Any]
+    params: Any
     channel: Channel
     data: Any = None
     table: Any = None

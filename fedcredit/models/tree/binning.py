@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._validation import Interval, validate_params
-from ...errors import DataError, NotFittedError
+from ..._validation import Interval
+from ...errors import DataError
+from .._base import _BaseEstimator
 
 __all__ = ["BinMapper", "find_bin_thresholds", "category_bins", "MAX_BINS_LIMIT"]
 
@@ -90,7 +91,7 @@ def find_bin_thresholds(column: np.ndarray, n_bins_non_missing: int) -> np.ndarr
     return np.clip(thr, None, _ALMOST_INF).astype(np.float64)
 
 
-class BinMapper:
+class BinMapper(_BaseEstimator):
     """Map each feature to at most ``max_bins`` integer codes (one reserved for missing).
 
     Parameters
@@ -114,6 +115,7 @@ class BinMapper:
     """
 
     _parameter_constraints = {"max_bins": [Interval(int, 3, MAX_BINS_LIMIT, closed="both")]}
+    _fitted_attr = "bin_thresholds_"
 
     def __init__(self, *, max_bins: int = 32, categorical=None):
         self.max_bins = max_bins
@@ -121,7 +123,7 @@ class BinMapper:
 
     def fit(self, X) -> "BinMapper":
         """Find the thresholds of every column of ``X`` (n, f), NaN = missing."""
-        validate_params({"max_bins": self.max_bins}, self._parameter_constraints, type(self).__name__)
+        self._validate_params()
         X = _as_2d(X)
         cat = np.zeros(X.shape[1], dtype=bool) if self.categorical is None else np.asarray(self.categorical)
         if cat.shape != (X.shape[1],) or cat.dtype != bool:
@@ -143,8 +145,7 @@ class BinMapper:
 
     def transform(self, X) -> np.ndarray:
         """Codes of ``X`` as a uint8 array of the same shape."""
-        if not hasattr(self, "bin_thresholds_"):
-            raise NotFittedError("This BinMapper is not fitted yet; call 'fit' first.")
+        self._check_fitted()
         X = _as_2d(X)
         if X.shape[1] != len(self.bin_thresholds_):
             raise DataError(f"X has {X.shape[1]} features, the BinMapper was fitted on {len(self.bin_thresholds_)}")

@@ -28,8 +28,9 @@ import math
 
 import numpy as np
 
-from ..._validation import Interval, StrOptions, validate_params
-from ...errors import DataError, NotFittedError
+from ..._validation import Interval, StrOptions
+from ...errors import DataError
+from .._base import _BaseEstimator
 from .binning import BinMapper
 from .grower import LocalSource, Node, TreeGrower, check_monotone
 from .predictor import predict_raw
@@ -274,7 +275,7 @@ class EarlyStopping:
         return self.rounds is not None and n_trees - self.best_trees >= self.rounds
 
 
-class GBDTReference:
+class GBDTReference(_BaseEstimator):
     """Binary-logistic gradient-boosted trees on one (joined) table, in plaintext.
 
     Parameters
@@ -343,6 +344,7 @@ class GBDTReference:
                               "validation_seed": [None, Interval(int, 0, None)],
                               "monotonic_cst": [None, list, np.ndarray, tuple],
                               "categorical_features": [None, list, np.ndarray, tuple]}
+    _fitted_attr = "trees_"
 
     def __init__(
         self,
@@ -387,12 +389,9 @@ class GBDTReference:
         self.random_state = random_state
         self.label_epsilon = label_epsilon
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._parameter_constraints}
-
     def fit(self, X, y, sample_weight=None) -> "GBDTReference":
         """Fit on ``X`` (n, f) with NaN for missing values and binary ``y`` (n,), optionally weighted."""
-        validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
+        self._validate_params()
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         if X.ndim != 2 or y.shape != (X.shape[0],):
@@ -448,16 +447,14 @@ class GBDTReference:
 
     def feature_importance(self, feature_names=None) -> list[dict]:
         """Split count and total gain per feature (:func:`~.importance.feature_importance`)."""
-        if not hasattr(self, "trees_"):
-            raise NotFittedError("This GBDTReference is not fitted yet; call 'fit' first.")
+        self._check_fitted()
         from .importance import feature_importance
 
         return feature_importance(self.trees_, {"local": list(feature_names or [])})
 
     def decision_function(self, X) -> np.ndarray:
         """Raw log-odds."""
-        if not hasattr(self, "trees_"):
-            raise NotFittedError("This GBDTReference is not fitted yet; call 'fit' first.")
+        self._check_fitted()
         return predict_raw(self.trees_, self.base_score_, X)
 
     def predict_proba(self, X) -> np.ndarray:

@@ -66,7 +66,7 @@ def run(ctx: StepContext) -> dict:
     Guest state: ``{"bins": {feature: Bins}, "iv": {feature: IV for all parties}}``;
     host state: ``{"bins": {feature: Bins}, "iv": {own feature: IV}}``.
     """
-    params = BinningParams.from_dict(dict(ctx.params), f"step {ctx.step!r} (binning)")
+    params = BinningParams.coerce(ctx.params, f"step {ctx.step!r} (binning)")
     params = with_table_categories(params, ctx.data)
     if ctx.role == "guest":
         ctx.progress("binning: encrypting labels", 0.0)

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..._validation import Interval, StrOptions, validate_params
+from ..._validation import Interval, Params, StrOptions
 from ...models.woe import MAX_BINS
 
 __all__ = ["BinningParams"]
 
-_CONSTRAINTS = {
-    "method": [StrOptions({"quantile", "monotonic"})],
-    "max_bins": [Interval(int, 2, MAX_BINS)],
-    "weight_column": [None, str],
-    "class_weight": [None, StrOptions({"balanced"}), dict],
-    "min_bin_count": [Interval(int, 1, None)],
-    "smoothing": [Interval(float, 0, None)],
-    "categorical": [list],
-    "key_bits": [Interval(int, 2048, None)],
-    "label_epsilon": [None, Interval(float, 0, None, closed="neither")],
-}
-
 
 @dataclass(frozen=True)
-class BinningParams:
+class BinningParams(Params):
     """``binning`` step parameters.
 
     Attributes
@@ -56,6 +44,19 @@ class BinningParams:
         features use its true labels (they never leave it).
     """
 
+    _owner = "step 'binning'"
+    _parameter_constraints = {
+        "method": [StrOptions({"quantile", "monotonic"})],
+        "max_bins": [Interval(int, 2, MAX_BINS)],
+        "weight_column": [None, str],
+        "class_weight": [None, StrOptions({"balanced"}), dict],
+        "min_bin_count": [Interval(int, 1, None)],
+        "smoothing": [Interval(float, 0, None)],
+        "categorical": [list],
+        "key_bits": [Interval(int, 2048, None)],
+        "label_epsilon": [None, Interval(float, 0, None, closed="neither")],
+    }
+
     method: str = "quantile"
     max_bins: int = 10
     weight_column: str | None = None
@@ -65,11 +66,6 @@ class BinningParams:
     categorical: list = field(default_factory=list)
     key_bits: int = 2048
     label_epsilon: float | None = None
-
-    @classmethod
-    def from_dict(cls, params: dict, owner: str = "step 'binning'") -> "BinningParams":
-        validate_params(params, _CONSTRAINTS, owner)
-        return cls(**params)
 
     @property
     def weighted(self) -> bool:

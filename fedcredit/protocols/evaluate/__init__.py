@@ -14,7 +14,6 @@ import enum
 
 import numpy as np
 
-from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
 from ...models import metrics
 from ...models.logistic import validation_split
@@ -22,6 +21,7 @@ from ...report import SCORES_FILE, save_scores
 from .._spec import Message, Spec
 from ..context import StepContext
 from ..hetero_lr import partial_score
+from .params import EvaluateParams
 
 __all__ = ["run", "evaluate_scores"]
 
@@ -31,7 +31,6 @@ class Stage(str, enum.Enum):
 
 
 SPEC = Spec("evaluate", [Message(Stage.PARTIAL, "host", "guest", "job", {"score": ("ndarray", "float64")})])
-_CONSTRAINTS = {"n_bins": [Interval(int, 2, 100)]}
 
 
 def evaluate_scores(y, score, train, valid, *, workdir=None, n_bins: int = 10) -> dict:
@@ -53,8 +52,7 @@ def evaluate_scores(y, score, train, valid, *, workdir=None, n_bins: int = 10) -
 
 
 def run(ctx: StepContext) -> dict:
-    params = dict(ctx.params)
-    validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (evaluate)")
+    params = EvaluateParams.coerce(ctx.params, f"step {ctx.step!r} (evaluate)")
     part = ctx.state.get("hetero_lr")
     s = SPEC.session(ctx.roles, ctx.party)
     if ctx.role == "host":
@@ -75,7 +73,7 @@ def run(ctx: StepContext) -> dict:
     prob = 1.0 / (1.0 + np.exp(-z))
     split = part["split"]
     train, valid = validation_split(len(ctx.data), split["validation_fraction"], split["random_state"])
-    res = evaluate_scores(ctx.data.y, prob, train, valid, workdir=ctx.workdir, n_bins=int(params.get("n_bins", 10)))
+    res = evaluate_scores(ctx.data.y, prob, train, valid, workdir=ctx.workdir, n_bins=params.n_bins)
     rows = np.concatenate([train, valid]).astype(np.int64)  # for the report's ROC/KS/score-distribution plots
     save_scores(ctx.workdir / SCORES_FILE, np.asarray(ctx.data.y)[rows], prob[rows],
                 validation=np.arange(len(rows)) >= len(train))

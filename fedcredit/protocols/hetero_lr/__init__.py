@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError, NotFittedError
+from ...errors import DataError
+from ...models._base import _BaseEstimator
 from ...models.logistic import Standardizer, quantize, sigmoid
 from ..context import StepContext
 from ._common import LRParams, Plan
@@ -69,7 +70,7 @@ def combine(guest_partial, host_partials) -> np.ndarray:
     return sigmoid(z)
 
 
-class VerticalLogisticRegression:
+class VerticalLogisticRegression(_BaseEstimator):
     """One party's side of vertical logistic regression.
 
     Parameters
@@ -117,7 +118,7 @@ class VerticalLogisticRegression:
         One-time setup (keys or CKKS contexts generated, exchanged and loaded), not in any epoch's seconds.
     """
 
-    _parameter_constraints = LRParams.constraints()
+    _parameter_constraints = LRParams._parameter_constraints
 
     def __init__(self, *, mode="coordinated", backend="paillier", features="standardized", learning_rate=1.0,
                  weight_column=None, class_weight=None,
@@ -142,9 +143,6 @@ class VerticalLogisticRegression:
         self.key_bits = key_bits
         self.clip = clip
         self.min_batch_size = min_batch_size
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._parameter_constraints}
 
     def fit(self, channel, X=None, y=None, *, role: str, guest: str, hosts: list[str], arbiter: str | None = None,
             n_rows: int | None = None, keypair=None, check_cancelled=None,
@@ -194,8 +192,7 @@ class VerticalLogisticRegression:
 
     def decision_function_part(self, X) -> np.ndarray:
         """This party's share of the score (guest: includes the intercept)."""
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+        self._check_fitted()
         return quantize(X) @ self.coef_ + self.intercept_
 
 
@@ -229,11 +226,10 @@ def _features(ctx: StepContext, p: LRParams, table):
 
 def run(ctx: StepContext) -> dict:
     """Step entry point; leaves ``ctx.state["hetero_lr"]`` (this party's model part)."""
-    params = dict(ctx.params)
-    p = LRParams.from_dict(params, f"step {ctx.step!r} (hetero_lr)")
+    p = LRParams.coerce(ctx.params, f"step {ctx.step!r} (hetero_lr)")
     arbiters = ctx.parties_with("arbiter")
     arbiter = arbiters[0] if arbiters else None
-    est = VerticalLogisticRegression(**params)
+    est = VerticalLogisticRegression(**p.as_dict())
     if ctx.role == "arbiter":
         est.fit(ctx.channel, role="arbiter", guest=ctx.guest, hosts=ctx.hosts,  # the row count: from the guest
                 check_cancelled=ctx.check_cancelled, checkpoint=ctx.checkpoint)

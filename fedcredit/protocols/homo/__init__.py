@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ConfigError, DataError, NotFittedError
+from ...errors import ConfigError, DataError
+from ...models._base import _BaseEstimator
 from ...models import mlp
 from ...transport.base import Channel
 from .aggregator import HomoAggregator, RoundFailed
 from .client import HomoClient
-from .params import HomoParams
+from .params import HomoParams, HomoStepParams
 from .spec import Stage
 
 __all__ = ["run", "FedAvgClassifier", "HomoParams", "RoundFailed", "Stage", "MODEL_FILE", "load_model"]
@@ -65,9 +66,9 @@ def run(ctx) -> dict:
         included its update. The fitted parameters are left in
         ``ctx.state["homo"]`` (not in the report).
     """
-    raw = dict(ctx.params)
-    n_features = raw.pop("n_features", None)  # the aggregator's model size when it has no table
-    params = HomoParams.from_dict(raw, name=f"step {ctx.step!r} (homo)")
+    step_params = HomoStepParams.coerce(ctx.params, f"step {ctx.step!r} (homo)")
+    n_features = step_params.n_features  # the aggregator's model size when it has no table
+    params = step_params.model_params()
     clients = ctx.parties_with("client")
     aggs = ctx.parties_with("aggregator")
     if len(aggs) != 1 or len(clients) < 2:
@@ -96,7 +97,7 @@ def run(ctx) -> dict:
     return report
 
 
-class FedAvgClassifier:
+class FedAvgClassifier(_BaseEstimator):
     """FedAvg binary classifier trained across parties; each party fits its own instance.
 
     Parameters
@@ -124,6 +125,9 @@ class FedAvgClassifier:
     >>> est.fit(channel, table, role="client", clients=banks, aggregator="agg")  # doctest: +SKIP
     """
 
+    _parameter_constraints = HomoParams._parameter_constraints
+    _fitted_attr = "params_"
+
     def __init__(self, *, model="logistic", hidden=(16,), mode="secagg", rounds=10, local_epochs=1,
                  learning_rate=0.1, batch_size=64, l2=1e-4, threshold=None, stage_timeout=30.0,
                  rejoin_grace=0.5, client_timeout=600.0, clip=float(2**24), frac_bits=24, patience=None,
@@ -147,11 +151,6 @@ class FedAvgClassifier:
         self.ckks_scale_bits = ckks_scale_bits
         self.ckks_poly_modulus_degree = ckks_poly_modulus_degree
         self.random_state = random_state
-
-    def get_params(self) -> dict:
-        from dataclasses import fields
-
-        return {f.name: getattr(self, f.name) for f in fields(HomoParams)}
 
     def fit(self, channel: Channel, data=None, *, role: str, clients, aggregator: str,
             n_features: int | None = None, progress=None, check_cancelled=None,
@@ -178,7 +177,7 @@ class FedAvgClassifier:
         -------
         self
         """
-        params = HomoParams.from_dict(self.get_params(), name="FedAvgClassifier")
+        params = HomoParams.from_dict(self.get_params(), "FedAvgClassifier")
         clients = sorted(clients)
         params.threshold_for(len(clients))  # validates threshold and ring headroom up front
         if role == "client":
@@ -219,7 +218,6 @@ class FedAvgClassifier:
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, 2)."""
-        if not hasattr(self, "params_"):
-            raise NotFittedError("This FedAvgClassifier instance is not fitted yet; call 'fit' first.")
+        self._check_fitted()
         p1 = mlp.predict_proba(self._shape, self.params_, X)
         return np.column_stack([1.0 - p1, p1])

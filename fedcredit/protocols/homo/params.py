@@ -4,38 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..._validation import Interval, StrOptions, validate_params
+from ..._validation import Interval, Params, StrOptions
 from ...crypto.secagg import check_headroom
 from ...errors import ConfigError
 from .spec import MODES
 
-__all__ = ["HomoParams", "PARAMETER_CONSTRAINTS"]
-
-PARAMETER_CONSTRAINTS = {
-    "model": [StrOptions({"logistic", "mlp"})],
-    "hidden": [list, tuple],
-    "mode": [StrOptions(set(MODES))],
-    "rounds": [Interval(int, 1, 10_000)],
-    "local_epochs": [Interval(int, 1, 1000)],
-    "learning_rate": [Interval(float, 0, None, closed="neither")],
-    "batch_size": [Interval(int, 1, None)],
-    "l2": [Interval(float, 0, None)],
-    "threshold": [None, Interval(int, 1, None)],
-    "stage_timeout": [Interval(float, 0, None, closed="neither")],
-    "rejoin_grace": [Interval(float, 0, None)],
-    "client_timeout": [Interval(float, 0, None, closed="neither")],
-    "clip": [Interval(float, 0, None, closed="neither")],
-    "frac_bits": [Interval(int, 8, 40)],
-    "patience": [None, Interval(int, 1, None)],
-    "validation_fraction": [Interval(float, 0, 0.5, closed="left")],
-    "ckks_scale_bits": [Interval(int, 20, 40)],
-    "ckks_poly_modulus_degree": [Interval(int, 4096, 32768)],
-    "random_state": [None, Interval(int, 0, None)],
-}
+__all__ = ["HomoParams", "HomoStepParams"]
 
 
 @dataclass(frozen=True)
-class HomoParams:
+class HomoParams(Params):
     """Hyperparameters and protocol settings of FedAvg with secure aggregation.
 
     Parameters
@@ -90,6 +68,29 @@ class HomoParams:
         randomness only; keys and masks always come from the OS CSPRNG).
     """
 
+    _owner = "homo"
+    _parameter_constraints = {
+        "model": [StrOptions({"logistic", "mlp"})],
+        "hidden": [list, tuple],
+        "mode": [StrOptions(set(MODES))],
+        "rounds": [Interval(int, 1, 10_000)],
+        "local_epochs": [Interval(int, 1, 1000)],
+        "learning_rate": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 1, None)],
+        "l2": [Interval(float, 0, None)],
+        "threshold": [None, Interval(int, 1, None)],
+        "stage_timeout": [Interval(float, 0, None, closed="neither")],
+        "rejoin_grace": [Interval(float, 0, None)],
+        "client_timeout": [Interval(float, 0, None, closed="neither")],
+        "clip": [Interval(float, 0, None, closed="neither")],
+        "frac_bits": [Interval(int, 8, 40)],
+        "patience": [None, Interval(int, 1, None)],
+        "validation_fraction": [Interval(float, 0, 0.5, closed="left")],
+        "ckks_scale_bits": [Interval(int, 20, 40)],
+        "ckks_poly_modulus_degree": [Interval(int, 4096, 32768)],
+        "random_state": [None, Interval(int, 0, None)],
+    }
+
     model: str = "logistic"
     hidden: tuple = (16,)
     mode: str = "secagg"
@@ -111,15 +112,14 @@ class HomoParams:
     random_state: int | None = 0
 
     @classmethod
-    def from_dict(cls, params: dict, *, name: str = "homo") -> "HomoParams":
-        """Validate a job step's ``params`` (every problem reported at once) and build the dataclass."""
-        validate_params(dict(params), PARAMETER_CONSTRAINTS, name)
-        p = dict(params)
-        if "hidden" in p:
-            p["hidden"] = tuple(p["hidden"])
-            if any(type(h) is not int or h < 1 for h in p["hidden"]):
-                raise ConfigError(f"The 'hidden' parameter of {name} must be a list of ints >= 1. Got {params['hidden']!r} instead.")
-        return cls(**p)
+    def _convert(cls, params: dict, owner: str) -> dict:
+        if "hidden" in params:
+            hidden = tuple(params["hidden"])
+            if any(type(h) is not int or h < 1 for h in hidden):
+                raise ConfigError(f"The 'hidden' parameter of {owner} must be a list of ints >= 1. "
+                                  f"Got {params['hidden']!r} instead.")
+            params = {**params, "hidden": hidden}
+        return params
 
     def threshold_for(self, n_clients: int) -> int:
         """Effective threshold for ``n_clients`` (validated)."""
@@ -139,6 +139,25 @@ class HomoParams:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+
+@dataclass(frozen=True)
+class HomoStepParams(HomoParams):
+    """The ``homo`` job step's parameters: :class:`HomoParams` plus the aggregator's model size.
+
+    Attributes
+    ----------
+    n_features : int or None, default=None
+        The number of features, for an aggregator without a table of its own.
+    """
+
+    _parameter_constraints = {**HomoParams._parameter_constraints, "n_features": [None, Interval(int, 1, None)]}
+
+    n_features: int | None = None
+
+    def model_params(self) -> HomoParams:
+        """The training hyperparameters alone (what :class:`FedAvgClassifier` takes)."""
+        return HomoParams(**{f.name: getattr(self, f.name) for f in fields(HomoParams)})
 
 
 _NAMES = {f.name for f in fields(HomoParams)}

@@ -23,22 +23,14 @@ from __future__ import annotations
 
 import time
 
-from ..._validation import Interval, StrOptions, validate_params
 from ...errors import ConfigError
 from ..context import StepContext
-from ._common import DEFAULT_CHUNK, PSIResult
+from ._common import PSIResult
 from .guest import run_guest
 from .host import run_host
+from .params import PSIParams
 
-__all__ = ["run", "run_guest", "run_host", "PSIResult", "PARAMETER_CONSTRAINTS"]
-
-PARAMETER_CONSTRAINTS = {
-    "mode": [StrOptions({"intersection", "cardinality"})],
-    "reveal": [StrOptions({"own"})],
-    "group": [StrOptions({"curve25519", "ristretto255"})],
-    "chunk_size": [Interval(int, 1024, 1 << 20)],
-}
-_DEFAULTS = {"mode": "intersection", "reveal": "own", "group": "curve25519", "chunk_size": DEFAULT_CHUNK}
+__all__ = ["run", "run_guest", "run_host", "PSIResult", "PSIParams"]
 
 
 def run(ctx: StepContext) -> dict:
@@ -50,8 +42,7 @@ def run(ctx: StepContext) -> dict:
         ``intersection`` (size), ``seconds``, ``own_rows`` (this party's set
         size), ``mode``, and on the guest ``pairwise`` sizes per host.
     """
-    params = {**_DEFAULTS, **(ctx.params or {})}
-    validate_params(params, PARAMETER_CONSTRAINTS, "PSI")
+    params = PSIParams.coerce(ctx.params, "PSI")
     if ctx.role not in ("guest", "host"):
         # a data-less role (an arbiter key holder) has no ids: it takes no part and learns nothing
         return {"skipped": f"role {ctx.role!r} holds no rows"}
@@ -59,12 +50,12 @@ def run(ctx: StepContext) -> dict:
         raise ConfigError(f"PSI: party {ctx.party!r} has no table")
     minimum = getattr(ctx.policy, "min_intersection", None) if ctx.policy is not None else None
     ids = ctx.data.ids
-    common = dict(mode=params["mode"], group=params["group"], min_intersection=minimum,
+    common = dict(mode=params.mode, group=params.group, min_intersection=minimum,
                   source=f"party {ctx.party!r} ({ctx.data.source})", progress=ctx.progress)
     ctx.check_cancelled()
     t0 = time.perf_counter()
     if ctx.role == "guest":
-        result = run_guest(ctx.channel, ids, hosts=ctx.hosts, chunk_size=params["chunk_size"], **common)
+        result = run_guest(ctx.channel, ids, hosts=ctx.hosts, chunk_size=params.chunk_size, **common)
     elif ctx.role == "host":
         result = run_host(ctx.channel, ids, guest=ctx.guest, hosts=ctx.hosts, **common)
     else:

@@ -10,19 +10,13 @@ keeps ``ctx.state["scorecard"] = {"base": float (guest), "points": {feature: nda
 
 from __future__ import annotations
 
-from ..._validation import Interval, validate_params
 from ..binning import category_labels
 from ...errors import DataError
 from ...models import scorecard as sc
 from ..context import StepContext
+from .params import ScorecardParams
 
 __all__ = ["run", "build"]
-
-_CONSTRAINTS = {
-    "pdo": [Interval(float, 0, None, closed="neither")],
-    "base_score": [float],
-    "base_odds": [Interval(float, 0, None, closed="neither")],
-}
 
 
 def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=50.0,
@@ -49,8 +43,7 @@ def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=5
 
 
 def run(ctx: StepContext) -> dict:
-    params = dict(ctx.params)
-    validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (scorecard)")
+    params = ScorecardParams.coerce(ctx.params, f"step {ctx.step!r} (scorecard)")
     if ctx.role not in ("guest", "host"):
         return {}
     part = ctx.state.get("hetero_lr")
@@ -58,7 +51,7 @@ def run(ctx: StepContext) -> dict:
         raise DataError("scorecard needs a hetero_lr step first")
     names = {f: ctx.data.category_names(f) for f in part.get("features", ())
              if ctx.data is not None and hasattr(ctx.data, "category_names") and ctx.data.category_names(f)}
-    res = build(part, is_guest=ctx.role == "guest", category_names=names, **params)
+    res = build(part, is_guest=ctx.role == "guest", category_names=names, **params.as_dict())
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     files = sc.write_table(res["rows"], ctx.workdir / "scorecard.csv", ctx.workdir / "scorecard.md")
     ctx.state["scorecard"] = {"base": res["base"], "points": res["points"]}

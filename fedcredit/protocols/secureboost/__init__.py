@@ -25,16 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._validation import Interval, StrOptions, validate_params
-from ...errors import ConfigError, DataError, NotFittedError
-from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS, categorical_mask
+from ...errors import ConfigError, DataError
+from ...models._base import _BaseEstimator
+from ...models.tree.gbdt import categorical_mask
 from ...models.tree.grower import check_monotone
 from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
 from .guest import SecureBoostGuest
-from .he import DEFAULT_HE, SCHEMES
+from .he import DEFAULT_HE
 from .host import SecureBoostHost, predict_host
 from .model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
+from .params import ESTIMATOR_CONSTRAINTS, SecureBoostParams
 from .predict import predict_guest
 from .spec import MIN_NODE_ROWS
 
@@ -78,7 +79,7 @@ def _metrics(y, score) -> dict:
     return {"auc": float(auc(y, score)), "ks": float(ks(y, score))}
 
 
-class VerticalSecureBoost:
+class VerticalSecureBoost(_BaseEstimator):
     """Vertical federated gradient-boosted trees (binary logistic loss).
 
     The same object is created on every party; the guest calls
@@ -164,15 +165,8 @@ class VerticalSecureBoost:
         The run report (timings, trees, bytes, metrics on the guest).
     """
 
-    _parameter_constraints = {
-        **TREE_PARAMETER_CONSTRAINTS,
-        "min_node_rows": [Interval(int, MIN_NODE_ROWS, None)],
-        "guest_only_first_tree": ["boolean"],
-        "guest_only_trees": [Interval(int, 0, None)],
-        "key_bits": [Interval(int, 2048, None)],
-        "gh_part_rows": [None, Interval(int, 1, None)],
-        "he": [StrOptions(set(SCHEMES))],
-    }
+    _parameter_constraints = ESTIMATOR_CONSTRAINTS
+    _fitted_attr = "model_"
 
     def __init__(self, *, n_trees: int = 5, max_depth: int = 3, learning_rate: float = 0.3, max_bins: int = 32,
                  reg_lambda: float = 1.0, min_child_weight: float = 1e-3, min_split_gain: float = 0.0,
@@ -202,16 +196,6 @@ class VerticalSecureBoost:
         self.random_state = random_state
         self.guest_only_trees = guest_only_trees
         self.label_epsilon = label_epsilon
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._parameter_constraints}
-
-    def set_params(self, **params) -> "VerticalSecureBoost":
-        for k, v in params.items():
-            if k not in self._parameter_constraints:
-                raise ConfigError(f"VerticalSecureBoost has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
 
     def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
             hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
@@ -263,7 +247,7 @@ class VerticalSecureBoost:
         -------
         self
         """
-        validate_params(self.get_params(), self._parameter_constraints, type(self).__name__)
+        self._validate_params()
         role = role or ("guest" if y is not None else "host")
         if role not in ("guest", "host"):
             raise ConfigError(f"The 'role' argument of VerticalSecureBoost.fit must be 'guest' or 'host'. Got {role!r}.")
@@ -313,10 +297,6 @@ class VerticalSecureBoost:
         self.result_ = result
         return self
 
-    def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise NotFittedError("This VerticalSecureBoost is not fitted yet; call 'fit' first.")
-
     def predict_proba(self, channel: Channel, X):
         """Federated scoring of ``X`` (this party's features of the rows, same order on every party).
 
@@ -349,16 +329,9 @@ def run(ctx) -> dict:
     share_feature_names``. Returns the run report: trees, seconds, per-step
     timings, bytes, importance, and on the guest the training and validation AUC and KS.
     """
-    params = dict(ctx.params or {})
-    weight_column = params.pop("weight_column", None)
-    monotone_param = params.pop("monotone", None)
-    validate_params(params, VerticalSecureBoost._parameter_constraints, f"step {ctx.step!r} (secureboost)")
-    if weight_column is not None and not isinstance(weight_column, str):
-        raise ConfigError(f"step {ctx.step!r} (secureboost): weight_column must be a column name")
-    if monotone_param is not None and not (isinstance(monotone_param, dict)
-                                           and all(isinstance(v, dict) for v in monotone_param.values())):
-        raise ConfigError(f"step {ctx.step!r} (secureboost): monotone must be {{ <party> = {{ <column> = 1 }} }}")
-    est = VerticalSecureBoost(**params)
+    params = SecureBoostParams.coerce(ctx.params, f"step {ctx.step!r} (secureboost)")
+    weight_column, monotone_param = params.weight_column, params.monotone
+    est = VerticalSecureBoost(**params.estimator_params())
     table = ctx.data
     if table is None:
         raise DataError(f"secureboost: party {ctx.party!r} has no data")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 
-from ..._validation import Interval, validate_params
 from ...errors import DataError, ProtocolError
 from .._spec import Message, Spec
 from ..context import StepContext
+from .params import SelectParams
 
 __all__ = ["run", "select_features", "Stage", "SPEC"]
 
@@ -26,9 +26,6 @@ class Stage(str, enum.Enum):
 SPEC = Spec("select", [Message(Stage.KEPT, "guest", "host", "job", {"kept": list})])
 
 
-_CONSTRAINTS = {"iv_threshold": [Interval(float, 0, None)], "top_k": [None, Interval(int, 1, None)]}
-
-
 def select_features(iv: dict[str, float], *, iv_threshold: float = 0.02, top_k: int | None = None) -> list[str]:
     """Feature names kept by IV threshold then top-k (sorted by IV descending, then name)."""
     ranked = sorted((f for f, v in iv.items() if v >= iv_threshold), key=lambda f: (-iv[f], f))
@@ -36,15 +33,13 @@ def select_features(iv: dict[str, float], *, iv_threshold: float = 0.02, top_k: 
 
 
 def run(ctx: StepContext) -> dict:
-    params = dict(ctx.params)
-    validate_params(params, _CONSTRAINTS, f"step {ctx.step!r} (select)")
+    params = SelectParams.coerce(ctx.params, f"step {ctx.step!r} (select)")
     s = SPEC.session(ctx.roles, ctx.party)
     if ctx.role == "guest":
         binning = ctx.state.get("binning")
         if binning is None:
             raise DataError("select needs a binning step first")
-        kept = select_features(binning["iv"], iv_threshold=float(params.get("iv_threshold", 0.02)),
-                               top_k=params.get("top_k"))
+        kept = select_features(binning["iv"], iv_threshold=float(params.iv_threshold), top_k=params.top_k)
         for h in ctx.hosts:
             s.send(ctx.channel, h, Stage.KEPT, {"kept": [f for f in kept if f.startswith(f"{h}.")]})
         own = [f for f in kept if f.startswith(f"{ctx.party}.")]
