@@ -145,7 +145,8 @@ def _forge_first_event(pk, M, r=12345):
     return fn
 
 
-@pytest.mark.parametrize("crafted", ["blind_above_p", "residue_above_bound", "residue_above_total"])
+@pytest.mark.parametrize("crafted", ["blind_above_p", "residue_above_bound", "residue_above_total",
+                                     "residue_inside_total"])
 def test_ou_guest_refuses_a_crafted_count_and_no_woe_reaches_the_host(crafted):
     """The OU key-recovery attack on binning: a host returns, as its first bin's event count, ``E(M)``, ``M >= p``.
 
@@ -157,6 +158,8 @@ def test_ou_guest_refuses_a_crafted_count_and_no_woe_reaches_the_host(crafted):
       guard (the row count's bit length), refused by the guarded decryption.
     * ``residue_above_total``: ``M = p + total + 1`` for the first bin: the residue passes the
       bit-length guard but exceeds that bin's declared total, refused by the range check.
+    * ``residue_inside_total``: ``M = p + r`` with ``r`` a wrong but plausible count (``0 <= r <= total``):
+      refused because the feature's event counts no longer add up to the events the guest encrypted.
 
     In every case the guest stops with a ProtocolError naming neither ``M`` nor the residue, and the host
     receives no RESULT: no WOE or IV derived from the crafted count leaves the guest.
@@ -166,11 +169,14 @@ def test_ou_guest_refuses_a_crafted_count_and_no_woe_reaches_the_host(crafted):
     p = sk._p  # the test knows the key; an attacker does not (it can only make the blind case)
     params = BinningParams(max_bins=8, min_bin_count=40)
     honest, _ = _run("ou", g, h, params)
-    totals = honest["bank"]["host_bins"][h.feature_names[0]]["totals"]  # the host's plain totals, first feature
+    first = honest["bank"]["host_bins"][h.feature_names[0]]
+    totals, true_events = first["totals"], first["events"]  # the host's plain totals, first feature
+    wrong = int(true_events[0]) + 1 if true_events[0] < totals[0] else int(true_events[0]) - 1
     bound_bits = len(g).bit_length()
     M = {"blind_above_p": (1 << pk.p_bits) - 1,
          "residue_above_bound": p + (1 << bound_bits),
-         "residue_above_total": p + int(totals[0]) + 1}[crafted]
+         "residue_above_total": p + int(totals[0]) + 1,
+         "residue_inside_total": p + wrong}[crafted]
     residue = sk._decrypt_unchecked(pk.vector_from_raw([int(gmpy2.powmod(pk.g, M, pk.n))]))[0]
     assert M >= p and residue == M % p
     if crafted == "blind_above_p":

@@ -5,12 +5,14 @@ and the WOE/IV it sends back are functions of the decrypted counts: the setting
 of OU's key-recovery pitfall (a host that learns ``M mod p`` for a crafted
 ``M >= p`` factors ``n``; docs/crypto.md, "OU"). :func:`decrypt_counts` closes it:
 every vector is decrypted under the tightest bound the guest knows by itself
-(the aligned row count, or the sum of its own row weights), all or nothing, and
-every count is then checked against the host's plain bin total, before anything
-derived from it leaves. A crafted ``M >= p`` therefore gets a RESULT only if
-``M mod p`` lands in ``[0, total]``, probability about ``total / p`` (``< 2^-660``
-at 2048 bits); otherwise the job fails with :class:`~fedcredit.errors.ProtocolError`
-and the host gets no WOE at all.
+(events: the largest bin total, at most the events it encrypted; weighted totals:
+the sum of its own weight codes), all or nothing; then every count is checked
+against its bin's plain total (whose per-feature sum must be the aligned row
+count) and each feature's counts must add up to exactly what the guest encrypted,
+all before anything derived from them leaves. A crafted ``M >= p`` therefore gets
+a RESULT only if ``M mod p`` happens to be the one value that keeps its feature's
+sum right, probability about ``1 / p`` (``2^-682`` at 2048 bits); otherwise the
+job fails with :class:`~fedcredit.errors.ProtocolError` and the host gets no WOE.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
     y_sent = np.asarray(randomized_response(y64, params.label_epsilon,
                                             np.random.default_rng(secrets.randbits(128))), dtype=np.int64)
     enc = sk.encrypt_ints(y_sent if q is None else q * y_sent)
+    ev_total = int(y_sent.sum()) if q is None else int((q * y_sent).sum())  # every host feature's events add up to it
     s.broadcast(channel, hosts, Stage.LABELS, {"labels": enc, "weights": None if q is None else sk.encrypt_ints(q)})
     unit = float(1 << spec.WEIGHT_BITS)
 
@@ -185,9 +188,12 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
             totals = decrypt_counts(sk, pk, msg["weights"], qsum, h, "weighted bin totals")
             if totals.size != msg["totals"].size or any(int(t.sum()) != qsum for t in np.split(totals, cuts)):
                 raise ProtocolError(f"binning: weighted bin totals from {h!r} are malformed")
-        # events per bin: in [0, max total] under the guard, then each against its own bin's total
-        events = decrypt_counts(sk, pk, msg["events"], int(totals.max()) if totals.size else 0, h, "event counts")
-        if events.size != totals.size or np.any(events > totals):
+        # events per bin: in [0, min(max total, encrypted events)] under the guard, then each against its
+        # own bin's total, and a feature's events add up to what the guest encrypted
+        bound = min(int(totals.max()) if totals.size else 0, ev_total)
+        events = decrypt_counts(sk, pk, msg["events"], bound, h, "event counts")
+        if events.size != totals.size or np.any(events > totals) or any(
+                int(e.sum()) != ev_total for e in np.split(events, cuts)):
             raise ProtocolError(f"binning: event counts from {h!r} do not fit the bin totals")
         events = debias_events(events, totals, params.label_epsilon)  # weighted counts: same formula, in units
         if q is not None:
