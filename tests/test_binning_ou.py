@@ -250,3 +250,12 @@ def test_decrypt_counts_guards_ou_with_the_tightest_bound_bits(monkeypatch):
     for bad in ([0, 601], [1024, 0], [-1, 0]):
         with pytest.raises(ProtocolError, match="not valid bin sums"):
             decrypt_counts(sk, pk, pk.encrypt_ints(bad).to_blob(), 600, "gov", "event counts")
+
+
+def test_ou_binning_with_label_dp_checks_the_noisy_event_total():
+    """Label DP: the hosts sum randomized-response labels; the guest's sum check uses what it encrypted."""
+    g, h, _, _ = _tables(6)
+    out, _ = _run("ou", g, h, BinningParams(max_bins=8, min_bin_count=200, label_epsilon=1.0))
+    assert set(out["gov"]) == {"gov.c", "gov.cat", "gov.e"}
+    for info in out["bank"]["host_bins"].values():
+        assert np.all((info["events"] >= 0) & (info["events"] <= info["totals"]))
