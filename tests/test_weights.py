@@ -143,7 +143,7 @@ def test_binning_weighted_woe_equals_centralized(method, class_weight):
     roles = {"bank": "guest", "gov": "host"}
     tables = {"bank": g, "gov": h}
     real = bguest.generate_keypair
-    bguest.generate_keypair = lambda bits: kp
+    bguest.generate_keypair = lambda he, bits: kp
     try:
         states = {"bank": {}, "gov": {}}
         run_local({p: (lambda ch, p=p: binning_run(StepContext(

@@ -2,9 +2,11 @@
 
 Each party bins its own features locally (:mod:`fedcredit.models.woe`), with
 ``min_bin_count`` enforced by *merging* small bins before any count is formed.
-The guest sends one Paillier ciphertext per aligned row (its label); each
-host sums them per bin (``CipherVector.group_sum``) and returns the encrypted
-event counts with the plain bin totals; the guest decrypts, merges (monotonic
+The guest sends one ciphertext per aligned row (its label), Paillier or
+Okamoto-Uchiyama (``he``); each host sums them per bin (one batch
+``CipherVector.histogram``) and returns the encrypted event counts with the
+plain bin totals; the guest decrypts and range-checks them (with OU, the guard
+against key recovery: :func:`.guest.decrypt_counts`), merges (monotonic
 method), computes WOE and IV and returns them to the host.
 
 What each role learns: see ``docs/hetero_lr.md``.

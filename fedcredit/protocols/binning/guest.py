@@ -1,4 +1,19 @@
-"""Guest side of federated binning: encrypts labels, turns host bin sums into WOE/IV."""
+"""Guest side of federated binning: encrypts labels, turns host bin sums into WOE/IV.
+
+With ``he = "ou"`` (Okamoto-Uchiyama) the guest decrypts ciphertexts a host built,
+and the WOE/IV it sends back are functions of the decrypted counts: the setting
+of OU's key-recovery pitfall (a host that learns ``M mod p`` for a crafted
+``M >= p`` factors ``n``; docs/crypto.md, "OU"). :func:`decrypt_counts` closes it:
+every vector is decrypted under the tightest bound the guest knows by itself
+(events: the largest bin total, at most the events it encrypted; weighted totals:
+the sum of its own weight codes), all or nothing; then every count is checked
+against its bin's plain total (whose per-feature sum must be the aligned row
+count) and each feature's counts must add up to exactly what the guest encrypted,
+all before anything derived from them leaves. A crafted ``M >= p`` therefore gets
+a RESULT only if ``M mod p`` happens to be the one value that keeps its feature's
+sum right, probability about ``1 / p`` (``2^-682`` at 2048 bits); otherwise the
+job fails with :class:`~fedcredit.errors.ProtocolError` and the host gets no WOE.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +21,8 @@ import secrets
 
 import numpy as np
 
-from ...crypto.paillier import generate_keypair
-from ...errors import DataError, ProtocolError
+from ...crypto import ou, paillier
+from ...errors import DataError, DecryptionError, ProtocolError
 from ...models.tree.gbdt import flip_probability, randomized_response, row_weights
 from ...models.woe import bin_event_counts, monotonic_groups, woe_iv
 from .._spec import encode_public_key
@@ -15,7 +30,44 @@ from . import spec
 from .host import local_bins
 from .spec import Stage
 
-__all__ = ["run_guest", "finish_feature", "weight_codes", "debias_events"]
+__all__ = ["run_guest", "finish_feature", "weight_codes", "debias_events", "generate_keypair", "decrypt_counts"]
+
+_SCHEMES = {"paillier": paillier, "ou": ou}
+
+
+def generate_keypair(he: str, bits: int):
+    """A fresh key pair of scheme ``he`` (``"paillier"`` or ``"ou"``), looked up at call time."""
+    return _SCHEMES[he].generate_keypair(bits)
+
+
+def decrypt_counts(sk, pk, blob, bound: int, host: str, what: str) -> np.ndarray:
+    """Decrypt a host's per-bin sums, each in ``[0, bound]``, all or nothing.
+
+    ``bound`` comes from the guest's own knowledge (rows, or its own weights), never
+    from the host. Under OU the decryption itself is guarded with
+    ``bound_bits = bound.bit_length()``, the tightest the guard takes: a value at or
+    above ``2^bound_bits`` (e.g. the residue of a crafted plaintext ``>= p``) makes the
+    whole vector fail and no value is returned. Paillier (plaintexts modulo the
+    public ``n``; no such pitfall) decrypts unguarded and is range-checked here.
+
+    Raises
+    ------
+    ProtocolError
+        Any ciphertext invalid, under another key, or a value outside ``[0, bound]``
+        (the message names neither the value nor which bin).
+    """
+    bound = int(bound)
+    try:
+        cv = pk.vector_from_blob(blob)
+        if isinstance(sk, ou.PrivateKey):
+            vals = sk.decrypt_ints(cv, bound_bits=min(bound.bit_length(), pk.plaintext_bits))
+        else:
+            vals = sk.decrypt_ints(cv)
+    except DecryptionError:
+        raise ProtocolError(f"binning: {what} from {host!r} are not valid bin sums") from None
+    if any(v < 0 or v > bound for v in vals):
+        raise ProtocolError(f"binning: {what} from {host!r} are not valid bin sums")
+    return np.asarray(vals, dtype=np.int64)
 
 
 def weight_codes(w) -> np.ndarray:
@@ -83,7 +135,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
         raise DataError(f"{table.source}: the label must be binary 0/1 with both classes; got {uy[:5].tolist()}")
     w = row_weights(y, sample_weight, params.class_weight) if params.weighted else None
     q = None if w is None else weight_codes(w)
-    pk, sk = keypair or generate_keypair(params.key_bits)
+    pk, sk = keypair or generate_keypair(params.he, params.key_bits)
     s = spec.session(channel.party, channel.party, hosts)
     s.broadcast(channel, hosts, Stage.KEY, {"public_key": encode_public_key(pk), "n_rows": len(table)})
     y64 = np.asarray(y, dtype=np.int64)  # the guest's own bins use its true labels (nothing of them leaves)
@@ -91,6 +143,7 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
     y_sent = np.asarray(randomized_response(y64, params.label_epsilon,
                                             np.random.default_rng(secrets.randbits(128))), dtype=np.int64)
     enc = sk.encrypt_ints(y_sent if q is None else q * y_sent)
+    ev_total = int(y_sent.sum()) if q is None else int((q * y_sent).sum())  # every host feature's events add up to it
     s.broadcast(channel, hosts, Stage.LABELS, {"labels": enc, "weights": None if q is None else sk.encrypt_ints(q)})
     unit = float(1 << spec.WEIGHT_BITS)
 
@@ -121,15 +174,26 @@ def run_guest(channel, hosts: list[str], table, params, *, keypair=None, sample_
         small = (msg["totals"] > 0) & (msg["totals"] < params.min_bin_count)
         if small.any():
             raise ProtocolError(f"binning: {h!r} revealed a bin below min_bin_count={params.min_bin_count}")
-        events = np.asarray(sk.decrypt_ints(pk.vector_from_blob(msg["events"])), dtype=np.int64)
-        totals = msg["totals"]
         if (msg["weights"] is None) != (q is None):
             raise ProtocolError(f"binning: {h!r} sent {'no ' if q is not None else ''}weighted bin totals")
+        # Every row lies in exactly one bin of each feature: a feature's plain totals add up to the aligned
+        # rows (and its weighted totals to the guest's own weight sum). Checked before anything derived from a
+        # decryption is used, so the bounds below are the guest's, not the host's.
+        totals = msg["totals"]
+        cuts = np.cumsum(nb)[:-1]
+        if np.any(nb < 1) or np.any(totals < 0) or any(int(t.sum()) != len(table) for t in np.split(totals, cuts)):
+            raise ProtocolError(f"binning: bin totals from {h!r} do not add up to the aligned rows")
         if q is not None:
-            totals = np.asarray(sk.decrypt_ints(pk.vector_from_blob(msg["weights"])), dtype=np.int64)
-            if totals.size != msg["totals"].size or np.any(totals < 0):
+            qsum = int(q.sum())
+            totals = decrypt_counts(sk, pk, msg["weights"], qsum, h, "weighted bin totals")
+            if totals.size != msg["totals"].size or any(int(t.sum()) != qsum for t in np.split(totals, cuts)):
                 raise ProtocolError(f"binning: weighted bin totals from {h!r} are malformed")
-        if events.size != totals.size or np.any(events < 0) or np.any(events > totals):
+        # events per bin: in [0, min(max total, encrypted events)] under the guard, then each against its
+        # own bin's total, and a feature's events add up to what the guest encrypted
+        bound = min(int(totals.max()) if totals.size else 0, ev_total)
+        events = decrypt_counts(sk, pk, msg["events"], bound, h, "event counts")
+        if events.size != totals.size or np.any(events > totals) or any(
+                int(e.sum()) != ev_total for e in np.split(events, cuts)):
             raise ProtocolError(f"binning: event counts from {h!r} do not fit the bin totals")
         events = debias_events(events, totals, params.label_epsilon)  # weighted counts: same formula, in units
         if q is not None:

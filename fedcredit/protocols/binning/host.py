@@ -23,6 +23,20 @@ def local_bins(X, names, columns, params) -> list[Bins]:
     ]
 
 
+def _bin_sums(pk, enc, assigned, bins):
+    """Encrypted sums of ``enc`` per bin of every feature, concatenated feature by feature.
+
+    One batch :meth:`histogram` over all features (``max n_bins`` buckets each), then
+    each feature's own ``n_bins`` buckets; the result is re-randomized when it is sent
+    (``to_blob``: uniform ``r^n`` for Paillier, ``rho^n`` for OU).
+    """
+    if not bins:
+        return pk.encrypt_ints([])
+    width = max(b.n_bins for b in bins)
+    hist = enc.histogram(assigned, width)
+    return hist[np.concatenate([j * width + np.arange(b.n_bins) for j, b in enumerate(bins)])]
+
+
 def run_host(channel, guest: str, table, params) -> dict:
     """Run the host side; returns ``{feature: Bins}`` with WOE and IV set (thresholds stay here).
 
@@ -31,7 +45,9 @@ def run_host(channel, guest: str, table, params) -> dict:
     """
     s = spec.session(channel.party, guest, [channel.party])
     key = s.recv(channel, guest, Stage.KEY)
-    pk = decode_public_key(key["public_key"], schemes=("paillier",), protocol="binning")
+    # only the scheme the job names (both parties hold the same step parameters); a malformed key
+    # (too small a modulus, OU's h != g^n, wrong shape) is refused here, before anything is encrypted under it
+    pk = decode_public_key(key["public_key"], schemes=(params.he,), protocol="binning")
     if key["n_rows"] != len(table):
         raise ProtocolError(f"binning: guest has {key['n_rows']} aligned rows, this host {len(table)}")
     names = list(table.feature_names)
@@ -42,15 +58,13 @@ def run_host(channel, guest: str, table, params) -> dict:
     if len(enc_y) != len(table):
         raise ProtocolError(f"binning: {len(enc_y)} encrypted labels for {len(table)} rows")
     # Every bin's total is >= min_bin_count or 0 (merged before any sum is formed).
-    parts = [enc_y.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
-    events = parts[0].concat(*parts[1:]) if parts else pk.encrypt_ints([])
+    events = _bin_sums(pk, enc_y, assigned, bins)
     weights = None
     if msg["weights"] is not None:  # weighted WOE: also the weighted row count per bin (encrypted)
         enc_w = pk.vector_from_blob(msg["weights"])
         if len(enc_w) != len(table):
             raise ProtocolError(f"binning: {len(enc_w)} encrypted weights for {len(table)} rows")
-        wparts = [enc_w.group_sum(assigned[:, j], b.n_bins) for j, b in enumerate(bins)]
-        weights = wparts[0].concat(*wparts[1:]) if wparts else pk.encrypt_ints([])
+        weights = _bin_sums(pk, enc_w, assigned, bins)
     s.send(channel, guest, Stage.COUNTS, {
         "features": names,
         "n_bins": np.array([b.n_bins for b in bins], dtype=np.int64),

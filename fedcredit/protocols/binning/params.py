@@ -33,7 +33,7 @@ class BinningParams(Params):
     categorical : list of str
         Feature names (``"party.col"`` or this party's raw column names) binned by category.
     key_bits : int, default=2048
-        Paillier key size for the encrypted labels.
+        Key size of the additive scheme ``he`` for the encrypted labels.
     label_epsilon : float or None, default=None
         Label differential privacy for the hosts' WOE: the guest encrypts
         randomized-response labels (each flipped with probability
@@ -42,6 +42,10 @@ class BinningParams(Params):
         WOE it returns; what a host learns is then ``label_epsilon``-label-DP
         (see ``docs/privacy.md``). None: off, the exact counts. The guest's own
         features use its true labels (they never leave it).
+    he : {"paillier", "ou"}, default="paillier"
+        Additive scheme of the encrypted labels: Paillier, or Okamoto-Uchiyama
+        (half the ciphertext bytes; the guest decrypts every count under a
+        declared bound, see ``docs/crypto.md``, "OU", and ``binning/guest.py``).
     """
 
     _owner = "step 'binning'"
@@ -66,6 +70,7 @@ class BinningParams(Params):
     categorical: list = field(default_factory=list)
     key_bits: int = 2048
     label_epsilon: float | None = None
+    he: str = "paillier"
 
     @property
     def weighted(self) -> bool:

@@ -2,7 +2,7 @@
 
 Flow (one host shown; every host runs it in parallel)::
 
-    guest → host  KEY      Paillier public key and the row count
+    guest → host  KEY      Paillier or OU public key (the step's ``he``) and the row count
     guest → host  LABELS   E(y_i) for every aligned row (one ciphertext per row);
                            weighted: E(w_i y_i) and E(w_i) (``w`` on the 2**-WEIGHT_BITS grid)
     host  → guest COUNTS   per host feature: rows per bin (plain) and E(events per bin)
