@@ -59,6 +59,7 @@ class BinningParams(Params):
         "categorical": [list],
         "key_bits": [Interval(int, 2048, None)],
         "label_epsilon": [None, Interval(float, 0, None, closed="neither")],
+        "he": [StrOptions({"paillier", "ou"})],
     }
 
     method: str = "quantile"
