@@ -14,7 +14,7 @@ PNGs (no file next to the page is needed):
   validation log-loss per tree, hetero LR's validation loss per epoch.
 * **ROC, KS curve and score distribution** on the guest (only the label
   holder has labels and scores): from a ``scores.npz`` a step leaves in its
-  working directory (:func:`save_scores`), else the ROC/KS PNGs an
+  directory (``ctx.artifacts.save_scores``; :func:`fedcredit.artifacts.save_scores`), else the ROC/KS PNGs an
   ``evaluate`` step wrote, and the score deciles of its lift table.
 
 Nothing here reads data that the party does not already hold: the page is
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import SCORES_FILE, load_scores as _load_scores, save_scores
+
 __all__ = ["render_html", "write_html", "save_scores", "SCORES_FILE", "HTML_NAME"]
 
-#: A step may leave this file in its workdir (guest only): arrays ``y``, ``score`` and optionally ``validation``.
-SCORES_FILE = "scores.npz"
 HTML_NAME = "report.html"
 
 _PALETTE = ["#1f5fa8", "#e07b22", "#2c9a56", "#b8323a", "#7d58b0", "#7f6a55"]
@@ -70,44 +70,6 @@ pre{background:#fff;border:1px solid #dbe2ea;padding:8px;overflow:auto;max-heigh
 
 
 # --------------------------------------------------------------------------- public API
-
-def save_scores(path: str | os.PathLike, y, score, *, validation=None) -> Path:
-    """Save the guest's labels and scores for the report (ROC, KS, score distribution).
-
-    Parameters
-    ----------
-    path : path
-        Usually ``ctx.workdir / SCORES_FILE``; the file stays on the guest.
-    y : array-like of shape (n,)
-        Binary labels.
-    score : array-like of shape (n,)
-        Predicted probability of default.
-    validation : array-like of bool or int, optional
-        Mask or row positions of the validation rows.
-
-    Returns
-    -------
-    Path
-    """
-    from .errors import DataError
-
-    y = np.asarray(y).astype(np.int8)
-    score = np.asarray(score, dtype=np.float64)
-    if y.ndim != 1 or score.shape != y.shape:
-        raise DataError(f"y and score must be 1-d of equal length; got shapes {y.shape} and {score.shape}")
-    arrays = {"y": y, "score": score}
-    if validation is not None:
-        v = np.asarray(validation)
-        mask = v.astype(bool) if v.dtype == bool else np.isin(np.arange(len(y)), v)
-        arrays["validation"] = mask
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # labels and scores: owner only
-    os.fchmod(fd, 0o600)
-    with open(fd, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    return path
-
 
 def write_html(report: dict, path: str | os.PathLike, *, job_dir: str | os.PathLike | None = None) -> Path:
     """Render ``report`` (a ``report.json`` dict) and write it atomically to ``path``."""
@@ -578,20 +540,6 @@ def _plot_traffic(per_step: dict[str, dict[str, int]]) -> bytes:
     ax.tick_params(axis="x", labelsize=8)
     _style(ax)
     return _png(fig)
-
-
-def _load_scores(path: Path):
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            y, s = np.asarray(z["y"]), np.asarray(z["score"], dtype=np.float64)
-            v = np.asarray(z["validation"], dtype=bool) if "validation" in z.files else None
-    except (OSError, KeyError, ValueError):
-        return None
-    if y.shape != s.shape or y.ndim != 1 or len(np.unique(y)) < 2:
-        return None
-    return y, s, v
 
 
 def _score_figures(step: str, y, s, valid) -> list[str]:
