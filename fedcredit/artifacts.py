@@ -40,7 +40,7 @@ from ._io import write_json_atomic
 from .errors import DataError
 
 __all__ = ["Artifacts", "FileArtifacts", "MemoryArtifacts", "SCORES_FILE", "save_scores", "load_scores",
-           "read_json"]
+           "read_json", "write_json"]
 
 #: The guest's labels and scores for the report (arrays ``y``, ``score`` and optionally ``validation``).
 SCORES_FILE = "scores.npz"
@@ -131,6 +131,11 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a {what}")
     return obj
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically, owner-only (for tools saving a model part by path)."""
+    return write_json_atomic(path, obj)
 
 
 class Artifacts:

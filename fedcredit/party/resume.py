@@ -54,6 +54,7 @@ import numpy as np
 from ..config import job_from_dict
 from ..errors import ConfigError, DataError, FedcreditError, PolicyError
 from ..ids import check_name, private_dir, state_path
+from ..artifacts import FileArtifacts
 from ..protocols.checkpoint import Checkpoint, agree
 from .policy import check_job
 
@@ -291,11 +292,12 @@ def after_step(party: "Party", job: "PartyJob", step: str, table) -> None:
                         f"not the same job, refusing to continue it")
 
 
-def step_checkpoint(job: "PartyJob", step, channel, me: str, workdir: Path) -> Checkpoint | None:
-    """``ctx.checkpoint`` of a step that trains in rounds; on a resumed job, the round every party agreed on."""
+def step_checkpoint(job: "PartyJob", step, channel, me: str, artifacts) -> Checkpoint | None:
+    """``ctx.checkpoint`` of a step that trains in rounds (kept in the step's ``artifacts``); on a resumed job,
+    the round every party agreed on."""
     if step.kind not in ROUND_KINDS:
         return None
-    ck = Checkpoint(workdir)
+    ck = Checkpoint(artifacts)
     if job.attempt == 0:
         ck.clear()  # a new job: whatever is there is not ours
         return ck
@@ -309,7 +311,7 @@ def finish(party: "Party", job: "PartyJob") -> None:
     for step in job.spec.steps:
         if step.kind in ROUND_KINDS:
             try:
-                Checkpoint(state_path(party.state_dir, "jobs", job.job_id, step.name)).clear()
+                Checkpoint(FileArtifacts(state_path(party.state_dir, "jobs", job.job_id, step.name))).clear()
             except Exception:  # noqa: BLE001 - cleaning up never fails a job
                 log.exception("removing checkpoints of job %s failed", job.job_id)
 

@@ -19,7 +19,6 @@ Entry points
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,6 @@ from ..._validation import Interval, StrOptions, validate_params
 from ...errors import ConfigError, DataError, NotFittedError
 from ...models.tree.gbdt import TREE_PARAMETER_CONSTRAINTS
 from ...models.tree.grower import check_monotone
-from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
 from .guest import SecureBoostGuest, predict_guest
 from .he import DEFAULT_HE, SCHEMES
@@ -211,7 +209,7 @@ class VerticalSecureBoost:
         return self
 
     def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
-            hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
+            hosts: list[str] | None = None, feature_names=None, artifacts=None, progress=None, check_cancelled=None,
             keypair=None, sample_weight=None, monotonic_cst=None, share_feature_names=False) -> "VerticalSecureBoost":
         """Train this party's side.
 
@@ -230,10 +228,11 @@ class VerticalSecureBoost:
         hosts : list of str, optional
             The hosts (guest; default: every peer of the channel, sorted).
         feature_names : list of str, optional
-        workdir : path, optional
-            Checkpoint directory: the model part is saved after every tree and a
-            re-run with the same data and parameters resumes from the last tree
-            every party finished.
+        artifacts : fedcredit.artifacts.Artifacts, optional
+            Where the model part is kept (a step passes ``ctx.artifacts``; a
+            script ``FileArtifacts(directory)``): it is saved after every tree
+            and a re-run with the same data and parameters resumes from the last
+            tree every party finished.
         progress : callable(message, fraction), optional
         check_cancelled : callable(), optional
         keypair : (PublicKey, PrivateKey), optional
@@ -273,7 +272,7 @@ class VerticalSecureBoost:
                 raise DataError("y must be binary 0/1 with both classes present")
             hosts = sorted(hosts if hosts is not None else channel.peers)
             g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
-                                 keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled,
+                                 keypair=keypair, artifacts=artifacts, progress=progress, check_cancelled=check_cancelled,
                                  sample_weight=sample_weight, monotone=monotone)
             self.model_, result = g.run()
             self.validation_seed_ = g.validation_seed_
@@ -294,7 +293,7 @@ class VerticalSecureBoost:
                 guest = channel.peers[0]
             # the host holds the guest to the job's protection (the parameters its policy approved)
             go = max(self.guest_only_trees, 1 if self.guest_only_first_tree else 0)
-            h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
+            h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, artifacts=artifacts,
                                 progress=progress, check_cancelled=check_cancelled, monotone=monotone,
                                 share_feature_names=share_feature_names,
                                 min_node_rows=self.min_node_rows, guest_only_trees=go)
@@ -323,7 +322,7 @@ class VerticalSecureBoost:
 
 
 def run(ctx) -> dict:
-    """Job step ``kind = "secureboost"``: train on ``ctx.data`` and save the model part in ``ctx.workdir``.
+    """Job step ``kind = "secureboost"``: train on ``ctx.data`` and keep the model part in ``ctx.artifacts``.
 
     ``ctx.params`` are :class:`VerticalSecureBoost` parameters, plus
     ``weight_column`` (a column of the guest's table: the row weights, not a
@@ -354,7 +353,6 @@ def run(ctx) -> dict:
                               "table config")
         monotone[name] = sign
     share = getattr(ctx.policy, "share_feature_names", False) if ctx.policy is not None else False
-    workdir = Path(ctx.workdir)
     if ctx.role == "guest":
         weights = None
         if weight_column is not None:
@@ -363,16 +361,16 @@ def run(ctx) -> dict:
             weights = table.X[:, table.columns.index(weight_column)]
             table = table.select([c for c in table.columns if c != weight_column])
         est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                artifacts=ctx.artifacts, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
                 sample_weight=weights, monotonic_cst=monotone or None)
-        ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
+        ctx.state["secureboost"] = {"model": GUEST_FILE}
         sc = est.scores_  # for the ROC, KS and score-distribution plots of this party's report.html
-        save_scores(workdir / SCORES_FILE, np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
+        ctx.artifacts.save_scores(np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
     elif ctx.role == "host":
         est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                artifacts=ctx.artifacts, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
                 monotonic_cst=monotone or None, share_feature_names=share)
-        ctx.state["secureboost"] = {"model": str(workdir / HOST_FILE)}
+        ctx.state["secureboost"] = {"model": HOST_FILE}
     else:
         raise ConfigError(f"secureboost has no role {ctx.role!r}")
     return est.result_
