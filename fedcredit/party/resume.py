@@ -235,7 +235,8 @@ def accept_resume(party: "Party", caller: str, job_id: str, job_json: str, initi
                   attempt: int) -> tuple[bool, str]:
     """ProposeJob with ``attempt > 0`` from a peer: accept the resume if it is the same job, else refuse."""
     from ..jsonlimits import loads_limited
-    from .party import _JOB_JSON_MAX, PartyJob
+    from .control import _JOB_JSON_MAX
+    from .job import PartyJob
 
     try:
         spec = job_from_dict(loads_limited(job_json, what=f"job resumed by {caller!r}", max_bytes=_JOB_JSON_MAX),
