@@ -204,7 +204,7 @@ class LocalFederation:
 
     def _run_inprocess(self, spec, progress) -> JobResult:
         """Every party's side of every step in its own thread, over the in-memory channel (api/inprocess.py)."""
-        from ..inprocess import run_inprocess
+        from .inprocess import run_inprocess
 
         return run_inprocess(self, spec, progress)
 
