@@ -46,7 +46,8 @@ def test_guest_importance_names_host_features_per_host_policy(keypair, share, tm
         "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair, feature_names=gnames,
                                                          artifacts=FileArtifacts(tmp_path / "bank")),
         "chain": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank", feature_names=hnames,
-                                                          share_feature_names=share, artifacts=FileArtifacts(tmp_path / "chain")),
+                                                          share_feature_names=share,
+                                                          artifacts=FileArtifacts(tmp_path / "chain")),
     }, hub=hub, timeout=300)
     fed = res["bank"].model_
     imp = fed.importance

@@ -61,10 +61,11 @@ def _fit(parties: dict, y, kw, keypair, *, hub=None, workdirs=None, guest="bank"
     fns = {}
     for name, X in parties.items():
         wd = None if workdirs is None else workdirs[name]
+        store = FileArtifacts(wd) if wd is not None else None
         if name == guest:
-            fns[name] = lambda ch, X=X, wd=wd: VerticalSecureBoost(**kw).fit(ch, X, y, keypair=keypair, artifacts=FileArtifacts(wd) if wd else None)
+            fns[name] = lambda ch, X=X, st=store: VerticalSecureBoost(**kw).fit(ch, X, y, keypair=keypair, artifacts=st)
         else:
-            fns[name] = lambda ch, X=X, wd=wd: VerticalSecureBoost(**kw).fit(ch, X, guest=guest, artifacts=FileArtifacts(wd) if wd else None)
+            fns[name] = lambda ch, X=X, st=store: VerticalSecureBoost(**kw).fit(ch, X, guest=guest, artifacts=st)
     return run_local(fns, timeout=300, hub=hub)
 
 

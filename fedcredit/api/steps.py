@@ -1,4 +1,7 @@
-"""Job steps built in Python (:func:`psi`, :func:`binning`, ...) and :func:`build_job`: the job file format as objects."""
+"""Job steps built in Python (:func:`psi`, :func:`binning`, ...) and :func:`build_job`.
+
+They map one to one onto the job file format (``[[steps]] kind, name, params``).
+"""
 
 from __future__ import annotations
 

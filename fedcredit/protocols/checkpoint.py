@@ -3,8 +3,8 @@
 A step that trains in rounds (hetero LR epochs, homo rounds) gets
 ``ctx.checkpoint``: a :class:`Checkpoint` over the step's ``ctx.artifacts``
 (files in the step's private directory on a party process). The step never
-builds paths or opens files itself; it calls :meth:`Checkpoint.save` after each finished round and
-:meth:`Checkpoint.resume` once before the first one::
+builds paths or opens files itself; it calls :meth:`Checkpoint.save` after
+each finished round and :meth:`Checkpoint.resume` once before the first one::
 
     start = ctx.checkpoint.resume()          # None on a new job
     ...
@@ -19,8 +19,9 @@ waits for), so each party keeps its last two rounds (:data:`KEEP`).
 
 A checkpoint holds this party's own state only (plaintext weights, counters,
 its validation history): no key, no peer's value. Checkpoints are JSON kept
-by the artifacts store (on files: written atomically, temporary file + rename); floats round-trip exactly (``repr``),
-numpy arrays are stored as ``{"__ndarray__": [...], "dtype": ...}``.
+by the artifacts store (on files: written atomically, temporary file, fsync,
+rename); floats round-trip exactly (``repr``), numpy arrays are stored as
+``{"__ndarray__": [...], "dtype": ...}``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,11 @@ MODEL_FILE = "homo_model.json"
 
 
 def load_model(path) -> "FedAvgClassifier":
-    """A fitted :class:`FedAvgClassifier` from a saved :data:`MODEL_FILE` (a path) or its dict (for scoring or evaluation)."""
+    """A fitted :class:`FedAvgClassifier` from a saved :data:`MODEL_FILE` (a path) or its dict.
+
+    For scoring or evaluation after the step (tools read it by path; the step itself saves it through
+    ``ctx.artifacts``).
+    """
     from ...artifacts import read_json  # the one reader of step outputs (fedcredit/artifacts.py)
 
     d = path if isinstance(path, dict) else read_json(path, "homo model file")
