@@ -167,3 +167,42 @@ def test_runner_hands_the_psi_output_table_to_the_next_step(tmp_path, monkeypatc
     assert seen["bank"] == seen["chain"] == sorted(f"id{i}" for i in range(25, 40))  # the aligned rows, not all
     assert out["bank"][1]["result"] == {"rows": 15}
     assert not any(tmp_path.iterdir())  # in-memory artifacts: nothing on disk
+
+
+def test_training_steps_keep_everything_in_their_artifacts(tmp_path, monkeypatch):
+    """hetero_lr, scorecard and evaluate with in-memory artifacts: every output is in the store, no file anywhere."""
+    from fedcredit.protocols.context import StepContext
+    from fedcredit.protocols.registry import get_step
+    from fedcredit.transport.memory import run_local
+
+    monkeypatch.chdir(tmp_path)  # a relative path written by a step would land here
+    r = np.random.default_rng(5)
+    n = 300
+    ids = [f"c{i}" for i in range(n)]
+    xg, xh = r.normal(size=(n, 2)), r.normal(size=(n, 2))
+    y = (r.random(n) < 1 / (1 + np.exp(-(xg[:, 0] + xh[:, 0] - 1)))).astype(int)
+    tables = {"bank": Table.from_arrays("bank", ids, xg, ["a", "b"], y=y),
+              "gov": Table.from_arrays("gov", ids, xh, ["c", "d"])}
+    roles = {"bank": "guest", "gov": "host"}
+    hub = MemoryHub(list(roles))
+    states = {p: {} for p in roles}
+    stores = {p: {} for p in roles}
+    steps = [("bin", "binning", {"max_bins": 5, "min_bin_count": 30}),
+             ("lr", "hetero_lr", {"mode": "two_party", "features": "woe", "batch_size": 150, "max_epochs": 1,
+                                  "validation_fraction": 0.2}),
+             ("card", "scorecard", {}), ("eval", "evaluate", {})]
+    for name, kind, params in steps:
+        def make(p, name=name, kind=kind, params=params):
+            def fn(ch):
+                store = stores[p].setdefault(name, MemoryArtifacts())
+                return get_step(kind)(StepContext(job_id="j", step=name, kind=kind, party=p, roles=roles,
+                                                  params=params, channel=ch.sub("j", name), data=tables[p],
+                                                  state=states[p], artifacts=store))
+            return fn
+        run_local({p: make(p) for p in roles}, hub=hub, timeout=300)
+    assert set(stores["bank"]["lr"].files) == {"lr_part.json"} == set(stores["gov"]["lr"].files)
+    assert set(stores["bank"]["card"].files) == {"scorecard.csv", "scorecard.md"}
+    assert set(stores["bank"]["eval"].files) == {"roc.png", "ks.png", SCORES_FILE}
+    assert stores["bank"]["eval"].files["roc.png"].startswith(b"\x89PNG")
+    assert stores["gov"]["eval"].files == {}  # scores and plots stay with the label holder
+    assert list(tmp_path.iterdir()) == []
