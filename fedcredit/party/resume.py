@@ -185,7 +185,7 @@ def check_same_job(party: "Party", job_id: str, spec, row: dict | None, attempt:
 # ------------------------------------------------------------------ initiator side
 def resume_as_initiator(party: "Party", caller: str, job_id: str) -> str:
     """ResumeJob from our own operator: check, then propose and start the next attempt on every party."""
-    from .party import PartyJob
+    from .job import PartyJob
 
     party._require_self(caller, "resume jobs")
     check_name(job_id, "job id", error=ConfigError)
