@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from ..artifacts import Artifacts, MemoryArtifacts
+from ..config import _thaw
 from ..errors import FedcreditError
 from ..protocols.context import StepContext
 from ..protocols.registry import get_step
@@ -26,9 +27,7 @@ __all__ = ["StepHooks", "run_steps", "step_params", "json_result", "traffic"]
 
 
 def step_params(step) -> dict:
-    """The parameters a step's function gets as ``ctx.params`` (from the job spec's step)."""
-    from ..config import _thaw  # noqa: PLC0415 - the job spec's frozen parameters as plain dicts
-
+    """The parameters a step's function gets as ``ctx.params`` (the job spec's frozen parameters as plain dicts)."""
     return _thaw(step.params)
 
 
