@@ -1,6 +1,6 @@
 """Test-only step kinds, registered in party processes through FEDCREDIT_STEP_PLUGINS.
 
-``wait``: every party writes ``started`` in its workdir, then waits (checking
+``wait``: every party writes ``started`` in its step's artifacts, then waits (checking
 for cancellation) up to ``params["seconds"]``. ``boom``: raises on the party
 named by ``params["party"]`` after the others started waiting for it.
 """
@@ -16,7 +16,7 @@ PLUGINS = "wait=_party_steps:wait,boom=_party_steps:boom"
 
 
 def wait(ctx: StepContext) -> dict:
-    (ctx.workdir / "started").write_text("1")
+    ctx.artifacts.save_bytes("started", b"1")  # the step directory's file on a party process
     total = float(ctx.params.get("seconds", 60))
     start = time.monotonic()
     end = start + total

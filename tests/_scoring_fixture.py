@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.config import load_party_config
 from fedcredit.data import load_table
 from fedcredit.launcher import write_federation
 from fedcredit.models.logistic import LogisticRegressionGD, Standardizer, quantize
 from fedcredit.models.woe import fit_woe
 from fedcredit.party import Party
-from fedcredit.protocols.scoring.parts import LR_FILE, save_lr_part
+from fedcredit.protocols.scoring.parts import save_lr_part
 from fedcredit.protocols.secureboost import VerticalSecureBoost
 from fedcredit.testing import small_keypair
 from fedcredit.transport.memory import run_local
@@ -87,11 +88,11 @@ def train(root, t: dict) -> dict:
     kw = {"n_trees": 4, "max_depth": 3, "learning_rate": 0.3, "key_bits": 2048}
     fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, X["bank"], y, keypair=kp,
                                                             feature_names=list(t["bank"].feature_names),
-                                                            workdir=wd["bank"] / "sbt")}
+                                                            artifacts=FileArtifacts(wd["bank"] / "sbt"))}
     for h in HOSTS:
         fns[h] = lambda ch, h=h: VerticalSecureBoost(**kw).fit(ch, X[h], guest="bank",
                                                                 feature_names=list(t[h].feature_names),
-                                                                workdir=wd[h] / "sbt")
+                                                                artifacts=FileArtifacts(wd[h] / "sbt"))
     run_local(fns, timeout=300)
     return train_lr(root, t)
 
@@ -114,7 +115,7 @@ def train_lr(root, t: dict) -> dict:
         parts[p]["coef"] = lr.coef_[k:k + n].tolist()
         parts[p]["intercept"] = float(lr.intercept_) if p == "bank" else 0.0
         k += n
-        save_lr_part(wd[p] / "lr" / LR_FILE, parts[p], party=p, role="guest" if p == "bank" else "host",
+        save_lr_part(FileArtifacts(wd[p] / "lr"), parts[p], party=p, role="guest" if p == "bank" else "host",
                      guest="bank", hosts=list(HOSTS))
     return {"ids": ids, "parts": parts}
 
@@ -137,7 +138,7 @@ def train_woe(root, t: dict) -> dict:
         parts[p]["coef"] = lr.coef_[k:k + n].tolist()
         parts[p]["intercept"] = float(lr.intercept_) if p == "bank" else 0.0
         k += n
-        save_lr_part(root / "state" / p / "jobs" / JOB / "woe" / LR_FILE, parts[p], party=p,
+        save_lr_part(FileArtifacts(root / "state" / p / "jobs" / JOB / "woe"), parts[p], party=p,
                      role="guest" if p == "bank" else "host", guest="bank", hosts=list(HOSTS))
     return parts
 

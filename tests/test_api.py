@@ -117,7 +117,7 @@ def test_lr_job_on_two_parties_with_live_progress_and_a_failed_job(fed, capsys):
 
 
 def test_structured_arrays_and_paths_as_tables(tmp_path):
-    from fedcredit.api import _write_table
+    from fedcredit.api.local import _write_table
 
     arr = np.array([("a", 1.0, 0), ("b", np.nan, 1)], dtype=[("id", "U4"), ("x", "f8"), ("y", "i8")])
     p = _write_table(arr, tmp_path / "t.csv")

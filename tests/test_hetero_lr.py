@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.data import Table
 from fedcredit.errors import ConfigError, DataError
 from fedcredit.models import metrics
@@ -91,7 +92,7 @@ def _pipeline(tmp_path, mode, steps):
             def fn(ch):
                 ctx = StepContext(job_id="j", step=name, kind=kind, party=p, roles=roles, params=params,
                                   channel=ch.sub("j", name), data=tables.get(p), state=states[p],
-                                  workdir=tmp_path / p / name)
+                                  artifacts=FileArtifacts(tmp_path / p / name))
                 return get_step(kind)(ctx)
             return fn
         results[name] = run_local({p: make(p) for p in roles}, hub=hub, timeout=300)

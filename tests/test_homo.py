@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from conftest import data_path
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.crypto import secagg as sa
 from fedcredit.data import Table, load_table
 from fedcredit.errors import ConfigError, PeerError, ProtocolError
@@ -474,7 +475,7 @@ def test_step_runs_through_the_registry(rng, tmp_path):
         def fn(ch):
             ctx = StepContext(job_id="j", step="fedavg", kind="homo", party=name, roles=roles,
                               params={"mode": "secagg", "rounds": 2, "n_features": 6}, channel=ch,
-                              data=banks.get(name), workdir=tmp_path / name)
+                              data=banks.get(name), artifacts=FileArtifacts(tmp_path / name))
             return get_step("homo")(ctx), ctx.state
 
         return fn

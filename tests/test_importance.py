@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.config import load_party_config
 from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.models.tree import GBDTReference, feature_importance
@@ -43,9 +44,10 @@ def test_guest_importance_names_host_features_per_host_policy(keypair, share, tm
     hub = MemoryHub(["bank", "chain"])
     res = run_local({
         "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair, feature_names=gnames,
-                                                         workdir=tmp_path / "bank"),
+                                                         artifacts=FileArtifacts(tmp_path / "bank")),
         "chain": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank", feature_names=hnames,
-                                                          share_feature_names=share, workdir=tmp_path / "chain"),
+                                                          share_feature_names=share,
+                                                          artifacts=FileArtifacts(tmp_path / "chain")),
     }, hub=hub, timeout=300)
     fed = res["bank"].model_
     imp = fed.importance

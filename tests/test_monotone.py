@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.errors import ConfigError, DataError, ProtocolError
 from fedcredit.models.tree import GBDTReference
 from fedcredit.protocols.secureboost import VerticalSecureBoost, monotone_array, predict_guest, predict_host, spec
@@ -196,7 +197,7 @@ def test_job_step_takes_constraints_from_table_config_and_job(keypair, tmp_path,
     def party(name):
         return lambda ch: get_step("secureboost")(StepContext(
             job_id="j", step="sbt", kind="secureboost", party=name, roles=roles, params=dict(params),
-            channel=ch.sub("j", "sbt"), data=tables[name], workdir=tmp_path / name, table=cfgs[name]))
+            channel=ch.sub("j", "sbt"), data=tables[name], artifacts=FileArtifacts(tmp_path / name), table=cfgs[name]))
 
     out = run_local({p: party(p) for p in roles}, timeout=120)
     assert out["bank"]["monotone"] == {"guest": 1, "chain": 2} and out["bank"]["weighted"] is True

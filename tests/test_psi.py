@@ -431,10 +431,10 @@ def test_step_run_sets_state_and_aligns_tables(rng):
     out = run_local({p: (lambda ch, p=p: run(ctxs[p])) for p in sets}, hub=hub)
     assert {p: o["intersection"] for p, o in out.items()} == {"bank": 25, "gov": 25, "chain": 25}
     assert out["bank"]["own_rows"] == 120 and set(out["bank"]["pairwise"]) == {"gov", "chain"}
-    seqs = [list(ctxs[p].state["table"].ids) for p in sets]
+    seqs = [list(ctxs[p].aligned.ids) for p in sets]
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 25
     for p in sets:  # the table rows follow the ids
-        t = ctxs[p].state["table"]
+        t = ctxs[p].aligned
         assert [sets[p][int(r)] for r in t.X[:, 0]] == list(t.ids)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.errors import JobCancelled, ProtocolError
 from fedcredit.protocols.checkpoint import KEEP, Checkpoint, agree
 from fedcredit.protocols.hetero_lr import LRParams, run_arbiter, run_guest, run_host
@@ -60,10 +61,10 @@ def test_lr_resumed_from_an_epoch_equals_uninterrupted(tmp_path, mode, validatio
     parties = ["g", "h"] + (["a"] if mode == "coordinated" else [])
     dirs = {q: tmp_path / q for q in parties}
     with pytest.raises(JobCancelled):
-        _lr(p, mode, {q: Checkpoint(dirs[q]) for q in parties}, die_at=_die_at(3))
-    assert all(Checkpoint(dirs[q]).rounds() == [2, 3] for q in parties)
+        _lr(p, mode, {q: Checkpoint(FileArtifacts(dirs[q])) for q in parties}, die_at=_die_at(3))
+    assert all(Checkpoint(FileArtifacts(dirs[q])).rounds() == [2, 3] for q in parties)
     # resumed with other keys (keys are fresh on every attempt): the same weights, bit for bit
-    again = _lr(p, mode, {q: Checkpoint(dirs[q], resume_round=3) for q in parties}, keys=3)
+    again = _lr(p, mode, {q: Checkpoint(FileArtifacts(dirs[q]), resume_round=3) for q in parties}, keys=3)
     np.testing.assert_array_equal(again["g"]["coef"], full["g"]["coef"])
     np.testing.assert_array_equal(again["h"]["coef"], full["h"]["coef"])
     assert again["g"]["intercept"] == full["g"]["intercept"]
@@ -75,21 +76,21 @@ def test_lr_resume_after_the_stop_decision_runs_no_epoch(tmp_path):
     p = LRParams(mode="two_party", batch_size=100, max_epochs=6, learning_rate=0.5, validation_fraction=0.2,
                  n_iter_no_change=1, tol=10.0)  # stops after the second epoch: no improvement >= 10
     dirs = {q: tmp_path / q for q in ("g", "h")}
-    full = _lr(p, "two_party", {q: Checkpoint(d) for q, d in dirs.items()})
-    last = Checkpoint(dirs["g"]).rounds()[-1]
+    full = _lr(p, "two_party", {q: Checkpoint(FileArtifacts(d)) for q, d in dirs.items()})
+    last = Checkpoint(FileArtifacts(dirs["g"])).rounds()[-1]
     assert last == len(full["g"]["history"]) < 6
-    again = _lr(p, "two_party", {q: Checkpoint(d, resume_round=last) for q, d in dirs.items()})
+    again = _lr(p, "two_party", {q: Checkpoint(FileArtifacts(d), resume_round=last) for q, d in dirs.items()})
     np.testing.assert_array_equal(again["g"]["coef"], full["g"]["coef"])
     assert again["g"]["history"] == full["g"]["history"]
 
 
 def test_checkpoint_keeps_the_last_rounds_and_round_trips_exactly(tmp_path):
-    ck = Checkpoint(tmp_path)
+    ck = Checkpoint(FileArtifacts(tmp_path))
     w = np.array([0.1, 1 / 3, -2.5e-300, np.pi])
     for r in range(1, 5):
         ck.save(r, {"w": w * r, "loss": np.inf, "h": [{"x": 1.0}]})
     assert KEEP == 2 and ck.rounds() == [3, 4]
-    st = Checkpoint(tmp_path, resume_round=4).resume()
+    st = Checkpoint(FileArtifacts(tmp_path), resume_round=4).resume()
     assert st[0] == 4 and st[1]["loss"] == np.inf
     np.testing.assert_array_equal(st[1]["w"], w * 4)
     ck.clear()
@@ -136,7 +137,7 @@ def _homo(tmp_path, ckpts, die_after=None, rounds=5, mode="secagg"):
         def fn(ch):
             ck = ckpts.get(name)
             if name == "agg" and ck is not None and die_after is not None:
-                ck = Dying(ck.directory, ck.resume_round)
+                ck = Dying(ck.store, ck.resume_round)
             est = FedAvgClassifier(mode=mode, rounds=rounds, learning_rate=0.1, batch_size=32, random_state=3,
                                    client_timeout=20.0)
             est.fit(ch, tables.get(name), role="aggregator" if name == "agg" else "client", clients=clients,
@@ -152,11 +153,11 @@ def test_homo_resumed_from_a_round_equals_uninterrupted(tmp_path):
     parties = ["agg", "b1", "b2", "b3"]
     dirs = {q: tmp_path / q for q in parties}
     with pytest.raises(JobCancelled):
-        _homo(tmp_path, {q: Checkpoint(d) for q, d in dirs.items()}, die_after=3)
-    held = {q: Checkpoint(d).rounds() for q, d in dirs.items()}
+        _homo(tmp_path, {q: Checkpoint(FileArtifacts(d)) for q, d in dirs.items()}, die_after=3)
+    held = {q: Checkpoint(FileArtifacts(d)).rounds() for q, d in dirs.items()}
     assert held["agg"] == [2, 3]
     common = max(set.intersection(*(set(v) for v in held.values())))
-    again = _homo(tmp_path, {q: Checkpoint(d, resume_round=common) for q, d in dirs.items()})
+    again = _homo(tmp_path, {q: Checkpoint(FileArtifacts(d), resume_round=common) for q, d in dirs.items()})
     np.testing.assert_array_equal(again["agg"], full["agg"])  # the global model, exactly (clients re-keyed)
     for c in ("b1", "b2", "b3"):
         np.testing.assert_array_equal(again[c], full["agg"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.crypto.blob import CipherBlob
 from fedcredit.errors import ConfigError, DecryptionError, ProtocolError
 from fedcredit.models.tree import GBDTReference
@@ -60,10 +61,11 @@ def _fit(parties: dict, y, kw, keypair, *, hub=None, workdirs=None, guest="bank"
     fns = {}
     for name, X in parties.items():
         wd = None if workdirs is None else workdirs[name]
+        store = FileArtifacts(wd) if wd is not None else None
         if name == guest:
-            fns[name] = lambda ch, X=X, wd=wd: VerticalSecureBoost(**kw).fit(ch, X, y, keypair=keypair, workdir=wd)
+            fns[name] = lambda ch, X=X, st=store: VerticalSecureBoost(**kw).fit(ch, X, y, keypair=keypair, artifacts=st)
         else:
-            fns[name] = lambda ch, X=X, wd=wd: VerticalSecureBoost(**kw).fit(ch, X, guest=guest, workdir=wd)
+            fns[name] = lambda ch, X=X, st=store: VerticalSecureBoost(**kw).fit(ch, X, guest=guest, artifacts=st)
     return run_local(fns, timeout=300, hub=hub)
 
 
@@ -440,7 +442,7 @@ def test_job_step_run(keypair, tmp_path, monkeypatch):
         def fn(ch):
             ctx = StepContext(job_id="j1", step="sbt", kind="secureboost", party=name, roles=roles,
                               params={"n_trees": 2, "max_depth": 2, "he": "paillier"}, channel=ch.sub("j1", "sbt"),
-                              data=tables[name], workdir=tmp_path / name,
+                              data=tables[name], artifacts=FileArtifacts(tmp_path / name),
                               progress=lambda msg, frac=None: progress.append((name, msg, frac)))
             return step(ctx)
         return fn

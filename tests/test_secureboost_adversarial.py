@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from conftest import data_path
 
+from fedcredit.artifacts import FileArtifacts
 from fedcredit.errors import ProtocolError
 from fedcredit.models.tree import GBDTReference
 from fedcredit.models.tree.gbdt import validation_split
@@ -50,10 +51,10 @@ def _default_credit(n):
 
 
 def _fit(Xg, Xh, y, kw, keypair, *, hub=None, workdir=None):
-    wd = (lambda name: None) if workdir is None else (lambda name: workdir / name)
+    wd = (lambda name: None) if workdir is None else (lambda name: FileArtifacts(workdir / name))
     return run_local({
-        "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair, workdir=wd("bank")),
-        "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank", workdir=wd("host")),
+        "bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xg, y, keypair=keypair, artifacts=wd("bank")),
+        "host": lambda ch: VerticalSecureBoost(**kw).fit(ch, Xh, guest="bank", artifacts=wd("host")),
     }, timeout=120, hub=hub)
 
 

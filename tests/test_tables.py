@@ -143,7 +143,7 @@ def test_check_steps_lists_every_problem():
 
 
 def test_crossing_text_drops_values_and_paths():
-    from fedcredit.party.party import _crossing_text
+    from fedcredit.party.worker import crossing_text as _crossing_text
 
     exc = TableError("/srv/bank/data/t.csv, line 7, column 'a': value 'SECRET' ...", "column 'a': bad (x)", "a")
     assert _crossing_text(exc, "bank", []) == "column 'a': bad (x) (TableError)"

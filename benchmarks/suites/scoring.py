@@ -68,7 +68,8 @@ def _rows(table, ids) -> np.ndarray:
 
 def _train(root: Path, t: dict, n_rows: int, trees: int, depth: int) -> dict:
     from fedcredit.models.logistic import LogisticRegressionGD, Standardizer
-    from fedcredit.protocols.scoring.parts import LR_FILE, save_lr_part
+    from fedcredit.artifacts import FileArtifacts
+    from fedcredit.protocols.scoring.parts import save_lr_part
     from fedcredit.protocols.secureboost import VerticalSecureBoost
     from fedcredit.testing import small_keypair
     from fedcredit.transport.memory import run_local
@@ -83,11 +84,11 @@ def _train(root: Path, t: dict, n_rows: int, trees: int, depth: int) -> dict:
     t0 = time.perf_counter()
     fns = {"bank": lambda ch: VerticalSecureBoost(**kw).fit(ch, X["bank"], y, keypair=kp,
                                                             feature_names=list(t["bank"].feature_names),
-                                                            workdir=wd["bank"] / "sbt")}
+                                                            artifacts=FileArtifacts(wd["bank"] / "sbt"))}
     for h in HOSTS:
         fns[h] = lambda ch, h=h: VerticalSecureBoost(**kw).fit(ch, X[h], guest="bank",
                                                                 feature_names=list(t[h].feature_names),
-                                                                workdir=wd[h] / "sbt")
+                                                                artifacts=FileArtifacts(wd[h] / "sbt"))
     run_local(fns, timeout=3600)
     sbt_seconds = time.perf_counter() - t0
     parts, Z = {}, []
@@ -101,7 +102,7 @@ def _train(root: Path, t: dict, n_rows: int, trees: int, depth: int) -> dict:
         n = len(parts[p]["features"])
         parts[p].update(coef=lr.coef_[k:k + n].tolist(), intercept=float(lr.intercept_) if p == "bank" else 0.0)
         k += n
-        save_lr_part(wd[p] / "lr" / LR_FILE, parts[p], party=p, role="guest" if p == "bank" else "host",
+        save_lr_part(FileArtifacts(wd[p] / "lr"), parts[p], party=p, role="guest" if p == "bank" else "host",
                      guest="bank", hosts=list(HOSTS))
     return {"train_rows": len(ids), "sbt_train_seconds": round(sbt_seconds, 2)}
 

@@ -12,6 +12,7 @@ the ROC/KS curves are evaluated only at distinct score thresholds.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +279,7 @@ def plot_roc(curves: dict[str, tuple], path) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC")
     ax.legend(loc="lower right")
-    path = Path(path)
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path  # or a binary file object
     fig.savefig(path, format="png", dpi=100)
     return path
 
@@ -318,6 +319,6 @@ def plot_ks(y_true, y_score, path, *, title: str = "KS") -> Path:
     ax.set_ylabel("cumulative share")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    path = Path(path)
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path  # or a binary file object
     fig.savefig(path, format="png", dpi=100)
     return path

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["scaling", "base_points", "feature_points", "write_table"]
+__all__ = ["scaling", "base_points", "feature_points", "table_text", "write_table"]
 
 
 def scaling(*, pdo: float = 20.0, base_score: float = 600.0, base_odds: float = 50.0) -> tuple[float, float]:
@@ -41,21 +41,29 @@ def feature_points(coef: float, woe, **scale) -> np.ndarray:
     return -factor * float(coef) * np.asarray(woe, dtype=np.float64)
 
 
+def table_text(rows: list[dict]) -> tuple[str, str]:
+    """``rows`` (feature, bin, woe, points, count) as CSV text and as a markdown table."""
+    import io
+
+    cols = ["feature", "bin", "count", "woe", "points"]
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in cols})
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(f"| {r['feature']} | {r['bin']} | {r['count']} | {r['woe']:.4f} | {r['points']:.1f} |")
+    return buf.getvalue(), "\n".join(lines) + "\n"
+
+
 def write_table(rows: list[dict], path_csv, path_md=None) -> list[Path]:
     """Write ``rows`` (feature, bin, woe, points, count) as CSV and optionally markdown."""
-    out = []
-    cols = ["feature", "bin", "count", "woe", "points"]
-    p = Path(path_csv)
-    with p.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r[k] for k in cols})
-    out.append(p)
+    csv_text, md_text = table_text(rows)
+    out = [Path(path_csv)]
+    with out[0].open("w", newline="") as fh:
+        fh.write(csv_text)
     if path_md is not None:
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for r in rows:
-            lines.append(f"| {r['feature']} | {r['bin']} | {r['count']} | {r['woe']:.4f} | {r['points']:.1f} |")
-        Path(path_md).write_text("\n".join(lines) + "\n")
+        Path(path_md).write_text(md_text)
         out.append(Path(path_md))
     return out

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._io import write_json_atomic
-from ..ids import private_dir, state_path
+from ..ids import private_dir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .party import Party, PartyJob
+    from .job import PartyJob
 
 __all__ = ["write_report", "REPORT_NAME", "HTML_NAME"]
 
@@ -33,29 +33,43 @@ HTML_NAME = "report.html"
 log = logging.getLogger(__name__)
 
 
-def write_report(party: "Party", job: "PartyJob") -> Path:
-    """Write (atomically) and return the path of ``report.json`` for ``job``."""
-    from .policy import effective_columns
+def write_report(job: "PartyJob", *, party: str, row: dict, summary: dict, columns: list | None,
+                 directory: Path) -> Path:
+    """Write (atomically) and return the path of ``report.json`` for ``job`` in ``directory``.
 
-    row = party.store.job(job.job_id) or {}
-    steps = [s for s in (row.get("detail") or {}).get("steps", []) if s["party"] == party.name]
-    me = job.spec.parties.get(party.name)
+    Parameters
+    ----------
+    job : PartyJob
+        The job as this party holds it (spec, role, state, and on the initiator what the others reported).
+    party : str
+        This party's name.
+    row : dict
+        The job's row in this party's store (``Store.job``: steps and decisions).
+    summary : dict
+        This party's config summary (``PartyConfig.summary()``): its policy, transport and compute sections.
+    columns : list of str or None
+        The columns this party uses in the job (None without a table).
+    directory : Path
+        The job's directory (``<state_dir>/jobs/<job_id>``; built from checked names by the caller).
+    """
+    steps = [s for s in (row.get("detail") or {}).get("steps", []) if s["party"] == party]
+    me = job.spec.parties.get(party)
     effective = {
         "job": job.spec.to_dict(),
         "job_id": job.job_id,
-        "party": party.name,
+        "party": party,
         "role": job.role,
         "initiator": job.initiator,
         "table": me.table if me else None,
-        "columns": list(effective_columns(party.config, job.spec, job.proposer) or []) if me and me.table else None,
-        "policy": party.config.summary()["policy"],
-        "transport": party.config.summary()["transport"],
-        "compute": party.config.summary()["compute"],
+        "columns": columns,
+        "policy": summary["policy"],
+        "transport": summary["transport"],
+        "compute": summary["compute"],
     }
     report = {
         "job_id": job.job_id,
         "name": job.spec.name,
-        "party": party.name,
+        "party": party,
         "state": job.state,
         "reason": job.reason,
         "created": job.created,
@@ -74,10 +88,10 @@ def write_report(party: "Party", job: "PartyJob") -> Path:
         ],
         "decisions": (row.get("detail") or {}).get("decisions", {}),
     }
-    if job.initiator == party.name:
+    if job.initiator == party:
         report["parties"] = {p: {"state": job.party_state.get(p, "unknown"), "steps": dict(job.party_steps.get(p, {}))}
                              for p in job.spec.parties}
-    d = private_dir(state_path(party.state_dir, "jobs", job.job_id))  # checked names only, never outside state_dir
+    d = private_dir(directory)
     path = d / REPORT_NAME
     write_json_atomic(path, report, indent=2, sort_keys=True, default=str)
     try:

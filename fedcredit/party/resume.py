@@ -54,6 +54,7 @@ from .._io import write_json_atomic
 from ..config import job_from_dict
 from ..errors import ConfigError, DataError, FedcreditError, PolicyError
 from ..ids import check_name, private_dir, state_path
+from ..artifacts import FileArtifacts
 from ..protocols.checkpoint import Checkpoint, agree
 from .policy import check_job
 
@@ -181,7 +182,7 @@ def check_same_job(party: "Party", job_id: str, spec, row: dict | None, attempt:
 # ------------------------------------------------------------------ initiator side
 def resume_as_initiator(party: "Party", caller: str, job_id: str) -> str:
     """ResumeJob from our own operator: check, then propose and start the next attempt on every party."""
-    from .party import PartyJob
+    from .job import PartyJob
 
     party._require_self(caller, "resume jobs")
     check_name(job_id, "job id", error=ConfigError)
@@ -231,7 +232,8 @@ def accept_resume(party: "Party", caller: str, job_id: str, job_json: str, initi
                   attempt: int) -> tuple[bool, str]:
     """ProposeJob with ``attempt > 0`` from a peer: accept the resume if it is the same job, else refuse."""
     from ..jsonlimits import loads_limited
-    from .party import _JOB_JSON_MAX, PartyJob
+    from .control import _JOB_JSON_MAX
+    from .job import PartyJob
 
     try:
         spec = job_from_dict(loads_limited(job_json, what=f"job resumed by {caller!r}", max_bytes=_JOB_JSON_MAX),
@@ -288,11 +290,12 @@ def after_step(party: "Party", job: "PartyJob", step: str, table) -> None:
                         f"not the same job, refusing to continue it")
 
 
-def step_checkpoint(job: "PartyJob", step, channel, me: str, workdir: Path) -> Checkpoint | None:
-    """``ctx.checkpoint`` of a step that trains in rounds; on a resumed job, the round every party agreed on."""
+def step_checkpoint(job: "PartyJob", step, channel, me: str, artifacts) -> Checkpoint | None:
+    """``ctx.checkpoint`` of a step that trains in rounds (kept in the step's ``artifacts``); on a resumed job,
+    the round every party agreed on."""
     if step.kind not in ROUND_KINDS:
         return None
-    ck = Checkpoint(workdir)
+    ck = Checkpoint(artifacts)
     if job.attempt == 0:
         ck.clear()  # a new job: whatever is there is not ours
         return ck
@@ -306,7 +309,7 @@ def finish(party: "Party", job: "PartyJob") -> None:
     for step in job.spec.steps:
         if step.kind in ROUND_KINDS:
             try:
-                Checkpoint(state_path(party.state_dir, "jobs", job.job_id, step.name)).clear()
+                Checkpoint(FileArtifacts(state_path(party.state_dir, "jobs", job.job_id, step.name))).clear()
             except Exception:  # noqa: BLE001 - cleaning up never fails a job
                 log.exception("removing checkpoints of job %s failed", job.job_id)
 

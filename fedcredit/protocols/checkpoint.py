@@ -1,10 +1,10 @@
 """Per-round checkpoints a training step keeps through its step context (issue #21).
 
 A step that trains in rounds (hetero LR epochs, homo rounds) gets
-``ctx.checkpoint``: a :class:`Checkpoint` over a directory the party process
-chose (the step's workdir). The step never builds paths or opens files
-itself; it calls :meth:`Checkpoint.save` after each finished round and
-:meth:`Checkpoint.resume` once before the first one::
+``ctx.checkpoint``: a :class:`Checkpoint` over the step's ``ctx.artifacts``
+(files in the step's private directory on a party process). The step never
+builds paths or opens files itself; it calls :meth:`Checkpoint.save` after
+each finished round and :meth:`Checkpoint.resume` once before the first one::
 
     start = ctx.checkpoint.resume()          # None on a new job
     ...
@@ -18,26 +18,24 @@ round apart when one of them dies (a round ends with a message every party
 waits for), so each party keeps its last two rounds (:data:`KEEP`).
 
 A checkpoint holds this party's own state only (plaintext weights, counters,
-its validation history): no key, no peer's value. Files are JSON written
-atomically (temporary file + rename); floats round-trip exactly (``repr``),
-numpy arrays are stored as ``{"__ndarray__": [...], "dtype": ...}``.
+its validation history): no key, no peer's value. Checkpoints are JSON kept
+by the artifacts store (on files: written atomically, temporary file, fsync,
+rename); floats round-trip exactly (``repr``), numpy arrays are stored as
+``{"__ndarray__": [...], "dtype": ...}``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from .._io import write_text_atomic
 from ..errors import ProtocolError
 
 __all__ = ["Checkpoint", "agree", "KEEP"]
 
 #: Rounds kept per party (the latest and the one before: parties are at most one round apart).
 KEEP = 2
-_PREFIX = "ckpt-"
 
 
 def _encode(o):
@@ -59,44 +57,34 @@ class Checkpoint:
 
     Parameters
     ----------
-    directory : path
-        Where the files live (created on first save); the party process passes
-        the step's workdir.
+    store : Artifacts
+        The step's artifacts (:mod:`fedcredit.artifacts`): the party process
+        passes the step context's ``artifacts`` (files in the step's private
+        directory); the checkpoint encodes and decodes, the store keeps the text.
     resume_round : int or None
         The round every party agreed to continue from (:func:`agree`); None:
         start from round 0 (a new job, or no common round).
     """
 
-    def __init__(self, directory, resume_round: int | None = None):
-        self.directory = Path(directory)
+    def __init__(self, store, resume_round: int | None = None):
+        self.store = store
         self.resume_round = resume_round
         self.saved = 0
 
     def rounds(self) -> list[int]:
         """Rounds with a checkpoint on this party, ascending."""
-        if not self.directory.is_dir():
-            return []
-        out = []
-        for p in self.directory.glob(f"{_PREFIX}*.json"):
-            stem = p.name[len(_PREFIX):-len(".json")]
-            if stem.isdigit():
-                out.append(int(stem))
-        return sorted(out)
-
-    def _path(self, r: int) -> Path:
-        return self.directory / f"{_PREFIX}{int(r)}.json"
+        return self.store.checkpoint_rounds()
 
     def save(self, round_: int, state: dict) -> None:
         """Keep ``state`` as the state after ``round_`` finished rounds; drop all but the last :data:`KEEP`."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         text = json.dumps({"round": int(round_), "state": state}, default=_encode, allow_nan=True)
-        write_text_atomic(self._path(round_), text)
+        self.store.save_checkpoint(int(round_), text)  # atomic (temporary file + fsync + rename) on files
         self.saved += 1
         for r in self.rounds()[:-KEEP]:
-            self._path(r).unlink(missing_ok=True)
+            self.store.drop_checkpoint(r)
 
     def load(self, round_: int) -> dict:
-        d = json.loads(self._path(round_).read_text(encoding="utf-8"), object_hook=_decode)
+        d = json.loads(self.store.load_checkpoint(round_), object_hook=_decode)
         if d.get("round") != round_:
             raise ProtocolError(f"checkpoint of round {round_} is damaged")
         return d["state"]
@@ -108,9 +96,9 @@ class Checkpoint:
         return self.resume_round, self.load(self.resume_round)
 
     def clear(self) -> None:
-        """Remove every checkpoint file (the step's job succeeded: nothing is left to resume)."""
+        """Remove every checkpoint (the step's job succeeded: nothing is left to resume)."""
         for r in self.rounds():
-            self._path(r).unlink(missing_ok=True)
+            self.store.drop_checkpoint(r)
 
 
 def agree(channel, me: str, parties, rounds: list[int]) -> int | None:

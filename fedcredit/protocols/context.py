@@ -5,8 +5,12 @@ A step (``kind = "psi"``, ``"secureboost"``, ...) is a function
 branches on ``ctx.role``. It talks to peers only through ``ctx.channel``
 (already namespaced to ``<job_id>/<step name>``), reads this party's own
 table from ``ctx.data``, reads earlier steps' outputs from ``ctx.state`` and
-leaves its own there for later steps, writes artifacts (model parts, plots)
-under ``ctx.workdir``, and returns a JSON-able dict for the run report.
+leaves its own there for later steps, keeps what it produces (model parts,
+scores, plots, round checkpoints) through ``ctx.artifacts`` (it never builds
+a path or opens a file: :mod:`fedcredit.artifacts`), and returns a JSON-able
+dict for the run report. A step that changes which rows later steps see (PSI)
+sets ``ctx.aligned`` to the new table: the step runner hands it to the next
+steps as their ``ctx.data``.
 
 Roles: ``guest`` (the label holder, normally the bank and the initiator),
 ``host`` (a feature holder), ``arbiter`` (a key holder with no data),
@@ -17,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..artifacts import Artifacts, MemoryArtifacts
 from ..transport.base import Channel
 
 __all__ = ["StepContext", "ROLES"]
@@ -61,8 +65,10 @@ class StepContext:
         The config of the table this party uses (``fedcredit.config.TableConfig``), e.g. ``monotone``.
     state : dict
         Per-job, per-party outputs of earlier steps (e.g. ``state["psi"]``).
-    workdir : Path
-        Directory for this step's artifacts on this party.
+    artifacts : fedcredit.artifacts.Artifacts
+        Where this step keeps model parts, scores, plots and checkpoints on this
+        party (files in the step's private directory on a party process; in
+        memory by default).
     progress : callable(message, fraction or None)
         Report progress to the initiator's CLI.
     check_cancelled : callable()
@@ -73,6 +79,9 @@ class StepContext:
         Per-round checkpoints of this step on this party (steps that train in
         rounds save after each one and resume from the round every party
         agreed on when the job is resumed); None outside a party process.
+    aligned : fedcredit.data.Table or None
+        Output: the table later steps of the job see (set by a PSI step to this
+        party's rows in the agreed order); None leaves ``data`` as it is.
     """
 
     job_id: str
@@ -85,11 +94,12 @@ class StepContext:
     data: Any = None
     table: Any = None
     state: dict[str, Any] = field(default_factory=dict)
-    workdir: Path = field(default_factory=lambda: Path("."))
+    artifacts: Artifacts = field(default_factory=MemoryArtifacts)
     progress: Callable[[str, float | None], None] = _no_progress
     check_cancelled: Callable[[], None] = _never_cancelled
     policy: Any = None
     checkpoint: Any = None
+    aligned: Any = None
 
     @property
     def role(self) -> str:

@@ -11,13 +11,13 @@ that is acceptable (the binning and training steps never reveal it).
 from __future__ import annotations
 
 import enum
+import io
 
 import numpy as np
 
 from ...errors import DataError, ProtocolError
 from ...models import metrics
 from ...models.logistic import validation_split
-from ...report import SCORES_FILE, save_scores
 from .._spec import Message, Spec
 from ..context import StepContext
 from ..hetero_lr import partial_score
@@ -33,21 +33,30 @@ class Stage(str, enum.Enum):
 SPEC = Spec("evaluate", [Message(Stage.PARTIAL, "host", "guest", "job", {"score": ("ndarray", "float64")})])
 
 
-def evaluate_scores(y, score, train, valid, *, workdir=None, n_bins: int = 10) -> dict:
-    """Metrics on train and validation rows, PSI of validation vs train scores, and plots."""
+def _png(plot, *args) -> bytes:
+    buf = io.BytesIO()
+    plot(*args, buf)
+    return buf.getvalue()
+
+
+def evaluate_scores(y, score, train, valid, *, artifacts=None, n_bins: int = 10) -> dict:
+    """Metrics on train and validation rows, PSI of validation vs train scores, and plots.
+
+    With ``artifacts`` (:class:`fedcredit.artifacts.Artifacts`, a step's ``ctx.artifacts``) the ROC and
+    KS plots are kept there as ``roc.png`` / ``ks.png`` and ``out["plots"]`` lists their references.
+    """
     y = np.asarray(y)
     out = {"train": metrics.evaluate_scores(y[train], score[train], n_bins=n_bins)}
     if len(valid):
         out["validation"] = metrics.evaluate_scores(y[valid], score[valid], n_bins=n_bins)
         out["psi_train_validation"] = metrics.psi(score[train], score[valid], n_bins=n_bins)
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
+    if artifacts is not None:
         curves = {"train": (y[train], score[train])}
         if len(valid):
             curves["validation"] = (y[valid], score[valid])
         rows = valid if len(valid) else train
-        out["plots"] = [str(metrics.plot_roc(curves, workdir / "roc.png")),
-                        str(metrics.plot_ks(y[rows], score[rows], workdir / "ks.png"))]
+        out["plots"] = [artifacts.save_bytes("roc.png", _png(metrics.plot_roc, curves)),
+                        artifacts.save_bytes("ks.png", _png(metrics.plot_ks, y[rows], score[rows]))]
     return out
 
 
@@ -73,9 +82,9 @@ def run(ctx: StepContext) -> dict:
     prob = 1.0 / (1.0 + np.exp(-z))
     split = part["split"]
     train, valid = validation_split(len(ctx.data), split["validation_fraction"], split["random_state"])
-    res = evaluate_scores(ctx.data.y, prob, train, valid, workdir=ctx.workdir, n_bins=params.n_bins)
+    res = evaluate_scores(ctx.data.y, prob, train, valid, artifacts=ctx.artifacts, n_bins=params.n_bins)
     rows = np.concatenate([train, valid]).astype(np.int64)  # for the report's ROC/KS/score-distribution plots
-    save_scores(ctx.workdir / SCORES_FILE, np.asarray(ctx.data.y)[rows], prob[rows],
-                validation=np.arange(len(rows)) >= len(train))
+    ctx.artifacts.save_scores(np.asarray(ctx.data.y)[rows], prob[rows],
+                              validation=np.arange(len(rows)) >= len(train))
     ctx.state["evaluate"] = {k: v for k, v in res.items() if k != "plots"}
     return res

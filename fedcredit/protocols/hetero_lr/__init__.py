@@ -16,7 +16,6 @@ and :func:`combine` (the guest's probability from its part and the hosts').
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -248,11 +247,11 @@ def run(ctx: StepContext) -> dict:
     part.update({"coef": est.coef_.tolist(), "intercept": est.intercept_, "mode": p.mode,
                  "split": {"validation_fraction": p.validation_fraction, "random_state": p.random_state}})
     ctx.state["hetero_lr"] = part
-    if ctx.workdir is not None:  # this party's model part, for federated scoring (fedcredit.serving)
-        from ..scoring.parts import LR_FILE, save_lr_part
+    if ctx.artifacts is not None:  # this party's model part, for federated scoring (fedcredit.serving)
+        from ..scoring.parts import LR_FILE, lr_part_dict
 
-        save_lr_part(Path(ctx.workdir) / LR_FILE, part, party=ctx.party, role=ctx.role, guest=ctx.guest,
-                     hosts=ctx.hosts)
+        ctx.artifacts.save_json(LR_FILE, lr_part_dict(part, party=ctx.party, role=ctx.role, guest=ctx.guest,
+                                                      hosts=ctx.hosts))
     out = {"n_epochs": est.n_epochs_, "history": est.history_, "setup_seconds": est.setup_seconds_,
            "coef": dict(zip(part["features"], est.coef_.tolist()))}
     if ctx.role == "guest":

@@ -33,18 +33,21 @@ from .spec import Stage
 
 __all__ = ["run", "FedAvgClassifier", "HomoParams", "RoundFailed", "Stage", "MODEL_FILE", "load_model"]
 
-#: The global model as each party of a ``homo`` step saves it in the step's workdir (JSON).
+#: The global model as each party of a ``homo`` step keeps it in its artifacts (JSON).
 MODEL_FILE = "homo_model.json"
 
 
 def load_model(path) -> "FedAvgClassifier":
-    """A fitted :class:`FedAvgClassifier` from a saved :data:`MODEL_FILE` (for scoring or evaluation)."""
-    import json
-    from pathlib import Path
+    """A fitted :class:`FedAvgClassifier` from a saved :data:`MODEL_FILE` (a path) or its dict.
 
-    d = json.loads(Path(path).read_text(encoding="utf-8"))
+    For scoring or evaluation after the step (tools read it by path; the step itself saves it through
+    ``ctx.artifacts``).
+    """
+    from ...artifacts import read_json  # the one reader of step outputs (fedcredit/artifacts.py)
+
+    d = path if isinstance(path, dict) else read_json(path, "homo model file")
     if d.get("kind") != "homo" or d.get("n_features") is None:
-        raise DataError(f"{path}: not a homo model file")
+        raise DataError("not a homo model file" if isinstance(path, dict) else f"{path}: not a homo model file")
     est = FedAvgClassifier(model=d["model"], hidden=tuple(d["hidden"]) or (16,), mode=d["mode"])
     shape = mlp.MLPShape(int(d["n_features"]), tuple(d["hidden"]))
     est._set_fitted(np.asarray(d["params"], dtype=np.float64), shape)
@@ -84,12 +87,8 @@ def run(ctx) -> dict:
 
         report["train_auc"] = float(metrics.auc(ctx.data.y, est.predict_proba(ctx.data.X)[:, 1]))
     ctx.state["homo"] = {"params": est.params_, "model": params.model, "hidden": list(est.hidden_)}
-    if ctx.workdir is not None:  # every party holds the same global model: this party's copy
-        from pathlib import Path
-
-        from ..._io import write_json_atomic
-
-        write_json_atomic(Path(ctx.workdir) / MODEL_FILE, {
+    if ctx.artifacts is not None:  # every party holds the same global model: this party's copy
+        ctx.artifacts.save_json(MODEL_FILE, {
             "kind": "homo", "model": params.model, "hidden": list(est.hidden_), "n_features": est._shape.n_features,
             "feature_names": list(ctx.data.feature_names) if ctx.data is not None else None,
             "mode": params.mode, "rounds": report.get("rounds"), "params": est.params_.tolist()})

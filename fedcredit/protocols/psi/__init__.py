@@ -3,7 +3,7 @@
 ECDH-PSI between one guest (the label holder) and N hosts over a prime-order
 group (:mod:`fedcredit.crypto.psi`). After the step every party holds its own
 rows of the intersection in one agreed order (ascending normalized id):
-``ctx.state["psi"]`` is the :class:`PSIResult` and ``ctx.state["table"]`` the
+``ctx.state["psi"]`` is the :class:`PSIResult` and ``ctx.aligned`` (the step's output) the
 party's table restricted to and ordered by the intersection.
 
 Step parameters
@@ -63,7 +63,7 @@ def run(ctx: StepContext) -> dict:
     seconds = time.perf_counter() - t0
     ctx.state["psi"] = result
     if result.index is not None:
-        ctx.state["table"] = ctx.data.take(result.index)
+        ctx.aligned = ctx.data.take(result.index)  # the step's output table: later steps see these rows
     out = {"intersection": result.size, "seconds": round(seconds, 3), "own_rows": len(ids), "mode": result.mode}
     if result.sizes:
         out["pairwise"] = dict(result.sizes)

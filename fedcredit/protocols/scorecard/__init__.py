@@ -4,7 +4,7 @@ Purely local: each party turns its own coefficients and WOE bins into points
 for its own bins (:mod:`fedcredit.models.scorecard`); the guest also holds the
 base points (offset minus the intercept term). No message is sent, so nobody
 learns another party's bins, coefficients or points. Each party writes
-``scorecard.csv`` and ``scorecard.md`` (its own features) to its workdir and
+``scorecard.csv`` and ``scorecard.md`` (its own features) to its artifacts and
 keeps ``ctx.state["scorecard"] = {"base": float (guest), "points": {feature: ndarray}}``.
 """
 
@@ -52,7 +52,8 @@ def run(ctx: StepContext) -> dict:
     names = {f: ctx.data.category_names(f) for f in part.get("features", ())
              if ctx.data is not None and hasattr(ctx.data, "category_names") and ctx.data.category_names(f)}
     res = build(part, is_guest=ctx.role == "guest", category_names=names, **params.as_dict())
-    ctx.workdir.mkdir(parents=True, exist_ok=True)
-    files = sc.write_table(res["rows"], ctx.workdir / "scorecard.csv", ctx.workdir / "scorecard.md")
+    csv_text, md_text = sc.table_text(res["rows"])
+    files = [ctx.artifacts.save_bytes("scorecard.csv", csv_text.encode()),
+             ctx.artifacts.save_bytes("scorecard.md", md_text.encode())]
     ctx.state["scorecard"] = {"base": res["base"], "points": res["points"]}
     return {"files": [str(p) for p in files], "features": list(res["points"])}

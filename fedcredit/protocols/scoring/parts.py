@@ -1,31 +1,33 @@
-"""Model parts as the scoring service loads them from a training step's workdir.
+"""Model parts as the scoring service loads them from a training step's artifacts.
 
-* SecureBoost: ``sbt_guest.json`` / ``sbt_host.json`` (written by the secureboost step).
-* Hetero LR: ``lr_part.json`` (written by the hetero_lr step through :func:`save_lr_part`):
+* SecureBoost: ``sbt_guest.json`` / ``sbt_host.json`` (kept by the secureboost step).
+* Hetero LR: ``lr_part.json`` (kept by the hetero_lr step as :func:`lr_part_dict`):
   this party's features, preprocessing (standardizer or WOE bins), coefficients,
   the intercept on the guest, and the parties of the model.
+
+No file is opened here: steps keep parts through ``ctx.artifacts``, and the
+loaders read a finished step's directory through :mod:`fedcredit.artifacts`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..._io import write_json_atomic
+from ...artifacts import FileArtifacts, read_json
 from ...errors import DataError
 from ..secureboost.model import GUEST_FILE, HOST_FILE, GuestModel, HostModel
 from .spec import Kind
 
-__all__ = ["LR_FILE", "ModelPart", "save_lr_part", "load_lr_part", "load_part"]
+__all__ = ["LR_FILE", "ModelPart", "lr_part_dict", "save_lr_part", "load_lr_part", "load_part"]
 
 LR_FILE = "lr_part.json"
 _LR_VERSION = 1
 
 
-def save_lr_part(path, part: dict, *, party: str, role: str, guest: str, hosts) -> Path:
-    """Write a hetero_lr model part (atomically). ``part`` is the step's ``ctx.state["hetero_lr"]``."""
+def lr_part_dict(part: dict, *, party: str, role: str, guest: str, hosts) -> dict:
+    """A hetero_lr model part as saved (JSON-able). ``part`` is the step's ``ctx.state["hetero_lr"]``."""
     from ...models.woe import Bins  # noqa: F401 - bins are serialized with their own to_dict
 
     d: dict[str, Any] = {"version": _LR_VERSION, "kind": Kind.HETERO_LR.value, "party": party, "role": role,
@@ -36,19 +38,20 @@ def save_lr_part(path, part: dict, *, party: str, role: str, guest: str, hosts) 
         d["bins"] = {f: b.to_dict() for f, b in part["bins"].items()}
     else:
         d["standardizer"] = part["standardizer"]
-    return write_json_atomic(path, d)
+    return d
+
+
+def save_lr_part(artifacts, part: dict, *, party: str, role: str, guest: str, hosts) -> str:
+    """Keep a hetero_lr model part as :data:`LR_FILE` in ``artifacts`` (e.g. ``FileArtifacts(step_dir)``)."""
+    return artifacts.save_json(LR_FILE, lr_part_dict(part, party=party, role=role, guest=guest, hosts=hosts))
 
 
 def load_lr_part(path) -> dict:
     """Read ``lr_part.json``; WOE bins come back as :class:`~fedcredit.models.woe.Bins`."""
     from ...models.woe import Bins
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            d = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read hetero_lr model part ({exc})") from exc
-    if not isinstance(d, dict) or d.get("version") != _LR_VERSION or d.get("kind") != Kind.HETERO_LR.value:
+    d = read_json(path, "hetero_lr model part")
+    if d.get("version") != _LR_VERSION or d.get("kind") != Kind.HETERO_LR.value:
         raise DataError(f"{path}: not a hetero_lr model part of version {_LR_VERSION}")
     if d["preprocess"] == "woe":
         d["bins"] = {f: Bins.from_dict(b) for f, b in d["bins"].items()}
@@ -88,17 +91,18 @@ class ModelPart:
 def load_part(workdir, model_id: str) -> ModelPart:
     """Load this party's part of ``model_id`` from the step's ``workdir`` (DataError if there is none)."""
     wd = Path(workdir)
-    if (wd / GUEST_FILE).is_file():
-        m = GuestModel.load(wd / GUEST_FILE)
+    store = FileArtifacts(wd)
+    if (d := store.load_json(GUEST_FILE)) is not None:
+        m = GuestModel.from_part(d, str(wd / GUEST_FILE))
         return ModelPart(model_id, Kind.SECUREBOOST, "guest", m.party, m.party, list(m.hosts),
                          list(m.feature_names), m, wd / GUEST_FILE)
-    if (wd / HOST_FILE).is_file():
-        m = HostModel.load(wd / HOST_FILE)
+    if (d := store.load_json(HOST_FILE)) is not None:
+        m = HostModel.from_part(d, str(wd / HOST_FILE))
         if m.trees_done:
             m.truncate(m.trees_done)  # splits of an unfinished tree are never referenced
         return ModelPart(model_id, Kind.SECUREBOOST, "host", m.party, m.guest, [], list(m.feature_names), m,
                          wd / HOST_FILE)
-    if (wd / LR_FILE).is_file():
+    if store.load_json(LR_FILE) is not None:
         d = load_lr_part(wd / LR_FILE)
         return ModelPart(model_id, Kind.HETERO_LR, d["role"], d["party"], d["guest"], list(d["hosts"]),
                          list(d["features"]), d, wd / LR_FILE)

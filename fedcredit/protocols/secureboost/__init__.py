@@ -21,7 +21,6 @@ Entry points
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,6 @@ from ...errors import ConfigError, DataError
 from ...models._base import _BaseEstimator
 from ...models.tree.gbdt import categorical_mask
 from ...models.tree.grower import check_monotone
-from ...report import SCORES_FILE, save_scores
 from ...transport.base import Channel
 from .guest import SecureBoostGuest
 from .he import DEFAULT_HE
@@ -198,7 +196,7 @@ class VerticalSecureBoost(_BaseEstimator):
         self.label_epsilon = label_epsilon
 
     def fit(self, channel: Channel, X, y=None, *, role: str | None = None, guest: str | None = None,
-            hosts: list[str] | None = None, feature_names=None, workdir=None, progress=None, check_cancelled=None,
+            hosts: list[str] | None = None, feature_names=None, artifacts=None, progress=None, check_cancelled=None,
             keypair=None, sample_weight=None, monotonic_cst=None, share_feature_names=False,
             categorical_features=None) -> "VerticalSecureBoost":
         """Train this party's side.
@@ -218,10 +216,11 @@ class VerticalSecureBoost(_BaseEstimator):
         hosts : list of str, optional
             The hosts (guest; default: every peer of the channel, sorted).
         feature_names : list of str, optional
-        workdir : path, optional
-            Checkpoint directory: the model part is saved after every tree and a
-            re-run with the same data and parameters resumes from the last tree
-            every party finished.
+        artifacts : fedcredit.artifacts.Artifacts, optional
+            Where the model part is kept (a step passes ``ctx.artifacts``; a
+            script ``FileArtifacts(directory)``): it is saved after every tree
+            and a re-run with the same data and parameters resumes from the last
+            tree every party finished.
         progress : callable(message, fraction), optional
         check_cancelled : callable(), optional
         keypair : (PublicKey, PrivateKey), optional
@@ -267,7 +266,7 @@ class VerticalSecureBoost(_BaseEstimator):
                 raise DataError("y must be binary 0/1 with both classes present")
             hosts = sorted(hosts if hosts is not None else channel.peers)
             g = SecureBoostGuest(channel, X, y, params=self.get_params(), hosts=hosts, feature_names=feature_names,
-                                 keypair=keypair, workdir=workdir, progress=progress, check_cancelled=check_cancelled,
+                                 keypair=keypair, artifacts=artifacts, progress=progress, check_cancelled=check_cancelled,
                                  sample_weight=sample_weight, monotone=monotone, categorical=categorical)
             self.model_, result = g.run()
             self.validation_seed_ = g.validation_seed_
@@ -288,7 +287,7 @@ class VerticalSecureBoost(_BaseEstimator):
                 guest = channel.peers[0]
             # the host holds the guest to the job's protection (the parameters its policy approved)
             go = max(self.guest_only_trees, 1 if self.guest_only_first_tree else 0)
-            h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, workdir=workdir,
+            h = SecureBoostHost(channel, X, guest=guest, feature_names=feature_names, artifacts=artifacts,
                                 progress=progress, check_cancelled=check_cancelled, monotone=monotone,
                                 share_feature_names=share_feature_names,
                                 min_node_rows=self.min_node_rows, guest_only_trees=go, categorical=categorical)
@@ -319,7 +318,7 @@ def _categorical(table) -> np.ndarray:
 
 
 def run(ctx) -> dict:
-    """Job step ``kind = "secureboost"``: train on ``ctx.data`` and save the model part in ``ctx.workdir``.
+    """Job step ``kind = "secureboost"``: train on ``ctx.data`` and keep the model part in ``ctx.artifacts``.
 
     ``ctx.params`` are :class:`VerticalSecureBoost` parameters, plus
     ``weight_column`` (a column of the guest's table: the row weights, not a
@@ -343,7 +342,6 @@ def run(ctx) -> dict:
                               "table config")
         monotone[name] = sign
     share = getattr(ctx.policy, "share_feature_names", False) if ctx.policy is not None else False
-    workdir = Path(ctx.workdir)
     if ctx.role == "guest":
         weights = None
         if weight_column is not None:
@@ -352,16 +350,16 @@ def run(ctx) -> dict:
             weights = table.X[:, table.columns.index(weight_column)]
             table = table.select([c for c in table.columns if c != weight_column])
         est.fit(ctx.channel, table.X, table.y, role="guest", hosts=ctx.hosts, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                artifacts=ctx.artifacts, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
                 sample_weight=weights, monotonic_cst=monotone or None, categorical_features=_categorical(table))
-        ctx.state["secureboost"] = {"model": str(workdir / GUEST_FILE)}
+        ctx.state["secureboost"] = {"model": GUEST_FILE}
         sc = est.scores_  # for the ROC, KS and score-distribution plots of this party's report.html
-        save_scores(workdir / SCORES_FILE, np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
+        ctx.artifacts.save_scores(np.asarray(table.y)[sc["rows"]], sc["score"], validation=sc["validation"])
     elif ctx.role == "host":
         est.fit(ctx.channel, table.X, role="host", guest=ctx.guest, feature_names=list(table.feature_names),
-                workdir=workdir, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
+                artifacts=ctx.artifacts, progress=ctx.progress, check_cancelled=ctx.check_cancelled,
                 monotonic_cst=monotone or None, share_feature_names=share, categorical_features=_categorical(table))
-        ctx.state["secureboost"] = {"model": str(workdir / HOST_FILE)}
+        ctx.state["secureboost"] = {"model": HOST_FILE}
     else:
         raise ConfigError(f"secureboost has no role {ctx.role!r}")
     return est.result_

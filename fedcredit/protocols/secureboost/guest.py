@@ -20,7 +20,6 @@ import hmac
 import json
 import secrets
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -164,8 +163,8 @@ class SecureBoostGuest:
     feature_names : list of str
     keypair : (PublicKey, PrivateKey) or None
         Default: a fresh ``key_bits`` key pair.
-    workdir : path or None
-        Where ``sbt_guest.json`` is checkpointed after every tree.
+    artifacts : fedcredit.artifacts.Artifacts or None
+        Where ``sbt_guest.json`` is checkpointed after every tree (the step's ``ctx.artifacts``).
     progress, check_cancelled : callables
     sample_weight : ndarray of shape (n_rows,), optional
         Row weights (multiplied by ``params["class_weight"]``); they multiply
@@ -178,7 +177,7 @@ class SecureBoostGuest:
     """
 
     def __init__(self, channel: Channel, X, y, *, params: dict, hosts: list[str], feature_names=None, keypair=None,
-                 workdir=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None,
+                 artifacts=None, progress=None, check_cancelled=None, sample_weight=None, monotone=None,
                  categorical=None):
         self.ch = channel
         self.X = np.asarray(X, dtype=np.float64)
@@ -189,7 +188,7 @@ class SecureBoostGuest:
         self.s = spec.session({channel.party: "guest", **{h: "host" for h in self.hosts}}, channel.party, "training")
         self.feature_names = list(feature_names or [f"x{j}" for j in range(self.X.shape[1])])
         self.keypair = keypair
-        self.workdir = Path(workdir) if workdir is not None else None
+        self.artifacts = artifacts
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
         self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -255,8 +254,9 @@ class SecureBoostGuest:
         # subset of a size fixed by n alone, seeded by a secret only this guest holds: nothing about the
         # labels, and no public seed a host could replay against label guesses. A checkpoint of the same
         # run keeps its seed and run-id key so the resumed run draws the same split and id.
-        path = self.workdir / GUEST_FILE if self.workdir is not None else None
-        old = GuestModel.load(path) if path is not None and path.exists() else None
+        store = self.artifacts
+        saved = store.load_json(GUEST_FILE) if store is not None else None
+        old = GuestModel.from_part(saved, GUEST_FILE) if saved is not None else None
         plan = None
         if old is not None and isinstance(old.validation_seed, int) and old.run_key:
             try:
@@ -384,8 +384,8 @@ class SecureBoostGuest:
             self.timings["predict"] += time.perf_counter() - t0
             model.trees.append(nodes)
             snapshots[len(model.trees)] = (raw.copy(), raw_va.copy())
-            if path is not None:
-                model.save(path)
+            if store is not None:
+                store.save_json(GUEST_FILE, model.to_dict())
             sec = time.perf_counter() - t_tree
             info = {"tree": t, "seconds": round(sec, 4), "secure": secure,
                     "train_loss": logloss(ytr, raw, w)}
@@ -407,8 +407,8 @@ class SecureBoostGuest:
             "features": np.zeros(0, dtype=bool), "keep_trees": int(len(model.trees)),
         }, t=t)
         model.importance = feature_importance(model.trees, names)
-        if path is not None:
-            model.save(path)
+        if store is not None:
+            store.save_json(GUEST_FILE, model.to_dict())
         self.train_rows_, self.valid_rows_, self.validation_seed_ = train, valid, seed
         seconds = time.perf_counter() - t_start
         self.timings["transfer"] = max(0.0, self.timings["wait_hosts"] - self.timings["host_histogram"])

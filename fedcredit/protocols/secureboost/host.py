@@ -35,7 +35,6 @@ messages and the sums are the same as with the local pool.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -128,8 +127,8 @@ class SecureBoostHost:
         This host's aligned features (NaN = missing).
     guest : str
     feature_names : list of str
-    workdir : path or None
-        Where ``sbt_host.json`` is checkpointed after every tree.
+    artifacts : fedcredit.artifacts.Artifacts or None
+        Where ``sbt_host.json`` is checkpointed after every tree (the step's ``ctx.artifacts``).
     progress, check_cancelled : callables
     monotone : array-like of int of shape (n_features,), optional
         The monotone constraint (``+1``/``-1``/0) this host declares for each of
@@ -149,7 +148,7 @@ class SecureBoostHost:
         the bin → category mapping stays here, like numeric thresholds.
     """
 
-    def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, workdir=None,
+    def __init__(self, channel: Channel, X, *, guest: str, feature_names=None, artifacts=None,
                  progress=None, check_cancelled=None, monotone=None, share_feature_names=False,
                  min_node_rows: int = spec.MIN_NODE_ROWS, guest_only_trees: int = 0, categorical=None):
         self.ch = channel
@@ -165,7 +164,7 @@ class SecureBoostHost:
         if self.categorical.shape != (n,):
             raise ProtocolError(f"categorical must hold one flag per feature ({n})")
         check_categorical_monotone(self.categorical, self.monotone, "this host")
-        self.workdir = Path(workdir) if workdir is not None else None
+        self.artifacts = artifacts
         self.progress = progress or (lambda msg, frac=None: None)
         self.check_cancelled = check_cancelled or (lambda: None)
         self.min_node_rows, self.guest_only_trees = int(min_node_rows), int(guest_only_trees)
@@ -217,9 +216,10 @@ class SecureBoostHost:
 
         model = HostModel(party=self.ch.party, guest=self.guest, feature_names=self.feature_names,
                           run_id=setup["run_id"])
-        path = self.workdir / HOST_FILE if self.workdir is not None else None
-        if path is not None and path.exists():
-            old = HostModel.load(path)
+        store = self.artifacts
+        saved = store.load_json(HOST_FILE) if store is not None else None
+        if saved is not None:
+            old = HostModel.from_part(saved, HOST_FILE)
             if old.run_id == setup["run_id"] and old.party == model.party:
                 model = old
         resume = min(model.trees_done, setup["resume_trees"])
@@ -281,13 +281,13 @@ class SecureBoostHost:
                             t=t)
             self.timings["predict"] += time.perf_counter() - t0
             model.trees_done = t + 1
-            if path is not None:
-                model.save(path)
+            if store is not None:
+                store.save_json(HOST_FILE, model.to_dict())
             trees_built += 1
             self.progress(f"secureboost host: tree {t + 1} done", None)
             t += 1
-        if path is not None:
-            model.save(path)
+        if store is not None:
+            store.save_json(HOST_FILE, model.to_dict())
         self.model = model
         result = {
             "role": "host", "trees": model.trees_done, "trees_built_here": trees_built, "splits": len(model.splits),

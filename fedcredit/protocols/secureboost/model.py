@@ -8,18 +8,19 @@
   and right instead of a threshold); it knows neither the tree structure nor
   any leaf weight.
 
-Both are written as JSON (``sbt_guest.json`` / ``sbt_host.json``) in the
-step's workdir; the write is atomic (temp file + rename) so a killed job
-leaves the last finished tree's checkpoint intact.
+Both are kept as JSON (``sbt_guest.json`` / ``sbt_host.json``) in the
+step's artifacts (``ctx.artifacts.save_json``; on a party, files written
+atomically, so a killed job leaves the last finished tree's checkpoint
+intact). :meth:`GuestModel.load`/``save`` read and write such a file by path
+for tools and tests, through :mod:`fedcredit.artifacts`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..._io import write_json_atomic
+from ...artifacts import read_json, write_json
 from ...errors import DataError
 from ...models.tree.grower import Node
 
@@ -30,15 +31,13 @@ HOST_FILE = "sbt_host.json"
 _VERSION = 1
 
 
-def _read(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read SecureBoost model part ({exc})") from exc
-    if not isinstance(obj, dict) or obj.get("version") != _VERSION:
-        raise DataError(f"{path}: not a SecureBoost model part of version {_VERSION}")
-    return obj
+def _check_part(d: dict, role: str, where: str = "model part") -> dict:
+    """``d`` if it is a SecureBoost ``role`` part of this version, else DataError naming ``where``."""
+    if not isinstance(d, dict) or d.get("version") != _VERSION:
+        raise DataError(f"{where}: not a SecureBoost model part of version {_VERSION}")
+    if d.get("role") != role:
+        raise DataError(f"{where}: not a {role} model part")
+    return d
 
 
 @dataclass
@@ -119,17 +118,17 @@ class GuestModel:
             importance=list(d.get("importance", [])),
         )
 
+    @classmethod
+    def from_part(cls, d: dict, where: str = "model part") -> "GuestModel":
+        """From a saved part (e.g. ``ctx.artifacts.load_json``), checked for version and role."""
+        return cls.from_dict(_check_part(d, "guest", where))
+
     def save(self, path) -> Path:
-        path = Path(path)
-        write_json_atomic(path, self.to_dict())
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> "GuestModel":
-        d = _read(Path(path))
-        if d.get("role") != "guest":
-            raise DataError(f"{path}: not a guest model part")
-        return cls.from_dict(d)
+        return cls.from_part(read_json(path, "SecureBoost model part"), str(path))
 
 
 @dataclass
@@ -196,14 +195,14 @@ class HostModel:
             splits={int(k): HostSplit(**v) for k, v in d["splits"].items()},
         )
 
+    @classmethod
+    def from_part(cls, d: dict, where: str = "model part") -> "HostModel":
+        """From a saved part (e.g. ``ctx.artifacts.load_json``), checked for version and role."""
+        return cls.from_dict(_check_part(d, "host", where))
+
     def save(self, path) -> Path:
-        path = Path(path)
-        write_json_atomic(path, self.to_dict())
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> "HostModel":
-        d = _read(Path(path))
-        if d.get("role") != "host":
-            raise DataError(f"{path}: not a host model part")
-        return cls.from_dict(d)
+        return cls.from_part(read_json(path, "SecureBoost model part"), str(path))
