@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import write_json_atomic
+from ._io import write_bytes_atomic, write_json_atomic
 from .errors import DataError
 
 __all__ = ["Artifacts", "FileArtifacts", "MemoryArtifacts", "SCORES_FILE", "save_scores", "load_scores",
@@ -71,17 +71,8 @@ def _scores_npz(y, score, validation=None) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, owner-only (0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with open(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write ``data`` to ``path`` atomically and durably, owner-only (0600): :func:`fedcredit._io.write_bytes_atomic`."""
+    return write_bytes_atomic(path, data)
 
 
 def save_scores(path: str | os.PathLike, y, score, *, validation=None) -> Path:

@@ -403,7 +403,7 @@ def init_federation(directory: str | os.PathLike, parties: list[str], *,
                                             ("secureboost", "secureboost", {"n_trees": 5, "max_depth": 3})],
                         name="trial", parties=with_table)
     r = root.as_posix()
-    steps = [f"# serve each party (one terminal each, or append &):\n"
+    steps = ["# serve each party (one terminal each, or append &):\n"
              + "\n".join(f"fedcredit party serve {r}/{p}.toml" for p in parties),
              f"# health:\nfedcredit party health {r}/{guest}.toml --all"]
     if job is not None:

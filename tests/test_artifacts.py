@@ -21,7 +21,7 @@ from fedcredit.config import job_from_dict
 from fedcredit.data import Table
 from fedcredit.party.runner import StepHooks, run_steps
 from fedcredit.protocols.checkpoint import Checkpoint
-from fedcredit.protocols.registry import STEP_KINDS
+from fedcredit.protocols.registry import STEP_KINDS, StepKind
 from fedcredit.transport.memory import MemoryHub
 
 PROTOCOLS = Path(fedcredit.__file__).parent / "protocols"
@@ -134,7 +134,7 @@ def _seen(ctx):  # a step that records the rows it got
 
 
 def test_runner_hands_the_psi_output_table_to_the_next_step(tmp_path, monkeypatch):
-    monkeypatch.setitem(STEP_KINDS, "seen", f"{__name__}:_seen")
+    monkeypatch.setitem(STEP_KINDS, "seen", StepKind(f"{__name__}:_seen"))
     spec = job_from_dict({"job": {"name": "j"}, "parties": {"bank": {"role": "guest", "table": "t"},
                                                              "chain": {"role": "host", "table": "t"}},
                           "steps": [{"name": "psi", "kind": "psi"}, {"name": "after", "kind": "seen"}]})

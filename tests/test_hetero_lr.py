@@ -43,7 +43,7 @@ def test_federated_equals_centralized(mode, hosts, batch_size, schedule):
         roles["a"] = lambda ch: run_arbiter(ch, len(y), p, guest="g", hosts=hosts, keypair=small_keypair(512))
     out = run_local(roles, timeout=120)
     ref = LogisticRegressionGD(**kw).fit(np.hstack([Xg] + [Xh[h] for h in hosts]), y)
-    fed = np.r_[out["g"]["coef"], *[out[h]["coef"] for h in hosts]]
+    fed = np.concatenate([out["g"]["coef"]] + [out[h]["coef"] for h in hosts])
     np.testing.assert_allclose(fed, ref.coef_, rtol=0, atol=TOL)
     assert out["g"]["intercept"] == pytest.approx(ref.intercept_, abs=TOL)
     assert out["g"]["n_epochs"] == ref.n_epochs_

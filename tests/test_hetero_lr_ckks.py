@@ -44,7 +44,7 @@ def _run(mode, hosts, kw, hub=None):
 def test_ckks_within_stated_tolerance(mode, hosts, batch_size):
     kw = dict(batch_size=batch_size, max_epochs=3, learning_rate=0.5, validation_fraction=0.2, alpha=0.01)
     out, ref = _run(mode, hosts, kw)
-    fed = np.r_[out["g"]["coef"], *[out[h]["coef"] for h in hosts]]
+    fed = np.concatenate([out["g"]["coef"]] + [out[h]["coef"] for h in hosts])
     np.testing.assert_allclose(fed, ref.coef_, rtol=0, atol=COEF_TOL)
     assert out["g"]["intercept"] == pytest.approx(ref.intercept_, abs=COEF_TOL)
     assert out["g"]["n_epochs"] == ref.n_epochs_

@@ -76,14 +76,14 @@ def test_bytes_and_text_siblings(tmp_path):
     assert _io.write_text_atomic(tmp_path / "t.txt", "héllo\n").read_text(encoding="utf-8") == "héllo\n"
 
 
-@pytest.mark.parametrize("module", [
-    "fedcredit.report", "fedcredit.protocols.checkpoint", "fedcredit.serving.heads", "fedcredit.party.report",
-    "fedcredit.party.console", "fedcredit.party.resume", "fedcredit.party.peers", "fedcredit.serving.governance",
-])
-def test_no_hand_written_temp_and_rename_left(module):
-    """Every rewrite-in-place goes through fedcredit._io (no own temp file + os.replace)."""
-    import importlib
-    import inspect
+def test_no_hand_written_temp_and_rename_left():
+    """Every rewrite-in-place goes through fedcredit._io (no own temp file + os.replace) anywhere in the package."""
+    import pathlib
 
-    src = inspect.getsource(importlib.import_module(module))
-    assert "os.replace(" not in src and ".tmp" not in src, module
+    import fedcredit
+
+    root = pathlib.Path(fedcredit.__file__).parent
+    # certs.py renames the retired CA's own files (not a rewrite); _io.py is the one writer
+    own = [str(p.relative_to(root)) for p in root.rglob("*.py")
+           if p.name not in ("_io.py", "certs.py") and "os.replace(" in p.read_text()]
+    assert not own, f"write through fedcredit._io instead: {own}"

@@ -167,7 +167,7 @@ def test_export_after_every_partys_approval_scores_like_the_federation(fed, caps
     assert code == 0, err
     np.testing.assert_allclose(predict_merged(merged, columns(fed.tables, ids)), [got[i] for i in ids], rtol=1e-11, atol=0)
     # and exactly, against the federation's own float64 scores (not rounded through the CSV)
-    from fedcredit.operator import own_channel
+    from fedcredit.own_party import own_channel
     from fedcredit.transport.scoring import ScoringClient
 
     ch = own_channel(load_party_config(bank))

@@ -219,7 +219,7 @@ def test_hetero_lr_weighted_equals_centralized(mode, class_weight):
     q = np.rint(row_weights(y, sw, class_weight) * 2**16) / 2**16  # the weights as the guest applies them
     X = np.hstack([Xg] + [Xh[h] for h in hosts])
     ref = LogisticRegressionGD(**kw).fit(X, y, sample_weight=q)
-    fed = np.r_[out["g"]["coef"], *[out[h]["coef"] for h in hosts]]
+    fed = np.concatenate([out["g"]["coef"]] + [out[h]["coef"] for h in hosts])
     np.testing.assert_allclose(fed, ref.coef_, rtol=0, atol=1e-9)
     assert out["g"]["intercept"] == pytest.approx(ref.intercept_, abs=1e-9)
     plain = LogisticRegressionGD(**kw).fit(X, y)

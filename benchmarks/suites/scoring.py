@@ -132,7 +132,7 @@ def run(args) -> dict:
     from fedcredit.config import load_party_config
     from fedcredit.data import load_table
     from fedcredit.launcher import Federation, write_federation
-    from fedcredit.operator import own_channel
+    from fedcredit.own_party import own_channel
     from fedcredit.transport.scoring import ScoringClient
 
     data = Path(args.data) if args.data else data_root()

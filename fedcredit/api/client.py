@@ -135,7 +135,7 @@ class PartyClient:
         """
         import numpy as np
 
-        from ..operator import own_channel
+        from ..own_party import own_channel
         from ..transport.scoring import ScoringClient
 
         if not purpose or not consent:

@@ -15,15 +15,15 @@ def load_party(path: str):
 
 
 def own_client(cfg, timeout: float = 30.0):
-    """``(ControlClient, channel)`` to this party, as its operator (:func:`fedcredit.operator.own_control`)."""
-    from ..operator import own_control
+    """``(ControlClient, channel)`` to this party, as its operator (:func:`fedcredit.own_party.own_control`)."""
+    from ..own_party import own_control
 
     return own_control(cfg, timeout=timeout)
 
 
 def governance_client(cfg):
     """``(GovernanceClient, channel)`` to this party, as its operator (revoke, admit, reload, model export)."""
-    from ..operator import own_channel
+    from ..own_party import own_channel
     from ..transport.scoring import GovernanceClient
 
     ch = own_channel(cfg)

@@ -321,7 +321,7 @@ def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep:
         Where to print (default stdout).
     """
     from ..config import load_party_config
-    from ..operator import own_control
+    from ..own_party import own_control
 
     out = out or sys.stdout
     say = lambda s="": (out.write(s + "\n"), out.flush())  # noqa: E731

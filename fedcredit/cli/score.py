@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import explain
-from ..operator import own_channel
+from ..own_party import own_channel
 from ._common import load_party
 from ._console import out
 from .exit_codes import ExitCode

@@ -36,6 +36,7 @@ from .approvals import PENDING_APPROVAL
 from .checks import check_party_data, check_steps, public_text, step_notes
 from .events import check_event
 from .job import PartyJob, short
+from .limits import JOB_JSON_MAX
 from .metrics import cert_expiries
 from .policy import check_job, effective_columns
 from .store import TERMINAL
@@ -44,8 +45,6 @@ __all__ = ["ControlMixin"]
 
 log = logging.getLogger("fedcredit.party")
 
-#: A job file / proposal as JSON (a job is a few kB; parameters with column lists stay well below).
-_JOB_JSON_MAX = 256 * 1024
 #: Generated job ids are ``<name>-<YYYYmmdd>-<HHMMSS>-<6 hex>`` (23 characters after the name), within 63.
 _NAME_IN_JOB_ID = 40
 _HEAD_RE = re.compile(r"[0-9]{1,19}:[0-9a-f]{64}")
@@ -59,7 +58,7 @@ class ControlMixin:
         self._require_self(caller, "submit jobs")
         if not self._serving:
             raise FedcreditError(f"party {self.name!r} is shutting down")
-        data = loads_limited(job_json, what=source or "job", max_bytes=_JOB_JSON_MAX, error=ConfigError)
+        data = loads_limited(job_json, what=source or "job", max_bytes=JOB_JSON_MAX, error=ConfigError)
         spec = job_from_dict(data, source=source or "submitted job")
         problems = check_steps(spec)  # every step's parameters and the step order, before anything is sent
         if problems:
@@ -222,7 +221,7 @@ class ControlMixin:
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False, reason=reason)
             raise ProtocolError(reason)  # not a job this party reads at all: INVALID_ARGUMENT, like other limits
         try:
-            data = loads_limited(job_json, what=f"job proposed by {caller!r}", max_bytes=_JOB_JSON_MAX)
+            data = loads_limited(job_json, what=f"job proposed by {caller!r}", max_bytes=JOB_JSON_MAX)
         except ProtocolError as exc:  # not a job at all (size, depth, numbers, UTF-8): INVALID_ARGUMENT
             self.audit.append("job.proposal", job_id=job_id, proposer=caller, valid=False, bytes=size, sha256=digest)
             self.audit.append("job.decision", job_id=job_id, party=self.name, accepted=False,

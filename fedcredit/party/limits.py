@@ -16,7 +16,10 @@ import time
 
 from ..transport.control import Throttled
 
-__all__ = ["PeerRate"]
+__all__ = ["PeerRate", "JOB_JSON_MAX"]
+
+#: A job file / proposal as JSON (a job is a few kB; parameters with column lists stay well below).
+JOB_JSON_MAX = 256 * 1024
 
 log = logging.getLogger("fedcredit.party")
 

@@ -56,6 +56,7 @@ from ..errors import ConfigError, DataError, FedcreditError, PolicyError
 from ..ids import check_name, private_dir, state_path
 from ..artifacts import FileArtifacts
 from ..protocols.checkpoint import Checkpoint, agree
+from .limits import JOB_JSON_MAX
 from .policy import check_job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -232,11 +233,10 @@ def accept_resume(party: "Party", caller: str, job_id: str, job_json: str, initi
                   attempt: int) -> tuple[bool, str]:
     """ProposeJob with ``attempt > 0`` from a peer: accept the resume if it is the same job, else refuse."""
     from ..jsonlimits import loads_limited
-    from .control import _JOB_JSON_MAX
     from .job import PartyJob
 
     try:
-        spec = job_from_dict(loads_limited(job_json, what=f"job resumed by {caller!r}", max_bytes=_JOB_JSON_MAX),
+        spec = job_from_dict(loads_limited(job_json, what=f"job resumed by {caller!r}", max_bytes=JOB_JSON_MAX),
                              source=f"job resumed by {caller}")
     except (ConfigError, DataError) as exc:
         return False, f"malformed job: {exc}"[:2000]

@@ -20,7 +20,7 @@ from typing import Any
 from ..artifacts import Artifacts, MemoryArtifacts
 from ..errors import FedcreditError
 from ..protocols.context import StepContext
-from ..protocols.registry import get_step
+from ..protocols import registry
 
 __all__ = ["StepHooks", "run_steps", "step_params", "json_result", "traffic"]
 
@@ -117,7 +117,7 @@ def run_steps(spec, *, job_id: str, party: str, data, channel, hooks: StepHooks,
             checkpoint=hooks.checkpoint(step, sub, store), table=table_config,
         )
         t0 = time.perf_counter()
-        result = get_step(step.kind)(ctx)
+        result = registry.get_step(step.kind)(ctx)  # looked up per step (tests and plugins may replace it)
         seconds = time.perf_counter() - t0
         result = json_result(step.name, result)
         if ctx.aligned is not None:  # the step's output table (PSI): the rows every later step sees

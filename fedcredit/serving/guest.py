@@ -70,7 +70,7 @@ class GuestScoring:
         if unknown == "refuse":
             held = self.held_ids(caller, model_id, ids)
             keep = [i for i, h in zip(ids, held.tolist()) if h]
-            n, k = len(ids), int(reasons) if not isinstance(reasons, bool) else 0
+            n = len(ids)
             out = Scored(np.full(n, np.nan), np.full(n, np.nan), spec.new_request_id(), held=held)
             if keep:
                 sub_X = None if guest_X is None else np.asarray(guest_X)[held]

@@ -67,7 +67,6 @@ def column_dot(cs: np.ndarray, k: np.ndarray, nsq, total=None):
             gid = np.searchsorted(uniq, kp)
             buckets = group_sum(cs, gid, uniq.size, nsq)
             running = mpz(1)
-            prev = 0
             for j in range(uniq.size - 1, -1, -1):
                 v = int(uniq[j])
                 if v == 0:
@@ -75,7 +74,6 @@ def column_dot(cs: np.ndarray, k: np.ndarray, nsq, total=None):
                 running = running * buckets[j] % nsq
                 nxt = int(uniq[j - 1]) if j > 0 else 0
                 acc = acc * powmod(running, v - max(nxt, 0), nsq) % nsq
-                prev = v
         else:
             bits = kmax.bit_length()
             c = _best_window(bits, n)

@@ -42,7 +42,7 @@ from ...models.tree.gbdt import (
     tree_rng,
     validation_split,
 )
-from ...models.tree.grower import FeatureSource, LocalSource, TreeGrower, check_categorical_monotone, check_monotone
+from ...models.tree.grower import LocalSource, TreeGrower, check_categorical_monotone, check_monotone
 from ...models.tree.importance import feature_importance, host_feature_label
 from ...models.tree.split import SplitParams
 from ...transport.base import Channel
@@ -304,7 +304,6 @@ class SecureBoostGuest:
         replies = self.s.gather(self.ch, self.hosts, Stage.SETUP_REPLY)
         resume = min([model.n_trees] + [r["resume_trees"] for r in replies.values()])
         model.trees = model.trees[:resume]
-        sources: list[FeatureSource] = []
         remotes: list[RemoteSource] = []
         names = {self.ch.party: list(self.feature_names)}
         for h in self.hosts:
