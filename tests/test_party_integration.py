@@ -6,6 +6,7 @@ every test; the test that kills a party runs last and restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -31,14 +32,14 @@ TESTS = Path(__file__).resolve().parent
 DEADLINE = 3.0
 
 
-@pytest.fixture(scope="module")
-def fed(tmp_path_factory):
+@contextlib.contextmanager
+def _federation(root: Path):
+    """bank, chain and gov as processes with the test plugins; stopped (gracefully: checked) on exit."""
     data_path("credit3", "bank.csv")
     old = os.environ.get(PLUGIN_ENV)
     os.environ[PLUGIN_ENV] = PLUGINS
     sys.path.insert(0, str(TESTS))
     register_plugin_steps(PLUGINS)
-    root = tmp_path_factory.mktemp("fed")
     kinds = ["handshake", "wait", "boom"]
     configs = write_federation(
         root, DATA,
@@ -60,6 +61,19 @@ def fed(tmp_path_factory):
             os.environ[PLUGIN_ENV] = old
         sys.path.remove(str(TESTS))
     assert all(c == 0 for c in codes.values()), f"parties did not stop gracefully: {codes}"
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    with _federation(tmp_path_factory.mktemp("fed")) as f:
+        yield f
+
+
+@pytest.fixture
+def own_fed(tmp_path):
+    """A federation of its own, for a test that kills a party (the shared one stays whole, in any test order)."""
+    with _federation(tmp_path) as f:
+        yield f
 
 
 def _job(fed, name, steps, parties=None) -> Path:
@@ -227,7 +241,8 @@ def _wait_for(pred, timeout=20.0):
     raise AssertionError("condition not reached")
 
 
-def test_zz_peer_killed_mid_job_then_new_job_succeeds(fed, capsys):
+def test_peer_killed_mid_job_then_new_job_succeeds(own_fed, capsys):
+    fed = own_fed
     job = _job(fed, "crash", [("wait", "w", {"seconds": 60})])
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedcredit.cli", "run", str(job), "--party", str(fed.configs["bank"])],

@@ -25,7 +25,7 @@ from fedcredit.launcher import write_federation
 from fedcredit.errors import StateLocked
 from fedcredit.party.lock import StateLock
 
-from conftest import DATA
+from conftest import DATA, data_path
 
 
 def _serve(config, **kw) -> subprocess.Popen:
@@ -35,8 +35,7 @@ def _serve(config, **kw) -> subprocess.Popen:
 
 @pytest.fixture
 def federation(tmp_path):
-    if not (DATA / "credit3" / "bank.csv").exists():
-        pytest.skip("credit3 data not present")
+    data_path("credit3", "bank.csv")  # fails under CI=true when missing, skips elsewhere
     from fedcredit.launcher import Federation
 
     configs = write_federation(tmp_path, DATA)
