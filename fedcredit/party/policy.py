@@ -79,36 +79,33 @@ def _num(v):
 def check_privacy(req: PrivacyPolicy, step: StepSpec) -> str | None:
     """Why ``step`` offers less protection than ``req`` requires, or None.
 
-    Reads the step's parameters with the protocol defaults for absent keys
-    (a malformed value is left to the step's own validation, which refuses it).
+    Reads the step's typed parameters (``StepSpec.typed_params``: checked when the job was loaded, defaults
+    applied), so a policy and the step it guards always see the same values.
     """
-    kind, prm = step.kind, dict(step.params or {})
+    kind, prm = step.kind, step.typed_params
+
+    def get(key):
+        return prm.get(key) if isinstance(prm, dict) else getattr(prm, key, None)
+
     if kind in ("secureboost", "binning") and req.max_label_epsilon is not None:
-        eps = _num(prm.get("label_epsilon"))
+        eps = _num(get("label_epsilon"))
         if eps is None:
             return f"{kind} without label DP (label_epsilon); required: label_epsilon <= {req.max_label_epsilon}"
         if eps > req.max_label_epsilon:
             return f"label_epsilon {eps} is above the maximum {req.max_label_epsilon}"
     if kind == "secureboost":
-        from ..protocols.secureboost.spec import MIN_NODE_ROWS
-
-        rows = _num(prm.get("min_node_rows", MIN_NODE_ROWS))
+        rows = _num(get("min_node_rows"))
         if req.min_node_rows is not None and rows is not None and rows < req.min_node_rows:
             return f"min_node_rows {rows} is below the minimum {req.min_node_rows}"
-        k = _num(prm.get("guest_only_trees", 0)) or 0
-        k = max(k, 1 if prm.get("guest_only_first_tree") is True else 0)
+        k = max(_num(get("guest_only_trees")) or 0, 1 if get("guest_only_first_tree") is True else 0)
         if req.min_guest_only_trees is not None and k < req.min_guest_only_trees:
             return f"{k} guest-only trees, below the minimum {req.min_guest_only_trees} (guest_only_trees)"
     if kind == "binning" and req.min_bin_count is not None:
-        from ..protocols.binning.params import BinningParams
-
-        n = _num(prm.get("min_bin_count", BinningParams.min_bin_count))
+        n = _num(get("min_bin_count"))
         if n is not None and n < req.min_bin_count:
             return f"min_bin_count {n} is below the minimum {req.min_bin_count}"
     if kind == "hetero_lr" and req.min_batch_size is not None:
-        from ..protocols.hetero_lr._common import LRParams
-
-        b = prm.get("batch_size", LRParams.batch_size)
-        if b is not None and _num(b) is not None and b < req.min_batch_size:
+        b = _num(get("batch_size"))
+        if b is not None and b < req.min_batch_size:
             return f"batch_size {b} is below the minimum {req.min_batch_size} (hetero LR gradients per batch)"
     return None
