@@ -182,7 +182,13 @@ def lr_contributions(part: dict, Z: np.ndarray) -> np.ndarray:
     the contributions plus the reference sum to the party's partial score.
     """
     coef = np.asarray(part["coef"], dtype=np.float64)
-    return np.asarray(Z, dtype=np.float64) * coef - lr_reference(part)
+    C = np.asarray(Z, dtype=np.float64) * coef
+    if part["preprocess"] == "onehot":  # one reason per input column (its levels summed): names stay per column
+        levels = part["onehot"]["levels"]
+        edges = np.cumsum([0] + [len(levels[f]) if f in levels else 1 for f in part["features"]])
+        C = np.stack([C[:, a:b].sum(axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1) \
+            if len(part["features"]) else C[:, :0]
+    return C - lr_reference(part)
 
 
 def top_reasons(contrib: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..models.logistic import sigmoid
+from ..models.onehot import OneHotDesign
 from ..models.tree.grower import Node
 from ..models.tree.predictor import predict_raw
 from ..protocols.scoring.host import lr_partial
@@ -69,13 +70,22 @@ def merge_lr(guest_part: dict, host_parts: dict) -> dict:
     for h, p in sorted(host_parts.items()):
         parties[h] = _lr_public(p)
     return {"format": LR_FORMAT, "intercept": float(guest_part.get("intercept", 0.0)), "parties": parties,
-            "coef": {f: c for p in parties.values() for f, c in zip(p["features"], p["coef"])}}
+            "coef": {f: c for p in parties.values() for f, c in zip(_design(p), p["coef"])}}
+
+
+def _design(part: dict) -> list[str]:
+    """Names of a part's design columns (``column=category`` per one-hot level)."""
+    if part["preprocess"] == "onehot":
+        return OneHotDesign.from_dict(part["features"], part["onehot"]).names()
+    return list(part["features"])
 
 
 def _lr_public(part: dict) -> dict:
     d = {"features": list(part["features"]), "coef": [float(c) for c in part["coef"]], "preprocess": part["preprocess"]}
     if part["preprocess"] == "woe":
         d["bins"] = {f: (b.to_dict() if hasattr(b, "to_dict") else b) for f, b in part["bins"].items()}
+    elif part["preprocess"] == "onehot":
+        d["onehot"] = part["onehot"]
     else:
         d["standardizer"] = part["standardizer"]
     return d

@@ -30,6 +30,7 @@ import json
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from .pmml import _no_onehot
 
 __all__ = ["to_onnx"]
 
@@ -198,6 +199,7 @@ def to_onnx(model: dict, *, model_id: str = "", frac_bits: int = 8) -> bytes:
         nodes, inits, features = _trees(model, helper, numpy_helper)
         name = "secureboost"
     elif fmt == _LR_FORMAT:
+        _no_onehot(model, "ONNX")
         nodes, inits, features = _lr(model, helper, numpy_helper, frac_bits)
         name = "hetero_lr"
     else:

@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 
 __all__ = ["to_pmml", "NS", "TARGET"]
 
@@ -43,6 +43,15 @@ TARGET = "default"
 
 _TREE_FORMAT = "fedcredit.secureboost.merged.v1"
 _LR_FORMAT = "fedcredit.hetero_lr.merged.v1"
+
+
+def _no_onehot(model: dict, fmt: str) -> None:
+    """Refuse an LR with one-hot features (not translated to PMML/ONNX yet: export the merged JSON instead)."""
+    for name, p in model.get("parties", {}).items():
+        if p.get("preprocess") == "onehot":
+            raise ConfigError(f"{fmt} export of an LR trained with features = \"onehot\" (party {name!r}) is not "
+                              f"supported; export the merged JSON model (format json), or train with "
+                              f"features = \"standardized\" or \"woe\"")
 
 
 def _num(v) -> str:
@@ -345,6 +354,7 @@ def to_pmml(model: dict, *, kind: str = "auto", scale: dict | None = None, reaso
             raise DataError(f"a tree model cannot be exported as a PMML {kind}")
         root = _trees_pmml(model, model_id)
     elif fmt == _LR_FORMAT:
+        _no_onehot(model, "PMML")
         woe = all(p["preprocess"] == "woe" for p in model["parties"].values())
         if kind == "auto":
             kind = "scorecard" if woe else "regression"

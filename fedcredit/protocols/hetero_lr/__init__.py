@@ -22,6 +22,7 @@ import numpy as np
 from ...errors import DataError
 from ...models._base import _BaseEstimator
 from ...models.logistic import Standardizer, quantize, sigmoid
+from ...models.onehot import OneHotDesign
 from ..context import StepContext
 from ._common import LRParams, Plan
 from .arbiter import run_arbiter
@@ -42,9 +43,11 @@ __all__ = [
 
 
 def design_matrix(table, part: dict, *, unseen: str = "error") -> np.ndarray:
-    """This party's features as the model uses them (standardized+clipped, or WOE), shape (n, f)."""
+    """This party's features as the model uses them (standardized+clipped, WOE or one-hot), shape (n, f)."""
     names = part["features"]
     sub = table.select(names) if names else table
+    if part["preprocess"] == "onehot":  # unseen and missing categories: all zeros (fedcredit.models.onehot)
+        return OneHotDesign.from_dict(names, part["onehot"]).transform(sub.X if names else np.zeros((len(table), 0)))
     if part["preprocess"] == "woe":
         bins = part["bins"]
         return np.stack([bins[f].transform(sub.X[:, j], unseen=unseen) for j, f in enumerate(names)], axis=1) \
@@ -80,7 +83,7 @@ class VerticalLogisticRegression(_BaseEstimator):
         Homomorphic scheme: Paillier (exact, fixed point) or CKKS (TenSEAL/SEAL, approximate: coefficients within
         2e-7 of the exact protocol, rows batched 4,096 per ciphertext, each party's ``Xᵀ[[v]]`` packed into one
         ciphertext per batch, much faster; see ``docs/hetero_lr.md``).
-    features : {"standardized", "woe"}, default="standardized"
+    features : {"standardized", "woe", "onehot"}, default="standardized"
         Informational here (the caller passes the design matrix); used by the step.
     weight_column : str or None, default=None
         The guest's column of row weights (the step takes it out of the guest's
@@ -209,13 +212,21 @@ def _features(ctx: StepContext, p: LRParams, table):
         X = np.stack([bins[f].transform(sub.X[:, j]) for j, f in enumerate(names)], axis=1) if names \
             else np.zeros((len(table), 0))
         part = {"features": names, "preprocess": "woe", "bins": bins}
+    elif p.features == "onehot":
+        # each party encodes its own columns here, before training: the category names never leave it, only
+        # the number of design columns (as the feature count of any other LR) is public
+        cats = {f: list(table.category_names(f)) for f in names if table.is_categorical(f)}
+        enc = OneHotDesign(names, cats, clip=p.clip).fit(sub.X[train])
+        X = enc.transform(sub.X)
+        part = {"features": names, "preprocess": "onehot", "onehot": enc.to_dict(), "design": enc.names()}
     else:
         cats = [f for f in names if getattr(table, "is_categorical", lambda _: False)(f)]
         if cats:  # codes are not magnitudes: standardizing them would make the model depend on the code order
             from ...data import TableError
 
             text = (f"hetero_lr: column {cats[0].split('.', 1)[-1]!r} of {ctx.party!r} is categorical; use "
-                    f"features = \"woe\" (after a binning step) or leave it out with select")
+                    f"features = \"onehot\", or features = \"woe\" (after a binning step), or leave it out with "
+                    f"select")
             raise TableError(text, text, cats[0])
         st = Standardizer(clip=p.clip).fit(sub.X[train])
         X = st.transform(sub.X)
@@ -253,7 +264,7 @@ def run(ctx: StepContext) -> dict:
         ctx.artifacts.save_json(LR_FILE, lr_part_dict(part, party=ctx.party, role=ctx.role, guest=ctx.guest,
                                                       hosts=ctx.hosts))
     out = {"n_epochs": est.n_epochs_, "history": est.history_, "setup_seconds": est.setup_seconds_,
-           "coef": dict(zip(part["features"], est.coef_.tolist()))}
+           "coef": dict(zip(part.get("design", part["features"]), est.coef_.tolist()))}
     if ctx.role == "guest":
         out["intercept"] = est.intercept_
     return out

@@ -20,7 +20,7 @@ class LRParams(Params):
     _parameter_constraints = {
         "mode": [StrOptions(set(MODES))],
         "backend": [StrOptions(set(BACKENDS))],
-        "features": [StrOptions({"standardized", "woe"})],
+        "features": [StrOptions({"standardized", "woe", "onehot"})],
         "weight_column": [None, str],
         "class_weight": [None, StrOptions({"balanced"}), dict],
         **_COMMON_CONSTRAINTS,

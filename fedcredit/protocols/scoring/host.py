@@ -31,6 +31,7 @@ import numpy as np
 from ...crypto.secagg import derive_key, expand_mask
 from ...errors import ProtocolError
 from ...models.logistic import Standardizer, quantize
+from ...models.onehot import OneHotDesign
 from ...models.tree.predictor import CategorySides
 from . import spec
 
@@ -221,6 +222,8 @@ class SessionTable:
 
 def lr_design(part: dict, X: np.ndarray) -> np.ndarray:
     """This party's design matrix for rows ``X`` (columns = ``part["features"]``; NaN = absent)."""
+    if part["preprocess"] == "onehot":  # absent or unseen category: all zeros; absent number: the mean
+        return OneHotDesign.from_dict(part["features"], part["onehot"]).transform(X, missing_numeric="mean")
     if part["preprocess"] == "woe":
         if not part["features"]:
             return np.zeros((X.shape[0], 0))

@@ -2,7 +2,8 @@
 
 * SecureBoost: ``sbt_guest.json`` / ``sbt_host.json`` (kept by the secureboost step).
 * Hetero LR: ``lr_part.json`` (kept by the hetero_lr step as :func:`lr_part_dict`):
-  this party's features, preprocessing (standardizer or WOE bins), coefficients,
+  this party's features, preprocessing (standardizer, WOE bins or one-hot
+  category lists), coefficients (one per design column),
   the intercept on the guest, and the parties of the model.
 
 No file is opened here: steps keep parts through ``ctx.artifacts``, and the
@@ -36,6 +37,8 @@ def lr_part_dict(part: dict, *, party: str, role: str, guest: str, hosts) -> dic
                          "intercept": float(part.get("intercept", 0.0))}
     if part["preprocess"] == "woe":
         d["bins"] = {f: b.to_dict() for f, b in part["bins"].items()}
+    elif part["preprocess"] == "onehot":  # category lists stay in this party's own part file
+        d["onehot"] = part["onehot"]
     else:
         d["standardizer"] = part["standardizer"]
     return d
