@@ -260,7 +260,8 @@ def step_order_problems(steps, roles: Mapping[str, str]) -> list[tuple[int, str]
                                     f"(the key holder; it needs no table), the job has {n_arb}"))
             last_lr = params
         if kind == "scorecard" and last_lr is not None and getattr(last_lr, "features", "woe") != "woe":
-            problems.append((i, f"{owner} needs the hetero_lr step before it to use features = \"woe\""))
+            problems.append((i, f"{owner} needs the hetero_lr step before it to use features = \"woe\" (it has "
+                                f"features = \"{getattr(last_lr, 'features', '?')}\": points come from WOE bins)"))
         if kind == "psi" and any(k in seen for k in ("binning", "secureboost", "hetero_lr", "evaluate")):
             problems.append((i, f"{owner} comes after a step that already used the rows: put psi first"))
         seen.append(kind)

@@ -27,7 +27,8 @@ def build(part: dict, *, is_guest: bool, pdo=20.0, base_score=600.0, base_odds=5
     the party's own table): its rows then show names, e.g. ``{married}``.
     """
     if part.get("preprocess") != "woe":
-        raise DataError("a scorecard needs hetero_lr trained with features='woe'")
+        raise DataError(f"a scorecard needs hetero_lr trained with features='woe' (got "
+                        f"features={part.get('preprocess')!r})")
     scale = {"pdo": float(pdo), "base_score": float(base_score), "base_odds": float(base_odds)}
     points, rows = {}, []
     for f, w in zip(part["features"], part["coef"]):
