@@ -84,7 +84,7 @@ def trained(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     tables, y = _tables()
     hub, states = _run(tmp, request.param, [("lr", "hetero_lr", {"mode": request.param, "features": "onehot",
-                                                                   **LR})], tables)
+                                                                   **LR}), ("ev", "evaluate", {})], tables)
     return tables, y, hub, states, tmp
 
 
@@ -152,6 +152,20 @@ def test_merged_json_model_applies_the_encoding(trained):
 
     with pytest.raises(ConfigError, match='ONNX export of an LR trained with features = "onehot"'):
         to_onnx(model)
+
+
+def test_evaluate_and_reasons_use_the_encoding(trained):
+    from fedcredit.models.explain import lr_contributions, lr_reference
+    from fedcredit.models.logistic import quantize
+    from fedcredit.protocols.scoring.host import lr_design
+
+    tables, y, _, states, tmp = trained
+    assert 0.6 < states["bank"]["evaluate"]["validation"]["auc"] <= 1
+    part = load_lr_part(tmp / "gov" / "lr" / LR_FILE)
+    C = lr_contributions(part, quantize(lr_design(part, tables["gov"].X)))
+    assert C.shape == (len(y), 2)  # one reason per input column (levels summed): no category name needed
+    np.testing.assert_allclose(C.sum(axis=1) + lr_reference(part).sum(), partial_score(tables["gov"], part),
+                               atol=1e-12)
 
 
 def test_scorecard_after_onehot_is_refused_before_any_step():
