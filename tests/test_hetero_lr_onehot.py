@@ -16,7 +16,11 @@ from fedcredit.artifacts import FileArtifacts
 from fedcredit.config.job import step_order_problems
 from fedcredit.data import Table, recode_categories
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.models.logistic import LogisticRegressionGD, Standardizer, validation_split
+from fedcredit.models.logistic import (
+    LogisticRegressionGD,
+    Standardizer,
+    validation_split,
+)
 from fedcredit.protocols.context import StepContext
 from fedcredit.protocols.hetero_lr import LRParams, design_matrix, partial_score
 from fedcredit.protocols.registry import get_step

@@ -66,7 +66,7 @@ class OneHotDesign:
     def numeric(self) -> list[int]:
         return [j for j, f in enumerate(self.features) if f not in self.categories]
 
-    def fit(self, X) -> "OneHotDesign":
+    def fit(self, X) -> OneHotDesign:
         X = np.asarray(X, dtype=np.float64)
         self.levels_ = {}
         for j, f in enumerate(self.features):
@@ -113,7 +113,7 @@ class OneHotDesign:
                 "standardizer": self.standardizer_.to_dict()}
 
     @classmethod
-    def from_dict(cls, features, d: dict) -> "OneHotDesign":
+    def from_dict(cls, features, d: dict) -> OneHotDesign:
         try:
             st = Standardizer.from_dict(d["standardizer"])
             enc = cls(features, d["categories"], clip=st.clip)
