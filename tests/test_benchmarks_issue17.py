@@ -1,0 +1,55 @@
+"""Issue #17 benchmark records: the binning suite (both schemes in one run, IV = centralized fit_woe), hetero LR's OU record,
+and the secureboost `tall` path (PSI of the parties' tables first, in the same job)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("benchmarks.run")
+
+from benchmarks.run import _markdown, run_one  # noqa: E402
+
+
+def test_binning_suite_quick_reports_paillier_and_ou_side_by_side(tmp_path):
+    out = run_one("binning", ["--quick", "--rows", "600", "--min-bin-count", "20", "--out", str(tmp_path / "b.json")])
+    res = json.loads((tmp_path / "b.json").read_text())["result"]
+    assert res is not None and out["result"]["rows_aligned"] == 600
+    runs = {r["he"]: r for r in res["runs"]}
+    assert set(runs) == {"paillier", "ou"}
+    for r in runs.values():
+        # the federated IV of every feature of the three parties is the centralized fit_woe's
+        assert r["iv_equal_to_centralized"] and r["max_iv_diff"] <= 1e-9
+        assert r["features"] == 23 and set(r["peak_rss_mb"]) == {"bank", "chain", "gov"}
+        assert r["seconds"] > 0 and r["bytes_total"] == sum(r["bytes_sent"].values())
+    # OU ciphertexts are half of Paillier's (mod n, not n^2): the encrypted labels dominate the bytes
+    assert res["ou_over_paillier"]["bytes"] < 0.6
+    assert "| ou |" in _markdown({"binning": {"result": res, "seconds": 1.0}})
+
+
+def test_hetero_lr_suite_says_ou_is_not_offered_and_why():
+    # masked decryptions go back to the party that built the ciphertexts: OU's key-recovery pitfall
+    out = run_one("hetero_lr", ["--configs", "", "--micro-rows", "0", "--backends", "paillier,ou"])
+    ou = out["result"]["ou"]
+    assert ou["offered"] is False and ou["requested"] is True and ou["he"] == "ou"
+    assert "masked decryptions" in ou["reason"] and "docs/crypto.md" in ou["see"]
+    assert out["result"]["configs"] == {}  # nothing ran under OU
+
+
+@pytest.mark.slow
+def test_tall_config_runs_psi_first_then_trains_on_the_aligned_rows(tmp_path):
+    """`tall` reduced: three shuffled tables with partial overlap, PSI in the same job, the trees on its rows."""
+    out = run_one("secureboost", ["--configs", "tall", "--synth-rows", "800", "--quick", "--he", "ou",
+                                  "--max-depth", "2", "--out", str(tmp_path / "t.json")])
+    (r,) = out["result"]["runs"]
+    assert r["config"] == "tall" and r["he"] == "ou" and r["reduced"] and r["rows_generated"] == 800
+    psi = r["psi"]
+    # every party holds 90 % of the customers: PSI found the expected intersection (checked by the suite)
+    assert set(psi["rows"].values()) == {720} and 0 < psi["intersection"] < 720
+    assert psi["intersection"] == r["rows_aligned"] and r["rows_train"] == round(0.8 * r["rows_aligned"])
+    assert psi["seconds"] > 0 and set(psi["bytes_sent"]) == {"bank", "chain", "gov"} and psi["bytes_total"] > 0
+    assert set(r["peak_rss_mb"]) == {"bank", "chain", "gov"}
+    # the federated trees on PSI's rows are the plaintext reference's on the harness's join of the same rows
+    assert r["test_auc"] == round(r["centralized_reference"]["test_auc"], 5)
+    assert r["seconds_per_tree"] > 0 and r["bytes_per_tree"] > 0 and set(r["phases_per_tree"]) >= {"encrypt", "decrypt"}
