@@ -29,7 +29,17 @@ one record each, ``he`` naming it). Each record also has ``phases_per_tree``
 binning and training).
 
 Alignment is a plain join by id done by the harness (PSI has its own suite);
-each party then reads only its own file and keeps the agreed rows.
+each party then reads only its own file and keeps the agreed rows. Except
+``tall``: its tables are drawn as real parties' would be (each party holds 90 %
+of the customers, in its own shuffled order; bounded memory:
+``synth.write_vertical_csv``), and the parties run ECDH-PSI (curve25519) on
+their whole tables first, in the same job; each then splits the intersection
+with :func:`split_positions` (seed 0, 20 % test, the same on every party with
+nothing sent) and trains on its rows. The record's ``psi`` has ``seconds`` (the
+guest's), ``seconds_per_party``, ``intersection`` (checked against the
+generator's), ``rows`` and ``bytes_sent`` per party and ``bytes_total``. The
+baselines then load one party's table at a time into joined matrices filled in
+place (``harness_peak_rss_mb`` records the harness process).
 """
 
 from __future__ import annotations
