@@ -45,6 +45,7 @@ place (``harness_peak_rss_mb`` records the harness process).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import tempfile
@@ -346,7 +347,9 @@ def _one_files(name: str, cfg: dict, args, he: str, psi_ids: list[str] | None = 
     if psi_ids is not None:
         for p in parties:
             kwargs[p].update(ids=None, test_ids=None, psi={"group": "curve25519"})
+    load0 = os.getloadavg()[0]
     out = run_processes(roles, kwargs, timeout=args.timeout, job_id=f"sbt-{name}-{he}")
+    load = [round(load0, 2), round(os.getloadavg()[0], 2)]
     psi = None
     if psi_ids is None:
         base = _centralized(tables, g, tr_ids, te_ids, n_trees, args.max_depth, args.learning_rate, mono)
@@ -385,6 +388,7 @@ def _one_files(name: str, cfg: dict, args, he: str, psi_ids: list[str] | None = 
         "test_auc": round(gr["test_auc"], 5), "test_ks": round(gr["test_ks"], 5),
         "centralized_hgb": base["hgb"], "centralized_reference": base["reference"],
         "auc_gap_vs_hgb": round(gr["test_auc"] - base["hgb"]["test_auc"], 5),
+        "load_average_before_after": load,
         "harness_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **({"monotone": {"constrained": {p: int(np.count_nonzero(c)) for p, c in mono.items()},
                          "test_auc_unconstrained_reference": base["reference"]["test_auc"],
