@@ -182,7 +182,8 @@ def _rows(name: str, res: dict) -> list[dict]:
                  "cpu s": r.get("cpu_seconds"), "MB sent": _mb(r.get("bytes_sent")), "peak RSS MB": r.get("peak_rss_mb"),
                  "intersection": r.get("intersection"), "× plain": r.get("slowdown_vs_plain")} for r in g("runs", [])]
     if name == "secureboost":
-        return [{"config": r["config"], "trees": r.get("trees"), "rows": r.get("rows_train"),
+        return [{"config": r["config"], "he": r.get("he"), "trees": r.get("trees"), "rows": r.get("rows_train"),
+                 "PSI s": (r.get("psi") or {}).get("seconds"),
                  "seconds": r.get("seconds_total"), "s/tree": r.get("seconds_per_tree"),
                  "MB sent": _mb(r.get("bytes")), "test AUC": r.get("test_auc"), "AUC gap vs HGB": r.get("auc_gap_vs_hgb"),
                  "peak RSS MB": r.get("peak_rss_mb")} for r in g("runs", [])]

@@ -73,7 +73,7 @@ CONFIGS = {
     "wide": {"synth": {"rows": 100_000, "features": {"bank": 30, "host": 300}}, "n_trees": 3},
     # tall: each party holds 90 % of the customers in its own shuffled order; PSI aligns them in the same job
     "tall": {"synth": {"rows": 1_000_000, "features": {"bank": 20, "chain": 50, "gov": 50}, "psi": True,
-                       "overlap": 0.9}, "n_trees": 2},
+                       "overlap": 0.9}, "n_trees": 2, "timeout": 5400.0},
 }
 
 
@@ -348,7 +348,8 @@ def _one_files(name: str, cfg: dict, args, he: str, psi_ids: list[str] | None = 
         for p in parties:
             kwargs[p].update(ids=None, test_ids=None, psi={"group": "curve25519"})
     load0 = os.getloadavg()[0]
-    out = run_processes(roles, kwargs, timeout=args.timeout, job_id=f"sbt-{name}-{he}")
+    # PSI of three 900k-row tables, then 2 trees on 583k rows: more than the default 30 minutes on a busy machine
+    out = run_processes(roles, kwargs, timeout=max(args.timeout, cfg.get("timeout", 0.0)), job_id=f"sbt-{name}-{he}")
     load = [round(load0, 2), round(os.getloadavg()[0], 2)]
     psi = None
     if psi_ids is None:
