@@ -53,3 +53,37 @@ def test_tall_config_runs_psi_first_then_trains_on_the_aligned_rows(tmp_path):
     # the federated trees on PSI's rows are the plaintext reference's on the harness's join of the same rows
     assert r["test_auc"] == round(r["centralized_reference"]["test_auc"], 5)
     assert r["seconds_per_tree"] > 0 and r["bytes_per_tree"] > 0 and set(r["phases_per_tree"]) >= {"encrypt", "decrypt"}
+
+
+def test_write_vertical_csv_partial_overlap_shuffled_and_bounded_memory(tmp_path):
+    import csv
+    import tracemalloc
+
+    import numpy as np
+
+    from benchmarks.synth import customer_id, write_vertical_csv
+
+    try:
+        import pandas  # noqa: F401 - imported before tracing: its import is not the writer's memory
+    except ImportError:
+        pass
+    feats = {"bank": 4, "chain": 50, "gov": 50}
+    tracemalloc.start()
+    w = write_vertical_csv(20_000, feats, tuple(feats), tmp_path, overlap=0.9, chunk_rows=1_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # one party's float32 matrix (4 MB) plus one chunk's text (~7 MB measured); make_vertical holds every party's
+    # float64 population (16.6 MB) and a shuffled copy of it (15 MB) before writing
+    assert peak < 14e6, peak
+    held = w["rows"]
+    for p, width in feats.items():
+        with open(w["paths"][p], newline="") as f:
+            rows = list(csv.reader(f))
+        head, body = rows[0], rows[1:]
+        assert head[: 2 if p == "bank" else 1] == (["id", "default"] if p == "bank" else ["id"])
+        assert len(head) == 1 + (p == "bank") + width and len(body) == 18_000
+        assert [r[0] for r in body] == [customer_id(int(i)) for i in held[p]]  # the file's own order...
+        assert not np.all(np.diff(held[p]) > 0)  # ... shuffled
+        assert any(r[-1] == "" for r in body)  # missing values in the last column
+    common = np.intersect1d(np.intersect1d(held["bank"], held["chain"]), held["gov"])
+    assert 0.6 * 20_000 < len(common) < 0.8 * 20_000  # ~0.9^3 of the customers in all three
