@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("benchmarks.run")
 
-from benchmarks.run import _markdown, run_one  # noqa: E402
+from benchmarks.run import _markdown, run_one
 
 
 def test_binning_suite_quick_reports_paillier_and_ou_side_by_side(tmp_path):

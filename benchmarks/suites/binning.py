@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-__all__ = ["add_arguments", "run", "guest", "host"]
+__all__ = ["add_arguments", "guest", "host", "run"]
 
 from benchmarks.data import data_root
 
@@ -109,7 +109,7 @@ def _centralized(ids: list[str], params: dict) -> tuple[dict, float]:
     y = tables["bank"].y
     t0 = time.perf_counter()
     iv = {}
-    for p, t in tables.items():
+    for t in tables.values():
         for j, name in enumerate(t.feature_names):
             raw = name.split(".", 1)[-1]
             iv[name] = float(fit_woe(t.X[:, j], y, name=name, method=params["method"], max_bins=params["max_bins"],
