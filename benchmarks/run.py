@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SUITES = ["paillier", "ou", "psi", "secureboost", "hetero_lr", "homo", "scoring", "transport", "scale", "flood",
+SUITES = ["paillier", "ou", "psi", "secureboost", "binning", "hetero_lr", "homo", "scoring", "transport", "scale", "flood",
           "privacy", "chaos"]
-ALL_ORDER = ["paillier", "ou", "transport", "psi", "secureboost", "hetero_lr", "homo", "scoring", "scale", "flood",
+ALL_ORDER = ["paillier", "ou", "transport", "psi", "secureboost", "binning", "hetero_lr", "homo", "scoring", "scale", "flood",
              "privacy"]  # chaos is long: run it on its own
 #: Extra options for ``all --quick`` where a suite does not shrink itself under --quick (none today: every suite does).
 QUICK_ARGS: dict[str, list[str]] = {}
@@ -182,9 +182,14 @@ def _rows(name: str, res: dict) -> list[dict]:
                  "cpu s": r.get("cpu_seconds"), "MB sent": _mb(r.get("bytes_sent")), "peak RSS MB": r.get("peak_rss_mb"),
                  "intersection": r.get("intersection"), "× plain": r.get("slowdown_vs_plain")} for r in g("runs", [])]
     if name == "secureboost":
-        return [{"config": r["config"], "trees": r.get("trees"), "rows": r.get("rows_train"),
+        return [{"config": r["config"], "he": r.get("he"), "trees": r.get("trees"), "rows": r.get("rows_train"),
+                 "PSI s": (r.get("psi") or {}).get("seconds"),
                  "seconds": r.get("seconds_total"), "s/tree": r.get("seconds_per_tree"),
                  "MB sent": _mb(r.get("bytes")), "test AUC": r.get("test_auc"), "AUC gap vs HGB": r.get("auc_gap_vs_hgb"),
+                 "peak RSS MB": r.get("peak_rss_mb")} for r in g("runs", [])]
+    if name == "binning":
+        return [{"he": r["he"], "rows": res.get("rows_aligned"), "seconds": r.get("seconds"),
+                 "MB sent": _mb(r.get("bytes_total")), "IV = fit_woe": r.get("iv_equal_to_centralized"),
                  "peak RSS MB": r.get("peak_rss_mb")} for r in g("runs", [])]
     if name == "hetero_lr":
         return [{"config": c, "run": k, "s/epoch": r.get("seconds_per_epoch"), "train s": r.get("train_seconds"),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VerticalData", "make_vertical", "write_csv", "customer_id", "aligned_party"]
+__all__ = ["VerticalData", "make_vertical", "write_csv", "write_vertical_csv", "customer_id", "aligned_party"]
 
 
 @dataclass
@@ -148,6 +148,86 @@ def write_csv(data: VerticalData, out: str | Path) -> dict[str, Path]:
         "rows": {p: len(v) for p, v in data.ids.items()}, "event_rate": float(np.mean(data.y)),
     }, indent=2))
     return paths
+
+
+def _party_block(seed: int, k: int, n_rows: int, width: int) -> np.ndarray:
+    """Party ``k``'s float32 columns for all customers (the same values on every call)."""
+    return np.random.default_rng([seed, k]).standard_normal((n_rows, width), dtype=np.float32)
+
+
+def write_vertical_csv(n_rows: int, n_features: dict, parties, out: str | Path, *, overlap: float = 0.9,
+                       seed: int = 0, chunk_rows: int = 50_000) -> dict:
+    """Write ``<party>.csv`` per party for a large population in bounded memory (the ``tall`` configuration).
+
+    The same model as :func:`make_vertical` (a logistic label over all parties'
+    columns, a few strong columns per party, 2 % missing values in each party's
+    last column), drawn differently so that no step holds more than one party's
+    float32 matrix: pass 1 draws each party's columns, adds their part of the
+    score and drops them; pass 2 draws them again (same stream), and writes the
+    rows the party holds (an ``overlap`` share of the customers, in its own
+    shuffled order) in chunks of ``chunk_rows``. 1M rows x 50 columns: 200 MB
+    plus one chunk's text.
+
+    Returns
+    -------
+    dict
+        ``{"paths": {party: Path}, "rows": {party: int64 customer numbers in file order}, "label": "default",
+        "event_rate": float}``; the first party (the guest) has the label column.
+    """
+    if not 10 <= n_rows < 10**8:
+        raise ValueError(f"n_rows must be in [10, 1e8); got {n_rows}")
+    if not 0 < overlap <= 1:
+        raise ValueError(f"overlap must be in (0, 1]; got {overlap}")
+    parties = tuple(parties)
+    widths = _widths(n_features, parties)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    crng = np.random.default_rng([seed, 10_000])
+    coef, z = {}, np.zeros(n_rows)
+    for k, p in enumerate(parties):  # pass 1: the score
+        w = np.zeros(widths[p])
+        strong = max(1, widths[p] // 3)
+        w[:strong] = crng.uniform(0.4, 0.9, strong) * crng.choice([-1, 1], strong) / (1 + 0.5 * k)
+        w[strong: 2 * strong] = crng.uniform(0.0, 0.15, len(w[strong: 2 * strong]))
+        coef[p] = w
+        z += _party_block(seed, k, n_rows, widths[p]) @ w.astype(np.float32)
+    y = (crng.random(n_rows) < 1 / (1 + np.exp(-(z - 1.3)))).astype(np.int8)
+    del z
+    paths, rows = {}, {}
+    for k, p in enumerate(parties):  # pass 2: each party's file
+        X = _party_block(seed, k, n_rows, widths[p])
+        X[crng.random(n_rows) < 0.02, -1] = np.nan
+        held = crng.permutation(n_rows)
+        held = held[: int(round(overlap * n_rows))] if overlap < 1 else held
+        cols = [f"{p}_x{j}" for j in range(widths[p])]
+        path = out / f"{p}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            for start in range(0, len(held), chunk_rows):
+                part = held[start: start + chunk_rows]
+                _write_chunk(f, [customer_id(int(i)) for i in part], X[part], cols,
+                             y[part] if k == 0 else None, header=start == 0)
+        del X
+        paths[p], rows[p] = path, held
+    return {"paths": paths, "rows": rows, "label": "default", "event_rate": float(y.mean())}
+
+
+def _write_chunk(f, ids, X: np.ndarray, columns, y, *, header: bool) -> None:
+    """Append rows to an open CSV file: pandas' C writer when installed, else the csv module."""
+    try:
+        import pandas as pd
+    except ImportError:
+        w = csv.writer(f)
+        if header:
+            w.writerow(["id", *(["default"] if y is not None else []), *columns])
+        for i, cid in enumerate(ids):
+            vals = ["" if np.isnan(v) else f"{v:.6g}" for v in X[i]]
+            w.writerow([cid, *([int(y[i])] if y is not None else []), *vals])
+        return
+    df = pd.DataFrame(X, columns=columns)
+    if y is not None:
+        df.insert(0, "default", np.asarray(y, dtype=np.int8))
+    df.insert(0, "id", ids)
+    df.to_csv(f, index=False, header=header, float_format="%.6g", na_rep="")
 
 
 def _write_fast(path: Path, ids, X: np.ndarray, columns, y) -> bool:

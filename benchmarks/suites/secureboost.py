@@ -29,12 +29,24 @@ one record each, ``he`` naming it). Each record also has ``phases_per_tree``
 binning and training).
 
 Alignment is a plain join by id done by the harness (PSI has its own suite);
-each party then reads only its own file and keeps the agreed rows.
+each party then reads only its own file and keeps the agreed rows. Except
+``tall``: its tables are drawn as real parties' would be (each party holds 90 %
+of the customers, in its own shuffled order; bounded memory:
+``synth.write_vertical_csv``), and the parties run ECDH-PSI (curve25519) on
+their whole tables first, in the same job; each then splits the intersection
+with :func:`split_positions` (seed 0, 20 % test, the same on every party with
+nothing sent) and trains on its rows. The record's ``psi`` has ``seconds`` (the
+guest's), ``seconds_per_party``, ``intersection`` (checked against the
+generator's), ``rows`` and ``bytes_sent`` per party and ``bytes_total``. The
+baselines then load one party's table at a time into joined matrices filled in
+place (``harness_peak_rss_mb`` records the harness process).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -59,7 +71,9 @@ CONFIGS = {
                           "gov": ("credit3/gov.csv", None)}, "n_trees": 5},
     # issue 17: synthetic, generated at run time (benchmarks/synth.py); FATE 2.0 publishes 114 s per tree for `wide`
     "wide": {"synth": {"rows": 100_000, "features": {"bank": 30, "host": 300}}, "n_trees": 3},
-    "tall": {"synth": {"rows": 1_000_000, "features": {"bank": 20, "chain": 50, "gov": 50}}, "n_trees": 2},
+    # tall: each party holds 90 % of the customers in its own shuffled order; PSI aligns them in the same job
+    "tall": {"synth": {"rows": 1_000_000, "features": {"bank": 20, "chain": 50, "gov": 50}, "psi": True,
+                       "overlap": 0.9}, "n_trees": 2, "timeout": 5400.0},
 }
 
 
@@ -97,53 +111,120 @@ def _count_messages(channel) -> dict:
     return counts
 
 
-def guest(channel, *, path, label, ids, test_ids, hosts, params, monotone=None):
-    """The bank: fit on the training rows, then score the test rows with the federated predict path."""
+def split_positions(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test positions in the PSI's agreed order: every party draws the same split, nothing is sent."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(round(test_fraction * n))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _psi_rows(channel, t, *, guest_name=None, hosts=None, group="curve25519") -> tuple:
+    """Run PSI on this party's ids first (same job), then this party's train/test rows of the intersection."""
+    from fedcredit.protocols.psi import run_guest, run_host
+
+    ch = channel.sub("psi")
+    sent = _count_messages(ch)
+    ids = t.ids.tolist()
+    t0 = time.perf_counter()
+    if guest_name is None:
+        res = run_guest(ch, ids, hosts=hosts, group=group)
+    else:
+        res = run_host(ch, ids, guest=guest_name, group=group)
+    psi_s = time.perf_counter() - t0
+    del ids
+    tr, te = split_positions(res.size)
+    rec = {"seconds": psi_s, "intersection": res.size, "rows": len(t),
+           "bytes_sent": sum(b for _, b in sent.values()), "messages_sent": sum(c for c, _ in sent.values())}
+    return res.index[tr], res.index[te], rec
+
+
+def guest(channel, *, path, label, ids=None, test_ids=None, hosts, params, monotone=None, psi=None):
+    """The bank: fit on the training rows, then score the test rows with the federated predict path.
+
+    ``psi`` (a dict, e.g. ``{"group": "curve25519"}``): the rows are not given; the
+    parties run PSI on their own tables first and split the intersection with
+    :func:`split_positions`.
+    """
     from fedcredit.models.metrics import auc, ks
     from fedcredit.protocols.secureboost import VerticalSecureBoost, predict_guest
 
     t = _load(path, channel.party, label)
-    tr, te = _rows(t, ids), _rows(t, test_ids)
+    if psi is None:
+        tr, te, psi_rec = _rows(t, ids), _rows(t, test_ids), None
+    else:
+        tr, te, psi_rec = _psi_rows(channel, t, hosts=hosts, **psi)
+    Xtr, ytr, Xte, yte = t.X[tr], t.y[tr], t.X[te], t.y[te]
+    del t  # the full float table (1M rows on `tall`) is not held while training
     fit_ch = channel.sub("fit")
     sent = _count_messages(fit_ch)
     t0 = time.perf_counter()
-    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], t.y[tr], hosts=hosts, monotonic_cst=monotone)
+    est = VerticalSecureBoost(**params).fit(fit_ch, Xtr, ytr, hosts=hosts, monotonic_cst=monotone)
     fit_s = time.perf_counter() - t0
     fit_sent = {k: list(v) for k, v in sent.items()}
     t0 = time.perf_counter()
-    p = predict_guest(channel.sub("score"), est.model_, t.X[te])
+    p = predict_guest(channel.sub("score"), est.model_, Xte)
     res = dict(est.result_)
     res.pop("per_tree", None)
     per_tree = [x["seconds"] for x in est.result_["per_tree"]]
-    return {"fit_seconds": fit_s, "score_seconds": time.perf_counter() - t0, "test_auc": float(auc(t.y[te], p)),
-            "test_ks": float(ks(t.y[te], p)), "seconds_per_tree_median": statistics.median(per_tree),
-            "seconds_per_tree_all": per_tree, "report": res, "fit_messages_sent": fit_sent}
+    return {"fit_seconds": fit_s, "score_seconds": time.perf_counter() - t0, "test_auc": float(auc(yte, p)),
+            "test_ks": float(ks(yte, p)), "seconds_per_tree_median": statistics.median(per_tree),
+            "seconds_per_tree_all": per_tree, "report": res, "fit_messages_sent": fit_sent, "psi": psi_rec}
 
 
-def host(channel, *, path, ids, test_ids, guest_name, params, monotone=None):
+def host(channel, *, path, ids=None, test_ids=None, guest_name, params, monotone=None, psi=None):
     from fedcredit.protocols.secureboost import VerticalSecureBoost, predict_host
 
     t = _load(path, channel.party, None)
-    tr, te = _rows(t, ids), _rows(t, test_ids)
+    if psi is None:
+        tr, te, psi_rec = _rows(t, ids), _rows(t, test_ids), None
+    else:
+        tr, te, psi_rec = _psi_rows(channel, t, guest_name=guest_name, **psi)
+    Xtr, Xte = t.X[tr], t.X[te]
+    del t
     fit_ch = channel.sub("fit")
     sent = _count_messages(fit_ch)
-    est = VerticalSecureBoost(**params).fit(fit_ch, t.X[tr], guest=guest_name, monotonic_cst=monotone)
+    est = VerticalSecureBoost(**params).fit(fit_ch, Xtr, guest=guest_name, monotonic_cst=monotone)
     fit_sent = {k: list(v) for k, v in sent.items()}
-    predict_host(channel.sub("score"), est.model_, t.X[te], guest=guest_name)
-    return {"report": est.result_, "fit_messages_sent": fit_sent}
+    predict_host(channel.sub("score"), est.model_, Xte, guest=guest_name)
+    return {"report": est.result_, "fit_messages_sent": fit_sent, "psi": psi_rec}
 
 
 def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr, monotone=None):
+    Xtr = np.hstack([t.X[_rows(t, tr_ids)] for t in tables.values()])
+    Xte = np.hstack([t.X[_rows(t, te_ids)] for t in tables.values()])
+    lt = tables[label_party]
+    ytr, yte = lt.y[_rows(lt, tr_ids)], lt.y[_rows(lt, te_ids)]
+    return _baselines(Xtr, Xte, ytr, yte, n_trees, depth, lr, monotone, list(tables))
+
+
+def _joined(files: dict, widths: dict, label_party: str, tr_ids, te_ids):
+    """The joined train/test matrices in bounded memory: filled in place, one party's table loaded at a time."""
+    Xtr = np.empty((len(tr_ids), sum(widths.values())))
+    Xte = np.empty((len(te_ids), sum(widths.values())))
+    col, ys = 0, None
+    for p, (f, lab) in files.items():
+        t = _load(f, p, lab)
+        pos = {i: k for k, i in enumerate(t.ids.tolist())}
+        tr = np.fromiter((pos[i] for i in tr_ids), dtype=np.int64, count=len(tr_ids))
+        te = np.fromiter((pos[i] for i in te_ids), dtype=np.int64, count=len(te_ids))
+        del pos
+        Xtr[:, col: col + widths[p]] = t.X[tr]
+        Xte[:, col: col + widths[p]] = t.X[te]
+        col += widths[p]
+        if p == label_party:
+            ys = (t.y[tr], t.y[te])
+        del t
+    return Xtr, Xte, ys[0], ys[1]
+
+
+def _baselines(Xtr, Xte, ytr, yte, n_trees, depth, lr, monotone=None, parties=()):
+    """Centralized scikit-learn HGB and our plaintext reference on the same joined split."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
     from fedcredit.models.metrics import ks
     from fedcredit.models.tree import GBDTReference
 
-    Xtr = np.hstack([t.X[_rows(t, tr_ids)] for t in tables.values()])
-    Xte = np.hstack([t.X[_rows(t, te_ids)] for t in tables.values()])
-    lt = tables[label_party]
-    ytr, yte = lt.y[_rows(lt, tr_ids)], lt.y[_rows(lt, te_ids)]
     t0 = time.perf_counter()
     hgb = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=depth, learning_rate=lr, max_bins=31,
                                          min_samples_leaf=1, l2_regularization=1.0, early_stopping=False,
@@ -159,7 +240,7 @@ def _centralized(tables, label_party, tr_ids, te_ids, n_trees, depth, lr, monoto
         "reference": {"test_auc": float(roc_auc_score(yte, pr)), "test_ks": float(ks(yte, pr)), "seconds": ref_s},
     }
     if monotone is not None:  # the same constraints centrally: scikit-learn and our reference
-        cst = np.concatenate([monotone[p] for p in tables])
+        cst = np.concatenate([monotone[p] for p in parties])
         hgb = HistGradientBoostingClassifier(max_iter=n_trees, max_depth=depth, learning_rate=lr, max_bins=31,
                                              min_samples_leaf=1, l2_regularization=1.0, early_stopping=False,
                                              max_leaf_nodes=None, monotonic_cst=cst).fit(Xtr, ytr)
@@ -180,6 +261,21 @@ def _synth_files(cfg: dict, rows: int, out: Path) -> dict:
     paths = write_csv(data, out)
     first = next(iter(feats))
     return {p: (str(paths[p]), "default" if p == first else None) for p in feats}
+
+
+def _synth_psi_files(cfg: dict, rows: int, out: Path) -> tuple[dict, list[str]]:
+    """Tables with partial overlap in each party's own shuffled order (bounded memory), and the expected PSI
+    intersection in PSI's agreed order (ascending normalized id: these ids are fixed-width, so ascending number)."""
+    from benchmarks.synth import customer_id, write_vertical_csv
+
+    feats = cfg["synth"]["features"]
+    w = write_vertical_csv(rows, feats, tuple(feats), out, overlap=cfg["synth"].get("overlap", 0.9), seed=0)
+    common = None
+    for held in w["rows"].values():
+        common = np.sort(held) if common is None else np.intersect1d(common, held, assume_unique=True)
+    first = next(iter(feats))
+    files = {p: (str(w["paths"][p]), w["label"] if p == first else None) for p in feats}
+    return files, [customer_id(int(i)) for i in common]
 
 
 _PHASES = {"encrypt": ("guest", "encrypt"), "host_histogram": ("host", "histogram"), "compress": ("host", "compress"),
@@ -203,31 +299,41 @@ def _one(name: str, args, he: str = "paillier") -> dict:
     rows = args.synth_rows or cfg["synth"]["rows"]
     with tempfile.TemporaryDirectory(prefix=f"fedcredit-sbt-{name}-") as d:
         t0 = time.perf_counter()
-        files = _synth_files(cfg, rows, Path(d))
+        if cfg["synth"].get("psi"):
+            files, psi_ids = _synth_psi_files(cfg, rows, Path(d))
+        else:
+            files, psi_ids = _synth_files(cfg, rows, Path(d)), None
         synth_s = time.perf_counter() - t0
-        rec = _one_files(name, dict(cfg, files=files), args, he)
+        rec = _one_files(name, dict(cfg, files=files), args, he, psi_ids)
     rec.update(rows_generated=rows, reduced=rows != cfg["synth"]["rows"], synth_seconds=round(synth_s, 2),
                features={p: n for p, n in cfg["synth"]["features"].items()})
     return rec
 
 
-def _one_files(name: str, cfg: dict, args, he: str) -> dict:
+def _one_files(name: str, cfg: dict, args, he: str, psi_ids: list[str] | None = None) -> dict:
+    """One record. ``psi_ids`` (the expected intersection in PSI's agreed order): the parties get no rows from
+    the harness; they run PSI on their whole tables first in the same job and split what it agreed on."""
     from sklearn.model_selection import train_test_split
 
     from benchmarks.harness import run_processes
 
     n_trees = 2 if args.quick else cfg["n_trees"]
-    tables = {p: _load(f, p, lab) for p, (f, lab) in cfg["files"].items()}
     parties = list(cfg["files"])
     g = parties[0]
-    common = set(tables[g].ids.tolist())
-    for p in parties[1:]:
-        common &= set(tables[p].ids.tolist())
-    ids = sorted(common)
-    lt = tables[g]
-    y = lt.y[_rows(lt, ids)]
-    tr, te = train_test_split(np.arange(len(ids)), test_size=0.2, stratify=y, random_state=0)
-    tr_ids, te_ids = [ids[i] for i in sorted(tr)], [ids[i] for i in sorted(te)]
+    if psi_ids is None:
+        tables = {p: _load(f, p, lab) for p, (f, lab) in cfg["files"].items()}
+        common = set(tables[g].ids.tolist())
+        for p in parties[1:]:
+            common &= set(tables[p].ids.tolist())
+        ids = sorted(common)
+        lt = tables[g]
+        y = lt.y[_rows(lt, ids)]
+        tr, te = train_test_split(np.arange(len(ids)), test_size=0.2, stratify=y, random_state=0)
+        tr, te = sorted(tr), sorted(te)
+    else:  # nothing loaded here while the parties run (1M rows on `tall`)
+        tables, ids = None, psi_ids
+        tr, te = split_positions(len(ids))
+    tr_ids, te_ids = [ids[i] for i in tr], [ids[i] for i in te]
     params = {"n_trees": n_trees, "max_depth": args.max_depth, "learning_rate": args.learning_rate, "max_bins": 32,
               "key_bits": args.key_bits, "he": he}
     roles = {g: "benchmarks.suites.secureboost:guest"}
@@ -238,13 +344,34 @@ def _one_files(name: str, cfg: dict, args, he: str) -> dict:
         roles[p] = "benchmarks.suites.secureboost:host"
         kwargs[p] = {"path": cfg["files"][p][0], "ids": tr_ids, "test_ids": te_ids, "guest_name": g, "params": params,
                      "monotone": mono and mono[p]}
-    out = run_processes(roles, kwargs, timeout=args.timeout, job_id=f"sbt-{name}-{he}")
-    base = _centralized(tables, g, tr_ids, te_ids, n_trees, args.max_depth, args.learning_rate, mono)
+    if psi_ids is not None:
+        for p in parties:
+            kwargs[p].update(ids=None, test_ids=None, psi={"group": "curve25519"})
+    load0 = os.getloadavg()[0]
+    # PSI of three 900k-row tables, then 2 trees on 583k rows: more than the default 30 minutes on a busy machine
+    out = run_processes(roles, kwargs, timeout=max(args.timeout, cfg.get("timeout", 0.0)), job_id=f"sbt-{name}-{he}")
+    load = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    psi = None
+    if psi_ids is None:
+        base = _centralized(tables, g, tr_ids, te_ids, n_trees, args.max_depth, args.learning_rate, mono)
+    else:
+        found = {p: out[p]["psi"]["intersection"] for p in parties}
+        if set(found.values()) != {len(ids)}:
+            raise RuntimeError(f"PSI found {found}, expected {len(ids)} on every party")
+        psi = {"seconds": round(out[g]["psi"]["seconds"], 2), "intersection": len(ids), "group": "curve25519",
+               "rows": {p: out[p]["psi"]["rows"] for p in parties},
+               "seconds_per_party": {p: round(out[p]["psi"]["seconds"], 2) for p in parties},
+               "bytes_sent": {p: out[p]["psi"]["bytes_sent"] for p in parties},
+               "bytes_total": sum(out[p]["psi"]["bytes_sent"] for p in parties)}
+        widths = cfg["synth"]["features"]
+        Xtr, Xte, ytr, yte = _joined(cfg["files"], widths, g, tr_ids, te_ids)
+        base = _baselines(Xtr, Xte, ytr, yte, n_trees, args.max_depth, args.learning_rate, mono, parties)
+        del Xtr, Xte
     gr = out[g]
     trees_built = len(gr["seconds_per_tree_all"])
     fit_bytes = sum(b for p in parties for _, b in out[p]["fit_messages_sent"].values())
     return {
-        "config": name, "he": gr["report"]["he"], "parties": parties, "rows_aligned": len(ids), "rows_train": len(tr_ids), "key_bits": args.key_bits,
+        "config": name, "he": gr["report"]["he"], "parties": parties, **({"psi": psi} if psi else {}), "rows_aligned": len(ids), "rows_train": len(tr_ids), "key_bits": args.key_bits,
         "trees": gr["report"]["trees"], "max_depth": args.max_depth, "learning_rate": args.learning_rate,
         "max_bins": 32, "seconds_total": round(gr["fit_seconds"], 3),
         "seconds_per_tree": round(gr["seconds_per_tree_median"], 3),
@@ -262,6 +389,8 @@ def _one_files(name: str, cfg: dict, args, he: str) -> dict:
         "test_auc": round(gr["test_auc"], 5), "test_ks": round(gr["test_ks"], 5),
         "centralized_hgb": base["hgb"], "centralized_reference": base["reference"],
         "auc_gap_vs_hgb": round(gr["test_auc"] - base["hgb"]["test_auc"], 5),
+        "load_average_before_after": load,
+        "harness_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **({"monotone": {"constrained": {p: int(np.count_nonzero(c)) for p, c in mono.items()},
                          "test_auc_unconstrained_reference": base["reference"]["test_auc"],
                          "hgb_monotone": base["hgb_monotone"], "reference_monotone": base["reference_monotone"],
