@@ -185,3 +185,20 @@ def test_unknown_kernel_still_refused(keys):
     pk, sk = keys
     with pytest.raises(ConfigError):
         sk.encrypt_ints([1]).histogram(np.zeros((1, 1), dtype=np.uint8), 2, kernel="fast")
+
+
+# ---------------------------------------------------------------- threaded decryption
+def test_threaded_decryption_equals_serial_and_the_guard_still_refuses(keys):
+    pk, sk = keys
+    ms = list(range(-40, 40))
+    cv = sk.encrypt_ints(ms)
+    assert sk.decrypt_signed(cv, parallel=True) == sk.decrypt_signed(cv, parallel=False) == ms
+    # a crafted plaintext >= p among valid ones: nothing is released on either path
+    crafted = pk.vector_from_raw([int(gmpy2.powmod(pk.g, sk._p + sk._p // 3, pk.n))] + [int(c) for c in cv.ciphertexts()])
+    from fedcredit.errors import DecryptionError
+
+    for par in (True, False):
+        with pytest.raises(DecryptionError):
+            sk.decrypt_signed(crafted, parallel=par)
+        with pytest.raises(DecryptionError):
+            sk.decrypt_ints(crafted, parallel=par)

@@ -392,7 +392,7 @@ class PrivateKey:
         if not isinstance(cv, CipherVector) or cv.public_key != self.public_key:
             raise DecryptionError()
 
-    def _decrypt_unchecked(self, cv: "CipherVector") -> list[int]:
+    def _decrypt_unchecked(self, cv: "CipherVector", parallel: bool | None = None) -> list[int]:
         """Residues ``m mod p`` with no plaintext guard (hazmat: never release these)."""
         self._check_vector(cv)
         n = self.public_key._mn
@@ -400,7 +400,7 @@ class PrivateKey:
             if not 0 < c < n or gmpy2.gcd(c, n) != 1:
                 raise DecryptionError()
         try:
-            return [int(m) for m in self._get_engine().decrypt(cv._c)]
+            return [int(m) for m in self._get_engine().decrypt(list(cv._c), parallel)]
         except Exception:
             raise DecryptionError() from None
 
@@ -420,6 +420,8 @@ class PrivateKey:
         cv : CipherVector
         bound_bits : int, optional
             Declared bound (default and maximum: ``public_key.plaintext_bits``).
+        parallel : bool or None
+            Split the exponentiations over one thread per core (GIL-free; None: from 16 values).
 
         Raises
         ------
@@ -429,7 +431,7 @@ class PrivateKey:
             is returned, so a crafted plaintext ``>= p`` reveals no multiple of ``p``).
         """
         bound = self._bound(bound_bits)
-        ms = self._decrypt_unchecked(cv)
+        ms = self._decrypt_unchecked(cv, parallel)
         if any(m >= bound for m in ms):
             raise DecryptionError()
         return ms
@@ -439,7 +441,7 @@ class PrivateKey:
         bound = self._bound(bound_bits)
         p = self._p
         out = []
-        for m in self._decrypt_unchecked(cv):
+        for m in self._decrypt_unchecked(cv, parallel):
             if m < bound:
                 out.append(m)
             elif m > p - bound:
@@ -450,7 +452,7 @@ class PrivateKey:
 
     def decrypt(self, cv: "CipherVector", *, bound_bits: int | None = None, parallel: bool | None = None) -> np.ndarray:
         """Decrypt a fixed-point vector to ``float64`` using its ``frac_bits`` (signed, guarded)."""
-        vals = self.decrypt_signed(cv, bound_bits=bound_bits)
+        vals = self.decrypt_signed(cv, bound_bits=bound_bits, parallel=parallel)
         try:
             return FixedPoint(frac_bits=cv.frac_bits).decode(vals)
         except (OverflowError, ValueError):
