@@ -41,7 +41,7 @@ def test_quick_demo_json_has_steps_models_and_bytes(quick_run):
     assert {"psi", "binning", "select", "secureboost", "hetero_lr", "scorecard", "evaluate", "homo"} <= kinds
     assert all(s["state"] == "succeeded" and s["seconds"] >= 0 for s in summary["steps"])
     assert all(s["bytes_on_wire"] > 0 for s in summary["steps"] if s["kind"] != "scorecard")  # scorecard: local
-    assert summary["bytes_on_wire"]["sbt"]["secureboost"] > 1_000_000  # Paillier ciphertexts of (g, h)
+    assert summary["bytes_on_wire"]["sbt"]["secureboost"] > 1_000_000  # the (g, h) ciphertexts (OU by default)
     models = {m["model"]: m for m in summary["models"]}
     assert set(models) == {"SecureBoost", "hetero LR", "homo LR"}
     for m in models.values():

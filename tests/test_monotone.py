@@ -190,7 +190,7 @@ def test_job_step_takes_constraints_from_table_config_and_job(keypair, tmp_path,
     cfgs = {"bank": TableConfig("credit", tmp_path / "b.csv"),
             "chain": TableConfig("credit", tmp_path / "c.csv", monotone={"bill_amt1": -1})}
     monkeypatch.setattr(paillier, "generate_keypair", lambda bits=2048: keypair)
-    params = {"n_trees": 2, "max_depth": 2, "weight_column": "w",
+    params = {"n_trees": 2, "max_depth": 2, "weight_column": "w", "he": "paillier",  # the patched small key
               "monotone": {"bank": {"pay_0": 1}, "chain": {"pay_amt1": -1}}}
     roles = {"bank": "guest", "chain": "host"}
 

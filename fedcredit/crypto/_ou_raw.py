@@ -185,12 +185,12 @@ class PublicEngine:
 class OwnerEngine:
     """Encryption and decryption for the key owner, with CRT over ``p^2`` and ``q``.
 
-    Encryption draws ``r`` exactly as :class:`PublicEngine` does and evaluates ``g^m h^r``
-    modulo ``p^2`` and ``q`` separately, then recombines: the same ciphertext distribution,
-    several times faster.  Modulo ``p^2``, ``h`` has order dividing ``p - 1``, so the
-    exponent of ``h`` shrinks to ``r mod (p - 1)``; modulo ``q``, ``h = g^n`` gives
-    ``g^m h^r = g^((m + n r) mod (q - 1))``, one exponentiation.  Both fixed-base walks
-    share one loop (half the interpreter overhead).
+    Encryption is ``c = g^m h^r`` with a fresh **short** ``r`` uniform below ``2^r_bits``
+    (``r_bits = short_exponent_bits(|n|)``: 256 at 2048 and 3072 bits), evaluated modulo
+    ``p^2`` and ``q`` from fixed-base tables of ``h`` and ``g`` and recombined (CRT).  The
+    short exponent is the assumption the Paillier owner path already makes; the argument
+    (Pollard's kangaroo over ``r``: ``2^(r_bits/2)`` steps) is in docs/crypto.md, "OU".
+    ``h`` walks modulo ``p^2`` and ``q`` share one loop (half the interpreter overhead).
     """
 
     def __init__(self, p, q, g, h, m_bits: int, r_bits: int, window: int = 10):
@@ -198,56 +198,59 @@ class OwnerEngine:
         self.p2 = p2 = p * p
         self.n = p2 * q
         self.r_bits = int(r_bits)
-        self.pm1, self.qm1 = p - 1, q - 1
+        self.pm1 = p - 1
         self.p2_inv_q = gmpy2.invert(p2, q)
         g, h = mpz(g), mpz(h)
         self.gp_inv = gmpy2.invert((powmod(g % p2, p - 1, p2) - 1) // p, p)
         self.tg_p = FixedBase(g, p2, m_bits, window)
-        e_bits = max(p.bit_length(), q.bit_length())  # same row count for the fused walk
-        self.th_p = FixedBase(h, p2, e_bits, window)
-        self.tg_q = FixedBase(g, q, e_bits, window)
+        self.tg_q = FixedBase(g, q, m_bits, window)
+        self.th_p = FixedBase(h, p2, self.r_bits, window)
+        self.th_q = FixedBase(h, q, self.r_bits, window)
 
     def _crt(self, cp, cq):
         return cp + self.p2 * ((cq - cp) * self.p2_inv_q % self.q)
 
-    def _walk(self, ms) -> list:
-        """``(h^r mod p^2, g^m h^r mod q)`` for each ``m``, one fresh ``r`` each."""
-        randbits, rb, pm1, qm1, n = secrets.randbits, self.r_bits, self.pm1, self.qm1, self.n
+    def _walk(self, count: int) -> list:
+        """``(h^r mod p^2, h^r mod q)`` for ``count`` fresh short ``r``."""
+        randbits, rb = secrets.randbits, self.r_bits
         p2, q = self.p2, self.q
-        tp, tq = self.th_p.table, self.tg_q.table
+        tp, tq = self.th_p.table, self.th_q.table
         tp0, tq0, rows = tp[0], tq[0], list(zip(tp[1:], tq[1:]))
         mask, w = self.th_p.mask, self.th_p.window
         out = []
-        for m in ms:
-            r = mpz(randbits(rb))
-            ep, eq = r % pm1, (m + n * r) % qm1
-            ap, aq = tp0[ep & mask], tq0[eq & mask]
-            ep >>= w
-            eq >>= w
-            for rp, rq in rows:
-                ap = ap * rp[ep & mask] % p2
-                aq = aq * rq[eq & mask] % q
-                ep >>= w
-                eq >>= w
+        for _ in range(count):
+            r = randbits(rb)
+            e = r & mask
+            ap, aq = tp0[e], tq0[e]
+            r >>= w
+            for rp, rq in rows:  # the exponent is the same on both sides: one index per row
+                e = r & mask
+                ap = ap * rp[e] % p2
+                aq = aq * rq[e] % q
+                r >>= w
             out.append((ap, aq))
         return out
 
     def encrypt(self, ms) -> list:
         """Encrypt signed integers (``|m| < 2^m_bits``, checked by the caller)."""
-        p2, inv, tgp, crt = self.p2, gmpy2.invert, self.tg_p, self._crt
+        p2, q, inv, tgp, tgq, crt = self.p2, self.q, gmpy2.invert, self.tg_p, self.tg_q, self._crt
         out = []
-        for m, (ap, cq) in zip(ms, self._walk(ms)):
-            gp = tgp.pow(m) if m >= 0 else inv(tgp.pow(-m), p2)
-            out.append(crt(gp * ap % p2, cq))
+        for m, (ap, aq) in zip(ms, self._walk(len(ms))):
+            if m >= 0:
+                gp, gq = tgp.pow(m), tgq.pow(m)
+            else:
+                gp, gq = inv(tgp.pow(-m), p2), inv(tgq.pow(-m), q)
+            out.append(crt(gp * ap % p2, gq * aq % q))
         return out
 
     def obfuscate(self, cs) -> list:
-        """Multiply each ciphertext by a fresh ``h^r`` (an encryption of 0)."""
+        """Multiply each ciphertext by a fresh ``h^r`` (an encryption of 0, short ``r``)."""
         p2, q, crt = self.p2, self.q, self._crt
-        return [crt(c * rp % p2, c * rq % q) for c, (rp, rq) in zip(cs, self._walk([0] * len(cs)))]
+        return [crt(c * rp % p2, c * rq % q) for c, (rp, rq) in zip(cs, self._walk(len(cs)))]
 
-    def decrypt(self, cs) -> list:
+    def decrypt(self, cs, parallel: bool | None = None) -> list:
         """Plaintexts in ``[0, p)`` -- unchecked: :mod:`fedcredit.crypto.ou` applies the guard."""
         p, p2, pm1, gp_inv = self.p, self.p2, self.pm1, self.gp_inv
-        xs = gmpy2.powmod_base_list([c % p2 for c in cs], pm1, p2) if len(cs) else []
+        # GIL-free and split over one thread per core from 16 values (the guest decrypts while hosts wait)
+        xs = powmod_many([c % p2 for c in cs], pm1, p2, parallel)
         return [(x - 1) // p * gp_inv % p for x in xs]

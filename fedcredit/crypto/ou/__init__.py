@@ -55,9 +55,13 @@ ciphertexts, use OU only behind this check -- see docs/crypto.md, "OU".
 
 Randomness
 ----------
-All of it from :mod:`secrets`.  Encryption uses ``r`` uniform below
+All of it from :mod:`secrets`.  Public encryption uses ``r`` uniform below
 ``2^(|p| + |q| + 128)``, so ``h^r`` is within ``2^-128`` of uniform in ``<h>`` (whose
-order divides ``lcm(p-1, q-1)``): textbook OU, no short-exponent assumption.  ``g`` and
+order divides ``lcm(p-1, q-1)``): textbook OU, no short-exponent assumption.  The key
+owner's encryption uses a short ``r`` of ``owner_r_bits`` (256 at 2048 and 3072 bits,
+the rule of Paillier's fixed base): a guessed plaintext is then tested by a kangaroo
+search over ``r`` in ``2^128`` steps, and semantic security adds the short-exponent
+assumption Paillier's owner path already makes (docs/crypto.md, "OU").  ``g`` and
 ``h`` are public, so their fixed-base tables are no secret state.  Because ``h = g^n``,
 ``g``'s component outside the order-``p`` subgroup lies in ``<h>`` and ``g^m h^r``
 reveals nothing about ``m`` through characters such as the Jacobi symbol.

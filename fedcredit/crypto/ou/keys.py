@@ -21,7 +21,7 @@ from ...errors import ConfigError, DataError, DecryptionError
 from .. import parallel as _par
 from .. import pool as _pool
 from .._ou_raw import OwnerEngine, PublicEngine, random_units_nth_power
-from .._raw import _obj_array
+from .._raw import _obj_array, short_exponent_bits
 from ..blob import CipherBlob, check_header, units_from_bytes
 from ..paillier.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import SCHEME, CipherVector
@@ -121,6 +121,10 @@ class PublicKey:
     plaintext_bits : int
         Plaintexts (and every homomorphic result that will be decrypted) must have
         magnitude below ``2^plaintext_bits = 2^(p_bits - 1 - GUARD_BITS)``.
+    r_bits : int
+        Length of ``r`` in public encryption (``|p| + |q| + 128``: textbook, no extra assumption).
+    owner_r_bits : int
+        Length of ``r`` in the key owner's encryption (short exponent, 256 at 2048 and 3072 bits).
     width : int
         Bytes of one serialized ciphertext (bytes of ``n``).
     fingerprint : bytes
@@ -144,6 +148,8 @@ class PublicKey:
         self.p_bits = _p_bits(bits)
         self.plaintext_bits = self.p_bits - 1 - GUARD_BITS
         self.r_bits = bits - self.p_bits + 128  # |p| + |q| + 128 >= log2 lcm(p-1, q-1) + 128
+        # the key owner's own encryptions: a short r (256 bits at 2048/3072; kangaroo 2^128, docs/crypto.md)
+        self.owner_r_bits = short_exponent_bits(bits)
         self.width = (bits + 7) // 8
         self._bytes = tuple(v.to_bytes(self.width, "big") for v in (n, g, h))
         self.fingerprint = hashlib.sha256(SCHEME.encode() + b"".join(self._bytes)).digest()
@@ -344,12 +350,12 @@ class PrivateKey:
         with self._lock:
             if self._engine is None:
                 pk = self.public_key
-                self._engine = OwnerEngine(self._p, self._q, pk.g, pk.h, pk.plaintext_bits, pk.r_bits)
+                self._engine = OwnerEngine(self._p, self._q, pk.g, pk.h, pk.plaintext_bits, pk.owner_r_bits)
             return self._engine
 
     # -------------------------------------------------- encryption (key owner)
     def encrypt_ints(self, ints, *, parallel: bool | None = None) -> "CipherVector":
-        """Encrypt integers as the key owner (CRT over ``p^2`` and ``q``; same distribution as public).
+        """Encrypt integers as the key owner: ``g^m h^r`` with a short ``r`` (``owner_r_bits``), CRT over ``p^2`` and ``q``.
 
         ``parallel``: split over the party's process pool (None: from ``PARALLEL_MIN`` values with
         2048-bit or larger keys), like Paillier; the workers rebuild the CRT engine from key bytes
@@ -361,7 +367,7 @@ class PrivateKey:
             kb = _pool.KeyBytes
             w = pk.width
             key = (kb(int(self._p).to_bytes(w, "big")), kb(int(self._q).to_bytes(w, "big")), pk._bytes[1],
-                   pk._bytes[2], pk.plaintext_bits, pk.r_bits)
+                   pk._bytes[2], pk.plaintext_bits, pk.owner_r_bits)
             parts = _par.split(len(ms), _par.pool_size())
             res = _par.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w) for lo, hi in parts])
             fb, data = mpz.from_bytes, b"".join(res)
@@ -376,7 +382,7 @@ class PrivateKey:
         return CipherVector._make(self.public_key, cv._c, frac_bits, fresh=True)
 
     def obfuscate(self, cv: "CipherVector", *, parallel: bool | None = None) -> "CipherVector":
-        """Re-randomize ``cv`` with fresh ``h^r`` (CRT), for vectors the owner itself sends on."""
+        """Re-randomize ``cv`` with fresh ``h^r`` (short ``r``, CRT), for vectors the owner itself sends on."""
         self._check_vector(cv)
         cs = self._get_engine().obfuscate(list(cv._c))
         return CipherVector._make(self.public_key, _obj_array(cs), cv.frac_bits, fresh=True)
@@ -386,7 +392,7 @@ class PrivateKey:
         if not isinstance(cv, CipherVector) or cv.public_key != self.public_key:
             raise DecryptionError()
 
-    def _decrypt_unchecked(self, cv: "CipherVector") -> list[int]:
+    def _decrypt_unchecked(self, cv: "CipherVector", parallel: bool | None = None) -> list[int]:
         """Residues ``m mod p`` with no plaintext guard (hazmat: never release these)."""
         self._check_vector(cv)
         n = self.public_key._mn
@@ -394,7 +400,7 @@ class PrivateKey:
             if not 0 < c < n or gmpy2.gcd(c, n) != 1:
                 raise DecryptionError()
         try:
-            return [int(m) for m in self._get_engine().decrypt(cv._c)]
+            return [int(m) for m in self._get_engine().decrypt(list(cv._c), parallel)]
         except Exception:
             raise DecryptionError() from None
 
@@ -414,6 +420,8 @@ class PrivateKey:
         cv : CipherVector
         bound_bits : int, optional
             Declared bound (default and maximum: ``public_key.plaintext_bits``).
+        parallel : bool or None
+            Split the exponentiations over one thread per core (GIL-free; None: from 16 values).
 
         Raises
         ------
@@ -423,7 +431,7 @@ class PrivateKey:
             is returned, so a crafted plaintext ``>= p`` reveals no multiple of ``p``).
         """
         bound = self._bound(bound_bits)
-        ms = self._decrypt_unchecked(cv)
+        ms = self._decrypt_unchecked(cv, parallel)
         if any(m >= bound for m in ms):
             raise DecryptionError()
         return ms
@@ -433,7 +441,7 @@ class PrivateKey:
         bound = self._bound(bound_bits)
         p = self._p
         out = []
-        for m in self._decrypt_unchecked(cv):
+        for m in self._decrypt_unchecked(cv, parallel):
             if m < bound:
                 out.append(m)
             elif m > p - bound:
@@ -444,7 +452,7 @@ class PrivateKey:
 
     def decrypt(self, cv: "CipherVector", *, bound_bits: int | None = None, parallel: bool | None = None) -> np.ndarray:
         """Decrypt a fixed-point vector to ``float64`` using its ``frac_bits`` (signed, guarded)."""
-        vals = self.decrypt_signed(cv, bound_bits=bound_bits)
+        vals = self.decrypt_signed(cv, bound_bits=bound_bits, parallel=parallel)
         try:
             return FixedPoint(frac_bits=cv.frac_bits).decode(vals)
         except (OverflowError, ValueError):

@@ -140,13 +140,14 @@ class VerticalSecureBoost(_BaseEstimator):
         None: as many as fit in 64 MiB (131,072 rows at 2048 bits), well under the default
         ``[transport] max_message_mib = 256``; set it lower if a party's limit is lower. It
         changes neither the trees nor the run id (a resumed run may change it).
-    he : {"paillier", "ou"}, default="paillier"
+    he : {"ou", "paillier"}, default="ou"
         The additive scheme of the run (the guest generates the key and names the
-        scheme in SETUP; :mod:`.he`). Okamoto-Uchiyama has half-size ciphertexts
-        and ~3x faster additions but ~0.65x the key owner's encryption speed: the
-        faster choice for wide host tables (2x on ``wide``), not for narrow ones;
-        the guest's guarded decryption keeps its key-recovery pitfall out of reach
-        (``docs/secureboost.md``, "Scheme"). Both give the same trees.
+        scheme in SETUP; :mod:`.he`). Okamoto-Uchiyama has half-size ciphertexts,
+        ~3x faster additions and (short-exponent owner encryption) faster key-owner
+        encryption: the faster choice on narrow and wide tables alike; the guest's
+        guarded decryption keeps its key-recovery pitfall out of reach
+        (``docs/secureboost.md``, "Scheme"). Both give the same trees. A host on a
+        distributed (Dask) compute backend refuses ``"ou"``: use ``"paillier"`` there.
     random_state : int, default=0
         Seeds per-tree row/feature sampling (public: every party knows it). The
         validation split has its own secret seed (``validation_seed_``).

@@ -27,10 +27,10 @@ __all__ = ["SCHEMES", "DEFAULT_HE", "generate_keypair", "scheme_of", "plaintext_
 
 #: The schemes a run may use (the ``he`` parameter).
 SCHEMES = ("ou", "paillier")
-#: Default of ``VerticalSecureBoost(he=...)``: Paillier, the faster end to end on the narrow default_credit
-#: (dc5: 4.1 against 5.8 s per tree, the key owner's encryption dominates there); OU is ~2x faster on wide
-#: tables (benchmarks/README.md, "Wide and tall tables (issue #17)").
-DEFAULT_HE = "paillier"
+#: Default of ``VerticalSecureBoost(he=...)``: OU, the faster end to end on both the narrow default_credit and
+#: wide host tables once the key owner encrypts with a short exponent (same-run A/B figures in docs/secureboost.md,
+#: "Scheme"). With a distributed (Dask) compute backend on a host, set ``he="paillier"``.
+DEFAULT_HE = "ou"
 
 _MODULES = {"ou": ou, "paillier": paillier}
 
