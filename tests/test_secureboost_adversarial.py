@@ -196,6 +196,29 @@ def test_resume_keeps_the_secret_split(keypair, tmp_path):
         assert all(a.value == b.value for ta, tb in zip(model.trees, ref.trees_) for a, b in zip(ta, tb))
 
 
+def test_a_resumed_run_stops_where_an_uninterrupted_run_stops(keypair, tmp_path, monkeypatch):
+    """Early stopping replays the resumed trees' validation losses: a run resumed after its best tree keeps the
+    same trees as the uninterrupted run and the reference (it used to restart the rule and keep a worse tree).
+
+    Split seed 47 on these 800 rows: the reference's best prefix is 1 tree of 3, so the checkpoint holds 1 tree
+    and the resumed run builds trees 2 and 3, neither of which improves the validation loss."""
+    import fedcredit.protocols.secureboost.guest as guest_mod
+
+    monkeypatch.setattr(guest_mod.secrets, "randbits", lambda k: 47)
+    Xg, Xh, y = _default_credit(800)
+    kw = dict(n_trees=3, max_depth=2, early_stopping_rounds=3, random_state=1)
+    ref = GBDTReference(**kw, min_node_rows=spec.MIN_NODE_ROWS, gh_bits=spec.GH_BITS,
+                        validation_seed=47).fit(np.hstack([Xg, Xh]), y)
+    assert len(ref.trees_) == 1 and len(ref.validation_loss_) == 3  # the case this test is about
+    full = _fit(Xg, Xh, y, kw, keypair, workdir=tmp_path)
+    assert full["bank"].validation_seed_ == 47 and len(full["bank"].model_.trees) == 1
+    again = _fit(Xg, Xh, y, kw, keypair, workdir=tmp_path)  # resumes from the checkpoint's 1 tree
+    assert again["bank"].result_["resumed_from"] == 1
+    for model in (full["bank"].model_, again["bank"].model_):
+        assert len(model.trees) == len(ref.trees_)
+        assert all(a.value == b.value for ta, tb in zip(model.trees, ref.trees_) for a, b in zip(ta, tb))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 2. A malicious guest driving the host directly
 # ---------------------------------------------------------------------------------------------------------------

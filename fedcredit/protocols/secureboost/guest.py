@@ -320,25 +320,31 @@ class SecureBoostGuest:
 
         raw = np.full(len(train), model.base_score)
         raw_va = np.full(len(valid), model.base_score)
+        stopper = EarlyStopping(p["early_stopping_rounds"])
+        snapshots = {0: (raw.copy(), raw_va.copy())}
+        stopped = False
         if resume > 0:
             all_rows = np.concatenate([train, valid])
             dec = host_decisions(self.ch, self.s, self.hosts, model.trees, all_rows, Stage.RESUME_PREDICT_REQ,
                                  Stage.RESUME_PREDICT)
-            r_all = raw_scores(model.trees, model.base_score, self.X[all_rows], dec)
-            raw, raw_va = r_all[: len(train)], r_all[len(train):]
+            # replay the resumed trees one by one, in the order training added them, so the stopping rule
+            # sees the same per-tree validation losses as an uninterrupted run (and may keep fewer trees)
+            r_all = np.full(len(all_rows), model.base_score)
+            for k, nodes in enumerate(model.trees, start=1):
+                r_all += raw_scores([nodes], 0.0, self.X[all_rows], dec)
+                raw, raw_va = r_all[: len(train)].copy(), r_all[len(train):].copy()
+                snapshots[k] = (raw.copy(), raw_va.copy())
+                if len(valid) and not stopped:
+                    stopped = stopper.update(k, logloss(yva, raw_va, w_va))
 
         # weights multiply (g, h); scaled to at most 1 so the packed values stay in range (same trees)
         wn, params = normalize_weights(w, SplitParams(p["reg_lambda"], p["min_child_weight"], p["min_split_gain"]))
-        stopper = EarlyStopping(p["early_stopping_rounds"])
-        # the stopping rule restarts from the resumed model (per-tree losses are not checkpointed)
-        snapshots = {resume: (raw.copy(), raw_va.copy())}
         scale = float(2**GH_BITS)
         # the first trees on the guest's features only: hosts get neither (g, h) nor node rows for them
         guest_only = max(int(p.get("guest_only_trees", 0)), 1 if p["guest_only_first_tree"] else 0)
         per_tree = []
         t = resume
-        stopped = False
-        while t < p["n_trees"]:
+        while t < p["n_trees"] and not stopped:
             self.check_cancelled()
             t_tree = time.perf_counter()
             rng = tree_rng(p["random_state"], t)
@@ -398,7 +404,7 @@ class SecureBoostGuest:
                 break
         keep = len(model.trees)
         if len(valid) and stopper.history:
-            keep = max(stopper.best_trees, resume)
+            keep = stopper.best_trees
         model.trees = model.trees[:keep]
         raw, raw_va = snapshots[keep]
         self.s.broadcast(self.ch, self.hosts, Stage.START, {
