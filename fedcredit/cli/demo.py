@@ -416,7 +416,7 @@ def run_demo(*, data_dir: str | None = None, json_path: str | None = None, keep:
                 say(f"  {per.get('bank') or next(iter(per.values()))}")
         outcome = "; ".join(f"job {j['name']} {j['state']}" for j in jobs)
         say(f"demo {state} ({outcome}) in {total:.1f}s total, {'quick' if quick else 'full'} configuration, "
-            f"2048-bit Paillier keys")
+            f"2048-bit keys (SecureBoost: OU; hetero LR: Paillier)")
         for j in jobs:
             if j["state"] != "succeeded":
                 say(f"job {j['name']} {j['state']}: {j['reason']}")
