@@ -14,8 +14,6 @@ Both only write files; neither contacts a peer.
 
 from __future__ import annotations
 
-import csv
-import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -64,37 +62,18 @@ def _is_number(s: str) -> bool:
 
 
 def _sample(path: Path, n: int) -> tuple[list[str], list[list[str]]]:
-    if path.suffix.lower() == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'fedcredit[parquet]')") from None
-        try:
-            pf = pq.ParquetFile(path)
-            header = [str(c) for c in pf.schema_arrow.names]
-            batch = next(pf.iter_batches(batch_size=n), None)
-        except Exception as exc:  # pyarrow raises many types
-            raise DataError(f"{path}: unreadable Parquet file ({exc})") from None
-        if batch is None:
-            return header, []
-        cols = [["" if v is None else str(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
-        return header, [list(r) for r in zip(*cols)]
-    from ._tablefiles import _open_text
+    """The header and the first ``n`` rows as text (the table reader's own batches: CSV, CSV.gz, Parquet)."""
+    from ._tablefiles import _table_batches
 
+    batches = _table_batches(path, n)
     try:
-        with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: the file is empty (no header)")
-            rows = [r for r in itertools.islice(reader, n) if r]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
+        header = next(batches)
+        rows = next(batches, [])
     except OSError as exc:
         raise DataError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    return [h.strip() for h in header], rows
+    finally:
+        batches.close()
+    return header, [["" if v is None else str(v) for v in r] for r in rows]
 
 
 def inspect_table(path: str | os.PathLike, *, id_column: str = "id", label_column: str | None = None,
