@@ -1,8 +1,9 @@
 """Optional accelerator: SecretFlow HEU's OU bucket sum on our OU ciphertexts (hazmat).
 
 HEU (``pip install fedcredit[heu]``: ``sf-heu``, CPython 3.10-3.11 wheels) ships a C++
-``feature_wise_bucket_sum`` that was 1.7x our gmpy2 kernel on a quiet core and no faster
-under heavy load (benchmarks/README.md, "OU backend").  It has no public API for foreign keys or
+``feature_wise_bucket_sum``.  It was 1.7x our one-pass-per-feature gmpy2 kernel on a quiet
+core; our grouped kernel (:mod:`fedcredit.crypto._buckets`) is now 1.47x HEU, so HEU is used
+only when asked for (``kernel="heu"``; benchmarks/README.md, "Grouped bucket sums").  It has no public API for foreign keys or
 ciphertexts, so this bridge speaks its serialized forms, as found in sf-heu 0.5.2b0:
 
 * a public key is the msgpack list ``[n, G, H, max_plaintext_bits]`` followed by eight
@@ -30,7 +31,7 @@ import numpy as np
 
 from ._ou_raw import bucket_sums
 
-__all__ = ["available", "bridge_for", "bucket_sums_auto"]
+__all__ = ["available", "bridge_for"]
 
 _TAIL = (1, 0, 0, 0, 0, 0, 0, 0)
 _lock = threading.Lock()
@@ -130,19 +131,3 @@ def bridge_for(n: int, g: int, h: int, plaintext_bits: int):
                 bridge = None
         _bridges[key] = bridge
         return bridge
-
-
-def bucket_sums_auto(n: int, g: int, h: int, plaintext_bits: int, cs: list, bins: np.ndarray, n_bins: int) -> list:
-    """Bucket sums with HEU where this key's bridge passed its self-check, else (and on any HEU
-    failure) with :func:`fedcredit.crypto._ou_raw.bucket_sums`; the same integers either way."""
-    bridge = bridge_for(n, g, h, plaintext_bits)
-    if bridge is not None:
-        try:
-            out = bridge.bucket_sums(cs, bins, n_bins)
-            if len(out) == bins.shape[1] * n_bins:
-                return out
-        except Exception:  # a format or runtime change since the self-check: the pure kernel
-            pass
-    from gmpy2 import mpz
-
-    return bucket_sums(cs, bins, n_bins, mpz(n))

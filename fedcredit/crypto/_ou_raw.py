@@ -10,11 +10,12 @@ with ``L(x) = (x - 1) / p``.
 
 Kernel choice (measured on the 2-core development machine, benchmarks/README.md,
 "OU backend"): one modular multiplication of two 2048-bit ``mpz`` costs about as much
-as the Python step around it, so the histogram kernel is a single pass per feature
-that multiplies each row's ciphertext into its bin's accumulator; sorting rows by
-bin first, pairwise halving, lazy reduction and python-flint's ``fmpz_mod`` were no
-faster (flint adds a conversion per ciphertext).  SecretFlow HEU's C++ bucket sum is an
-opt-in accelerator through :mod:`fedcredit.crypto._ou_heu`.
+as the Python step around it, so the histogram kernel (``bucket_sums``, shared with
+Paillier in :mod:`fedcredit.crypto._buckets`) multiplies each row's ciphertext into its
+bucket's accumulator, one pass per group of features; sorting rows by bin first,
+pairwise halving, lazy reduction and python-flint's ``fmpz_mod`` were no faster (flint
+adds a conversion per ciphertext).  SecretFlow HEU's C++ bucket sum is an opt-in
+accelerator through :mod:`fedcredit.crypto._ou_heu`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import gmpy2
-import numpy as np
 from gmpy2 import mpz, powmod
+
+from ._buckets import feature_bucket_sums as bucket_sums
 
 __all__ = ["FixedBase", "OwnerEngine", "PublicEngine", "bucket_sums", "horner_pack", "powmod_many", "product", "random_units_nth_power"]
 
@@ -76,32 +78,6 @@ def product(cs, modulus):
     for c in it:
         acc = acc * c % modulus
     return acc
-
-
-def bucket_sums(cs: list, bins: np.ndarray, n_bins: int, modulus) -> list:
-    """Homomorphic bucket sums: ``out[j * n_bins + b] = prod(cs[i] for rows i with bins[i, j] == b)``.
-
-    Parameters
-    ----------
-    cs : list of mpz, length rows
-    bins : ndarray of int, shape (rows, features), values in ``[0, n_bins)`` (checked by the caller)
-    n_bins : int
-    modulus : mpz
-
-    Returns
-    -------
-    list of mpz
-        ``features * n_bins`` values, feature-major; an empty bucket holds ``1``.
-    """
-    out: list = []
-    one = mpz(1)
-    for j in range(bins.shape[1]):
-        acc: list = [None] * n_bins
-        for c, b in zip(cs, bins[:, j].tolist()):
-            a = acc[b]
-            acc[b] = c if a is None else a * c % modulus
-        out.extend(one if a is None else a for a in acc)
-    return out
 
 
 def _cores() -> int:

@@ -417,7 +417,8 @@ def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
     """Partial flat histograms (feature-major) of several row sets of one partition, as fixed-width bytes."""
     from gmpy2 import mpz
 
-    from ._raw import _obj_array, group_sum, ints_to_bytes
+    from ._buckets import feature_bucket_sums
+    from ._raw import ints_to_bytes
 
     data, codes = part
     _, nsq = _nsq(n_bytes)
@@ -430,8 +431,6 @@ def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
         if len(rows) == 0:
             out.extend([mpz(1)] * (f * n_bins))
             continue
-        cs = _obj_array([fb(mv[int(i) * w:(int(i) + 1) * w], "big") for i in rows])
-        sub = codes[rows]
-        for j in range(f):
-            out.extend(group_sum(cs, sub[:, j].astype(np.int64), n_bins, nsq))
+        cs = [fb(mv[int(i) * w:(int(i) + 1) * w], "big") for i in rows]
+        out.extend(feature_bucket_sums(cs, codes[rows], n_bins, nsq))
     return ints_to_bytes(out, w)

@@ -119,18 +119,14 @@ def w_uniform_obfuscators(n_bytes: bytes, count: int, width: int) -> bytes:
 
 
 def w_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:
-    """Partial per-feature group sums over a chunk of rows, flattened feature-major."""
+    """Paillier bucket sums of a chunk of rows, feature-major bytes (:func:`fedcredit.crypto._buckets.feature_bucket_sums`)."""
     from gmpy2 import mpz
 
-    from ._raw import _obj_array, bytes_to_ints, group_sum, ints_to_bytes
+    from ._buckets import feature_bucket_sums
+    from ._raw import bytes_to_ints, ints_to_bytes
 
     n = mpz(int.from_bytes(n_bytes, "big"))
-    nsq = n * n
-    cs = _obj_array(bytes_to_ints(data, width))
-    out = []
-    for j in range(bins.shape[1]):
-        out.extend(group_sum(cs, bins[:, j], n_bins, nsq))
-    return ints_to_bytes(out, width)
+    return ints_to_bytes(feature_bucket_sums(bytes_to_ints(data, width), bins, n_bins, n * n), width)
 
 
 # ---------------------------------------------------------------- Okamoto-Uchiyama (fedcredit.crypto.ou)
@@ -154,22 +150,12 @@ def w_ou_owner_encrypt(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: 
     return ints_to_bytes(_ou_owner_engine(p_bytes, q_bytes, g_bytes, h_bytes, m_bits, r_bits).encrypt(ms), width)
 
 
-def w_ou_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int, heu=None) -> bytes:
-    """OU bucket sums of a chunk of rows, feature-major bytes: :func:`fedcredit.crypto._ou_raw.bucket_sums`,
-    or with ``heu = (g_bytes, h_bytes, plaintext_bits)`` :func:`fedcredit.crypto._ou_heu.bucket_sums_auto`
-    (HEU if this worker's bridge for the key passes its self-check; the same integers either way)."""
+def w_ou_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:
+    """OU bucket sums of a chunk of rows, feature-major bytes (:func:`fedcredit.crypto._buckets.feature_bucket_sums`)."""
     from gmpy2 import mpz
 
-    from ._ou_raw import bucket_sums
+    from ._buckets import feature_bucket_sums
     from ._raw import bytes_to_ints, ints_to_bytes
 
     n = mpz(int.from_bytes(n_bytes, "big"))
-    cs = bytes_to_ints(data, width)
-    if heu is not None and cs:
-        from ._ou_heu import bucket_sums_auto
-
-        g_bytes, h_bytes, pt_bits = heu
-        out = bucket_sums_auto(int(n), int.from_bytes(g_bytes, "big"), int.from_bytes(h_bytes, "big"), int(pt_bits),
-                               cs, bins, n_bins)
-        return ints_to_bytes(out, width)
-    return ints_to_bytes(bucket_sums(cs, bins, n_bins, n), width)
+    return ints_to_bytes(feature_bucket_sums(bytes_to_ints(data, width), bins, n_bins, n), width)

@@ -110,13 +110,14 @@ class CipherVector(BaseCipherVector):
         bins : ndarray of int (e.g. uint8), shape (len(self), n_features)
             Bin code of each row for each feature, in ``[0, n_bins)``.
         n_bins : int
-        kernel : {"auto", "gmpy2", "heu"}, default="auto"
-            ``"gmpy2"``: the pure kernel (always available).  ``"heu"``: SecretFlow HEU's
-            bucket sum through :mod:`fedcredit.crypto._ou_heu` (``pip install
-            fedcredit[heu]``; ConfigError if it is not importable, fails its self-check or
-            fails).  ``"auto"``: HEU where this key's bridge imports and passes its
-            self-check (in each pool worker too), else -- and on any HEU failure -- gmpy2.
-            All give identical ciphertexts (benchmarks/README.md, "OU backend").
+        kernel : {"auto", "gmpy2", "heu"}, default="gmpy2"
+            ``"gmpy2"`` (and ``"auto"``): our grouped kernel,
+            :func:`fedcredit.crypto._buckets.feature_bucket_sums` (always available; 1.47x
+            SecretFlow HEU's C++ bucket sum on one quiet core, benchmarks/README.md, "Grouped
+            bucket sums").  ``"heu"``: HEU's ``feature_wise_bucket_sum`` through
+            :mod:`fedcredit.crypto._ou_heu` (``pip install fedcredit[heu]``; ConfigError if it
+            is not importable, fails its self-check or fails), for machines where it measures
+            faster.  All give identical ciphertexts.
         parallel : bool or None
             Split the rows over the party's process pool (None: when rows x features >=
             ``PARALLEL_MIN`` with 2048-bit or larger keys), as Paillier does; ``"heu"`` runs
@@ -144,21 +145,18 @@ class CipherVector(BaseCipherVector):
             if out is None or len(out) != b.shape[1] * int(n_bins):
                 raise ConfigError("the HEU bucket sum failed; use kernel='gmpy2'")
         elif _par.use_parallel(b.size, parallel, pk.bits) and len(cs) >= 2:
-            # rows split over the party's process pool; the partial sums multiply together. Each worker
-            # picks its kernel as "auto" does here (only public material reaches HEU).
+            # rows split over the party's process pool; the partial sums multiply together
             w, n = pk.width, pk._mn
-            heu = (pk._bytes[1], pk._bytes[2], pk.plaintext_bits) if kernel == "auto" else None
             parts = _par.split(len(cs), _par.pool_size())
             res = _par.parallel_map(_pool.w_ou_histogram, [
                 (pk._bytes[0], b"".join(c.to_bytes(w, "big") for c in cs[lo:hi]), w, np.ascontiguousarray(b[lo:hi]),
-                 int(n_bins), heu) for lo, hi in parts])
+                 int(n_bins)) for lo, hi in parts])
             fb = mpz.from_bytes
             out = [fb(res[0][i : i + w], "big") for i in range(0, len(res[0]), w)]
             for r in res[1:]:
                 out = [a * fb(r[i * w : (i + 1) * w], "big") % n for i, a in enumerate(out)]
         else:
-            out = _ou_heu.bucket_sums_auto(pk.n, pk.g, pk.h, pk.plaintext_bits, cs, b, int(n_bins)) \
-                if kernel == "auto" and len(cs) else bucket_sums(cs, b, int(n_bins), pk._mn)
+            out = bucket_sums(cs, b, int(n_bins), pk._mn)
         return self._derived(_obj_array(out))
 
     # -------------------------------------------------- randomness / wire

@@ -17,6 +17,7 @@ from gmpy2 import mpz, powmod
 from ...errors import ConfigError
 from .. import parallel as _par
 from .. import pool as _pool
+from .._buckets import feature_bucket_sums
 from .._raw import _obj_array, bytes_to_ints, group_sum, ints_to_bytes
 from .._vector import BaseCipherVector
 from .encoding import DEFAULT_FRAC_BITS, FixedPoint
@@ -134,7 +135,8 @@ class CipherVector(BaseCipherVector):
         return gid.astype(np.int64, copy=False)
 
     def histogram(self, bins, n_bins: int, *, parallel: bool | None = None) -> "CipherVector":
-        """Per-feature bin sums: :meth:`group_sum` for every column of ``bins``.
+        """Per-feature bin sums: :meth:`group_sum` for every column of ``bins`` (one kernel,
+        :func:`fedcredit.crypto._buckets.feature_bucket_sums`, shared with OU).
 
         Parameters
         ----------
@@ -153,7 +155,6 @@ class CipherVector(BaseCipherVector):
         b = self._check_bins(bins, n_bins)
         n_bins = int(n_bins)
         nsq = self.public_key._mnsq
-        n_feat = b.shape[1]
         if _par.use_parallel(b.size, parallel, self.public_key.bits) and len(self) >= 2:
             w = self.public_key.width
             data = ints_to_bytes(self._c, w)
@@ -166,10 +167,7 @@ class CipherVector(BaseCipherVector):
             for r in res[1:]:
                 acc = acc * _obj_array(bytes_to_ints(r, w)) % nsq
             return self._derived(_obj_array(list(acc)))
-        out = []
-        for j in range(n_feat):
-            out.extend(group_sum(self._c, b[:, j].astype(np.int64), n_bins, nsq))
-        return self._derived(_obj_array(out))
+        return self._derived(_obj_array(feature_bucket_sums(self._c, b, n_bins, nsq)))
 
     # -------------------------------------------------- randomness / wire
     def obfuscate(self, *, parallel: bool | None = None, for_key_owner: bool = True) -> "CipherVector":
