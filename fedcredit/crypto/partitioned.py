@@ -382,20 +382,14 @@ def _nsq(n_bytes: bytes):
 
 def w_check(part, n_bytes: bytes) -> int:
     """Check every ciphertext of a partition (``0 < c < n^2`` and a unit); returns the row count."""
-    import gmpy2
-    from gmpy2 import mpz
+    from .blob import units_from_bytes
 
     data, codes = part
     n, nsq = _nsq(n_bytes)
     w = (nsq.bit_length() + 7) // 8
     if len(data) != w * len(codes):
         raise DecryptionError()
-    mv = memoryview(data)
-    fb = mpz.from_bytes
-    for i in range(0, len(data), w):
-        c = fb(mv[i:i + w], "big")
-        if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
-            raise DecryptionError()
+    units_from_bytes(data, w, nsq, n)
     return len(codes)
 
 

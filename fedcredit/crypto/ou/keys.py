@@ -22,7 +22,7 @@ from .. import parallel as _par
 from .. import pool as _pool
 from .._ou_raw import OwnerEngine, PublicEngine, random_units_nth_power
 from .._raw import _obj_array, short_exponent_bits
-from ..blob import CipherBlob, check_header, units_from_bytes
+from ..blob import CipherBlob, check_header, check_units, units_from_bytes
 from ..paillier.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import SCHEME, CipherVector
 
@@ -396,9 +396,7 @@ class PrivateKey:
         """Residues ``m mod p`` with no plaintext guard (hazmat: never release these)."""
         self._check_vector(cv)
         n = self.public_key._mn
-        for c in cv._c:
-            if not 0 < c < n or gmpy2.gcd(c, n) != 1:
-                raise DecryptionError()
+        check_units(cv._c, n, n)
         try:
             return [int(m) for m in self._get_engine().decrypt(list(cv._c), parallel)]
         except Exception:

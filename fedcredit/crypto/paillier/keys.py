@@ -21,7 +21,7 @@ from ...errors import ConfigError, DataError, DecryptionError
 from .. import parallel as _par
 from .. import pool as _pool
 from .._raw import OwnerEngine, PublicEngine, _obj_array, bytes_to_ints, ints_to_bytes
-from ..blob import CipherBlob, check_header, units_from_bytes
+from ..blob import CipherBlob, check_header, check_units, units_from_bytes
 from .encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import _MPZ, SCHEME, CipherVector
 
@@ -445,9 +445,7 @@ class PrivateKey:
         self._check_vector(cv)
         pk = self.public_key
         nsq, n = pk._mnsq, pk._mn
-        for c in cv._c:
-            if not 0 < c < nsq or gmpy2.gcd(c, n) != 1:
-                raise DecryptionError()
+        check_units(cv._c, nsq, n)
         try:
             if _par.use_parallel(len(cv), parallel, pk.bits):
                 w = pk.width
