@@ -207,11 +207,27 @@ class OwnerEngine:
             out.append((ap, aq))
         return out
 
-    def encrypt(self, ms) -> list:
-        """Encrypt signed integers (``|m| < 2^m_bits``, checked by the caller)."""
-        p2, q, inv, tgp, tgq, crt = self.p2, self.q, gmpy2.invert, self.tg_p, self.tg_q, self._crt
+    def randomizers(self, count: int) -> list:
+        """``h^r mod n`` for ``count`` fresh short ``r``: the randomness of :meth:`encrypt`, computed ahead."""
+        crt = self._crt
+        return [crt(ap, aq) for ap, aq in self._walk(count)]
+
+    def encrypt(self, ms, hs=()) -> list:
+        """Encrypt signed integers (``|m| < 2^m_bits``, checked by the caller).
+
+        ``hs``: values of :meth:`randomizers` (each used once) for the first ``len(hs)`` plaintexts;
+        the rest draw fresh ``r`` here. Either way a ciphertext is ``g^m h^r`` with the same ``r``.
+        """
+        p2, q, inv, tgp, tgq, crt, n = self.p2, self.q, gmpy2.invert, self.tg_p, self.tg_q, self._crt, self.n
         out = []
-        for m, (ap, aq) in zip(ms, self._walk(len(ms))):
+        k = min(len(hs), len(ms))
+        for m, hr in zip(ms[:k], hs[:k]):
+            if m >= 0:
+                gp, gq = tgp.pow(m), tgq.pow(m)
+            else:
+                gp, gq = inv(tgp.pow(-m), p2), inv(tgq.pow(-m), q)
+            out.append(crt(gp, gq) * hr % n)
+        for m, (ap, aq) in zip(ms[k:], self._walk(len(ms) - k)):
             if m >= 0:
                 gp, gq = tgp.pow(m), tgq.pow(m)
             else:

@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["KeyBytes", "w_owner_encrypt", "w_owner_decrypt", "w_owner_obfuscate", "w_public_encrypt",
            "w_public_obfuscate", "w_public_obfuscate_fixed", "w_uniform_obfuscators", "w_histogram",
-           "w_ou_owner_encrypt", "w_ou_histogram"]
+           "w_ou_owner_encrypt", "w_ou_owner_randomizers", "w_ou_histogram"]
 
 
 class KeyBytes(bytes):
@@ -143,11 +143,22 @@ def _ou_owner_engine(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: by
 
 
 def w_ou_owner_encrypt(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: bytes, m_bits: int, r_bits: int,
-                       ms: list, width: int) -> bytes:
-    """OU encryption by the key owner (CRT) of a chunk of signed ints; fixed-width ciphertext bytes."""
+                       ms: list, width: int, hs: bytes = b"") -> bytes:
+    """OU encryption by the key owner (CRT) of a chunk of signed ints; fixed-width ciphertext bytes.
+    ``hs``: precomputed ``h^r mod n`` (fixed width) for the first plaintexts (:func:`w_ou_owner_randomizers`)."""
+    from ._raw import bytes_to_ints, ints_to_bytes
+
+    eng = _ou_owner_engine(p_bytes, q_bytes, g_bytes, h_bytes, m_bits, r_bits)
+    return ints_to_bytes(eng.encrypt(ms, bytes_to_ints(hs, width) if hs else ()), width)
+
+
+def w_ou_owner_randomizers(p_bytes: bytes, q_bytes: bytes, g_bytes: bytes, h_bytes: bytes, m_bits: int, r_bits: int,
+                           count: int, width: int) -> bytes:
+    """``count`` fresh ``h^r mod n`` of the key owner's encryption (short ``r``), fixed-width bytes (idle pool)."""
     from ._raw import ints_to_bytes
 
-    return ints_to_bytes(_ou_owner_engine(p_bytes, q_bytes, g_bytes, h_bytes, m_bits, r_bits).encrypt(ms), width)
+    return ints_to_bytes(_ou_owner_engine(p_bytes, q_bytes, g_bytes, h_bytes, m_bits, r_bits).randomizers(count),
+                         width)
 
 
 def w_ou_histogram(n_bytes: bytes, data: bytes, width: int, bins: np.ndarray, n_bins: int) -> bytes:

@@ -22,6 +22,7 @@ from .. import parallel as _par
 from .. import pool as _pool
 from .._ou_raw import OwnerEngine, PublicEngine, random_units_nth_power
 from .._raw import _obj_array, short_exponent_bits
+from .._reserve import IdleReserve
 from ..blob import CipherBlob, check_header, check_units, units_from_bytes
 from ..paillier.encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import SCHEME, CipherVector
@@ -37,6 +38,9 @@ GUARD_BITS = 64
 # Background refill of rho^n re-randomizers (PublicKey._refill_obfuscators): key sizes and reserve bound.
 _REFILL_MIN_BITS = 2048
 _REFILL_MAX = 4096
+# The key owner's encryption randomness computed ahead (PrivateKey.encrypt_ints): most values reserved at once
+# (256 bytes each at 2048 bits: 32 MiB).
+_RANDOMIZERS_MAX = 131_072
 
 _MPZ = type(mpz(0))
 # Moduli of small keys made in this process by _small_keypair (tests only; never a peer's choice).
@@ -333,6 +337,8 @@ class PrivateKey:
         self._p, self._q = p, q
         self._engine: OwnerEngine | None = None
         self._lock = threading.Lock()
+        # the next encryptions' h^r, computed in the idle pool while this party waits (production keys only)
+        self._randomizers = IdleReserve(self._randomizer_task, public_key.width, cap=_RANDOMIZERS_MAX)
 
     def __repr__(self) -> str:
         return f"ou.PrivateKey(bits={self.public_key.bits}, fingerprint={self.public_key.fingerprint[:8].hex()})"
@@ -354,26 +360,46 @@ class PrivateKey:
             return self._engine
 
     # -------------------------------------------------- encryption (key owner)
+    def _key_args(self) -> tuple:
+        """The owner engine's arguments for this party's own pool workers (primes as ``KeyBytes``)."""
+        pk, kb, w = self.public_key, _pool.KeyBytes, self.public_key.width
+        return (kb(int(self._p).to_bytes(w, "big")), kb(int(self._q).to_bytes(w, "big")), pk._bytes[1],
+                pk._bytes[2], pk.plaintext_bits, pk.owner_r_bits)
+
+    def _randomizer_task(self, count: int) -> tuple:
+        return _pool.w_ou_owner_randomizers, (*self._key_args(), int(count), self.public_key.width)
+
     def encrypt_ints(self, ints, *, parallel: bool | None = None) -> "CipherVector":
         """Encrypt integers as the key owner: ``g^m h^r`` with a short ``r`` (``owner_r_bits``), CRT over ``p^2`` and ``q``.
 
         ``parallel``: split over the party's process pool (None: from ``PARALLEL_MIN`` values with
         2048-bit or larger keys), like Paillier; the workers rebuild the CRT engine from key bytes
         that stay in the party's own pool (:mod:`fedcredit.crypto.pool`).
+
+        With production-size keys and a local pool, each call then queues the next calls' ``h^r`` in
+        the idle pool (:class:`fedcredit.crypto._reserve.IdleReserve`, up to the last three calls'
+        counts): a SecureBoost guest's next tree finds most of its randomness computed while it waited
+        for its hosts, and its encryption is then the ``g^m`` part only (about a third of the work).
+        Each value is used once; what is not ready is drawn fresh here.
         """
         pk = self.public_key
         ms = pk._check_ints(ints)
+        use_reserve = pk.bits >= _REFILL_MIN_BITS and parallel is not False
+        hs = self._randomizers.take(len(ms)) if use_reserve else []
         if _par.use_parallel(len(ms), parallel, pk.bits):
-            kb = _pool.KeyBytes
             w = pk.width
-            key = (kb(int(self._p).to_bytes(w, "big")), kb(int(self._q).to_bytes(w, "big")), pk._bytes[1],
-                   pk._bytes[2], pk.plaintext_bits, pk.owner_r_bits)
+            key = self._key_args()
             parts = _par.split(len(ms), _par.pool_size())
-            res = _par.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w) for lo, hi in parts])
+            k, share = len(parts), len(hs)  # each worker gets an equal share of the ready randomness
+            hb = [b"".join(int(h).to_bytes(w, "big") for h in hs[i * share // k:(i + 1) * share // k]) for i in range(k)]
+            res = _par.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w, hb[i])
+                                                               for i, (lo, hi) in enumerate(parts)])
             fb, data = mpz.from_bytes, b"".join(res)
             cs = [fb(data[i : i + w], "big") for i in range(0, len(data), w)]
         else:
-            cs = self._get_engine().encrypt(ms)
+            cs = self._get_engine().encrypt(ms, hs)
+        if use_reserve and len(ms) and _par.pool_size() >= 2:
+            self._randomizers.refill(len(ms))
         return CipherVector._make(pk, _obj_array(cs), 0, fresh=True)
 
     def encrypt(self, x, *, frac_bits: int = DEFAULT_FRAC_BITS, parallel: bool | None = None) -> "CipherVector":

@@ -416,7 +416,10 @@ class SecureBoostGuest:
             store.save_json(GUEST_FILE, model.to_dict())
         self.train_rows_, self.valid_rows_, self.validation_seed_ = train, valid, seed
         seconds = time.perf_counter() - t_start
-        self.timings["transfer"] = max(0.0, self.timings["wait_hosts"] - self.timings["host_histogram"])
+        # the guest's waits that are not host compute: delivering the GH parts (wire and the hosts' intake
+        # checks), and any request -> reply time beyond the hosts' own measurement
+        self.timings["transfer"] = self.timings["gh_wait"] + max(
+            0.0, self.timings["wait_hosts"] - self.timings["host_histogram"])
         # the guest builds its own histograms while the hosts build theirs
         self.timings["guest_histogram"] = max(
             0.0, self.timings["histogram_phase"] - self.timings["wait_hosts"] - self.timings["decrypt"])
