@@ -92,6 +92,10 @@ def _lowest_priority() -> None:
         os.nice(19)
     except OSError:  # pragma: no cover - not permitted: still correct, only not as polite
         pass
+    try:  # Linux: the idle scheduling class, below even nice 19 (runs only on otherwise idle cores)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not permitted
+        pass
 
 
 def submit_idle(fn, *args):

@@ -338,7 +338,7 @@ class PrivateKey:
         self._engine: OwnerEngine | None = None
         self._lock = threading.Lock()
         # the next encryptions' h^r, computed in the idle pool while this party waits (production keys only)
-        self._randomizers = IdleReserve(self._randomizer_task, public_key.width, cap=_RANDOMIZERS_MAX)
+        self._randomizers = IdleReserve(self._randomizer_task, public_key.width, cap=_RANDOMIZERS_MAX, chunk=512)
 
     def __repr__(self) -> str:
         return f"ou.PrivateKey(bits={self.public_key.bits}, fingerprint={self.public_key.fingerprint[:8].hex()})"
