@@ -96,8 +96,7 @@ def test_the_second_call_uses_randomness_computed_in_the_idle_pool_once_each():
     pk, sk = ou.generate_keypair(2048)
     ms = list(range(-300, 300))
     first = sk.encrypt_ints(ms)
-    for _, fut in list(sk._randomizers._pending):
-        fut.result(timeout=120)
+    sk._randomizers.wait(timeout=120)
     ready = sk._randomizers.available()
     assert ready == len(ms)
     second = sk.encrypt_ints(ms)

@@ -153,9 +153,9 @@ def test_precomputed_uniform_obfuscators_are_used_once(keys):
     host_pk = PublicKey(pk.n)
     derived = host_pk.encrypt_ints([1, 2, 3, 4, 5]) + host_pk.encrypt_ints([0] * 5)
     ready = uniform_obfuscators(pk.n, 3)
-    host_pk._reserve = list(ready)
+    host_pk._uniform._ready.extend(ready)
     out = derived.obfuscate()
-    assert host_pk._reserve == []
+    assert host_pk._uniform.available() == 0
     nsq = mpz(pk.nsquare)
     assert out.ciphertexts()[:3] == [int(c * r % nsq) for c, r in zip(derived.raw_ints()[:3], ready)]
     assert sk.decrypt_ints(out) == [1, 2, 3, 4, 5]
@@ -169,14 +169,15 @@ def test_refill_runs_in_the_pool_for_production_keys(monkeypatch):
     monkeypatch.setattr(cparallel, "pool_size", lambda: 2)
     derived = pk.encrypt_ints([7] * 4, parallel=False) + pk.encrypt_ints([1] * 4, parallel=False)
     derived.obfuscate(parallel=False)  # parallel=False: no background work either
-    assert pk._pending is None
+    assert pk._uniform._pending == []
     first = derived.obfuscate()
-    assert pk._pending is not None
-    pk._pending.result(timeout=120)
+    assert pk._uniform._pending != []
+    pk._uniform.wait(timeout=120)
+    assert pk._uniform.available() == 4
     second = derived.obfuscate()  # takes the 4 precomputed ones, starts the next refill
-    assert pk._reserve == [] and sk.decrypt_ints(first) == sk.decrypt_ints(second) == [8] * 4
+    assert sk.decrypt_ints(first) == sk.decrypt_ints(second) == [8] * 4
     assert first.ciphertexts() != second.ciphertexts()
-    pk._pending.result(timeout=120)
+    pk._uniform.wait(timeout=120)
 
 
 def test_no_refill_on_an_executor_without_an_idle_pool(monkeypatch):
@@ -196,4 +197,4 @@ def test_no_refill_on_an_executor_without_an_idle_pool(monkeypatch):
     derived = pk.encrypt_ints([7] * 3, parallel=False) + pk.encrypt_ints([1] * 3, parallel=False)
     with compute.using(NoIdle()):
         out = derived.obfuscate()
-    assert pk._pending is None and pk._reserve == [] and sk.decrypt_ints(out) == [8] * 3
+    assert pk._uniform._pending == [] and pk._uniform.available() == 0 and sk.decrypt_ints(out) == [8] * 3

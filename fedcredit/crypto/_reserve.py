@@ -86,6 +86,16 @@ class IdleReserve:
             self._collect()
             return len(self._ready)
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the tasks in flight now (tests; a party never waits for its reserve)."""
+        with self._lock:
+            futures = [f for _, f in self._pending]
+        for f in futures:
+            try:
+                f.result(timeout=timeout)
+            except Exception:  # a failed task only means fresh values later
+                pass
+
     def refill(self, count: int) -> None:
         """After using ``count`` values, queue background tasks for the next ones: up to the sum of the
         last three counts (at most ``cap``), less what is ready or in flight."""

@@ -21,6 +21,7 @@ from ...errors import ConfigError, DataError, DecryptionError
 from .. import parallel as _par
 from .. import pool as _pool
 from .._raw import OwnerEngine, PublicEngine, _obj_array, bytes_to_ints, ints_to_bytes
+from .._reserve import IdleReserve
 from ..blob import CipherBlob, check_header, check_units, units_from_bytes
 from .encoding import DEFAULT_FRAC_BITS, FixedPoint
 from .vector import _MPZ, SCHEME, CipherVector
@@ -31,6 +32,8 @@ __all__ = ["DEFAULT_KEY_BITS", "MIN_KEY_BITS", "PublicKey", "PrivateKey", "gener
 DEFAULT_KEY_BITS = 2048
 #: Smallest modulus accepted outside :mod:`fedcredit.testing`.
 MIN_KEY_BITS = 2048
+# Most uniform obfuscators ready or in flight at once (PublicKey._refill_uniform).
+_UNIFORM_MAX = 4096
 # Moduli of small keys created in this process by fedcredit.testing: the only
 # keys below MIN_KEY_BITS that PublicKey accepts (never a peer's choice).
 _TEST_MODULI: set[int] = set()
@@ -132,10 +135,8 @@ class PublicKey:
         self._mnsq = mpz(self.nsquare)
         self._engine: PublicEngine | None = None
         self._lock = threading.Lock()
-        # uniform obfuscators computed ahead of use in the pool (each used once, then discarded)
-        self._reserve: list = []
-        self._pending = None
-        self._recent: list = []  # sizes of the last re-randomizations for the key owner
+        # uniform obfuscators computed ahead of use in the idle pool (each used once, then discarded)
+        self._uniform = IdleReserve(self._uniform_task, self.width, cap=_UNIFORM_MAX, chunk=64)
 
     # -------------------------------------------------- identity / wire
     def __eq__(self, other) -> bool:
@@ -179,43 +180,28 @@ class PublicKey:
                 self._engine = PublicEngine(self.n)
             return self._engine
 
+    def _uniform_task(self, count: int) -> tuple:
+        return _pool.w_uniform_obfuscators, (self._n_bytes, int(count), self.width)
+
     def _take_uniform(self, count: int) -> list:
         """Up to ``count`` precomputed uniform obfuscators (removed from the reserve: never used twice)."""
-        with self._lock:
-            fut = self._pending
-            if fut is not None and fut.done():
-                self._pending = None
-                try:
-                    self._reserve.extend(bytes_to_ints(fut.result(), self.width))
-                except Exception:  # a failed background task: compute them when needed instead
-                    pass
-            out = self._reserve[:count]
-            del self._reserve[:count]
-        return out
+        return self._uniform.take(count)
 
     def _refill_uniform(self, count: int) -> None:
-        """After a re-randomization of ``count`` values, start computing uniform obfuscators in this
-        process's pool for the next ones: up to the sum of the last three counts, less what is in reserve.
+        """After a re-randomization of ``count`` values, queue uniform obfuscators for the next ones in this
+        process's idle pool: up to the sum of the last three counts, less what is ready or in flight.
 
         Protocols re-randomize similar numbers of ciphertexts each round (gradient sums per batch; compressed
         histograms per tree level, so three levels ~ one tree) and wait for peers in between, so the next
         rounds' full exponentiations (~9 ms each at 2048 bits) mostly run while this party waits: in a
-        one-process pool at the lowest CPU priority (``parallel.submit_idle``), so they use only idle CPU and
-        never slow foreground work (this party's or a co-located one's). Only with production-size keys
-        and an executor with an idle pool (the local backend); at most 4,096 at a time.
+        one-process pool at the lowest CPU priority (``parallel.submit_idle``, :class:`IdleReserve`, in chunks
+        of 64 that become usable as each finishes), so they use only idle CPU and never slow foreground work
+        (this party's or a co-located one's). Only with production-size keys and an executor with an idle
+        pool (the local backend); at most 4,096 at a time.
         """
-        with self._lock:
-            self._recent = (self._recent + [int(count)])[-3:]
-            want = min(4096, sum(self._recent)) - len(self._reserve)
-        if want < 1 or self.bits < 2048 or _par.pool_size() < 2:
+        if self.bits < 2048 or _par.pool_size() < 2:
             return
-        with self._lock:
-            if self._pending is not None:
-                return
-            try:  # None: the executor has no idle pool (a distributed backend)
-                self._pending = _par.submit_idle(_pool.w_uniform_obfuscators, self._n_bytes, int(want), self.width)
-            except Exception:  # a broken or shut-down pool: the next call computes them when needed
-                self._pending = None
+        self._uniform.refill(count)
 
     def _reduce(self, ints) -> list:
         """Plaintext ints → mpz in ``[0, n)``; accepts negatives down to ``-n/2``."""
