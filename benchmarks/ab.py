@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Leaf keys that are a suite's headline figures (lower is better unless listed in HIGHER).
-HEADLINE = re.compile(r"(seconds_per_tree|seconds_per_epoch|median_round_seconds|applicants_per_second|p99_ms)$")
+HEADLINE = re.compile(r"(seconds_per_tree|seconds_per_epoch|median_round_seconds|applicants_per_second|p99_ms"
+                      r"|^runs\[(paillier|ou)\]\.seconds)$")  # the last: the binning suite's one record per scheme
 HIGHER = re.compile(r"applicants_per_second$")
 
 
@@ -42,7 +43,8 @@ def _leaves(obj, path=""):
             yield from _leaves(v, f"{path}.{k}" if path else str(k))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            label = v.get("config") if isinstance(v, dict) and isinstance(v.get("config"), str) else i
+            names = [v[k] for k in ("config", "he") if isinstance(v, dict) and isinstance(v.get(k), str)]
+            label = "/".join(names) if names else i
             yield from _leaves(v, f"{path}[{label}]")
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         yield path, float(obj)
