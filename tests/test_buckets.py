@@ -64,6 +64,7 @@ def test_grouped_sums_equal_the_per_feature_products(rows, feats, n_bins):
     assert len(got) == feats * n_bins
     assert got == _naive(cs, bins, n_bins, m)
     assert feature_bucket_sums(np.asarray(cs + [None], dtype=object)[:-1], bins, n_bins, m) == got
+    assert feature_bucket_sums(cs, bins, n_bins, m, grouped=False) == got
 
 
 def test_grouping_is_engaged_on_the_tested_shapes():

@@ -79,7 +79,7 @@ def _pass(cs, codes: list, size: int, modulus) -> list:
     return acc
 
 
-def feature_bucket_sums(cs, bins: np.ndarray, n_bins: int, modulus) -> list:
+def feature_bucket_sums(cs, bins: np.ndarray, n_bins: int, modulus, *, grouped: bool = True) -> list:
     """Homomorphic bucket sums: ``out[j * n_bins + b] = prod(cs[i] for rows i with bins[i, j] == b)``.
 
     Parameters
@@ -91,6 +91,8 @@ def feature_bucket_sums(cs, bins: np.ndarray, n_bins: int, modulus) -> list:
     n_bins : int
     modulus : mpz
         ``n`` (OU) or ``n^2`` (Paillier).
+    grouped : bool, default=True
+        ``False``: one pass per feature (the baseline the benchmarks and tests compare with).
 
     Returns
     -------
@@ -106,7 +108,7 @@ def feature_bucket_sums(cs, bins: np.ndarray, n_bins: int, modulus) -> list:
     cs = cs if isinstance(cs, list) else list(cs)
     out: list = [None] * (n_feat * n_bins)
     sizes = bins.max(axis=0).astype(np.int64) + 1
-    for group in plan_groups(n_rows, sizes):
+    for group in plan_groups(n_rows, sizes) if grouped else [[j] for j in range(n_feat)]:
         if len(group) == 1:
             j = group[0]
             out[j * n_bins:(j + 1) * n_bins] = _pass(cs, bins[:, j].tolist(), n_bins, modulus)
