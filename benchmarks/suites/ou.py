@@ -120,8 +120,8 @@ def run(args) -> dict:
     obig, pbig = osk.encrypt_ints(big, parallel=False).ciphertexts(), psk.encrypt_ints(big, parallel=False).ciphertexts()
     bbig = rng.integers(0, n_bins, size=(kb, feats)).astype(np.uint8)
     omod, pmod = opk._mn, ppk._mnsq
-    o = _rate(lambda: feature_bucket_sums(obig, bbig, n_bins, omod), kb * feats, reps)
-    p = _rate(lambda: feature_bucket_sums(pbig, bbig, n_bins, pmod), kb * feats, reps)
+    og = _rate(lambda: feature_bucket_sums(obig, bbig, n_bins, omod), kb * feats, reps)
+    pg = _rate(lambda: feature_bucket_sums(pbig, bbig, n_bins, pmod), kb * feats, reps)
     o1 = _rate(lambda: feature_bucket_sums(obig, bbig, n_bins, omod, grouped=False), kb * feats, reps)
     p1 = _rate(lambda: feature_bucket_sums(pbig, bbig, n_bins, pmod, grouped=False), kb * feats, reps)
     extra = {}
@@ -130,7 +130,7 @@ def run(args) -> dict:
     bridge = _ou_heu.bridge_for(opk.n, opk.g, opk.h, opk.plaintext_bits)
     if bridge is not None:
         extra["heu_ou"] = round(_rate(lambda: bridge.bucket_sums(obig, bbig, n_bins), kb * feats, reps), 1)
-    rows.append(_row("histogram_add_grouped", bits, o, p, rows=kb, features=feats, unit="row-features/s",
+    rows.append(_row("histogram_add_grouped", bits, og, pg, rows=kb, features=feats, unit="row-features/s",
                      one_pass_per_feature={"ou": round(o1, 1), "paillier": round(p1, 1)}, **extra,
                      note="crypto/_buckets.feature_bucket_sums; the same integers either way"))
 
