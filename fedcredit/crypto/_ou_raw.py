@@ -218,22 +218,19 @@ class OwnerEngine:
         ``hs``: values of :meth:`randomizers` (each used once) for the first ``len(hs)`` plaintexts;
         the rest draw fresh ``r`` here. Either way a ciphertext is ``g^m h^r`` with the same ``r``.
         """
-        p2, q, inv, tgp, tgq, crt, n = self.p2, self.q, gmpy2.invert, self.tg_p, self.tg_q, self._crt, self.n
-        out = []
+        p2, q, crt, n, g_pow = self.p2, self.q, self._crt, self.n, self._g_pow
         k = min(len(hs), len(ms))
-        for m, hr in zip(ms[:k], hs[:k]):
-            if m >= 0:
-                gp, gq = tgp.pow(m), tgq.pow(m)
-            else:
-                gp, gq = inv(tgp.pow(-m), p2), inv(tgq.pow(-m), q)
-            out.append(crt(gp, gq) * hr % n)
+        out = [crt(*g_pow(m)) * hr % n for m, hr in zip(ms[:k], hs[:k])]
         for m, (ap, aq) in zip(ms[k:], self._walk(len(ms) - k)):
-            if m >= 0:
-                gp, gq = tgp.pow(m), tgq.pow(m)
-            else:
-                gp, gq = inv(tgp.pow(-m), p2), inv(tgq.pow(-m), q)
+            gp, gq = g_pow(m)
             out.append(crt(gp * ap % p2, gq * aq % q))
         return out
+
+    def _g_pow(self, m) -> tuple:
+        """``(g^m mod p^2, g^m mod q)`` for a signed ``m``."""
+        if m >= 0:
+            return self.tg_p.pow(m), self.tg_q.pow(m)
+        return gmpy2.invert(self.tg_p.pow(-m), self.p2), gmpy2.invert(self.tg_q.pow(-m), self.q)
 
     def obfuscate(self, cs) -> list:
         """Multiply each ciphertext by a fresh ``h^r`` (an encryption of 0, short ``r``)."""

@@ -391,7 +391,7 @@ class PrivateKey:
             key = self._key_args()
             parts = _par.split(len(ms), _par.pool_size())
             k, share = len(parts), len(hs)  # each worker gets an equal share of the ready randomness
-            hb = [b"".join(int(h).to_bytes(w, "big") for h in hs[i * share // k:(i + 1) * share // k]) for i in range(k)]
+            hb = [b"".join(h.to_bytes(w, "big") for h in hs[i * share // k:(i + 1) * share // k]) for i in range(k)]
             res = _par.parallel_map(_pool.w_ou_owner_encrypt, [(*key, ms[lo:hi], w, hb[i])
                                                                for i, (lo, hi) in enumerate(parts)])
             fb, data = mpz.from_bytes, b"".join(res)
