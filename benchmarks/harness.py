@@ -115,19 +115,27 @@ def _jsonable(o):
     raise TypeError(f"result value of type {type(o).__name__} is not JSON-able")
 
 
+def process_peak_rss_mb(pid="self") -> float | None:
+    """Peak resident set (VmHWM, MB) of process ``pid`` (e.g. a party a ``Federation`` started), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _peak_rss_mb() -> float:
     """This process's own peak resident set (VmHWM).
 
     ``getrusage(...).ru_maxrss`` is not used: a forked child starts with its
     parent's high-water mark, so every party would report the launcher's peak.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
+    mb = process_peak_rss_mb()
+    if mb is not None:
+        return mb
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kb / 1024, 1)
 

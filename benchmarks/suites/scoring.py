@@ -228,6 +228,10 @@ def run(args) -> dict:
                         rounds.append(int(f["rounds"]))
             if rounds:
                 out["sbt"]["round_trips"] = {"mean": round(statistics.mean(rounds), 2), "max": max(rounds)}
+            from benchmarks.harness import process_peak_rss_mb
+
+            # each serving party's peak resident set over the whole run (its model parts, tables and caches)
+            out["peak_rss_mb"] = {p: process_peak_rss_mb(proc.pid) for p, proc in fed.procs.items()}
         finally:
             fed.stop()
     return out
