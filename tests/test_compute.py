@@ -117,8 +117,6 @@ def test_binned_rows_one_histograms_interface_for_both_backends(keypair, scheme)
     with binned_from_blobs(pk, iter(blobs), codes, backend=LocalBackend()) as local:
         assert isinstance(local, BinnedCipherVector) and local.n_partitions == 0 and len(local) == n
         assert [h.ciphertexts() for h in local.histograms(node_rows, 4)] == want
-    if scheme == "ou":
-        return  # partitioned rows are Paillier's (the host refuses he='ou' on a distributed backend)
     with binned_from_blobs(pk, iter(blobs), codes, backend=_DistributedLocal()) as dist:
         assert isinstance(dist, PartitionedCipherVector) and dist.n_partitions >= 1 and len(dist) == n
         assert [h.ciphertexts() for h in dist.histograms(node_rows, 4)] == want
@@ -259,3 +257,15 @@ def test_encrypt_chunks_keeps_partitions_and_matches_in_process(keypair):
         np.add.at(ref, codes[rows, 0], vals[rows])
         np.add.at(ref, 4 + codes[rows, 1], vals[rows])
         assert sk.decrypt_ints(h) == ref.tolist()
+
+
+def test_encrypting_on_the_workers_is_paillier_only():
+    """An OU vector reaches the workers as received parts (from_blobs); encrypting there is refused clearly."""
+    from fedcredit.errors import ConfigError
+    from fedcredit.testing import small_ou_keypair
+
+    pk, sk = small_ou_keypair(512)
+    for key in (pk, sk):
+        with pytest.raises(ConfigError, match="Paillier keys only"):
+            PartitionedCipherVector.encrypt_chunks(key, [([1, 2], np.zeros((2, 1), dtype=np.uint8))],
+                                                   backend=_DistributedLocal())

@@ -23,7 +23,7 @@ from fedcredit.crypto import parallel, pool  # noqa: E402
 from fedcredit.errors import ComputeError  # noqa: E402
 from fedcredit.models.tree.histogram import build_histogram  # noqa: E402
 from fedcredit.protocols.secureboost import VerticalSecureBoost  # noqa: E402
-from fedcredit.testing import small_keypair  # noqa: E402
+from fedcredit.testing import small_keypair, small_ou_keypair  # noqa: E402
 from fedcredit.transport.memory import run_local  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -54,6 +54,12 @@ def backend(cluster):
 @pytest.fixture(scope="module")
 def keypair():
     return small_keypair(1024)
+
+
+@pytest.fixture(scope="module", params=["paillier", "ou"])
+def any_keypair(request, keypair):
+    """Both additive schemes: a Dask host partitions either (OU since session 5)."""
+    return keypair if request.param == "paillier" else small_ou_keypair(1024)
 
 
 def _worker_pids(client) -> dict:
@@ -92,8 +98,8 @@ def test_vector_crypto_on_cluster_matches_local(backend, keypair):
     assert remote.ciphertexts() == local.ciphertexts()
 
 
-def test_partitioned_histograms_bit_identical(backend, keypair):
-    pk, sk = keypair
+def test_partitioned_histograms_bit_identical(backend, any_keypair):
+    pk, sk = any_keypair
     rng = np.random.default_rng(2)
     n = 1000
     cv = sk.encrypt_ints(rng.integers(0, 2**30, n))
@@ -104,16 +110,17 @@ def test_partitioned_histograms_bit_identical(backend, keypair):
         got = pv.histograms(row_sets, 8)
     for rows, h in zip(row_sets, got):
         ref = build_histogram(cv, codes, rows, 8)
-        assert h.ciphertexts() == ref.ciphertexts()  # the same products mod n^2
+        assert h.ciphertexts() == ref.ciphertexts()  # the same products mod n^2 (Paillier) or n (OU)
+        assert h.to_blob().scheme == cv.to_blob().scheme
         assert sk.decrypt_ints(h) == sk.decrypt_ints(ref)
 
 
-def test_partitioned_from_parts_same_partitions_and_sums(backend, keypair):
+def test_partitioned_from_parts_same_partitions_and_sums(backend, any_keypair):
     """Parts of uneven sizes (cutting across partitions) give the partitions and sums of the whole blob."""
     from fedcredit.crypto.blob import CipherBlob
     from fedcredit.errors import ConfigError
 
-    pk, sk = keypair
+    pk, sk = any_keypair
     rng = np.random.default_rng(5)
     n = 1000
     cv = sk.encrypt_ints(rng.integers(0, 2**30, n))
@@ -158,7 +165,10 @@ def _vertical(n=500, seed=3):
 
 def _sbt(keypair, host_backend=None, **params):
     Xg, Xh, y = _vertical()
-    kw = dict(n_trees=2, max_depth=3, max_bins=16, **params)
+    from fedcredit.crypto import ou
+
+    kw = dict(n_trees=2, max_depth=3, max_bins=16, he="ou" if isinstance(keypair[0], ou.PublicKey) else "paillier",
+              **params)
 
     def host(ch):
         est = VerticalSecureBoost(**kw)
@@ -172,7 +182,8 @@ def _sbt(keypair, host_backend=None, **params):
 
 
 @pytest.mark.parametrize("gh_part_rows", [None, 37])
-def test_secureboost_dask_host_same_trees_as_local_host(backend, keypair, monkeypatch, gh_part_rows):
+def test_secureboost_dask_host_same_trees_as_local_host(backend, any_keypair, monkeypatch, gh_part_rows):
+    keypair = any_keypair
     local = _sbt(keypair)
     calls = []
     orig = PartitionedCipherVector.histograms

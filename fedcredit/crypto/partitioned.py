@@ -1,4 +1,4 @@
-"""Per-row Paillier ciphertexts kept partitioned on a backend's workers, and histograms over them.
+"""Per-row Paillier or OU ciphertexts kept partitioned on a backend's workers, and histograms over them.
 
 With a distributed backend the SecureBoost host does not turn the guest's
 ``(g, h)`` ciphertexts into one in-process vector. It splits the received
@@ -6,9 +6,12 @@ bytes into row ranges once per tree, together with the bin codes of the same
 rows (``scatter``), and every node's histogram is one small task per partition
 that receives only the node's row positions in that partition and returns
 that partition's per-(feature, bin) partial sums. The host multiplies the
-partial sums (Paillier addition), which gives exactly the integers the
-in-process path computes: a histogram bin is the product mod ``n^2`` of the
-same ciphertexts, and that product does not depend on the grouping or order.
+partial sums (homomorphic addition), which gives exactly the integers the
+in-process path computes: a histogram bin is the product mod ``n^2`` (Paillier)
+or ``n`` (OU) of the same ciphertexts, and that product does not depend on the
+grouping or order. Both schemes run here through one kernel
+(:func:`fedcredit.crypto._buckets.feature_bucket_sums`); the workers learn only
+the scheme and the public ``n``.
 
 The bytes may arrive in parts (the SecureBoost guest streams a tree's
 ``(g, h)`` in bounded messages): :meth:`PartitionedCipherVector.from_blobs`
@@ -75,8 +78,8 @@ class PartitionedCipherVector:
             Rows per partition (default: the backend's ``partition_rows``); there
             are at least as many partitions as workers.
         validate : bool, default=True
-            Check every ciphertext on the workers (``0 < c < n^2``, a unit), as
-            :meth:`PublicKey.vector_from_blob` does in-process.
+            Check every ciphertext on the workers (``0 < c < n^2`` for Paillier, ``< n`` for OU; a
+            unit), as :meth:`PublicKey.vector_from_blob` does in-process.
 
         Raises
         ------
@@ -174,7 +177,7 @@ class PartitionedCipherVector:
             if self.frac_bits is None:
                 self.frac_bits = 0
             if validate:
-                self._run(w_check, public_key.to_wire()["n"], part_args=None)
+                self._run(w_check, public_key.to_wire()["n"], _scheme(public_key), part_args=None)
         except BaseException:
             self.free()
             raise
@@ -202,6 +205,8 @@ class PartitionedCipherVector:
         """
         backend = backend if backend is not None else current()
         pk = getattr(key, "public_key", key)
+        if _scheme(pk) != "paillier":
+            raise ConfigError("encrypt_chunks encrypts under Paillier keys only (an OU vector arrives with from_blobs)")
         owner = key is not pk
         pw = (pk.bits + 7) // 8
         self = object.__new__(cls)
@@ -295,7 +300,7 @@ class PartitionedCipherVector:
     def histograms(self, node_rows, n_bins: int) -> list:
         """Flat histograms of several nodes: one ``CipherVector`` of length ``f * n_bins`` per row set.
 
-        Equal (as integers mod ``n^2``) to
+        Equal (as integers mod ``n^2``, or ``n`` under OU) to
         ``build_histogram(vector, codes, rows, n_bins)`` of the in-process vector
         for each ``rows`` in ``node_rows`` (the interface of
         :class:`~fedcredit.crypto.binned.BinnedCipherVector`).
@@ -328,10 +333,12 @@ class PartitionedCipherVector:
         busy = [i for i in range(len(self.bounds)) if any(len(x) for x in per_part[i])]
         pk = self.public_key
         w = pk.width
-        nsq = pk._mnsq
+        scheme = _scheme(pk)
+        modulus = pk._mnsq if scheme == "paillier" else pk._mn
         total = k * f * n_bins
         if busy:
-            res = self._run(w_histograms, pk.to_wire()["n"], n_bins, part_args=[(p,) for p in per_part], only=busy)
+            res = self._run(w_histograms, pk.to_wire()["n"], n_bins, scheme, part_args=[(p,) for p in per_part],
+                            only=busy)
             from gmpy2 import mpz
 
             acc = None
@@ -340,14 +347,14 @@ class PartitionedCipherVector:
                     raise ComputeError("a compute worker returned a histogram of the wrong size")
                 vals = np.empty(total, dtype=object)
                 vals[:] = [mpz.from_bytes(r[i * w:(i + 1) * w], "big") for i in range(total)]
-                acc = vals if acc is None else acc * vals % nsq
+                acc = vals if acc is None else acc * vals % modulus
         else:
             acc = np.empty(total, dtype=object)
             acc[:] = [1] * total
         out = []
         size = f * n_bins
         for s in range(k):
-            blob = CipherBlob(scheme="paillier", key_fingerprint=pk.fingerprint, width=w, count=size,
+            blob = CipherBlob(scheme=scheme, key_fingerprint=pk.fingerprint, width=w, count=size,
                               data=b"".join(int(c).to_bytes(w, "big") for c in acc[s * size:(s + 1) * size]),
                               meta={"frac_bits": self.frac_bits})
             out.append(pk.vector_from_blob(blob))  # not "fresh": to_blob re-randomizes before it leaves
@@ -367,29 +374,46 @@ class _CodesInfo:
         self.shape = (0, f)
 
 
+def _scheme(pk) -> str:
+    """``"ou"`` or ``"paillier"`` for a public key (ConfigError for anything else)."""
+    from . import ou, paillier
+
+    if isinstance(pk, ou.PublicKey):
+        return ou.SCHEME
+    if isinstance(pk, paillier.PublicKey):
+        return "paillier"
+    raise ConfigError(f"a partitioned vector needs a Paillier or OU public key, got {type(pk).__name__}")
+
+
 def _check_header(pk, blob) -> None:
     """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
-    check_header(pk, blob, "paillier", 4 * pk.bits)
+    if _scheme(pk) == "paillier":
+        check_header(pk, blob, "paillier", 4 * pk.bits)
+    else:
+        check_header(pk, blob, "ou", pk.plaintext_bits)
 
 
 # ---------------------------------------------------------------- worker side
-def _nsq(n_bytes: bytes):
+def _moduli(n_bytes: bytes, scheme: str):
+    """``(n, ciphertext modulus, width in bytes)``: ``n^2`` for Paillier, ``n`` for OU."""
     from gmpy2 import mpz
 
     n = mpz.from_bytes(n_bytes, "big")
-    return n, n * n
+    if scheme not in ("paillier", "ou"):
+        raise ConfigError(f"unknown scheme {scheme!r}")
+    m = n * n if scheme == "paillier" else n
+    return n, m, (m.bit_length() + 7) // 8
 
 
-def w_check(part, n_bytes: bytes) -> int:
-    """Check every ciphertext of a partition (``0 < c < n^2`` and a unit); returns the row count."""
+def w_check(part, n_bytes: bytes, scheme: str = "paillier") -> int:
+    """Check every ciphertext of a partition (in ``(0, modulus)`` and a unit mod ``n``); returns the row count."""
     from .blob import units_from_bytes
 
     data, codes = part
-    n, nsq = _nsq(n_bytes)
-    w = (nsq.bit_length() + 7) // 8
+    n, m, w = _moduli(n_bytes, scheme)
     if len(data) != w * len(codes):
         raise DecryptionError()
-    units_from_bytes(data, w, nsq, n)
+    units_from_bytes(data, w, m, n)
     return len(codes)
 
 
@@ -407,7 +431,7 @@ def w_encrypt_partition(owner: bool, key_args: tuple, ms: bytes, pw: int, width:
     return data, codes
 
 
-def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
+def w_histograms(part, n_bytes: bytes, n_bins: int, scheme: str, row_sets) -> bytes:
     """Partial flat histograms (feature-major) of several row sets of one partition, as fixed-width bytes."""
     from gmpy2 import mpz
 
@@ -415,8 +439,7 @@ def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
     from ._raw import ints_to_bytes
 
     data, codes = part
-    _, nsq = _nsq(n_bytes)
-    w = (nsq.bit_length() + 7) // 8
+    _, m, w = _moduli(n_bytes, scheme)
     mv = memoryview(data)
     fb = mpz.from_bytes
     f = codes.shape[1]
@@ -426,5 +449,5 @@ def w_histograms(part, n_bytes: bytes, n_bins: int, row_sets) -> bytes:
             out.extend([mpz(1)] * (f * n_bins))
             continue
         cs = [fb(mv[int(i) * w:(int(i) + 1) * w], "big") for i in rows]
-        out.extend(feature_bucket_sums(cs, codes[rows], n_bins, nsq))
+        out.extend(feature_bucket_sums(cs, codes[rows], n_bins, m))
     return ints_to_bytes(out, w)

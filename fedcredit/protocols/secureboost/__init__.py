@@ -146,8 +146,8 @@ class VerticalSecureBoost(_BaseEstimator):
         ~3x faster additions and (short-exponent owner encryption) faster key-owner
         encryption: the faster choice on narrow and wide tables alike; the guest's
         guarded decryption keeps its key-recovery pitfall out of reach
-        (``docs/secureboost.md``, "Scheme"). Both give the same trees. A host on a
-        distributed (Dask) compute backend refuses ``"ou"``: use ``"paillier"`` there.
+        (``docs/secureboost.md``, "Scheme"). Both give the same trees, with the local
+        pool or a distributed (Dask) compute backend on any party.
     random_state : int, default=0
         Seeds per-tree row/feature sampling (public: every party knows it). The
         validation split has its own secret seed (``validation_seed_``).

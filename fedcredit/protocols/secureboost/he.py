@@ -29,7 +29,7 @@ __all__ = ["SCHEMES", "DEFAULT_HE", "generate_keypair", "scheme_of", "plaintext_
 SCHEMES = ("ou", "paillier")
 #: Default of ``VerticalSecureBoost(he=...)``: OU, the faster end to end on both the narrow default_credit and
 #: wide host tables once the key owner encrypts with a short exponent (same-run A/B figures in docs/secureboost.md,
-#: "Scheme"). With a distributed (Dask) compute backend on a host, set ``he="paillier"``.
+#: "Scheme"). Both schemes run on the local pool and on a distributed (Dask) compute backend.
 DEFAULT_HE = "ou"
 
 _MODULES = {"ou": ou, "paillier": paillier}

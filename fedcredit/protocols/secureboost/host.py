@@ -185,9 +185,6 @@ class SecureBoostHost:
             raise ProtocolError(f"secureboost setup: guest has {setup['n_rows']} aligned rows, this host {len(self.X)}")
         # the key's wire shape names its scheme; a host refuses any other scheme and any malformed or small key
         pk = decode_public_key(setup["public_key"], schemes=_he.SCHEMES, protocol="secureboost setup")
-        if _he.scheme_of(pk) == "ou" and compute.current().distributed:
-            raise ProtocolError("secureboost setup: he='ou' runs on the local compute backend only; "
-                                "use he='paillier' with a distributed backend")
         train = spec.check_rows(Stage.SETUP, setup["train_rows"], len(self.X), "train_rows")
         spec.check_rows(Stage.SETUP, setup["valid_rows"], len(self.X), "valid_rows")
         max_depth, max_bins, item_bits = setup["max_depth"], setup["max_bins"], setup["item_bits"]
