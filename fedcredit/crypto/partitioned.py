@@ -33,7 +33,7 @@ import numpy as np
 
 from .._executor import Executor, PartitionLost, current
 from ..errors import ComputeError, ConfigError, DecryptionError
-from .blob import CipherBlob, check_header
+from .blob import CipherBlob
 
 __all__ = ["PartitionedCipherVector", "DEFAULT_PARTITION_ROWS", "w_check", "w_histograms", "w_encrypt_partition"]
 
@@ -376,21 +376,16 @@ class _CodesInfo:
 
 def _scheme(pk) -> str:
     """``"ou"`` or ``"paillier"`` for a public key (ConfigError for anything else)."""
-    from . import ou, paillier
-
-    if isinstance(pk, ou.PublicKey):
-        return ou.SCHEME
-    if isinstance(pk, paillier.PublicKey):
-        return "paillier"
-    raise ConfigError(f"a partitioned vector needs a Paillier or OU public key, got {type(pk).__name__}")
+    scheme = getattr(pk, "scheme", None)
+    if scheme not in ("paillier", "ou") or not hasattr(pk, "_check_header"):
+        raise ConfigError(f"a partitioned vector needs a Paillier or OU public key, got {type(pk).__name__}")
+    return scheme
 
 
 def _check_header(pk, blob) -> None:
     """The checks of ``PublicKey.vector_from_blob`` that need no ciphertext (those run on the workers)."""
-    if _scheme(pk) == "paillier":
-        check_header(pk, blob, "paillier", 4 * pk.bits)
-    else:
-        check_header(pk, blob, "ou", pk.plaintext_bits)
+    _scheme(pk)
+    pk._check_header(blob)
 
 
 # ---------------------------------------------------------------- worker side

@@ -135,6 +135,9 @@ class PublicKey:
         ``sha256`` over the scheme name, ``n``, ``g`` and ``h``.
     """
 
+    #: The scheme's name, as on the wire (``to_wire()["scheme"]``, ``CipherBlob.scheme``).
+    scheme = SCHEME
+
     def __init__(self, n: int, g: int, h: int):
         for v in (n, g, h):
             if isinstance(v, bool) or not isinstance(v, (int, _MPZ, np.integer)):
@@ -303,6 +306,11 @@ class PublicKey:
             raise ConfigError("raw ciphertexts must be ints in (0, n) with frac_bits >= 0")
         return CipherVector._make(self, arr, int(frac_bits), fresh=False)
 
+    def _check_header(self, blob: CipherBlob) -> int:
+        """A blob's checks that need no ciphertext (key, scheme, width, length); its ``frac_bits``.
+        Also the first half of a Dask host's intake (:mod:`fedcredit.crypto.partitioned`)."""
+        return check_header(self, blob, SCHEME, self.plaintext_bits)
+
     def vector_from_blob(self, blob: CipherBlob) -> "CipherVector":
         """Rebuild a :class:`CipherVector` from a :class:`CipherBlob`.
 
@@ -312,7 +320,7 @@ class PublicKey:
             Opaquely, if the blob is for another key or scheme, has the wrong width or
             length, or holds a value that is not a unit below ``n``.
         """
-        frac_bits = check_header(self, blob, SCHEME, self.plaintext_bits)
+        frac_bits = self._check_header(blob)
         cs = units_from_bytes(blob.data, self.width, self._mn, self._mn)
         return CipherVector._make(self, _obj_array(cs), frac_bits, fresh=False)
 

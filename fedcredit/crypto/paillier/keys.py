@@ -120,6 +120,9 @@ class PublicKey:
         ``sha256`` of ``n`` (big-endian); identifies the key on the wire.
     """
 
+    #: The scheme's name, as on the wire (``to_wire()["scheme"]``, ``CipherBlob.scheme``).
+    scheme = SCHEME
+
     def __init__(self, n: int):
         if isinstance(n, bool) or not isinstance(n, (int, _MPZ, np.integer)) or int(n) < 3 or int(n) % 2 == 0:
             raise ConfigError("a Paillier modulus must be an odd int > 2")
@@ -290,6 +293,11 @@ class PublicKey:
         return CipherVector._make(self, arr, int(frac_bits), fresh=False)
 
     # -------------------------------------------------- wire
+    def _check_header(self, blob: CipherBlob) -> int:
+        """A blob's checks that need no ciphertext (key, scheme, width, length); its ``frac_bits``.
+        Also the first half of a Dask host's intake (:mod:`fedcredit.crypto.partitioned`)."""
+        return check_header(self, blob, SCHEME, 4 * self.bits)
+
     def vector_from_blob(self, blob: CipherBlob) -> "CipherVector":
         """Rebuild a :class:`CipherVector` from a :class:`CipherBlob`.
 
@@ -299,7 +307,7 @@ class PublicKey:
             Opaquely, if the blob is for another key or scheme, has the wrong
             width, or holds a value that is not a unit below ``n^2``.
         """
-        frac_bits = check_header(self, blob, SCHEME, 4 * self.bits)
+        frac_bits = self._check_header(blob)
         cs = units_from_bytes(blob.data, self.width, self._mnsq, self._mn)
         return CipherVector._make(self, _obj_array(cs), frac_bits, fresh=False)
 
